@@ -1,0 +1,3 @@
+from tailup.cli import main
+
+raise SystemExit(main())
