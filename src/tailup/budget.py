@@ -1,0 +1,52 @@
+"""A byte budget shared by every stream: memory held by parts being read, hashed or uploaded.
+
+A part takes its bytes from the budget *before* it is read from disk, so however many streams there
+are, tailup never holds more than the budget in part buffers (tusd's s3store does the same with its
+upload slots). A part larger than the whole budget waits until the budget is free and then takes
+all of it, so it can never deadlock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+
+class ByteBudget:
+    def __init__(self, capacity_bytes: int) -> None:
+        if capacity_bytes <= 0:
+            raise ValueError("the byte budget must be positive")
+        self.capacity_bytes = capacity_bytes
+        self._in_use = 0
+        self._changed = asyncio.Condition()
+
+    @property
+    def in_use_bytes(self) -> int:
+        return self._in_use
+
+    def _grant(self, requested: int) -> int:
+        return min(requested, self.capacity_bytes)
+
+    async def acquire(self, requested_bytes: int) -> int:
+        """Wait for and take ``requested_bytes`` (capped at the capacity); returns what was taken,
+        to hand back to ``release``."""
+        grant = self._grant(requested_bytes)
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._in_use + grant <= self.capacity_bytes)
+            self._in_use += grant
+        return grant
+
+    async def release(self, granted_bytes: int) -> None:
+        async with self._changed:
+            self._in_use -= granted_bytes
+            self._changed.notify_all()
+
+    @asynccontextmanager
+    async def hold(self, requested_bytes: int) -> AsyncIterator[int]:
+        grant = await self.acquire(requested_bytes)
+        try:
+            yield grant
+        finally:
+            # Shielded so a cancelled holder still returns its bytes.
+            await asyncio.shield(self.release(grant))

@@ -1,0 +1,288 @@
+"""The checkpoint store: stream records and acknowledged parts, in Redis.
+
+A part's checkpoint (its record, next part, bytes sent, last activity) is one Lua script on
+keys that share the stream's hash tag, so it is atomic also under Redis Cluster. The index keys
+(live set, all-streams set, path lookup) live in other slots and are written after the stream's
+own keys: a crash in between leaves at worst an index entry without a stream (ignored) or a stream
+missing from the live set, which the path lookup still finds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any, Protocol, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from tailup.errors import CheckpointUnavailable, PermanentError
+from tailup.keys import RedisKeys
+from tailup.model import PartRecord, StreamRecord, StreamState, iso, lowest_gap, utc_now
+
+T = TypeVar("T")
+
+
+class CheckpointStore(Protocol):
+    async def create(self, record: StreamRecord) -> None:
+        """Store a new stream (or a new generation of one), with no parts, and index it."""
+
+    async def load(self, stream_id: str) -> tuple[StreamRecord, dict[int, PartRecord]] | None: ...
+
+    async def update(self, stream_id: str, **fields: Any) -> None:
+        """Change meta fields; a change of ``state`` also moves the stream in or out of the live
+        set."""
+
+    async def commit_part(self, stream_id: str, part: PartRecord) -> None:
+        """Atomically: the part, next part to upload (lowest gap), bytes sent, last activity."""
+
+    async def drop_parts(self, stream_id: str, numbers: Iterable[int]) -> None:
+        """Forget parts (past a shrunk end), keeping next part and bytes sent consistent."""
+
+    async def stream_for_path(self, path: str) -> str | None: ...
+
+    async def live_stream_ids(self) -> list[str]: ...
+
+    async def all_stream_ids(self) -> list[str]: ...
+
+    async def ping(self) -> None: ...
+
+
+def _translate(exc: RedisError) -> Exception:
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
+        return CheckpointUnavailable(f"Redis is unreachable: {exc}")
+    return PermanentError(f"Redis refused a checkpoint: {exc}")
+
+
+async def _guarded(call: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return await call()
+    except RedisError as exc:
+        raise _translate(exc) from exc
+    except OSError as exc:
+        raise CheckpointUnavailable(f"Redis is unreachable: {exc}") from exc
+
+
+# Atomic part commit: the parts hash and the meta fields derived from it change together. Next part
+# and bytes sent are derived inside the script from the parts hash itself, so concurrent commits of
+# out-of-order parts can never leave them inconsistent.
+_COMMIT_PART = """
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local numbers = redis.call('HKEYS', KEYS[2])
+local present = {}
+for _, n in ipairs(numbers) do present[tonumber(n)] = true end
+local nxt = 1
+while present[nxt] do nxt = nxt + 1 end
+local total = 0
+for _, v in ipairs(redis.call('HVALS', KEYS[2])) do total = total + cjson.decode(v)['size'] end
+redis.call('HSET', KEYS[1], 'next_part_to_upload', nxt, 'total_bytes_sent', total,
+           'last_activity_at_utc', ARGV[3])
+return nxt
+"""
+
+_DROP_PARTS = """
+for i = 2, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
+local numbers = redis.call('HKEYS', KEYS[2])
+local present = {}
+for _, n in ipairs(numbers) do present[tonumber(n)] = true end
+local nxt = 1
+while present[nxt] do nxt = nxt + 1 end
+local total = 0
+for _, v in ipairs(redis.call('HVALS', KEYS[2])) do total = total + cjson.decode(v)['size'] end
+redis.call('HSET', KEYS[1], 'next_part_to_upload', nxt, 'total_bytes_sent', total,
+           'last_activity_at_utc', ARGV[1])
+return nxt
+"""
+
+
+class RedisCheckpointStore:
+    def __init__(self, client: aioredis.Redis, keys: RedisKeys) -> None:
+        self._redis = client
+        self._keys = keys
+        self._commit = client.register_script(_COMMIT_PART)
+        self._drop = client.register_script(_DROP_PARTS)
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(cls, url: str, prefix: str) -> AsyncIterator[RedisCheckpointStore]:
+        client = aioredis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=5,
+            socket_timeout=10,
+            health_check_interval=15,
+        )
+        try:
+            yield cls(client, RedisKeys(prefix))
+        finally:
+            await client.aclose()
+
+    async def ping(self) -> None:
+        await _guarded(lambda: self._redis.ping())
+
+    async def create(self, record: StreamRecord) -> None:
+        keys, sid = self._keys, record.stream_id
+
+        async def run() -> None:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(keys.stream_meta(sid), keys.stream_parts(sid))
+                pipe.hset(keys.stream_meta(sid), mapping=dict[Any, Any](record.to_hash()))
+                await pipe.execute()
+            await self._redis.zadd(keys.all_streams, {sid: time.time()}, nx=True)
+            await self._redis.hset(keys.paths, record.path, sid)
+            if record.state.is_live:
+                await self._redis.sadd(keys.live_streams, sid)
+
+        await _guarded(run)
+
+    async def load(self, stream_id: str) -> tuple[StreamRecord, dict[int, PartRecord]] | None:
+        keys = self._keys
+
+        async def run() -> tuple[dict[str, str], dict[str, str]]:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hgetall(keys.stream_meta(stream_id))
+                pipe.hgetall(keys.stream_parts(stream_id))
+                meta, parts = await pipe.execute()
+            return meta, parts
+
+        meta, raw_parts = await _guarded(run)
+        if not meta:
+            return None
+        parts = {int(n): PartRecord.from_json(int(n), text) for n, text in raw_parts.items()}
+        return StreamRecord.from_hash(meta), parts
+
+    async def update(self, stream_id: str, **fields: Any) -> None:
+        keys = self._keys
+        mapping: dict[Any, Any] = {
+            k: (v.value if isinstance(v, StreamState) else str(v)) for k, v in fields.items()
+        }
+        mapping.setdefault("last_activity_at_utc", iso(utc_now()))
+
+        async def run() -> None:
+            await self._redis.hset(keys.stream_meta(stream_id), mapping=mapping)
+            state = fields.get("state")
+            if isinstance(state, StreamState):
+                if state.is_live:
+                    await self._redis.sadd(keys.live_streams, stream_id)
+                else:
+                    await self._redis.srem(keys.live_streams, stream_id)
+            if "path" in fields:
+                await self._redis.hset(keys.paths, str(fields["path"]), stream_id)
+
+        await _guarded(run)
+
+    async def commit_part(self, stream_id: str, part: PartRecord) -> None:
+        keys = self._keys
+        await _guarded(
+            lambda: self._commit(
+                keys=[keys.stream_meta(stream_id), keys.stream_parts(stream_id)],
+                args=[part.number, part.to_json(), iso(utc_now())],
+            )
+        )
+
+    async def drop_parts(self, stream_id: str, numbers: Iterable[int]) -> None:
+        keys = self._keys
+        numbers = list(numbers)
+        if not numbers:
+            return
+        await _guarded(
+            lambda: self._drop(
+                keys=[keys.stream_meta(stream_id), keys.stream_parts(stream_id)],
+                args=[iso(utc_now()), *numbers],
+            )
+        )
+
+    async def stream_for_path(self, path: str) -> str | None:
+        result = await _guarded(lambda: self._redis.hget(self._keys.paths, path))
+        return str(result) if result else None
+
+    async def live_stream_ids(self) -> list[str]:
+        members = await _guarded(lambda: self._redis.smembers(self._keys.live_streams))
+        return sorted(str(m) for m in members)
+
+    async def all_stream_ids(self) -> list[str]:
+        members = await _guarded(lambda: self._redis.zrange(self._keys.all_streams, 0, -1))
+        return [str(m) for m in members]
+
+
+class MemoryCheckpointStore:
+    """In-process store for unit tests of stream logic; the contract suite holds it to Redis's
+    behaviour."""
+
+    def __init__(self) -> None:
+        self.meta: dict[str, dict[str, str]] = {}
+        self.parts: dict[str, dict[int, PartRecord]] = {}
+        self.live: set[str] = set()
+        self.order: list[str] = []
+        self.paths: dict[str, str] = {}
+        self.available = True
+
+    def _check(self) -> None:
+        if not self.available:
+            raise CheckpointUnavailable("memory store marked unavailable")
+
+    async def ping(self) -> None:
+        self._check()
+
+    async def create(self, record: StreamRecord) -> None:
+        self._check()
+        sid = record.stream_id
+        self.meta[sid] = record.to_hash()
+        self.parts[sid] = {}
+        if sid not in self.order:
+            self.order.append(sid)
+        self.paths[record.path] = sid
+        if record.state.is_live:
+            self.live.add(sid)
+
+    async def load(self, stream_id: str) -> tuple[StreamRecord, dict[int, PartRecord]] | None:
+        self._check()
+        if stream_id not in self.meta:
+            return None
+        return StreamRecord.from_hash(dict(self.meta[stream_id])), dict(self.parts[stream_id])
+
+    async def update(self, stream_id: str, **fields: Any) -> None:
+        self._check()
+        meta = self.meta.setdefault(stream_id, {})
+        for k, v in fields.items():
+            meta[k] = v.value if isinstance(v, StreamState) else str(v)
+        meta.setdefault("last_activity_at_utc", iso(utc_now()))
+        state = fields.get("state")
+        if isinstance(state, StreamState):
+            (self.live.add if state.is_live else self.live.discard)(stream_id)
+        if "path" in fields:
+            self.paths[str(fields["path"])] = stream_id
+
+    def _derive(self, stream_id: str) -> None:
+        parts = self.parts[stream_id]
+        self.meta[stream_id].update(
+            next_part_to_upload=str(lowest_gap(set(parts))),
+            total_bytes_sent=str(sum(p.size for p in parts.values())),
+            last_activity_at_utc=iso(utc_now()),
+        )
+
+    async def commit_part(self, stream_id: str, part: PartRecord) -> None:
+        self._check()
+        self.parts.setdefault(stream_id, {})[part.number] = part
+        self._derive(stream_id)
+
+    async def drop_parts(self, stream_id: str, numbers: Iterable[int]) -> None:
+        self._check()
+        for n in numbers:
+            self.parts.get(stream_id, {}).pop(n, None)
+        self._derive(stream_id)
+
+    async def stream_for_path(self, path: str) -> str | None:
+        self._check()
+        return self.paths.get(path)
+
+    async def live_stream_ids(self) -> list[str]:
+        self._check()
+        return sorted(self.live)
+
+    async def all_stream_ids(self) -> list[str]:
+        self._check()
+        return list(self.order)

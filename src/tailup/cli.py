@@ -1,0 +1,265 @@
+"""Command line: `tailup run | status | abort | demo`.
+
+Every setting can be given as a flag, as TAILUP_<NAME> in the environment or in a .env file; flags
+win. Bad settings exit with code 2 and a message naming the setting and the accepted form.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tailup import __version__
+from tailup.config import (
+    ACCEPTED_FORMS,
+    Settings,
+    check_daemon_settings,
+    check_storage_settings,
+    load_settings,
+)
+from tailup.errors import ConfigError, PermanentError, TailupError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+_CONNECTION_FLAGS: list[tuple[str, dict[str, Any]]] = [
+    ("--bucket", {"help": "S3 bucket (required)."}),
+    ("--prefix", {"help": "S3 key prefix put before every key (default: none)."}),
+    ("--endpoint-url", {"help": "S3 endpoint for non-AWS servers, e.g. http://127.0.0.1:8333."}),
+    ("--region", {"help": "S3 region (default us-east-1)."}),
+    ("--redis-url", {"help": "Redis URL for checkpoints (default redis://127.0.0.1:6379/0)."}),
+    ("--redis-prefix", {"help": "prefix of every Redis key (default tailup)."}),
+]
+
+_RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
+    (
+        "--watch",
+        {
+            "action": "append",
+            "metavar": "DIR",
+            "help": "folder to watch, recursively; repeat for more.",
+        },
+    ),
+    (
+        "--include",
+        {
+            "nargs": "+",
+            "metavar": "GLOB",
+            "help": "file name patterns (default: *.mp4 *.mov *.mkv *.ts *.m4v *.flv).",
+        },
+    ),
+    ("--part-size", {"help": "base part size, 5MiB..5GiB (default 8MiB); parts grow after 500."}),
+    ("--idle-timeout", {"help": "finalize after this many seconds without growth (default 30)."}),
+    ("--close-grace", {"help": "finalize this long after the writer closed the file (default 2)."}),
+    ("--key-template", {"help": "S3 key of each file (default streams/{stream_id}/{name})."}),
+    (
+        "--after-upload",
+        {"help": "keep | delete | move:DIR, after a verified upload (default keep)."},
+    ),
+    (
+        "--poll",
+        {
+            "action": "store_const",
+            "const": True,
+            "help": "poll the folders instead of inotify (network filesystems).",
+        },
+    ),
+    ("--poll-interval", {"help": "seconds between polls with --poll (default 1)."}),
+    ("--part-concurrency", {"type": int, "help": "parts of one stream in flight (default 4)."}),
+    ("--max-inflight-bytes", {"help": "memory for parts in flight, all streams (default 256MiB)."}),
+    ("--shutdown-grace", {"help": "seconds in-flight parts may finish on SIGTERM (default 20)."}),
+    ("--metrics-port", {"type": int, "help": "port for /metrics and /healthz; 0 = off."}),
+    ("--log-format", {"choices": ["auto", "json", "console"], "help": "default auto."}),
+    ("--log-level", {"choices": ["debug", "info", "warning", "error"], "help": "default info."}),
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # exit 2 with a short message, no usage dump
+        self.exit(EXIT_USAGE, f"tailup: {message}\nTry '{self.prog} --help'.\n")
+
+
+def _add_flags(parser: argparse.ArgumentParser, flags: list[tuple[str, dict[str, Any]]]) -> None:
+    for flag, options in flags:
+        parser.add_argument(flag, default=None, **options)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="tailup",
+        description=(
+            "Stream video recordings to S3 while they are being written: multipart upload, "
+            "checkpoints in Redis, verified byte for byte, with a metadata.json beside each object."
+        ),
+        epilog="Every flag can also be set as TAILUP_<FLAG> (e.g. TAILUP_PART_SIZE=16MiB) or in "
+        "a .env file. AWS credentials come from the standard AWS chain.",
+    )
+    parser.add_argument("--version", action="version", version=f"tailup {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    run = commands.add_parser(
+        "run",
+        help="watch folders and upload (the daemon)",
+        description="Watch folders and stream every recording to S3.",
+    )
+    _add_flags(run, _CONNECTION_FLAGS + _RUN_FLAGS)
+
+    status = commands.add_parser("status", help="list every stream and its progress")
+    _add_flags(status, _CONNECTION_FLAGS)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    abort = commands.add_parser("abort", help="abort a stream's upload and record why")
+    _add_flags(abort, _CONNECTION_FLAGS)
+    abort.add_argument("stream_id", metavar="STREAM_ID")
+    abort.add_argument("--reason", default="aborted by the operator", help="recorded reason")
+
+    demo = commands.add_parser(
+        "demo", help="run everything locally: S3 server, Redis, a live recording, verified result"
+    )
+    demo.add_argument("--seconds", type=float, default=8.0, help="length of the demo recording")
+    demo.add_argument("--workdir", type=Path, default=Path(".demo"), help="where to keep files")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    names = [flag.lstrip("-").replace("-", "_") for flag, _ in _CONNECTION_FLAGS + _RUN_FLAGS]
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "run": _cmd_run,
+        "status": _cmd_status,
+        "abort": _cmd_abort,
+        "demo": _cmd_demo,
+    }
+    try:
+        return handlers[args.command](args)
+    except ConfigError as exc:
+        print(f"tailup: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except PermanentError as exc:
+        print(f"tailup: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except TailupError as exc:
+        print(f"tailup: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+# -- run --
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    settings = load_settings(_overrides(args))
+    check_daemon_settings(settings)
+    from tailup.observe import configure_logging
+
+    configure_logging(settings.log_format.value, settings.log_level)
+    return asyncio.run(_run_daemon(settings))
+
+
+async def _run_daemon(settings: Settings) -> int:
+    import structlog
+
+    from tailup.checkpoint import RedisCheckpointStore
+    from tailup.errors import RetryableError
+    from tailup.s3 import S3MultipartStore
+    from tailup.supervisor import Supervisor
+
+    log = structlog.get_logger("tailup")
+    stop = asyncio.Event()
+    _install_signal_handlers(stop)
+    async with (
+        S3MultipartStore.connect(
+            settings.bucket, endpoint_url=settings.endpoint_url, region=settings.region
+        ) as store,
+        RedisCheckpointStore.connect(settings.redis_url, settings.redis_prefix) as cps,
+    ):
+        try:
+            await store.check_bucket()
+        except PermanentError as exc:
+            # Concerns every stream (credentials, bucket): say it once, loudly, and stop.
+            log.error("S3 refuses this bucket; nothing can be uploaded", reason=str(exc))
+            print(f"tailup: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        except RetryableError as exc:
+            log.warning("S3 is not reachable yet; streams will wait for it", reason=str(exc))
+        try:
+            await cps.ping()
+        except RetryableError as exc:
+            log.warning("Redis is not reachable yet; streams will wait for it", reason=str(exc))
+        log.info(
+            "tailup started",
+            version=__version__,
+            bucket=settings.bucket,
+            endpoint=settings.endpoint_url or "aws",
+            part_size=settings.part_size,
+        )
+        await Supervisor(settings, store, cps).run(stop)
+    log.info("tailup stopped")
+    return EXIT_OK
+
+
+def _install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            # Second signal: exit at once. Checkpoints already written stay; the rest is re-sent.
+            os._exit(128 + signum)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+
+# -- status --
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    settings = load_settings(_overrides(args))
+    from tailup.status import collect_status, render_status_table
+
+    rows = asyncio.run(collect_status(settings))
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        render_status_table(rows)
+    return EXIT_OK
+
+
+# -- abort --
+
+
+def _cmd_abort(args: argparse.Namespace) -> int:
+    settings = load_settings(_overrides(args))
+    check_storage_settings(settings)
+    from tailup.status import abort_stream
+
+    message = asyncio.run(abort_stream(settings, args.stream_id, args.reason))
+    print(message)
+    return EXIT_OK
+
+
+# -- demo --
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from tailup.demo import run_demo
+
+    return run_demo(seconds=args.seconds, workdir=args.workdir)
+
+
+__all__ = ["ACCEPTED_FORMS", "build_parser", "main"]

@@ -1,0 +1,265 @@
+"""Settings: flags override environment (TAILUP_...) override a .env file override defaults.
+
+Every refusal names the setting (flag and environment variable) and the accepted form.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from tailup.errors import ConfigError
+from tailup.keys import DEFAULT_KEY_TEMPLATE, PLACEHOLDERS, template_problems
+from tailup.plan import MAX_PART_SIZE_BYTES, MIN_PART_SIZE_BYTES, MiB
+from tailup.units import DURATION_FORM, SIZE_FORM, parse_duration, parse_size
+
+DEFAULT_INCLUDE = ("*.mp4", "*.mov", "*.mkv", "*.ts", "*.m4v", "*.flv")
+
+
+class LogFormat(enum.Enum):
+    AUTO = "auto"
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class AfterUploadKind(enum.Enum):
+    KEEP = "keep"
+    DELETE = "delete"
+    MOVE = "move"
+
+
+AFTER_UPLOAD_FORM = "keep, delete or move:DIR"
+
+
+def _split_list(value: Any) -> Any:
+    # Env and .env values are plain strings: accept "a,b" and "a b" rather than JSON only.
+    if isinstance(value, str):
+        return [item for item in re.split(r"[,\s]+", value.strip()) if item]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything `tailup run` needs. Connection settings are shared by every subcommand."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TAILUP_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # Connection settings (every subcommand)
+    bucket: str = Field(default="", description="S3 bucket to upload into (required).")
+    prefix: str = Field(default="", description="S3 key prefix put before every key.")
+    endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint for non-AWS servers, e.g. http://127.0.0.1:8333."
+    )
+    region: str = Field(default="us-east-1", description="S3 region.")
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis for checkpoints.")
+    redis_prefix: str = Field(default="tailup", description="Prefix of every Redis key.")
+
+    # The daemon
+    watch: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="Folder to watch, recursively (repeatable)."
+    )
+    include: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_INCLUDE), description="File name globs to upload."
+    )
+    part_size: int = Field(default=8 * MiB, description="Base S3 part size (5MiB..5GiB).")
+    idle_timeout: float = Field(
+        default=30.0, description="Finalize after this many seconds without a size change."
+    )
+    close_grace: float = Field(
+        default=2.0, description="Finalize this many seconds after the writer closed the file."
+    )
+    key_template: str = Field(default=DEFAULT_KEY_TEMPLATE, description="S3 key of each file.")
+    after_upload: str = Field(
+        default="keep", description="What to do with the file after a verified upload."
+    )
+    poll: bool = Field(default=False, description="Poll instead of inotify (network folders).")
+    poll_interval: float = Field(default=1.0, description="Seconds between polls with --poll.")
+    part_concurrency: int = Field(default=4, description="Parts of one stream uploaded at once.")
+    max_inflight_bytes: int = Field(
+        default=256 * MiB, description="Memory budget for parts being uploaded, all streams."
+    )
+    shutdown_grace: float = Field(
+        default=20.0, description="Seconds in-flight parts may take to finish on SIGTERM."
+    )
+    metrics_port: int = Field(default=0, description="Port for /metrics and /healthz; 0 = off.")
+    log_format: LogFormat = Field(default=LogFormat.AUTO, description="json, console or auto.")
+    log_level: str = Field(default="info", description="debug, info, warning or error.")
+
+    @field_validator("watch", "include", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("part_size", "max_inflight_bytes", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> int:
+        return parse_size(value)
+
+    @field_validator(
+        "idle_timeout", "close_grace", "poll_interval", "shutdown_grace", mode="before"
+    )
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("part_size")
+    @classmethod
+    def _part_size_range(cls, value: int) -> int:
+        if not MIN_PART_SIZE_BYTES <= value <= MAX_PART_SIZE_BYTES:
+            raise ValueError(f"{value} bytes is outside 5MiB..5GiB (S3's part size limits)")
+        return value
+
+    @field_validator("idle_timeout", "poll_interval")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError(f"{value:g} is not above 0")
+        return value
+
+    @field_validator("close_grace", "shutdown_grace")
+    @classmethod
+    def _not_negative(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError(f"{value:g} is negative")
+        return value
+
+    @field_validator("part_concurrency")
+    @classmethod
+    def _concurrency(cls, value: int) -> int:
+        if not 1 <= value <= 64:
+            raise ValueError(f"{value} is outside 1..64")
+        return value
+
+    @field_validator("max_inflight_bytes")
+    @classmethod
+    def _budget(cls, value: int) -> int:
+        if value < MIN_PART_SIZE_BYTES:
+            raise ValueError(f"{value} bytes is below one part (5MiB)")
+        return value
+
+    @field_validator("metrics_port")
+    @classmethod
+    def _port(cls, value: int) -> int:
+        if not 0 <= value <= 65535:
+            raise ValueError(f"{value} is outside 0..65535")
+        return value
+
+    @field_validator("key_template")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        problems = template_problems(value)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @field_validator("after_upload")
+    @classmethod
+    def _after_upload(cls, value: str) -> str:
+        parse_after_upload(value)
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.lower() not in {"debug", "info", "warning", "error"}:
+            raise ValueError(f"{value!r} is not a log level")
+        return value.lower()
+
+    @field_validator("include")
+    @classmethod
+    def _include(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("no pattern given")
+        return value
+
+    @property
+    def after_upload_action(self) -> tuple[AfterUploadKind, Path | None]:
+        return parse_after_upload(self.after_upload)
+
+
+def parse_after_upload(text: str) -> tuple[AfterUploadKind, Path | None]:
+    kind, _, target = text.partition(":")
+    if kind == "move" and target:
+        return AfterUploadKind.MOVE, Path(target)
+    if kind in ("keep", "delete") and not target:
+        return AfterUploadKind(kind), None
+    raise ValueError(f"{text!r} is not one of {AFTER_UPLOAD_FORM}")
+
+
+ACCEPTED_FORMS: dict[str, str] = {
+    "bucket": "a bucket name",
+    "part_size": f"{SIZE_FORM}, from 5MiB to 5GiB",
+    "max_inflight_bytes": f"{SIZE_FORM}, at least 5MiB",
+    "idle_timeout": f"{DURATION_FORM}, above 0",
+    "poll_interval": f"{DURATION_FORM}, above 0",
+    "close_grace": f"{DURATION_FORM}, 0 or more",
+    "shutdown_grace": f"{DURATION_FORM}, 0 or more",
+    "key_template": "text with placeholders among " + " ".join("{" + p + "}" for p in PLACEHOLDERS),
+    "after_upload": AFTER_UPLOAD_FORM,
+    "part_concurrency": "a whole number from 1 to 64",
+    "metrics_port": "a port number from 0 (off) to 65535",
+    "log_format": "json, console or auto",
+    "log_level": "debug, info, warning or error",
+    "watch": "an existing folder (repeat --watch for more)",
+    "include": "one or more file name globs like *.mp4",
+}
+
+
+def setting_label(field: str) -> str:
+    return f"--{field.replace('_', '-')} (TAILUP_{field.upper()})"
+
+
+def load_settings(overrides: dict[str, Any]) -> Settings:
+    """Settings from flags (``overrides``), env and .env; ConfigError names what is wrong."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            reason = str(error["msg"]).removeprefix("Value error, ")
+            accepted = ACCEPTED_FORMS.get(field, "")
+            got = error.get("input")
+            shown = "" if isinstance(got, dict) else f" got {got!r}:"
+            line = f"{setting_label(field)}:{shown} {reason}"
+            lines.append(f"{line}. Accepted: {accepted}" if accepted else line)
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
+
+
+def check_daemon_settings(settings: Settings) -> None:
+    """What `tailup run` needs beyond what every subcommand needs."""
+    problems = []
+    if not settings.watch:
+        problems.append(
+            f"{setting_label('watch')}: no folder given. Accepted: {ACCEPTED_FORMS['watch']}"
+        )
+    for folder in settings.watch:
+        if not folder.exists():
+            problems.append(f"{setting_label('watch')}: {str(folder)!r} does not exist")
+        elif not folder.is_dir():
+            problems.append(f"{setting_label('watch')}: {str(folder)!r} is not a folder")
+    problems.extend(_bucket_problems(settings))
+    if problems:
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
+
+
+def check_storage_settings(settings: Settings) -> None:
+    problems = _bucket_problems(settings)
+    if problems:
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
+
+
+def _bucket_problems(settings: Settings) -> list[str]:
+    if not settings.bucket:
+        return [f"{setting_label('bucket')}: no bucket given. Accepted: a bucket name"]
+    return []

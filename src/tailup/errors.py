@@ -1,0 +1,63 @@
+"""One exception family. Third-party errors are translated into it at the S3 and Redis boundaries.
+
+Retryable errors are transient (the same call may succeed later): the stream backs off and tries
+again. Permanent errors will not go away by themselves: the stream is marked failed, with why.
+"""
+
+from __future__ import annotations
+
+
+class TailupError(Exception):
+    """Root of every error tailup raises on purpose."""
+
+
+class RetryableError(TailupError):
+    """Transient: back off and try again."""
+
+
+class PermanentError(TailupError):
+    """Will not succeed by retrying: record it and stop this stream."""
+
+
+class ConfigError(PermanentError):
+    """A setting is missing or has a value outside what is accepted."""
+
+
+class StorageUnavailable(RetryableError):
+    """S3 answered with a server error, throttled, timed out or could not be reached."""
+
+
+class CheckpointUnavailable(RetryableError):
+    """Redis could not be reached; no part counts as done until its checkpoint is written."""
+
+
+class StoragePermanentError(PermanentError):
+    """S3 refused the request for a reason retrying will not fix (credentials, bucket, policy)."""
+
+    def __init__(self, message: str, *, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class NoSuchUpload(StoragePermanentError):
+    """The multipart upload no longer exists (aborted or expired)."""
+
+
+class SourceError(PermanentError):
+    """The source file cannot be used any more: gone, unreadable, replaced, or too large."""
+
+
+class SourceGone(SourceError):
+    pass
+
+
+class SourceUnreadable(SourceError):
+    pass
+
+
+class PlanExceeded(SourceError):
+    """The file grew past what S3 multipart allows (10,000 parts, 5 TiB)."""
+
+
+class VerificationError(PermanentError):
+    """The completed object does not match what was sent."""

@@ -1,0 +1,89 @@
+"""Hashes and the verify-before-complete decisions. Pure: no I/O.
+
+Change detection uses CRC32: it is computed once per part, sent to S3 as the part's
+x-amz-checksum-crc32 (so the server rejects a part corrupted on the way, BadDigest), and stored in
+the checkpoint to tell whether the part's bytes changed since. CRC32 detects every burst of up to 32
+changed bits, which covers the 4-byte size patches muxers write at close, and costs a fraction of
+MD5 or SHA-256 (2.7 GB/s vs 0.6 and 1.5 GB/s on one core here).
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from tailup.model import PartRecord
+from tailup.plan import PartRange
+
+
+def crc32_of(data: bytes | memoryview) -> int:
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def crc32_header(crc: int) -> str:
+    """The value of x-amz-checksum-crc32: base64 of the big-endian 4 bytes."""
+    return base64.b64encode(crc.to_bytes(4, "big")).decode("ascii")
+
+
+def multipart_etag(part_etags: Sequence[str]) -> str:
+    """S3's ETag of a completed multipart object: md5 of the parts' binary md5s, dash, count."""
+    digests = b"".join(bytes.fromhex(etag.strip('"')) for etag in part_etags)
+    return f'"{hashlib.md5(digests).hexdigest()}-{len(part_etags)}"'
+
+
+def normalize_etag(etag: str) -> str:
+    return etag.strip().strip('"')
+
+
+class PartAction(enum.Enum):
+    KEEP = "keep"  # uploaded, same size and bytes
+    UPLOAD = "upload"  # never uploaded, or its bytes or size changed: send (again)
+
+
+def part_action(recorded: PartRecord | None, rng: PartRange, observed_crc32: int) -> PartAction:
+    """What to do with one part of the final layout, given what was uploaded and what is on disk."""
+    if recorded is None or recorded.size != rng.size or recorded.crc32 != observed_crc32:
+        return PartAction.UPLOAD
+    return PartAction.KEEP
+
+
+def parts_past_end(recorded: Iterable[int], layout: Sequence[PartRange]) -> list[int]:
+    """Uploaded parts that the final file no longer reaches (it shrank): leave them out."""
+    last = layout[-1].number if layout else 0
+    return sorted(n for n in recorded if n > last)
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionCheck:
+    ok: bool
+    problems: tuple[str, ...]
+
+
+def check_completed_object(
+    *,
+    expected_size: int,
+    expected_etag: str,
+    actual_size: int,
+    actual_etag: str,
+) -> CompletionCheck:
+    """Compare the object S3 reports after completion with what was sent."""
+    problems = []
+    if actual_size != expected_size:
+        problems.append(f"size is {actual_size} bytes in S3, {expected_size} bytes sent")
+    if normalize_etag(actual_etag) != normalize_etag(expected_etag):
+        problems.append(f"ETag is {actual_etag} in S3, {expected_etag} expected")
+    return CompletionCheck(not problems, tuple(problems))
+
+
+def completion_parts(
+    layout: Sequence[PartRange], recorded: Mapping[int, PartRecord]
+) -> list[PartRecord]:
+    """Parts to name in CompleteMultipartUpload, in order; every layout part must be recorded."""
+    missing = [rng.number for rng in layout if rng.number not in recorded]
+    if missing:
+        raise ValueError(f"parts {missing} of the final layout were never uploaded")
+    return [recorded[rng.number] for rng in layout]

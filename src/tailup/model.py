@@ -1,0 +1,157 @@
+"""Stream and part records, the stream state machine. Pure: no I/O."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import UTC, datetime
+from typing import Any
+
+
+class StreamState(enum.Enum):
+    UPLOADING = "uploading"  # parts are sent as the file grows
+    STALLED = "stalled"  # a retryable fault (S3 or Redis unreachable, throttled): backing off
+    FINALIZING = "finalizing"  # the writer is done: tail, verify pass, complete, metadata
+    COMPLETED = "completed"  # verified object and metadata.json in S3
+    SKIPPED = "skipped"  # nothing to upload (the file was closed empty)
+    FAILED = "failed"  # a permanent error; the reason is in `error`
+    ABORTED = "aborted"  # the source went away or a user aborted; the upload was aborted
+
+    @property
+    def is_live(self) -> bool:
+        """Live streams are resumed by the next start."""
+        return self in LIVE_STATES
+
+
+LIVE_STATES = frozenset({StreamState.UPLOADING, StreamState.STALLED, StreamState.FINALIZING})
+
+_ALLOWED: dict[StreamState, frozenset[StreamState]] = {
+    StreamState.UPLOADING: frozenset(
+        {StreamState.STALLED, StreamState.FINALIZING, StreamState.FAILED, StreamState.ABORTED}
+    ),
+    StreamState.STALLED: frozenset(
+        {StreamState.UPLOADING, StreamState.FINALIZING, StreamState.FAILED, StreamState.ABORTED}
+    ),
+    StreamState.FINALIZING: frozenset(
+        {
+            StreamState.COMPLETED,
+            StreamState.SKIPPED,
+            StreamState.UPLOADING,  # the file changed again while finalizing
+            StreamState.STALLED,
+            StreamState.FAILED,
+            StreamState.ABORTED,
+        }
+    ),
+    # A completed or skipped file that changes later is uploaded again (a new generation).
+    StreamState.COMPLETED: frozenset({StreamState.UPLOADING}),
+    StreamState.SKIPPED: frozenset({StreamState.UPLOADING}),
+    StreamState.FAILED: frozenset({StreamState.UPLOADING, StreamState.ABORTED}),
+    StreamState.ABORTED: frozenset(),
+}
+
+
+class InvalidTransition(ValueError):
+    pass
+
+
+def check_transition(current: StreamState, target: StreamState) -> None:
+    if target != current and target not in _ALLOWED[current]:
+        raise InvalidTransition(f"a stream cannot go from {current.value} to {target.value}")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime | None) -> str:
+    return moment.isoformat() if moment else ""
+
+
+def parse_iso(text: str) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+@dataclass(frozen=True, slots=True)
+class PartRecord:
+    """A part S3 acknowledged: what is needed to complete the upload and to detect a change."""
+
+    number: int
+    size: int
+    crc32: int  # of the bytes sent; also sent to S3 as x-amz-checksum-crc32
+    etag: str  # as S3 returned it, quotes included
+    uploaded_at: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"etag": self.etag, "size": self.size, "crc32": self.crc32, "at": self.uploaded_at}
+        )
+
+    @classmethod
+    def from_json(cls, number: int, text: str) -> PartRecord:
+        data = json.loads(text)
+        return cls(number, int(data["size"]), int(data["crc32"]), str(data["etag"]), data["at"])
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRecord:
+    """The meta hash of a stream, as stored in the checkpoint store."""
+
+    stream_id: str
+    path: str
+    watch_root: str
+    bucket: str
+    key: str
+    base_part_size: int
+    state: StreamState = StreamState.UPLOADING
+    upload_id: str = ""
+    next_part_to_upload: int = 1
+    total_bytes_sent: int = 0
+    last_activity_at_utc: str = ""
+    error: str = ""
+    device: int = 0
+    inode: int = 0
+    generation: int = 1
+    created_at: str = ""
+    completed_at: str = ""
+    # Set at completion, to recognise an unchanged file after a restart.
+    final_size: int = 0
+    final_mtime_ns: int = 0
+    sha256: str = ""
+    etag: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def to_hash(self) -> dict[str, str]:
+        data = asdict(self)
+        data.pop("extra")
+        out = {k: (v.value if isinstance(v, StreamState) else str(v)) for k, v in data.items()}
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_hash(cls, data: dict[str, str]) -> StreamRecord:
+        kwargs: dict[str, Any] = {}
+        known = {f.name: f for f in fields(cls)}
+        for name, value in data.items():
+            spec = known.get(name)
+            if spec is None or name == "extra":
+                continue
+            if name == "state":
+                kwargs[name] = StreamState(value)
+            elif spec.type in ("int", int):
+                kwargs[name] = int(value or 0)
+            else:
+                kwargs[name] = value
+        kwargs["extra"] = {k: v for k, v in data.items() if k not in known}
+        return cls(**kwargs)
+
+    def with_changes(self, **changes: Any) -> StreamRecord:
+        return replace(self, **changes)
+
+
+def lowest_gap(part_numbers: set[int] | frozenset[int]) -> int:
+    """Next part to upload when parts complete out of order: the lowest missing number."""
+    number = 1
+    while number in part_numbers:
+        number += 1
+    return number

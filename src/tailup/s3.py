@@ -1,0 +1,289 @@
+"""The multipart store: the few S3 calls tailup makes, on one long-lived aiobotocore client.
+
+Errors are translated here, at the boundary, into tailup's family: retryable (server errors,
+throttling, timeouts, connection resets, BadDigest) or permanent (credentials, bucket, policy).
+botocore's own retries (standard mode) absorb short blips inside one call; the stream backs off
+and tries again on top of that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import aiohttp
+import botocore.exceptions
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+
+from tailup.errors import (
+    NoSuchUpload,
+    StoragePermanentError,
+    StorageUnavailable,
+    TailupError,
+)
+from tailup.integrity import crc32_header, multipart_etag
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+
+@dataclass(frozen=True, slots=True)
+class UploadedPart:
+    number: int
+    etag: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    size: int
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class UploadInfo:
+    key: str
+    upload_id: str
+    initiated: datetime
+
+
+class MultipartStore(Protocol):
+    async def create_upload(self, key: str, content_type: str) -> str: ...
+
+    async def upload_part(
+        self, key: str, upload_id: str, number: int, body: bytes, crc32: int
+    ) -> str:
+        """Send one part; returns its ETag."""
+
+    async def complete_upload(
+        self, key: str, upload_id: str, parts: Sequence[tuple[int, str, int]]
+    ) -> str:
+        """Complete with (number, etag, crc32) per part, in order; returns the object's ETag."""
+
+    async def abort_upload(self, key: str, upload_id: str) -> None:
+        """Abort; an upload that no longer exists counts as aborted."""
+
+    async def list_parts(self, key: str, upload_id: str) -> list[UploadedPart]: ...
+
+    async def put_object(self, key: str, body: bytes, crc32: int, content_type: str) -> str: ...
+
+    async def head_object(self, key: str) -> ObjectInfo | None: ...
+
+    async def get_object(self, key: str) -> bytes: ...
+
+    async def list_uploads(self, prefix: str) -> list[UploadInfo]: ...
+
+    async def check_bucket(self) -> None:
+        """Raise StoragePermanentError if the bucket is missing or the credentials are refused."""
+
+
+# Codes that retrying cannot fix. Anything 5xx, throttling and unknown network trouble is retryable.
+_PERMANENT_CODES = {
+    "AccessDenied",
+    "AllAccessDisabled",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "NoSuchBucket",
+    "InvalidBucketName",
+    "AccountProblem",
+    "InvalidPart",
+    "InvalidPartOrder",
+    "EntityTooSmall",
+    "EntityTooLarge",
+    "InvalidRequest",
+    "InvalidArgument",
+    "KeyTooLongError",
+    "MethodNotAllowed",
+    "403",
+    "404",
+    "400",
+}
+_HINTS = {
+    "InvalidAccessKeyId": "check AWS_ACCESS_KEY_ID / the profile in use",
+    "SignatureDoesNotMatch": "check AWS_SECRET_ACCESS_KEY / the profile in use",
+    "NoSuchBucket": "create the bucket or fix --bucket",
+    "AccessDenied": "the credentials may not write to this bucket or key",
+}
+
+
+def translate_error(exc: BaseException, action: str) -> TailupError:
+    """Map a botocore/aiohttp error to tailup's family. Never includes signed URLs or secrets."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "Unknown"))
+        message = str(error.get("Message", "")) or code
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        text = f"S3 {action}: {code}: {message}"
+        if code in _HINTS:
+            text += f" ({_HINTS[code]})"
+        if code == "NoSuchUpload":
+            return NoSuchUpload(text, code=code)
+        if code in _PERMANENT_CODES or (400 <= status < 500 and status not in (408, 429)):
+            return StoragePermanentError(text, code=code)
+        return StorageUnavailable(text)
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return StoragePermanentError(f"S3 {action}: no AWS credentials found", code="NoCredentials")
+    name = type(exc).__name__
+    return StorageUnavailable(f"S3 {action}: {name}: {exc}")
+
+
+_NETWORK_ERRORS = (
+    botocore.exceptions.BotoCoreError,
+    aiohttp.ClientError,
+    asyncio.TimeoutError,
+    ConnectionError,
+    OSError,
+)
+
+
+class S3MultipartStore:
+    def __init__(self, client: S3Client, bucket: str) -> None:
+        self._s3 = client
+        self._bucket = bucket
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(
+        cls,
+        bucket: str,
+        *,
+        endpoint_url: str | None,
+        region: str,
+        max_connections: int = 32,
+    ) -> AsyncIterator[S3MultipartStore]:
+        config = AioConfig(
+            retries={"mode": "standard", "max_attempts": 4},
+            connect_timeout=10,
+            read_timeout=60,
+            max_pool_connections=max_connections,
+            # tailup computes each part's CRC32 itself (it needs it for change detection) and
+            # passes it in; botocore must not hash every byte a second time.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        session = get_session()
+        async with session.create_client(
+            "s3", endpoint_url=endpoint_url, region_name=region, config=config
+        ) as client:
+            yield cls(client, bucket)
+
+    async def _call(self, action: str, method: str, **kwargs: Any) -> Any:
+        try:
+            return await getattr(self._s3, method)(Bucket=self._bucket, **kwargs)
+        except botocore.exceptions.ClientError as exc:
+            raise translate_error(exc, action) from exc
+        except _NETWORK_ERRORS as exc:
+            raise translate_error(exc, action) from exc
+
+    async def check_bucket(self) -> None:
+        await self._call("check bucket", "head_bucket")
+
+    async def create_upload(self, key: str, content_type: str) -> str:
+        response = await self._call(
+            "create multipart upload",
+            "create_multipart_upload",
+            Key=key,
+            ContentType=content_type,
+            ChecksumAlgorithm="CRC32",
+        )
+        return str(response["UploadId"])
+
+    async def upload_part(
+        self, key: str, upload_id: str, number: int, body: bytes, crc32: int
+    ) -> str:
+        response = await self._call(
+            f"upload part {number}",
+            "upload_part",
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=body,
+            ChecksumCRC32=crc32_header(crc32),
+        )
+        return str(response["ETag"])
+
+    async def complete_upload(
+        self, key: str, upload_id: str, parts: Sequence[tuple[int, str, int]]
+    ) -> str:
+        response = await self._call(
+            "complete multipart upload",
+            "complete_multipart_upload",
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={
+                "Parts": [
+                    {"PartNumber": n, "ETag": etag, "ChecksumCRC32": crc32_header(crc)}
+                    for n, etag, crc in parts
+                ]
+            },
+        )
+        return str(response.get("ETag") or multipart_etag([etag for _, etag, _ in parts]))
+
+    async def abort_upload(self, key: str, upload_id: str) -> None:
+        try:
+            await self._call(
+                "abort multipart upload", "abort_multipart_upload", Key=key, UploadId=upload_id
+            )
+        except NoSuchUpload:
+            return
+
+    async def list_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
+        parts: list[UploadedPart] = []
+        marker = 0
+        while True:
+            response = await self._call(
+                "list parts", "list_parts", Key=key, UploadId=upload_id, PartNumberMarker=marker
+            )
+            parts.extend(
+                UploadedPart(int(p["PartNumber"]), str(p["ETag"]), int(p["Size"]))
+                for p in response.get("Parts", [])
+            )
+            if not response.get("IsTruncated"):
+                return parts
+            marker = int(response["NextPartNumberMarker"])
+
+    async def put_object(self, key: str, body: bytes, crc32: int, content_type: str) -> str:
+        response = await self._call(
+            "put object",
+            "put_object",
+            Key=key,
+            Body=body,
+            ContentType=content_type,
+            ChecksumCRC32=crc32_header(crc32),
+        )
+        return str(response["ETag"])
+
+    async def head_object(self, key: str) -> ObjectInfo | None:
+        try:
+            response = await self._call("head object", "head_object", Key=key)
+        except StoragePermanentError as exc:
+            if exc.code in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return ObjectInfo(int(response["ContentLength"]), str(response["ETag"]))
+
+    async def get_object(self, key: str) -> bytes:
+        response = await self._call("get object", "get_object", Key=key)
+        async with response["Body"] as body:
+            return bytes(await body.read())
+
+    async def list_uploads(self, prefix: str) -> list[UploadInfo]:
+        uploads: list[UploadInfo] = []
+        kwargs: dict[str, Any] = {"Prefix": prefix}
+        while True:
+            response = await self._call(
+                "list multipart uploads", "list_multipart_uploads", **kwargs
+            )
+            uploads.extend(
+                UploadInfo(str(u["Key"]), str(u["UploadId"]), u["Initiated"])
+                for u in response.get("Uploads", [])
+            )
+            if not response.get("IsTruncated"):
+                return uploads
+            kwargs["KeyMarker"] = response["NextKeyMarker"]
+            kwargs["UploadIdMarker"] = response["NextUploadIdMarker"]

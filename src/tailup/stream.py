@@ -1,0 +1,595 @@
+"""One stream: a file being uploaded while it grows, then finalized and verified.
+
+The stream waits for a wake-up (a filesystem event or a timer), looks at the file, sends every part
+that is complete and not yet sent, and finalizes once the writer is gone: it closed the file and
+``close_grace_s`` passed with no change, or nothing changed for ``idle_timeout_s``.
+
+Finalizing re-reads every part of the final layout in order. A part whose bytes changed since it was
+sent (muxers patch headers at close) is sent again; parts past a shrunk end are left out; the
+whole-file SHA-256 is computed in the same pass. Then CompleteMultipartUpload, and the object's size
+and ETag are checked against what was sent before metadata.json is written and the stream is
+recorded completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from tailup.budget import ByteBudget
+from tailup.checkpoint import CheckpointStore
+from tailup.config import AfterUploadKind
+from tailup.errors import (
+    CheckpointUnavailable,
+    NoSuchUpload,
+    PermanentError,
+    PlanExceeded,
+    RetryableError,
+    SourceGone,
+    TailupError,
+    VerificationError,
+)
+from tailup.integrity import (
+    PartAction,
+    check_completed_object,
+    completion_parts,
+    crc32_of,
+    multipart_etag,
+    part_action,
+    parts_past_end,
+)
+from tailup.keys import metadata_key
+from tailup.metadata import build_metadata, content_type_for, encode_metadata, probe_media
+from tailup.model import (
+    PartRecord,
+    StreamRecord,
+    StreamState,
+    check_transition,
+    iso,
+    lowest_gap,
+    utc_now,
+)
+from tailup.plan import PartPlan, PartRange
+from tailup.retry import Backoff
+from tailup.s3 import MultipartStore
+from tailup.source import FileStat, read_range, stat_file
+
+log = structlog.get_logger(__name__)
+
+
+class Outcome(enum.Enum):
+    COMPLETED = "completed"
+    CHANGED_AFTER_COMPLETE = "changed_after_complete"  # completed, but the file moved on since
+    SKIPPED = "skipped"
+    ABORTED = "aborted"
+    REPLACED = "replaced"  # another file now has this path: start a new stream for it
+    FAILED = "failed"
+    STOPPED = "stopped"  # shutdown: resumable
+
+
+@dataclass(frozen=True)
+class StreamDeps:
+    store: MultipartStore
+    checkpoints: CheckpointStore
+    budget: ByteBudget
+    close_grace_s: float
+    idle_timeout_s: float
+    part_concurrency: int = 4
+    after_upload: tuple[AfterUploadKind, Path | None] = (AfterUploadKind.KEEP, None)
+    clock: Callable[[], float] = time.monotonic
+
+
+class _Replaced(SourceGone):
+    pass
+
+
+class FileChangedWhileFinalizing(RetryableError):
+    pass
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error to act on from a TaskGroup failure: tailup's own first, then anything else."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for kind in (PermanentError, TailupError):
+        for exc in leaves:
+            if isinstance(exc, kind):
+                return exc
+    return leaves[0]
+
+
+def _hash_part(data: bytes, sha: hashlib._Hash | None) -> int:
+    # Runs in a worker thread: zlib and hashlib release the GIL on large buffers.
+    if sha is not None:
+        sha.update(data)
+    return crc32_of(data)
+
+
+class Stream:
+    def __init__(
+        self,
+        deps: StreamDeps,
+        record: StreamRecord,
+        parts: dict[int, PartRecord],
+        *,
+        writer_closed: bool = False,
+    ) -> None:
+        self.deps = deps
+        self.record = record
+        self.parts = dict(parts)
+        self.plan = PartPlan(record.base_part_size)
+        self._wake = asyncio.Event()
+        self._wake.set()  # look at the file at once
+        self._stop = asyncio.Event()
+        now = deps.clock()
+        self._closed_at: float | None = now if writer_closed else None
+        self._last_change_at = now
+        self._last_seen: FileStat | None = None
+        self._gone_reason: str | None = None
+        self._pending_path: Path | None = None
+        self._slots = asyncio.Semaphore(deps.part_concurrency)
+        self._started_monotonic = now
+        self._log = log.bind(stream_id=record.stream_id, path=record.path)
+
+    # -- signals from the supervisor (synchronous, cheap) --
+
+    @property
+    def path(self) -> Path:
+        return Path(self.record.path)
+
+    @property
+    def stream_id(self) -> str:
+        return self.record.stream_id
+
+    def on_modified(self) -> None:
+        # A write after a close means the writer came back: the close no longer counts.
+        self._closed_at = None
+        self._wake.set()
+
+    def on_closed(self) -> None:
+        self._closed_at = self.deps.clock()
+        self._wake.set()
+
+    def on_gone(self, reason: str) -> None:
+        self._gone_reason = reason
+        self._wake.set()
+
+    def on_moved(self, new_path: Path) -> None:
+        self._pending_path = new_path
+        self.record = self.record.with_changes(path=str(new_path))
+        self._log = log.bind(stream_id=self.stream_id, path=str(new_path))
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    # -- the loop --
+
+    async def run(self) -> Outcome:
+        backoff = Backoff()
+        while True:
+            if self._stop.is_set():
+                return Outcome.STOPPED
+            await self._wait()
+            try:
+                outcome = await self._step()
+            except RetryableError as exc:
+                delay = backoff.next_delay_s()
+                await self._stall(exc, delay)
+                await self._sleep_unless_stopped(delay)
+                self._wake.set()
+                continue
+            except _Replaced as exc:
+                await self._abort(str(exc))
+                return Outcome.REPLACED
+            except SourceGone as exc:
+                await self._abort(str(exc))
+                return Outcome.ABORTED
+            except NoSuchUpload as exc:
+                outcome = await self._upload_vanished(exc)
+                if outcome is not None:
+                    return outcome
+                continue
+            except PermanentError as exc:
+                await self._fail(str(exc))
+                return Outcome.FAILED
+            if backoff.attempt:
+                backoff.reset()
+                await self._set_state(StreamState.UPLOADING, error="")
+            if outcome is not None:
+                return outcome
+
+    def _deadline_s(self) -> float | None:
+        now = self.deps.clock()
+        deadlines = [self._last_change_at + self.deps.idle_timeout_s]
+        if self._closed_at is not None:
+            deadlines.append(self._closed_at + self.deps.close_grace_s)
+        return max(0.0, min(deadlines) - now)
+
+    async def _wait(self) -> None:
+        try:
+            async with asyncio.timeout(self._deadline_s()):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+        self._wake.clear()
+
+    async def _sleep_unless_stopped(self, delay_s: float) -> None:
+        try:
+            async with asyncio.timeout(delay_s):
+                await self._stop.wait()
+        except TimeoutError:
+            pass
+
+    def _ready_to_finalize(self) -> bool:
+        now = self.deps.clock()
+        if now - self._last_change_at >= self.deps.idle_timeout_s:
+            return True
+        if self._closed_at is None:
+            return False
+        return now - max(self._closed_at, self._last_change_at) >= self.deps.close_grace_s
+
+    async def _step(self) -> Outcome | None:
+        if self._gone_reason:
+            raise SourceGone(self._gone_reason)
+        st = self._stat()
+        if self._last_seen is None or (st.size, st.mtime_ns) != (
+            self._last_seen.size,
+            self._last_seen.mtime_ns,
+        ):
+            self._last_change_at = self.deps.clock()
+            self._last_seen = st
+        if self._pending_path is not None:
+            await self.deps.checkpoints.update(self.stream_id, path=str(self._pending_path))
+            self._pending_path = None
+        await self._send_ready_parts(st.size)
+        if self._ready_to_finalize() and not self._stop.is_set():
+            return await self._finalize()
+        return None
+
+    def _stat(self) -> FileStat:
+        st = stat_file(self.path)
+        if not st.same_file(self.record.device, self.record.inode):
+            raise _Replaced(f"{self.path} was replaced by another file while being uploaded")
+        return st
+
+    # -- sending parts --
+
+    async def _send_ready_parts(self, size_bytes: int) -> None:
+        if size_bytes > self.plan.capacity_bytes():
+            raise PlanExceeded(
+                f"{self.path} grew to {size_bytes} bytes, past what one S3 object can hold "
+                f"({self.plan.capacity_bytes()} bytes with this part plan)"
+            )
+        available = self.plan.full_parts_available(size_bytes)
+        first = lowest_gap(frozenset(self.parts))
+        todo = [self.plan.part_range(n) for n in range(first, available + 1) if n not in self.parts]
+        if todo:
+            await self._ensure_upload()
+            await self._send_parts(todo)
+
+    async def _send_parts(self, ranges: Iterable[PartRange]) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                for rng in ranges:
+                    if self._stop.is_set():
+                        break
+                    grant = await self._take_slot(rng.size)
+                    group.create_task(self._send_part(rng, grant, data=None))
+        except BaseExceptionGroup as group_error:
+            raise _first_error(group_error) from None
+
+    async def _take_slot(self, size_bytes: int) -> int:
+        # Slot (per-stream concurrency) first, then memory budget, both before reading.
+        await self._slots.acquire()
+        try:
+            return await self.deps.budget.acquire(size_bytes)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    async def _give_slot(self, grant: int) -> None:
+        self._slots.release()
+        await asyncio.shield(self.deps.budget.release(grant))
+
+    async def _send_part(self, rng: PartRange, grant: int, data: bytes | None) -> None:
+        try:
+            if data is None:
+                data = await self._read(rng)
+                if len(data) < rng.size:
+                    return  # the file shrank under us; the next look decides
+                crc = await asyncio.to_thread(_hash_part, data, None)
+            else:
+                crc = crc32_of(data)
+            await self._upload_part(rng.number, data, crc)
+        finally:
+            await self._give_slot(grant)
+
+    async def _upload_part(self, number: int, data: bytes, crc: int) -> None:
+        etag = await self.deps.store.upload_part(
+            self.record.key, self.record.upload_id, number, data, crc
+        )
+        part = PartRecord(number, len(data), crc, etag, iso(utc_now()))
+        # Only a checkpointed part counts as sent: if this raises, the part is sent again later.
+        await self.deps.checkpoints.commit_part(self.stream_id, part)
+        self.parts[number] = part
+        self._log.debug("part uploaded", part=number, size=len(data))
+
+    async def _read(self, rng: PartRange) -> bytes:
+        return await read_range(
+            self.path, rng.start, rng.size, device=self.record.device, inode=self.record.inode
+        )
+
+    async def _ensure_upload(self) -> None:
+        if self.record.upload_id:
+            return
+        upload_id = await self.deps.store.create_upload(
+            self.record.key, content_type_for(self.path.name)
+        )
+        try:
+            await self.deps.checkpoints.update(self.stream_id, upload_id=upload_id)
+        except BaseException:
+            # The upload exists but nothing records it: abort it now rather than orphan it.
+            await asyncio.shield(self._abort_quietly(upload_id))
+            raise
+        self.record = self.record.with_changes(upload_id=upload_id)
+        self._log.info("multipart upload created", key=self.record.key)
+
+    async def _abort_quietly(self, upload_id: str) -> None:
+        try:
+            await self.deps.store.abort_upload(self.record.key, upload_id)
+        except TailupError as exc:
+            self._log.warning("abort failed; `tailup gc` will clean it up", reason=str(exc))
+
+    # -- finalizing --
+
+    async def _finalize(self) -> Outcome:
+        started = self.deps.clock()
+        st = self._stat()
+        await self._set_state(StreamState.FINALIZING)
+        if st.size == 0:
+            return await self._skip_empty(st)
+        try:
+            layout = self.plan.final_layout(st.size)
+        except ValueError as exc:
+            raise PlanExceeded(str(exc)) from exc
+        sha = hashlib.sha256()
+        if len(layout) == 1 and not self.record.upload_id:
+            expected_etag, sent_parts = await self._put_single(layout[0], sha)
+        else:
+            expected_etag, sent_parts = await self._complete_multipart(layout, sha)
+        info = await self.deps.store.head_object(self.record.key)
+        check = check_completed_object(
+            expected_size=st.size,
+            expected_etag=expected_etag,
+            actual_size=info.size if info else -1,
+            actual_etag=info.etag if info else "(missing)",
+        )
+        if not check.ok:
+            raise VerificationError(
+                f"the object s3://{self.record.bucket}/{self.record.key} does not match what was "
+                f"sent: {'; '.join(check.problems)}"
+            )
+        after = self._stat()
+        changed = (after.size, after.mtime_ns) != (st.size, st.mtime_ns)
+        await self._write_metadata(st, sha.hexdigest(), expected_etag, sent_parts, started)
+        await self._record_completed(st, sha.hexdigest(), expected_etag)
+        if changed:
+            self._log.info("file changed while finalizing; it will be uploaded again")
+            return Outcome.CHANGED_AFTER_COMPLETE
+        self._after_upload()
+        return Outcome.COMPLETED
+
+    async def _skip_empty(self, st: FileStat) -> Outcome:
+        if self.record.upload_id:
+            await self._abort_quietly(self.record.upload_id)
+        reason = "the file was closed empty (0 bytes): nothing to upload"
+        await self._set_state(
+            StreamState.SKIPPED,
+            error=reason,
+            upload_id="",
+            final_size=0,
+            final_mtime_ns=st.mtime_ns,
+        )
+        self._log.info("stream skipped", reason=reason)
+        return Outcome.SKIPPED
+
+    async def _put_single(self, rng: PartRange, sha: hashlib._Hash) -> tuple[str, list[PartRecord]]:
+        async with self.deps.budget.hold(rng.size):
+            data = await self._read(rng)
+            if len(data) != rng.size:
+                raise FileChangedWhileFinalizing(f"{self.path} shrank while being finalized")
+            crc = await asyncio.to_thread(_hash_part, data, sha)
+            etag = await self.deps.store.put_object(
+                self.record.key, data, crc, content_type_for(self.path.name)
+            )
+        self._log.info("uploaded in one request", size=rng.size)
+        return etag, [PartRecord(1, rng.size, crc, etag, iso(utc_now()))]
+
+    async def _complete_multipart(
+        self, layout: list[PartRange], sha: hashlib._Hash
+    ) -> tuple[str, list[PartRecord]]:
+        await self._ensure_upload()
+        resent = await self._verify_pass(layout, sha)
+        dropped = parts_past_end(self.parts, layout)
+        if dropped:
+            await self.deps.checkpoints.drop_parts(self.stream_id, dropped)
+            for number in dropped:
+                self.parts.pop(number, None)
+        final_parts = completion_parts(layout, self.parts)
+        expected_etag = multipart_etag([p.etag for p in final_parts])
+        try:
+            await self.deps.store.complete_upload(
+                self.record.key,
+                self.record.upload_id,
+                [(p.number, p.etag, p.crc32) for p in final_parts],
+            )
+        except NoSuchUpload:
+            # A previous attempt may have completed it before a crash: the object decides.
+            info = await self.deps.store.head_object(self.record.key)
+            if info is None or info.etag.strip('"') != expected_etag.strip('"'):
+                raise
+        self._log.info(
+            "multipart upload completed",
+            parts=len(final_parts),
+            resent=resent,
+            dropped=dropped,
+        )
+        return expected_etag, final_parts
+
+    async def _verify_pass(self, layout: list[PartRange], sha: hashlib._Hash) -> list[int]:
+        """Re-read every part of the final layout in order, hash it, and send the parts whose
+        bytes are new or changed. Returns the part numbers sent."""
+        resent: list[int] = []
+        try:
+            async with asyncio.TaskGroup() as group:
+                for rng in layout:
+                    grant = await self._take_slot(rng.size)
+                    try:
+                        data = await self._read(rng)
+                        if len(data) != rng.size:
+                            raise FileChangedWhileFinalizing(
+                                f"{self.path} shrank while being finalized"
+                            )
+                        crc = await asyncio.to_thread(_hash_part, data, sha)
+                    except BaseException:
+                        await self._give_slot(grant)
+                        raise
+                    if part_action(self.parts.get(rng.number), rng, crc) is PartAction.UPLOAD:
+                        resent.append(rng.number)
+                        group.create_task(self._send_part(rng, grant, data=data))
+                    else:
+                        await self._give_slot(grant)
+        except BaseExceptionGroup as group_error:
+            raise _first_error(group_error) from None
+        return resent
+
+    async def _write_metadata(
+        self,
+        st: FileStat,
+        sha256_hex: str,
+        etag: str,
+        parts: list[PartRecord],
+        started: float,
+    ) -> None:
+        media = await asyncio.to_thread(probe_media, self.path)
+        document = build_metadata(
+            stream_id=self.stream_id,
+            source_path=self.path,
+            bucket=self.record.bucket,
+            key=self.record.key,
+            size_bytes=st.size,
+            sha256_hex=sha256_hex,
+            etag=etag,
+            parts=parts,
+            started_at=self.record.created_at,
+            finished_at=iso(utc_now()),
+            upload_duration_s=self.deps.clock() - self._started_monotonic,
+            finalize_duration_s=self.deps.clock() - started,
+            generation=self.record.generation,
+            media=media,
+        )
+        body = encode_metadata(document)
+        await self.deps.store.put_object(
+            metadata_key(self.record.key), body, crc32_of(body), "application/json"
+        )
+
+    async def _record_completed(self, st: FileStat, sha256_hex: str, etag: str) -> None:
+        await self._set_state(
+            StreamState.COMPLETED,
+            completed_at=iso(utc_now()),
+            final_size=st.size,
+            final_mtime_ns=st.mtime_ns,
+            sha256=sha256_hex,
+            etag=etag,
+            error="",
+        )
+        self._log.info(
+            "stream completed",
+            key=self.record.key,
+            size=st.size,
+            sha256=sha256_hex,
+            seconds=round(self.deps.clock() - self._started_monotonic, 3),
+        )
+
+    def _after_upload(self) -> None:
+        kind, target = self.deps.after_upload
+        try:
+            if kind is AfterUploadKind.DELETE:
+                os.unlink(self.path)
+                self._log.info("source deleted after verified upload")
+            elif kind is AfterUploadKind.MOVE and target is not None:
+                target.mkdir(parents=True, exist_ok=True)
+                destination = target / self.path.name
+                shutil.move(self.path, destination)
+                self._log.info("source moved after verified upload", to=str(destination))
+        except OSError as exc:
+            # The upload is complete and verified; failing to tidy up loses nothing.
+            self._log.warning("after-upload action failed", reason=str(exc))
+
+    async def _upload_vanished(self, exc: NoSuchUpload) -> Outcome | None:
+        """The multipart upload is gone: aborted by an operator (stop), or expired (start over)."""
+        loaded = await self.deps.checkpoints.load(self.stream_id)
+        if loaded is not None and loaded[0].state is StreamState.ABORTED:
+            self._log.warning("stream aborted from outside", reason=loaded[0].error)
+            return Outcome.ABORTED
+        self._log.warning(
+            "multipart upload vanished; starting it again from part 1", reason=str(exc)
+        )
+        await self.deps.checkpoints.drop_parts(self.stream_id, list(self.parts))
+        await self.deps.checkpoints.update(self.stream_id, upload_id="")
+        self.parts.clear()
+        self.record = self.record.with_changes(upload_id="")
+        self._wake.set()
+        return None
+
+    # -- state bookkeeping --
+
+    async def _set_state(self, state: StreamState, **fields: object) -> None:
+        check_transition(self.record.state, state)
+        await self.deps.checkpoints.update(self.stream_id, state=state, **fields)
+        self.record = self.record.with_changes(state=state, **fields)
+
+    async def _stall(self, exc: RetryableError, delay_s: float) -> None:
+        self._log.warning("stream stalled, retrying", reason=str(exc), retry_in_s=round(delay_s, 2))
+        try:
+            if self.record.state is not StreamState.STALLED:
+                await self._set_state(StreamState.STALLED, error=str(exc))
+        except CheckpointUnavailable:
+            pass  # Redis itself is the fault; the in-memory state is enough until it is back.
+
+    async def _abort(self, reason: str) -> None:
+        if self.record.upload_id:
+            await self._abort_quietly(self.record.upload_id)
+        self._log.warning("stream aborted", reason=reason)
+        await self._record_end(StreamState.ABORTED, reason)
+
+    async def _fail(self, reason: str) -> None:
+        self._log.error("stream failed", reason=reason)
+        if self.record.upload_id:
+            await self._abort_quietly(self.record.upload_id)
+        await self._record_end(StreamState.FAILED, reason)
+
+    async def _record_end(self, state: StreamState, reason: str) -> None:
+        try:
+            await self._set_state(state, error=reason)
+        except (CheckpointUnavailable, ValueError) as exc:
+            self._log.error("could not record the stream's end", state=state.value, reason=str(exc))
