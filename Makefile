@@ -1,0 +1,57 @@
+# tailup developer tasks. `make test` is what CI runs (.ci/run).
+VENV ?= .venv
+PY = $(VENV)/bin/python
+
+# The first interpreter >= 3.11 among these (pyenv shims of absent versions fail the check).
+PYTHON_CANDIDATES ?= python3.13 python3.12 python3.11 python3
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell for p in $(PYTHON_CANDIDATES); do \
+	"$$p" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { echo "$$p"; break; }; \
+	done)
+endif
+
+.DEFAULT_GOAL := test
+.PHONY: install test lint demo bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+		echo "redis-server not found: installing it with apt-get"; \
+		SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; \
+	fi
+	@command -v redis-server >/dev/null 2>&1 || { echo "error: redis-server is still missing" >&2; exit 1; }
+	@if [ ! -x "$(PY)" ]; then \
+		if [ -z "$(PYTHON)" ]; then \
+			echo "error: Python >= 3.11 is required; none of $(PYTHON_CANDIDATES) is" >&2; exit 1; \
+		fi; \
+		echo "creating $(VENV) with $$(command -v $(PYTHON)) ($$($(PYTHON) --version 2>&1))"; \
+		"$(PYTHON)" -m venv "$(VENV)"; \
+	fi
+	@"$(PY)" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+		echo "error: $(VENV) has Python $$($(PY) --version 2>&1), tailup needs >= 3.11: make clean" >&2; \
+		exit 1; }
+	"$(PY)" -m pip install -e '.[dev]'
+	touch "$@"
+
+$(VENV)/.installed-bench: $(VENV)/.installed
+	"$(PY)" -m pip install -e '.[dev,bench]'
+	touch "$@"
+
+lint: $(VENV)/.installed
+	"$(PY)" -m ruff check src tests
+	"$(PY)" -m mypy
+
+test: lint
+	"$(PY)" -m pytest -q
+
+demo: $(VENV)/.installed
+	"$(PY)" -m tailup demo
+
+bench: $(VENV)/.installed-bench
+	"$(PY)" bench/run.py
+
+clean:
+	rm -rf "$(VENV)" .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info

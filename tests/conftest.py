@@ -1,0 +1,120 @@
+"""Shared fixtures: a real S3 server (SeaweedFS), a real Redis and real ffmpeg recordings.
+
+Servers are session-scoped and started only when a test asks for them, so unit tests never pay
+for them. Tests that need to stop, kill or restart a server start their own (see
+``tailup.devservers``) instead of touching the shared ones.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tailup.devservers import RedisServer, SeaweedS3, record_cmd
+
+TEST_ACCESS_KEY = "tailup-test-access"
+TEST_SECRET_KEY = "tailup-test-secret-0123456789"
+TEST_REGION = "us-east-1"
+
+Recorder = Callable[..., "subprocess.Popen[bytes]"]
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """SeaweedFS S3 on 127.0.0.1 that refuses any credentials but the test ones."""
+    server = SeaweedS3(
+        tmp_path_factory.mktemp("seaweedfs"),
+        access_key=TEST_ACCESS_KEY,
+        secret_key=TEST_SECRET_KEY,
+        region=TEST_REGION,
+    )
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """redis-server on 127.0.0.1; tests share it and keep apart with ``key_prefix``."""
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_client(s3_server: SeaweedS3) -> Iterator[Any]:
+    """A synchronous (botocore) S3 client for ``s3_server``, to inspect what tailup wrote."""
+    client = s3_server.boto3_client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def bucket(s3_server: SeaweedS3) -> str:
+    """A fresh, empty bucket on ``s3_server``."""
+    return s3_server.create_bucket(f"t-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """A Redis key prefix of this test's own (the shared Redis is not flushed between tests)."""
+    return f"t-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def s3_env(s3_server: SeaweedS3) -> dict[str, str]:
+    """Environment variables pointing AWS SDKs/CLIs at ``s3_server``.
+
+    Keys: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, AWS_REGION,
+    AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3, AWS_EC2_METADATA_DISABLED. Use them as
+    ``subprocess.run(..., env={**os.environ, **s3_env})`` or with ``monkeypatch.setenv``.
+    """
+    return s3_server.env()
+
+
+@pytest.fixture
+def record(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorder]:
+    """Start a real ffmpeg recording: ``record(out, fmt, seconds, **record_cmd_kwargs) -> Popen``.
+
+    The recording runs in the background (``-re``: the file grows in real time); wait for it
+    with ``proc.wait()``. ffmpeg's stderr goes to ``proc.log_path``, outside the test's folders
+    (so it never lands in a watched folder); ``proc.args`` holds the command. Recordings still
+    running at teardown are stopped.
+    """
+    procs: list[subprocess.Popen[bytes]] = []
+    log_dir: Path | None = None
+
+    def start(out: Path | str, fmt: str, seconds: float, **kwargs: Any) -> subprocess.Popen[bytes]:
+        nonlocal log_dir
+        if log_dir is None:
+            log_dir = tmp_path_factory.mktemp("ffmpeg-logs")
+        out = Path(out)
+        cmd = record_cmd(out, fmt, seconds, **kwargs)
+        log_path = log_dir / f"{len(procs):03d}-{out.name}.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log
+            )
+        proc.log_path = log_path  # type: ignore[attr-defined]
+        procs.append(proc)
+        return proc
+
+    yield start
+
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)

@@ -1,0 +1,219 @@
+"""The real servers and recorders the other tests stand on."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tailup.devservers import (
+    RECORD_FORMATS,
+    DevServerError,
+    RedisServer,
+    SeaweedS3,
+    ffmpeg_exe,
+    free_port,
+    record_cmd,
+)
+
+
+def _client_error_code(exc: BaseException) -> str:
+    response: dict[str, Any] = getattr(exc, "response", {}) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def test_free_port_is_bindable() -> None:
+    port = free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+
+
+# -- Redis ---------------------------------------------------------------------------------
+
+
+def test_shared_redis_answers(redis_url: str, key_prefix: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert client.ping()
+        client.set(f"{key_prefix}:k", b"v")
+        assert client.get(f"{key_prefix}:k") == b"v"
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("hard", [False, True], ids=["stop", "kill"])
+def test_redis_restart_same_port_keeps_aof_data(tmp_path: Path, hard: bool) -> None:
+    with RedisServer(tmp_path, appendonly=True) as server:
+        url, port = server.url, server.port
+        client = redis.Redis.from_url(url)
+        try:
+            client.hset("stream:{a}:meta", mapping={"next_part_to_upload": 7})
+            if hard:
+                server.kill()
+            else:
+                server.stop()
+            assert not server.running
+            with pytest.raises(redis.ConnectionError):
+                client.ping()
+            server.start()
+            assert server.port == port and server.url == url
+            assert client.hget("stream:{a}:meta", "next_part_to_upload") == b"7"
+        finally:
+            client.close()
+    assert not server.running
+    assert (tmp_path / "redis.log").is_file()
+
+
+def test_redis_start_failure_shows_log(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path, extra_args=["--no-such-option", "1"])
+    with pytest.raises(DevServerError, match="no-such-option"):
+        server.start()
+    assert not server.running
+
+
+# -- SeaweedFS S3 --------------------------------------------------------------------------
+
+
+def test_s3_put_and_get(s3_client: Any, bucket: str) -> None:
+    s3_client.put_object(Bucket=bucket, Key="dir/hello.txt", Body=b"hello tailup")
+    body = s3_client.get_object(Bucket=bucket, Key="dir/hello.txt")["Body"].read()
+    assert body == b"hello tailup"
+
+
+def test_s3_missing_bucket_is_not_created_on_write(s3_client: Any) -> None:
+    with pytest.raises(Exception) as info:
+        s3_client.put_object(Bucket="t-never-created", Key="k", Body=b"x")
+    assert _client_error_code(info.value) == "NoSuchBucket"
+
+
+@pytest.mark.parametrize(
+    ("access_key", "secret_key"),
+    [(None, "wrong-secret"), ("unknown-access-key", "wrong-secret")],
+    ids=["wrong-secret", "unknown-key"],
+)
+def test_s3_refuses_wrong_credentials(
+    s3_server: SeaweedS3, bucket: str, access_key: str | None, secret_key: str
+) -> None:
+    client = s3_server.boto3_client(
+        access_key=access_key or s3_server.access_key, secret_key=secret_key, max_attempts=1
+    )
+    try:
+        with pytest.raises(Exception) as info:
+            client.put_object(Bucket=bucket, Key="k", Body=b"x")
+        assert _client_error_code(info.value) in {"SignatureDoesNotMatch", "InvalidAccessKeyId"}
+    finally:
+        client.close()
+
+
+def test_s3_rejects_small_non_last_part(s3_client: Any, bucket: str) -> None:
+    upload_id = s3_client.create_multipart_upload(Bucket=bucket, Key="small")["UploadId"]
+    parts = []
+    for number in (1, 2):
+        etag = s3_client.upload_part(
+            Bucket=bucket, Key="small", UploadId=upload_id, PartNumber=number, Body=b"x" * 1024
+        )["ETag"]
+        parts.append({"PartNumber": number, "ETag": etag})
+    try:
+        with pytest.raises(Exception) as info:
+            s3_client.complete_multipart_upload(
+                Bucket=bucket, Key="small", UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        assert _client_error_code(info.value) == "EntityTooSmall"
+    finally:
+        s3_client.abort_multipart_upload(Bucket=bucket, Key="small", UploadId=upload_id)
+
+
+def test_s3_env_points_at_the_server(s3_env: dict[str, str], s3_server: SeaweedS3) -> None:
+    assert s3_env["AWS_ENDPOINT_URL"] == s3_server.endpoint_url
+    assert s3_env["AWS_ACCESS_KEY_ID"] == s3_server.access_key
+    assert s3_env["AWS_SECRET_ACCESS_KEY"] == s3_server.secret_key
+    assert s3_env["AWS_DEFAULT_REGION"] == "us-east-1"
+    assert s3_server.endpoint_url.startswith("http://127.0.0.1:")
+
+
+def test_s3_restart_same_endpoint_keeps_objects(tmp_path: Path) -> None:
+    with SeaweedS3(tmp_path / "s3", access_key="ak", secret_key="sk") as server:
+        endpoint = server.endpoint_url
+        server.create_bucket("restart-me")
+        client = server.boto3_client(max_attempts=1)
+        try:
+            client.put_object(Bucket="restart-me", Key="before", Body=b"1")
+            server.stop()
+            assert not server.running
+            with pytest.raises(Exception):  # noqa: B017 - connection refused, whatever its class
+                client.list_buckets()
+            server.start()
+            assert server.endpoint_url == endpoint
+            assert client.get_object(Bucket="restart-me", Key="before")["Body"].read() == b"1"
+            server.kill()
+            server.start()
+            client.put_object(Bucket="restart-me", Key="after", Body=b"2")
+            assert client.get_object(Bucket="restart-me", Key="before")["Body"].read() == b"1"
+        finally:
+            client.close()
+    assert (tmp_path / "s3" / "weed.log").is_file()
+
+
+def test_s3_without_credentials_accepts_any(tmp_path: Path) -> None:
+    with SeaweedS3(tmp_path) as server:
+        assert not server.auth_enforced
+        client = server.boto3_client(access_key="anything", secret_key="goes", max_attempts=1)
+        try:
+            server.create_bucket("open-bucket")
+            client.put_object(Bucket="open-bucket", Key="k", Body=b"x")
+        finally:
+            client.close()
+
+
+def test_seaweed_credentials_must_come_in_pairs() -> None:
+    with pytest.raises(ValueError, match="both"):
+        SeaweedS3(access_key="only-half")
+
+
+# -- ffmpeg recordings ---------------------------------------------------------------------
+
+
+def test_record_cmd_rejects_unknown_format(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"accepted: mp4, faststart, fmp4, mkv, ts, mov"):
+        record_cmd(tmp_path / "x.avi", "avi", 1)
+
+
+def test_record_cmd_live_flag(tmp_path: Path) -> None:
+    assert "-re" in record_cmd(tmp_path / "a.ts", "ts", 1)
+    assert "-re" not in record_cmd(tmp_path / "a.ts", "ts", 1, live=False)
+
+
+@pytest.mark.parametrize("fmt", ["mkv", "mp4"])
+def test_record_produces_a_valid_file(record: Any, tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / f"rec.{'mkv' if fmt == 'mkv' else 'mp4'}"
+    proc = record(out, fmt, 2)
+    assert proc.wait(timeout=60) == 0, proc.log_path.read_text()
+    assert out.stat().st_size > 10_000
+    check = subprocess.run(
+        [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(out), "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stderr
+    assert check.stderr.strip() == ""
+
+
+@pytest.mark.parametrize("fmt", RECORD_FORMATS)
+def test_every_format_records_fast(tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / f"rec-{fmt}.bin"
+    cmd = record_cmd(out, fmt, 1, live=False, size="320x180", bitrate="2M")
+    subprocess.run(cmd, check=True, timeout=60)
+    check = subprocess.run(
+        [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(out), "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stderr
+    # constant bitrate: about 2 Mbit/s of video for 1 s, plus audio and container
+    assert 150_000 < out.stat().st_size < 600_000
