@@ -65,6 +65,7 @@ class Supervisor:
         self._stopping = False
         self._hostname = socket.gethostname()
         self._group: asyncio.TaskGroup | None = None
+        self.events_routed = 0  # observable progress, for tests and /healthz
 
     @property
     def streams(self) -> dict[Path, Stream]:
@@ -108,6 +109,7 @@ class Supervisor:
     async def _route_or_retry(self, event: FileEvent) -> None:
         try:
             await self._route(event)
+            self.events_routed += 1
         except RetryableError as exc:
             # Redis or S3 unreachable while starting a stream: try the event again shortly.
             log.warning("event deferred", path=str(event.path), reason=str(exc))

@@ -1,0 +1,182 @@
+"""In-process daemon harness for integration tests: the real Supervisor, watcher, Redis store and
+S3 store, with spies that record every S3 call and check every checkpoint as it is written."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tailup.checkpoint import RedisCheckpointStore
+from tailup.config import Settings
+from tailup.model import PartRecord, StreamRecord, StreamState
+from tailup.s3 import S3MultipartStore
+from tailup.supervisor import Supervisor
+
+
+@dataclass
+class PartCall:
+    key: str
+    number: int
+    size: int
+
+
+@dataclass
+class SpyStore:
+    """Wraps the real S3 store and records what was sent; behaviour is the real server's."""
+
+    inner: S3MultipartStore
+    parts: list[PartCall] = field(default_factory=list)
+    puts: list[str] = field(default_factory=list)
+    completes: list[tuple[str, int]] = field(default_factory=list)
+    aborts: list[str] = field(default_factory=list)
+
+    async def upload_part(
+        self, key: str, upload_id: str, number: int, body: bytes, crc32: int
+    ) -> str:
+        etag = await self.inner.upload_part(key, upload_id, number, body, crc32)
+        self.parts.append(PartCall(key, number, len(body)))
+        return etag
+
+    async def put_object(self, key: str, body: bytes, crc32: int, content_type: str) -> str:
+        etag = await self.inner.put_object(key, body, crc32, content_type)
+        self.puts.append(key)
+        return etag
+
+    async def complete_upload(
+        self, key: str, upload_id: str, parts: Sequence[tuple[int, str, int]]
+    ) -> str:
+        etag = await self.inner.complete_upload(key, upload_id, parts)
+        self.completes.append((key, len(parts)))
+        return etag
+
+    async def abort_upload(self, key: str, upload_id: str) -> None:
+        await self.inner.abort_upload(key, upload_id)
+        self.aborts.append(key)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@dataclass
+class CheckpointSpy:
+    """Wraps the Redis store; after every part commit, re-reads Redis and hands the state to a
+    checker, so tests see the checkpoint exactly as a crash right then would leave it."""
+
+    inner: RedisCheckpointStore
+    after_commit: list[tuple[StreamRecord, dict[int, PartRecord]]] = field(default_factory=list)
+
+    async def commit_part(self, stream_id: str, part: PartRecord) -> None:
+        await self.inner.commit_part(stream_id, part)
+        loaded = await self.inner.load(stream_id)
+        assert loaded is not None
+        self.after_commit.append(loaded)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@dataclass
+class Daemon:
+    settings: Settings
+    store: SpyStore
+    checkpoints: CheckpointSpy
+    supervisor: Supervisor
+
+    async def record_for(self, path: Path) -> StreamRecord | None:
+        stream_id = await self.checkpoints.inner.stream_for_path(str(path))
+        if stream_id is None:
+            return None
+        loaded = await self.checkpoints.inner.load(stream_id)
+        return loaded[0] if loaded else None
+
+    async def wait_for_state(
+        self, path: Path, states: set[StreamState], timeout_s: float = 60.0
+    ) -> StreamRecord:
+        """Wait until the stream of ``path`` reaches one of ``states``; fail with what was seen."""
+        seen: StreamRecord | None = None
+
+        async def reached() -> StreamRecord:
+            nonlocal seen
+            while True:
+                seen = await self.record_for(path)
+                if seen is not None and seen.state in states:
+                    return seen
+                await asyncio.sleep(0.05)
+
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await reached()
+        except TimeoutError:
+            raise AssertionError(
+                f"{path.name} did not reach {sorted(s.value for s in states)} in {timeout_s}s; "
+                f"last record: {seen}"
+            ) from None
+
+
+@asynccontextmanager
+async def running_daemon(
+    *,
+    watch: Path,
+    bucket: str,
+    endpoint_url: str,
+    redis_url: str,
+    key_prefix: str,
+    **overrides: Any,
+) -> AsyncIterator[Daemon]:
+    settings = Settings(
+        watch=[watch],
+        bucket=bucket,
+        endpoint_url=endpoint_url,
+        redis_url=redis_url,
+        redis_prefix=key_prefix,
+        **{"part_size": "5MiB", "close_grace": 0.5, "idle_timeout": 30, **overrides},
+    )
+    async with S3MultipartStore.connect(
+        bucket, endpoint_url=endpoint_url, region="us-east-1"
+    ) as real_store, RedisCheckpointStore.connect(redis_url, key_prefix) as real_checkpoints:
+        store = SpyStore(real_store)
+        checkpoints = CheckpointSpy(real_checkpoints)
+        supervisor = Supervisor(settings, store, checkpoints)  # type: ignore[arg-type]
+        stop = asyncio.Event()
+        task = asyncio.create_task(supervisor.run(stop))
+        try:
+            # The watcher is live once the supervisor has entered its dispatch loop.
+            async with asyncio.timeout(10):
+                while supervisor._group is None:  # noqa: SLF001 - harness knows its subject
+                    await asyncio.sleep(0.01)
+            yield Daemon(settings, store, checkpoints, supervisor)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, timeout=30)
+
+
+async def write_slowly(
+    path: Path,
+    total_bytes: int,
+    *,
+    bytes_per_s: float,
+    chunk_bytes: int = 256 * 1024,
+    seed: int = 1,
+    on_chunk: Callable[[int], Awaitable[None]] | None = None,
+) -> bytes:
+    """A live writer: appends pseudo-random bytes at a steady rate, then closes the file.
+    The pacing is the writer's own; the test never sleeps to wait for tailup."""
+    data = hashlib.shake_256(str(seed).encode()).digest(total_bytes)
+    delay = chunk_bytes / bytes_per_s
+    with path.open("wb") as out:
+        for offset in range(0, total_bytes, chunk_bytes):
+            out.write(data[offset : offset + chunk_bytes])
+            out.flush()
+            if on_chunk is not None:
+                await on_chunk(offset + chunk_bytes)
+            await asyncio.sleep(delay)
+    return data
+
+
+def object_bytes(s3_client: Any, bucket: str, key: str) -> bytes:
+    return bytes(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())

@@ -1,0 +1,275 @@
+"""The upload path against a real Redis and a real S3 server (SeaweedFS), through the real daemon
+(supervisor, watcher, streams) running in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import object_bytes, running_daemon, write_slowly
+
+from tailup.devservers import RedisServer, SeaweedS3
+from tailup.keys import metadata_key
+from tailup.model import StreamState
+from tailup.plan import MIN_PART_SIZE_BYTES, MiB, PartPlan
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+def watch(tmp_path: Path) -> Path:
+    folder = tmp_path / "watch"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def daemon_args(
+    watch: Path,
+    bucket: str,
+    s3_server: SeaweedS3,
+    redis_server: RedisServer,
+    key_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, Any]:
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    return {
+        "watch": watch,
+        "bucket": bucket,
+        "endpoint_url": s3_server.endpoint_url,
+        "redis_url": redis_server.url,
+        "key_prefix": key_prefix,
+    }
+
+
+async def test_slow_writer_never_sends_a_short_part_and_completes(
+    daemon_args: dict[str, Any], watch: Path, s3_client: Any, bucket: str
+) -> None:
+    path = watch / "slow.ts"
+    total = 23 * MiB
+    async with running_daemon(**daemon_args) as daemon:
+        seen_during_write: list[int] = []
+
+        async def note_parts(_written: int) -> None:
+            seen_during_write.append(len(daemon.store.parts))
+
+        data = await write_slowly(path, total, bytes_per_s=3_000_000, on_chunk=note_parts)
+        record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
+
+    # Streaming, not batch: parts went up while the writer was still writing.
+    assert seen_during_write[-1] >= 3, seen_during_write
+    layout = PartPlan(MIN_PART_SIZE_BYTES).final_layout(total)
+    calls = [c for c in daemon.store.parts if c.key == record.key]
+    last_number = layout[-1].number
+    for call in calls:
+        if call.number != last_number:
+            assert call.size >= MIN_PART_SIZE_BYTES, f"part {call.number} is {call.size} bytes"
+    # Every full part went up exactly once; only the final tail at finalize.
+    assert sorted(c.number for c in calls) == [r.number for r in layout]
+    body = object_bytes(s3_client, bucket, record.key)
+    assert hashlib.sha256(body).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert record.sha256 == hashlib.sha256(data).hexdigest()
+    assert record.final_size == total
+
+
+async def test_checkpoint_after_each_part_is_consistent_and_lower_bound_of_s3(
+    daemon_args: dict[str, Any], watch: Path
+) -> None:
+    path = watch / "cp.mkv"
+    async with running_daemon(**daemon_args) as daemon:
+        await write_slowly(path, 17 * MiB, bytes_per_s=20_000_000)
+        record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
+    snapshots = daemon.checkpoints.after_commit
+    assert len(snapshots) >= 4  # 3 full parts of 5 MiB while writing + the 2 MiB tail
+    sent_so_far: set[int] = set()
+    for meta, parts in snapshots:
+        assert meta.stream_id == record.stream_id
+        # The part hash and the derived meta fields agree in every snapshot (one transaction).
+        assert meta.total_bytes_sent == sum(p.size for p in parts.values())
+        expected_next = 1
+        while expected_next in parts:
+            expected_next += 1
+        assert meta.next_part_to_upload == expected_next
+        # Every checkpointed part had been acknowledged by S3 before it was written.
+        acknowledged = {c.number for c in daemon.store.parts if c.key == record.key}
+        assert set(parts) <= acknowledged
+        assert set(parts) >= sent_so_far  # the checkpoint never loses a part
+        sent_so_far = set(parts)
+        for part in parts.values():
+            assert part.etag and part.size > 0
+
+
+async def test_part_changed_after_upload_is_sent_again(
+    daemon_args: dict[str, Any], watch: Path, s3_client: Any, bucket: str
+) -> None:
+    path = watch / "patched.mp4"
+    async with running_daemon(**daemon_args) as daemon:
+        # Write 12 MiB but keep the file open, like a muxer that patches its header at close.
+        data = bytearray(hashlib.shake_256(b"patched").digest(12 * MiB))
+        with path.open("w+b") as out:
+            out.write(data)
+            out.flush()
+            await _wait_until(lambda: len(daemon.store.parts) >= 2, "parts 1-2 uploaded")
+            out.seek(0x28)
+            out.write(b"\x00\x01\x02\x03")  # the mdat-size patch an MP4 muxer writes at close
+            data[0x28:0x2C] = b"\x00\x01\x02\x03"
+        record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
+    part1_uploads = [c for c in daemon.store.parts if c.key == record.key and c.number == 1]
+    assert len(part1_uploads) == 2, "part 1 changed after its upload and must be sent again"
+    part2_uploads = [c for c in daemon.store.parts if c.key == record.key and c.number == 2]
+    assert len(part2_uploads) == 1, "an unchanged part is not sent again"
+    assert object_bytes(s3_client, bucket, record.key) == bytes(data)
+
+
+async def test_file_that_shrinks_before_close_leaves_out_parts_past_the_end(
+    daemon_args: dict[str, Any], watch: Path, s3_client: Any, bucket: str
+) -> None:
+    path = watch / "shrunk.mkv"
+    async with running_daemon(**daemon_args) as daemon:
+        data = hashlib.shake_256(b"shrink").digest(16 * MiB)
+        with path.open("wb") as out:
+            out.write(data)
+            out.flush()
+            await _wait_until(lambda: len(daemon.store.parts) >= 3, "parts 1-3 uploaded")
+            out.truncate(7 * MiB)
+        record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
+    assert object_bytes(s3_client, bucket, record.key) == data[: 7 * MiB]
+    assert record.final_size == 7 * MiB
+
+
+async def test_deleted_file_aborts_its_upload_and_others_go_on(
+    daemon_args: dict[str, Any], watch: Path, s3_client: Any, bucket: str
+) -> None:
+    doomed = watch / "doomed.ts"
+    survivor = watch / "survivor.ts"
+    async with running_daemon(**daemon_args) as daemon:
+        with doomed.open("wb") as out:
+            out.write(os.urandom(11 * MiB))
+            out.flush()
+            await _wait_until(lambda: len(daemon.store.parts) >= 2, "parts of doomed uploaded")
+            doomed_record = await daemon.record_for(doomed)
+            assert doomed_record is not None and doomed_record.upload_id
+            doomed.unlink()
+            kept = os.urandom(6 * MiB)
+            survivor.write_bytes(kept)
+            aborted = await daemon.wait_for_state(doomed, {StreamState.ABORTED})
+        done = await daemon.wait_for_state(survivor, {StreamState.COMPLETED})
+    assert "deleted" in aborted.error
+    uploads = s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert [u for u in uploads if u["Key"] == doomed_record.key] == []
+    assert object_bytes(s3_client, bucket, done.key) == kept
+
+
+async def test_small_file_goes_up_in_one_request_with_metadata(
+    daemon_args: dict[str, Any], watch: Path, s3_client: Any, bucket: str
+) -> None:
+    path = watch / "small clip #1 é.mov"
+    body = os.urandom(300_000)
+    async with running_daemon(**daemon_args) as daemon:
+        path.write_bytes(body)
+        record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
+    assert daemon.store.parts == [], "no multipart upload for a file under one part"
+    assert record.key.endswith("/small clip #1 é.mov")
+    assert object_bytes(s3_client, bucket, record.key) == body
+    import json
+
+    meta = json.loads(object_bytes(s3_client, bucket, metadata_key(record.key)))
+    assert meta["size_bytes"] == len(body)
+    assert meta["checksums"]["sha256"] == hashlib.sha256(body).hexdigest()
+    assert meta["part_count"] == 1
+    assert meta["media"] is None  # random bytes do not probe as media
+
+
+async def test_empty_file_is_skipped_with_a_reason(
+    daemon_args: dict[str, Any], watch: Path
+) -> None:
+    path = watch / "empty.mp4"
+    async with running_daemon(**daemon_args) as daemon:
+        path.write_bytes(b"")
+        record = await daemon.wait_for_state(path, {StreamState.SKIPPED})
+    assert "empty" in record.error
+    assert daemon.store.parts == [] and daemon.store.puts == []
+
+
+async def test_completed_file_changed_later_is_uploaded_again_unchanged_never(
+    daemon_args: dict[str, Any], watch: Path, s3_client: Any, bucket: str
+) -> None:
+    path = watch / "again.ts"
+    first = os.urandom(2 * MiB)
+    async with running_daemon(**daemon_args) as daemon:
+        path.write_bytes(first)
+        record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
+        assert record.generation == 1
+        with path.open("ab") as out:  # the recorder appends more under the same name
+            out.write(b"more bytes")
+        await _wait_until_async(
+            lambda: _generation_completed(daemon, path, 2), "second generation completed"
+        )
+    again = await _record(daemon_args, path)
+    assert again.key == record.key and again.stream_id == record.stream_id
+    assert object_bytes(s3_client, bucket, record.key) == first + b"more bytes"
+    puts_before = len(daemon.store.puts)
+
+    # A restart with the file unchanged uploads nothing.
+    async with running_daemon(**daemon_args) as daemon2:
+        # The startup scan reports the file; wait until the supervisor has acted on it.
+        await _wait_until(lambda: daemon2.supervisor.events_routed >= 1, "startup scan routed")
+        still = await daemon2.record_for(path)
+    assert still is not None and still.generation == 2
+    assert daemon2.store.puts == [] and daemon2.store.parts == []
+    assert puts_before >= 4  # object + metadata, twice
+
+
+async def test_after_upload_delete_removes_only_verified_files(
+    daemon_args: dict[str, Any], watch: Path, s3_client: Any, bucket: str
+) -> None:
+    path = watch / "gone-after.ts"
+    body = os.urandom(6 * MiB)
+    async with running_daemon(**daemon_args, after_upload="delete") as daemon:
+        path.write_bytes(body)
+        record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
+        await _wait_until(lambda: not path.exists(), "source deleted after upload")
+    assert object_bytes(s3_client, bucket, record.key) == body
+
+
+async def _record(daemon_args: dict[str, Any], path: Path) -> Any:
+    from tailup.checkpoint import RedisCheckpointStore
+
+    async with RedisCheckpointStore.connect(
+        daemon_args["redis_url"], daemon_args["key_prefix"]
+    ) as cps:
+        stream_id = await cps.stream_for_path(str(path))
+        assert stream_id
+        loaded = await cps.load(stream_id)
+        assert loaded
+        return loaded[0]
+
+
+async def _generation_completed(daemon: Any, path: Path, generation: int) -> bool:
+    record = await daemon.record_for(path)
+    return bool(
+        record and record.generation == generation and record.state is StreamState.COMPLETED
+    )
+
+
+async def _wait_until(predicate: Any, what: str, timeout_s: float = 30.0) -> None:
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not predicate():
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for: {what}") from None
+
+
+async def _wait_until_async(predicate: Any, what: str, timeout_s: float = 30.0) -> None:
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not await predicate():
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for: {what}") from None
