@@ -100,22 +100,19 @@ class Daemon:
         """Wait until the stream of ``path`` reaches one of ``states``; fail with what was seen."""
         seen: StreamRecord | None = None
 
-        async def reached() -> StreamRecord:
+        async def reached() -> bool:
             nonlocal seen
-            while True:
-                seen = await self.record_for(path)
-                if seen is not None and seen.state in states:
-                    return seen
-                await asyncio.sleep(0.05)
+            seen = await self.record_for(path)
+            return seen is not None and seen.state in states
 
         try:
-            async with asyncio.timeout(timeout_s):
-                return await reached()
-        except TimeoutError:
-            raise AssertionError(
-                f"{path.name} did not reach {sorted(s.value for s in states)} in {timeout_s}s; "
-                f"last record: {seen}"
-            ) from None
+            await wait_until(
+                reached, f"{path.name} in {sorted(s.value for s in states)}", timeout_s
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last record: {seen}") from None
+        assert seen is not None
+        return seen
 
 
 @asynccontextmanager
@@ -136,23 +133,42 @@ async def running_daemon(
         redis_prefix=key_prefix,
         **{"part_size": "5MiB", "close_grace": 0.5, "idle_timeout": 30, **overrides},
     )
-    async with S3MultipartStore.connect(
-        bucket, endpoint_url=endpoint_url, region="us-east-1"
-    ) as real_store, RedisCheckpointStore.connect(redis_url, key_prefix) as real_checkpoints:
+    async with (
+        S3MultipartStore.connect(
+            bucket, endpoint_url=endpoint_url, region="us-east-1"
+        ) as real_store,
+        RedisCheckpointStore.connect(redis_url, key_prefix) as real_checkpoints,
+    ):
         store = SpyStore(real_store)
         checkpoints = CheckpointSpy(real_checkpoints)
         supervisor = Supervisor(settings, store, checkpoints)  # type: ignore[arg-type]
         stop = asyncio.Event()
         task = asyncio.create_task(supervisor.run(stop))
         try:
-            # The watcher is live once the supervisor has entered its dispatch loop.
             async with asyncio.timeout(10):
-                while supervisor._group is None:  # noqa: SLF001 - harness knows its subject
-                    await asyncio.sleep(0.01)
+                await supervisor.ready.wait()
             yield Daemon(settings, store, checkpoints, supervisor)
         finally:
             stop.set()
             await asyncio.wait_for(task, timeout=30)
+
+
+async def wait_until(
+    predicate: Callable[[], bool | Awaitable[bool]], what: str, timeout_s: float = 30.0
+) -> None:
+    """Wait for a condition on state outside this process's control (Redis, S3, the file system):
+    polled, since no event can be awaited across those boundaries, and bounded by a timeout."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                result = predicate()
+                if not isinstance(result, bool):
+                    result = await result
+                if result:
+                    return
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout_s}s waiting for: {what}") from None
 
 
 async def write_slowly(

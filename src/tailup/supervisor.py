@@ -66,6 +66,7 @@ class Supervisor:
         self._hostname = socket.gethostname()
         self._group: asyncio.TaskGroup | None = None
         self.events_routed = 0  # observable progress, for tests and /healthz
+        self.ready = asyncio.Event()  # set once watching and live streams resumed
 
     @property
     def streams(self) -> dict[Path, Stream]:
@@ -85,6 +86,7 @@ class Supervisor:
             forward = group.create_task(self._forward(watcher), name="watcher-forward")
             await self._resume_live_streams()
             log.info("watching", folders=[str(r) for r in self._roots])
+            self.ready.set()
             await self._dispatch_until(stop)
             forward.cancel()
             await self._drain()

@@ -3,15 +3,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import object_bytes, running_daemon, write_slowly
 
+from harness import object_bytes, running_daemon, wait_until, write_slowly
 from tailup.devservers import RedisServer, SeaweedS3
 from tailup.keys import metadata_key
 from tailup.model import StreamState
@@ -114,7 +113,7 @@ async def test_part_changed_after_upload_is_sent_again(
         with path.open("w+b") as out:
             out.write(data)
             out.flush()
-            await _wait_until(lambda: len(daemon.store.parts) >= 2, "parts 1-2 uploaded")
+            await wait_until(lambda: len(daemon.store.parts) >= 2, "parts 1-2 uploaded")
             out.seek(0x28)
             out.write(b"\x00\x01\x02\x03")  # the mdat-size patch an MP4 muxer writes at close
             data[0x28:0x2C] = b"\x00\x01\x02\x03"
@@ -135,7 +134,7 @@ async def test_file_that_shrinks_before_close_leaves_out_parts_past_the_end(
         with path.open("wb") as out:
             out.write(data)
             out.flush()
-            await _wait_until(lambda: len(daemon.store.parts) >= 3, "parts 1-3 uploaded")
+            await wait_until(lambda: len(daemon.store.parts) >= 3, "parts 1-3 uploaded")
             out.truncate(7 * MiB)
         record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
     assert object_bytes(s3_client, bucket, record.key) == data[: 7 * MiB]
@@ -151,7 +150,7 @@ async def test_deleted_file_aborts_its_upload_and_others_go_on(
         with doomed.open("wb") as out:
             out.write(os.urandom(11 * MiB))
             out.flush()
-            await _wait_until(lambda: len(daemon.store.parts) >= 2, "parts of doomed uploaded")
+            await wait_until(lambda: len(daemon.store.parts) >= 2, "parts of doomed uploaded")
             doomed_record = await daemon.record_for(doomed)
             assert doomed_record is not None and doomed_record.upload_id
             doomed.unlink()
@@ -207,7 +206,7 @@ async def test_completed_file_changed_later_is_uploaded_again_unchanged_never(
         assert record.generation == 1
         with path.open("ab") as out:  # the recorder appends more under the same name
             out.write(b"more bytes")
-        await _wait_until_async(
+        await wait_until(
             lambda: _generation_completed(daemon, path, 2), "second generation completed"
         )
     again = await _record(daemon_args, path)
@@ -218,7 +217,7 @@ async def test_completed_file_changed_later_is_uploaded_again_unchanged_never(
     # A restart with the file unchanged uploads nothing.
     async with running_daemon(**daemon_args) as daemon2:
         # The startup scan reports the file; wait until the supervisor has acted on it.
-        await _wait_until(lambda: daemon2.supervisor.events_routed >= 1, "startup scan routed")
+        await wait_until(lambda: daemon2.supervisor.events_routed >= 1, "startup scan routed")
         still = await daemon2.record_for(path)
     assert still is not None and still.generation == 2
     assert daemon2.store.puts == [] and daemon2.store.parts == []
@@ -233,7 +232,7 @@ async def test_after_upload_delete_removes_only_verified_files(
     async with running_daemon(**daemon_args, after_upload="delete") as daemon:
         path.write_bytes(body)
         record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
-        await _wait_until(lambda: not path.exists(), "source deleted after upload")
+        await wait_until(lambda: not path.exists(), "source deleted after upload")
     assert object_bytes(s3_client, bucket, record.key) == body
 
 
@@ -255,21 +254,3 @@ async def _generation_completed(daemon: Any, path: Path, generation: int) -> boo
     return bool(
         record and record.generation == generation and record.state is StreamState.COMPLETED
     )
-
-
-async def _wait_until(predicate: Any, what: str, timeout_s: float = 30.0) -> None:
-    try:
-        async with asyncio.timeout(timeout_s):
-            while not predicate():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for: {what}") from None
-
-
-async def _wait_until_async(predicate: Any, what: str, timeout_s: float = 30.0) -> None:
-    try:
-        async with asyncio.timeout(timeout_s):
-            while not await predicate():
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for: {what}") from None
