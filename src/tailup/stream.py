@@ -25,6 +25,7 @@ from pathlib import Path
 
 import structlog
 
+from tailup import metrics
 from tailup.budget import ByteBudget
 from tailup.checkpoint import CheckpointStore
 from tailup.config import AfterUploadKind
@@ -158,6 +159,14 @@ class Stream:
     def stream_id(self) -> str:
         return self.record.stream_id
 
+    @property
+    def bytes_in_s3(self) -> int:
+        return sum(part.size for part in self.parts.values())
+
+    @property
+    def last_seen_size(self) -> int | None:
+        return self._last_seen.size if self._last_seen else None
+
     def on_modified(self) -> None:
         # A write after a close means the writer came back: the close no longer counts.
         self._closed_at = None
@@ -184,6 +193,12 @@ class Stream:
     # -- the loop --
 
     async def run(self) -> Outcome:
+        try:
+            return await self._run()
+        finally:
+            metrics.stream_lag(self.stream_id, None)
+
+    async def _run(self) -> Outcome:
         backoff = Backoff()
         while True:
             if self._stop.is_set():
@@ -192,6 +207,8 @@ class Stream:
             try:
                 outcome = await self._step()
             except RetryableError as exc:
+                metrics.upload_error(type(exc).__name__)
+                metrics.RETRIES.inc()
                 delay = backoff.next_delay_s()
                 await self._stall(exc, delay)
                 await self._sleep_unless_stopped(delay)
@@ -209,6 +226,7 @@ class Stream:
                     return outcome
                 continue
             except PermanentError as exc:
+                metrics.upload_error(type(exc).__name__)
                 await self._fail(str(exc))
                 return Outcome.FAILED
             if backoff.attempt:
@@ -257,6 +275,7 @@ class Stream:
         ):
             self._last_change_at = self.deps.clock()
             self._last_seen = st
+            metrics.stream_lag(self.stream_id, st.size - self.bytes_in_s3)
         if self._pending_path is not None:
             await self.deps.checkpoints.update(self.stream_id, path=str(self._pending_path))
             self._pending_path = None
@@ -324,13 +343,18 @@ class Stream:
             await self._give_slot(grant)
 
     async def _upload_part(self, number: int, data: bytes, crc: int) -> None:
+        started = time.monotonic()
         etag = await self.deps.store.upload_part(
             self.record.key, self.record.upload_id, number, data, crc
         )
+        seconds = time.monotonic() - started
         part = PartRecord(number, len(data), crc, etag, iso(utc_now()))
         # Only a checkpointed part counts as sent: if this raises, the part is sent again later.
         await self.deps.checkpoints.commit_part(self.stream_id, part)
+        if number in self.parts:
+            metrics.PARTS_RESENT.inc()
         self.parts[number] = part
+        metrics.part_uploaded(len(data), seconds)
         self._log.debug("part uploaded", part=number, size=len(data))
 
     async def _read(self, rng: PartRange) -> bytes:
@@ -392,6 +416,7 @@ class Stream:
         changed = (after.size, after.mtime_ns) != (st.size, st.mtime_ns)
         await self._write_metadata(st, sha.hexdigest(), expected_etag, sent_parts, started)
         await self._record_completed(st, sha.hexdigest(), expected_etag)
+        metrics.FINALIZE_SECONDS.observe(self.deps.clock() - started)
         if changed:
             self._log.info("file changed while finalizing; it will be uploaded again")
             return Outcome.CHANGED_AFTER_COMPLETE
@@ -418,9 +443,11 @@ class Stream:
             if len(data) != rng.size:
                 raise FileChangedWhileFinalizing(f"{self.path} shrank while being finalized")
             crc = await asyncio.to_thread(_hash_part, data, sha)
+            started = time.monotonic()
             etag = await self.deps.store.put_object(
                 self.record.key, data, crc, content_type_for(self.path.name)
             )
+            metrics.part_uploaded(len(data), time.monotonic() - started)
         self._log.info("uploaded in one request", size=rng.size)
         return etag, [PartRecord(1, rng.size, crc, etag, iso(utc_now()))]
 

@@ -72,6 +72,13 @@ class Supervisor:
     def streams(self) -> dict[Path, Stream]:
         return self._streams
 
+    def stream_states(self) -> dict[str, int]:
+        """Live streams in this daemon by state (for the tailup_streams gauge)."""
+        counts = {state.value: 0 for state in StreamState}
+        for stream in self._streams.values():
+            counts[stream.record.state.value] += 1
+        return counts
+
     async def run(self, stop: asyncio.Event) -> None:
         async with (
             Watcher(

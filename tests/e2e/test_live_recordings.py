@@ -75,7 +75,9 @@ def tailup_run(
     watch = tmp_path / "recordings"
     watch.mkdir()
     log_path = tmp_path / "tailup.log"
-    env = {**os.environ, **s3_server.env(), "PYTHONUNBUFFERED": "1"}
+    # Run this checkout's tailup, whichever copy the interpreter has installed.
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, **s3_server.env(), "PYTHONUNBUFFERED": "1", "PYTHONPATH": src}
     cmd = [
         sys.executable, "-m", "tailup", "run",
         "--watch", str(watch),
