@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 class EventKind(enum.Enum):
-    DISCOVERED = "discovered"  # present when watching started (startup scan)
+    DISCOVERED = "discovered"  # present, history unknown: startup scan, moved in, new folder
     CREATED = "created"
     MODIFIED = "modified"
     CLOSED = "closed"  # closed after writing (inotify IN_CLOSE_WRITE): the writer is gone
