@@ -3,8 +3,9 @@
 Change detection uses CRC32: it is computed once per part, sent to S3 as the part's
 x-amz-checksum-crc32 (so the server rejects a part corrupted on the way, BadDigest), and stored in
 the checkpoint to tell whether the part's bytes changed since. CRC32 detects every burst of up to 32
-changed bits, which covers the 4-byte size patches muxers write at close, and costs a fraction of
-MD5 or SHA-256 (2.7 GB/s vs 0.6 and 1.5 GB/s on one core here).
+changed bits, which covers the 4-byte size patches muxers write at close. zlib-ng computes the same
+CRC32 as zlib with carry-less multiply instructions: ~25 GB/s on one core here against zlib's
+2.7-4.7 GB/s (SHA-256: 1.5 GB/s, MD5: 0.6 GB/s), so hashing a part costs less than reading it.
 """
 
 from __future__ import annotations
@@ -12,16 +13,24 @@ from __future__ import annotations
 import base64
 import enum
 import hashlib
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+try:
+    from zlib_ng.zlib_ng import crc32 as _crc32
+except ImportError:  # a platform without a zlib-ng wheel: same values, only slower
+    from zlib import crc32 as _crc32
 
 from tailup.model import PartRecord
 from tailup.plan import PartRange
 
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
-def crc32_of(data: bytes | memoryview) -> int:
-    return zlib.crc32(data) & 0xFFFFFFFF
+
+def crc32_of(data: Buffer) -> int:
+    return _crc32(data) & 0xFFFFFFFF
 
 
 def crc32_header(crc: int) -> str:
