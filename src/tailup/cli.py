@@ -75,6 +75,14 @@ _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--poll-interval", {"help": "seconds between polls with --poll (default 1)."}),
     ("--part-concurrency", {"type": int, "help": "parts of one stream in flight (default 4)."}),
     ("--max-inflight-bytes", {"help": "memory for parts in flight, all streams (default 256MiB)."}),
+    (
+        "--payload-signing",
+        {
+            "choices": ["auto", "always", "never"],
+            "help": "sign each body's SHA-256 (~0.7 CPU s per GiB): auto = only over plain http "
+            "to another host (default); never = also trust plain http (a private LAN); always.",
+        },
+    ),
     ("--shutdown-grace", {"help": "seconds in-flight parts may finish on SIGTERM (default 20)."}),
     ("--metrics-port", {"type": int, "help": "port for /metrics and /healthz; 0 = off."}),
     ("--log-format", {"choices": ["auto", "json", "console"], "help": "default auto."}),
@@ -175,7 +183,7 @@ async def _run_daemon(settings: Settings) -> int:
 
     from tailup.checkpoint import RedisCheckpointStore
     from tailup.errors import RetryableError
-    from tailup.s3 import S3MultipartStore
+    from tailup.s3 import S3MultipartStore, pool_size
     from tailup.supervisor import Supervisor
 
     log = structlog.get_logger("tailup")
@@ -183,7 +191,11 @@ async def _run_daemon(settings: Settings) -> int:
     _install_signal_handlers(stop)
     async with (
         S3MultipartStore.connect(
-            settings.bucket, endpoint_url=settings.endpoint_url, region=settings.region
+            settings.bucket,
+            endpoint_url=settings.endpoint_url,
+            region=settings.region,
+            max_connections=pool_size(settings.max_inflight_bytes, settings.part_size),
+            payload_signing=settings.payload_signing,
         ) as store,
         RedisCheckpointStore.connect(settings.redis_url, settings.redis_prefix) as cps,
     ):

@@ -27,6 +27,14 @@ class LogFormat(enum.Enum):
     CONSOLE = "console"
 
 
+class PayloadSigning(enum.Enum):
+    """Whether S3 requests sign the body's SHA-256 (see tailup.s3)."""
+
+    AUTO = "auto"  # over plain http to another host only
+    ALWAYS = "always"
+    NEVER = "never"
+
+
 class AfterUploadKind(enum.Enum):
     KEEP = "keep"
     DELETE = "delete"
@@ -87,6 +95,10 @@ class Settings(BaseSettings):
     part_concurrency: int = Field(default=4, description="Parts of one stream uploaded at once.")
     max_inflight_bytes: int = Field(
         default=256 * MiB, description="Memory budget for parts being uploaded, all streams."
+    )
+    payload_signing: PayloadSigning = Field(
+        default=PayloadSigning.AUTO,
+        description="Sign each request body's SHA-256: auto (plain http off-host), always, never.",
     )
     shutdown_grace: float = Field(
         default=20.0, description="Seconds in-flight parts may take to finish on SIGTERM."
@@ -207,6 +219,7 @@ ACCEPTED_FORMS: dict[str, str] = {
     "key_template": "text with placeholders among " + " ".join("{" + p + "}" for p in PLACEHOLDERS),
     "after_upload": AFTER_UPLOAD_FORM,
     "part_concurrency": "a whole number from 1 to 64",
+    "payload_signing": "auto, always or never",
     "metrics_port": "a port number from 0 (off) to 65535",
     "log_format": "json, console or auto",
     "log_level": "debug, info, warning or error",

@@ -4,22 +4,37 @@ Errors are translated here, at the boundary, into tailup's family: retryable (se
 throttling, timeouts, connection resets, BadDigest) or permanent (credentials, bucket, policy).
 botocore's own retries (standard mode) absorb short blips inside one call; the stream backs off
 and tries again on top of that.
+
+Payload signing: SigV4 can cover the body with its SHA-256 (x-amz-content-sha256) or send
+UNSIGNED-PAYLOAD. botocore signs unless it sees HTTPS *and* a checksum it added itself, so with the
+CRC32 header tailup adds it would hash every byte with SHA-256 even over TLS, ~0.7 CPU s per GiB.
+botocore also does it on the event loop, which stalls every other stream for ~5 ms per 8 MiB.
+tailup decides instead (``payload_signing``): ``auto`` signs over plain http to another host, as
+the AWS SDKs do over plain http (there the signature is what stops a man in the middle from
+swapping the body along with its CRC32), and sends UNSIGNED-PAYLOAD over https, where TLS protects
+the body, and to a loopback address, where no one but the local root sits in the middle. The
+x-amz-checksum-crc32 header, which S3 verifies (BadDigest), guards against corruption either way.
+``never`` drops the signature over any plain http too (a trusted LAN); ``always`` keeps it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from urllib.parse import urlsplit
 
 import aiohttp
 import botocore.exceptions
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
+import tailup.body  # noqa: F401  (registers the zero-copy payload for part bodies)
+from tailup.config import PayloadSigning
 from tailup.errors import (
     NoSuchUpload,
     StoragePermanentError,
@@ -30,6 +45,10 @@ from tailup.integrity import crc32_header, multipart_etag
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
+
+
+# A part body: a PartBody (bytearray) read from disk and sent without copies, or small bytes.
+Body: TypeAlias = bytes | bytearray
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +75,7 @@ class MultipartStore(Protocol):
     async def create_upload(self, key: str, content_type: str) -> str: ...
 
     async def upload_part(
-        self, key: str, upload_id: str, number: int, body: bytes, crc32: int
+        self, key: str, upload_id: str, number: int, body: Body, crc32: int
     ) -> str:
         """Send one part; returns its ETag."""
 
@@ -70,7 +89,7 @@ class MultipartStore(Protocol):
 
     async def list_parts(self, key: str, upload_id: str) -> list[UploadedPart]: ...
 
-    async def put_object(self, key: str, body: bytes, crc32: int, content_type: str) -> str: ...
+    async def put_object(self, key: str, body: Body, crc32: int, content_type: str) -> str: ...
 
     async def head_object(self, key: str) -> ObjectInfo | None: ...
 
@@ -141,6 +160,38 @@ _NETWORK_ERRORS = (
 )
 
 
+def signs_payload(policy: PayloadSigning, endpoint_url: str | None) -> bool:
+    """Whether requests carry the body's SHA-256 in their signature (see the module doc)."""
+    if policy is not PayloadSigning.AUTO:
+        return policy is PayloadSigning.ALWAYS
+    if endpoint_url is None:
+        return False  # AWS itself, over https
+    url = urlsplit(endpoint_url)
+    return url.scheme.lower() != "https" and not _is_loopback(url.hostname or "")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it could resolve anywhere
+
+
+# Requests that are not full parts (create, complete, head, metadata.json, tails of finalizing
+# streams) get connections of their own beyond what the part budget admits.
+SPARE_CONNECTIONS = 32
+
+
+def pool_size(max_inflight_bytes: int, part_size_bytes: int) -> int:
+    """Connections for the client: every part the byte budget lets fly at once, plus spares, so
+    that no request waits for a connection while holding budget (aiohttp queues such waits with
+    no timeout, and a Complete stuck behind uploads delays a whole stream)."""
+    parts_in_flight = -(-max_inflight_bytes // part_size_bytes)
+    return parts_in_flight + SPARE_CONNECTIONS
+
+
 class S3MultipartStore:
     def __init__(self, client: S3Client, bucket: str) -> None:
         self._s3 = client
@@ -155,6 +206,7 @@ class S3MultipartStore:
         endpoint_url: str | None,
         region: str,
         max_connections: int = 32,
+        payload_signing: PayloadSigning = PayloadSigning.AUTO,
     ) -> AsyncIterator[S3MultipartStore]:
         config = AioConfig(
             retries={"mode": "standard", "max_attempts": 4},
@@ -165,6 +217,7 @@ class S3MultipartStore:
             # passes it in; botocore must not hash every byte a second time.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
+            s3={"payload_signing_enabled": signs_payload(payload_signing, endpoint_url)},
         )
         session = get_session()
         async with session.create_client(
@@ -194,7 +247,7 @@ class S3MultipartStore:
         return str(response["UploadId"])
 
     async def upload_part(
-        self, key: str, upload_id: str, number: int, body: bytes, crc32: int
+        self, key: str, upload_id: str, number: int, body: Body, crc32: int
     ) -> str:
         response = await self._call(
             f"upload part {number}",
@@ -247,7 +300,7 @@ class S3MultipartStore:
                 return parts
             marker = int(response["NextPartNumberMarker"])
 
-    async def put_object(self, key: str, body: bytes, crc32: int, content_type: str) -> str:
+    async def put_object(self, key: str, body: Body, crc32: int, content_type: str) -> str:
         response = await self._call(
             "put object",
             "put_object",

@@ -9,6 +9,7 @@ import stat as stat_mod
 from dataclasses import dataclass
 from pathlib import Path
 
+from tailup.body import PartBody
 from tailup.errors import SourceGone, SourceUnreadable
 
 
@@ -38,7 +39,10 @@ def stat_file(path: Path) -> FileStat:
     return FileStat(st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
 
 
-def _read_range_blocking(path: Path, start: int, length: int, device: int, inode: int) -> bytes:
+def read_range_blocking(path: Path, start: int, length: int, device: int, inode: int) -> PartBody:
+    """Bytes [start, start+length) of the file (fewer when it is shorter), read in this thread
+    straight into the buffer that will be sent. Raises SourceGone if the path now names a
+    different file."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except FileNotFoundError as exc:
@@ -53,23 +57,27 @@ def _read_range_blocking(path: Path, start: int, length: int, device: int, inode
         st = os.fstat(fd)
         if (st.st_dev, st.st_ino) != (device, inode):
             raise SourceGone(f"{path} was replaced by another file")
-        chunks: list[bytes] = []
-        offset, remaining = start, length
-        while remaining > 0:
-            chunk = os.pread(fd, remaining, offset)
-            if not chunk:
-                break  # the file is shorter than asked: the caller compares lengths
-            chunks.append(chunk)
-            offset += len(chunk)
-            remaining -= len(chunk)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return _read_into(fd, start, length)
     except OSError as exc:
         raise SourceUnreadable(f"{path} cannot be read: {exc.strerror}") from exc
     finally:
         os.close(fd)
 
 
-async def read_range(path: Path, start: int, length: int, *, device: int, inode: int) -> bytes:
-    """Bytes [start, start+length) of the file, read in a worker thread. Fewer bytes come back when
-    the file is shorter. Raises SourceGone if the path now names a different file."""
-    return await asyncio.to_thread(_read_range_blocking, path, start, length, device, inode)
+def _read_into(fd: int, start: int, length: int) -> PartBody:
+    body = PartBody(length)
+    got = 0
+    with memoryview(body) as view:
+        while got < length:
+            count = os.preadv(fd, [view[got:]], start + got)
+            if count == 0:
+                break  # the file is shorter than asked: the caller compares lengths
+            got += count
+    if got < length:
+        del body[got:]
+    return body
+
+
+async def read_range(path: Path, start: int, length: int, *, device: int, inode: int) -> PartBody:
+    """`read_range_blocking` in a worker thread."""
+    return await asyncio.to_thread(read_range_blocking, path, start, length, device, inode)

@@ -1,0 +1,48 @@
+"""How the S3 client is set up: payload signing policy and connection pool size."""
+
+from __future__ import annotations
+
+import pytest
+
+from tailup.config import PayloadSigning, load_settings
+from tailup.errors import ConfigError
+from tailup.plan import MiB
+from tailup.s3 import SPARE_CONNECTIONS, pool_size, signs_payload
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "signed"),
+    [
+        (None, False),  # AWS, over https
+        ("https://s3.example.com", False),
+        ("HTTPS://minio.lan:9000", False),
+        ("http://10.0.0.5:9000", True),  # plain http across a network: as the AWS SDKs do
+        ("http://minio.lan:9000", True),
+        ("http://127.0.0.1:8333", False),  # loopback: nobody in the middle but root
+        ("http://127.9.9.9:8333", False),
+        ("http://localhost:8333", False),
+        ("http://[::1]:8333", False),
+    ],
+)
+def test_auto_signs_the_payload_over_plain_http_to_another_host_only(
+    endpoint: str | None, signed: bool
+) -> None:
+    assert signs_payload(PayloadSigning.AUTO, endpoint) is signed
+
+
+@pytest.mark.parametrize("endpoint", [None, "https://s3.example.com", "http://127.0.0.1:1"])
+def test_always_and_never_are_what_they_say(endpoint: str | None) -> None:
+    assert signs_payload(PayloadSigning.ALWAYS, endpoint) is True
+    assert signs_payload(PayloadSigning.NEVER, endpoint) is False
+
+
+def test_payload_signing_setting_names_the_accepted_values() -> None:
+    assert load_settings({"payload_signing": "never"}).payload_signing is PayloadSigning.NEVER
+    with pytest.raises(ConfigError, match=r"--payload-signing .*auto, always or never"):
+        load_settings({"payload_signing": "sometimes"})
+
+
+def test_pool_has_a_connection_for_every_part_the_budget_admits_plus_spares() -> None:
+    assert pool_size(256 * MiB, 8 * MiB) == 32 + SPARE_CONNECTIONS
+    assert pool_size(256 * MiB, 5 * MiB) == 52 + SPARE_CONNECTIONS  # rounded up
+    assert pool_size(8 * MiB, 64 * MiB) == 1 + SPARE_CONNECTIONS
