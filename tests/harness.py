@@ -14,7 +14,7 @@ from typing import Any
 from tailup.checkpoint import RedisCheckpointStore
 from tailup.config import Settings
 from tailup.model import PartRecord, StreamRecord, StreamState
-from tailup.s3 import S3MultipartStore
+from tailup.s3 import Body, S3MultipartStore
 from tailup.supervisor import Supervisor
 
 
@@ -34,15 +34,22 @@ class SpyStore:
     puts: list[str] = field(default_factory=list)
     completes: list[tuple[str, int]] = field(default_factory=list)
     aborts: list[str] = field(default_factory=list)
+    # part number -> the part whose acknowledgement it waits for before it is sent: makes parts
+    # complete out of order on the real server, deterministically.
+    hold_until: dict[int, int] = field(default_factory=dict)
+    _acked: dict[int, asyncio.Event] = field(default_factory=dict)
 
     async def upload_part(
-        self, key: str, upload_id: str, number: int, body: bytes, crc32: int
+        self, key: str, upload_id: str, number: int, body: Body, crc32: int
     ) -> str:
+        if number in self.hold_until:
+            await self._acked.setdefault(self.hold_until[number], asyncio.Event()).wait()
         etag = await self.inner.upload_part(key, upload_id, number, body, crc32)
         self.parts.append(PartCall(key, number, len(body)))
+        self._acked.setdefault(number, asyncio.Event()).set()
         return etag
 
-    async def put_object(self, key: str, body: bytes, crc32: int, content_type: str) -> str:
+    async def put_object(self, key: str, body: Body, crc32: int, content_type: str) -> str:
         etag = await self.inner.put_object(key, body, crc32, content_type)
         self.puts.append(key)
         return etag
@@ -69,9 +76,11 @@ class CheckpointSpy:
 
     inner: RedisCheckpointStore
     after_commit: list[tuple[StreamRecord, dict[int, PartRecord]]] = field(default_factory=list)
+    committed: list[int] = field(default_factory=list)  # part numbers, in commit order
 
     async def commit_part(self, stream_id: str, part: PartRecord) -> None:
         await self.inner.commit_part(stream_id, part)
+        self.committed.append(part.number)
         loaded = await self.inner.load(stream_id)
         assert loaded is not None
         self.after_commit.append(loaded)
@@ -123,6 +132,7 @@ async def running_daemon(
     endpoint_url: str,
     redis_url: str,
     key_prefix: str,
+    hold_until: dict[int, int] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Daemon]:
     settings = Settings(
@@ -139,7 +149,7 @@ async def running_daemon(
         ) as real_store,
         RedisCheckpointStore.connect(redis_url, key_prefix) as real_checkpoints,
     ):
-        store = SpyStore(real_store)
+        store = SpyStore(real_store, hold_until=dict(hold_until or {}))
         checkpoints = CheckpointSpy(real_checkpoints)
         supervisor = Supervisor(settings, store, checkpoints)  # type: ignore[arg-type]
         stop = asyncio.Event()

@@ -58,7 +58,10 @@ _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ),
     ("--part-size", {"help": "base part size, 5MiB..5GiB (default 8MiB); parts grow after 500."}),
     ("--idle-timeout", {"help": "finalize after this many seconds without growth (default 30)."}),
-    ("--close-grace", {"help": "finalize this long after the writer closed the file (default 2)."}),
+    (
+        "--close-grace",
+        {"help": "finalize this long after the last writer closed the file (default 0)."},
+    ),
     ("--key-template", {"help": "S3 key of each file (default streams/{stream_id}/{name})."}),
     (
         "--after-upload",

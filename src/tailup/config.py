@@ -83,8 +83,11 @@ class Settings(BaseSettings):
     idle_timeout: float = Field(
         default=30.0, description="Finalize after this many seconds without a size change."
     )
+    # 0: a close with no other writer left is the end of the recording (ffmpeg, OBS, cameras
+    # close once). Writers that close and reopen to append get 2 s once seen doing it (stream.py).
     close_grace: float = Field(
-        default=2.0, description="Finalize this many seconds after the writer closed the file."
+        default=0.0,
+        description="Finalize this many seconds after the last writer closed the file.",
     )
     key_template: str = Field(default=DEFAULT_KEY_TEMPLATE, description="S3 key of each file.")
     after_upload: str = Field(

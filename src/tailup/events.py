@@ -10,7 +10,7 @@ from pathlib import Path
 class EventKind(enum.Enum):
     DISCOVERED = "discovered"  # present, history unknown: startup scan, moved in, new folder
     CREATED = "created"
-    MODIFIED = "modified"
+    MODIFIED = "modified"  # may have changed: opened (inotify) or changed since the last poll
     CLOSED = "closed"  # closed after writing (inotify IN_CLOSE_WRITE): the writer is gone
     DELETED = "deleted"
     MOVED = "moved"  # path -> dest_path; either side may be outside the include globs

@@ -1,12 +1,16 @@
 """One stream: a file being uploaded while it grows, then finalized and verified.
 
-The stream waits for a wake-up (a filesystem event or a timer), looks at the file, sends every part
-that is complete and not yet sent, and finalizes once the writer is gone: it closed the file and
-``close_grace_s`` passed with no change, or nothing changed for ``idle_timeout_s``.
+The stream waits for a wake-up (a close, or its poll timer: it stats its file every
+``growth_poll_s``, since per-write events cost far more than a stat, see tailup.watcher), looks at
+the file, sends every part that is complete and not yet sent, and finalizes once the writer is
+gone: it closed the file and ``close_grace_s`` passed with no change, or nothing changed for
+``idle_timeout_s``. A change seen after the close means the writer came back: the close no longer
+counts.
 
 Finalizing re-reads every part of the final layout in order. A part whose bytes changed since it was
 sent (muxers patch headers at close) is sent again; parts past a shrunk end are left out; the
-whole-file SHA-256 is computed in the same pass. Then CompleteMultipartUpload, and the object's size
+whole-file SHA-256, kept up while the parts were read for upload, is completed in the same pass
+(tailup.digest). Then CompleteMultipartUpload, and the object's size
 and ETag are checked against what was sent before metadata.json is written and the stream is
 recorded completed.
 """
@@ -19,16 +23,18 @@ import hashlib
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
 from tailup import metrics
+from tailup.body import PartBody
 from tailup.budget import ByteBudget
 from tailup.checkpoint import CheckpointStore
 from tailup.config import AfterUploadKind
+from tailup.digest import FileDigest, FinalizeHasher
 from tailup.errors import (
     CheckpointUnavailable,
     NoSuchUpload,
@@ -62,7 +68,7 @@ from tailup.model import (
 from tailup.plan import PartPlan, PartRange
 from tailup.retry import Backoff
 from tailup.s3 import MultipartStore
-from tailup.source import FileStat, read_range, stat_file
+from tailup.source import FileStat, read_range_blocking, stat_file
 
 log = structlog.get_logger(__name__)
 
@@ -87,6 +93,12 @@ class StreamDeps:
     part_concurrency: int = 4
     after_upload: tuple[AfterUploadKind, Path | None] = (AfterUploadKind.KEEP, None)
     clock: Callable[[], float] = time.monotonic
+    growth_poll_s: float = 0.2
+
+
+# A file that changed after its upload completed has a writer that closes and comes back: wait at
+# least this long after its closes, whatever close_grace says, rather than complete it each time.
+REOPENED_CLOSE_GRACE_S = 2.0
 
 
 class _Replaced(SourceGone):
@@ -116,11 +128,16 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return leaves[0]
 
 
-def _hash_part(data: bytes, sha: hashlib._Hash | None) -> int:
-    # Runs in a worker thread: zlib and hashlib release the GIL on large buffers.
-    if sha is not None:
-        sha.update(data)
-    return crc32_of(data)
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """One part read from disk: the buffer it is sent from, and its CRC32."""
+
+    body: PartBody
+    crc: int
+
+
+def _sha256_hex(data: PartBody) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 class Stream:
@@ -141,11 +158,15 @@ class Stream:
         self._stop = asyncio.Event()
         now = deps.clock()
         self._closed_at: float | None = now if writer_closed else None
+        self._seen_since_close = False
         self._last_change_at = now
         self._last_seen: FileStat | None = None
         self._gone_reason: str | None = None
         self._pending_path: Path | None = None
         self._slots = asyncio.Semaphore(deps.part_concurrency)
+        # SHA-256 of the parts read so far, in order (this process's reads only: after a restart
+        # the finalize pass hashes what it does not cover).
+        self._digest = FileDigest()
         self._started_monotonic = now
         self._log = log.bind(stream_id=record.stream_id, path=record.path)
 
@@ -167,13 +188,9 @@ class Stream:
     def last_seen_size(self) -> int | None:
         return self._last_seen.size if self._last_seen else None
 
-    def on_modified(self) -> None:
-        # A write after a close means the writer came back: the close no longer counts.
-        self._closed_at = None
-        self._wake.set()
-
     def on_closed(self) -> None:
         self._closed_at = self.deps.clock()
+        self._seen_since_close = False
         self._wake.set()
 
     def on_gone(self, reason: str) -> None:
@@ -239,12 +256,19 @@ class Stream:
         now = self.deps.clock()
         deadlines = [self._last_change_at + self.deps.idle_timeout_s]
         if self._closed_at is not None:
-            deadlines.append(self._closed_at + self.deps.close_grace_s)
+            deadlines.append(self._closed_at + self._close_grace_s())
         return max(0.0, min(deadlines) - now)
+
+    def _close_grace_s(self) -> float:
+        if self.record.generation > 1:
+            return max(self.deps.close_grace_s, REOPENED_CLOSE_GRACE_S)
+        return self.deps.close_grace_s
 
     async def _wait(self) -> None:
         try:
-            async with asyncio.timeout(self._deadline_s()):
+            deadline = self._deadline_s()
+            poll = self.deps.growth_poll_s
+            async with asyncio.timeout(poll if deadline is None else min(deadline, poll)):
                 await self._wake.wait()
         except TimeoutError:
             pass
@@ -263,19 +287,12 @@ class Stream:
             return True
         if self._closed_at is None:
             return False
-        return now - max(self._closed_at, self._last_change_at) >= self.deps.close_grace_s
+        return now - max(self._closed_at, self._last_change_at) >= self._close_grace_s()
 
     async def _step(self) -> Outcome | None:
         if self._gone_reason:
             raise SourceGone(self._gone_reason)
-        st = self._stat()
-        if self._last_seen is None or (st.size, st.mtime_ns) != (
-            self._last_seen.size,
-            self._last_seen.mtime_ns,
-        ):
-            self._last_change_at = self.deps.clock()
-            self._last_seen = st
-            metrics.stream_lag(self.stream_id, st.size - self.bytes_in_s3)
+        st = self._observe()
         if self._pending_path is not None:
             await self.deps.checkpoints.update(self.stream_id, path=str(self._pending_path))
             self._pending_path = None
@@ -283,6 +300,23 @@ class Stream:
         if self._ready_to_finalize() and not self._stop.is_set():
             return await self._finalize()
         return None
+
+    def _observe(self) -> FileStat:
+        """Stat the file and note when it last changed (for the idle and close timers)."""
+        st = self._stat()
+        changed = self._last_seen is None or (st.size, st.mtime_ns) != (
+            self._last_seen.size,
+            self._last_seen.mtime_ns,
+        )
+        if changed:
+            self._last_change_at = self.deps.clock()
+            self._last_seen = st
+            metrics.stream_lag(self.stream_id, st.size - self.bytes_in_s3)
+        if self._closed_at is not None:
+            if changed and self._seen_since_close:
+                self._closed_at = None  # written after the close: the writer came back
+            self._seen_since_close = True
+        return st
 
     def _stat(self) -> FileStat:
         st = stat_file(self.path)
@@ -293,26 +327,58 @@ class Stream:
     # -- sending parts --
 
     async def _send_ready_parts(self, size_bytes: int) -> None:
+        self._check_capacity(size_bytes)
+        first = lowest_gap(frozenset(self.parts))
+        if any(
+            n not in self.parts
+            for n in range(first, self.plan.full_parts_available(size_bytes) + 1)
+        ):
+            await self._ensure_upload()
+            await self._send_parts(self._ready_ranges(first, size_bytes))
+
+    def _check_capacity(self, size_bytes: int) -> None:
         if size_bytes > self.plan.capacity_bytes():
             raise PlanExceeded(
                 f"{self.path} grew to {size_bytes} bytes, past what one S3 object can hold "
                 f"({self.plan.capacity_bytes()} bytes with this part plan)"
             )
-        available = self.plan.full_parts_available(size_bytes)
-        first = lowest_gap(frozenset(self.parts))
-        todo = [self.plan.part_range(n) for n in range(first, available + 1) if n not in self.parts]
-        if todo:
-            await self._ensure_upload()
-            await self._send_parts(todo)
+
+    def _ready_ranges(self, first: int, size_bytes: int) -> Iterator[PartRange]:
+        """Full parts not sent yet, in order, from part ``first``. When they run out it looks at
+        the file again: a writer faster than one upload (or a file dropped in whole) keeps every
+        slot busy instead of waiting for a batch to drain before the next look."""
+        number = first
+        while True:
+            available = self.plan.full_parts_available(size_bytes)
+            for candidate in range(number, available + 1):
+                if candidate not in self.parts:
+                    yield self.plan.part_range(candidate)
+            number = max(number, available + 1)
+            grown = self._observe().size
+            if self.plan.full_parts_available(grown) <= available:
+                return
+            self._check_capacity(grown)
+            size_bytes = grown
 
     async def _send_parts(self, ranges: Iterable[PartRange]) -> None:
+        # Parts are read one after the other, in order (which keeps the whole-file digest going),
+        # and uploaded up to part_concurrency at a time: reading from the page cache is far
+        # faster than any upload.
         try:
             async with asyncio.TaskGroup() as group:
                 for rng in ranges:
                     if self._stop.is_set():
                         break
                     grant = await self._take_slot(rng.size)
-                    group.create_task(self._send_part(rng, grant, data=None))
+                    try:
+                        loaded = await self._load(rng, offer_to_digest=True)
+                    except BaseException:
+                        await self._give_slot(grant)
+                        raise
+                    if len(loaded.body) < rng.size:
+                        await self._give_slot(grant)
+                        break  # the file shrank under us; the next look decides
+                    group.create_task(self._send_part(rng, grant, loaded))
         except BaseExceptionGroup as group_error:
             raise _first_error(group_error) from None
 
@@ -329,20 +395,23 @@ class Stream:
         self._slots.release()
         await asyncio.shield(self.deps.budget.release(grant))
 
-    async def _send_part(self, rng: PartRange, grant: int, data: bytes | None) -> None:
+    async def _send_part(
+        self,
+        rng: PartRange,
+        grant: int,
+        loaded: _Loaded,
+        hashed: asyncio.Future[None] | None = None,
+    ) -> None:
+        """Upload a part read by ``_load`` (and, at finalize, wait until the digest is done with
+        its buffer), then give its slot and budget back."""
         try:
-            if data is None:
-                data = await self._read(rng)
-                if len(data) < rng.size:
-                    return  # the file shrank under us; the next look decides
-                crc = await asyncio.to_thread(_hash_part, data, None)
-            else:
-                crc = crc32_of(data)
-            await self._upload_part(rng.number, data, crc)
+            await self._upload_part(rng.number, loaded.body, loaded.crc)
+            if hashed is not None:
+                await hashed
         finally:
             await self._give_slot(grant)
 
-    async def _upload_part(self, number: int, data: bytes, crc: int) -> None:
+    async def _upload_part(self, number: int, data: PartBody, crc: int) -> None:
         started = time.monotonic()
         etag = await self.deps.store.upload_part(
             self.record.key, self.record.upload_id, number, data, crc
@@ -357,9 +426,21 @@ class Stream:
         metrics.part_uploaded(len(data), seconds)
         self._log.debug("part uploaded", part=number, size=len(data))
 
-    async def _read(self, rng: PartRange) -> bytes:
-        return await read_range(
-            self.path, rng.start, rng.size, device=self.record.device, inode=self.record.inode
+    async def _load(self, rng: PartRange, *, offer_to_digest: bool = False) -> _Loaded:
+        """Read a part and compute its CRC32 (and maybe extend the digest), in one worker-thread
+        call: zlib-ng and hashlib release the GIL."""
+        return await asyncio.to_thread(self._load_blocking, rng, offer_to_digest)
+
+    def _load_blocking(self, rng: PartRange, offer_to_digest: bool) -> _Loaded:
+        body = self._read_blocking(rng)
+        crc = crc32_of(body)
+        if offer_to_digest and len(body) == rng.size:
+            self._digest.offer(rng.number, body, crc)
+        return _Loaded(body, crc)
+
+    def _read_blocking(self, rng: PartRange) -> PartBody:
+        return read_range_blocking(
+            self.path, rng.start, rng.size, self.record.device, self.record.inode
         )
 
     async def _ensure_upload(self) -> None:
@@ -395,11 +476,10 @@ class Stream:
             layout = self.plan.final_layout(st.size)
         except ValueError as exc:
             raise PlanExceeded(str(exc)) from exc
-        sha = hashlib.sha256()
         if len(layout) == 1 and not self.record.upload_id:
-            expected_etag, sent_parts = await self._put_single(layout[0], sha)
+            expected_etag, sent_parts, sha256_hex = await self._put_single(layout[0])
         else:
-            expected_etag, sent_parts = await self._complete_multipart(layout, sha)
+            expected_etag, sent_parts, sha256_hex = await self._complete_multipart(layout)
         info = await self.deps.store.head_object(self.record.key)
         check = check_completed_object(
             expected_size=st.size,
@@ -414,8 +494,8 @@ class Stream:
             )
         after = self._stat()
         changed = (after.size, after.mtime_ns) != (st.size, st.mtime_ns)
-        await self._write_metadata(st, sha.hexdigest(), expected_etag, sent_parts, started)
-        await self._record_completed(st, sha.hexdigest(), expected_etag)
+        await self._write_metadata(st, sha256_hex, expected_etag, sent_parts, started)
+        await self._record_completed(st, sha256_hex, expected_etag)
         metrics.FINALIZE_SECONDS.observe(self.deps.clock() - started)
         if changed:
             self._log.info("file changed while finalizing; it will be uploaded again")
@@ -437,25 +517,25 @@ class Stream:
         self._log.info("stream skipped", reason=reason)
         return Outcome.SKIPPED
 
-    async def _put_single(self, rng: PartRange, sha: hashlib._Hash) -> tuple[str, list[PartRecord]]:
+    async def _put_single(self, rng: PartRange) -> tuple[str, list[PartRecord], str]:
         async with self.deps.budget.hold(rng.size):
-            data = await self._read(rng)
-            if len(data) != rng.size:
+            loaded = await self._load(rng)
+            if len(loaded.body) != rng.size:
                 raise FileChangedWhileFinalizing(f"{self.path} shrank while being finalized")
-            crc = await asyncio.to_thread(_hash_part, data, sha)
+            sha256_hex = await asyncio.to_thread(_sha256_hex, loaded.body)
             started = time.monotonic()
             etag = await self.deps.store.put_object(
-                self.record.key, data, crc, content_type_for(self.path.name)
+                self.record.key, loaded.body, loaded.crc, content_type_for(self.path.name)
             )
-            metrics.part_uploaded(len(data), time.monotonic() - started)
+            metrics.part_uploaded(rng.size, time.monotonic() - started)
         self._log.info("uploaded in one request", size=rng.size)
-        return etag, [PartRecord(1, rng.size, crc, etag, iso(utc_now()))]
+        return etag, [PartRecord(1, rng.size, loaded.crc, etag, iso(utc_now()))], sha256_hex
 
     async def _complete_multipart(
-        self, layout: list[PartRange], sha: hashlib._Hash
-    ) -> tuple[str, list[PartRecord]]:
+        self, layout: list[PartRange]
+    ) -> tuple[str, list[PartRecord], str]:
         await self._ensure_upload()
-        resent = await self._verify_pass(layout, sha)
+        resent, sha256_hex = await self._verify_pass(layout)
         dropped = parts_past_end(self.parts, layout)
         if dropped:
             await self.deps.checkpoints.drop_parts(self.stream_id, dropped)
@@ -480,34 +560,49 @@ class Stream:
             resent=resent,
             dropped=dropped,
         )
-        return expected_etag, final_parts
+        return expected_etag, final_parts, sha256_hex
 
-    async def _verify_pass(self, layout: list[PartRange], sha: hashlib._Hash) -> list[int]:
-        """Re-read every part of the final layout in order, hash it, and send the parts whose
-        bytes are new or changed. Returns the part numbers sent."""
+    async def _verify_pass(self, layout: list[PartRange]) -> tuple[list[int], str]:
+        """Re-read every part of the final layout in order, compare its CRC32, and send the
+        parts whose bytes are new or changed, from the buffer just read. The whole-file SHA-256
+        is completed alongside, in its own thread. Returns the part numbers sent and the
+        SHA-256."""
         resent: list[int] = []
+
+        def read_part(number: int) -> PartBody:
+            return self._read_blocking(layout[number - 1])
+
         try:
-            async with asyncio.TaskGroup() as group:
-                for rng in layout:
-                    grant = await self._take_slot(rng.size)
-                    try:
-                        data = await self._read(rng)
-                        if len(data) != rng.size:
-                            raise FileChangedWhileFinalizing(
-                                f"{self.path} shrank while being finalized"
-                            )
-                        crc = await asyncio.to_thread(_hash_part, data, sha)
-                    except BaseException:
-                        await self._give_slot(grant)
-                        raise
-                    if part_action(self.parts.get(rng.number), rng, crc) is PartAction.UPLOAD:
-                        resent.append(rng.number)
-                        group.create_task(self._send_part(rng, grant, data=data))
-                    else:
-                        await self._give_slot(grant)
+            with FinalizeHasher(self._digest, read_part) as hasher:
+                async with asyncio.TaskGroup() as group:
+                    for rng in layout:
+                        grant = await self._take_slot(rng.size)
+                        try:
+                            loaded = await self._load(rng)
+                            if len(loaded.body) != rng.size:
+                                raise FileChangedWhileFinalizing(
+                                    f"{self.path} shrank while being finalized"
+                                )
+                        except BaseException:
+                            await self._give_slot(grant)
+                            raise
+                        hashed = hasher.submit(rng.number, loaded.body, loaded.crc)
+                        recorded = self.parts.get(rng.number)
+                        if part_action(recorded, rng, loaded.crc) is PartAction.UPLOAD:
+                            resent.append(rng.number)
+                            group.create_task(self._send_part(rng, grant, loaded, hashed))
+                        else:
+                            group.create_task(self._release_after(hashed, grant))
+                sha256_hex = await hasher.finish(len(layout))
         except BaseExceptionGroup as group_error:
             raise _first_error(group_error) from None
-        return resent
+        return resent, sha256_hex
+
+    async def _release_after(self, hashed: asyncio.Future[None], grant: int) -> None:
+        try:
+            await hashed
+        finally:
+            await self._give_slot(grant)
 
     async def _write_metadata(
         self,

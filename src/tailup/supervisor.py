@@ -189,10 +189,10 @@ class Supervisor:
             event.kind is EventKind.DISCOVERED and event.writer_open is False
         )
         if stream is not None:
-            if closed:
+            # Nothing else to tell a live stream: it watches its file's size itself, and MODIFIED
+            # is an open (our own reads open the file for every part), not a write.
+            if closed and not await _still_written(path):
                 stream.on_closed()
-            elif event.kind is not EventKind.DISCOVERED:
-                stream.on_modified()
             return
         if not is_candidate(path, self._settings.include):
             return
@@ -324,6 +324,13 @@ class Supervisor:
         again = (Outcome.REPLACED, Outcome.CHANGED_AFTER_COMPLETE, Outcome.ABORTED)
         if outcome in again and stream.path.exists():
             self._queue.put_nowait(FileEvent(EventKind.MODIFIED, stream.path))
+
+
+async def _still_written(path: Path) -> bool:
+    """True if some process still has the file open for writing: that close (one descriptor of
+    several) was not the end of the recording. One /proc pass, off the loop."""
+    found = await asyncio.to_thread(writers_open, [path])
+    return found[path] is True
 
 
 def _unchanged_since_end(prev: StreamRecord, st: FileStat, at_startup: bool) -> bool:

@@ -12,9 +12,15 @@ Policies (the supervisor relies on them):
 - Symlinks are never followed and never reported: a link may point outside the watched tree, and
   its target can change under us, so what we upload would not be what is in the folder. The startup
   scan does not descend into symlinked directories, and polling uses lstat for the same reason.
-- CLOSED is the kernel's close-after-write only. Opens and read-only closes are dropped (even at
-  the inotify mask, so our own reads of the files wake nobody): `+faststart` reopens the file
-  read-only before its final close-after-write.
+- CLOSED is the kernel's close-after-write only. Read-only closes are dropped (even at the inotify
+  mask): `+faststart` reopens the file read-only before its final close-after-write.
+- MODIFIED means "may have changed", not "was written". With inotify it is reported when a file is
+  *opened* (a writer's open may truncate it, or reopen a finished file to append), never per
+  write: inotify reports every write() (a recorder writing 32 KiB at a time makes thousands a
+  second), and carrying each one through watchdog and asyncio cost ~160 us of CPU, 5 CPU s per GiB
+  at 100 MB/s (bench/RESULTS.md). A stream watches its own file's size instead. Our own reads
+  open the files too: the supervisor ignores MODIFIED for a file it is uploading. Polling reports
+  MODIFIED once per snapshot in which the file changed.
 - A file or directory that appears by being moved in from outside the watched tree is reported as
   DISCOVERED (with `writer_open`), like the startup scan, not as CREATED: nobody is known to be
   writing it. A file moved out of the tree is reported as DELETED.
@@ -60,6 +66,7 @@ from watchdog.events import (
     FileDeletedEvent,
     FileModifiedEvent,
     FileMovedEvent,
+    FileOpenedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
 )
@@ -84,11 +91,12 @@ DEFAULT_INCLUDE: Final = ("*.mp4", "*.mov", "*.mkv", "*.ts", "*.m4v", "*.flv")
 _SKIPPED_PREFIXES: Final = (".", "~$")
 _PARTIAL_SUFFIXES: Final = (".part", ".tmp", ".crdownload", ".partial", ".download", "~")
 
-# Asking watchdog for these classes only also narrows the inotify mask: no IN_OPEN, IN_ACCESS or
-# IN_CLOSE_NOWRITE, which our own reads of the growing files would otherwise trigger constantly.
-_WATCHED_EVENTS: Final[tuple[type[FileSystemEvent], ...]] = (
+# Asking watchdog for these classes only also narrows the inotify mask: no IN_MODIFY (one per
+# write), IN_ACCESS or IN_CLOSE_NOWRITE (our own reads). IN_OPEN stands in for IN_MODIFY (see the
+# module doc). Polling has no per-write cost: it keeps its snapshot-based modified events.
+_INOTIFY_EVENTS: Final[tuple[type[FileSystemEvent], ...]] = (
     FileCreatedEvent,
-    FileModifiedEvent,
+    FileOpenedEvent,
     FileClosedEvent,
     FileDeletedEvent,
     FileMovedEvent,
@@ -96,8 +104,10 @@ _WATCHED_EVENTS: Final[tuple[type[FileSystemEvent], ...]] = (
     DirDeletedEvent,
     DirMovedEvent,
 )
+_POLLING_EVENTS: Final = (*_INOTIFY_EVENTS, FileModifiedEvent)
 _FILE_KINDS: Final[dict[type[FileSystemEvent], EventKind]] = {
     FileCreatedEvent: EventKind.CREATED,
+    FileOpenedEvent: EventKind.MODIFIED,
     FileModifiedEvent: EventKind.MODIFIED,
     FileClosedEvent: EventKind.CLOSED,
     FileDeletedEvent: EventKind.DELETED,
@@ -500,8 +510,9 @@ class Watcher:
                 self._observer = observer = self._make_observer()
                 handler = _Bridge(translator.translate, self._deliver_threadsafe)
                 for root in self._identities:
+                    events = _POLLING_EVENTS if self._poll else _INOTIFY_EVENTS
                     self._watches[root] = observer.schedule(
-                        handler, str(root), recursive=True, event_filter=list(_WATCHED_EVENTS)
+                        handler, str(root), recursive=True, event_filter=list(events)
                     )
                 observer.start()  # adds the inotify watches (walks the tree) or takes a snapshot
             except OSError as exc:

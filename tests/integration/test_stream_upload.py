@@ -123,6 +123,8 @@ async def test_part_changed_after_upload_is_sent_again(
     part2_uploads = [c for c in daemon.store.parts if c.key == record.key and c.number == 2]
     assert len(part2_uploads) == 1, "an unchanged part is not sent again"
     assert object_bytes(s3_client, bucket, record.key) == bytes(data)
+    # The SHA-256 kept up while uploading covered the old part 1: it was computed again.
+    assert record.sha256 == hashlib.sha256(data).hexdigest()
 
 
 async def test_file_that_shrinks_before_close_leaves_out_parts_past_the_end(
@@ -139,6 +141,7 @@ async def test_file_that_shrinks_before_close_leaves_out_parts_past_the_end(
         record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
     assert object_bytes(s3_client, bucket, record.key) == data[: 7 * MiB]
     assert record.final_size == 7 * MiB
+    assert record.sha256 == hashlib.sha256(data[: 7 * MiB]).hexdigest()
 
 
 async def test_deleted_file_aborts_its_upload_and_others_go_on(

@@ -1,0 +1,238 @@
+"""The performance-minded paths, held to correctness against the real Redis and S3 server:
+out-of-order completion, reads per byte, zero-copy bodies, unsigned payloads, closes that are not
+the end, and writers that come back."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import object_bytes, running_daemon, wait_until
+from tailup import stream as stream_module
+from tailup.body import SLICE_BYTES, PartBody
+from tailup.budget import ByteBudget
+from tailup.config import PayloadSigning, Settings
+from tailup.devservers import RedisServer, SeaweedS3
+from tailup.errors import TailupError
+from tailup.events import EventKind, FileEvent
+from tailup.integrity import crc32_of
+from tailup.model import StreamRecord, StreamState, lowest_gap
+from tailup.plan import MiB, PartPlan
+from tailup.s3 import S3MultipartStore
+from tailup.source import stat_file
+from tailup.stream import Stream, StreamDeps
+from tailup.supervisor import Supervisor
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+def watch(tmp_path: Path) -> Path:
+    folder = tmp_path / "watch"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def daemon_args(
+    watch: Path,
+    bucket: str,
+    s3_server: SeaweedS3,
+    redis_server: RedisServer,
+    key_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, Any]:
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    return {
+        "watch": watch,
+        "bucket": bucket,
+        "endpoint_url": s3_server.endpoint_url,
+        "redis_url": redis_server.url,
+        "key_prefix": key_prefix,
+    }
+
+
+def drop_in(tmp_path: Path, watch: Path, name: str, data: bytes) -> Path:
+    """A finished recording appears in the folder at once (written elsewhere, then moved in)."""
+    staging = tmp_path / name
+    staging.write_bytes(data)
+    dest = watch / name
+    os.rename(staging, dest)
+    return dest
+
+
+async def test_parts_complete_out_of_order_and_the_checkpoint_stays_the_lowest_gap(
+    daemon_args: dict[str, Any], watch: Path, tmp_path: Path, s3_client: Any, bucket: str
+) -> None:
+    data = os.urandom(21 * MiB)  # 4 full 5 MiB parts and a tail
+    # Part 1 is sent only once part 3 is acknowledged, part 2 once part 4 is: with 4 parts in
+    # flight, S3 acknowledges 3 and 4 first, for real.
+    async with running_daemon(**daemon_args, hold_until={1: 3, 2: 4}) as daemon:
+        path = drop_in(tmp_path, watch, "dropped.ts", data)
+        record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
+    committed = daemon.checkpoints.committed
+    assert committed.index(3) < committed.index(1) and committed.index(4) < committed.index(2)
+    for meta, parts in daemon.checkpoints.after_commit:
+        # What a crash right after this commit would resume from: the lowest part not in S3.
+        assert meta.next_part_to_upload == lowest_gap(frozenset(parts))
+        assert meta.total_bytes_sent == sum(p.size for p in parts.values())
+    assert object_bytes(s3_client, bucket, record.key) == data
+    assert record.sha256 == hashlib.sha256(data).hexdigest()
+
+
+async def test_each_byte_is_read_once_to_upload_and_once_to_verify(
+    daemon_args: dict[str, Any],
+    watch: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    s3_client: Any,
+    bucket: str,
+) -> None:
+    reads: Counter[tuple[int, int]] = Counter()
+    real_read = stream_module.read_range_blocking
+
+    def counting_read(path: Path, start: int, length: int, device: int, inode: int) -> PartBody:
+        reads[(start, length)] += 1
+        return real_read(path, start, length, device, inode)
+
+    monkeypatch.setattr(stream_module, "read_range_blocking", counting_read)
+    data = os.urandom(17 * MiB)  # 3 full parts, then a 2 MiB tail
+    async with running_daemon(**daemon_args) as daemon:
+        path = drop_in(tmp_path, watch, "finished.mkv", data)
+        record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
+    plan = PartPlan(5 * MiB)
+    layout = plan.final_layout(len(data))
+    full, tail = layout[:-1], layout[-1]
+    assert {(r.start, r.size): reads[(r.start, r.size)] for r in full} == {
+        (r.start, r.size): 2 for r in full
+    }
+    # The tail is read once, at finalize, and sent from that same buffer.
+    assert reads[(tail.start, tail.size)] == 1
+    assert sum(reads.values()) == 2 * len(full) + 1
+    assert object_bytes(s3_client, bucket, record.key) == data
+    assert record.sha256 == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("signing", [PayloadSigning.NEVER, PayloadSigning.ALWAYS])
+async def test_part_bodies_go_up_exact_signed_or_not_and_checksums_still_guard_them(
+    signing: PayloadSigning,
+    s3_server: SeaweedS3,
+    bucket: str,
+    s3_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    body = PartBody(os.urandom(2 * SLICE_BYTES + 12345))  # more than one slice, not a multiple
+    sent: list[str] = []
+
+    def note_payload_hash(request: Any, **_: Any) -> None:
+        value = request.headers["X-Amz-Content-SHA256"]
+        sent.append(value.decode() if isinstance(value, bytes) else value)
+
+    async with S3MultipartStore.connect(
+        bucket, endpoint_url=s3_server.endpoint_url, region="us-east-1", payload_signing=signing
+    ) as store:
+        store._s3.meta.events.register("before-send.s3.PutObject", note_payload_hash)
+        await store.put_object("exact", body, crc32_of(body), "video/mp2t")
+        with pytest.raises(TailupError, match="BadDigest"):
+            await store.put_object("corrupt", body, crc32_of(body) ^ 1, "video/mp2t")
+    assert object_bytes(s3_client, bucket, "exact") == bytes(body)
+    if signing is PayloadSigning.NEVER:
+        assert sent[0] == "UNSIGNED-PAYLOAD"
+    else:
+        assert sent[0] == hashlib.sha256(body).hexdigest()
+
+
+class _CloseRecorder:
+    def __init__(self) -> None:
+        self.closes = 0
+
+    def on_closed(self) -> None:
+        self.closes += 1
+
+
+async def test_a_close_while_another_descriptor_still_writes_is_not_the_end(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "two-writers.mp4"
+    settings = Settings(watch=[tmp_path], bucket="unused")
+    supervisor = Supervisor(settings, store=None, checkpoints=None)  # type: ignore[arg-type]
+    stream = _CloseRecorder()
+    supervisor.streams[path] = stream  # type: ignore[assignment]
+    with path.open("wb") as first:
+        with path.open("r+b") as second:
+            second.write(b"header")
+        await supervisor._changed(FileEvent(EventKind.CLOSED, path))
+        assert stream.closes == 0, "`first` still has the file open for writing"
+        first.write(b"more")
+    await supervisor._changed(FileEvent(EventKind.CLOSED, path))
+    assert stream.closes == 1
+
+
+def _stream_for(path: Path, generation: int = 1) -> Stream:
+    st = stat_file(path)
+    deps = StreamDeps(
+        store=None,  # type: ignore[arg-type]
+        checkpoints=None,  # type: ignore[arg-type]
+        budget=ByteBudget(64 * MiB),
+        close_grace_s=0.0,
+        idle_timeout_s=30.0,
+    )
+    record = StreamRecord(
+        stream_id="s1",
+        path=str(path),
+        watch_root=str(path.parent),
+        bucket="b",
+        key="k",
+        base_part_size=5 * MiB,
+        device=st.device,
+        inode=st.inode,
+        created_at="",
+        last_activity_at_utc="",
+        generation=generation,
+    )
+    return Stream(deps, record, {})
+
+
+async def test_a_write_seen_after_the_close_means_the_writer_came_back(tmp_path: Path) -> None:
+    path = tmp_path / "reopened.ts"
+    path.write_bytes(b"a" * 1000)
+    stream = _stream_for(path)
+    stream._observe()
+    stream.on_closed()
+    stream._observe()  # the file as the writer left it
+    assert stream._ready_to_finalize()
+    with path.open("ab") as out:
+        out.write(b"b" * 1000)
+    stream._observe()
+    assert not stream._ready_to_finalize(), "written after its close: not finished"
+
+
+async def test_a_writer_known_to_come_back_gets_a_grace_after_its_close(tmp_path: Path) -> None:
+    path = tmp_path / "appended.ts"
+    path.write_bytes(b"a" * 1000)
+    stream = _stream_for(path, generation=2)  # it changed after an earlier completed upload
+    stream._observe()
+    stream.on_closed()
+    stream._observe()
+    assert not stream._ready_to_finalize()
+
+
+async def test_growth_is_seen_without_any_write_event(
+    daemon_args: dict[str, Any], watch: Path
+) -> None:
+    """Writes make no events (tailup.watcher): the stream polls its file and sends parts while
+    the writer still has it open."""
+    path = watch / "growing.ts"
+    async with running_daemon(**daemon_args) as daemon:
+        with path.open("wb") as out:
+            out.write(os.urandom(11 * MiB))
+            out.flush()
+            await wait_until(lambda: len(daemon.store.parts) >= 2, "2 parts sent while open")
