@@ -13,6 +13,9 @@ left is the kernel's. Registration is by exact type, so no other ``bytearray`` i
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import sys
 from typing import Any
 
 import aiohttp.payload
@@ -52,3 +55,25 @@ class PartBodyPayload(aiohttp.payload.Payload):
 
 
 aiohttp.payload.register_payload(PartBodyPayload, PartBody)
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def return_part_memory_promptly() -> bool:
+    """Make glibc give every part buffer back to the system when it is freed (True if it could).
+
+    Part buffers are allocated in worker threads, so they land in several malloc arenas; once one
+    is freed glibc raises its mmap threshold above the part size and later parts come from the
+    arenas, which keep their high-water mark. Memory then grows well past the byte budget: peak
+    RSS ~560 MiB for a 256 MiB budget with 100 streams (bench c), ~330 MiB with this. A fixed
+    threshold of 1 MiB maps each part on its own and unmaps it when freed: a few page faults per
+    part (~0.1 CPU s per GiB), memory that follows the budget.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, 1024 * 1024))
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False

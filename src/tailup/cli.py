@@ -175,9 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(_overrides(args))
     check_daemon_settings(settings)
+    from tailup.body import return_part_memory_promptly
     from tailup.observe import configure_logging
 
     configure_logging(settings.log_format.value, settings.log_level)
+    return_part_memory_promptly()
     return asyncio.run(_run_daemon(settings))
 
 

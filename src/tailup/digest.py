@@ -7,15 +7,17 @@ its CRC32, hashes only what the digest does not cover yet: the tail, or, when a 
 it was hashed (muxers patch their header at close), the file again from the start. That last case
 is the MP4/MKV/MOV one: their patch is in part 1, so nothing hashed while recording can be kept.
 
-The finalize hashing runs in a thread of its own (``FinalizeHasher``), in part order, while the
-stream reads and compares the next parts: hashlib releases the GIL, so on two cores the SHA-256
-overlaps the re-read instead of following it.
+The finalize hashing runs in worker threads (``FinalizeHasher``), in part order, while the stream
+reads and compares the next parts: hashlib releases the GIL, so on two cores the SHA-256 overlaps
+the re-read instead of following it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -83,32 +85,46 @@ class FileDigest:
             return self._sha.hexdigest()
 
 
+# One pool for the finalize hashing of every stream: SHA-256 is CPU-bound, so threads beyond the
+# cores only cost memory (a thread per finalizing stream made 100 at once in bench c).
+_POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="tailup-sha256")
+
+
 class FinalizeHasher:
     """Completes a FileDigest over the final layout during the finalize pass.
 
-    Every part of the layout is submitted in order; one worker thread takes them in that order and
-    hashes what the digest does not cover. ``submit`` returns when the caller may let go of the
-    body (the future is done); ``finish`` makes the digest cover exactly ``parts`` parts.
+    Every part of the layout is submitted in order; the jobs run in the shared pool one after the
+    other (each waits for the one before), hashing what the digest does not cover. The future
+    ``submit`` returns is done when the caller may let go of the body; ``finish`` makes the digest
+    cover exactly ``parts`` parts.
     """
 
     def __init__(self, digest: FileDigest, read_part: Callable[[int], Buffer]) -> None:
         self._digest = digest
         self._read_part = read_part
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tailup-sha256")
+        self._jobs: list[asyncio.Task[None]] = []
 
     def __enter__(self) -> FinalizeHasher:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        # Pending work is only hashing of bodies nobody waits for any more: drop it.
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        # Jobs still waiting only hash bodies nobody waits for any more: drop them.
+        for job in self._jobs:
+            job.cancel()
 
     def submit(self, number: int, body: Buffer, crc: int) -> asyncio.Future[None]:
-        return asyncio.wrap_future(self._pool.submit(self._take, number, body, crc))
+        return self._chain(functools.partial(self._take, number, body, crc))
 
     async def finish(self, parts: int) -> str:
-        await asyncio.wrap_future(self._pool.submit(self._trim, parts))
+        await self._chain(functools.partial(self._trim, parts))
         return self._digest.hexdigest()
+
+    def _chain(self, work: Callable[[], None]) -> asyncio.Task[None]:
+        previous = self._jobs[-1] if self._jobs else None
+        job = asyncio.ensure_future(_after(previous, work))
+        self._jobs = [j for j in self._jobs if not j.done()]
+        self._jobs.append(job)
+        return job
 
     def _take(self, number: int, body: Buffer, crc: int) -> None:
         digest = self._digest
@@ -124,3 +140,9 @@ class FinalizeHasher:
         # The file shrank to a part boundary: the digest covers parts past the new end.
         if self._digest.parts > parts:
             self._digest.restart(parts, self._read_part)
+
+
+async def _after(previous: asyncio.Task[None] | None, work: Callable[[], None]) -> None:
+    if previous is not None:
+        await previous  # its failure (or cancellation) is ours too: the order is broken
+    await asyncio.get_running_loop().run_in_executor(_POOL, work)

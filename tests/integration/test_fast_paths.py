@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
+import weakref
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,8 +15,9 @@ from typing import Any
 import pytest
 
 from harness import object_bytes, running_daemon, wait_until
+from tailup import source as source_module
 from tailup import stream as stream_module
-from tailup.body import SLICE_BYTES, PartBody
+from tailup.body import SLICE_BYTES, PartBody, return_part_memory_promptly
 from tailup.budget import ByteBudget
 from tailup.config import PayloadSigning, Settings
 from tailup.devservers import RedisServer, SeaweedS3
@@ -236,3 +239,40 @@ async def test_growth_is_seen_without_any_write_event(
             out.write(os.urandom(11 * MiB))
             out.flush()
             await wait_until(lambda: len(daemon.store.parts) >= 2, "2 parts sent while open")
+
+
+async def test_part_buffers_alive_never_exceed_the_byte_budget(
+    daemon_args: dict[str, Any],
+    watch: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    s3_client: Any,
+    bucket: str,
+) -> None:
+    """The budget bounds memory only if no buffer outlives its grant (a loop variable holding the
+    last part while the next one waits for budget did, by a part per stream)."""
+    budget = 12 * MiB
+    alive: dict[int, weakref.ref[PartBody]] = {}
+    worst = 0
+    real_read_into = source_module._read_into
+
+    def tracked_read_into(fd: int, start: int, length: int) -> PartBody:
+        nonlocal worst
+        held = sum(len(b) for b in (r() for r in alive.values()) if b is not None)
+        worst = max(worst, held + length)
+        body = real_read_into(fd, start, length)
+        alive[id(body)] = weakref.ref(body)
+        return body
+
+    monkeypatch.setattr(source_module, "_read_into", tracked_read_into)
+    files = {f"cam{i}.ts": os.urandom(11 * MiB) for i in range(4)}
+    async with running_daemon(**daemon_args, max_inflight_bytes="12MiB") as daemon:
+        paths = [drop_in(tmp_path, watch, name, data) for name, data in files.items()]
+        records = [await daemon.wait_for_state(p, {StreamState.COMPLETED}) for p in paths]
+    assert worst <= budget, f"{worst / MiB:.1f} MiB of part buffers alive at once"
+    for record, data in zip(records, files.values(), strict=True):
+        assert object_bytes(s3_client, bucket, record.key) == data
+
+
+async def test_part_memory_goes_back_to_the_system_on_linux() -> None:
+    assert return_part_memory_promptly() is sys.platform.startswith("linux")
