@@ -205,7 +205,17 @@ class Daemon:
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
         self._wait_for(lambda e: e.get("event") == "watching", 30)
+        self._warm_up()
         return self
+
+    def _warm_up(self) -> None:
+        """One small recording first: a long-running daemon has its lazy imports (PyAV for the
+        media probe, botocore's models) and connections done; the peers start fresh each time
+        and that is part of what they cost."""
+        path = self.watch / "warm-up.ts"
+        path.write_bytes(os.urandom(6 * MiB))
+        self.wait_completed([path], timeout_s=60)
+        path.unlink()
 
     @property
     def pid(self) -> int:
@@ -373,18 +383,26 @@ def scenario_drop(env: Lab, args: argparse.Namespace) -> Sample:
     write_random_file(src, size)
     local_sha = sha256_file(src)
     gib = size / 1024**3
-    watch = env.work / "watch-drop"
-    with daemon(env, watch, args.tailup_args) as d:
+    # The same daemon with the body's SHA-256 signed, as the peers do over plain http (tailup's
+    # default leaves it out on loopback: see tailup.s3).
+    signed = [*args.tailup_args, "--payload-signing", "always"]
+    with (
+        daemon(env, env.work / "watch-drop", args.tailup_args) as plain,
+        daemon(env, env.work / "watch-drop-signed", signed) as signing,
+    ):
+        daemons = {"tailup": plain, "tailup signed": signing}
         for run in range(args.runs):
-            for tool in rotated(("tailup", *PEERS), run):
-                if tool == "tailup":
-                    wall, cpu = drop_into(d, src, watch / f"drop-{run}.ts", local_sha, args)
+            for tool in rotated(("tailup", "tailup signed", *PEERS), run):
+                if tool in daemons:
+                    d = daemons[tool]
+                    dest = d.watch / f"drop-{run}.ts"
+                    wall, cpu = drop_into(d, src, dest, local_sha, args)
                 else:
                     timed = run_peer(env, tool, src, f"peers/{tool}/{run}.ts")
                     wall, cpu = timed.wall_s, timed.cpu_s
                 sample.add(f"{tool} wall", wall)
                 sample.add(f"{tool} cpu", cpu / gib)
-                print(f"  a run {run + 1} {tool:7s} {wall:6.2f} s  {cpu / gib:5.2f} CPU s/GiB")
+                print(f"  a run {run + 1} {tool:13s} {wall:6.2f} s  {cpu / gib:5.2f} CPU s/GiB")
                 env.delete_prefix("")
     src.unlink()
     return sample
@@ -431,13 +449,18 @@ def scenario_live(env: Lab, args: argparse.Namespace) -> Sample:
             argv = writer_argv([path], rate=args.live_rate, size=size, chunk=args.chunk)
             out = subprocess.run(argv, capture_output=True, text=True, check=True)
             closed_at = json.loads(out.stdout.splitlines()[0])["closed_at"]
+            behind = size - bytes_in_s3(env, d, path)
             done = d.wait_completed([path], timeout_s=300)[path]
             cpu = d.cpu() - cpu_before
             check_object(env, done, path, sha256_file(path), download=args.check_bytes)
             lag = done.at - closed_at
             sample.add("tailup after close", lag)
             sample.add("tailup cpu", cpu / gib)
-            print(f"  b run {run + 1} tailup  {lag:6.2f} s after close  {cpu / gib:5.2f} CPU s/GiB")
+            sample.add("tailup behind", behind / MiB)
+            print(
+                f"  b run {run + 1} tailup  {lag:6.2f} s after close  {cpu / gib:5.2f} CPU s/GiB, "
+                f"{behind / MiB:.0f} MiB not yet in S3 at close"
+            )
             for tool in rotated(PEERS, run):
                 timed = run_peer(env, tool, path, f"peers/{tool}/live-{run}.ts")
                 sample.add(f"{tool} after close", timed.wall_s)
@@ -446,6 +469,20 @@ def scenario_live(env: Lab, args: argparse.Namespace) -> Sample:
             env.delete_prefix("")
             path.unlink()
     return sample
+
+
+def bytes_in_s3(env: Lab, d: Daemon, path: Path) -> int:
+    """What the stream's checkpoint says S3 has acknowledged (right now)."""
+    import redis
+
+    keys = RedisKeys(d.prefix)
+    client = redis.Redis.from_url(env.redis.url, decode_responses=True)
+    try:
+        stream_id = client.hget(keys.paths, str(path))
+        sent = client.hget(keys.stream_meta(str(stream_id)), "total_bytes_sent")
+    finally:
+        client.close()
+    return int(sent or 0)
 
 
 def scenario_streams(env: Lab, args: argparse.Namespace, count: int) -> Sample:
@@ -548,14 +585,15 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> str:
         ]
         lines += [
             f"| {t} | {a.median(f'{t} wall'):.2f} | {a.median(f'{t} cpu'):.2f} |"
-            for t in ("tailup", *PEERS)
+            for t in ("tailup", "tailup signed", *PEERS)
         ]
         lines.append("")
     if "b" in results:
         b = results["b"]
         lines += [
             f"b. live {size_gib:g} GiB recording at {args.live_rate}/s: seconds from close() to "
-            "the verified object (peers: their whole upload, which can only start at close)",
+            "the verified object (peers: their whole upload, which can only start at close); "
+            f"tailup had {b.median('tailup behind'):.0f} MiB not yet in S3 at close (median)",
             "",
             "| tool | s after close | CPU s/GiB |",
             "|---|---:|---:|",
@@ -613,6 +651,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # A plain `kill` ends the run through the context managers: servers and daemons stop too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results: dict[str, Any] = {}
     started = time.monotonic()
     with lab(args.work) as env:

@@ -33,6 +33,11 @@ def crc32_of(data: Buffer) -> int:
     return _crc32(data) & 0xFFFFFFFF
 
 
+def crc32_update(data: Buffer, crc: int) -> int:
+    """CRC32 of what ``crc`` covered followed by ``data``."""
+    return _crc32(data, crc) & 0xFFFFFFFF
+
+
 def crc32_header(crc: int) -> str:
     """The value of x-amz-checksum-crc32: base64 of the big-endian 4 bytes."""
     return base64.b64encode(crc.to_bytes(4, "big")).decode("ascii")
