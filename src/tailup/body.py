@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+import threading
 from typing import Any
 
 import aiohttp.payload
@@ -55,6 +56,49 @@ class PartBodyPayload(aiohttp.payload.Payload):
 
 
 aiohttp.payload.register_payload(PartBodyPayload, PartBody)
+
+
+class BufferPool:
+    """Part buffers kept for the next part of the same size.
+
+    A fresh buffer costs more than reading into it: bytearray() zero-fills it, and each new page
+    faults in (~0.35 CPU s per GiB, more than the read itself). A buffer comes back only when
+    nothing but the caller holds it (a memoryview of it, such as a socket write not done yet,
+    holds a reference too), so what is reused is never still being sent. Idle buffers are capped:
+    past ``max_idle_bytes`` they are freed, and memory follows the byte budget again.
+    """
+
+    def __init__(self, max_idle_bytes: int) -> None:
+        self.max_idle_bytes = max_idle_bytes
+        self._lock = threading.Lock()
+        self._idle: dict[int, list[PartBody]] = {}
+        self._idle_bytes = 0
+
+    def take(self, size: int) -> PartBody:
+        """A buffer of ``size`` bytes; its contents are stale: the caller overwrites them."""
+        with self._lock:
+            bucket = self._idle.get(size)
+            if bucket:
+                self._idle_bytes -= size
+                return bucket.pop()
+        return PartBody(size)
+
+    def give(self, body: PartBody) -> bool:
+        """Keep ``body`` for reuse if the caller's reference is the last one; True if kept."""
+        # References: the caller's, this parameter, and getrefcount's own argument.
+        if sys.getrefcount(body) > 3:
+            return False
+        size = len(body)
+        with self._lock:
+            if self._idle_bytes + size > self.max_idle_bytes:
+                return False
+            self._idle.setdefault(size, []).append(body)
+            self._idle_bytes += size
+        return True
+
+
+# One pool for the process, like the byte budget: 64 MiB idle at most (eight 8 MiB parts).
+PART_BUFFERS = BufferPool(64 * 1024 * 1024)
 
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 

@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from tailup.body import PartBody
+from tailup.body import PART_BUFFERS, PartBody
 from tailup.errors import SourceGone, SourceUnreadable
 from tailup.integrity import crc32_update
 
@@ -106,7 +106,7 @@ def _open_checked(path: Path, device: int, inode: int) -> int:
 
 
 def _read_into(fd: int, start: int, length: int) -> PartBody:
-    body = PartBody(length)
+    body = PART_BUFFERS.take(length)
     got = 0
     with memoryview(body) as view:
         while got < length:

@@ -30,7 +30,7 @@ from pathlib import Path
 import structlog
 
 from tailup import metrics
-from tailup.body import PartBody
+from tailup.body import PART_BUFFERS, PartBody
 from tailup.budget import ByteBudget
 from tailup.checkpoint import CheckpointStore
 from tailup.config import AfterUploadKind
@@ -418,8 +418,12 @@ class Stream:
             if hashed is not None:
                 await hashed
         finally:
-            # The buffer goes before its budget does: what the budget admits next never overlaps it.
+            # The buffer goes (back to the pool) before its budget does: what the budget admits
+            # next never overlaps it.
+            body = loaded.body
             del loaded
+            PART_BUFFERS.give(body)
+            del body
             await self._give_slot(grant)
 
     async def _upload_part(self, number: int, data: PartBody, crc: int) -> None:

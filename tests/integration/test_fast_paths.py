@@ -17,7 +17,7 @@ import pytest
 from harness import object_bytes, running_daemon, wait_until
 from tailup import source as source_module
 from tailup import stream as stream_module
-from tailup.body import SLICE_BYTES, PartBody, return_part_memory_promptly
+from tailup.body import PART_BUFFERS, SLICE_BYTES, PartBody, return_part_memory_promptly
 from tailup.budget import ByteBudget
 from tailup.config import PayloadSigning, Settings
 from tailup.devservers import RedisServer, SeaweedS3
@@ -273,6 +273,8 @@ async def test_part_buffers_alive_never_exceed_the_byte_budget(
         return body
 
     monkeypatch.setattr(source_module, "_read_into", tracked_read_into)
+    # Idle pooled buffers are not in use; without the pool every live buffer is.
+    monkeypatch.setattr(PART_BUFFERS, "max_idle_bytes", 0)
     files = {f"cam{i}.ts": os.urandom(11 * MiB) for i in range(4)}
     async with running_daemon(**daemon_args, max_inflight_bytes="12MiB") as daemon:
         paths = [drop_in(tmp_path, watch, name, data) for name, data in files.items()]
