@@ -41,7 +41,7 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 	touch "$@"
 
 lint: $(VENV)/.installed
-	"$(PY)" -m ruff check src tests
+	"$(PY)" -m ruff check src tests bench
 	"$(PY)" -m mypy
 
 test: lint

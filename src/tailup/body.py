@@ -64,8 +64,9 @@ class BufferPool:
     A fresh buffer costs more than reading into it: bytearray() zero-fills it, and each new page
     faults in (~0.35 CPU s per GiB, more than the read itself). A buffer comes back only when
     nothing but the caller holds it (a memoryview of it, such as a socket write not done yet,
-    holds a reference too), so what is reused is never still being sent. Idle buffers are capped:
-    past ``max_idle_bytes`` they are freed, and memory follows the byte budget again.
+    holds a reference too), so what is reused is never still being sent. Idle buffers never add
+    to the budget's memory: at most ``max_idle_bytes`` are kept, and all are freed when a size
+    they cannot serve is asked for (a tail, another base size), before anything new is allocated.
     """
 
     def __init__(self, max_idle_bytes: int) -> None:
@@ -81,6 +82,8 @@ class BufferPool:
             if bucket:
                 self._idle_bytes -= size
                 return bucket.pop()
+            self._idle.clear()
+            self._idle_bytes = 0
         return PartBody(size)
 
     def give(self, body: PartBody) -> bool:
