@@ -1,4 +1,4 @@
-"""Command line: `tailup run | status | abort | demo`.
+"""Command line: `tailup run | status | abort | gc | demo`.
 
 Every setting can be given as a flag, as TAILUP_<NAME> in the environment or in a .env file; flags
 win. Bad settings exit with code 2 and a message naming the setting and the accepted form.
@@ -122,6 +122,22 @@ def build_parser() -> argparse.ArgumentParser:
     abort.add_argument("stream_id", metavar="STREAM_ID")
     abort.add_argument("--reason", default="aborted by the operator", help="recorded reason")
 
+    gc = commands.add_parser(
+        "gc",
+        help="abort multipart uploads under --prefix that no live stream owns",
+        description="Abort multipart uploads under the key prefix (--prefix; with none, the "
+        "whole bucket) that no live stream owns and that were initiated at least --older-than "
+        "ago, and print them. Try --dry-run first.",
+    )
+    _add_flags(gc, _CONNECTION_FLAGS)
+    gc.add_argument(
+        "--older-than",
+        required=True,
+        metavar="DURATION",
+        help="minimum age, e.g. 1h, 2d, 90m (keeps away from uploads a daemon just created)",
+    )
+    gc.add_argument("--dry-run", action="store_true", help="list what would be aborted, only")
+
     demo = commands.add_parser(
         "demo", help="run everything locally: S3 server, Redis, a live recording, verified result"
     )
@@ -141,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": _cmd_run,
         "status": _cmd_status,
         "abort": _cmd_abort,
+        "gc": _cmd_gc,
         "demo": _cmd_demo,
     }
     try:
@@ -198,6 +215,10 @@ async def _run_daemon(settings: Settings) -> int:
             log.warning("S3 is not reachable yet; streams will wait for it", reason=str(exc))
         try:
             await cps.ping()
+        except PermanentError as exc:
+            log.error("Redis refuses tailup; nothing can be checkpointed", reason=str(exc))
+            print(f"tailup: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
         except RetryableError as exc:
             log.warning("Redis is not reachable yet; streams will wait for it", reason=str(exc))
         log.info(
@@ -250,6 +271,39 @@ def _cmd_abort(args: argparse.Namespace) -> int:
 
     message = asyncio.run(abort_stream(settings, args.stream_id, args.reason))
     print(message)
+    return EXIT_OK
+
+
+# -- gc --
+
+
+def _cmd_gc(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from tailup.hygiene import collect_garbage, describe_age
+    from tailup.units import DURATION_FORM, parse_duration
+
+    settings = load_settings(_overrides(args))
+    check_storage_settings(settings)
+    try:
+        older_than_s = parse_duration(args.older_than)
+    except ValueError:
+        raise ConfigError(
+            f"--older-than: got {args.older_than!r}. Accepted: {DURATION_FORM}"
+        ) from None
+    garbage = asyncio.run(
+        collect_garbage(
+            settings, older_than_s=older_than_s, dry_run=args.dry_run, now=datetime.now(UTC)
+        )
+    )
+    verb = "would abort" if args.dry_run else "aborted"
+    for item in garbage:
+        print(
+            f"{verb} s3://{settings.bucket}/{item.key} upload {item.upload_id} "
+            f"(initiated {item.initiated.isoformat()}, {describe_age(item.age_s)} ago)"
+        )
+    where = f"under {settings.prefix!r}" if settings.prefix else "in the bucket"
+    print(f"{len(garbage)} upload(s) {verb} {where}")
     return EXIT_OK
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from tailup.checkpoint import RedisCheckpointStore
 from tailup.config import Settings
 from tailup.errors import PermanentError
-from tailup.model import StreamState
+from tailup.model import LIVE_STATES, StreamState
 from tailup.units import format_size
 
 
@@ -43,6 +43,7 @@ async def collect_status(settings: Settings) -> list[dict[str, Any]]:
                     "completed_at": record.completed_at or None,
                     "sha256": record.sha256 or None,
                     "error": record.error or None,
+                    "note": record.note or None,
                 }
             )
         return rows
@@ -83,12 +84,15 @@ def render_status_table(rows: list[dict[str, Any]]) -> None:
             str(row["parts"]),
             row["key"],
             (row["last_activity"] or "")[:19].replace("T", " "),
-            row["error"] or "",
+            row["error"] or (f"note: {row['note']}" if row.get("note") else ""),
         )
     console.print(table)
 
 
 async def abort_stream(settings: Settings, stream_id: str, reason: str) -> str:
+    """Mark the stream ABORTED, then abort its upload. In this order: a daemon working on the
+    stream finds ABORTED when its upload vanishes or when it next writes its state, and stops;
+    the other order would let it take the vanished upload for an expired one and start again."""
     from tailup.s3 import S3MultipartStore
 
     async with RedisCheckpointStore.connect(settings.redis_url, settings.redis_prefix) as cps:
@@ -98,10 +102,17 @@ async def abort_stream(settings: Settings, stream_id: str, reason: str) -> str:
         record, _ = loaded
         if not record.state.is_live:
             return f"stream {stream_id} is {record.state.value}; nothing to abort"
-        if record.upload_id:
+        refused = await cps.set_state(
+            stream_id, StreamState.ABORTED, allowed_from=LIVE_STATES, error=reason
+        )
+        if refused is not None:
+            return f"stream {stream_id} is {refused.value}; nothing to abort"
+        # Read again: the daemon may have created the upload since the first read.
+        loaded = await cps.load(stream_id)
+        upload_id = loaded[0].upload_id if loaded else record.upload_id
+        if upload_id:
             async with S3MultipartStore.connect(
                 record.bucket, endpoint_url=settings.endpoint_url, region=settings.region
             ) as store:
-                await store.abort_upload(record.key, record.upload_id)
-        await cps.update(stream_id, state=StreamState.ABORTED, error=reason)
+                await store.abort_upload(record.key, upload_id)
         return f"stream {stream_id} aborted: {reason}"

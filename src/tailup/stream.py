@@ -30,6 +30,7 @@ from tailup.budget import ByteBudget
 from tailup.checkpoint import CheckpointStore
 from tailup.config import AfterUploadKind
 from tailup.errors import (
+    AbortedElsewhere,
     CheckpointUnavailable,
     NoSuchUpload,
     PermanentError,
@@ -60,6 +61,8 @@ from tailup.model import (
     utc_now,
 )
 from tailup.plan import PartPlan, PartRange
+from tailup.reconcile import plan_resume
+from tailup.resume import ResumeDecision, Verdict
 from tailup.retry import Backoff
 from tailup.s3 import MultipartStore
 from tailup.source import FileStat, read_range, stat_file
@@ -97,6 +100,10 @@ class FileChangedWhileFinalizing(RetryableError):
     pass
 
 
+# States this daemon may write over. Not ABORTED: `tailup abort` may have set it behind our back.
+_WRITABLE_FROM = frozenset(StreamState) - {StreamState.ABORTED}
+
+
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The error to act on from a TaskGroup failure: tailup's own first, then anything else."""
     leaves: list[BaseException] = []
@@ -131,6 +138,7 @@ class Stream:
         parts: dict[int, PartRecord],
         *,
         writer_closed: bool = False,
+        resumed: bool = False,
     ) -> None:
         self.deps = deps
         self.record = record
@@ -145,6 +153,11 @@ class Stream:
         self._last_seen: FileStat | None = None
         self._gone_reason: str | None = None
         self._pending_path: Path | None = None
+        # A stream found live at start is reconciled with the file and S3 before anything else.
+        self._resuming = resumed
+        # Set after Redis failed: the next attempt first waits for it to answer, rather than read
+        # and send parts that could not be checkpointed.
+        self._probe_checkpoints = False
         self._slots = asyncio.Semaphore(deps.part_concurrency)
         self._started_monotonic = now
         self._log = log.bind(stream_id=record.stream_id, path=record.path)
@@ -205,35 +218,46 @@ class Stream:
                 return Outcome.STOPPED
             await self._wait()
             try:
-                outcome = await self._step()
-            except RetryableError as exc:
-                metrics.upload_error(type(exc).__name__)
-                metrics.RETRIES.inc()
-                delay = backoff.next_delay_s()
-                await self._stall(exc, delay)
-                await self._sleep_unless_stopped(delay)
-                self._wake.set()
-                continue
-            except _Replaced as exc:
-                await self._abort(str(exc))
-                return Outcome.REPLACED
-            except SourceGone as exc:
-                await self._abort(str(exc))
-                return Outcome.ABORTED
-            except NoSuchUpload as exc:
-                outcome = await self._upload_vanished(exc)
-                if outcome is not None:
-                    return outcome
-                continue
-            except PermanentError as exc:
-                metrics.upload_error(type(exc).__name__)
-                await self._fail(str(exc))
-                return Outcome.FAILED
-            if backoff.attempt:
-                backoff.reset()
-                await self._set_state(StreamState.UPLOADING, error="")
+                outcome = await self._attempt(backoff)
+            except AbortedElsewhere as exc:
+                outcome = await self._aborted_elsewhere(str(exc))
             if outcome is not None:
                 return outcome
+
+    async def _attempt(self, backoff: Backoff) -> Outcome | None:
+        """One look at the file, and what its errors mean for the stream; None: keep going."""
+        try:
+            outcome = await self._step()
+            if outcome is None and backoff.attempt:
+                # Recovered. Only while still running: a terminal state is never written over.
+                await self._set_state(StreamState.UPLOADING, error="")
+                backoff.reset()
+            return outcome
+        except RetryableError as exc:
+            await self._retry_later(exc, backoff)
+            return None
+        except _Replaced as exc:
+            await self._abort(str(exc))
+            return Outcome.REPLACED
+        except SourceGone as exc:
+            await self._abort(str(exc))
+            return Outcome.ABORTED
+        except NoSuchUpload as exc:
+            return await self._upload_vanished(exc, backoff)
+        except PermanentError as exc:
+            metrics.upload_error(type(exc).__name__)
+            await self._fail(str(exc))
+            return Outcome.FAILED
+
+    async def _retry_later(self, exc: RetryableError, backoff: Backoff) -> None:
+        metrics.upload_error(type(exc).__name__)
+        metrics.RETRIES.inc()
+        if isinstance(exc, CheckpointUnavailable):
+            self._probe_checkpoints = True
+        delay = backoff.next_delay_s()
+        await self._stall(exc, delay)
+        await self._sleep_unless_stopped(delay)
+        self._wake.set()
 
     def _deadline_s(self) -> float | None:
         now = self.deps.clock()
@@ -268,14 +292,14 @@ class Stream:
     async def _step(self) -> Outcome | None:
         if self._gone_reason:
             raise SourceGone(self._gone_reason)
+        if self._probe_checkpoints:
+            await self.deps.checkpoints.ping()
+            self._probe_checkpoints = False
+        if self._resuming:
+            await self._resume()
+            self._resuming = False
         st = self._stat()
-        if self._last_seen is None or (st.size, st.mtime_ns) != (
-            self._last_seen.size,
-            self._last_seen.mtime_ns,
-        ):
-            self._last_change_at = self.deps.clock()
-            self._last_seen = st
-            metrics.stream_lag(self.stream_id, st.size - self.bytes_in_s3)
+        await self._notice_change(st)
         if self._pending_path is not None:
             await self.deps.checkpoints.update(self.stream_id, path=str(self._pending_path))
             self._pending_path = None
@@ -283,6 +307,67 @@ class Stream:
         if self._ready_to_finalize() and not self._stop.is_set():
             return await self._finalize()
         return None
+
+    async def _notice_change(self, st: FileStat) -> None:
+        last = self._last_seen
+        if last is not None and (st.size, st.mtime_ns) == (last.size, last.mtime_ns):
+            return
+        if last is not None and st.size < last.size:
+            await self._truncated(last.size, st.size)
+        self._last_change_at = self.deps.clock()
+        self._last_seen = st
+        metrics.stream_lag(self.stream_id, st.size - self.bytes_in_s3)
+
+    async def _truncated(self, old_size: int, new_size: int) -> None:
+        """The file got shorter (cut, or a recorder restarted in place with O_TRUNC). Parts past
+        the new end no longer describe it: forget them, so they are sent again if it grows back.
+        Parts still inside it are checked by the verify pass before completion."""
+        beyond = sorted(
+            n for n, p in self.parts.items() if self.plan.part_start(n) + p.size > new_size
+        )
+        note = f"the file shrank from {old_size} to {new_size} bytes while being uploaded"
+        if beyond:
+            note += f"; parts {beyond[0]}..{beyond[-1]} past the new end are sent again"
+            await self.deps.checkpoints.drop_parts(self.stream_id, beyond)
+            for number in beyond:
+                self.parts.pop(number, None)
+        await self.deps.checkpoints.update(self.stream_id, note=note)
+        self.record = self.record.with_changes(note=note)
+        self._log.warning("file truncated while uploading", note=note)
+
+    # -- resuming --
+
+    async def _resume(self) -> None:
+        decision = await plan_resume(self.deps.store, self.record, self.parts, self.plan)
+        self._log.info(
+            "resume decided",
+            verdict=decision.verdict.value,
+            reason=decision.reason,
+            adopted=[p.number for p in decision.adopt],
+            forgotten=list(decision.forget),
+            orphans_aborted=len(decision.orphans),
+        )
+        for upload_id in decision.orphans:
+            await self._abort_quietly(upload_id)
+        if decision.verdict is Verdict.GONE:
+            raise SourceGone(decision.reason)
+        if decision.verdict is Verdict.REPLACED:
+            raise _Replaced(decision.reason)
+        if decision.verdict is Verdict.RESTART_UPLOAD:
+            await self._restart_upload(decision.reason)
+            return
+        await self._apply_reconciliation(decision)
+
+    async def _apply_reconciliation(self, decision: ResumeDecision) -> None:
+        # Each write is atomic and the in-memory parts follow only written ones, so a Redis fault
+        # here leaves both consistent and the next attempt reconciles again.
+        if decision.forget:
+            await self.deps.checkpoints.drop_parts(self.stream_id, decision.forget)
+            for number in decision.forget:
+                self.parts.pop(number, None)
+        for part in decision.adopt:
+            await self.deps.checkpoints.commit_part(self.stream_id, part)
+            self.parts[part.number] = part
 
     def _stat(self) -> FileStat:
         st = stat_file(self.path)
@@ -348,6 +433,8 @@ class Stream:
             self.record.key, self.record.upload_id, number, data, crc
         )
         seconds = time.monotonic() - started
+        # What S3 acknowledged, before the checkpoint: lets crash tests see every part sent.
+        self._log.debug("part sent", part=number, size=len(data), crc32=crc)
         part = PartRecord(number, len(data), crc, etag, iso(utc_now()))
         # Only a checkpointed part counts as sent: if this raises, the part is sent again later.
         await self.deps.checkpoints.commit_part(self.stream_id, part)
@@ -572,36 +659,60 @@ class Stream:
             # The upload is complete and verified; failing to tidy up loses nothing.
             self._log.warning("after-upload action failed", reason=str(exc))
 
-    async def _upload_vanished(self, exc: NoSuchUpload) -> Outcome | None:
+    async def _upload_vanished(self, exc: NoSuchUpload, backoff: Backoff) -> Outcome | None:
         """The multipart upload is gone: aborted by an operator (stop), or expired (start over)."""
-        loaded = await self.deps.checkpoints.load(self.stream_id)
-        if loaded is not None and loaded[0].state is StreamState.ABORTED:
-            self._log.warning("stream aborted from outside", reason=loaded[0].error)
-            return Outcome.ABORTED
-        self._log.warning(
-            "multipart upload vanished; starting it again from part 1", reason=str(exc)
-        )
+        try:
+            loaded = await self.deps.checkpoints.load(self.stream_id)
+            if loaded is not None and loaded[0].state is StreamState.ABORTED:
+                return await self._aborted_elsewhere(loaded[0].error)
+            await self._restart_upload(f"the multipart upload vanished: {exc}")
+        except RetryableError as again:
+            await self._retry_later(again, backoff)
+        return None
+
+    async def _restart_upload(self, reason: str) -> None:
+        self._log.warning("starting the multipart upload again from part 1", reason=reason)
         await self.deps.checkpoints.drop_parts(self.stream_id, list(self.parts))
         await self.deps.checkpoints.update(self.stream_id, upload_id="")
         self.parts.clear()
         self.record = self.record.with_changes(upload_id="")
         self._wake.set()
-        return None
+
+    async def _aborted_elsewhere(self, reason: str) -> Outcome:
+        # The record says ABORTED already; only the upload this daemon may have made is left.
+        self._log.warning("stream aborted from outside", reason=reason)
+        if self.record.upload_id:
+            await self._abort_quietly(self.record.upload_id)
+        return Outcome.ABORTED
 
     # -- state bookkeeping --
 
     async def _set_state(self, state: StreamState, **fields: object) -> None:
         check_transition(self.record.state, state)
-        await self.deps.checkpoints.update(self.stream_id, state=state, **fields)
+        refused = await self.deps.checkpoints.set_state(
+            self.stream_id, state, allowed_from=_WRITABLE_FROM, **fields
+        )
+        if refused is not None:
+            raise AbortedElsewhere(f"the stream is {refused.value} in Redis")
         self.record = self.record.with_changes(state=state, **fields)
 
     async def _stall(self, exc: RetryableError, delay_s: float) -> None:
         self._log.warning("stream stalled, retrying", reason=str(exc), retry_in_s=round(delay_s, 2))
+        if self.record.state is StreamState.STALLED and self.record.error == str(exc):
+            return
+        check_transition(self.record.state, StreamState.STALLED)
+        # In memory first: when Redis itself is the fault this is all the daemon can report.
+        previous = self.record.state
+        self.record = self.record.with_changes(state=StreamState.STALLED, error=str(exc))
         try:
-            if self.record.state is not StreamState.STALLED:
-                await self._set_state(StreamState.STALLED, error=str(exc))
+            refused = await self.deps.checkpoints.set_state(
+                self.stream_id, StreamState.STALLED, allowed_from=_WRITABLE_FROM, error=str(exc)
+            )
         except CheckpointUnavailable:
-            pass  # Redis itself is the fault; the in-memory state is enough until it is back.
+            return
+        if refused is not None:
+            self.record = self.record.with_changes(state=previous)
+            raise AbortedElsewhere(f"the stream is {refused.value} in Redis")
 
     async def _abort(self, reason: str) -> None:
         if self.record.upload_id:
@@ -618,5 +729,7 @@ class Stream:
     async def _record_end(self, state: StreamState, reason: str) -> None:
         try:
             await self._set_state(state, error=reason)
+        except AbortedElsewhere:
+            self._log.warning("stream was aborted from outside meanwhile", state=state.value)
         except (CheckpointUnavailable, ValueError) as exc:
             self._log.error("could not record the stream's end", state=state.value, reason=str(exc))

@@ -4,6 +4,7 @@ restarts them, and drains them on shutdown. One stream's failure never reaches a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import uuid
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from tailup.errors import RetryableError, SourceError, TailupError
 from tailup.events import EventKind, FileEvent
 from tailup.keys import KeyContext, render_key
 from tailup.model import PartRecord, StreamRecord, StreamState, iso, utc_now
+from tailup.retry import Backoff
 from tailup.s3 import MultipartStore
 from tailup.source import FileStat, stat_file
 from tailup.stream import Outcome, Stream, StreamDeps
@@ -60,6 +62,9 @@ class Supervisor:
             after_upload=settings.after_upload_action,
         )
         self._streams: dict[Path, Stream] = {}
+        # Paths whose stream ended REPLACED: the file there is new even if its inode is the old
+        # one (rewritten in place while tailup was not running), so the next event starts afresh.
+        self._replaced: set[Path] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[FileEvent] = asyncio.Queue()
         self._stopping = False
@@ -91,7 +96,7 @@ class Supervisor:
         ):
             self._group = group
             forward = group.create_task(self._forward(watcher), name="watcher-forward")
-            await self._resume_live_streams()
+            await self._resume_live_streams(stop)
             log.info("watching", folders=[str(r) for r in self._roots])
             self.ready.set()
             await self._dispatch_until(stop)
@@ -202,7 +207,26 @@ class Supervisor:
 
     # -- starting streams --
 
-    async def _resume_live_streams(self) -> None:
+    async def _resume_live_streams(self, stop: asyncio.Event) -> None:
+        """Start every stream Redis has as live; each reconciles itself with its file and S3.
+        Waits for Redis if it is not there yet (events queue up meanwhile)."""
+        backoff = Backoff(cap_s=10.0)
+        while not stop.is_set():
+            try:
+                await self._resume_each()
+                return
+            except RetryableError as exc:
+                delay = backoff.next_delay_s()
+                log.warning(
+                    "cannot load live streams yet; retrying",
+                    reason=str(exc),
+                    retry_in_s=round(delay, 2),
+                )
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await stop.wait()
+
+    async def _resume_each(self) -> None:
         for stream_id in await self._checkpoints.live_stream_ids():
             loaded = await self._checkpoints.load(stream_id)
             if loaded is None:
@@ -217,7 +241,7 @@ class Supervisor:
                 parts=len(parts),
                 state=record.state.value,
             )
-            self._start(record, parts, writer_closed=False)
+            self._start(record, parts, writer_closed=False, resumed=True)
 
     async def _open_stream(self, path: Path, *, writer_closed: bool, at_startup: bool) -> None:
         try:
@@ -244,12 +268,14 @@ class Supervisor:
         """The record of the stream to start for this file, or None when there is nothing to do."""
         previous_id = await self._checkpoints.stream_for_path(str(path))
         loaded = await self._checkpoints.load(previous_id) if previous_id else None
+        replaced = path in self._replaced
+        self._replaced.discard(path)
         if loaded is not None:
             prev, parts = loaded
-            same = st.same_file(prev.device, prev.inode)
+            same = st.same_file(prev.device, prev.inode) and not replaced
             if same and prev.state.is_live:
                 log.info("resuming stream", stream_id=prev.stream_id, path=str(path))
-                self._start(prev, parts, writer_closed=False)
+                self._start(prev, parts, writer_closed=False, resumed=True)
                 return None
             if same and _unchanged_since_end(prev, st, at_startup):
                 return None
@@ -299,10 +325,15 @@ class Supervisor:
         )
 
     def _start(
-        self, record: StreamRecord, parts: dict[int, PartRecord], *, writer_closed: bool
+        self,
+        record: StreamRecord,
+        parts: dict[int, PartRecord],
+        *,
+        writer_closed: bool,
+        resumed: bool = False,
     ) -> None:
         assert self._group is not None, "streams start only while the supervisor runs"
-        stream = Stream(self._deps, record, parts, writer_closed=writer_closed)
+        stream = Stream(self._deps, record, parts, writer_closed=writer_closed, resumed=resumed)
         self._streams[stream.path] = stream
         task = self._group.create_task(self._run_stream(stream), name=f"stream-{record.stream_id}")
         self._tasks.add(task)
@@ -312,8 +343,10 @@ class Supervisor:
         try:
             outcome = await stream.run()
         except Exception:
-            # A bug in one stream must not take the others down; it is logged with its traceback.
+            # A bug in one stream must not take the others down; it is logged with its traceback
+            # and recorded, so that `tailup status` shows it rather than a stream forever live.
             log.exception("stream crashed", stream_id=stream.stream_id, path=str(stream.path))
+            await self._record_crash(stream)
             outcome = Outcome.FAILED
         finally:
             if self._streams.get(stream.path) is stream:
@@ -323,7 +356,23 @@ class Supervisor:
         # A new file may already stand at this path (replaced, or deleted and recreated).
         again = (Outcome.REPLACED, Outcome.CHANGED_AFTER_COMPLETE, Outcome.ABORTED)
         if outcome in again and stream.path.exists():
-            self._queue.put_nowait(FileEvent(EventKind.MODIFIED, stream.path))
+            if outcome is Outcome.REPLACED:
+                self._replaced.add(stream.path)
+            # Reported like a file found at start: its writer may be gone already (its close went
+            # to the stream that just ended), and then it must not wait for the idle timeout.
+            found = await asyncio.to_thread(writers_open, [stream.path])
+            event = FileEvent(EventKind.DISCOVERED, stream.path, writer_open=found[stream.path])
+            self._queue.put_nowait(event)
+
+    async def _record_crash(self, stream: Stream) -> None:
+        try:
+            await self._checkpoints.update(
+                stream.stream_id,
+                state=StreamState.FAILED,
+                error="internal error in tailup (see its log); retried at the next start",
+            )
+        except TailupError as exc:
+            log.error("could not record the crash", stream_id=stream.stream_id, reason=str(exc))
 
 
 def _unchanged_since_end(prev: StreamRecord, st: FileStat, at_startup: bool) -> bool:
@@ -347,6 +396,7 @@ def _next_generation(prev: StreamRecord, st: FileStat) -> StreamRecord:
         next_part_to_upload=1,
         total_bytes_sent=0,
         error="",
+        note="",
         device=st.device,
         inode=st.inode,
         created_at=now,
