@@ -90,6 +90,7 @@ class StreamDeps:
     part_concurrency: int = 4
     after_upload: tuple[AfterUploadKind, Path | None] = (AfterUploadKind.KEEP, None)
     clock: Callable[[], float] = time.monotonic
+    backoff: Callable[[], Backoff] = Backoff  # per stream; tests shorten it
 
 
 class _Replaced(SourceGone):
@@ -212,7 +213,7 @@ class Stream:
             metrics.stream_lag(self.stream_id, None)
 
     async def _run(self) -> Outcome:
-        backoff = Backoff()
+        backoff = self.deps.backoff()
         while True:
             if self._stop.is_set():
                 return Outcome.STOPPED
