@@ -68,6 +68,7 @@ class MemoryMultipartStore:
         self._enter("create", key)
         upload_id = f"U{next(self._ids)}"
         self.uploads[upload_id] = _Upload(key)
+        self._leave("create", key)
         return upload_id
 
     async def upload_part(

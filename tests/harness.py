@@ -118,15 +118,17 @@ class Daemon:
 @asynccontextmanager
 async def running_daemon(
     *,
-    watch: Path,
+    watch: Path | list[Path],
     bucket: str,
     endpoint_url: str,
     redis_url: str,
     key_prefix: str,
+    store_options: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Daemon]:
+    """The daemon in this process. ``store_options`` go to S3MultipartStore.connect (timeouts)."""
     settings = Settings(
-        watch=[watch],
+        watch=watch if isinstance(watch, list) else [watch],
         bucket=bucket,
         endpoint_url=endpoint_url,
         redis_url=redis_url,
@@ -135,7 +137,7 @@ async def running_daemon(
     )
     async with (
         S3MultipartStore.connect(
-            bucket, endpoint_url=endpoint_url, region="us-east-1"
+            bucket, endpoint_url=endpoint_url, region="us-east-1", **(store_options or {})
         ) as real_store,
         RedisCheckpointStore.connect(redis_url, key_prefix) as real_checkpoints,
     ):

@@ -62,7 +62,7 @@ from tailup.model import (
 )
 from tailup.plan import PartPlan, PartRange
 from tailup.reconcile import plan_resume
-from tailup.resume import ResumeDecision, Verdict
+from tailup.resume import ResumeDecision, Verdict, orphan_uploads
 from tailup.retry import Backoff
 from tailup.s3 import MultipartStore
 from tailup.source import FileStat, read_range, stat_file
@@ -159,6 +159,7 @@ class Stream:
         # Set after Redis failed: the next attempt first waits for it to answer, rather than read
         # and send parts that could not be checkpointed.
         self._probe_checkpoints = False
+        self._may_have_orphans = resumed  # see _sweep_orphans
         self._slots = asyncio.Semaphore(deps.part_concurrency)
         self._started_monotonic = now
         self._log = log.bind(stream_id=record.stream_id, path=record.path)
@@ -453,6 +454,8 @@ class Stream:
     async def _ensure_upload(self) -> None:
         if self.record.upload_id:
             return
+        # A lost reply to this call leaves an upload nobody knows of: swept when the stream ends.
+        self._may_have_orphans = True
         upload_id = await self.deps.store.create_upload(
             self.record.key, content_type_for(self.path.name)
         )
@@ -464,6 +467,28 @@ class Stream:
             raise
         self.record = self.record.with_changes(upload_id=upload_id)
         self._log.info("multipart upload created", key=self.record.key)
+
+    async def _sweep_orphans(self) -> None:
+        """Abort the other uploads of the stream's own key when it ends: a CreateMultipartUpload
+        whose reply was lost (the retry made another) or that a crash cut off from its checkpoint
+        leaves one. Best effort, a few tries: `tailup gc` catches what this misses."""
+        if not self._may_have_orphans:
+            return
+        for attempt in range(1, 4):
+            try:
+                uploads = await self.deps.store.list_uploads(self.record.key)
+                for upload_id in orphan_uploads(self.record, uploads):
+                    await self.deps.store.abort_upload(self.record.key, upload_id)
+                    self._log.info("orphan upload aborted", upload_id=upload_id)
+                return
+            except RetryableError as exc:
+                if attempt == 3:
+                    self._log.warning("orphan sweep failed; `tailup gc` will", reason=str(exc))
+                else:
+                    await asyncio.sleep(0.5 * attempt)
+            except TailupError as exc:
+                self._log.warning("orphan sweep failed; `tailup gc` will", reason=str(exc))
+                return
 
     async def _abort_quietly(self, upload_id: str) -> None:
         try:
@@ -504,6 +529,7 @@ class Stream:
         changed = (after.size, after.mtime_ns) != (st.size, st.mtime_ns)
         await self._write_metadata(st, sha.hexdigest(), expected_etag, sent_parts, started)
         await self._record_completed(st, sha.hexdigest(), expected_etag)
+        await self._sweep_orphans()
         metrics.FINALIZE_SECONDS.observe(self.deps.clock() - started)
         if changed:
             self._log.info("file changed while finalizing; it will be uploaded again")
@@ -684,6 +710,7 @@ class Stream:
         self._log.warning("stream aborted from outside", reason=reason)
         if self.record.upload_id:
             await self._abort_quietly(self.record.upload_id)
+        await self._sweep_orphans()
         return Outcome.ABORTED
 
     # -- state bookkeeping --
@@ -718,6 +745,7 @@ class Stream:
     async def _abort(self, reason: str) -> None:
         if self.record.upload_id:
             await self._abort_quietly(self.record.upload_id)
+        await self._sweep_orphans()
         self._log.warning("stream aborted", reason=reason)
         await self._record_end(StreamState.ABORTED, reason)
 
@@ -725,6 +753,7 @@ class Stream:
         self._log.error("stream failed", reason=reason)
         if self.record.upload_id:
             await self._abort_quietly(self.record.upload_id)
+        await self._sweep_orphans()
         await self._record_end(StreamState.FAILED, reason)
 
     async def _record_end(self, state: StreamState, reason: str) -> None:

@@ -224,6 +224,18 @@ async def test_truncated_mid_stream_is_noted_and_the_object_is_the_final_file(
     assert rig.state() is StreamState.COMPLETED
 
 
+async def test_lost_reply_to_create_leaves_no_upload_behind(tmp_path: Path) -> None:
+    path = tmp_path / "clip.ts"
+    data = payload(11 * MiB, "lost-create")
+    path.write_bytes(data)
+    async with streaming(path, writer_closed=True) as rig:
+        rig.store.lost_reply = fail("create")  # S3 made an upload; we never heard of it
+        assert await rig.task is Outcome.COMPLETED
+    assert rig.store.count("create") == 2
+    assert rig.store.objects[KEY] == data
+    assert rig.store.uploads == {}, "the orphan of the lost reply is swept at the end"
+
+
 @dataclass(frozen=True, slots=True)
 class CappedPlan(PartPlan):
     """The real plan with a small capacity, standing in for S3's 5 TiB limit."""
