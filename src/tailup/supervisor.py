@@ -62,9 +62,13 @@ class Supervisor:
             after_upload=settings.after_upload_action,
         )
         self._streams: dict[Path, Stream] = {}
-        # Paths whose stream ended REPLACED: the file there is new even if its inode is the old
-        # one (rewritten in place while tailup was not running), so the next event starts afresh.
-        self._replaced: set[Path] = set()
+        # Every running stream, also one no longer reachable by path (superseded): all are
+        # stopped on shutdown.
+        self._running: set[Stream] = set()
+        # Path -> id of its stream that ended REPLACED: the file there is new even if its inode
+        # is the old one (rewritten in place while tailup was not running), so while that stream
+        # is still the path's latest, the next event starts a new one.
+        self._replaced: dict[Path, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[FileEvent] = asyncio.Queue()
         self._stopping = False
@@ -133,7 +137,7 @@ class Supervisor:
 
     async def _drain(self) -> None:
         self._stopping = True
-        for stream in list(self._streams.values()):
+        for stream in list(self._running):
             stream.stop()
         tasks = list(self._tasks)
         if not tasks:
@@ -268,10 +272,11 @@ class Supervisor:
         """The record of the stream to start for this file, or None when there is nothing to do."""
         previous_id = await self._checkpoints.stream_for_path(str(path))
         loaded = await self._checkpoints.load(previous_id) if previous_id else None
-        replaced = path in self._replaced
-        self._replaced.discard(path)
         if loaded is not None:
             prev, parts = loaded
+            replaced = self._replaced.get(path) == prev.stream_id
+            if replaced:
+                del self._replaced[path]
             same = st.same_file(prev.device, prev.inode) and not replaced
             if same and prev.state.is_live:
                 log.info("resuming stream", stream_id=prev.stream_id, path=str(path))
@@ -334,7 +339,13 @@ class Supervisor:
     ) -> None:
         assert self._group is not None, "streams start only while the supervisor runs"
         stream = Stream(self._deps, record, parts, writer_closed=writer_closed, resumed=resumed)
+        superseded = self._streams.get(stream.path)
+        if superseded is not None:
+            # Its file was replaced (its upload is aborted already): let it end now, not at its
+            # idle timeout.
+            superseded.on_gone(f"{record.path} was replaced by another file while being uploaded")
         self._streams[stream.path] = stream
+        self._running.add(stream)
         task = self._group.create_task(self._run_stream(stream), name=f"stream-{record.stream_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -349,6 +360,7 @@ class Supervisor:
             await self._record_crash(stream)
             outcome = Outcome.FAILED
         finally:
+            self._running.discard(stream)
             if self._streams.get(stream.path) is stream:
                 del self._streams[stream.path]
         if self._stopping or outcome is Outcome.STOPPED:
@@ -357,7 +369,7 @@ class Supervisor:
         again = (Outcome.REPLACED, Outcome.CHANGED_AFTER_COMPLETE, Outcome.ABORTED)
         if outcome in again and stream.path.exists():
             if outcome is Outcome.REPLACED:
-                self._replaced.add(stream.path)
+                self._replaced[stream.path] = stream.stream_id
             # Reported like a file found at start: its writer may be gone already (its close went
             # to the stream that just ended), and then it must not wait for the idle timeout.
             found = await asyncio.to_thread(writers_open, [stream.path])
