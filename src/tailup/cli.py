@@ -303,7 +303,8 @@ def _cmd_gc(args: argparse.Namespace) -> int:
             f"(initiated {item.initiated.isoformat()}, {describe_age(item.age_s)} ago)"
         )
     where = f"under {settings.prefix!r}" if settings.prefix else "in the bucket"
-    print(f"{len(garbage)} upload(s) {verb} {where}")
+    done = "to abort (dry run: none aborted)" if args.dry_run else "aborted"
+    print(f"{len(garbage)} upload(s) {done} {where}")
     return EXIT_OK
 
 

@@ -20,9 +20,9 @@ from tailup.resume import (
     ResumeDecision,
     Verdict,
     adopt_parts,
+    compared_part_range,
     continue_with,
     judge_file,
-    last_part_range,
     orphan_uploads,
     reconcile_parts,
     upload_gone,
@@ -66,7 +66,7 @@ async def file_facts(
     except SourceGone:
         return FileFacts(exists=False)
     crc: int | None = None
-    last = last_part_range(plan, parts)
+    last = compared_part_range(plan, parts)
     if st.same_file(record.device, record.inode) and last is not None and st.size >= last.end:
         data = await read_range(path, last.start, last.size, device=st.device, inode=st.inode)
         crc = crc32_of(data) if len(data) == last.size else None

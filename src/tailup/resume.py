@@ -8,8 +8,11 @@ The checkpoint is a lower bound of what S3 holds, and S3 is the truth about what
 - The file must still be the one being uploaded: same device and inode, at least as long as what
   was uploaded, and the bytes of the last uploaded part unchanged. Only the last part is compared:
   it is what a replacement or an in-place restart of the recorder would have overwritten, while
-  the parts at the start are legitimately rewritten by muxers at close (MP4's mdat size, MKV's
-  header) and are checked anyway by the verify pass before completion.
+  the start of the file is legitimately rewritten by muxers at close (MP4's and MOV's mdat size,
+  MKV's header, all in the first kilobytes). For the same reason part 1 is never compared: when it
+  is the only part uploaded, a difference there is no evidence of another file (the kill -9
+  trials found MKV and MOV recordings "replaced" that way). Whatever is not compared here is
+  checked by the verify pass before completion, which sends changed parts again.
 - Parts that S3 lists with the ETag the checkpoint recorded are kept. Parts that S3 has but the
   checkpoint lacks (acknowledged, then the process died before the checkpoint was written) are
   adopted when one listed version's ETag is the MD5 of the file's bytes for that part, else they
@@ -50,8 +53,8 @@ class FileFacts:
     device: int = 0
     inode: int = 0
     size: int = 0
-    # CRC32 of the bytes where the checkpoint's last part lies, as on disk now; None when there is
-    # no checkpointed part or the file does not reach its end.
+    # CRC32 of the bytes where the compared part lies (see compared_part_range), as on disk now;
+    # None when no part is compared or the file does not reach its end.
     last_part_crc32: int | None = None
 
 
@@ -85,9 +88,10 @@ def part_end(plan: PartPlan, part: PartRecord) -> int:
     return plan.part_start(part.number) + part.size
 
 
-def last_part_range(plan: PartPlan, parts: Mapping[int, PartRecord]) -> PartRange | None:
-    """Where the highest checkpointed part lies (its recorded size: a final part may be short)."""
-    if not parts:
+def compared_part_range(plan: PartPlan, parts: Mapping[int, PartRecord]) -> PartRange | None:
+    """Where the highest checkpointed part lies (its recorded size: a final part may be short),
+    unless that is part 1, which muxers patch at close."""
+    if not parts or max(parts) == 1:
         return None
     last = parts[max(parts)]
     start = plan.part_start(last.number)
@@ -107,8 +111,7 @@ def judge_file(
             f"{path} is another file than the one being uploaded (replaced while tailup was "
             "not running)",
         )
-    last = last_part_range(plan, parts)
-    if last is None:
+    if not parts:
         return None
     uploaded = max(part_end(plan, p) for p in parts.values())
     if facts.size < uploaded:
@@ -117,7 +120,8 @@ def judge_file(
             f"{path} is {facts.size} bytes, shorter than the {uploaded} bytes already uploaded "
             "(truncated or rewritten while tailup was not running)",
         )
-    if facts.last_part_crc32 != parts[last.number].crc32:
+    last = compared_part_range(plan, parts)
+    if last is not None and facts.last_part_crc32 != parts[last.number].crc32:
         return ResumeDecision(
             Verdict.REPLACED,
             f"{path} changed where part {last.number} was uploaded (bytes {last.start}..{last.end})"

@@ -17,11 +17,11 @@ from tailup.resume import (
     Reconciliation,
     Verdict,
     adopt_parts,
+    compared_part_range,
     completed_object_matches,
     continue_with,
     expected_range,
     judge_file,
-    last_part_range,
     orphan_uploads,
     reconcile_parts,
     upload_gone,
@@ -96,6 +96,21 @@ JUDGE_CASES = [
         "",
     ),
     (
+        # MKV's header, MOV's and MP4's mdat size: patched at close, all in part 1.
+        "part 1 alone is not compared",
+        FileFacts(True, 7, 42, 2 * P, last_part_crc32=None),
+        parts(part(1)),
+        None,
+        "",
+    ),
+    (
+        "part 1 alone: still shorter is replaced",
+        FileFacts(True, 7, 42, P - 1, last_part_crc32=None),
+        parts(part(1)),
+        Verdict.REPLACED,
+        "shorter",
+    ),
+    (
         "same file, exactly as long as uploaded",
         FileFacts(True, 7, 42, 2 * P, last_part_crc32=2),
         parts(part(1), part(2)),
@@ -146,9 +161,11 @@ def test_judge_file(
         assert words in decision.reason and RECORD.path in decision.reason
 
 
-def test_last_part_range_uses_the_recorded_size() -> None:
-    assert last_part_range(PLAN, {}) is None
-    assert last_part_range(PLAN, parts(part(1), part(2, size=10))) == PartRange(2, P, P + 10)
+def test_compared_part_is_the_last_one_with_its_recorded_size_never_part_1() -> None:
+    assert compared_part_range(PLAN, {}) is None
+    assert compared_part_range(PLAN, parts(part(1))) is None
+    assert compared_part_range(PLAN, parts(part(1), part(2, size=10))) == PartRange(2, P, P + 10)
+    assert compared_part_range(PLAN, parts(part(1), part(3))) == PartRange(3, 2 * P, 3 * P)
 
 
 # --- expected ranges -----------------------------------------------------------------------------
