@@ -10,6 +10,7 @@ moment of each kill.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import os
@@ -79,13 +80,17 @@ class Setup:
             "--redis-prefix", self.key_prefix,
         ]  # fmt: skip
 
-    def start(self, *extra: str, endpoint: str | None = None, **kwargs: Any) -> DaemonProcess:
+    def start(
+        self, *extra: str, endpoint: str | None = None, ready: bool = True, **kwargs: Any
+    ) -> DaemonProcess:
+        """Start `tailup run`; with ``ready``, wait until it watches (live streams resumed)."""
         log = self.tmp / f"tailup-run{len(self.runs)}.log"
         daemon = DaemonProcess.start(
             self.args(*extra, endpoint=endpoint), log_path=log, env=self.env, cwd=self.tmp, **kwargs
         )
         self.runs.append(daemon)
-        daemon.wait_for_event("watching")
+        if ready:
+            daemon.wait_for_event("watching")
         return daemon
 
 
@@ -368,7 +373,27 @@ def test_a_second_signal_exits_at_once_and_the_next_start_resumes(
     assert open_uploads(s3_client, setup.bucket) == []
 
 
-# --- refused at start ----------------------------------------------------------------------------
+# --- Redis or S3 missing or refusing at start ---------------------------------------------------
+
+
+def test_started_while_redis_is_down_it_waits_for_redis(
+    setup: Setup, tmp_path: Path, s3_client: Any
+) -> None:
+    redis = RedisServer(tmp_path / "late-redis")  # its port is chosen; it is not running yet
+    late = dataclasses.replace(setup, redis_url=redis.url)
+    try:
+        daemon = late.start(ready=False)
+        daemon.wait_for_event("cannot load live streams yet; retrying")
+        path = setup.watch / "early-bird.ts"
+        data = os.urandom(6 * 1024 * 1024)
+        path.write_bytes(data)
+        redis.start()
+        daemon.wait_for_event("watching")
+        done = wait_for_states(late, [path], {StreamState.COMPLETED})[path]
+        assert daemon.stop() == 0
+    finally:
+        redis.close()
+    assert s3_client.get_object(Bucket=setup.bucket, Key=done.key)["Body"].read() == data
 
 
 @pytest.mark.parametrize(
