@@ -243,11 +243,12 @@ def check_daemon_settings(settings: Settings) -> None:
         problems.append(
             f"{setting_label('watch')}: no folder given. Accepted: {ACCEPTED_FORMS['watch']}"
         )
+    label, accepted = setting_label("watch"), f"Accepted: {ACCEPTED_FORMS['watch']}"
     for folder in settings.watch:
         if not folder.exists():
-            problems.append(f"{setting_label('watch')}: {str(folder)!r} does not exist")
+            problems.append(f"{label}: {str(folder)!r} does not exist. {accepted}")
         elif not folder.is_dir():
-            problems.append(f"{setting_label('watch')}: {str(folder)!r} is not a folder")
+            problems.append(f"{label}: {str(folder)!r} is not a folder. {accepted}")
     problems.extend(_bucket_problems(settings))
     if problems:
         raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))

@@ -14,7 +14,8 @@ _SECRET_KEYS = re.compile(
     r"secret|password|passwd|token|credential|authorization|signature", re.IGNORECASE
 )
 # user:password@ in URLs (redis://:pw@host, https://u:pw@host) and signed-URL query parameters.
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@\s/]+@")
+# The password runs to the *last* @ of the authority, as URL parsers read it (redis://:p@ss@host).
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):[^\s/]+@")
 _SIGNED_QUERY = re.compile(
     r"(?P<name>X-Amz-(?:Signature|Credential|Security-Token)|Signature|AWSAccessKeyId)=[^&\s\"']+",
     re.IGNORECASE,
