@@ -36,10 +36,10 @@ class AfterUploadKind(enum.Enum):
 AFTER_UPLOAD_FORM = "keep, delete or move:DIR"
 
 
-def _split_list(value: Any) -> Any:
-    # Env and .env values are plain strings: accept "a,b" and "a b" rather than JSON only.
+def _split_list(value: Any, separators: str) -> Any:
+    # Env and .env values are plain strings: accept "a,b" rather than JSON only.
     if isinstance(value, str):
-        return [item for item in re.split(r"[,\s]+", value.strip()) if item]
+        return [item.strip() for item in re.split(separators, value) if item.strip()]
     return value
 
 
@@ -95,10 +95,15 @@ class Settings(BaseSettings):
     log_format: LogFormat = Field(default=LogFormat.AUTO, description="json, console or auto.")
     log_level: str = Field(default="info", description="debug, info, warning or error.")
 
-    @field_validator("watch", "include", mode="before")
+    @field_validator("watch", mode="before")
     @classmethod
-    def _lists(cls, value: Any) -> Any:
-        return _split_list(value)
+    def _folders(cls, value: Any) -> Any:
+        return _split_list(value, r"[,\n]")  # folder names may contain spaces
+
+    @field_validator("include", mode="before")
+    @classmethod
+    def _globs(cls, value: Any) -> Any:
+        return _split_list(value, r"[,\s]+")
 
     @field_validator("part_size", "max_inflight_bytes", mode="before")
     @classmethod

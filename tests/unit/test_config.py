@@ -124,6 +124,11 @@ def test_watch_list_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings({}).watch == [Path("a"), Path("b")]
 
 
+def test_watch_folder_names_with_spaces_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAILUP_WATCH", "/mnt/NVR Recordings, /srv/cam 2")
+    assert load_settings({}).watch == [Path("/mnt/NVR Recordings"), Path("/srv/cam 2")]
+
+
 def test_watch_list_from_dotenv(clean_environment: Path) -> None:
     write_dotenv(clean_environment, watch="/srv/cam1,/srv/cam2")
     assert load_settings({}).watch == [Path("/srv/cam1"), Path("/srv/cam2")]

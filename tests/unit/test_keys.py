@@ -131,6 +131,7 @@ def test_relpath_with_subfolders(relpath: str, expected_relpath: str, expected_n
         ("a/b/", "x/{name}", "a/b/x/cam1.mp4"),
         ("", "/{name}", "cam1.mp4"),  # no leading slash in a key
         ("videos", "/{name}", "videos/cam1.mp4"),  # and no double slash after the prefix
+        ("/videos/", "{name}", "videos/cam1.mp4"),  # S3 keys never start with a slash
         ("vidéos", "{name}", "vidéos/cam1.mp4"),
     ],
 )

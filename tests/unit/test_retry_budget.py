@@ -226,3 +226,10 @@ async def test_many_waiters_all_get_through() -> None:
 def test_budget_must_be_positive(capacity: int) -> None:
     with pytest.raises(ValueError):
         ByteBudget(capacity)
+
+
+async def test_budget_refuses_a_negative_request() -> None:
+    budget = ByteBudget(10)
+    with pytest.raises(ValueError, match="negative"):
+        await budget.acquire(-1)
+    assert budget.in_use_bytes == 0
