@@ -229,11 +229,12 @@ class Stream:
                 metrics.upload_error(type(exc).__name__)
                 await self._fail(str(exc))
                 return Outcome.FAILED
-            if backoff.attempt:
-                backoff.reset()
-                await self._set_state(StreamState.UPLOADING, error="")
             if outcome is not None:
                 return outcome
+            if backoff.attempt:
+                # Recovered from a stall; a finished stream (outcome above) keeps its end state.
+                backoff.reset()
+                await self._set_state(StreamState.UPLOADING, error="")
 
     def _deadline_s(self) -> float | None:
         now = self.deps.clock()

@@ -254,3 +254,20 @@ async def _generation_completed(daemon: Any, path: Path, generation: int) -> boo
     return bool(
         record and record.generation == generation and record.state is StreamState.COMPLETED
     )
+
+
+async def test_retryable_faults_stall_then_complete_and_the_end_state_sticks(
+    daemon_args: dict[str, Any], watch: Path, s3_client: Any, bucket: str
+) -> None:
+    path = watch / "flaky.ts"
+    body = os.urandom(12 * MiB)
+    faults = {"upload_part": 2, "complete_upload": 1}
+    async with running_daemon(**daemon_args, faults=faults) as daemon:
+        path.write_bytes(body)
+        record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
+        assert daemon.store.faults_raised == 3
+        # Nothing flips a finished stream back to uploading after its recovery.
+        await wait_until(lambda: daemon.supervisor.streams == {}, "stream task ended")
+        again = await daemon.record_for(path)
+    assert again is not None and again.state is StreamState.COMPLETED and again.error == ""
+    assert object_bytes(s3_client, bucket, record.key) == body
