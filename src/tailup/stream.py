@@ -565,8 +565,13 @@ class Stream:
                 os.unlink(self.path)
                 self._log.info("source deleted after verified upload")
             elif kind is AfterUploadKind.MOVE and target is not None:
-                target.mkdir(parents=True, exist_ok=True)
-                destination = target / self.path.name
+                # Keep the path below the watched folder: cam1/rec.mp4 and cam2/rec.mp4 differ.
+                root = Path(self.record.watch_root)
+                relative = self.path.relative_to(root) if self.path.is_relative_to(root) else None
+                destination = target / (relative or self.path.name)
+                if destination.exists():
+                    raise FileExistsError(f"{destination} already exists; the source is kept")
+                destination.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(self.path, destination)
                 self._log.info("source moved after verified upload", to=str(destination))
         except OSError as exc:
