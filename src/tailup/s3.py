@@ -103,6 +103,10 @@ _PERMANENT_CODES = {
     "404",
     "400",
 }
+# 4xx codes that are transient: the request may succeed as sent when tried again. BadDigest means
+# the bytes changed on the way (tailup computes the checksum from the bytes it sends).
+_RETRYABLE_CODES = {"BadDigest", "RequestTimeout", "SlowDown", "Throttling", "ThrottlingException",
+                    "RequestTimeTooSkewed", "TooManyRequests"}
 _HINTS = {
     "InvalidAccessKeyId": "check AWS_ACCESS_KEY_ID / the profile in use",
     "SignatureDoesNotMatch": "check AWS_SECRET_ACCESS_KEY / the profile in use",
@@ -123,6 +127,8 @@ def translate_error(exc: BaseException, action: str) -> TailupError:
             text += f" ({_HINTS[code]})"
         if code == "NoSuchUpload":
             return NoSuchUpload(text, code=code)
+        if code in _RETRYABLE_CODES:
+            return StorageUnavailable(text)
         if code in _PERMANENT_CODES or (400 <= status < 500 and status not in (408, 429)):
             return StoragePermanentError(text, code=code)
         return StorageUnavailable(text)
