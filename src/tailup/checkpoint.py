@@ -68,26 +68,10 @@ async def _guarded(call: Callable[[], Awaitable[T]]) -> T:
 
 # Atomic part commit: the parts hash and the meta fields derived from it change together. Next part
 # and bytes sent are derived inside the script from the parts hash itself, so concurrent commits of
-# out-of-order parts can never leave them inconsistent.
-_COMMIT_PART = """
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-local numbers = redis.call('HKEYS', KEYS[2])
+# out-of-order parts can never leave them inconsistent. KEYS: meta, parts. ARGV[1]: now.
+_DERIVE_COUNTERS = """
 local present = {}
-for _, n in ipairs(numbers) do present[tonumber(n)] = true end
-local nxt = 1
-while present[nxt] do nxt = nxt + 1 end
-local total = 0
-for _, v in ipairs(redis.call('HVALS', KEYS[2])) do total = total + cjson.decode(v)['size'] end
-redis.call('HSET', KEYS[1], 'next_part_to_upload', nxt, 'total_bytes_sent', total,
-           'last_activity_at_utc', ARGV[3])
-return nxt
-"""
-
-_DROP_PARTS = """
-for i = 2, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
-local numbers = redis.call('HKEYS', KEYS[2])
-local present = {}
-for _, n in ipairs(numbers) do present[tonumber(n)] = true end
+for _, n in ipairs(redis.call('HKEYS', KEYS[2])) do present[tonumber(n)] = true end
 local nxt = 1
 while present[nxt] do nxt = nxt + 1 end
 local total = 0
@@ -96,6 +80,10 @@ redis.call('HSET', KEYS[1], 'next_part_to_upload', nxt, 'total_bytes_sent', tota
            'last_activity_at_utc', ARGV[1])
 return nxt
 """
+# ARGV[2], ARGV[3]: part number and its JSON record.
+_COMMIT_PART = "redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])" + _DERIVE_COUNTERS
+# ARGV[2..]: part numbers to forget.
+_DROP_PARTS = "for i = 2, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end" + _DERIVE_COUNTERS
 
 
 class RedisCheckpointStore:
@@ -179,7 +167,7 @@ class RedisCheckpointStore:
         await _guarded(
             lambda: self._commit(
                 keys=[keys.stream_meta(stream_id), keys.stream_parts(stream_id)],
-                args=[part.number, part.to_json(), iso(utc_now())],
+                args=[iso(utc_now()), part.number, part.to_json()],
             )
         )
 
