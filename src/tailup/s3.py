@@ -272,6 +272,16 @@ class S3MultipartStore:
         async with response["Body"] as body:
             return bytes(await body.read())
 
+    async def iter_object(self, key: str, chunk_bytes: int = 8 << 20) -> AsyncIterator[bytes]:
+        """The object's bytes in chunks, without holding it in memory (for `tailup verify`)."""
+        response = await self._call("get object", "get_object", Key=key)
+        try:
+            async with response["Body"] as body:
+                while chunk := await body.read(chunk_bytes):
+                    yield bytes(chunk)
+        except _NETWORK_ERRORS as exc:
+            raise translate_error(exc, "read object") from exc
+
     async def list_uploads(self, prefix: str) -> list[UploadInfo]:
         uploads: list[UploadInfo] = []
         kwargs: dict[str, Any] = {"Prefix": prefix}
