@@ -9,7 +9,7 @@ series behind for a stream that ended.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -76,6 +76,16 @@ STREAMS_ENDED = Counter(
 
 def stream_ended(outcome: str) -> None:
     STREAMS_ENDED.labels(outcome=outcome).inc()
+
+
+def declare_labels(*, outcomes: Iterable[str], error_kinds: Iterable[str]) -> None:
+    """Export every known outcome and error kind at 0 from the start: a series that appears only
+    with its first failure makes increase() and rate() miss that failure, and alerts on it
+    never fire."""
+    for outcome in outcomes:
+        STREAMS_ENDED.labels(outcome=outcome)
+    for kind in error_kinds:
+        UPLOAD_ERRORS.labels(kind=kind)
 
 
 # -- state read at scrape time --

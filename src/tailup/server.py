@@ -20,7 +20,7 @@ from tailup import __version__
 from tailup.checkpoint import CheckpointStore
 from tailup.errors import ConfigError
 from tailup.health import HealthMonitor
-from tailup.metrics import REGISTRY, DaemonCollector, StreamOwner
+from tailup.metrics import REGISTRY, DaemonCollector, StreamOwner, declare_labels
 from tailup.s3 import MultipartStore
 from tailup.status import stream_rows
 
@@ -63,6 +63,20 @@ def health_monitor(
     )
 
 
+def declare_known_labels() -> None:
+    from tailup.errors import TailupError
+    from tailup.stream import Outcome
+
+    kinds: list[str] = []
+    pending: list[type[TailupError]] = [TailupError]
+    while pending:
+        cls = pending.pop()
+        kinds.append(cls.__name__)
+        pending.extend(cls.__subclasses__())
+    kinds = sorted(k for k in set(kinds) if not k.startswith("_"))
+    declare_labels(outcomes=[*(o.value for o in Outcome), "crashed"], error_kinds=kinds)
+
+
 @asynccontextmanager
 async def ops_server(
     owner: StreamOwner,
@@ -77,6 +91,7 @@ async def ops_server(
     if port == 0:
         yield None
         return
+    declare_known_labels()
     health = health_monitor(store, checkpoints, interval_s=health_interval_s)
     ctx = OpsContext(owner, health, checkpoints)
     collector = DaemonCollector(owner, health)
