@@ -249,7 +249,7 @@ async def _run_daemon(settings: Settings) -> int:
         except PermanentError as exc:
             # Concerns every stream (credentials, bucket): say it once, loudly, and stop.
             log.error("S3 refuses this bucket; nothing can be uploaded", reason=str(exc))
-            print(f"tailup: {exc}", file=sys.stderr)
+            _print_error(exc)
             return EXIT_FAILURE
         except RetryableError as exc:
             log.warning("S3 is not reachable yet; streams will wait for it", reason=str(exc))
@@ -257,6 +257,10 @@ async def _run_daemon(settings: Settings) -> int:
             await cps.ping()
         except RetryableError as exc:
             log.warning("Redis is not reachable yet; streams will wait for it", reason=str(exc))
+        except PermanentError as exc:
+            log.error("Redis refuses this daemon; nothing can be checkpointed", reason=str(exc))
+            _print_error(exc)
+            return EXIT_FAILURE
         log.info(
             "tailup started",
             version=__version__,

@@ -18,7 +18,9 @@ import logging
 import os
 import re
 import sys
+import threading
 from collections.abc import Iterable, Mapping, MutableMapping
+from types import TracebackType
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
@@ -180,6 +182,22 @@ def _renderer(console: bool, stream: IO[str]) -> Any:
     return structlog.processors.JSONRenderer(ensure_ascii=False)
 
 
+def _log_uncaught(
+    exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+) -> None:
+    """sys.excepthook: a crash's traceback goes through the same redaction as every event
+    (Python's default hook would print it raw to stderr)."""
+    if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, exc, tb)
+        return
+    structlog.get_logger("tailup").critical("uncaught exception", exc_info=(exc_type, exc, tb))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is not None:
+        _log_uncaught(args.exc_type, args.exc_value, args.exc_traceback)
+
+
 # Libraries that at debug level only describe their own machinery, in volume.
 _QUIET_LIBRARIES = ("botocore.hooks", "botocore.loaders", "botocore.utils", "asyncio")
 
@@ -235,3 +253,5 @@ def configure_logging(
     logging.getLogger("tailup").setLevel(numeric)
     for name in _QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(logging.INFO)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread

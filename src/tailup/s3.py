@@ -181,7 +181,14 @@ class S3MultipartStore:
             raise translate_error(exc, action) from exc
 
     async def check_bucket(self) -> None:
-        await self._call("check bucket", "head_bucket")
+        try:
+            await self._call("check bucket", "head_bucket")
+        except StoragePermanentError as exc:
+            if exc.code in ("400", "403", "404"):
+                # A HEAD answer has no body, so no reason: a GET gets S3's own error code
+                # (SignatureDoesNotMatch, InvalidAccessKeyId, NoSuchBucket) and its hint.
+                await self._call("check bucket", "list_objects_v2", MaxKeys=1)
+            raise
 
     async def create_upload(self, key: str, content_type: str) -> str:
         response = await self._call(

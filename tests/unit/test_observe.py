@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
+import threading
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -31,6 +33,8 @@ def configure(monkeypatch: pytest.MonkeyPatch) -> Iterator[Configure]:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
     root = logging.getLogger()
     saved = (list(root.handlers), root.level, logging.getLogger("tailup").level)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
     buffers: list[io.StringIO] = []
 
     def run(log_format: str = "json", level: str = "debug") -> io.StringIO:
@@ -172,3 +176,15 @@ def test_literal_secrets_are_redacted_longest_first() -> None:
 def test_url_password_decodes_percent_escapes() -> None:
     assert url_password("redis://:p%40ss%3Aword@h:6379/0") == "p@ss:word"
     assert url_password("redis://h:6379/0") is None
+
+
+def test_an_uncaught_exception_is_logged_redacted(configure: Configure) -> None:
+    out = configure("json")
+    try:
+        raise ExceptionGroup("crash", [RuntimeError(f"redis://:{REDIS_PASSWORD}@h/0 refused")])
+    except ExceptionGroup as exc:
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+    event = json.loads(out.getvalue())
+    assert event["event"] == "uncaught exception" and event["level"] == "critical"
+    assert "RuntimeError: redis://:***@h/0 refused" in event["exception"]
+    assert REDIS_PASSWORD not in out.getvalue()
