@@ -15,6 +15,7 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
+from daemonproc import dockerfile_healthcheck_argv
 from tailup.config import Settings
 from tailup.metrics import REGISTRY, DaemonCollector
 
@@ -89,13 +90,6 @@ def _dockerfile() -> list[str]:
     text = (DEPLOY / "Dockerfile").read_text()
     # Join continuation lines so each instruction is one line.
     return [line for line in text.replace("\\\n", " ").splitlines() if line and line[0] != "#"]
-
-
-def dockerfile_healthcheck_argv() -> list[str]:
-    """The HEALTHCHECK command of deploy/Dockerfile (exec form), for tests to run it for real."""
-    line = next(line for line in _dockerfile() if line.startswith("HEALTHCHECK"))
-    argv: list[str] = json.loads(line.split(" CMD ", 1)[1])
-    return argv
 
 
 def test_dockerfile_runs_tailup_as_a_non_root_user_with_a_healthcheck() -> None:
