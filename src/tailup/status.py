@@ -68,7 +68,8 @@ def status_row(
         "file_size": size,
         "lag_bytes": lag,
         "rate_bytes_per_s": _average_rate(record, uploaded, now),
-        "parts": len(parts),
+        # A file that fits in one part goes up in one PUT and records no parts: one request.
+        "parts": len(parts) or (1 if completed and uploaded > 0 else 0),
         "bucket": record.bucket,
         "key": record.key,
         "generation": record.generation,
@@ -126,19 +127,29 @@ class RateTracker:
         return (uploaded - previous[1]) / (now - previous[0])
 
 
+def _size_pair(uploaded: int, size: int | None) -> str:
+    """'16.0/22.5 MiB' when both share a unit (the common case), else both in full."""
+    if size is None:
+        return f"{format_size(uploaded)} / (gone)"
+    done, total = format_size(uploaded), format_size(size)
+    done_value, _, done_unit = done.partition(" ")
+    if total.endswith(" " + done_unit):
+        return f"{done_value}/{total}"
+    return f"{done} / {total}"
+
+
 def _progress_cell(row: dict[str, Any]) -> RenderableType:
     uploaded, size = row["bytes_uploaded"], row["file_size"]
-    text = f"{format_size(uploaded)} / " + (format_size(size) if size is not None else "(gone)")
+    if row["state"] == "completed":
+        return Text(format_size(uploaded))
+    text = _size_pair(uploaded, size)
     if row["state"] not in ("uploading", "stalled", "finalizing") or not size:
-        return Text(format_size(uploaded) if row["state"] == "completed" else text)
-    percent = min(100.0, 100.0 * uploaded / size)
-    cell = Table.grid(padding=(0, 1))
-    cell.add_column(no_wrap=True)
-    cell.add_column(no_wrap=True)
-    cell.add_row(
-        ProgressBar(total=float(size), completed=float(min(uploaded, size)), width=12),
-        Text(f"{percent:3.0f}% {text}"),
-    )
+        return Text(text)
+    # Two lines, bar above numbers: narrow enough to leave the key room on a 120-column screen.
+    label = f"{min(100.0, 100.0 * uploaded / size):3.0f}% {text}"
+    cell = Table.grid()
+    cell.add_row(ProgressBar(total=float(size), completed=float(min(uploaded, size)), width=17))
+    cell.add_row(Text(label))
     return cell
 
 
@@ -146,28 +157,48 @@ def _rate_text(rate: float | None) -> str:
     return "" if rate is None else f"{format_size(rate)}/s"
 
 
-def build_status_table(rows: list[dict[str, Any]], rates: RateTracker | None = None) -> Table:
-    table = Table(title="tailup streams", header_style="bold", expand=False)
-    columns = ("stream", "state", "uploaded / file", "rate", "lag", "parts", "key", "last activity")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    table.add_column("error", overflow="fold", style="red")
+def _age(moment: str, now: datetime) -> str:
+    """How long ago, as people read a status screen: 4s, 12m, 3h, 2d."""
+    then = parse_iso(moment)
+    if then is None:
+        return ""
+    seconds = max(0, int((now - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def build_status_table(
+    rows: list[dict[str, Any]], rates: RateTracker | None = None, now: datetime | None = None
+) -> Table:
+    now = now or utc_now()
+    table = Table(title="tailup streams", header_style="bold", caption=_summary(rows))
+    # Short values never wrap; ids and keys fold to take the width that is left.
+    table.add_column("stream", overflow="fold", min_width=8)
+    for column in ("state", "uploaded / file", "rate", "lag", "parts", "active"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("key", overflow="fold", ratio=1, min_width=12)
+    with_errors = any(row["error"] for row in rows)
+    if with_errors:
+        table.add_column("error", overflow="fold", style="red", ratio=1, min_width=12)
     for row in rows:
         measured = rates.rate(row) if rates is not None else None
         rate = measured if measured is not None else row["rate_bytes_per_s"]
         state = row["state"]
-        table.add_row(
+        cells: list[RenderableType] = [
             row["stream_id"],
             Text(state, style=_STATE_STYLE.get(state, "")),
             _progress_cell(row),
             _rate_text(rate),
             format_size(row["lag_bytes"]) if row["lag_bytes"] is not None else "",
             str(row["parts"]),
+            _age(row["last_activity"], now),
             row["key"],
-            (row["last_activity"] or "")[:19].replace("T", " "),
-            row["error"] or "",
-        )
-    table.caption = _summary(rows)
+        ]
+        if with_errors:
+            cells.append(row["error"] or "")
+        table.add_row(*cells)
     return table
 
 

@@ -45,7 +45,7 @@ def test_live_stream_row_has_lag_rate_and_a_progress_bar(tmp_path: Path) -> None
     assert row["lag_bytes"] == 2 * MiB
     assert row["rate_bytes_per_s"] is not None and 0 < row["rate_bytes_per_s"] <= 10 * MiB / 9
     screen = _render([row])
-    assert "uploading" in screen and " 83% 10.0 MiB / 12.0 MiB" in screen
+    assert "uploading" in screen and " 83% 10.0/12.0 MiB" in screen
     assert "━" in screen  # the bar
     assert "2.0 MiB" in screen and "streams/abc123/cam.mp4" in screen
 
@@ -85,3 +85,9 @@ def test_rate_tracker_measures_between_refreshes() -> None:
     assert rates.rate(row) is None
     now[0] += 2.0
     assert rates.rate({"stream_id": "s", "bytes_uploaded": 10 * MiB}) == 5 * MiB
+
+
+def test_a_single_put_counts_as_one_part(tmp_path: Path) -> None:
+    record = _record(tmp_path / "small.mp4", StreamState.COMPLETED, final_size=1000)
+    assert status_row(record, {})["parts"] == 1
+    assert status_row(_record(tmp_path / "x.mp4", StreamState.UPLOADING), {})["parts"] == 0
