@@ -31,8 +31,9 @@ REDACTED = "***"
 _SECRET_KEYS = re.compile(
     r"secret|password|passwd|token|credential|authorization|signature", re.IGNORECASE
 )
-# user:password@ in URLs (redis://:pw@host, https://u:pw@host).
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@\s/]+@")
+# user:password@ in URLs (redis://:pw@host, https://u:pw@host) and signed-URL query parameters.
+# The password runs to the *last* @ of the authority, as URL parsers read it (redis://:p@ss@host).
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):[^\s/]+@")
 # Signed-URL query parameters and the parts of a SigV4 Authorization header.
 _SIGNED_QUERY = re.compile(
     r"(?P<name>X-Amz-(?:Signature|Credential|Security-Token)|Signature|Credential|AWSAccessKeyId)"
@@ -47,10 +48,10 @@ _XML_SECRET = re.compile(
     re.DOTALL,
 )
 # Header values that carry credentials, in botocore's repr of a request (``'X-Amz-Security-Token':
-# b'...'``) and in plain "name: value" form.
+# b'...'``) and in plain "Name: [scheme] value" form. (As query parameters: _SIGNED_QUERY.)
 _HEADER_SECRET = re.compile(
-    r"(?P<name>['\"]?(?:Authorization|X-Amz-Security-Token)['\"]?\s*[:=]\s*)"
-    r"(?P<value>b?'[^']*'|b?\"[^\"]*\"|[^\r\n,}]+)",
+    r"(?P<name>['\"]?(?:Authorization|X-Amz-Security-Token)['\"]?\s*:\s*)"
+    r"(?P<value>b?'[^']*'|b?\"[^\"]*\"|(?:[A-Za-z0-9-]+ )?[^\s,}&]+)",
     re.IGNORECASE,
 )
 

@@ -160,6 +160,8 @@ def test_console_format_is_readable_lines(configure: Configure) -> None:
         ("'X-Amz-Security-Token': b'FwoGZXIvYXdzE'", "FwoGZXIvYXdzE"),
         ("Authorization: AWS4-HMAC-SHA256 Credential=AKID/x", "AKID"),
         ("<SignatureProvided>abc123</SignatureProvided>", "abc123"),
+        ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA"),
+        ("redis://:p@ss@host:6379/0", "p@ss"),
     ],
 )
 def test_redact_text_patterns(text: str, secret: str) -> None:
@@ -188,3 +190,10 @@ def test_an_uncaught_exception_is_logged_redacted(configure: Configure) -> None:
     assert event["event"] == "uncaught exception" and event["level"] == "critical"
     assert "RuntimeError: redis://:***@h/0 refused" in event["exception"]
     assert REDIS_PASSWORD not in out.getvalue()
+
+
+def test_a_signed_url_keeps_its_shape() -> None:
+    url = "https://b/k?X-Amz-Security-Token=tok123&X-Amz-Expires=60&X-Amz-Signature=abcdef12"
+    assert redact_text(url) == (
+        f"https://b/k?X-Amz-Security-Token={REDACTED}&X-Amz-Expires=60&X-Amz-Signature={REDACTED}"
+    )
