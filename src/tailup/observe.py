@@ -34,8 +34,7 @@ _SECRET_KEYS = re.compile(
 # user:password@ in URLs (redis://:pw@host, https://u:pw@host) and signed-URL query parameters.
 # The password runs to the *last* @ of the authority, as URL parsers read it (redis://:p@ss@host).
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):[^\s/]+@")
-# Signed-URL query parameters and the parts of a SigV4 Authorization header.
-_SIGNED_QUERY = re.compile(
+_SIGNED_QUERY = re.compile(  # also the Credential= and Signature= of a SigV4 Authorization header
     r"(?P<name>X-Amz-(?:Signature|Credential|Security-Token)|Signature|Credential|AWSAccessKeyId)"
     r"=[^&\s\"',]+",
     re.IGNORECASE,
