@@ -34,11 +34,12 @@ _SECRET_KEYS = re.compile(
 # user:password@ in URLs (redis://:pw@host, https://u:pw@host) and signed-URL query parameters.
 # The password runs to the *last* @ of the authority, as URL parsers read it (redis://:p@ss@host).
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):[^\s/]+@")
-_SIGNED_QUERY = re.compile(  # also the Credential= and Signature= of a SigV4 Authorization header
-    r"(?P<name>X-Amz-(?:Signature|Credential|Security-Token)|Signature|Credential|AWSAccessKeyId)"
-    r"=[^&\s\"',]+",
+_SIGNED_QUERY = re.compile(
+    r"(?P<name>X-Amz-(?:Signature|Credential|Security-Token)|Signature|AWSAccessKeyId)=[^&\s\"']+",
     re.IGNORECASE,
 )
+# The Credential= of a SigV4 Authorization header (its Signature= is caught by _SIGNED_QUERY).
+_SIGV4_CREDENTIAL = re.compile(r"(?P<name>Credential)=[^&\s\"',]+", re.IGNORECASE)
 # botocore at debug: "Signature:\n<64 hex>"; S3 error bodies echo what was signed.
 _SIGNATURE_DUMP = re.compile(r"(?P<name>Signature:\s*)[0-9a-f]{64}", re.IGNORECASE)
 _XML_SECRET = re.compile(
@@ -89,6 +90,7 @@ def redact_text(text: str) -> str:
     text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
     text = _HEADER_SECRET.sub(lambda m: f"{m['name']}{REDACTED}", text)
     text = _SIGNED_QUERY.sub(lambda m: f"{m['name']}={REDACTED}", text)
+    text = _SIGV4_CREDENTIAL.sub(lambda m: f"{m['name']}={REDACTED}", text)
     text = _SIGNATURE_DUMP.sub(lambda m: f"{m['name']}{REDACTED}", text)
     return _XML_SECRET.sub(lambda m: f"<{m['tag']}>{REDACTED}</{m['tag']}>", text)
 
