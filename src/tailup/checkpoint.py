@@ -15,8 +15,8 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
 import redis.asyncio as aioredis
+from redis.exceptions import AuthenticationError, AuthorizationError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tailup.errors import CheckpointUnavailable, PermanentError
@@ -52,6 +52,9 @@ class CheckpointStore(Protocol):
 
 
 def _translate(exc: RedisError) -> Exception:
+    # redis-py makes a refused password a ConnectionError; retrying cannot fix it.
+    if isinstance(exc, AuthenticationError | AuthorizationError):
+        return PermanentError(f"Redis refused the credentials in --redis-url: {exc}")
     if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
         return CheckpointUnavailable(f"Redis is unreachable: {exc}")
     return PermanentError(f"Redis refused a checkpoint: {exc}")

@@ -387,7 +387,8 @@ class RedisServer(_ManagedProcess):
                 reply = sock.recv(64)
         except OSError:
             return False
-        return reply.startswith(b"+PONG")  # "-LOADING ..." while the AOF is being read
+        # "-LOADING ..." while the AOF is being read; "-NOAUTH ..." means up, with --requirepass.
+        return reply.startswith((b"+PONG", b"-NOAUTH"))
 
 
 # --------------------------------------------------------------------------------------------

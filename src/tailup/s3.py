@@ -187,7 +187,14 @@ class S3MultipartStore:
             raise translate_error(exc, action) from exc
 
     async def check_bucket(self) -> None:
-        await self._call("check bucket", "head_bucket")
+        try:
+            await self._call("check bucket", "head_bucket")
+        except StoragePermanentError as exc:
+            if exc.code in ("400", "403", "404"):
+                # A HEAD answer has no body, so no reason: a GET gets S3's own error code
+                # (SignatureDoesNotMatch, InvalidAccessKeyId, NoSuchBucket) and its hint.
+                await self._call("check bucket", "list_objects_v2", MaxKeys=1)
+            raise
 
     async def create_upload(self, key: str, content_type: str) -> str:
         response = await self._call(
@@ -277,6 +284,16 @@ class S3MultipartStore:
         response = await self._call("get object", "get_object", Key=key)
         async with response["Body"] as body:
             return bytes(await body.read())
+
+    async def iter_object(self, key: str, chunk_bytes: int = 8 << 20) -> AsyncIterator[bytes]:
+        """The object's bytes in chunks, without holding it in memory (for `tailup verify`)."""
+        response = await self._call("get object", "get_object", Key=key)
+        try:
+            async with response["Body"] as body:
+                while chunk := await body.read(chunk_bytes):
+                    yield bytes(chunk)
+        except _NETWORK_ERRORS as exc:
+            raise translate_error(exc, "read object") from exc
 
     async def list_uploads(self, prefix: str) -> list[UploadInfo]:
         uploads: list[UploadInfo] = []

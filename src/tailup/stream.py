@@ -193,10 +193,17 @@ class Stream:
     # -- the loop --
 
     async def run(self) -> Outcome:
-        try:
-            return await self._run()
-        finally:
-            metrics.stream_lag(self.stream_id, None)
+        # Everything logged inside this stream's task (library records too) names the stream.
+        with structlog.contextvars.bound_contextvars(
+            stream_id=self.stream_id, path=self.record.path
+        ):
+            try:
+                outcome = await self._run()
+            except Exception:
+                metrics.stream_ended("crashed")
+                raise
+        metrics.stream_ended(outcome.value)
+        return outcome
 
     async def _run(self) -> Outcome:
         backoff = Backoff()
@@ -276,7 +283,6 @@ class Stream:
         ):
             self._last_change_at = self.deps.clock()
             self._last_seen = st
-            metrics.stream_lag(self.stream_id, st.size - self.bytes_in_s3)
         if self._pending_path is not None:
             await self.deps.checkpoints.update(self.stream_id, path=str(self._pending_path))
             self._pending_path = None
@@ -340,6 +346,9 @@ class Stream:
             else:
                 crc = crc32_of(data)
             await self._upload_part(rng.number, data, crc)
+        except TailupError as exc:
+            self._log.warning("part upload failed", part=rng.number, reason=str(exc))
+            raise
         finally:
             await self._give_slot(grant)
 
@@ -502,6 +511,7 @@ class Stream:
                         await self._give_slot(grant)
                         raise
                     if part_action(self.parts.get(rng.number), rng, crc) is PartAction.UPLOAD:
+                        self._log.debug("part to send at finalize", part=rng.number, size=rng.size)
                         resent.append(rng.number)
                         group.create_task(self._send_part(rng, grant, data=data))
                     else:
