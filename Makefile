@@ -23,6 +23,14 @@ $(VENV)/.installed: pyproject.toml
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; \
 	fi
 	@command -v redis-server >/dev/null 2>&1 || { echo "error: redis-server is still missing" >&2; exit 1; }
+	@# promtool checks deploy/prometheus-alerts.yml in the tests (Debian ships it with prometheus).
+	@if ! command -v promtool >/dev/null 2>&1; then \
+		echo "promtool not found: installing Debian's prometheus package for it"; \
+		SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus \
+			|| echo "warning: promtool could not be installed; the alert-rule test will be skipped"; \
+	fi
 	@if [ ! -x "$(PY)" ]; then \
 		if [ -z "$(PYTHON)" ]; then \
 			echo "error: Python >= 3.11 is required; none of $(PYTHON_CANDIDATES) is" >&2; exit 1; \

@@ -13,6 +13,7 @@ from typing import Any
 
 from tailup.checkpoint import RedisCheckpointStore
 from tailup.config import Settings
+from tailup.errors import StorageUnavailable
 from tailup.model import PartRecord, StreamRecord, StreamState
 from tailup.s3 import S3MultipartStore
 from tailup.supervisor import Supervisor
@@ -34,15 +35,26 @@ class SpyStore:
     puts: list[str] = field(default_factory=list)
     completes: list[tuple[str, int]] = field(default_factory=list)
     aborts: list[str] = field(default_factory=list)
+    # Injected faults: method name -> how many calls fail (retryably) before the real call runs.
+    faults: dict[str, int] = field(default_factory=dict)
+    faults_raised: int = 0
+
+    def _maybe_fail(self, method: str) -> None:
+        if self.faults.get(method, 0) > 0:
+            self.faults[method] -= 1
+            self.faults_raised += 1
+            raise StorageUnavailable(f"S3 {method}: injected fault (test)")
 
     async def upload_part(
         self, key: str, upload_id: str, number: int, body: bytes, crc32: int
     ) -> str:
+        self._maybe_fail("upload_part")
         etag = await self.inner.upload_part(key, upload_id, number, body, crc32)
         self.parts.append(PartCall(key, number, len(body)))
         return etag
 
     async def put_object(self, key: str, body: bytes, crc32: int, content_type: str) -> str:
+        self._maybe_fail("put_object")
         etag = await self.inner.put_object(key, body, crc32, content_type)
         self.puts.append(key)
         return etag
@@ -50,6 +62,7 @@ class SpyStore:
     async def complete_upload(
         self, key: str, upload_id: str, parts: Sequence[tuple[int, str, int]]
     ) -> str:
+        self._maybe_fail("complete_upload")
         etag = await self.inner.complete_upload(key, upload_id, parts)
         self.completes.append((key, len(parts)))
         return etag
@@ -124,9 +137,11 @@ async def running_daemon(
     redis_url: str,
     key_prefix: str,
     store_options: dict[str, Any] | None = None,
+    faults: dict[str, int] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Daemon]:
-    """The daemon in this process. ``store_options`` go to S3MultipartStore.connect (timeouts)."""
+    """The daemon in this process. ``store_options`` go to S3MultipartStore.connect (timeouts);
+    ``faults`` make the spy fail calls before the real ones run."""
     settings = Settings(
         watch=watch if isinstance(watch, list) else [watch],
         bucket=bucket,
@@ -141,7 +156,7 @@ async def running_daemon(
         ) as real_store,
         RedisCheckpointStore.connect(redis_url, key_prefix) as real_checkpoints,
     ):
-        store = SpyStore(real_store)
+        store = SpyStore(real_store, faults=dict(faults or {}))
         checkpoints = CheckpointSpy(real_checkpoints)
         supervisor = Supervisor(settings, store, checkpoints)  # type: ignore[arg-type]
         stop = asyncio.Event()

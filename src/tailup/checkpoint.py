@@ -84,7 +84,7 @@ def translate_redis_error(exc: Exception) -> Exception:
     """Map a redis-py error to tailup's family. Messages never carry the password (redis-py
     does not put it in them, and URLs are not included)."""
     if isinstance(exc, _REDIS_REFUSED) or str(exc).startswith(_AUTH_REPLIES):
-        return CheckpointRefused(f"Redis refused tailup (check the user and password): {exc}")
+        return CheckpointRefused(f"Redis refused the credentials in --redis-url: {exc}")
     if isinstance(exc, _REDIS_TRANSIENT):
         return CheckpointUnavailable(f"Redis cannot take checkpoints now: {exc}")
     if isinstance(exc, rex.ConnectionError | OSError):
@@ -99,25 +99,36 @@ async def _guarded(call: Callable[[], Awaitable[T]]) -> T:
         raise translate_redis_error(exc) from exc
 
 
-# Atomic part commit: the parts hash and the meta fields derived from it change together. Next part
-# and bytes sent are derived inside the script from the parts hash itself, so concurrent commits of
-# out-of-order parts can never leave them inconsistent.
-_COMMIT_PART = """
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-local numbers = redis.call('HKEYS', KEYS[2])
+# Atomic part commit: the parts hash and the meta fields derived from it change together, inside one
+# script, so concurrent commits of out-of-order parts can never leave them inconsistent.
+# KEYS: meta, parts. ARGV[1]: now.
+_DERIVE_COUNTERS = """
 local present = {}
-for _, n in ipairs(numbers) do present[tonumber(n)] = true end
+for _, n in ipairs(redis.call('HKEYS', KEYS[2])) do present[tonumber(n)] = true end
 local nxt = 1
 while present[nxt] do nxt = nxt + 1 end
 local total = 0
 for _, v in ipairs(redis.call('HVALS', KEYS[2])) do total = total + cjson.decode(v)['size'] end
 redis.call('HSET', KEYS[1], 'next_part_to_upload', nxt, 'total_bytes_sent', total,
-           'last_activity_at_utc', ARGV[3])
+           'last_activity_at_utc', ARGV[1])
 return nxt
 """
-
-# A state change that a `tailup abort` (or any state outside ARGV[2..]) wins over. ARGV[1] is the
-# new state, ARGV[2] the number of allowed current states, then those states, then field pairs.
+# ARGV[2], ARGV[3]: part number and its JSON record. Incremental, so a commit costs the same at
+# part 10,000 as at part 1: every part below next_part_to_upload is present by construction.
+_COMMIT_PART = """
+local old = redis.call('HGET', KEYS[2], ARGV[2])
+local delta = cjson.decode(ARGV[3])['size']
+if old then delta = delta - cjson.decode(old)['size'] end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'total_bytes_sent', delta)
+local nxt = tonumber(redis.call('HGET', KEYS[1], 'next_part_to_upload') or '1')
+while redis.call('HEXISTS', KEYS[2], nxt) == 1 do nxt = nxt + 1 end
+redis.call('HSET', KEYS[1], 'next_part_to_upload', nxt, 'last_activity_at_utc', ARGV[1])
+return nxt
+"""
+# A state change that a `tailup abort` (or any state outside the allowed ones) wins over. ARGV[1]
+# is the new state, ARGV[2] the number of allowed current states, then those states, then field
+# pairs.
 _SET_STATE = """
 local current = redis.call('HGET', KEYS[1], 'state')
 local count = tonumber(ARGV[2])
@@ -131,20 +142,8 @@ end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], unpack(ARGV, 3 + count))
 return false
 """
-
-_DROP_PARTS = """
-for i = 2, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
-local numbers = redis.call('HKEYS', KEYS[2])
-local present = {}
-for _, n in ipairs(numbers) do present[tonumber(n)] = true end
-local nxt = 1
-while present[nxt] do nxt = nxt + 1 end
-local total = 0
-for _, v in ipairs(redis.call('HVALS', KEYS[2])) do total = total + cjson.decode(v)['size'] end
-redis.call('HSET', KEYS[1], 'next_part_to_upload', nxt, 'total_bytes_sent', total,
-           'last_activity_at_utc', ARGV[1])
-return nxt
-"""
+# ARGV[2..]: part numbers to forget; rare (a file shrank), so the counters are derived afresh.
+_DROP_PARTS = "for i = 2, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end" + _DERIVE_COUNTERS
 
 
 class RedisCheckpointStore:
@@ -258,7 +257,7 @@ class RedisCheckpointStore:
         await _guarded(
             lambda: self._commit(
                 keys=[keys.stream_meta(stream_id), keys.stream_parts(stream_id)],
-                args=[part.number, part.to_json(), iso(utc_now())],
+                args=[iso(utc_now()), part.number, part.to_json()],
             )
         )
 

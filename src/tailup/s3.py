@@ -90,7 +90,6 @@ _PERMANENT_CODES = {
     "SignatureDoesNotMatch",
     "ExpiredToken",
     "InvalidToken",
-    "RequestTimeTooSkewed",
     "NoSuchBucket",
     "InvalidBucketName",
     "AccountProblem",
@@ -107,7 +106,7 @@ _PERMANENT_CODES = {
     "400",
 }
 # Codes that pass, although some come with a 4xx status (throttling, timeouts, a body damaged on
-# the way): botocore's standard retry mode treats them the same way.
+# the way, a clock that NTP is correcting): botocore's standard retry mode treats them the same way.
 _RETRYABLE_CODES = {
     "SlowDown",
     "Throttling",
@@ -115,11 +114,13 @@ _RETRYABLE_CODES = {
     "ThrottledException",
     "RequestThrottled",
     "RequestThrottledException",
+    "TooManyRequests",
     "TooManyRequestsException",
     "RequestLimitExceeded",
     "BandwidthLimitExceeded",
     "RequestTimeout",
     "RequestTimeoutException",
+    "RequestTimeTooSkewed",
     "PriorRequestNotComplete",
     "InternalError",
     "ServiceUnavailable",
@@ -244,7 +245,7 @@ class S3MultipartStore:
         try:
             await self._call("check bucket", "head_bucket")
         except StoragePermanentError as exc:
-            if exc.code not in ("403", "404"):
+            if exc.code not in ("400", "403", "404"):
                 raise
             # A HEAD answer has no body, hence no error code: ask again with a GET, whose answer
             # says which (NoSuchBucket, SignatureDoesNotMatch, InvalidAccessKeyId, AccessDenied).
@@ -343,6 +344,16 @@ class S3MultipartStore:
         response = await self._call("get object", "get_object", Key=key)
         async with response["Body"] as body:
             return bytes(await body.read())
+
+    async def iter_object(self, key: str, chunk_bytes: int = 8 << 20) -> AsyncIterator[bytes]:
+        """The object's bytes in chunks, without holding it in memory (for `tailup verify`)."""
+        response = await self._call("get object", "get_object", Key=key)
+        try:
+            async with response["Body"] as body:
+                while chunk := await body.read(chunk_bytes):
+                    yield bytes(chunk)
+        except _NETWORK_ERRORS as exc:
+            raise translate_error(exc, "read object") from exc
 
     async def list_uploads(self, prefix: str) -> list[UploadInfo]:
         uploads: list[UploadInfo] = []

@@ -208,10 +208,17 @@ class Stream:
     # -- the loop --
 
     async def run(self) -> Outcome:
-        try:
-            return await self._run()
-        finally:
-            metrics.stream_lag(self.stream_id, None)
+        # Everything logged inside this stream's task (library records too) names the stream.
+        with structlog.contextvars.bound_contextvars(
+            stream_id=self.stream_id, path=self.record.path
+        ):
+            try:
+                outcome = await self._run()
+            except Exception:
+                metrics.stream_ended("crashed")
+                raise
+        metrics.stream_ended(outcome.value)
+        return outcome
 
     async def _run(self) -> Outcome:
         backoff = self.deps.backoff()
@@ -318,7 +325,6 @@ class Stream:
             await self._truncated(last.size, st.size)
         self._last_change_at = self.deps.clock()
         self._last_seen = st
-        metrics.stream_lag(self.stream_id, st.size - self.bytes_in_s3)
 
     async def _truncated(self, old_size: int, new_size: int) -> None:
         """The file got shorter (cut, or a recorder restarted in place with O_TRUNC). Parts past
@@ -426,6 +432,9 @@ class Stream:
             else:
                 crc = crc32_of(data)
             await self._upload_part(rng.number, data, crc)
+        except TailupError as exc:
+            self._log.warning("part upload failed", part=rng.number, reason=str(exc))
+            raise
         finally:
             await self._give_slot(grant)
 
@@ -615,6 +624,7 @@ class Stream:
                         await self._give_slot(grant)
                         raise
                     if part_action(self.parts.get(rng.number), rng, crc) is PartAction.UPLOAD:
+                        self._log.debug("part to send at finalize", part=rng.number, size=rng.size)
                         resent.append(rng.number)
                         group.create_task(self._send_part(rng, grant, data=data))
                     else:
@@ -678,8 +688,13 @@ class Stream:
                 os.unlink(self.path)
                 self._log.info("source deleted after verified upload")
             elif kind is AfterUploadKind.MOVE and target is not None:
-                target.mkdir(parents=True, exist_ok=True)
-                destination = target / self.path.name
+                # Keep the path below the watched folder: cam1/rec.mp4 and cam2/rec.mp4 differ.
+                root = Path(self.record.watch_root)
+                relative = self.path.relative_to(root) if self.path.is_relative_to(root) else None
+                destination = target / (relative or self.path.name)
+                if destination.exists():
+                    raise FileExistsError(f"{destination} already exists; the source is kept")
+                destination.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(self.path, destination)
                 self._log.info("source moved after verified upload", to=str(destination))
         except OSError as exc:

@@ -46,7 +46,7 @@ S3_CASES = [
     ("AccessDenied", 403, StoragePermanentError),
     ("InvalidAccessKeyId", 403, StoragePermanentError),
     ("SignatureDoesNotMatch", 403, StoragePermanentError),
-    ("RequestTimeTooSkewed", 403, StoragePermanentError),
+    ("RequestTimeTooSkewed", 403, StorageUnavailable),  # a clock being corrected
     ("ExpiredToken", 400, StoragePermanentError),
     ("NoSuchBucket", 404, StoragePermanentError),
     ("EntityTooSmall", 400, StoragePermanentError),
