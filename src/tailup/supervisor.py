@@ -236,6 +236,9 @@ class Supervisor:
             if loaded is None:
                 continue
             record, parts = loaded
+            if not record.state.is_live:
+                await self._leave_live_set(record)
+                continue
             if Path(record.path) in self._streams:
                 continue
             log.info(
@@ -246,6 +249,17 @@ class Supervisor:
                 state=record.state.value,
             )
             self._start(record, parts, writer_closed=False, resumed=True)
+
+    async def _leave_live_set(self, record: StreamRecord) -> None:
+        """A stream that ended, still in the live set: the process died between the state write
+        and the index update (other hash slots under Redis Cluster, so not one transaction).
+        Writing the same state again moves it out; its last activity is kept."""
+        log.info("ended stream left in the live set", stream_id=record.stream_id)
+        await self._checkpoints.update(
+            record.stream_id,
+            state=record.state,
+            last_activity_at_utc=record.last_activity_at_utc,
+        )
 
     async def _open_stream(self, path: Path, *, writer_closed: bool, at_startup: bool) -> None:
         try:

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
-from harness import object_bytes, running_daemon
+from harness import object_bytes, running_daemon, wait_until
 from tailup.checkpoint import RedisCheckpointStore
 from tailup.integrity import crc32_of
-from tailup.keys import metadata_key
+from tailup.keys import RedisKeys, metadata_key
 from tailup.model import PartRecord, StreamRecord, StreamState, iso, utc_now
 from tailup.plan import MiB, PartPlan
 from tailup.s3 import S3MultipartStore
@@ -329,3 +330,31 @@ async def test_orphan_uploads_of_the_streams_key_are_aborted(
     assert parts_sent(daemon, record.key) == [2]
     assert object_bytes(s3_client, bucket, record.key) == data
     assert open_uploads(s3_client, bucket, record.key) == []
+
+
+async def test_ended_stream_still_in_the_live_set_is_not_resumed(
+    daemon_args: dict[str, Any], watch: Path, s3_client: Any, bucket: str
+) -> None:
+    """Killed between the completed record and the live-set update (found by the kill -9
+    trials: the next start resumed a completed stream and crashed on it)."""
+    path = watch / "done.ts"
+    data = content(300_000, "done")
+    path.write_bytes(data)
+    async with running_daemon(**daemon_args) as daemon:
+        record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
+    keys = RedisKeys(daemon_args["key_prefix"])
+    client = aioredis.Redis.from_url(daemon_args["redis_url"])
+    try:
+        await client.sadd(keys.live_streams, record.stream_id)  # what the kill left
+        async with running_daemon(**daemon_args) as daemon:
+            await wait_until(
+                lambda: daemon.supervisor.events_routed >= 1, "the startup scan routed"
+            )
+            assert not await client.sismember(keys.live_streams, record.stream_id)
+            again = await daemon.record_for(path)
+    finally:
+        await client.aclose()
+    assert again is not None and again.state is StreamState.COMPLETED
+    assert again.generation == record.generation
+    assert daemon.store.parts == [] and daemon.store.puts == []
+    assert object_bytes(s3_client, bucket, record.key) == data
