@@ -15,7 +15,7 @@ from tailup.devservers import RedisServer, SeaweedS3
 from tailup.errors import NoSuchUpload, StoragePermanentError, TailupError
 from tailup.integrity import crc32_of, multipart_etag
 from tailup.memory_stores import MemoryMultipartStore
-from tailup.model import PartRecord, StreamRecord, StreamState
+from tailup.model import LIVE_STATES, PartRecord, StreamRecord, StreamState
 from tailup.plan import MiB
 from tailup.s3 import MultipartStore, S3MultipartStore
 
@@ -257,3 +257,42 @@ async def test_new_generation_starts_with_no_parts(cp_store: CheckpointStore) ->
     assert loaded[1] == {} and loaded[0].generation == 2
     assert record.stream_id in await cp_store.live_stream_ids()
 
+
+SET_STATE_CASES = [
+    # (stored state, new state, allowed from, written)
+    (StreamState.UPLOADING, StreamState.FINALIZING, "daemon", True),
+    (StreamState.STALLED, StreamState.UPLOADING, "daemon", True),
+    (StreamState.ABORTED, StreamState.FINALIZING, "daemon", False),  # `tailup abort` wins
+    (StreamState.ABORTED, StreamState.STALLED, "daemon", False),
+    (StreamState.ABORTED, StreamState.ABORTED, "daemon", True),  # the same state: written
+    (StreamState.UPLOADING, StreamState.ABORTED, "live", True),
+    (StreamState.COMPLETED, StreamState.ABORTED, "live", False),  # too late to abort
+]
+
+
+@pytest.mark.parametrize(("stored", "new", "allowed", "written"), SET_STATE_CASES)
+async def test_set_state_is_refused_outside_the_allowed_states(
+    cp_store: CheckpointStore,
+    stored: StreamState,
+    new: StreamState,
+    allowed: str,
+    written: bool,
+) -> None:
+    record = _record()
+    await cp_store.create(record)
+    await cp_store.update(record.stream_id, state=stored, error="before")
+    allowed_from = (
+        LIVE_STATES if allowed == "live" else frozenset(StreamState) - {StreamState.ABORTED}
+    )
+    refused = await cp_store.set_state(
+        record.stream_id, new, allowed_from=allowed_from, error="after"
+    )
+    loaded = await cp_store.load(record.stream_id)
+    assert loaded is not None
+    if written:
+        assert refused is None
+        assert (loaded[0].state, loaded[0].error) == (new, "after")
+        assert (record.stream_id in await cp_store.live_stream_ids()) is new.is_live
+    else:
+        assert refused is stored
+        assert (loaded[0].state, loaded[0].error) == (stored, "before")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import tailup.stream
-from fakes import MemoryMultipartStore
+from fakes import FaultyMemoryStore
 from harness import wait_until
 from tailup.budget import ByteBudget
 from tailup.checkpoint import MemoryCheckpointStore
@@ -47,7 +47,7 @@ class CountingCheckpoints(MemoryCheckpointStore):
 @dataclass
 class Rig:
     path: Path
-    store: MemoryMultipartStore
+    store: FaultyMemoryStore
     checkpoints: CountingCheckpoints
     stream: Stream
     task: asyncio.Task[Outcome]
@@ -66,7 +66,7 @@ def payload(size: int, seed: str) -> bytes:
 @asynccontextmanager
 async def streaming(path: Path, *, writer_closed: bool = False) -> AsyncIterator[Rig]:
     st = path.stat()
-    store = MemoryMultipartStore()
+    store = FaultyMemoryStore()
     checkpoints = CountingCheckpoints()
     record = StreamRecord(
         stream_id="s1",
