@@ -11,7 +11,7 @@ PYTHON := $(shell for p in $(PYTHON_CANDIDATES); do \
 endif
 
 .DEFAULT_GOAL := test
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint crash-trials demo bench clean
 
 install: $(VENV)/.installed
 
@@ -54,6 +54,11 @@ lint: $(VENV)/.installed
 
 test: lint
 	"$(PY)" -m pytest -q
+
+# The kill -9 trials with more trials than CI runs (3); TAILUP_CRASH_SEED=N repeats a run.
+TRIALS ?= 20
+crash-trials: $(VENV)/.installed
+	TAILUP_CRASH_TRIALS=$(TRIALS) "$(PY)" -m pytest -q -s -k kill_9 tests/e2e/test_crash.py
 
 demo: $(VENV)/.installed
 	"$(PY)" -m tailup demo
