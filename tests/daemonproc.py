@@ -56,13 +56,25 @@ class DaemonProcess:
                 continue
         return out
 
-    def wait_for_event(self, name: str, timeout_s: float = 30.0) -> dict[str, Any]:
+    def wait_for_event(self, name: str, timeout_s: float = 30.0, **fields: Any) -> dict[str, Any]:
+        """The first ``name`` event (with these field values, if given)."""
+
+        def matches(event: dict[str, Any]) -> bool:
+            return event.get("event") == name and all(event.get(k) == v for k, v in fields.items())
+
         return poll(
-            lambda: next((e for e in self.events() if e.get("event") == name), None),
-            f"a {name!r} event",
+            lambda: next((e for e in self.events() if matches(e)), None),
+            f"a {name!r} event {fields or ''}",
             timeout_s,
             alive=self,
         )
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def kill9(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.text().splitlines()[-lines:])
@@ -79,11 +91,17 @@ class DaemonProcess:
 
 
 def start_daemon(
-    args: Sequence[str], env: dict[str, str], log_path: Path, cwd: Path
+    args: Sequence[str],
+    env: dict[str, str],
+    log_path: Path,
+    cwd: Path,
+    *,
+    wrapper: Sequence[str] = (),
 ) -> DaemonProcess:
+    """`tailup run ARGS`, logging to ``log_path``; ``wrapper`` prefixes the command (setpriv)."""
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tailup", "run", *args],
+            [*wrapper, sys.executable, "-m", "tailup", "run", *args],
             env=tailup_env(env),
             stdout=log,
             stderr=subprocess.STDOUT,

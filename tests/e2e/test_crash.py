@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
+from daemonproc import DaemonProcess, run_cli, start_daemon
 from faultproxy import FaultProxy
-from procs import DaemonProcess, Event, run_tailup
 from tailup.checkpoint import RedisCheckpointStore
 from tailup.devservers import RedisServer, SeaweedS3
 from tailup.model import PartRecord, StreamRecord, StreamState, iso, utc_now
@@ -85,8 +85,8 @@ class Setup:
     ) -> DaemonProcess:
         """Start `tailup run`; with ``ready``, wait until it watches (live streams resumed)."""
         log = self.tmp / f"tailup-run{len(self.runs)}.log"
-        daemon = DaemonProcess.start(
-            self.args(*extra, endpoint=endpoint), log_path=log, env=self.env, cwd=self.tmp, **kwargs
+        daemon = start_daemon(
+            self.args(*extra, endpoint=endpoint), self.env, log, self.tmp, **kwargs
         )
         self.runs.append(daemon)
         if ready:
@@ -163,7 +163,7 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sent_parts(daemon: DaemonProcess) -> list[Event]:
+def sent_parts(daemon: DaemonProcess) -> list[dict[str, Any]]:
     return [e for e in daemon.events() if e.get("event") == "part sent"]
 
 
@@ -221,7 +221,7 @@ def wait_for_trigger(
     kind, what = trigger
     while True:
         if daemon.proc.poll() is not None:
-            raise AssertionError(f"tailup exited ({daemon.proc.returncode}): {daemon.log_tail()}")
+            raise AssertionError(f"tailup exited ({daemon.proc.returncode}): {daemon.tail()}")
         events = daemon.events()
         if kind == "after" and time.monotonic() - started >= what:
             return f"at {what}s"
@@ -331,7 +331,7 @@ def test_sigterm_lets_the_part_in_flight_finish_and_the_restart_completes(
         daemon.signal(signal.SIGTERM)
         daemon.wait_for_event("stopping: letting in-flight parts finish")
         in_flight.release()  # S3 answers the part only now, during the shutdown
-        assert daemon.proc.wait(timeout=30) == 0, daemon.log_tail()
+        assert daemon.proc.wait(timeout=30) == 0, daemon.tail()
     sent = {(e["stream_id"], e["part"]) for e in sent_parts(daemon)}
     before = snapshot(setup)
     [(stream_id, (rec, parts))] = before.items()
@@ -416,7 +416,7 @@ def test_s3_refusing_every_stream_stops_the_start_with_a_clear_message(
         env["AWS_ACCESS_KEY_ID"] = "nobody-has-this-key"
     else:
         args[args.index("--bucket") + 1] = "no-such-bucket-here"
-    result = run_tailup("run", *args, env=env)
+    result = run_cli(["run", *args], env)
     assert result.returncode == 1
     message = [line for line in result.stderr.splitlines() if line.startswith("tailup: ")]
     assert len(message) == 1, result.stderr  # said once, plainly, besides the log
@@ -435,7 +435,7 @@ def test_redis_refusing_tailup_stops_the_start_with_a_clear_message(
         redis.Redis(port=locked.port).config_set("requirepass", "s3cret-pw")
         args = setup.args()
         args[args.index("--redis-url") + 1] = f"redis://:wrong-pw@127.0.0.1:{locked.port}/0"
-        result = run_tailup("run", *args, env=setup.env)
+        result = run_cli(["run", *args], setup.env)
     assert result.returncode == 1
     assert "Redis refused the credentials in --redis-url" in result.stderr
     assert "wrong-pw" not in result.stderr and "s3cret-pw" not in result.stderr
@@ -450,8 +450,8 @@ def test_abort_a_stream_of_a_running_daemon(setup: Setup, record: Any, s3_client
     recorder = record(path, "ts", 6, bitrate="16M", gop=25)
     first = daemon.wait_for_event("part sent", part=1)
     stream_id = first["stream_id"]
-    result = run_tailup(
-        "abort", stream_id, "--reason", "not this one", *setup.connection(), env=setup.env
+    result = run_cli(
+        ["abort", stream_id, "--reason", "not this one", *setup.connection()], setup.env
     )
     assert result.returncode == 0, result.stderr
     assert f"stream {stream_id} aborted: not this one" in result.stdout
@@ -469,7 +469,7 @@ def test_abort_a_stream_of_a_running_daemon(setup: Setup, record: Any, s3_client
     assert ended.state is StreamState.ABORTED and ended.error == "not this one"
     listed = s3_client.list_objects_v2(Bucket=setup.bucket, Prefix=ended.key).get("Contents", [])
     assert listed == [] and ended.key not in open_uploads(s3_client, setup.bucket)
-    status = run_tailup("status", "--json", *setup.connection(), env=setup.env)
+    status = run_cli(["status", "--json", *setup.connection()], setup.env)
     rows = {row["stream_id"]: row for row in json.loads(status.stdout)}
     assert rows[stream_id]["state"] == "aborted" and rows[stream_id]["error"] == "not this one"
     assert daemon.stop() == 0
@@ -483,7 +483,7 @@ def test_abort_while_the_daemon_is_down_is_not_resumed(setup: Setup, s3_client: 
         out.flush()
         stream_id = daemon.wait_for_event("part sent", part=1)["stream_id"]
         daemon.kill9()
-    result = run_tailup("abort", stream_id, *setup.connection(), env=setup.env)
+    result = run_cli(["abort", stream_id, *setup.connection()], setup.env)
     assert result.returncode == 0, result.stderr
     again = setup.start()
     fence = setup.watch / "after.ts"
@@ -529,18 +529,18 @@ def test_gc_aborts_only_old_unowned_uploads_under_the_prefix(setup: Setup, s3_cl
         return {u["UploadId"] for u in uploads}
 
     gc = ["gc", *setup.connection(), "--prefix", "gc/"]
-    young = run_tailup(*gc, "--older-than", "1h", env=setup.env)
+    young = run_cli([*gc, "--older-than", "1h"], setup.env)
     assert young.returncode == 0, young.stderr
     assert "0 upload(s) aborted under 'gc/'" in young.stdout
-    dry = run_tailup(*gc, "--older-than", "0", "--dry-run", env=setup.env)
+    dry = run_cli([*gc, "--older-than", "0", "--dry-run"], setup.env)
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.count("would abort") == 2 and ids() >= orphans
-    real = run_tailup(*gc, "--older-than", "0", env=setup.env)
+    real = run_cli([*gc, "--older-than", "0"], setup.env)
     assert real.returncode == 0, real.stderr
     for upload_id in orphans:
         assert upload_id in real.stdout
     assert ids() == {owned, elsewhere}
-    bad = run_tailup(*gc, "--older-than", "soon", env=setup.env)
+    bad = run_cli([*gc, "--older-than", "soon"], setup.env)
     assert bad.returncode == 2 and "--older-than" in bad.stderr
 
 
