@@ -11,7 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,18 +43,26 @@ def run_cli(args: Sequence[str], env: dict[str, str], timeout_s: float = 60) -> 
 class DaemonProcess:
     proc: subprocess.Popen[bytes]
     log_path: Path
+    # Events parsed so far and where the next read starts: a debug log grows by megabytes, and
+    # tests poll it every few milliseconds.
+    _events: list[dict[str, Any]] = field(default_factory=list)
+    _offset: int = 0
 
     def text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def events(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.text().splitlines():
+        with self.log_path.open("rb") as log:
+            log.seek(self._offset)
+            chunk = log.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line being written waits for next time
+        self._offset += len(complete)
+        for line in complete.decode(errors="replace").splitlines():
             try:
-                out.append(json.loads(line))
+                self._events.append(json.loads(line))
             except json.JSONDecodeError:
                 continue
-        return out
+        return list(self._events)
 
     def wait_for_event(self, name: str, timeout_s: float = 30.0, **fields: Any) -> dict[str, Any]:
         """The first ``name`` event (with these field values, if given)."""

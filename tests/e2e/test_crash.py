@@ -210,29 +210,35 @@ def plan_kills(rng: random.Random, seconds: float) -> list[tuple[str, Any]]:
 
 
 def wait_for_trigger(
-    daemon: DaemonProcess,
+    setup: Setup,
     trigger: tuple[str, Any],
     started: float,
     recorders: list[subprocess.Popen[bytes]],
-    files: int,
+    paths: list[Path],
 ) -> str:
-    """Block until the trigger; returns what happened (the trigger may never come: once every
-    recording is uploaded there is nothing left to kill in the middle of)."""
+    """Block until the trigger; returns what happened. The trigger may never come: once every
+    recording is uploaded there is nothing left to kill in the middle of."""
+    daemon = setup.runs[-1]
     kind, what = trigger
-    while True:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
         if daemon.proc.poll() is not None:
             raise AssertionError(f"tailup exited ({daemon.proc.returncode}): {daemon.tail()}")
-        events = daemon.events()
         if kind == "after" and time.monotonic() - started >= what:
             return f"at {what}s"
         if kind == "event":
             name, nth = what
-            if sum(1 for e in events if e.get("event") == name) >= nth:
+            if sum(1 for e in daemon.events() if e.get("event") == name) >= nth:
                 return f"after {name!r} #{nth}"
-        done = sum(1 for e in events if e.get("event") == "stream completed")
-        if all(r.poll() is not None for r in recorders) and done >= files:
+        if all(r.poll() is not None for r in recorders) and all_completed(setup, paths):
             return f"{kind} {what} never came: everything was uploaded"
-        time.sleep(0.01)
+        time.sleep(0.02)
+    raise AssertionError(f"{trigger} neither came nor was everything uploaded: {daemon.tail()}")
+
+
+def all_completed(setup: Setup, paths: list[Path]) -> bool:
+    records = [latest(setup, path) for path in paths]
+    return all(r is not None and r.state is StreamState.COMPLETED for r in records)
 
 
 @pytest.mark.slow
@@ -259,7 +265,7 @@ def test_kill_9_at_random_points_of_live_recordings(
     started = time.monotonic()
     before_each_run: list[Snapshot] = []
     for trigger in kills:
-        when = wait_for_trigger(setup.runs[-1], trigger, started, recorders, len(paths))
+        when = wait_for_trigger(setup, trigger, started, recorders, paths)
         setup.runs[-1].kill9()
         before_each_run.append(snapshot(setup))
         print(f"  kill -9 {when} (t={time.monotonic() - started:.2f}s)")
