@@ -18,7 +18,7 @@ from tailup.config import Settings
 from tailup.errors import RetryableError, SourceError, TailupError
 from tailup.events import EventKind, FileEvent
 from tailup.keys import KeyContext, render_key
-from tailup.model import PartRecord, StreamRecord, StreamState, iso, utc_now
+from tailup.model import LIVE_STATES, PartRecord, StreamRecord, StreamState, iso, utc_now
 from tailup.retry import Backoff
 from tailup.s3 import MultipartStore
 from tailup.source import FileStat, stat_file
@@ -391,10 +391,12 @@ class Supervisor:
             self._queue.put_nowait(event)
 
     async def _record_crash(self, stream: Stream) -> None:
+        # Only over a live state: a stream that had ended (completed, aborted) keeps its end.
         try:
-            await self._checkpoints.update(
+            await self._checkpoints.set_state(
                 stream.stream_id,
-                state=StreamState.FAILED,
+                StreamState.FAILED,
+                allowed_from=LIVE_STATES,
                 error="internal error in tailup (see its log); retried at the next start",
             )
         except TailupError as exc:

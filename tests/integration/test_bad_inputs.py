@@ -281,3 +281,28 @@ async def test_file_growing_past_what_the_plan_allows(
         await still_uploading(daemon, watch, s3_client, bucket)
     assert "past what one S3 object can hold" in record.error
     assert upload_id not in open_uploads(s3_client, bucket, record.key)
+
+
+async def test_a_stream_that_crashes_is_recorded_failed_and_the_daemon_goes_on(
+    daemon_args: dict[str, Any],
+    watch: Path,
+    s3_client: Any,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not a bad input but a bug in tailup: it must show in `tailup status`, not leave a stream
+    forever 'uploading', and it must not reach the other streams."""
+    step = tailup.stream.Stream._step
+
+    async def buggy(self: tailup.stream.Stream) -> Any:
+        if self.path.name == "trigger.ts":
+            raise RuntimeError("a bug")
+        return await step(self)
+
+    monkeypatch.setattr(tailup.stream.Stream, "_step", buggy)
+    path = watch / "trigger.ts"
+    async with running_daemon(**daemon_args) as daemon:
+        path.write_bytes(content(1000, "trigger"))
+        record = await daemon.wait_for_state(path, {StreamState.FAILED})
+        await still_uploading(daemon, watch, s3_client, bucket)
+    assert record.error.startswith("internal error in tailup")
