@@ -11,7 +11,7 @@ PYTHON := $(shell for p in $(PYTHON_CANDIDATES); do \
 endif
 
 .DEFAULT_GOAL := test
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint crash-trials demo bench clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,14 @@ $(VENV)/.installed: pyproject.toml
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; \
 	fi
 	@command -v redis-server >/dev/null 2>&1 || { echo "error: redis-server is still missing" >&2; exit 1; }
+	@# promtool checks deploy/prometheus-alerts.yml in the tests (Debian ships it with prometheus).
+	@if ! command -v promtool >/dev/null 2>&1; then \
+		echo "promtool not found: installing Debian's prometheus package for it"; \
+		SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus \
+			|| echo "warning: promtool could not be installed; the alert-rule test will be skipped"; \
+	fi
 	@if [ ! -x "$(PY)" ]; then \
 		if [ -z "$(PYTHON)" ]; then \
 			echo "error: Python >= 3.11 is required; none of $(PYTHON_CANDIDATES) is" >&2; exit 1; \
@@ -46,6 +54,11 @@ lint: $(VENV)/.installed
 
 test: lint
 	"$(PY)" -m pytest -q
+
+# The kill -9 trials with more trials than CI runs (3); TAILUP_CRASH_SEED=N repeats a run.
+TRIALS ?= 20
+crash-trials: $(VENV)/.installed
+	TAILUP_CRASH_TRIALS=$(TRIALS) "$(PY)" -m pytest -q -s -k kill_9 tests/e2e/test_crash.py
 
 demo: $(VENV)/.installed
 	"$(PY)" -m tailup demo

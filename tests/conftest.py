@@ -32,6 +32,10 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
         access_key=TEST_ACCESS_KEY,
         secret_key=TEST_SECRET_KEY,
         region=TEST_REGION,
+        # Every bucket (one per test) takes a volume of its own, and by default weed allows
+        # free disk / volume size (1 GiB) of them: ~45 here, fewer on a fuller disk, after which
+        # every write fails with InternalError ("no free volumes left"). Volumes are sparse files.
+        extra_args=["-volume.max=1000"],
     )
     with server:
         yield server

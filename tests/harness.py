@@ -13,6 +13,7 @@ from typing import Any
 
 from tailup.checkpoint import RedisCheckpointStore
 from tailup.config import Settings
+from tailup.errors import StorageUnavailable
 from tailup.model import PartRecord, StreamRecord, StreamState
 from tailup.s3 import Body, S3MultipartStore
 from tailup.supervisor import Supervisor
@@ -38,18 +39,29 @@ class SpyStore:
     # complete out of order on the real server, deterministically.
     hold_until: dict[int, int] = field(default_factory=dict)
     _acked: dict[int, asyncio.Event] = field(default_factory=dict)
+    # Injected faults: method name -> how many calls fail (retryably) before the real call runs.
+    faults: dict[str, int] = field(default_factory=dict)
+    faults_raised: int = 0
+
+    def _maybe_fail(self, method: str) -> None:
+        if self.faults.get(method, 0) > 0:
+            self.faults[method] -= 1
+            self.faults_raised += 1
+            raise StorageUnavailable(f"S3 {method}: injected fault (test)")
 
     async def upload_part(
         self, key: str, upload_id: str, number: int, body: Body, crc32: int
     ) -> str:
         if number in self.hold_until:
             await self._acked.setdefault(self.hold_until[number], asyncio.Event()).wait()
+        self._maybe_fail("upload_part")
         etag = await self.inner.upload_part(key, upload_id, number, body, crc32)
         self.parts.append(PartCall(key, number, len(body)))
         self._acked.setdefault(number, asyncio.Event()).set()
         return etag
 
     async def put_object(self, key: str, body: Body, crc32: int, content_type: str) -> str:
+        self._maybe_fail("put_object")
         etag = await self.inner.put_object(key, body, crc32, content_type)
         self.puts.append(key)
         return etag
@@ -57,6 +69,7 @@ class SpyStore:
     async def complete_upload(
         self, key: str, upload_id: str, parts: Sequence[tuple[int, str, int]]
     ) -> str:
+        self._maybe_fail("complete_upload")
         etag = await self.inner.complete_upload(key, upload_id, parts)
         self.completes.append((key, len(parts)))
         return etag
@@ -127,16 +140,20 @@ class Daemon:
 @asynccontextmanager
 async def running_daemon(
     *,
-    watch: Path,
+    watch: Path | list[Path],
     bucket: str,
     endpoint_url: str,
     redis_url: str,
     key_prefix: str,
     hold_until: dict[int, int] | None = None,
+    store_options: dict[str, Any] | None = None,
+    faults: dict[str, int] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Daemon]:
+    """The daemon in this process. ``store_options`` go to S3MultipartStore.connect (timeouts);
+    ``faults`` make the spy fail calls before the real ones run."""
     settings = Settings(
-        watch=[watch],
+        watch=watch if isinstance(watch, list) else [watch],
         bucket=bucket,
         endpoint_url=endpoint_url,
         redis_url=redis_url,
@@ -145,11 +162,11 @@ async def running_daemon(
     )
     async with (
         S3MultipartStore.connect(
-            bucket, endpoint_url=endpoint_url, region="us-east-1"
+            bucket, endpoint_url=endpoint_url, region="us-east-1", **(store_options or {})
         ) as real_store,
         RedisCheckpointStore.connect(redis_url, key_prefix) as real_checkpoints,
     ):
-        store = SpyStore(real_store, hold_until=dict(hold_until or {}))
+        store = SpyStore(real_store, hold_until=dict(hold_until or {}), faults=dict(faults or {}))
         checkpoints = CheckpointSpy(real_checkpoints)
         supervisor = Supervisor(settings, store, checkpoints)  # type: ignore[arg-type]
         stop = asyncio.Event()

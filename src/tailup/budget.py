@@ -31,6 +31,8 @@ class ByteBudget:
     async def acquire(self, requested_bytes: int) -> int:
         """Wait for and take ``requested_bytes`` (capped at the capacity); returns what was taken,
         to hand back to ``release``."""
+        if requested_bytes < 0:
+            raise ValueError(f"cannot acquire a negative number of bytes ({requested_bytes})")
         grant = self._grant(requested_bytes)
         async with self._changed:
             await self._changed.wait_for(lambda: self._in_use + grant <= self.capacity_bytes)

@@ -10,16 +10,14 @@ missing from the live set, which the path lookup still finds.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+import redis.exceptions as rex
 
-from tailup.errors import CheckpointUnavailable, PermanentError
+from tailup.errors import CheckpointRefused, CheckpointUnavailable, PermanentError
 from tailup.keys import RedisKeys
 from tailup.model import PartRecord, StreamRecord, StreamState, iso, lowest_gap, utc_now
 
@@ -36,6 +34,18 @@ class CheckpointStore(Protocol):
         """Change meta fields; a change of ``state`` also moves the stream in or out of the live
         set."""
 
+    async def set_state(
+        self,
+        stream_id: str,
+        state: StreamState,
+        *,
+        allowed_from: Collection[StreamState],
+        **fields: Any,
+    ) -> StreamState | None:
+        """Atomically: set ``state`` (and ``fields``) if the stored state is ``state`` already or
+        one of ``allowed_from``. Returns None when written, else the stored state that refused
+        it: a daemon that has not yet noticed a `tailup abort` must not bring the stream back."""
+
     async def commit_part(self, stream_id: str, part: PartRecord) -> None:
         """Atomically: the part, next part to upload (lowest gap), bytes sent, last activity."""
 
@@ -51,8 +61,33 @@ class CheckpointStore(Protocol):
     async def ping(self) -> None: ...
 
 
-def _translate(exc: RedisError) -> Exception:
-    if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
+# Faults that pass: the server is down, loading its data, failing over, or out of memory until
+# someone frees some. Anything else Redis refuses (credentials, ACLs, a wrong command) will not.
+_REDIS_TRANSIENT: tuple[type[Exception], ...] = (
+    rex.BusyLoadingError,
+    rex.ReadOnlyError,
+    rex.TryAgainError,
+    rex.ClusterDownError,
+    rex.OutOfMemoryError,
+    rex.TimeoutError,
+)
+_REDIS_REFUSED: tuple[type[Exception], ...] = (
+    rex.AuthenticationError,
+    rex.AuthorizationError,
+    rex.NoPermissionError,
+    rex.AuthenticationWrongNumberOfArgsError,
+)
+_AUTH_REPLIES = ("NOAUTH", "WRONGPASS", "NOPERM")
+
+
+def translate_redis_error(exc: Exception) -> Exception:
+    """Map a redis-py error to tailup's family. Messages never carry the password (redis-py
+    does not put it in them, and URLs are not included)."""
+    if isinstance(exc, _REDIS_REFUSED) or str(exc).startswith(_AUTH_REPLIES):
+        return CheckpointRefused(f"Redis refused the credentials in --redis-url: {exc}")
+    if isinstance(exc, _REDIS_TRANSIENT):
+        return CheckpointUnavailable(f"Redis cannot take checkpoints now: {exc}")
+    if isinstance(exc, rex.ConnectionError | OSError):
         return CheckpointUnavailable(f"Redis is unreachable: {exc}")
     return PermanentError(f"Redis refused a checkpoint: {exc}")
 
@@ -60,34 +95,16 @@ def _translate(exc: RedisError) -> Exception:
 async def _guarded(call: Callable[[], Awaitable[T]]) -> T:
     try:
         return await call()
-    except RedisError as exc:
-        raise _translate(exc) from exc
-    except OSError as exc:
-        raise CheckpointUnavailable(f"Redis is unreachable: {exc}") from exc
+    except (rex.RedisError, OSError) as exc:
+        raise translate_redis_error(exc) from exc
 
 
-# Atomic part commit: the parts hash and the meta fields derived from it change together. Next part
-# and bytes sent are derived inside the script from the parts hash itself, so concurrent commits of
-# out-of-order parts can never leave them inconsistent.
-_COMMIT_PART = """
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-local numbers = redis.call('HKEYS', KEYS[2])
+# Atomic part commit: the parts hash and the meta fields derived from it change together, inside one
+# script, so concurrent commits of out-of-order parts can never leave them inconsistent.
+# KEYS: meta, parts. ARGV[1]: now.
+_DERIVE_COUNTERS = """
 local present = {}
-for _, n in ipairs(numbers) do present[tonumber(n)] = true end
-local nxt = 1
-while present[nxt] do nxt = nxt + 1 end
-local total = 0
-for _, v in ipairs(redis.call('HVALS', KEYS[2])) do total = total + cjson.decode(v)['size'] end
-redis.call('HSET', KEYS[1], 'next_part_to_upload', nxt, 'total_bytes_sent', total,
-           'last_activity_at_utc', ARGV[3])
-return nxt
-"""
-
-_DROP_PARTS = """
-for i = 2, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
-local numbers = redis.call('HKEYS', KEYS[2])
-local present = {}
-for _, n in ipairs(numbers) do present[tonumber(n)] = true end
+for _, n in ipairs(redis.call('HKEYS', KEYS[2])) do present[tonumber(n)] = true end
 local nxt = 1
 while present[nxt] do nxt = nxt + 1 end
 local total = 0
@@ -96,6 +113,37 @@ redis.call('HSET', KEYS[1], 'next_part_to_upload', nxt, 'total_bytes_sent', tota
            'last_activity_at_utc', ARGV[1])
 return nxt
 """
+# ARGV[2], ARGV[3]: part number and its JSON record. Incremental, so a commit costs the same at
+# part 10,000 as at part 1: every part below next_part_to_upload is present by construction.
+_COMMIT_PART = """
+local old = redis.call('HGET', KEYS[2], ARGV[2])
+local delta = cjson.decode(ARGV[3])['size']
+if old then delta = delta - cjson.decode(old)['size'] end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'total_bytes_sent', delta)
+local nxt = tonumber(redis.call('HGET', KEYS[1], 'next_part_to_upload') or '1')
+while redis.call('HEXISTS', KEYS[2], nxt) == 1 do nxt = nxt + 1 end
+redis.call('HSET', KEYS[1], 'next_part_to_upload', nxt, 'last_activity_at_utc', ARGV[1])
+return nxt
+"""
+# A state change that a `tailup abort` (or any state outside the allowed ones) wins over. ARGV[1]
+# is the new state, ARGV[2] the number of allowed current states, then those states, then field
+# pairs.
+_SET_STATE = """
+local current = redis.call('HGET', KEYS[1], 'state')
+local count = tonumber(ARGV[2])
+if current and current ~= ARGV[1] then
+  local allowed = false
+  for i = 3, 2 + count do
+    if ARGV[i] == current then allowed = true end
+  end
+  if not allowed then return current end
+end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], unpack(ARGV, 3 + count))
+return false
+"""
+# ARGV[2..]: part numbers to forget; rare (a file shrank), so the counters are derived afresh.
+_DROP_PARTS = "for i = 2, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end" + _DERIVE_COUNTERS
 
 
 class RedisCheckpointStore:
@@ -104,6 +152,7 @@ class RedisCheckpointStore:
         self._keys = keys
         self._commit = client.register_script(_COMMIT_PART)
         self._drop = client.register_script(_DROP_PARTS)
+        self._set_state = client.register_script(_SET_STATE)
 
     @classmethod
     @asynccontextmanager
@@ -174,12 +223,41 @@ class RedisCheckpointStore:
 
         await _guarded(run)
 
+    async def set_state(
+        self,
+        stream_id: str,
+        state: StreamState,
+        *,
+        allowed_from: Collection[StreamState],
+        **fields: Any,
+    ) -> StreamState | None:
+        keys = self._keys
+        pairs: list[str] = []
+        for name, value in {"last_activity_at_utc": iso(utc_now()), **fields}.items():
+            pairs += [name, value.value if isinstance(value, StreamState) else str(value)]
+        allowed = [s.value for s in allowed_from]
+
+        async def run() -> StreamState | None:
+            refused = await self._set_state(
+                keys=[keys.stream_meta(stream_id)],
+                args=[state.value, len(allowed), *allowed, *pairs],
+            )
+            if refused:
+                return StreamState(str(refused))
+            if state.is_live:
+                await self._redis.sadd(keys.live_streams, stream_id)
+            else:
+                await self._redis.srem(keys.live_streams, stream_id)
+            return None
+
+        return await _guarded(run)
+
     async def commit_part(self, stream_id: str, part: PartRecord) -> None:
         keys = self._keys
         await _guarded(
             lambda: self._commit(
                 keys=[keys.stream_meta(stream_id), keys.stream_parts(stream_id)],
-                args=[part.number, part.to_json(), iso(utc_now())],
+                args=[iso(utc_now()), part.number, part.to_json()],
             )
         )
 
@@ -263,6 +341,21 @@ class MemoryCheckpointStore:
             total_bytes_sent=str(sum(p.size for p in parts.values())),
             last_activity_at_utc=iso(utc_now()),
         )
+
+    async def set_state(
+        self,
+        stream_id: str,
+        state: StreamState,
+        *,
+        allowed_from: Collection[StreamState],
+        **fields: Any,
+    ) -> StreamState | None:
+        self._check()
+        current = self.meta.get(stream_id, {}).get("state")
+        if current not in (None, state.value) and StreamState(current) not in allowed_from:
+            return StreamState(current)
+        await self.update(stream_id, state=state, **fields)
+        return None
 
     async def commit_part(self, stream_id: str, part: PartRecord) -> None:
         self._check()

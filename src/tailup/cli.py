@@ -1,13 +1,15 @@
-"""Command line: `tailup run | status | abort | demo`.
+"""Command line: `tailup run | status | verify | abort | gc | demo`.
 
-Every setting can be given as a flag, as TAILUP_<NAME> in the environment or in a .env file; flags
-win. Bad settings exit with code 2 and a message naming the setting and the accepted form.
+Every setting can be given as a flag, as TAILUP_<NAME> in the environment, in a .env file or in a
+TOML file (--config or TAILUP_CONFIG); flags win, then env, .env, the file. Bad settings exit with
+code 2 and a message naming the setting and the accepted form.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -88,6 +90,8 @@ _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ),
     ("--shutdown-grace", {"help": "seconds in-flight parts may finish on SIGTERM (default 20)."}),
     ("--metrics-port", {"type": int, "help": "port for /metrics and /healthz; 0 = off."}),
+    ("--metrics-host", {"help": "address /metrics and /healthz listen on (default 127.0.0.1)."}),
+    ("--health-interval", {"help": "seconds between Redis and S3 health probes (default 5)."}),
     ("--log-format", {"choices": ["auto", "json", "console"], "help": "default auto."}),
     ("--log-level", {"choices": ["debug", "info", "warning", "error"], "help": "default info."}),
 ]
@@ -101,6 +105,13 @@ class _Parser(argparse.ArgumentParser):
 def _add_flags(parser: argparse.ArgumentParser, flags: list[tuple[str, dict[str, Any]]]) -> None:
     for flag, options in flags:
         parser.add_argument(flag, default=None, **options)
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="TOML file of settings (env TAILUP_CONFIG); flags and env override it.",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,8 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
             "Stream video recordings to S3 while they are being written: multipart upload, "
             "checkpoints in Redis, verified byte for byte, with a metadata.json beside each object."
         ),
-        epilog="Every flag can also be set as TAILUP_<FLAG> (e.g. TAILUP_PART_SIZE=16MiB) or in "
-        "a .env file. AWS credentials come from the standard AWS chain.",
+        epilog="Every flag can also be set as TAILUP_<FLAG> (e.g. TAILUP_PART_SIZE=16MiB), in "
+        'a .env file or in a TOML file given with --config (part_size = "16MiB"). AWS '
+        "credentials come from the standard AWS chain.",
     )
     parser.add_argument("--version", action="version", version=f"tailup {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -127,11 +139,44 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="list every stream and its progress")
     _add_flags(status, _CONNECTION_FLAGS)
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    # dest differs from run's --watch DIR, which is a setting: this one is not.
+    status.add_argument(
+        "--watch", dest="refresh", action="store_true", help="refresh until interrupted"
+    )
+    status.add_argument(
+        "--interval", type=float, default=2.0, metavar="SECONDS", help="refresh period (default 2)"
+    )
+
+    verify = commands.add_parser(
+        "verify",
+        help="re-check a completed object against its local file or its metadata.json",
+        description="Stream the object from S3 and compare size, SHA-256, multipart ETag and "
+        "every part with the local file (when present) and metadata.json. Exit 0 when "
+        "everything matches, 1 when anything differs.",
+    )
+    _add_flags(verify, _CONNECTION_FLAGS)
+    verify.add_argument("target", metavar="KEY|STREAM_ID", help="object key or stream id")
 
     abort = commands.add_parser("abort", help="abort a stream's upload and record why")
     _add_flags(abort, _CONNECTION_FLAGS)
     abort.add_argument("stream_id", metavar="STREAM_ID")
     abort.add_argument("--reason", default="aborted by the operator", help="recorded reason")
+
+    gc = commands.add_parser(
+        "gc",
+        help="abort multipart uploads under --prefix that no live stream owns",
+        description="Abort multipart uploads under the key prefix (--prefix; with none, the "
+        "whole bucket) that no live stream owns and that were initiated at least --older-than "
+        "ago, and print them. Try --dry-run first.",
+    )
+    _add_flags(gc, _CONNECTION_FLAGS)
+    gc.add_argument(
+        "--older-than",
+        required=True,
+        metavar="DURATION",
+        help="minimum age, e.g. 1h, 2d, 90m (keeps away from uploads a daemon just created)",
+    )
+    gc.add_argument("--dry-run", action="store_true", help="list what would be aborted, only")
 
     demo = commands.add_parser(
         "demo", help="run everything locally: S3 server, Redis, a live recording, verified result"
@@ -151,34 +196,61 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "run": _cmd_run,
         "status": _cmd_status,
+        "verify": _cmd_verify,
         "abort": _cmd_abort,
+        "gc": _cmd_gc,
         "demo": _cmd_demo,
     }
     try:
         return handlers[args.command](args)
     except ConfigError as exc:
-        print(f"tailup: {exc}", file=sys.stderr)
+        _print_error(exc)
         return EXIT_USAGE
-    except PermanentError as exc:
-        print(f"tailup: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
     except TailupError as exc:
-        print(f"tailup: {exc}", file=sys.stderr)
+        _print_error(exc)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+
+
+def _print_error(exc: Exception) -> None:
+    from tailup.observe import redact_text
+
+    print(f"tailup: {redact_text(str(exc))}", file=sys.stderr)
+
+
+def _config_file(args: argparse.Namespace) -> Path | None:
+    given: Path | None = getattr(args, "config", None)
+    from_env = os.environ.get("TAILUP_CONFIG")
+    return given if given is not None else (Path(from_env) if from_env else None)
+
+
+def _settings(args: argparse.Namespace, *, log_level: str = "warning") -> Settings:
+    """Settings of a subcommand, with logging set up first thing after (every command logs
+    through the redacting formatter, library warnings included)."""
+    settings = load_settings(_overrides(args), _config_file(args))
+    from tailup.observe import configure_logging, url_password
+
+    configure_logging(
+        settings.log_format.value, log_level, secrets=[url_password(settings.redis_url)]
+    )
+    return settings
 
 
 # -- run --
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    settings = load_settings(_overrides(args))
-    check_daemon_settings(settings)
+    settings = load_settings(_overrides(args), _config_file(args))
     from tailup.body import return_part_memory_promptly
-    from tailup.observe import configure_logging
+    from tailup.observe import configure_logging, url_password
 
-    configure_logging(settings.log_format.value, settings.log_level)
+    configure_logging(
+        settings.log_format.value,
+        settings.log_level,
+        secrets=[url_password(settings.redis_url)],
+    )
+    check_daemon_settings(settings)
     return_part_memory_promptly()
     return asyncio.run(_run_daemon(settings))
 
@@ -189,9 +261,11 @@ async def _run_daemon(settings: Settings) -> int:
     from tailup.checkpoint import RedisCheckpointStore
     from tailup.errors import RetryableError
     from tailup.s3 import S3MultipartStore, pool_size
+    from tailup.server import ops_server
     from tailup.supervisor import Supervisor
 
     log = structlog.get_logger("tailup")
+    log.debug("settings", **settings.model_dump(mode="json"))  # redacted like every event
     stop = asyncio.Event()
     _install_signal_handlers(stop)
     async with (
@@ -209,7 +283,7 @@ async def _run_daemon(settings: Settings) -> int:
         except PermanentError as exc:
             # Concerns every stream (credentials, bucket): say it once, loudly, and stop.
             log.error("S3 refuses this bucket; nothing can be uploaded", reason=str(exc))
-            print(f"tailup: {exc}", file=sys.stderr)
+            _print_error(exc)
             return EXIT_FAILURE
         except RetryableError as exc:
             log.warning("S3 is not reachable yet; streams will wait for it", reason=str(exc))
@@ -217,6 +291,10 @@ async def _run_daemon(settings: Settings) -> int:
             await cps.ping()
         except RetryableError as exc:
             log.warning("Redis is not reachable yet; streams will wait for it", reason=str(exc))
+        except PermanentError as exc:
+            log.error("Redis refuses this daemon; nothing can be checkpointed", reason=str(exc))
+            _print_error(exc)
+            return EXIT_FAILURE
         log.info(
             "tailup started",
             version=__version__,
@@ -224,7 +302,16 @@ async def _run_daemon(settings: Settings) -> int:
             endpoint=settings.endpoint_url or "aws",
             part_size=settings.part_size,
         )
-        await Supervisor(settings, store, cps).run(stop)
+        supervisor = Supervisor(settings, store, cps)
+        async with ops_server(
+            supervisor,
+            store,
+            cps,
+            host=settings.metrics_host,
+            port=settings.metrics_port,
+            health_interval_s=settings.health_interval,
+        ):
+            await supervisor.run(stop)
     log.info("tailup stopped")
     return EXIT_OK
 
@@ -246,9 +333,15 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    settings = load_settings(_overrides(args))
-    from tailup.status import collect_status, render_status_table
+    settings = _settings(args)
+    from tailup.status import collect_status, render_status_table, watch_status
 
+    if args.refresh:
+        if args.interval <= 0:
+            raise ConfigError(f"--interval: {args.interval:g} is not above 0")
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the way to leave --watch
+            asyncio.run(watch_status(settings, interval_s=args.interval, as_json=args.json))
+        return EXIT_OK
     rows = asyncio.run(collect_status(settings))
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -257,16 +350,62 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- verify --
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from tailup.verify import print_report, verify_target
+
+    report = asyncio.run(verify_target(settings, args.target))
+    print_report(report)
+    return EXIT_OK if report.ok else EXIT_FAILURE
+
+
 # -- abort --
 
 
 def _cmd_abort(args: argparse.Namespace) -> int:
-    settings = load_settings(_overrides(args))
+    settings = _settings(args)
     check_storage_settings(settings)
     from tailup.status import abort_stream
 
     message = asyncio.run(abort_stream(settings, args.stream_id, args.reason))
     print(message)
+    return EXIT_OK
+
+
+# -- gc --
+
+
+def _cmd_gc(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from tailup.hygiene import collect_garbage, describe_age
+    from tailup.units import DURATION_FORM, parse_duration
+
+    settings = load_settings(_overrides(args))
+    check_storage_settings(settings)
+    try:
+        older_than_s = parse_duration(args.older_than)
+    except ValueError:
+        raise ConfigError(
+            f"--older-than: got {args.older_than!r}. Accepted: {DURATION_FORM}"
+        ) from None
+    garbage = asyncio.run(
+        collect_garbage(
+            settings, older_than_s=older_than_s, dry_run=args.dry_run, now=datetime.now(UTC)
+        )
+    )
+    verb = "would abort" if args.dry_run else "aborted"
+    for item in garbage:
+        print(
+            f"{verb} s3://{settings.bucket}/{item.key} upload {item.upload_id} "
+            f"(initiated {item.initiated.isoformat()}, {describe_age(item.age_s)} ago)"
+        )
+    where = f"under {settings.prefix!r}" if settings.prefix else "in the bucket"
+    done = "to abort (dry run: none aborted)" if args.dry_run else "aborted"
+    print(f"{len(garbage)} upload(s) {done} {where}")
     return EXIT_OK
 
 

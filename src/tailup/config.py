@@ -1,17 +1,28 @@
-"""Settings: flags override environment (TAILUP_...) override a .env file override defaults.
+"""Settings: flags override environment (TAILUP_...) override a .env file override a TOML config
+file (--config) override defaults.
 
-Every refusal names the setting (flag and environment variable) and the accepted form.
+Every refusal names the setting (flag, environment variable and config file key) and the accepted
+form. Keys of the config file are the settings' names (part_size, watch, ...); a key tailup does not
+know is refused, not ignored: a typo must not silently fall back to a default.
 """
 
 from __future__ import annotations
 
+import difflib
 import enum
 import re
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from tailup.errors import ConfigError
 from tailup.keys import DEFAULT_KEY_TEMPLATE, PLACEHOLDERS, template_problems
@@ -44,10 +55,10 @@ class AfterUploadKind(enum.Enum):
 AFTER_UPLOAD_FORM = "keep, delete or move:DIR"
 
 
-def _split_list(value: Any) -> Any:
-    # Env and .env values are plain strings: accept "a,b" and "a b" rather than JSON only.
+def _split_list(value: Any, separators: str) -> Any:
+    # Env and .env values are plain strings: accept "a,b" rather than JSON only.
     if isinstance(value, str):
-        return [item for item in re.split(r"[,\s]+", value.strip()) if item]
+        return [item.strip() for item in re.split(separators, value) if item.strip()]
     return value
 
 
@@ -107,13 +118,24 @@ class Settings(BaseSettings):
         default=20.0, description="Seconds in-flight parts may take to finish on SIGTERM."
     )
     metrics_port: int = Field(default=0, description="Port for /metrics and /healthz; 0 = off.")
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Address /metrics and /healthz listen on."
+    )
+    health_interval: float = Field(
+        default=5.0, description="Seconds between health probes of Redis and S3."
+    )
     log_format: LogFormat = Field(default=LogFormat.AUTO, description="json, console or auto.")
     log_level: str = Field(default="info", description="debug, info, warning or error.")
 
-    @field_validator("watch", "include", mode="before")
+    @field_validator("watch", mode="before")
     @classmethod
-    def _lists(cls, value: Any) -> Any:
-        return _split_list(value)
+    def _folders(cls, value: Any) -> Any:
+        return _split_list(value, r"[,\n]")  # folder names may contain spaces
+
+    @field_validator("include", mode="before")
+    @classmethod
+    def _globs(cls, value: Any) -> Any:
+        return _split_list(value, r"[,\s]+")
 
     @field_validator("part_size", "max_inflight_bytes", mode="before")
     @classmethod
@@ -121,7 +143,12 @@ class Settings(BaseSettings):
         return parse_size(value)
 
     @field_validator(
-        "idle_timeout", "close_grace", "poll_interval", "shutdown_grace", mode="before"
+        "idle_timeout",
+        "close_grace",
+        "poll_interval",
+        "shutdown_grace",
+        "health_interval",
+        mode="before",
     )
     @classmethod
     def _duration(cls, value: Any) -> float:
@@ -134,7 +161,7 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} bytes is outside 5MiB..5GiB (S3's part size limits)")
         return value
 
-    @field_validator("idle_timeout", "poll_interval")
+    @field_validator("idle_timeout", "poll_interval", "health_interval")
     @classmethod
     def _positive(cls, value: float) -> float:
         if value <= 0:
@@ -224,6 +251,8 @@ ACCEPTED_FORMS: dict[str, str] = {
     "part_concurrency": "a whole number from 1 to 64",
     "payload_signing": "auto, always or never",
     "metrics_port": "a port number from 0 (off) to 65535",
+    "metrics_host": "an address to listen on, e.g. 127.0.0.1 or 0.0.0.0",
+    "health_interval": f"{DURATION_FORM}, above 0",
     "log_format": "json, console or auto",
     "log_level": "debug, info, warning or error",
     "watch": "an existing folder (repeat --watch for more)",
@@ -231,14 +260,60 @@ ACCEPTED_FORMS: dict[str, str] = {
 }
 
 
-def setting_label(field: str) -> str:
-    return f"--{field.replace('_', '-')} (TAILUP_{field.upper()})"
+def setting_label(field: str, config_file: Path | None = None) -> str:
+    where = f", {field} in {config_file}" if config_file is not None else ""
+    return f"--{field.replace('_', '-')} (TAILUP_{field.upper()}{where})"
 
 
-def load_settings(overrides: dict[str, Any]) -> Settings:
-    """Settings from flags (``overrides``), env and .env; ConfigError names what is wrong."""
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The settings in a TOML file, refusing what cannot be read, parsed or is unknown."""
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"--config: cannot read {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--config: {path} is not valid TOML: {exc}") from None
+    known = set(Settings.model_fields)
+    problems = [_unknown_key_problem(key, known) for key in data if key not in known]
+    if problems:
+        raise ConfigError(f"invalid config file {path}:\n  " + "\n  ".join(problems))
+    return data
+
+
+def _unknown_key_problem(key: str, known: set[str]) -> str:
+    guess = difflib.get_close_matches(key.replace("-", "_"), sorted(known), n=1)
+    hint = f"; did you mean {guess[0]!r}?" if guess else ""
+    return f"unknown setting {key!r}{hint} Settings are: {', '.join(sorted(known))}"
+
+
+def _settings_class(config_file: Path | None) -> type[Settings]:
+    if config_file is None:
+        return Settings
+    toml_file = config_file
+
+    class FileSettings(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            # Earlier sources win: flags, environment, .env, the config file, then defaults.
+            toml = TomlConfigSettingsSource(settings_cls, toml_file=toml_file)
+            return init_settings, env_settings, dotenv_settings, toml, file_secret_settings
+
+    return FileSettings
+
+
+def load_settings(overrides: dict[str, Any], config_file: Path | None = None) -> Settings:
+    """Settings from flags (``overrides``), env, .env and ``config_file``; ConfigError names what
+    is wrong."""
+    in_file = read_config_file(config_file) if config_file is not None else {}
+    try:
+        return _settings_class(config_file)(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
@@ -247,7 +322,8 @@ def load_settings(overrides: dict[str, Any]) -> Settings:
             accepted = ACCEPTED_FORMS.get(field, "")
             got = error.get("input")
             shown = "" if isinstance(got, dict) else f" got {got!r}:"
-            line = f"{setting_label(field)}:{shown} {reason}"
+            label = setting_label(field, config_file if field in in_file else None)
+            line = f"{label}:{shown} {reason}"
             lines.append(f"{line}. Accepted: {accepted}" if accepted else line)
         raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
 
@@ -259,11 +335,12 @@ def check_daemon_settings(settings: Settings) -> None:
         problems.append(
             f"{setting_label('watch')}: no folder given. Accepted: {ACCEPTED_FORMS['watch']}"
         )
+    label, accepted = setting_label("watch"), f"Accepted: {ACCEPTED_FORMS['watch']}"
     for folder in settings.watch:
         if not folder.exists():
-            problems.append(f"{setting_label('watch')}: {str(folder)!r} does not exist")
+            problems.append(f"{label}: {str(folder)!r} does not exist. {accepted}")
         elif not folder.is_dir():
-            problems.append(f"{setting_label('watch')}: {str(folder)!r} is not a folder")
+            problems.append(f"{label}: {str(folder)!r} is not a folder. {accepted}")
     problems.extend(_bucket_problems(settings))
     if problems:
         raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))

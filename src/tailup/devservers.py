@@ -387,7 +387,8 @@ class RedisServer(_ManagedProcess):
                 reply = sock.recv(64)
         except OSError:
             return False
-        return reply.startswith(b"+PONG")  # "-LOADING ..." while the AOF is being read
+        # "-LOADING ..." while the AOF is being read; "-NOAUTH ..." means up, with --requirepass.
+        return reply.startswith((b"+PONG", b"-NOAUTH"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -522,6 +523,11 @@ class SeaweedS3(_ManagedProcess):
         return argv
 
     def _is_ready(self) -> bool:
+        # The S3 gateway answers before the volume server has registered with the master; reads
+        # then fail with InternalError for a moment (seen after restarts), so wait for both.
+        return self._s3_answers() and self._volume_server_registered()
+
+    def _s3_answers(self) -> bool:
         request = urllib.request.Request(self.endpoint_url + "/", method="GET")
         try:
             with urllib.request.urlopen(request, timeout=2.0):
@@ -530,6 +536,21 @@ class SeaweedS3(_ManagedProcess):
             return True  # any HTTP answer (403 to an unsigned request) means S3 is up
         except (OSError, ValueError):
             return False
+
+    def _volume_server_registered(self) -> bool:
+        url = f"http://{LOOPBACK}:{self.master_port}/dir/status"
+        try:
+            with urllib.request.urlopen(url, timeout=2.0) as response:
+                topology = json.loads(response.read()).get("Topology", {})
+        except (OSError, ValueError):
+            return False
+        nodes = [
+            node
+            for dc in topology.get("DataCenters") or []
+            for rack in dc.get("Racks") or []
+            for node in rack.get("DataNodes") or []
+        ]
+        return any(node.get("Url") == f"{LOOPBACK}:{self.volume_port}" for node in nodes)
 
     def _after_exit(self) -> None:
         # weed leaves unix sockets named after its ports in /tmp; remove ours.

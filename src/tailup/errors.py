@@ -31,6 +31,17 @@ class CheckpointUnavailable(RetryableError):
     """Redis could not be reached; no part counts as done until its checkpoint is written."""
 
 
+class CheckpointRefused(PermanentError):
+    """Redis refused tailup for a reason retrying will not fix (credentials, ACL permissions)."""
+
+
+class AbortedElsewhere(TailupError):
+    """The stream was aborted from outside (`tailup abort`) while this daemon worked on it.
+
+    Neither retryable nor a failure of the stream: its record must not be written over, and the
+    daemon stops working on it."""
+
+
 class StoragePermanentError(PermanentError):
     """S3 refused the request for a reason retrying will not fix (credentials, bucket, policy)."""
 

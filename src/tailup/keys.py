@@ -64,8 +64,9 @@ def render_key(template: str, ctx: KeyContext, *, prefix: str = "") -> str:
         hostname=ctx.hostname,
     )
     key = key.lstrip("/")
+    prefix = prefix.strip("/")
     if prefix:
-        key = prefix.rstrip("/") + "/" + key
+        key = prefix + "/" + key
     return key
 
 

@@ -1,9 +1,22 @@
 """Prometheus metrics. Defined once here; the stream and supervisor call the small functions below
-so that what is measured stays in one place and tests can read the registry."""
+so that what is measured stays in one place and tests can read the registry.
+
+Counters and histograms are updated where things happen. Values that describe the daemon's current
+state (streams by state, lag per stream, whether Redis and S3 answer) are read at scrape time by
+``DaemonCollector`` from the objects that own that state, so they can never go stale or leave a
+series behind for a stream that ended.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+
+from tailup import __version__
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -35,13 +48,6 @@ UPLOAD_ERRORS = Counter(
 RETRIES = Counter(
     "tailup_retries_total", "Stream-level retries after a retryable error.", registry=REGISTRY
 )
-STREAMS = Gauge("tailup_streams", "Streams in this daemon by state.", ["state"], registry=REGISTRY)
-STREAM_LAG_BYTES = Gauge(
-    "tailup_stream_lag_bytes",
-    "File size minus bytes in S3, per live stream.",
-    ["stream_id"],
-    registry=REGISTRY,
-)
 FINALIZE_SECONDS = Histogram(
     "tailup_finalize_seconds",
     "Time from the decision to finalize to the verified object and metadata.",
@@ -60,17 +66,106 @@ def upload_error(kind: str) -> None:
     UPLOAD_ERRORS.labels(kind=kind).inc()
 
 
-def stream_lag(stream_id: str, lag_bytes: int | None) -> None:
-    if lag_bytes is None:
-        STREAM_LAG_BYTES.remove(stream_id) if _has_lag(stream_id) else None
-    else:
-        STREAM_LAG_BYTES.labels(stream_id=stream_id).set(lag_bytes)
+STREAMS_ENDED = Counter(
+    "tailup_streams_ended_total",
+    "Streams that ended in this daemon, by outcome (completed, failed, aborted, ...).",
+    ["outcome"],
+    registry=REGISTRY,
+)
 
 
-def _has_lag(stream_id: str) -> bool:
-    return (stream_id,) in STREAM_LAG_BYTES._metrics
+def stream_ended(outcome: str) -> None:
+    STREAMS_ENDED.labels(outcome=outcome).inc()
 
 
-def set_stream_counts(counts: dict[str, int]) -> None:
-    for state, count in counts.items():
-        STREAMS.labels(state=state).set(count)
+def declare_labels(*, outcomes: Iterable[str], error_kinds: Iterable[str]) -> None:
+    """Export every known outcome and error kind at 0 from the start: a series that appears only
+    with its first failure makes increase() and rate() miss that failure, and alerts on it
+    never fire."""
+    for outcome in outcomes:
+        STREAMS_ENDED.labels(outcome=outcome)
+    for kind in error_kinds:
+        UPLOAD_ERRORS.labels(kind=kind)
+
+
+# -- state read at scrape time --
+
+
+class LiveStream(Protocol):
+    @property
+    def stream_id(self) -> str: ...
+
+    @property
+    def bytes_in_s3(self) -> int: ...
+
+    @property
+    def last_seen_size(self) -> int | None: ...
+
+
+class StreamOwner(Protocol):
+    """What the collector needs from the supervisor."""
+
+    def stream_states(self) -> dict[str, int]: ...
+
+    @property
+    def streams(self) -> Mapping[Any, LiveStream]: ...
+
+
+class DependencyView(Protocol):
+    """What the collector needs from the health monitor."""
+
+    def dependency_status(self) -> dict[str, tuple[bool, float | None]]:
+        """name -> (last probe succeeded, unix time of the last success or None)."""
+
+
+class DaemonCollector(Collector):
+    def __init__(self, owner: StreamOwner, health: DependencyView | None = None) -> None:
+        self._owner = owner
+        self._health = health
+
+    def collect(self) -> Iterator[GaugeMetricFamily | InfoMetricFamily]:
+        info = InfoMetricFamily("tailup_build", "tailup version.")
+        info.add_metric([], {"version": __version__})
+        yield info
+        yield self._streams()
+        yield self._lag()
+        if self._health is not None:
+            yield from self._dependencies(self._health)
+
+    def _streams(self) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(
+            "tailup_streams", "Streams in this daemon by state.", labels=["state"]
+        )
+        for state, count in sorted(self._owner.stream_states().items()):
+            family.add_metric([state], count)
+        return family
+
+    def _lag(self) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(
+            "tailup_stream_lag_bytes",
+            "File size minus bytes in S3, per live stream (parts wait until they are full).",
+            labels=["stream_id"],
+        )
+        for stream in list(self._owner.streams.values()):
+            size = stream.last_seen_size
+            if size is not None:
+                family.add_metric([stream.stream_id], max(0, size - stream.bytes_in_s3))
+        return family
+
+    def _dependencies(self, health: DependencyView) -> Iterator[GaugeMetricFamily]:
+        up = GaugeMetricFamily(
+            "tailup_dependency_up",
+            "1 when the last probe of the dependency (redis, s3) succeeded.",
+            labels=["dependency"],
+        )
+        seen = GaugeMetricFamily(
+            "tailup_dependency_last_success_timestamp_seconds",
+            "Unix time of the last successful probe of the dependency.",
+            labels=["dependency"],
+        )
+        for name, (ok, last_success) in sorted(health.dependency_status().items()):
+            up.add_metric([name], 1.0 if ok else 0.0)
+            if last_success is not None:
+                seen.add_metric([name], last_success)
+        yield up
+        yield seen

@@ -109,6 +109,8 @@ class StreamRecord:
     total_bytes_sent: int = 0
     last_activity_at_utc: str = ""
     error: str = ""
+    # Something worth knowing that is not a failure (the file shrank while being uploaded).
+    note: str = ""
     device: int = 0
     inode: int = 0
     generation: int = 1

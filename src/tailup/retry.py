@@ -1,4 +1,4 @@
-"""Back-off for retryable faults: exponential with full jitter (AWS's recommendation), capped."""
+"""Back-off for retryable faults: exponential, capped, with "equal jitter" (half random)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ def backoff_delay_s(attempt: int, *, base_s: float, cap_s: float, jitter: float)
     """Delay before retry ``attempt`` (1-based). ``jitter`` in [0, 1) picks within the window."""
     if attempt < 1:
         raise ValueError("attempt counts from 1")
-    window = min(cap_s, base_s * 2.0 ** (attempt - 1))
+    # The exponent is bounded: 2.0 ** 1024 overflows a float, and a long outage gets there.
+    window = min(cap_s, base_s * 2.0 ** min(attempt - 1, 64))
     return window * (0.5 + jitter / 2)
 
 

@@ -107,6 +107,8 @@ _PERMANENT_CODES = {
     "AllAccessDisabled",
     "InvalidAccessKeyId",
     "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
     "NoSuchBucket",
     "InvalidBucketName",
     "AccountProblem",
@@ -122,33 +124,90 @@ _PERMANENT_CODES = {
     "404",
     "400",
 }
+# Codes that pass, although some come with a 4xx status (throttling, timeouts, a body damaged on
+# the way, a clock that NTP is correcting): botocore's standard retry mode treats them the same way.
+_RETRYABLE_CODES = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequests",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "RequestTimeTooSkewed",
+    "PriorRequestNotComplete",
+    "InternalError",
+    "ServiceUnavailable",
+    "OperationAborted",
+    "BadDigest",
+    "IncompleteBody",
+    "XAmzContentSHA256Mismatch",
+}
 _HINTS = {
     "InvalidAccessKeyId": "check AWS_ACCESS_KEY_ID / the profile in use",
     "SignatureDoesNotMatch": "check AWS_SECRET_ACCESS_KEY / the profile in use",
+    "ExpiredToken": "the session credentials expired: refresh them",
+    "RequestTimeTooSkewed": "this machine's clock is off: synchronise it (NTP)",
     "NoSuchBucket": "create the bucket or fix --bucket",
     "AccessDenied": "the credentials may not write to this bucket or key",
 }
+# botocore errors raised before any request is sent, about this machine's configuration: no
+# retry fixes them. Every other botocore error is about the network and passes.
+_PERMANENT_BOTOCORE: tuple[type[BaseException], ...] = tuple(
+    getattr(botocore.exceptions, name)
+    for name in (
+        "NoCredentialsError",
+        "PartialCredentialsError",
+        "ProfileNotFound",
+        "ConfigNotFound",
+        "ConfigParseError",
+        "NoRegionError",
+        "ValidationError",  # ParamValidationError, InvalidRegionError and the like
+        "ParamValidationError",
+        "UnknownSignatureVersionError",
+        "UnsupportedSignatureVersionError",
+        "InvalidConfigError",
+        "InvalidS3AddressingStyleError",
+        "InvalidEndpointConfigurationError",
+        "UnauthorizedSSOTokenError",
+        "SSOTokenLoadError",
+    )
+    if hasattr(botocore.exceptions, name)
+)
 
 
 def translate_error(exc: BaseException, action: str) -> TailupError:
     """Map a botocore/aiohttp error to tailup's family. Never includes signed URLs or secrets."""
     if isinstance(exc, botocore.exceptions.ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", "Unknown"))
-        message = str(error.get("Message", "")) or code
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        text = f"S3 {action}: {code}: {message}"
-        if code in _HINTS:
-            text += f" ({_HINTS[code]})"
-        if code == "NoSuchUpload":
-            return NoSuchUpload(text, code=code)
-        if code in _PERMANENT_CODES or (400 <= status < 500 and status not in (408, 429)):
-            return StoragePermanentError(text, code=code)
-        return StorageUnavailable(text)
+        return _translate_client_error(exc, action)
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
         return StoragePermanentError(f"S3 {action}: no AWS credentials found", code="NoCredentials")
     name = type(exc).__name__
+    if isinstance(exc, _PERMANENT_BOTOCORE):
+        return StoragePermanentError(f"S3 {action}: {name}: {exc}", code=name)
     return StorageUnavailable(f"S3 {action}: {name}: {exc}")
+
+
+def _translate_client_error(exc: Any, action: str) -> TailupError:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", "Unknown"))
+    message = str(error.get("Message", "")) or code
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    text = f"S3 {action}: {code}: {message}"
+    if code in _HINTS:
+        text += f" ({_HINTS[code]})"
+    if code == "NoSuchUpload":
+        return NoSuchUpload(text, code=code)
+    if code in _RETRYABLE_CODES:
+        return StorageUnavailable(text)
+    if code in _PERMANENT_CODES or (400 <= status < 500 and status not in (408, 429)):
+        return StoragePermanentError(text, code=code)
+    return StorageUnavailable(text)
 
 
 _NETWORK_ERRORS = (
@@ -207,11 +266,13 @@ class S3MultipartStore:
         region: str,
         max_connections: int = 32,
         payload_signing: PayloadSigning = PayloadSigning.AUTO,
+        connect_timeout_s: float = 10,
+        read_timeout_s: float = 60,
     ) -> AsyncIterator[S3MultipartStore]:
         config = AioConfig(
             retries={"mode": "standard", "max_attempts": 4},
-            connect_timeout=10,
-            read_timeout=60,
+            connect_timeout=connect_timeout_s,
+            read_timeout=read_timeout_s,
             max_pool_connections=max_connections,
             # tailup computes each part's CRC32 itself (it needs it for change detection) and
             # passes it in; botocore must not hash every byte a second time.
@@ -234,7 +295,19 @@ class S3MultipartStore:
             raise translate_error(exc, action) from exc
 
     async def check_bucket(self) -> None:
-        await self._call("check bucket", "head_bucket")
+        try:
+            await self._call("check bucket", "head_bucket")
+        except StoragePermanentError as exc:
+            if exc.code not in ("400", "403", "404"):
+                raise
+            # A HEAD answer has no body, hence no error code: ask again with a GET, whose answer
+            # says which (NoSuchBucket, SignatureDoesNotMatch, InvalidAccessKeyId, AccessDenied).
+            await self._call(f"check bucket {self._bucket!r}", "list_objects_v2", MaxKeys=1)
+            raise StoragePermanentError(
+                f"S3 refuses bucket {self._bucket!r} (HTTP {exc.code} to HeadBucket; the "
+                "credentials need s3:ListBucket on it)",
+                code=exc.code,
+            ) from exc
 
     async def create_upload(self, key: str, content_type: str) -> str:
         response = await self._call(
@@ -324,6 +397,16 @@ class S3MultipartStore:
         response = await self._call("get object", "get_object", Key=key)
         async with response["Body"] as body:
             return bytes(await body.read())
+
+    async def iter_object(self, key: str, chunk_bytes: int = 8 << 20) -> AsyncIterator[bytes]:
+        """The object's bytes in chunks, without holding it in memory (for `tailup verify`)."""
+        response = await self._call("get object", "get_object", Key=key)
+        try:
+            async with response["Body"] as body:
+                while chunk := await body.read(chunk_bytes):
+                    yield bytes(chunk)
+        except _NETWORK_ERRORS as exc:
+            raise translate_error(exc, "read object") from exc
 
     async def list_uploads(self, prefix: str) -> list[UploadInfo]:
         uploads: list[UploadInfo] = []

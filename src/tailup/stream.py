@@ -36,6 +36,7 @@ from tailup.checkpoint import CheckpointStore
 from tailup.config import AfterUploadKind
 from tailup.digest import FileDigest, FinalizeHasher
 from tailup.errors import (
+    AbortedElsewhere,
     CheckpointUnavailable,
     NoSuchUpload,
     PermanentError,
@@ -66,6 +67,8 @@ from tailup.model import (
     utc_now,
 )
 from tailup.plan import PartPlan, PartRange
+from tailup.reconcile import plan_resume
+from tailup.resume import ResumeDecision, Verdict, orphan_uploads
 from tailup.retry import Backoff
 from tailup.s3 import MultipartStore
 from tailup.source import FileStat, crc32_of_range_blocking, read_range_blocking, stat_file
@@ -93,6 +96,7 @@ class StreamDeps:
     part_concurrency: int = 4
     after_upload: tuple[AfterUploadKind, Path | None] = (AfterUploadKind.KEEP, None)
     clock: Callable[[], float] = time.monotonic
+    backoff: Callable[[], Backoff] = Backoff  # per stream; tests shorten it
     growth_poll_s: float = 0.2
 
 
@@ -107,6 +111,10 @@ class _Replaced(SourceGone):
 
 class FileChangedWhileFinalizing(RetryableError):
     pass
+
+
+# States this daemon may write over. Not ABORTED: `tailup abort` may have set it behind our back.
+_WRITABLE_FROM = frozenset(StreamState) - {StreamState.ABORTED}
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -148,6 +156,7 @@ class Stream:
         parts: dict[int, PartRecord],
         *,
         writer_closed: bool = False,
+        resumed: bool = False,
     ) -> None:
         self.deps = deps
         self.record = record
@@ -163,6 +172,12 @@ class Stream:
         self._last_seen: FileStat | None = None
         self._gone_reason: str | None = None
         self._pending_path: Path | None = None
+        # A stream found live at start is reconciled with the file and S3 before anything else.
+        self._resuming = resumed
+        # Set after Redis failed: the next attempt first waits for it to answer, rather than read
+        # and send parts that could not be checkpointed.
+        self._probe_checkpoints = False
+        self._may_have_orphans = resumed  # see _sweep_orphans
         self._slots = asyncio.Semaphore(deps.part_concurrency)
         # SHA-256 of the parts read so far, in order (this process's reads only: after a restart
         # the finalize pass hashes what it does not cover).
@@ -210,47 +225,65 @@ class Stream:
     # -- the loop --
 
     async def run(self) -> Outcome:
-        try:
-            return await self._run()
-        finally:
-            metrics.stream_lag(self.stream_id, None)
+        # Everything logged inside this stream's task (library records too) names the stream.
+        with structlog.contextvars.bound_contextvars(
+            stream_id=self.stream_id, path=self.record.path
+        ):
+            try:
+                outcome = await self._run()
+            except Exception:
+                metrics.stream_ended("crashed")
+                raise
+        metrics.stream_ended(outcome.value)
+        return outcome
 
     async def _run(self) -> Outcome:
-        backoff = Backoff()
+        backoff = self.deps.backoff()
         while True:
             if self._stop.is_set():
                 return Outcome.STOPPED
             await self._wait()
             try:
-                outcome = await self._step()
-            except RetryableError as exc:
-                metrics.upload_error(type(exc).__name__)
-                metrics.RETRIES.inc()
-                delay = backoff.next_delay_s()
-                await self._stall(exc, delay)
-                await self._sleep_unless_stopped(delay)
-                self._wake.set()
-                continue
-            except _Replaced as exc:
-                await self._abort(str(exc))
-                return Outcome.REPLACED
-            except SourceGone as exc:
-                await self._abort(str(exc))
-                return Outcome.ABORTED
-            except NoSuchUpload as exc:
-                outcome = await self._upload_vanished(exc)
-                if outcome is not None:
-                    return outcome
-                continue
-            except PermanentError as exc:
-                metrics.upload_error(type(exc).__name__)
-                await self._fail(str(exc))
-                return Outcome.FAILED
-            if backoff.attempt:
-                backoff.reset()
-                await self._set_state(StreamState.UPLOADING, error="")
+                outcome = await self._attempt(backoff)
+            except AbortedElsewhere as exc:
+                outcome = await self._aborted_elsewhere(str(exc))
             if outcome is not None:
                 return outcome
+
+    async def _attempt(self, backoff: Backoff) -> Outcome | None:
+        """One look at the file, and what its errors mean for the stream; None: keep going."""
+        try:
+            outcome = await self._step()
+            if outcome is None and backoff.attempt:
+                # Recovered. Only while still running: a terminal state is never written over.
+                await self._set_state(StreamState.UPLOADING, error="")
+                backoff.reset()
+            return outcome
+        except RetryableError as exc:
+            await self._retry_later(exc, backoff)
+            return None
+        except _Replaced as exc:
+            await self._abort(str(exc))
+            return Outcome.REPLACED
+        except SourceGone as exc:
+            await self._abort(str(exc))
+            return Outcome.ABORTED
+        except NoSuchUpload as exc:
+            return await self._upload_vanished(exc, backoff)
+        except PermanentError as exc:
+            metrics.upload_error(type(exc).__name__)
+            await self._fail(str(exc))
+            return Outcome.FAILED
+
+    async def _retry_later(self, exc: RetryableError, backoff: Backoff) -> None:
+        metrics.upload_error(type(exc).__name__)
+        metrics.RETRIES.inc()
+        if isinstance(exc, CheckpointUnavailable):
+            self._probe_checkpoints = True
+        delay = backoff.next_delay_s()
+        await self._stall(exc, delay)
+        await self._sleep_unless_stopped(delay)
+        self._wake.set()
 
     def _deadline_s(self) -> float | None:
         now = self.deps.clock()
@@ -292,7 +325,13 @@ class Stream:
     async def _step(self) -> Outcome | None:
         if self._gone_reason:
             raise SourceGone(self._gone_reason)
-        st = self._observe()
+        if self._probe_checkpoints:
+            await self.deps.checkpoints.ping()
+            self._probe_checkpoints = False
+        if self._resuming:
+            await self._resume()
+            self._resuming = False
+        st = await self._observe()
         if self._pending_path is not None:
             await self.deps.checkpoints.update(self.stream_id, path=str(self._pending_path))
             self._pending_path = None
@@ -301,9 +340,16 @@ class Stream:
             return await self._finalize()
         return None
 
-    def _observe(self) -> FileStat:
+    async def _observe(self) -> FileStat:
         """Stat the file and note when it last changed (for the idle and close timers)."""
         st = self._stat()
+        last = self._last_seen
+        if last is not None and st.size < last.size:
+            await self._truncated(last.size, st.size)
+        self._note_change(st)
+        return st
+
+    def _note_change(self, st: FileStat) -> None:
         changed = self._last_seen is None or (st.size, st.mtime_ns) != (
             self._last_seen.size,
             self._last_seen.mtime_ns,
@@ -311,12 +357,61 @@ class Stream:
         if changed:
             self._last_change_at = self.deps.clock()
             self._last_seen = st
-            metrics.stream_lag(self.stream_id, st.size - self.bytes_in_s3)
         if self._closed_at is not None:
             if changed and self._seen_since_close:
                 self._closed_at = None  # written after the close: the writer came back
             self._seen_since_close = True
-        return st
+
+    async def _truncated(self, old_size: int, new_size: int) -> None:
+        """The file got shorter (cut, or a recorder restarted in place with O_TRUNC). Parts past
+        the new end no longer describe it: forget them, so they are sent again if it grows back.
+        Parts still inside it are checked by the verify pass before completion."""
+        beyond = sorted(
+            n for n, p in self.parts.items() if self.plan.part_start(n) + p.size > new_size
+        )
+        note = f"the file shrank from {old_size} to {new_size} bytes while being uploaded"
+        if beyond:
+            note += f"; parts {beyond[0]}..{beyond[-1]} past the new end are sent again"
+            await self.deps.checkpoints.drop_parts(self.stream_id, beyond)
+            for number in beyond:
+                self.parts.pop(number, None)
+        await self.deps.checkpoints.update(self.stream_id, note=note)
+        self.record = self.record.with_changes(note=note)
+        self._log.warning("file truncated while uploading", note=note)
+
+    # -- resuming --
+
+    async def _resume(self) -> None:
+        decision = await plan_resume(self.deps.store, self.record, self.parts, self.plan)
+        self._log.info(
+            "resume decided",
+            verdict=decision.verdict.value,
+            reason=decision.reason,
+            adopted=[p.number for p in decision.adopt],
+            forgotten=list(decision.forget),
+            orphans_aborted=len(decision.orphans),
+        )
+        for upload_id in decision.orphans:
+            await self._abort_quietly(upload_id)
+        if decision.verdict is Verdict.GONE:
+            raise SourceGone(decision.reason)
+        if decision.verdict is Verdict.REPLACED:
+            raise _Replaced(decision.reason)
+        if decision.verdict is Verdict.RESTART_UPLOAD:
+            await self._restart_upload(decision.reason)
+            return
+        await self._apply_reconciliation(decision)
+
+    async def _apply_reconciliation(self, decision: ResumeDecision) -> None:
+        # Each write is atomic and the in-memory parts follow only written ones, so a Redis fault
+        # here leaves both consistent and the next attempt reconciles again.
+        if decision.forget:
+            await self.deps.checkpoints.drop_parts(self.stream_id, decision.forget)
+            for number in decision.forget:
+                self.parts.pop(number, None)
+        for part in decision.adopt:
+            await self.deps.checkpoints.commit_part(self.stream_id, part)
+            self.parts[part.number] = part
 
     def _stat(self) -> FileStat:
         st = stat_file(self.path)
@@ -354,7 +449,11 @@ class Stream:
                 if candidate not in self.parts:
                     yield self.plan.part_range(candidate)
             number = max(number, available + 1)
-            grown = self._observe().size
+            st = self._stat()
+            if self._last_seen is not None and st.size < self._last_seen.size:
+                return  # it shrank: the next look (_observe) sorts the parts out
+            self._note_change(st)
+            grown = st.size
             if self.plan.full_parts_available(grown) <= available:
                 return
             self._check_capacity(grown)
@@ -417,6 +516,9 @@ class Stream:
             await self._upload_part(rng.number, loaded.body, loaded.crc)
             if hashed is not None:
                 await hashed
+        except TailupError as exc:
+            self._log.warning("part upload failed", part=rng.number, reason=str(exc))
+            raise
         finally:
             # The buffer goes (back to the pool) before its budget does: what the budget admits
             # next never overlaps it.
@@ -432,6 +534,8 @@ class Stream:
             self.record.key, self.record.upload_id, number, data, crc
         )
         seconds = time.monotonic() - started
+        # What S3 acknowledged, before the checkpoint: lets crash tests see every part sent.
+        self._log.debug("part sent", part=number, size=len(data), crc32=crc)
         part = PartRecord(number, len(data), crc, etag, iso(utc_now()))
         # Only a checkpointed part counts as sent: if this raises, the part is sent again later.
         await self.deps.checkpoints.commit_part(self.stream_id, part)
@@ -461,6 +565,8 @@ class Stream:
     async def _ensure_upload(self) -> None:
         if self.record.upload_id:
             return
+        # A lost reply to this call leaves an upload nobody knows of: swept when the stream ends.
+        self._may_have_orphans = True
         upload_id = await self.deps.store.create_upload(
             self.record.key, content_type_for(self.path.name)
         )
@@ -472,6 +578,28 @@ class Stream:
             raise
         self.record = self.record.with_changes(upload_id=upload_id)
         self._log.info("multipart upload created", key=self.record.key)
+
+    async def _sweep_orphans(self) -> None:
+        """Abort the other uploads of the stream's own key when it ends: a CreateMultipartUpload
+        whose reply was lost (the retry made another) or that a crash cut off from its checkpoint
+        leaves one. Best effort, a few tries: `tailup gc` catches what this misses."""
+        if not self._may_have_orphans:
+            return
+        for attempt in range(1, 4):
+            try:
+                uploads = await self.deps.store.list_uploads(self.record.key)
+                for upload_id in orphan_uploads(self.record, uploads):
+                    await self.deps.store.abort_upload(self.record.key, upload_id)
+                    self._log.info("orphan upload aborted", upload_id=upload_id)
+                return
+            except RetryableError as exc:
+                if attempt == 3:
+                    self._log.warning("orphan sweep failed; `tailup gc` will", reason=str(exc))
+                else:
+                    await asyncio.sleep(0.5 * attempt)
+            except TailupError as exc:
+                self._log.warning("orphan sweep failed; `tailup gc` will", reason=str(exc))
+                return
 
     async def _abort_quietly(self, upload_id: str) -> None:
         try:
@@ -511,6 +639,7 @@ class Stream:
         changed = (after.size, after.mtime_ns) != (st.size, st.mtime_ns)
         await self._write_metadata(st, sha256_hex, expected_etag, sent_parts, started)
         await self._record_completed(st, sha256_hex, expected_etag)
+        await self._sweep_orphans()
         metrics.FINALIZE_SECONDS.observe(self.deps.clock() - started)
         if changed:
             self._log.info("file changed while finalizing; it will be uploaded again")
@@ -705,48 +834,79 @@ class Stream:
                 os.unlink(self.path)
                 self._log.info("source deleted after verified upload")
             elif kind is AfterUploadKind.MOVE and target is not None:
-                target.mkdir(parents=True, exist_ok=True)
-                destination = target / self.path.name
+                # Keep the path below the watched folder: cam1/rec.mp4 and cam2/rec.mp4 differ.
+                root = Path(self.record.watch_root)
+                relative = self.path.relative_to(root) if self.path.is_relative_to(root) else None
+                destination = target / (relative or self.path.name)
+                if destination.exists():
+                    raise FileExistsError(f"{destination} already exists; the source is kept")
+                destination.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(self.path, destination)
                 self._log.info("source moved after verified upload", to=str(destination))
         except OSError as exc:
             # The upload is complete and verified; failing to tidy up loses nothing.
             self._log.warning("after-upload action failed", reason=str(exc))
 
-    async def _upload_vanished(self, exc: NoSuchUpload) -> Outcome | None:
+    async def _upload_vanished(self, exc: NoSuchUpload, backoff: Backoff) -> Outcome | None:
         """The multipart upload is gone: aborted by an operator (stop), or expired (start over)."""
-        loaded = await self.deps.checkpoints.load(self.stream_id)
-        if loaded is not None and loaded[0].state is StreamState.ABORTED:
-            self._log.warning("stream aborted from outside", reason=loaded[0].error)
-            return Outcome.ABORTED
-        self._log.warning(
-            "multipart upload vanished; starting it again from part 1", reason=str(exc)
-        )
+        try:
+            loaded = await self.deps.checkpoints.load(self.stream_id)
+            if loaded is not None and loaded[0].state is StreamState.ABORTED:
+                return await self._aborted_elsewhere(loaded[0].error)
+            await self._restart_upload(f"the multipart upload vanished: {exc}")
+        except RetryableError as again:
+            await self._retry_later(again, backoff)
+        return None
+
+    async def _restart_upload(self, reason: str) -> None:
+        self._log.warning("starting the multipart upload again from part 1", reason=reason)
         await self.deps.checkpoints.drop_parts(self.stream_id, list(self.parts))
         await self.deps.checkpoints.update(self.stream_id, upload_id="")
         self.parts.clear()
         self.record = self.record.with_changes(upload_id="")
         self._wake.set()
-        return None
+
+    async def _aborted_elsewhere(self, reason: str) -> Outcome:
+        # The record says ABORTED already; only the upload this daemon may have made is left.
+        self._log.warning("stream aborted from outside", reason=reason)
+        if self.record.upload_id:
+            await self._abort_quietly(self.record.upload_id)
+        await self._sweep_orphans()
+        return Outcome.ABORTED
 
     # -- state bookkeeping --
 
     async def _set_state(self, state: StreamState, **fields: object) -> None:
         check_transition(self.record.state, state)
-        await self.deps.checkpoints.update(self.stream_id, state=state, **fields)
+        refused = await self.deps.checkpoints.set_state(
+            self.stream_id, state, allowed_from=_WRITABLE_FROM, **fields
+        )
+        if refused is not None:
+            raise AbortedElsewhere(f"the stream is {refused.value} in Redis")
         self.record = self.record.with_changes(state=state, **fields)
 
     async def _stall(self, exc: RetryableError, delay_s: float) -> None:
         self._log.warning("stream stalled, retrying", reason=str(exc), retry_in_s=round(delay_s, 2))
+        if self.record.state is StreamState.STALLED and self.record.error == str(exc):
+            return
+        check_transition(self.record.state, StreamState.STALLED)
+        # In memory first: when Redis itself is the fault this is all the daemon can report.
+        previous = self.record.state
+        self.record = self.record.with_changes(state=StreamState.STALLED, error=str(exc))
         try:
-            if self.record.state is not StreamState.STALLED:
-                await self._set_state(StreamState.STALLED, error=str(exc))
+            refused = await self.deps.checkpoints.set_state(
+                self.stream_id, StreamState.STALLED, allowed_from=_WRITABLE_FROM, error=str(exc)
+            )
         except CheckpointUnavailable:
-            pass  # Redis itself is the fault; the in-memory state is enough until it is back.
+            return
+        if refused is not None:
+            self.record = self.record.with_changes(state=previous)
+            raise AbortedElsewhere(f"the stream is {refused.value} in Redis")
 
     async def _abort(self, reason: str) -> None:
         if self.record.upload_id:
             await self._abort_quietly(self.record.upload_id)
+        await self._sweep_orphans()
         self._log.warning("stream aborted", reason=reason)
         await self._record_end(StreamState.ABORTED, reason)
 
@@ -754,10 +914,13 @@ class Stream:
         self._log.error("stream failed", reason=reason)
         if self.record.upload_id:
             await self._abort_quietly(self.record.upload_id)
+        await self._sweep_orphans()
         await self._record_end(StreamState.FAILED, reason)
 
     async def _record_end(self, state: StreamState, reason: str) -> None:
         try:
             await self._set_state(state, error=reason)
+        except AbortedElsewhere:
+            self._log.warning("stream was aborted from outside meanwhile", state=state.value)
         except (CheckpointUnavailable, ValueError) as exc:
             self._log.error("could not record the stream's end", state=state.value, reason=str(exc))

@@ -4,6 +4,7 @@ restarts them, and drains them on shutdown. One stream's failure never reaches a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import uuid
 from collections.abc import Sequence
@@ -17,7 +18,8 @@ from tailup.config import Settings
 from tailup.errors import RetryableError, SourceError, TailupError
 from tailup.events import EventKind, FileEvent
 from tailup.keys import KeyContext, render_key
-from tailup.model import PartRecord, StreamRecord, StreamState, iso, utc_now
+from tailup.model import LIVE_STATES, PartRecord, StreamRecord, StreamState, iso, utc_now
+from tailup.retry import Backoff
 from tailup.s3 import MultipartStore
 from tailup.source import FileStat, stat_file
 from tailup.stream import Outcome, Stream, StreamDeps
@@ -60,6 +62,13 @@ class Supervisor:
             after_upload=settings.after_upload_action,
         )
         self._streams: dict[Path, Stream] = {}
+        # Every running stream, also one no longer reachable by path (superseded): all are
+        # stopped on shutdown.
+        self._running: set[Stream] = set()
+        # Path -> id of its stream that ended REPLACED: the file there is new even if its inode
+        # is the old one (rewritten in place while tailup was not running), so while that stream
+        # is still the path's latest, the next event starts a new one.
+        self._replaced: dict[Path, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[FileEvent] = asyncio.Queue()
         self._stopping = False
@@ -91,7 +100,7 @@ class Supervisor:
         ):
             self._group = group
             forward = group.create_task(self._forward(watcher), name="watcher-forward")
-            await self._resume_live_streams()
+            await self._resume_live_streams(stop)
             log.info("watching", folders=[str(r) for r in self._roots])
             self.ready.set()
             await self._dispatch_until(stop)
@@ -128,7 +137,7 @@ class Supervisor:
 
     async def _drain(self) -> None:
         self._stopping = True
-        for stream in list(self._streams.values()):
+        for stream in list(self._running):
             stream.stop()
         tasks = list(self._tasks)
         if not tasks:
@@ -202,12 +211,34 @@ class Supervisor:
 
     # -- starting streams --
 
-    async def _resume_live_streams(self) -> None:
+    async def _resume_live_streams(self, stop: asyncio.Event) -> None:
+        """Start every stream Redis has as live; each reconciles itself with its file and S3.
+        Waits for Redis if it is not there yet (events queue up meanwhile)."""
+        backoff = Backoff(cap_s=10.0)
+        while not stop.is_set():
+            try:
+                await self._resume_each()
+                return
+            except RetryableError as exc:
+                delay = backoff.next_delay_s()
+                log.warning(
+                    "cannot load live streams yet; retrying",
+                    reason=str(exc),
+                    retry_in_s=round(delay, 2),
+                )
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await stop.wait()
+
+    async def _resume_each(self) -> None:
         for stream_id in await self._checkpoints.live_stream_ids():
             loaded = await self._checkpoints.load(stream_id)
             if loaded is None:
                 continue
             record, parts = loaded
+            if not record.state.is_live:
+                await self._leave_live_set(record)
+                continue
             if Path(record.path) in self._streams:
                 continue
             log.info(
@@ -217,7 +248,18 @@ class Supervisor:
                 parts=len(parts),
                 state=record.state.value,
             )
-            self._start(record, parts, writer_closed=False)
+            self._start(record, parts, writer_closed=False, resumed=True)
+
+    async def _leave_live_set(self, record: StreamRecord) -> None:
+        """A stream that ended, still in the live set: the process died between the state write
+        and the index update (other hash slots under Redis Cluster, so not one transaction).
+        Writing the same state again moves it out; its last activity is kept."""
+        log.info("ended stream left in the live set", stream_id=record.stream_id)
+        await self._checkpoints.update(
+            record.stream_id,
+            state=record.state,
+            last_activity_at_utc=record.last_activity_at_utc,
+        )
 
     async def _open_stream(self, path: Path, *, writer_closed: bool, at_startup: bool) -> None:
         try:
@@ -246,10 +288,13 @@ class Supervisor:
         loaded = await self._checkpoints.load(previous_id) if previous_id else None
         if loaded is not None:
             prev, parts = loaded
-            same = st.same_file(prev.device, prev.inode)
+            replaced = self._replaced.get(path) == prev.stream_id
+            if replaced:
+                del self._replaced[path]
+            same = st.same_file(prev.device, prev.inode) and not replaced
             if same and prev.state.is_live:
                 log.info("resuming stream", stream_id=prev.stream_id, path=str(path))
-                self._start(prev, parts, writer_closed=False)
+                self._start(prev, parts, writer_closed=False, resumed=True)
                 return None
             if same and _unchanged_since_end(prev, st, at_startup):
                 return None
@@ -299,11 +344,22 @@ class Supervisor:
         )
 
     def _start(
-        self, record: StreamRecord, parts: dict[int, PartRecord], *, writer_closed: bool
+        self,
+        record: StreamRecord,
+        parts: dict[int, PartRecord],
+        *,
+        writer_closed: bool,
+        resumed: bool = False,
     ) -> None:
         assert self._group is not None, "streams start only while the supervisor runs"
-        stream = Stream(self._deps, record, parts, writer_closed=writer_closed)
+        stream = Stream(self._deps, record, parts, writer_closed=writer_closed, resumed=resumed)
+        superseded = self._streams.get(stream.path)
+        if superseded is not None:
+            # Its file was replaced (its upload is aborted already): let it end now, not at its
+            # idle timeout.
+            superseded.on_gone(f"{record.path} was replaced by another file while being uploaded")
         self._streams[stream.path] = stream
+        self._running.add(stream)
         task = self._group.create_task(self._run_stream(stream), name=f"stream-{record.stream_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -312,10 +368,13 @@ class Supervisor:
         try:
             outcome = await stream.run()
         except Exception:
-            # A bug in one stream must not take the others down; it is logged with its traceback.
+            # A bug in one stream must not take the others down; it is logged with its traceback
+            # and recorded, so that `tailup status` shows it rather than a stream forever live.
             log.exception("stream crashed", stream_id=stream.stream_id, path=str(stream.path))
+            await self._record_crash(stream)
             outcome = Outcome.FAILED
         finally:
+            self._running.discard(stream)
             if self._streams.get(stream.path) is stream:
                 del self._streams[stream.path]
         if self._stopping or outcome is Outcome.STOPPED:
@@ -323,7 +382,25 @@ class Supervisor:
         # A new file may already stand at this path (replaced, or deleted and recreated).
         again = (Outcome.REPLACED, Outcome.CHANGED_AFTER_COMPLETE, Outcome.ABORTED)
         if outcome in again and stream.path.exists():
-            self._queue.put_nowait(FileEvent(EventKind.MODIFIED, stream.path))
+            if outcome is Outcome.REPLACED:
+                self._replaced[stream.path] = stream.stream_id
+            # Reported like a file found at start: its writer may be gone already (its close went
+            # to the stream that just ended), and then it must not wait for the idle timeout.
+            found = await asyncio.to_thread(writers_open, [stream.path])
+            event = FileEvent(EventKind.DISCOVERED, stream.path, writer_open=found[stream.path])
+            self._queue.put_nowait(event)
+
+    async def _record_crash(self, stream: Stream) -> None:
+        # Only over a live state: a stream that had ended (completed, aborted) keeps its end.
+        try:
+            await self._checkpoints.set_state(
+                stream.stream_id,
+                StreamState.FAILED,
+                allowed_from=LIVE_STATES,
+                error="internal error in tailup (see its log); retried at the next start",
+            )
+        except TailupError as exc:
+            log.error("could not record the crash", stream_id=stream.stream_id, reason=str(exc))
 
 
 async def _still_written(path: Path) -> bool:
@@ -354,6 +431,7 @@ def _next_generation(prev: StreamRecord, st: FileStat) -> StreamRecord:
         next_part_to_upload=1,
         total_bytes_sent=0,
         error="",
+        note="",
         device=st.device,
         inode=st.inode,
         created_at=now,

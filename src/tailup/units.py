@@ -43,7 +43,7 @@ def parse_duration(text: str | float) -> float:
     """Seconds in ``text``."""
     if isinstance(text, int | float):
         return float(text)
-    match = _DURATION_RE.match(text)
+    match = _DURATION_RE.match(text.lower())
     if not match:
         raise ValueError(f"{text!r} is not {DURATION_FORM}")
     return float(match.group(1)) * _DURATION_UNITS[match.group(2)]

@@ -152,6 +152,12 @@ def _is_symlink(path: Path) -> bool:
         return False  # gone already: its DELETED follows
 
 
+def _skip_if_symlink(path: Path) -> None:
+    """Say once, when a link appears, why it is not uploaded (the policy in the module doc)."""
+    if _is_symlink(path):
+        log.info("watcher.symlink_not_followed", path=str(path))
+
+
 def _is_regular_file(path: Path) -> bool:
     try:
         return stat.S_ISREG(os.lstat(path).st_mode)
@@ -173,6 +179,8 @@ def _scan_tree(top: Path, include: Sequence[str], *, recursive: bool = True) -> 
             path = Path(dirpath, name)
             if is_candidate(path, include) and _is_regular_file(path):
                 found.append(path)
+            elif is_candidate(path, include):
+                _skip_if_symlink(path)
     found.sort()
     return found
 
@@ -285,6 +293,7 @@ class _Translator:
         if not is_candidate(path, self.include):
             return []
         if kind is EventKind.CREATED and not _is_regular_file(path):
+            _skip_if_symlink(path)
             # A symlink, or gone already (its MOVED or DELETED follows): lstat after the fact
             # cannot tell which, and a link renamed at once must not slip through.
             return []
@@ -303,6 +312,7 @@ class _Translator:
         src = _to_path(event.src_path) if event.src_path else None
         dest = _to_path(event.dest_path) if event.dest_path else None
         if dest is not None and _is_symlink(dest):
+            log.info("watcher.symlink_not_followed", path=str(dest))
             return []
         if src is None and dest is not None:
             ok = is_candidate(dest, self.include) and _is_regular_file(dest)

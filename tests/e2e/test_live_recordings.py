@@ -39,6 +39,12 @@ RECORD_SECONDS = 6
 BITRATE = "10M"  # ~7.5 MB in 6 s: at least one full 5 MiB part goes up while recording
 
 
+def daemon_env() -> dict[str, str]:
+    """Environment that runs this checkout's tailup, whichever copy the interpreter installed."""
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": src}
+
+
 class DaemonProcess:
     def __init__(self, proc: subprocess.Popen[bytes], log_path: Path) -> None:
         self.proc = proc
@@ -75,9 +81,7 @@ def tailup_run(
     watch = tmp_path / "recordings"
     watch.mkdir()
     log_path = tmp_path / "tailup.log"
-    # Run this checkout's tailup, whichever copy the interpreter has installed.
-    src = str(Path(__file__).resolve().parents[2] / "src")
-    env = {**os.environ, **s3_server.env(), "PYTHONUNBUFFERED": "1", "PYTHONPATH": src}
+    env = {**daemon_env(), **s3_server.env()}
     cmd = [
         sys.executable, "-m", "tailup", "run",
         "--watch", str(watch),
@@ -191,6 +195,18 @@ def test_live_recordings_in_every_format_end_up_exact_in_s3(
         assert media["duration_s"] == pytest.approx(RECORD_SECONDS, abs=0.6)
         completed = datetime.fromisoformat(rec.completed_at).timestamp()
         lags[fmt] = round(completed - ended_at[fmt], 2)
+
+    status = subprocess.run(
+        [sys.executable, "-m", "tailup", "status", "--json", "--redis-url", redis_server.url,
+         "--redis-prefix", key_prefix],
+        capture_output=True, text=True, timeout=60, check=True, env=daemon_env(),
+    )  # fmt: skip
+    rows = {row["path"]: row for row in json.loads(status.stdout)}
+    for path in paths:
+        row = rows[str(path)]
+        assert row["state"] == "completed" and row["error"] is None
+        assert row["bytes_uploaded"] == row["file_size"] == path.stat().st_size
+        assert row["key"] == records[path].key and row["parts"] >= 1
 
     # Not asserted (speed belongs in bench/): printed for the closing note and CI logs.
     print(f"\nseconds from ffmpeg exit to verified object: {lags}")

@@ -171,7 +171,7 @@ async def test_small_file_goes_up_in_one_request_with_metadata(
     daemon_args: dict[str, Any], watch: Path, s3_client: Any, bucket: str
 ) -> None:
     path = watch / "small clip #1 é.mov"
-    body = os.urandom(300_000)
+    body = b"tailup test bytes, not media. " * 10_000  # random bytes can probe as h263
     async with running_daemon(**daemon_args) as daemon:
         path.write_bytes(body)
         record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
@@ -257,3 +257,54 @@ async def _generation_completed(daemon: Any, path: Path, generation: int) -> boo
     return bool(
         record and record.generation == generation and record.state is StreamState.COMPLETED
     )
+
+
+async def test_retryable_faults_stall_then_complete_and_the_end_state_sticks(
+    daemon_args: dict[str, Any], watch: Path, s3_client: Any, bucket: str
+) -> None:
+    path = watch / "flaky.ts"
+    body = os.urandom(12 * MiB)
+    faults = {"upload_part": 2, "complete_upload": 1}
+    async with running_daemon(**daemon_args, faults=faults) as daemon:
+        path.write_bytes(body)
+        record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
+        assert daemon.store.faults_raised == 3
+        # Nothing flips a finished stream back to uploading after its recovery.
+        await wait_until(lambda: daemon.supervisor.streams == {}, "stream task ended")
+        again = await daemon.record_for(path)
+    assert again is not None and again.state is StreamState.COMPLETED and again.error == ""
+    assert object_bytes(s3_client, bucket, record.key) == body
+
+
+async def test_after_upload_move_keeps_the_relative_name(
+    daemon_args: dict[str, Any], watch: Path, tmp_path: Path, s3_client: Any, bucket: str
+) -> None:
+    archive = tmp_path / "archive"
+    paths = [watch / "cam1" / "rec.ts", watch / "cam2" / "rec.ts"]
+    bodies = [os.urandom(1 * MiB), os.urandom(1 * MiB)]
+    async with running_daemon(**daemon_args, after_upload=f"move:{archive}") as daemon:
+        for path, body in zip(paths, bodies, strict=True):
+            path.parent.mkdir()
+            path.write_bytes(body)
+        records = [await daemon.wait_for_state(p, {StreamState.COMPLETED}) for p in paths]
+        moved = [archive / "cam1" / "rec.ts", archive / "cam2" / "rec.ts"]
+        await wait_until(lambda: all(m.exists() for m in moved), "sources moved after upload")
+    for path, target, body, record in zip(paths, moved, bodies, records, strict=True):
+        assert not path.exists()
+        assert target.read_bytes() == body
+        assert object_bytes(s3_client, bucket, record.key) == body
+
+
+async def test_poll_mode_finalizes_on_idle_timeout(
+    daemon_args: dict[str, Any], watch: Path, s3_client: Any, bucket: str
+) -> None:
+    path = watch / "nfs" / "polled.mkv"
+    path.parent.mkdir()
+    body = os.urandom(6 * MiB)
+    async with running_daemon(
+        **daemon_args, poll=True, poll_interval=0.2, idle_timeout=1.5
+    ) as daemon:
+        path.write_bytes(body)
+        record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
+    assert record.key.endswith("/polled.mkv")
+    assert object_bytes(s3_client, bucket, record.key) == body

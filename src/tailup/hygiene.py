@@ -1,0 +1,83 @@
+"""`tailup gc`: abort multipart uploads nobody will complete.
+
+An upload is left open when tailup is killed between CreateMultipartUpload and writing its id to
+the checkpoint, when an abort fails (S3 unreachable at that moment), or by other tools. Open
+uploads cost storage for their parts until aborted. An upload is garbage when no live stream in
+Redis names it and it was initiated at least ``older_than`` ago; the age keeps gc away from an
+upload a running daemon has just created and not yet checkpointed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from tailup.checkpoint import RedisCheckpointStore
+from tailup.config import Settings
+from tailup.s3 import S3MultipartStore, UploadInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Garbage:
+    key: str
+    upload_id: str
+    initiated: datetime
+    age_s: float
+
+
+def select_garbage(
+    uploads: Iterable[UploadInfo],
+    owned: Collection[str],
+    *,
+    now: datetime,
+    older_than_s: float,
+) -> list[Garbage]:
+    """Uploads no live stream owns, initiated at least ``older_than_s`` before ``now``. Pure."""
+    selected = []
+    for upload in uploads:
+        age = (now - upload.initiated).total_seconds()
+        if upload.upload_id not in owned and age >= older_than_s:
+            selected.append(Garbage(upload.key, upload.upload_id, upload.initiated, age))
+    return sorted(selected, key=lambda g: (g.initiated, g.key))
+
+
+async def owned_upload_ids(checkpoints: RedisCheckpointStore) -> set[str]:
+    owned = set()
+    for stream_id in await checkpoints.live_stream_ids():
+        loaded = await checkpoints.load(stream_id)
+        if loaded is not None and loaded[0].upload_id:
+            owned.add(loaded[0].upload_id)
+    return owned
+
+
+async def collect_garbage(
+    settings: Settings, *, older_than_s: float, dry_run: bool, now: datetime
+) -> list[Garbage]:
+    """Find (and unless ``dry_run``, abort) the garbage under ``settings.prefix``. Redis must
+    answer: without it, which uploads are owned is unknown, and nothing is aborted blind."""
+    async with RedisCheckpointStore.connect(settings.redis_url, settings.redis_prefix) as cps:
+        owned = await owned_upload_ids(cps)
+    async with S3MultipartStore.connect(
+        settings.bucket, endpoint_url=settings.endpoint_url, region=settings.region
+    ) as store:
+        uploads = await store.list_uploads(settings.prefix)
+        garbage = select_garbage(uploads, owned, now=now, older_than_s=older_than_s)
+        if not dry_run:
+            for item in garbage:
+                await store.abort_upload(item.key, item.upload_id)
+    return garbage
+
+
+def describe_age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"

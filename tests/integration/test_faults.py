@@ -1,0 +1,175 @@
+"""Faults under a running daemon (in this process): Redis killed and restarted, the S3 server
+killed and restarted, and a proxy that breaks requests on their way to S3. Each ends with every
+object equal to its file."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY
+from faultproxy import FAULTS, FaultProxy, fault_deck
+from harness import object_bytes, running_daemon, wait_until, write_slowly
+from tailup import metrics
+from tailup.config import Settings
+from tailup.devservers import RedisServer, SeaweedS3
+from tailup.model import StreamState
+from tailup.plan import MiB
+from tailup.status import collect_status
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(240)]
+
+
+@pytest.fixture
+def watch(tmp_path: Path) -> Path:
+    folder = tmp_path / "watch"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def daemon_args(
+    watch: Path,
+    bucket: str,
+    s3_server: SeaweedS3,
+    redis_server: RedisServer,
+    key_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, Any]:
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    return {
+        "watch": watch,
+        "bucket": bucket,
+        "endpoint_url": s3_server.endpoint_url,
+        "redis_url": redis_server.url,
+        "key_prefix": key_prefix,
+    }
+
+
+def open_uploads(s3_client: Any, bucket: str, keys: set[str]) -> list[str]:
+    uploads = s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    return [u["Key"] for u in uploads if u["Key"] in keys]
+
+
+async def test_redis_killed_and_restarted_mid_stream(
+    daemon_args: dict[str, Any], watch: Path, tmp_path: Path, s3_client: Any, bucket: str
+) -> None:
+    # appendfsync always: a write Redis acknowledged survives its kill -9 (with the default,
+    # everysec, the last second of checkpoints may be lost; the checkpoint stays a lower bound).
+    redis = RedisServer(tmp_path / "redis", appendonly=True, extra_args=["--appendfsync", "always"])
+    path = watch / "redis-outage.ts"
+    seen: dict[str, Any] = {}
+    with redis:
+        async with running_daemon(**{**daemon_args, "redis_url": redis.url}) as daemon:
+
+            async def outage(written: int) -> None:
+                if written >= 8 * MiB and "down_at" not in seen:
+                    await wait_until(
+                        lambda: bool(daemon.checkpoints.after_commit), "part 1 checkpointed"
+                    )
+                    redis.kill()
+                    stream = daemon.supervisor.streams[path]
+                    seen.update(down_at=set(stream.parts), stream=stream)
+                if written >= 16 * MiB and "stalled" not in seen:
+                    stream = seen["stream"]
+                    await wait_until(
+                        lambda: stream.record.state is StreamState.STALLED, "stalled", 30
+                    )
+                    seen["stalled"] = stream.record.error
+                    # Parts S3 acknowledged meanwhile do not count until checkpointed.
+                    assert set(stream.parts) == seen["down_at"]
+                    await asyncio.to_thread(redis.start)
+
+            data = await write_slowly(path, 22 * MiB, bytes_per_s=8_000_000, on_chunk=outage)
+            record = await daemon.wait_for_state(path, {StreamState.COMPLETED}, timeout_s=90)
+    assert "Redis" in seen["stalled"]
+    assert object_bytes(s3_client, bucket, record.key) == data
+    assert open_uploads(s3_client, bucket, {record.key}) == []
+
+
+async def test_s3_killed_and_restarted_mid_stream(
+    daemon_args: dict[str, Any], watch: Path, tmp_path: Path
+) -> None:
+    path = watch / "s3-outage.ts"
+    seen: dict[str, Any] = {}
+    s3 = SeaweedS3(tmp_path / "seaweed", access_key=TEST_ACCESS_KEY, secret_key=TEST_SECRET_KEY)
+    with s3:
+        bucket = s3.create_bucket("outage")
+        args = {**daemon_args, "bucket": bucket, "endpoint_url": s3.endpoint_url}
+        settings = Settings(
+            bucket=bucket,
+            redis_url=args["redis_url"],
+            redis_prefix=args["key_prefix"],
+            endpoint_url=s3.endpoint_url,
+        )
+        async with running_daemon(**args, store_options={"connect_timeout_s": 2}) as daemon:
+
+            async def outage(written: int) -> None:
+                if written >= 8 * MiB and "down" not in seen:
+                    await wait_until(
+                        lambda: bool(daemon.checkpoints.after_commit), "part 1 checkpointed"
+                    )
+                    await asyncio.to_thread(s3.kill)
+                    seen["down"] = True
+                if written >= 14 * MiB and "status" not in seen:
+                    await daemon.wait_for_state(path, {StreamState.STALLED}, timeout_s=60)
+                    # What `tailup status` shows meanwhile.
+                    seen["status"] = [r for r in await collect_status(settings) if r["path"]]
+                    await asyncio.to_thread(s3.start)
+
+            data = await write_slowly(path, 20 * MiB, bytes_per_s=6_000_000, on_chunk=outage)
+            record = await daemon.wait_for_state(path, {StreamState.COMPLETED}, timeout_s=120)
+        client = s3.boto3_client()
+        try:
+            assert object_bytes(client, bucket, record.key) == data
+            assert open_uploads(client, bucket, {record.key}) == []
+        finally:
+            client.close()
+            s3.kill()  # its data is thrown away: no need to wait for a graceful stop
+    [row] = seen["status"]
+    assert row["state"] == "stalled"
+    assert row["error"].startswith("S3 ")
+
+
+async def test_faulty_network_between_tailup_and_s3(
+    daemon_args: dict[str, Any], watch: Path, s3_server: SeaweedS3, s3_client: Any, bucket: str
+) -> None:
+    seed = int(os.environ.get("TAILUP_FAULT_SEED") or random.randrange(2**32))
+    print(f"\nfault proxy seed: {seed} (TAILUP_FAULT_SEED={seed} repeats the deck)")
+    # Of every 12 requests, 5 fail: one of each fault kind.
+    deck = fault_deck(7, *FAULTS)
+    retries_before = metrics.REGISTRY.get_sample_value("tailup_retries_total") or 0.0
+    sizes = {"a.ts": 17 * MiB, "b.mkv": 12 * MiB, "c.mp4": 3 * MiB}
+    with FaultProxy(s3_server.s3_port, seed=seed, deck=deck, stall_s=4.0) as proxy:
+        args = {**daemon_args, "endpoint_url": proxy.endpoint_url}
+        options = {"connect_timeout_s": 2, "read_timeout_s": 1.5}
+        async with running_daemon(**args, store_options=options) as daemon:
+            written = await asyncio.gather(
+                *(
+                    write_slowly(watch / name, size, bytes_per_s=15_000_000, seed=i)
+                    for i, (name, size) in enumerate(sizes.items())
+                )
+            )
+            records = [
+                await daemon.wait_for_state(watch / name, {StreamState.COMPLETED}, 120)
+                for name in sizes
+            ]
+    stream_retries = (metrics.REGISTRY.get_sample_value("tailup_retries_total") or 0) - (
+        retries_before
+    )
+    print(
+        f"requests: {sum(proxy.stats.values())}, faults: {dict(proxy.stats)}, "
+        f"stream-level retries: {stream_retries:g} (the rest were botocore's)"
+    )
+    for record, data in zip(records, written, strict=True):
+        assert object_bytes(s3_client, bucket, record.key) == data, record.path
+    for kind in FAULTS:
+        assert proxy.stats[kind] >= 1, f"no {kind} was injected: {dict(proxy.stats)}"
+    keys = {r.key for r in records}
+    assert open_uploads(s3_client, bucket, keys) == [], "an upload was left open"

@@ -1,0 +1,136 @@
+"""Errors at the S3 and Redis boundaries become tailup's family: retryable or permanent."""
+
+from __future__ import annotations
+
+import aiohttp
+import botocore.exceptions as bex
+import pytest
+import redis.exceptions as rex
+
+from tailup.checkpoint import translate_redis_error
+from tailup.errors import (
+    CheckpointRefused,
+    CheckpointUnavailable,
+    NoSuchUpload,
+    PermanentError,
+    RetryableError,
+    StoragePermanentError,
+    StorageUnavailable,
+)
+from tailup.s3 import translate_error
+
+
+def client_error(code: str, status: int, message: str = "") -> bex.ClientError:
+    response = {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return bex.ClientError(response, "UploadPart")  # type: ignore[arg-type]
+
+
+S3_CASES = [
+    # (code, HTTP status, expected class)
+    ("InternalError", 500, StorageUnavailable),
+    ("ServiceUnavailable", 503, StorageUnavailable),
+    ("SlowDown", 503, StorageUnavailable),
+    ("503", 503, StorageUnavailable),  # a HEAD answer: no body, the status is the code
+    ("Throttling", 400, StorageUnavailable),
+    ("ThrottlingException", 400, StorageUnavailable),
+    ("RequestTimeout", 400, StorageUnavailable),
+    ("BadDigest", 400, StorageUnavailable),  # the body was damaged on the way: send it again
+    ("IncompleteBody", 400, StorageUnavailable),
+    ("TooManyRequestsException", 429, StorageUnavailable),
+    ("Whatever", 429, StorageUnavailable),
+    ("Whatever", 408, StorageUnavailable),
+    ("Unknown", 0, StorageUnavailable),
+    ("AccessDenied", 403, StoragePermanentError),
+    ("InvalidAccessKeyId", 403, StoragePermanentError),
+    ("SignatureDoesNotMatch", 403, StoragePermanentError),
+    ("RequestTimeTooSkewed", 403, StorageUnavailable),  # a clock being corrected
+    ("ExpiredToken", 400, StoragePermanentError),
+    ("NoSuchBucket", 404, StoragePermanentError),
+    ("EntityTooSmall", 400, StoragePermanentError),
+    ("InvalidPart", 400, StoragePermanentError),
+    ("403", 403, StoragePermanentError),
+    ("NoSuchUpload", 404, NoSuchUpload),
+]
+
+
+@pytest.mark.parametrize(("code", "status", "expected"), S3_CASES)
+def test_s3_client_errors(code: str, status: int, expected: type[Exception]) -> None:
+    translated = translate_error(client_error(code, status, "said the server"), "upload part 3")
+    assert type(translated) is expected
+    assert f"S3 upload part 3: {code}" in str(translated)
+
+
+@pytest.mark.parametrize(
+    ("code", "hint"),
+    [
+        ("SignatureDoesNotMatch", "AWS_SECRET_ACCESS_KEY"),
+        ("InvalidAccessKeyId", "AWS_ACCESS_KEY_ID"),
+        ("NoSuchBucket", "create the bucket"),
+        ("RequestTimeTooSkewed", "clock"),
+    ],
+)
+def test_permanent_s3_errors_say_what_to_fix(code: str, hint: str) -> None:
+    assert hint in str(translate_error(client_error(code, 403), "check bucket"))
+
+
+NETWORK_CASES = [
+    bex.EndpointConnectionError(endpoint_url="http://127.0.0.1:1"),
+    bex.ConnectionClosedError(endpoint_url="http://127.0.0.1:1"),
+    bex.ReadTimeoutError(endpoint_url="http://127.0.0.1:1"),
+    bex.ConnectTimeoutError(endpoint_url="http://127.0.0.1:1"),
+    bex.ResponseStreamingError(error="reset"),
+    aiohttp.ServerDisconnectedError(),
+    aiohttp.ClientPayloadError("cut"),
+    TimeoutError(),
+    ConnectionResetError(104, "Connection reset by peer"),
+    OSError(113, "No route to host"),
+]
+
+
+@pytest.mark.parametrize("exc", NETWORK_CASES, ids=lambda e: type(e).__name__)
+def test_network_trouble_is_retryable(exc: BaseException) -> None:
+    assert isinstance(translate_error(exc, "upload part 1"), StorageUnavailable)
+
+
+CONFIG_CASES = [
+    bex.NoCredentialsError(),
+    bex.PartialCredentialsError(provider="env", cred_var="AWS_SECRET_ACCESS_KEY"),
+    bex.ProfileNotFound(profile="nope"),
+    bex.NoRegionError(),
+    bex.ParamValidationError(report="bad"),
+]
+
+
+@pytest.mark.parametrize("exc", CONFIG_CASES, ids=lambda e: type(e).__name__)
+def test_local_configuration_errors_are_permanent(exc: BaseException) -> None:
+    translated = translate_error(exc, "create multipart upload")
+    assert isinstance(translated, StoragePermanentError)
+    assert not isinstance(translated, RetryableError)
+
+
+REDIS_CASES = [
+    (rex.ConnectionError("Connection refused"), CheckpointUnavailable),
+    (rex.TimeoutError("Timeout reading from socket"), CheckpointUnavailable),
+    (rex.BusyLoadingError("Redis is loading the dataset in memory"), CheckpointUnavailable),
+    (rex.ReadOnlyError("You can't write against a read only replica."), CheckpointUnavailable),
+    (rex.TryAgainError("TRYAGAIN"), CheckpointUnavailable),
+    (rex.ClusterDownError("CLUSTERDOWN"), CheckpointUnavailable),
+    (
+        rex.OutOfMemoryError("command not allowed when used memory > 'maxmemory'"),
+        CheckpointUnavailable,
+    ),
+    (ConnectionResetError(104, "reset"), CheckpointUnavailable),
+    (rex.AuthenticationError("invalid username-password pair"), CheckpointRefused),
+    (rex.ResponseError("NOAUTH Authentication required."), CheckpointRefused),
+    (rex.ResponseError("WRONGPASS invalid username-password pair"), CheckpointRefused),
+    (rex.NoPermissionError("NOPERM this user has no permissions"), CheckpointRefused),
+    (rex.ResponseError("ERR unknown command"), PermanentError),
+]
+
+
+@pytest.mark.parametrize(("exc", "expected"), REDIS_CASES, ids=lambda e: str(e)[:30])
+def test_redis_errors(exc: Exception, expected: type[Exception]) -> None:
+    assert type(translate_redis_error(exc)) is expected

@@ -1,0 +1,211 @@
+"""Checksums, the multipart ETag and the verify-before-complete decisions."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import random
+import zlib
+
+import pytest
+
+from tailup.integrity import (
+    PartAction,
+    check_completed_object,
+    completion_parts,
+    crc32_header,
+    crc32_of,
+    multipart_etag,
+    normalize_etag,
+    part_action,
+    parts_past_end,
+)
+from tailup.model import PartRecord
+from tailup.plan import PartRange
+
+MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("data", "crc", "header"),
+    [
+        # Known vectors: the CRC-32 check value of "123456789" is 0xCBF43926.
+        (b"hello", 0x3610A686, base64.b64encode(bytes([0x36, 0x10, 0xA6, 0x86])).decode()),
+        (b"123456789", 0xCBF43926, base64.b64encode(bytes([0xCB, 0xF4, 0x39, 0x26])).decode()),
+        (b"", 0, "AAAAAA=="),
+    ],
+)
+def test_crc32_and_its_header(data: bytes, crc: int, header: str) -> None:
+    assert crc32_of(data) == crc
+    assert crc32_of(memoryview(data)) == crc
+    assert crc32_header(crc) == header
+
+
+def test_crc32_header_of_hello_literal() -> None:
+    assert crc32_header(0x3610A686) == "NhCmhg=="
+
+
+@pytest.mark.parametrize("crc", [0, 1, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF])
+def test_crc32_header_is_four_big_endian_bytes(crc: int) -> None:
+    raw = base64.b64decode(crc32_header(crc))
+    assert len(raw) == 4
+    assert int.from_bytes(raw, "big") == crc
+
+
+def test_crc32_is_unsigned() -> None:
+    data = b"\xff" * 100
+    assert crc32_of(data) == zlib.crc32(data) % 2**32
+    assert crc32_of(data) >= 0
+
+
+def s3_part_etag(data: bytes) -> str:
+    return '"' + hashlib.md5(data).hexdigest() + '"'
+
+
+def s3_multipart_etag(parts: list[bytes]) -> str:
+    """AWS's rule, written out: md5 over the concatenated binary md5s, then -<count>."""
+    joined = b""
+    for part in parts:
+        joined += hashlib.md5(part).digest()
+    return '"' + hashlib.md5(joined).hexdigest() + f'-{len(parts)}"'
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7])
+@pytest.mark.parametrize("quoted", [True, False])
+def test_multipart_etag_is_md5_of_md5s(count: int, quoted: bool) -> None:
+    rng = random.Random(count)
+    parts = [rng.randbytes(rng.randrange(1, 4096)) for _ in range(count)]
+    etags = [s3_part_etag(p) for p in parts]
+    if not quoted:
+        etags = [e.strip('"') for e in etags]
+    assert multipart_etag(etags) == s3_multipart_etag(parts)
+
+
+def test_multipart_etag_depends_on_part_order() -> None:
+    etags = [s3_part_etag(b"a"), s3_part_etag(b"b")]
+    assert multipart_etag(etags) != multipart_etag(etags[::-1])
+
+
+@pytest.mark.parametrize(
+    ("etag", "expected"),
+    [('"abc"', "abc"), ("abc", "abc"), (' "abc-2" ', "abc-2"), ('"abc', "abc")],
+)
+def test_normalize_etag(etag: str, expected: str) -> None:
+    assert normalize_etag(etag) == expected
+
+
+# -- part_action --
+
+RANGE = PartRange(3, 16 * MIB, 24 * MIB)
+CRC = 0x1234ABCD
+
+
+@pytest.mark.parametrize(
+    ("recorded", "observed_crc", "expected"),
+    [
+        (None, CRC, PartAction.UPLOAD),  # never uploaded
+        (PartRecord(3, 8 * MIB, CRC, '"e"'), CRC, PartAction.KEEP),  # same size, same bytes
+        (PartRecord(3, 8 * MIB, CRC, '"e"'), CRC ^ 1, PartAction.UPLOAD),  # bytes changed
+        (PartRecord(3, 8 * MIB, CRC, '"e"'), 0, PartAction.UPLOAD),
+        (PartRecord(3, 8 * MIB - 1, CRC, '"e"'), CRC, PartAction.UPLOAD),  # was a short tail
+        (PartRecord(3, 8 * MIB + 1, CRC, '"e"'), CRC, PartAction.UPLOAD),
+        (PartRecord(3, 1, CRC, '"e"'), CRC, PartAction.UPLOAD),
+    ],
+)
+def test_part_action(recorded: PartRecord | None, observed_crc: int, expected: PartAction) -> None:
+    assert part_action(recorded, RANGE, observed_crc) is expected
+
+
+def test_part_action_uses_the_range_size_of_a_short_final_part() -> None:
+    tail = PartRange(4, 24 * MIB, 24 * MIB + 100)
+    assert part_action(PartRecord(4, 100, CRC, '"e"'), tail, CRC) is PartAction.KEEP
+    assert part_action(PartRecord(4, 8 * MIB, CRC, '"e"'), tail, CRC) is PartAction.UPLOAD
+
+
+# -- parts_past_end --
+
+
+def layout_of(count: int) -> list[PartRange]:
+    return [PartRange(n, (n - 1) * 5 * MIB, n * 5 * MIB) for n in range(1, count + 1)]
+
+
+@pytest.mark.parametrize(
+    ("recorded", "layout_parts", "expected"),
+    [
+        ({1, 2, 3}, 3, []),
+        ({1, 2, 3, 4}, 3, [4]),
+        ({5, 1, 4, 2}, 2, [4, 5]),  # sorted
+        ({1, 2}, 0, [1, 2]),  # the file shrank to nothing
+        (set(), 3, []),
+        ({1}, 5, []),
+    ],
+)
+def test_parts_past_end(recorded: set[int], layout_parts: int, expected: list[int]) -> None:
+    assert parts_past_end(recorded, layout_of(layout_parts)) == expected
+
+
+# -- check_completed_object --
+
+
+@pytest.mark.parametrize(
+    ("expected_size", "expected_etag", "actual_size", "actual_etag", "ok", "mentions"),
+    [
+        (100, '"abc-2"', 100, '"abc-2"', True, []),
+        (100, '"abc-2"', 100, "abc-2", True, []),  # quotes do not matter
+        (100, "abc-2", 100, '"abc-2"', True, []),
+        (100, '"abc-2"', 99, '"abc-2"', False, ["size", "99", "100"]),
+        (100, '"abc-2"', 100, '"abd-2"', False, ["ETag", "abd-2"]),
+        (100, '"abc-2"', 100, "abc-3", False, ["ETag"]),
+        (100, '"abc-2"', 101, '"zzz-1"', False, ["size", "ETag"]),
+    ],
+)
+def test_check_completed_object(
+    expected_size: int,
+    expected_etag: str,
+    actual_size: int,
+    actual_etag: str,
+    ok: bool,
+    mentions: list[str],
+) -> None:
+    check = check_completed_object(
+        expected_size=expected_size,
+        expected_etag=expected_etag,
+        actual_size=actual_size,
+        actual_etag=actual_etag,
+    )
+    assert check.ok is ok
+    assert bool(check.problems) is not ok
+    text = " ".join(check.problems)
+    for word in mentions:
+        assert word in text
+    if "size" in mentions and "ETag" in mentions:
+        assert len(check.problems) == 2
+
+
+# -- completion_parts --
+
+
+def records_for(numbers: list[int]) -> dict[int, PartRecord]:
+    return {n: PartRecord(n, 5 * MIB, n, f'"etag-{n}"') for n in numbers}
+
+
+@pytest.mark.parametrize(
+    ("layout_parts", "recorded", "missing"),
+    [(3, [1, 3], "2"), (3, [2, 3], "1"), (3, [1, 2], "3"), (2, [], "1")],
+)
+def test_completion_parts_refuses_a_missing_part(
+    layout_parts: int, recorded: list[int], missing: str
+) -> None:
+    with pytest.raises(ValueError, match=missing):
+        completion_parts(layout_of(layout_parts), records_for(recorded))
+
+
+def test_completion_parts_in_layout_order_ignoring_extra_records() -> None:
+    records = records_for([4, 2, 1, 3, 9])  # 4 and 9 are past the end of a 3-part layout
+    got = completion_parts(layout_of(3), records)
+    assert [p.number for p in got] == [1, 2, 3]
+    assert [p.etag for p in got] == ['"etag-1"', '"etag-2"', '"etag-3"']
+
+
+def test_completion_parts_of_an_empty_layout() -> None:
+    assert completion_parts([], records_for([1])) == []

@@ -1,0 +1,323 @@
+"""The part plan against S3's multipart limits and against a brute-force reference.
+
+Expected values are derived here from S3's rules and simple loops over part sizes, never copied
+from the implementation: prefix sums of the sizes give every part's start and end, and a bisect
+over those ends answers "which part holds this offset" independently of the plan's own arithmetic.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+from functools import cache
+
+import pytest
+
+from tailup.plan import PartPlan, PartRange
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+TIB = 1024 * GIB
+
+# S3's multipart limits (https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html).
+S3_MIN_PART = 5 * MIB
+S3_MAX_PART = 5 * GIB
+S3_MAX_PARTS = 10_000
+S3_MAX_OBJECT = 5 * TIB
+
+BASES = [5 * MIB, 8 * MIB, 16 * MIB, 100 * MIB, 5 * GIB]
+BASE_IDS = ["5MiB", "8MiB", "16MiB", "100MiB", "5GiB"]
+# Part numbers around the tier changes (every 500 parts) and the 10,000-part limit.
+BOUNDARY_PARTS = [1, 2, 499, 500, 501, 999, 1000, 1001, 1500, 1501, 5000, 5001, 9999, 10_000]
+
+
+@cache
+def sizes_of(base: int) -> tuple[int, ...]:
+    """The nominal size of parts 1..10,000 as the plan reports them (index 0 is part 1)."""
+    plan = PartPlan(base)
+    return tuple(plan.part_size(n) for n in range(1, S3_MAX_PARTS + 1))
+
+
+@cache
+def ends_of(base: int) -> tuple[int, ...]:
+    """Offset past the last byte of parts 1..10,000: running sums of the sizes, by a plain loop."""
+    ends = []
+    total = 0
+    for size in sizes_of(base):
+        total += size
+        ends.append(total)
+    return tuple(ends)
+
+
+def ref_start(base: int, number: int) -> int:
+    return 0 if number == 1 else ends_of(base)[number - 2]
+
+
+def ref_part_containing(base: int, offset: int) -> int:
+    # The first part whose end is past the offset.
+    return bisect.bisect_right(ends_of(base), offset) + 1
+
+
+def ref_full_parts(base: int, file_size: int) -> int:
+    # Parts whose whole range lies inside the file.
+    return bisect.bisect_right(ends_of(base), file_size)
+
+
+def ref_final_layout(base: int, file_size: int) -> list[tuple[int, int, int]]:
+    layout = []
+    start = 0
+    number = 1
+    for size in sizes_of(base):
+        if start >= file_size:
+            break
+        layout.append((number, start, min(start + size, file_size)))
+        start += size
+        number += 1
+    return layout
+
+
+def interesting_offsets(base: int, count: int = 150, seed: int = 1234) -> list[int]:
+    """Random offsets over the whole plan, plus the bytes around every boundary that matters."""
+    rng = random.Random(seed + base)
+    total = ends_of(base)[-1]
+    offsets = {0, 1, total - 1}
+    offsets.update(rng.randrange(total) for _ in range(count))
+    # Small offsets too: the first parts are where a live recording spends its time.
+    offsets.update(rng.randrange(50 * base) for _ in range(count // 3))
+    for number in BOUNDARY_PARTS:
+        start = ref_start(base, number)
+        for delta in (-1, 0, 1):
+            if 0 <= start + delta < total:
+                offsets.add(start + delta)
+    for limit in (S3_MAX_OBJECT - 1, S3_MAX_OBJECT):
+        if limit < total:
+            offsets.add(limit)
+    return sorted(offsets)
+
+
+# -- part sizes --
+
+
+@pytest.mark.parametrize("base", BASES, ids=BASE_IDS)
+def test_every_part_size_is_within_s3_limits(base: int) -> None:
+    for number, size in enumerate(sizes_of(base), start=1):
+        assert S3_MIN_PART <= size <= S3_MAX_PART, (number, size)
+
+
+@pytest.mark.parametrize("base", BASES, ids=BASE_IDS)
+def test_first_part_is_the_base_size(base: int) -> None:
+    assert PartPlan(base).part_size(1) == base
+
+
+@pytest.mark.parametrize("base", BASES, ids=BASE_IDS)
+def test_part_sizes_never_decrease(base: int) -> None:
+    sizes = sizes_of(base)
+    for number in range(2, len(sizes) + 1):
+        assert sizes[number - 1] >= sizes[number - 2], number
+
+
+@pytest.mark.parametrize("base", BASES, ids=BASE_IDS)
+def test_part_sizes_grow_so_parts_are_not_all_base_size(base: int) -> None:
+    # A plan that never grows cannot reach 5 TiB in 10,000 parts unless the base is large.
+    sizes = sizes_of(base)
+    if base * S3_MAX_PARTS < S3_MAX_OBJECT:
+        assert sizes[-1] > base
+
+
+# -- starts and ranges --
+
+
+@pytest.mark.parametrize("number", BOUNDARY_PARTS)
+@pytest.mark.parametrize("base", BASES, ids=BASE_IDS)
+def test_part_start_is_the_sum_of_the_sizes_before_it(base: int, number: int) -> None:
+    plan = PartPlan(base)
+    expected = 0
+    for earlier in range(1, number):
+        expected += plan.part_size(earlier)
+    assert plan.part_start(number) == expected
+
+
+@pytest.mark.parametrize("base", BASES, ids=BASE_IDS)
+def test_part_ranges_are_contiguous_over_all_parts(base: int) -> None:
+    plan = PartPlan(base)
+    previous_end = 0
+    for number in range(1, S3_MAX_PARTS + 1):
+        rng = plan.part_range(number)
+        assert rng.number == number
+        assert rng.start == previous_end, number
+        assert rng.size == sizes_of(base)[number - 1]
+        previous_end = rng.end
+    assert previous_end == ends_of(base)[-1]
+
+
+# -- capacity --
+
+
+@pytest.mark.parametrize("base", BASES, ids=BASE_IDS)
+def test_capacity_reaches_s3_object_limit_within_10000_parts(base: int) -> None:
+    plan = PartPlan(base)
+    assert plan.capacity_bytes() >= S3_MAX_OBJECT
+    # And the 10,000 parts really hold it: the plan's capacity is not only a claim.
+    assert ends_of(base)[-1] >= S3_MAX_OBJECT
+    layout = plan.final_layout(S3_MAX_OBJECT)
+    assert len(layout) <= S3_MAX_PARTS
+    assert layout[-1].end == S3_MAX_OBJECT
+
+
+@pytest.mark.parametrize("base", BASES, ids=BASE_IDS)
+def test_capacity_never_exceeds_s3_object_limit(base: int) -> None:
+    assert PartPlan(base).capacity_bytes() <= S3_MAX_OBJECT
+
+
+@pytest.mark.parametrize("base", BASES, ids=BASE_IDS)
+def test_size_past_capacity_is_refused(base: int) -> None:
+    plan = PartPlan(base)
+    with pytest.raises(ValueError, match="exceeds"):
+        plan.final_layout(plan.capacity_bytes() + 1)
+    with pytest.raises(ValueError):
+        plan.final_layout(100 * TIB)
+
+
+# -- lookups against the brute-force reference --
+
+
+@pytest.mark.parametrize("base", BASES, ids=BASE_IDS)
+def test_part_containing_matches_reference(base: int) -> None:
+    plan = PartPlan(base)
+    for offset in interesting_offsets(base):
+        number = plan.part_containing(offset)
+        assert number == ref_part_containing(base, offset), offset
+        rng = plan.part_range(number)
+        assert rng.start <= offset < rng.end, offset
+
+
+@pytest.mark.parametrize("base", BASES, ids=BASE_IDS)
+def test_part_containing_refuses_offsets_outside_the_plan(base: int) -> None:
+    plan = PartPlan(base)
+    with pytest.raises(ValueError):
+        plan.part_containing(-1)
+    with pytest.raises(ValueError):
+        plan.part_containing(ends_of(base)[-1])
+
+
+@pytest.mark.parametrize("base", BASES, ids=BASE_IDS)
+def test_full_parts_available_matches_reference(base: int) -> None:
+    plan = PartPlan(base)
+    sizes = [0, -5, *(offset + 1 for offset in interesting_offsets(base))]
+    sizes += [ends_of(base)[-1], ends_of(base)[-1] + 1]
+    for file_size in sizes:
+        expected = ref_full_parts(base, max(file_size, 0))
+        assert plan.full_parts_available(file_size) == expected, file_size
+
+
+@pytest.mark.parametrize(
+    ("file_size", "expected"),
+    [
+        (0, 0),
+        (1, 0),
+        (5 * MIB - 1, 0),
+        (5 * MIB, 1),
+        (5 * MIB + 1, 1),
+        (10 * MIB - 1, 1),
+        (10 * MIB, 2),
+    ],
+)
+def test_full_parts_available_small_files_5mib_base(file_size: int, expected: int) -> None:
+    # With 5 MiB parts, a file holds one full part per whole 5 MiB (well inside the first tier).
+    assert PartPlan(5 * MIB).full_parts_available(file_size) == expected
+
+
+@pytest.mark.parametrize("base", BASES, ids=BASE_IDS)
+def test_final_layout_matches_reference(base: int) -> None:
+    plan = PartPlan(base)
+    capacity = plan.capacity_bytes()
+    sizes = [1, 2, base - 1, base, base + 1, capacity - 1, capacity]
+    sizes += [offset + 1 for offset in interesting_offsets(base, count=15) if offset < capacity]
+    for file_size in sizes:
+        got = [(r.number, r.start, r.end) for r in plan.final_layout(file_size)]
+        assert got == ref_final_layout(base, file_size), file_size
+
+
+# -- final layout properties --
+
+
+def check_layout(layout: list[PartRange], file_size: int) -> None:
+    assert layout, file_size
+    assert layout[0].start == 0
+    assert layout[-1].end == file_size
+    assert len(layout) <= S3_MAX_PARTS
+    for index, rng in enumerate(layout):
+        assert rng.number == index + 1
+        assert 0 < rng.size <= S3_MAX_PART
+        if index:
+            assert rng.start == layout[index - 1].end
+        if index < len(layout) - 1:
+            assert rng.size >= S3_MIN_PART, (file_size, rng)
+    assert sum(r.size for r in layout) == file_size
+
+
+@pytest.mark.parametrize("base", BASES, ids=BASE_IDS)
+def test_final_layout_of_an_empty_file_is_empty(base: int) -> None:
+    assert PartPlan(base).final_layout(0) == []
+
+
+@pytest.mark.parametrize(
+    "file_size",
+    [1, 1000, 5 * MIB - 1, 5 * MIB, 5 * MIB + 1, 8 * MIB, 8 * MIB + 1, 100 * MIB + 7, 3 * GIB],
+)
+@pytest.mark.parametrize("base", BASES, ids=BASE_IDS)
+def test_final_layout_properties(base: int, file_size: int) -> None:
+    check_layout(PartPlan(base).final_layout(file_size), file_size)
+
+
+@pytest.mark.parametrize("base", BASES, ids=BASE_IDS)
+def test_final_layout_properties_random_sizes(base: int) -> None:
+    plan = PartPlan(base)
+    rng = random.Random(base)
+    capacity = plan.capacity_bytes()
+    for _ in range(30):
+        # Log-uniform sizes: as many small files as huge ones.
+        file_size = max(1, int(2 ** rng.uniform(0, capacity.bit_length() - 1)))
+        file_size = min(file_size, capacity)
+        check_layout(plan.final_layout(file_size), file_size)
+
+
+@pytest.mark.parametrize("base", BASES, ids=BASE_IDS)
+def test_final_layout_agrees_with_full_parts_available(base: int) -> None:
+    # Every part a live stream sent early (a full part) is part of the final layout unchanged.
+    plan = PartPlan(base)
+    rng = random.Random(7 * base)
+    for _ in range(40):
+        file_size = rng.randrange(1, min(plan.capacity_bytes(), 600 * base))
+        layout = plan.final_layout(file_size)
+        full = plan.full_parts_available(file_size)
+        assert full in (len(layout), len(layout) - 1)
+        for part in layout[:full]:
+            assert part == plan.part_range(part.number)
+
+
+# -- refusals --
+
+
+@pytest.mark.parametrize(
+    "base", [0, -1, 1, 5 * MIB - 1, 5 * GIB + 1, 6 * GIB], ids=lambda b: f"base={b}"
+)
+def test_bad_base_size_is_refused(base: int) -> None:
+    with pytest.raises(ValueError, match="part size"):
+        PartPlan(base)
+
+
+@pytest.mark.parametrize("number", [0, -1, 10_001, 20_000])
+@pytest.mark.parametrize("method", ["part_size", "part_start", "part_range"])
+def test_bad_part_number_is_refused(method: str, number: int) -> None:
+    plan = PartPlan(8 * MIB)
+    with pytest.raises(ValueError, match="part number"):
+        getattr(plan, method)(number)
+
+
+@pytest.mark.parametrize("number", [1, 10_000])
+def test_part_number_limits_are_accepted(number: int) -> None:
+    plan = PartPlan(8 * MIB)
+    assert plan.part_size(number) >= S3_MIN_PART
+    assert plan.part_range(number).number == number

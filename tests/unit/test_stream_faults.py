@@ -1,0 +1,267 @@
+"""One stream against in-memory stores, with faults at exact points: Redis down mid-stream, an
+abort from outside, a lost reply to CompleteMultipartUpload, a file truncated mid-stream, a file
+growing past what the part plan can hold. Real files; no servers (the integration and e2e
+suites do the same against real ones)."""
+
+# Blocking file writes in async tests are the point: they are what the stream sees.
+# ruff: noqa: ASYNC240
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import tailup.stream
+from fakes import FaultyMemoryStore
+from harness import wait_until
+from tailup.budget import ByteBudget
+from tailup.checkpoint import MemoryCheckpointStore
+from tailup.errors import StorageUnavailable, TailupError
+from tailup.model import LIVE_STATES, StreamRecord, StreamState
+from tailup.plan import MiB, PartPlan
+from tailup.retry import Backoff
+from tailup.stream import Outcome, Stream, StreamDeps
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(30)]
+
+KEY = "streams/s1/clip.ts"
+
+
+class CountingCheckpoints(MemoryCheckpointStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.pings = 0
+
+    async def ping(self) -> None:
+        self.pings += 1
+        await super().ping()
+
+
+@dataclass
+class Rig:
+    path: Path
+    store: FaultyMemoryStore
+    checkpoints: CountingCheckpoints
+    stream: Stream
+    task: asyncio.Task[Outcome]
+
+    def state(self) -> StreamState:
+        return StreamState(self.checkpoints.meta["s1"]["state"])
+
+    def committed(self) -> int:
+        return len(self.checkpoints.parts["s1"])
+
+
+def payload(size: int, seed: str) -> bytes:
+    return hashlib.shake_256(seed.encode()).digest(size)
+
+
+@asynccontextmanager
+async def streaming(path: Path, *, writer_closed: bool = False) -> AsyncIterator[Rig]:
+    st = path.stat()
+    store = FaultyMemoryStore()
+    checkpoints = CountingCheckpoints()
+    record = StreamRecord(
+        stream_id="s1",
+        path=str(path),
+        watch_root=str(path.parent),
+        bucket="b",
+        key=KEY,
+        base_part_size=5 * MiB,
+        device=st.st_dev,
+        inode=st.st_ino,
+    )
+    await checkpoints.create(record)
+    deps = StreamDeps(
+        store=store,  # type: ignore[arg-type]
+        checkpoints=checkpoints,
+        budget=ByteBudget(64 * MiB),
+        close_grace_s=0.05,
+        idle_timeout_s=30,
+        part_concurrency=2,
+        backoff=lambda: Backoff(base_s=0.02, cap_s=0.2),
+    )
+    stream = Stream(deps, record, {}, writer_closed=writer_closed)
+    task = asyncio.create_task(stream.run())
+    try:
+        yield Rig(path, store, checkpoints, stream, task)
+    finally:
+        if not task.done():
+            stream.stop()
+            await asyncio.wait_for(task, 10)
+
+
+def fail(operation: str, times: int = 1) -> Callable[[str, str], TailupError | None]:
+    left = [times]
+
+    def hook(op: str, _key: str) -> TailupError | None:
+        if op == operation and left[0] > 0:
+            left[0] -= 1
+            return StorageUnavailable(f"S3 {op}: injected 503")
+        return None
+
+    return hook
+
+
+async def test_redis_down_no_part_counts_and_the_stream_pauses(tmp_path: Path) -> None:
+    path = tmp_path / "clip.ts"
+    data = payload(16 * MiB, "redis-down")
+    path.write_bytes(data[: 6 * MiB])
+    async with streaming(path) as rig:
+        await wait_until(lambda: rig.committed() == 1, "part 1 checkpointed")
+        rig.checkpoints.available = False
+        with path.open("ab") as out:
+            out.write(data[6 * MiB :])
+        rig.stream.on_modified()
+        await wait_until(lambda: rig.stream.record.state is StreamState.STALLED, "stalled")
+        sent_before_pause = rig.store.count("upload_part")
+        assert rig.stream.record.error == "memory store marked unavailable"  # the reason
+        await wait_until(lambda: rig.checkpoints.pings >= 3, "two retries while Redis is down")
+        # Paused: retries ask Redis first, and read or send nothing while it does not answer.
+        assert rig.store.count("upload_part") == sent_before_pause
+        # Parts S3 acknowledged while Redis was down were not counted as done.
+        assert set(rig.stream.parts) == {1}
+        rig.checkpoints.available = True
+        rig.stream.on_closed()
+        assert await rig.task is Outcome.COMPLETED
+    assert rig.store.objects[KEY] == data
+    assert rig.state() is StreamState.COMPLETED
+    assert set(rig.checkpoints.parts["s1"]) == {1, 2, 3, 4}
+
+
+@pytest.mark.parametrize("noticed_by", ["finalizing", "next part"])
+async def test_abort_from_outside_is_never_written_over(tmp_path: Path, noticed_by: str) -> None:
+    path = tmp_path / "clip.ts"
+    path.write_bytes(payload(6 * MiB, "abort"))
+    async with streaming(path) as rig:
+        await wait_until(lambda: rig.committed() == 1, "part 1 checkpointed")
+        upload_id = rig.stream.record.upload_id
+        # What `tailup abort` does: state first (only if still live), then the upload.
+        refused = await rig.checkpoints.set_state(
+            "s1", StreamState.ABORTED, allowed_from=LIVE_STATES, error="by the operator"
+        )
+        assert refused is None
+        await rig.store.abort_upload(KEY, upload_id)
+        if noticed_by == "next part":
+            with path.open("ab") as out:
+                out.write(payload(5 * MiB, "more"))
+            rig.stream.on_modified()
+        else:
+            rig.stream.on_closed()
+        assert await rig.task is Outcome.ABORTED
+    assert rig.state() is StreamState.ABORTED
+    assert rig.checkpoints.meta["s1"]["error"] == "by the operator"
+    assert "s1" not in rig.checkpoints.live
+    assert rig.store.uploads == {} and rig.store.objects == {}
+
+
+async def test_abort_refused_once_the_stream_completed(tmp_path: Path) -> None:
+    path = tmp_path / "clip.ts"
+    path.write_bytes(payload(1000, "small"))
+    async with streaming(path, writer_closed=True) as rig:
+        assert await rig.task is Outcome.COMPLETED
+    refused = await rig.checkpoints.set_state(
+        "s1", StreamState.ABORTED, allowed_from=LIVE_STATES, error="too late"
+    )
+    assert refused is StreamState.COMPLETED
+    assert rig.state() is StreamState.COMPLETED
+
+
+async def test_a_stall_while_finalizing_then_completion_stays_completed(tmp_path: Path) -> None:
+    path = tmp_path / "clip.ts"
+    data = payload(7 * MiB, "stall-then-complete")
+    path.write_bytes(data)
+    async with streaming(path, writer_closed=True) as rig:
+        rig.store.fault = fail("complete")
+        assert await rig.task is Outcome.COMPLETED
+    assert rig.store.count("complete") == 2
+    # The recovery after the stall must not write UPLOADING over COMPLETED (it used to).
+    assert rig.state() is StreamState.COMPLETED
+    assert "s1" not in rig.checkpoints.live
+    assert rig.store.objects[KEY] == data
+
+
+async def test_lost_reply_to_complete_is_settled_by_the_objects_etag(tmp_path: Path) -> None:
+    path = tmp_path / "clip.ts"
+    data = payload(12 * MiB, "lost-reply")
+    path.write_bytes(data)
+    async with streaming(path, writer_closed=True) as rig:
+        # S3 completes the upload, the answer is lost; the retry finds NoSuchUpload.
+        rig.store.lost_reply = fail("complete")
+        assert await rig.task is Outcome.COMPLETED
+    assert rig.store.count("complete") == 2
+    assert rig.store.objects[KEY] == data
+    assert rig.state() is StreamState.COMPLETED
+    assert rig.checkpoints.meta["s1"]["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+async def test_truncated_mid_stream_is_noted_and_the_object_is_the_final_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "clip.ts"
+    path.write_bytes(payload(16 * MiB, "before"))
+    async with streaming(path) as rig:
+        await wait_until(lambda: rig.committed() == 3, "parts 1-3 checkpointed")
+        os.truncate(path, 7 * MiB)
+        rig.stream.on_modified()
+        await wait_until(lambda: rig.checkpoints.meta["s1"]["note"] != "", "truncation noted")
+        # Parts 2 and 3 lay past the new end: forgotten, to be sent again.
+        assert set(rig.checkpoints.parts["s1"]) == {1}
+        with path.open("ab") as out:
+            out.write(payload(6 * MiB, "after"))
+        rig.stream.on_closed()
+        assert await rig.task is Outcome.COMPLETED
+    assert rig.store.objects[KEY] == path.read_bytes()
+    note = rig.checkpoints.meta["s1"]["note"]
+    assert f"shrank from {16 * MiB} to {7 * MiB} bytes" in note
+    assert rig.state() is StreamState.COMPLETED
+
+
+async def test_lost_reply_to_create_leaves_no_upload_behind(tmp_path: Path) -> None:
+    path = tmp_path / "clip.ts"
+    data = payload(11 * MiB, "lost-create")
+    path.write_bytes(data)
+    async with streaming(path, writer_closed=True) as rig:
+        rig.store.lost_reply = fail("create")  # S3 made an upload; we never heard of it
+        assert await rig.task is Outcome.COMPLETED
+    assert rig.store.count("create") == 2
+    assert rig.store.objects[KEY] == data
+    assert rig.store.uploads == {}, "the orphan of the lost reply is swept at the end"
+
+
+@dataclass(frozen=True, slots=True)
+class CappedPlan(PartPlan):
+    """The real plan with a small capacity, standing in for S3's 5 TiB limit."""
+
+    cap: int = 0
+
+    def capacity_bytes(self) -> int:
+        return self.cap
+
+
+async def test_file_growing_past_the_plan_fails_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tailup.stream, "PartPlan", lambda base: CappedPlan(base, cap=12 * MiB))
+    path = tmp_path / "clip.ts"
+    path.write_bytes(payload(6 * MiB, "grow"))
+    async with streaming(path) as rig:
+        await wait_until(lambda: rig.committed() == 1, "part 1 checkpointed")
+        with path.open("ab") as out:
+            out.write(payload(7 * MiB, "too much"))
+        rig.stream.on_modified()
+        assert await rig.task is Outcome.FAILED
+        calls_when_failed = len(rig.store.calls)
+    error = rig.checkpoints.meta["s1"]["error"]
+    assert f"grew to {13 * MiB} bytes" in error
+    assert f"past what one S3 object can hold ({12 * MiB} bytes" in error
+    assert rig.state() is StreamState.FAILED
+    assert rig.store.uploads == {}, "the upload is aborted, not left to cost storage"
+    assert len(rig.store.calls) == calls_when_failed  # ended: no busy loop
