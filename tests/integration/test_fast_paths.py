@@ -216,13 +216,13 @@ async def test_a_write_seen_after_the_close_means_the_writer_came_back(tmp_path:
     path = tmp_path / "reopened.ts"
     path.write_bytes(b"a" * 1000)
     stream = _stream_for(path)
-    stream._observe()
+    await stream._observe()
     stream.on_closed()
-    stream._observe()  # the file as the writer left it
+    await stream._observe()  # the file as the writer left it
     assert stream._ready_to_finalize()
     with path.open("ab") as out:
         out.write(b"b" * 1000)
-    stream._observe()
+    await stream._observe()
     assert not stream._ready_to_finalize(), "written after its close: not finished"
 
 
@@ -230,9 +230,9 @@ async def test_a_writer_known_to_come_back_gets_a_grace_after_its_close(tmp_path
     path = tmp_path / "appended.ts"
     path.write_bytes(b"a" * 1000)
     stream = _stream_for(path, generation=2)  # it changed after an earlier completed upload
-    stream._observe()
+    await stream._observe()
     stream.on_closed()
-    stream._observe()
+    await stream._observe()
     assert not stream._ready_to_finalize()
 
 
