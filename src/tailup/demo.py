@@ -83,7 +83,7 @@ def _with_servers(
     with log_path.open("ab") as log:
         daemon = subprocess.Popen(
             [sys.executable, "-m", "tailup", "run", "--watch", str(watch), *connection,
-             "--log-format", "console", "--close-grace", "1"],
+             "--log-format", "console"],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:

@@ -203,6 +203,11 @@ class Stream:
     def last_seen_size(self) -> int | None:
         return self._last_seen.size if self._last_seen else None
 
+    def on_modified(self) -> None:
+        """Look at the file now rather than at the next poll (a change seen after a close still
+        means the writer came back: _note_change decides that from the file itself)."""
+        self._wake.set()
+
     def on_closed(self) -> None:
         self._closed_at = self.deps.clock()
         self._seen_since_close = False
