@@ -122,3 +122,31 @@ def record(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorder]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.fixture
+def watch(tmp_path: Path) -> Path:
+    folder = tmp_path / "watch"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def daemon_args(
+    watch: Path,
+    bucket: str,
+    s3_server: SeaweedS3,
+    redis_server: RedisServer,
+    key_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, Any]:
+    """Keyword arguments of harness.running_daemon for the session's servers."""
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    return {
+        "watch": watch,
+        "bucket": bucket,
+        "endpoint_url": s3_server.endpoint_url,
+        "redis_url": redis_server.url,
+        "key_prefix": key_prefix,
+    }

@@ -223,3 +223,8 @@ async def write_slowly(
 
 def object_bytes(s3_client: Any, bucket: str, key: str) -> bytes:
     return bytes(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def content(size: int, seed: str) -> bytes:
+    """Deterministic, incompressible test bytes (os.urandom can probe as media by chance)."""
+    return hashlib.shake_256(seed.encode()).digest(size)

@@ -7,7 +7,6 @@ it is in tests/e2e/test_crash.py."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -18,43 +17,12 @@ from typing import Any
 import pytest
 
 import tailup.stream
-from harness import Daemon, object_bytes, running_daemon, wait_until
+from harness import Daemon, content, object_bytes, running_daemon, wait_until
 from tailup.keys import metadata_key
 from tailup.model import StreamState
 from tailup.plan import MiB, PartPlan
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(120)]
-
-
-@pytest.fixture
-def watch(tmp_path: Path) -> Path:
-    folder = tmp_path / "watch"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def daemon_args(
-    watch: Path,
-    bucket: str,
-    s3_server: Any,
-    redis_server: Any,
-    key_prefix: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> dict[str, Any]:
-    for name, value in s3_server.env().items():
-        monkeypatch.setenv(name, value)
-    return {
-        "watch": watch,
-        "bucket": bucket,
-        "endpoint_url": s3_server.endpoint_url,
-        "redis_url": redis_server.url,
-        "key_prefix": key_prefix,
-    }
-
-
-def content(size: int, seed: str) -> bytes:
-    return hashlib.shake_256(seed.encode()).digest(size)
 
 
 def open_uploads(s3_client: Any, bucket: str, key: str) -> list[str]:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from harness import object_bytes, running_daemon, wait_until
+from harness import content, object_bytes, running_daemon, wait_until
 from tailup.checkpoint import RedisCheckpointStore
 from tailup.integrity import crc32_of
 from tailup.keys import RedisKeys, metadata_key
@@ -30,37 +30,6 @@ from tailup.s3 import S3MultipartStore
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(120)]
 
 PLAN = PartPlan(5 * MiB)
-
-
-@pytest.fixture
-def watch(tmp_path: Path) -> Path:
-    folder = tmp_path / "watch"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def daemon_args(
-    watch: Path,
-    bucket: str,
-    s3_server: Any,
-    redis_server: Any,
-    key_prefix: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> dict[str, Any]:
-    for name, value in s3_server.env().items():
-        monkeypatch.setenv(name, value)
-    return {
-        "watch": watch,
-        "bucket": bucket,
-        "endpoint_url": s3_server.endpoint_url,
-        "redis_url": redis_server.url,
-        "key_prefix": key_prefix,
-    }
-
-
-def content(size: int, seed: str) -> bytes:
-    return hashlib.shake_256(seed.encode()).digest(size)
 
 
 def part_bytes(data: bytes, number: int) -> bytes:

@@ -20,7 +20,7 @@ from tailup import stream as stream_module
 from tailup.body import PART_BUFFERS, SLICE_BYTES, PartBody, return_part_memory_promptly
 from tailup.budget import ByteBudget
 from tailup.config import PayloadSigning, Settings
-from tailup.devservers import RedisServer, SeaweedS3
+from tailup.devservers import SeaweedS3
 from tailup.errors import TailupError
 from tailup.events import EventKind, FileEvent
 from tailup.integrity import crc32_of
@@ -32,33 +32,6 @@ from tailup.stream import Stream, StreamDeps
 from tailup.supervisor import Supervisor
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture
-def watch(tmp_path: Path) -> Path:
-    folder = tmp_path / "watch"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def daemon_args(
-    watch: Path,
-    bucket: str,
-    s3_server: SeaweedS3,
-    redis_server: RedisServer,
-    key_prefix: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> dict[str, Any]:
-    for name, value in s3_server.env().items():
-        monkeypatch.setenv(name, value)
-    return {
-        "watch": watch,
-        "bucket": bucket,
-        "endpoint_url": s3_server.endpoint_url,
-        "redis_url": redis_server.url,
-        "key_prefix": key_prefix,
-    }
 
 
 def drop_in(tmp_path: Path, watch: Path, name: str, data: bytes) -> Path:

@@ -25,33 +25,6 @@ from tailup.status import collect_status
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(240)]
 
 
-@pytest.fixture
-def watch(tmp_path: Path) -> Path:
-    folder = tmp_path / "watch"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def daemon_args(
-    watch: Path,
-    bucket: str,
-    s3_server: SeaweedS3,
-    redis_server: RedisServer,
-    key_prefix: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> dict[str, Any]:
-    for name, value in s3_server.env().items():
-        monkeypatch.setenv(name, value)
-    return {
-        "watch": watch,
-        "bucket": bucket,
-        "endpoint_url": s3_server.endpoint_url,
-        "redis_url": redis_server.url,
-        "key_prefix": key_prefix,
-    }
-
-
 def open_uploads(s3_client: Any, bucket: str, keys: set[str]) -> list[str]:
     uploads = s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
     return [u["Key"] for u in uploads if u["Key"] in keys]

@@ -11,39 +11,11 @@ from typing import Any
 import pytest
 
 from harness import object_bytes, running_daemon, wait_until, write_slowly
-from tailup.devservers import RedisServer, SeaweedS3
 from tailup.keys import metadata_key
 from tailup.model import StreamState
 from tailup.plan import MIN_PART_SIZE_BYTES, MiB, PartPlan
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture
-def watch(tmp_path: Path) -> Path:
-    folder = tmp_path / "watch"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def daemon_args(
-    watch: Path,
-    bucket: str,
-    s3_server: SeaweedS3,
-    redis_server: RedisServer,
-    key_prefix: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> dict[str, Any]:
-    for name, value in s3_server.env().items():
-        monkeypatch.setenv(name, value)
-    return {
-        "watch": watch,
-        "bucket": bucket,
-        "endpoint_url": s3_server.endpoint_url,
-        "redis_url": redis_server.url,
-        "key_prefix": key_prefix,
-    }
 
 
 async def test_slow_writer_never_sends_a_short_part_and_completes(
