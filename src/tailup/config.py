@@ -95,7 +95,8 @@ class Settings(BaseSettings):
         default=30.0, description="Finalize after this many seconds without a size change."
     )
     # 0: a close with no other writer left is the end of the recording (ffmpeg, OBS, cameras
-    # close once). Writers that close and reopen to append get 2 s once seen doing it (stream.py).
+    # close once). Writers that close and reopen to append get 2 s once seen doing it
+    # (tailup.stream.core).
     close_grace: float = Field(
         default=0.0,
         description="Finalize this many seconds after the last writer closed the file.",

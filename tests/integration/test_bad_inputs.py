@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import tailup.stream
+import tailup.stream.core
 from harness import Daemon, content, object_bytes, running_daemon, wait_until
 from tailup.keys import metadata_key
 from tailup.model import StreamState
@@ -236,7 +237,7 @@ async def test_file_growing_past_what_the_plan_allows(
     bucket: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(tailup.stream, "PartPlan", lambda base: CappedPlan(base, cap=12 * MiB))
+    monkeypatch.setattr(tailup.stream.core, "PartPlan", lambda base: CappedPlan(base, cap=12 * MiB))
     path = watch / "endless.ts"
     async with running_daemon(**daemon_args) as daemon:
         with path.open("wb") as out:

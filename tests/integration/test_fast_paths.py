@@ -16,7 +16,6 @@ import pytest
 
 from harness import object_bytes, running_daemon, wait_until
 from tailup import source as source_module
-from tailup import stream as stream_module
 from tailup.body import PART_BUFFERS, SLICE_BYTES, PartBody, return_part_memory_promptly
 from tailup.budget import ByteBudget
 from tailup.config import PayloadSigning, Settings
@@ -29,6 +28,8 @@ from tailup.plan import MiB, PartPlan
 from tailup.s3 import S3MultipartStore
 from tailup.source import stat_file
 from tailup.stream import Stream, StreamDeps
+from tailup.stream import finalize as finalize_module
+from tailup.stream import sending as sending_module
 from tailup.supervisor import Supervisor
 
 pytestmark = pytest.mark.asyncio
@@ -72,8 +73,8 @@ async def test_each_byte_is_read_once_to_upload_and_once_to_verify(
 ) -> None:
     reads: Counter[tuple[int, int]] = Counter()  # whole parts read into a buffer to send
     checks: Counter[tuple[int, int]] = Counter()  # parts read through a small buffer for CRC32
-    real_read = stream_module.read_range_blocking
-    real_check = stream_module.crc32_of_range_blocking
+    real_read = sending_module.read_range_blocking
+    real_check = finalize_module.crc32_of_range_blocking
 
     def counting_read(path: Path, start: int, length: int, device: int, inode: int) -> PartBody:
         reads[(start, length)] += 1
@@ -85,8 +86,8 @@ async def test_each_byte_is_read_once_to_upload_and_once_to_verify(
         checks[(start, length)] += 1
         return real_check(path, start, length, device, inode)
 
-    monkeypatch.setattr(stream_module, "read_range_blocking", counting_read)
-    monkeypatch.setattr(stream_module, "crc32_of_range_blocking", counting_check)
+    monkeypatch.setattr(sending_module, "read_range_blocking", counting_read)
+    monkeypatch.setattr(finalize_module, "crc32_of_range_blocking", counting_check)
     data = os.urandom(17 * MiB)  # 3 full parts, then a 2 MiB tail
     async with running_daemon(**daemon_args) as daemon:
         path = drop_in(tmp_path, watch, "finished.mkv", data)

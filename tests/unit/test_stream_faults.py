@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-import tailup.stream
+import tailup.stream.core
 from fakes import FaultyMemoryStore
 from harness import wait_until
 from tailup.budget import ByteBudget
@@ -249,7 +249,7 @@ class CappedPlan(PartPlan):
 async def test_file_growing_past_the_plan_fails_with_the_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tailup.stream, "PartPlan", lambda base: CappedPlan(base, cap=12 * MiB))
+    monkeypatch.setattr(tailup.stream.core, "PartPlan", lambda base: CappedPlan(base, cap=12 * MiB))
     path = tmp_path / "clip.ts"
     path.write_bytes(payload(6 * MiB, "grow"))
     async with streaming(path) as rig:

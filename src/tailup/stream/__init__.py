@@ -1,0 +1,36 @@
+"""One stream: a file being uploaded while it grows, then finalized and verified.
+
+The stream waits for a wake-up (a close, or its poll timer: it stats its file every
+``growth_poll_s``, since per-write events cost far more than a stat, see tailup.watcher), looks at
+the file, sends every part that is complete and not yet sent, and finalizes once the writer is
+gone: it closed the file and ``close_grace_s`` passed with no change, or nothing changed for
+``idle_timeout_s``. A change seen after the close means the writer came back: the close no longer
+counts.
+
+Finalizing re-reads every part of the final layout in order. A part whose bytes changed since it was
+sent (muxers patch headers at close) is sent again; parts past a shrunk end are left out; the
+whole-file SHA-256, kept up while the parts were read for upload, is completed in the same pass
+(tailup.digest). Then CompleteMultipartUpload, and the object's size
+and ETag are checked against what was sent before metadata.json is written and the stream is
+recorded completed.
+
+The package, by concern, around one shared per-stream state (context.StreamContext):
+
+- core: Stream, the loop: supervisor signals, each look at the file, its errors, the timers;
+- sending: PartSender, parts read and uploaded within the budget, the upload created, orphans swept;
+- finalize: Finalizer, the verify pass, completion, the object check, metadata, after-upload;
+- resuming: Resumer, a stream found live at start reconciled, an upload started over;
+- bookkeeping: Bookkeeper, the stream's state in Redis, stalls, aborts, failures.
+"""
+
+from tailup.stream.context import Outcome, StreamDeps
+from tailup.stream.core import REOPENED_CLOSE_GRACE_S, Stream
+from tailup.stream.finalize import FileChangedWhileFinalizing
+
+__all__ = [
+    "REOPENED_CLOSE_GRACE_S",
+    "FileChangedWhileFinalizing",
+    "Outcome",
+    "Stream",
+    "StreamDeps",
+]

@@ -1,0 +1,75 @@
+"""A stream's state in Redis: each write checked against the state machine and refused over an
+abort from outside; stalls, aborts and failures, and how the stream ends."""
+
+from __future__ import annotations
+
+from tailup.errors import AbortedElsewhere, CheckpointUnavailable, RetryableError
+from tailup.model import StreamState, check_transition
+from tailup.stream.context import Collaborator, Outcome, StreamContext
+from tailup.stream.sending import PartSender
+
+# States this daemon may write over. Not ABORTED: `tailup abort` may have set it behind our back.
+_WRITABLE_FROM = frozenset(StreamState) - {StreamState.ABORTED}
+
+
+class Bookkeeper(Collaborator):
+    def __init__(self, ctx: StreamContext, sender: PartSender) -> None:
+        super().__init__(ctx)
+        self._sender = sender
+
+    async def set_state(self, state: StreamState, **fields: object) -> None:
+        check_transition(self.record.state, state)
+        refused = await self.deps.checkpoints.set_state(
+            self.stream_id, state, allowed_from=_WRITABLE_FROM, **fields
+        )
+        if refused is not None:
+            raise AbortedElsewhere(f"the stream is {refused.value} in Redis")
+        self.record = self.record.with_changes(state=state, **fields)
+
+    async def stall(self, exc: RetryableError, delay_s: float) -> None:
+        self._log.warning("stream stalled, retrying", reason=str(exc), retry_in_s=round(delay_s, 2))
+        if self.record.state is StreamState.STALLED and self.record.error == str(exc):
+            return
+        check_transition(self.record.state, StreamState.STALLED)
+        # In memory first: when Redis itself is the fault this is all the daemon can report.
+        previous = self.record.state
+        self.record = self.record.with_changes(state=StreamState.STALLED, error=str(exc))
+        try:
+            refused = await self.deps.checkpoints.set_state(
+                self.stream_id, StreamState.STALLED, allowed_from=_WRITABLE_FROM, error=str(exc)
+            )
+        except CheckpointUnavailable:
+            return
+        if refused is not None:
+            self.record = self.record.with_changes(state=previous)
+            raise AbortedElsewhere(f"the stream is {refused.value} in Redis")
+
+    async def abort(self, reason: str) -> None:
+        if self.record.upload_id:
+            await self._sender.abort_quietly(self.record.upload_id)
+        await self._sender.sweep_orphans()
+        self._log.warning("stream aborted", reason=reason)
+        await self._record_end(StreamState.ABORTED, reason)
+
+    async def fail(self, reason: str) -> None:
+        self._log.error("stream failed", reason=reason)
+        if self.record.upload_id:
+            await self._sender.abort_quietly(self.record.upload_id)
+        await self._sender.sweep_orphans()
+        await self._record_end(StreamState.FAILED, reason)
+
+    async def _record_end(self, state: StreamState, reason: str) -> None:
+        try:
+            await self.set_state(state, error=reason)
+        except AbortedElsewhere:
+            self._log.warning("stream was aborted from outside meanwhile", state=state.value)
+        except (CheckpointUnavailable, ValueError) as exc:
+            self._log.error("could not record the stream's end", state=state.value, reason=str(exc))
+
+    async def aborted_elsewhere(self, reason: str) -> Outcome:
+        # The record says ABORTED already; only the upload this daemon may have made is left.
+        self._log.warning("stream aborted from outside", reason=reason)
+        if self.record.upload_id:
+            await self._sender.abort_quietly(self.record.upload_id)
+        await self._sender.sweep_orphans()
+        return Outcome.ABORTED

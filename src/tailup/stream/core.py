@@ -1,0 +1,268 @@
+"""One stream's loop: signals from the supervisor, a look at the file at each wake-up, and what
+the errors of each attempt mean; the idle and close timers that decide when to finalize. The work
+itself is done by the stream's collaborators (see tailup.stream)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import structlog
+
+from tailup import metrics
+from tailup.errors import (
+    AbortedElsewhere,
+    CheckpointUnavailable,
+    NoSuchUpload,
+    PermanentError,
+    RetryableError,
+    SourceGone,
+)
+from tailup.model import PartRecord, StreamRecord, StreamState
+from tailup.plan import PartPlan
+from tailup.retry import Backoff
+from tailup.source import FileStat
+from tailup.stream.bookkeeping import Bookkeeper
+from tailup.stream.context import (
+    Collaborator,
+    Outcome,
+    StreamContext,
+    StreamDeps,
+    _Replaced,
+    log,
+)
+from tailup.stream.finalize import Finalizer
+from tailup.stream.resuming import Resumer
+from tailup.stream.sending import PartSender
+
+# A file that changed after its upload completed has a writer that closes and comes back: wait at
+# least this long after its closes, whatever close_grace says, rather than complete it each time.
+REOPENED_CLOSE_GRACE_S = 2.0
+
+
+class Stream(Collaborator):
+    def __init__(
+        self,
+        deps: StreamDeps,
+        record: StreamRecord,
+        parts: dict[int, PartRecord],
+        *,
+        writer_closed: bool = False,
+        resumed: bool = False,
+    ) -> None:
+        now = deps.clock()
+        ctx = StreamContext(deps, record, parts, PartPlan(record.base_part_size), started=now)
+        super().__init__(ctx)
+        ctx.wake.set()  # look at the file at once
+        self._closed_at: float | None = now if writer_closed else None
+        self._seen_since_close = False
+        self._last_change_at = now
+        self._gone_reason: str | None = None
+        self._pending_path: Path | None = None
+        # A stream found live at start is reconciled with the file and S3 before anything else.
+        self._resuming = resumed
+        # Set after Redis failed: the next attempt first waits for it to answer, rather than read
+        # and send parts that could not be checkpointed.
+        self._probe_checkpoints = False
+        self._sender = PartSender(ctx, note_change=self._note_change, may_have_orphans=resumed)
+        self._book = Bookkeeper(ctx, self._sender)
+        self._finalizer = Finalizer(ctx, self._sender, self._book)
+        self._resumer = Resumer(ctx, self._sender, self._book)
+
+    # -- signals from the supervisor (synchronous, cheap) --
+
+    @property
+    def bytes_in_s3(self) -> int:
+        return sum(part.size for part in self.parts.values())
+
+    @property
+    def last_seen_size(self) -> int | None:
+        return self._ctx.last_seen.size if self._ctx.last_seen else None
+
+    def on_modified(self) -> None:
+        """Look at the file now rather than at the next poll (a change seen after a close still
+        means the writer came back: _note_change decides that from the file itself)."""
+        self._ctx.wake.set()
+
+    def on_closed(self) -> None:
+        self._closed_at = self.deps.clock()
+        self._seen_since_close = False
+        self._ctx.wake.set()
+
+    def on_gone(self, reason: str) -> None:
+        self._gone_reason = reason
+        self._ctx.wake.set()
+
+    def on_moved(self, new_path: Path) -> None:
+        self._pending_path = new_path
+        self.record = self.record.with_changes(path=str(new_path))
+        self._ctx.log = log.bind(stream_id=self.stream_id, path=str(new_path))
+        self._ctx.wake.set()
+
+    def stop(self) -> None:
+        self._ctx.stop.set()
+        self._ctx.wake.set()
+
+    # -- the loop --
+
+    async def run(self) -> Outcome:
+        # Everything logged inside this stream's task (library records too) names the stream.
+        with structlog.contextvars.bound_contextvars(
+            stream_id=self.stream_id, path=self.record.path
+        ):
+            try:
+                outcome = await self._run()
+            except Exception:
+                metrics.stream_ended("crashed")
+                raise
+        metrics.stream_ended(outcome.value)
+        return outcome
+
+    async def _run(self) -> Outcome:
+        backoff = self.deps.backoff()
+        while True:
+            if self._ctx.stop.is_set():
+                return Outcome.STOPPED
+            await self._wait()
+            try:
+                outcome = await self._attempt(backoff)
+            except AbortedElsewhere as exc:
+                outcome = await self._book.aborted_elsewhere(str(exc))
+            if outcome is not None:
+                return outcome
+
+    async def _attempt(self, backoff: Backoff) -> Outcome | None:
+        """One look at the file, and what its errors mean for the stream; None: keep going."""
+        try:
+            outcome = await self._step()
+            if outcome is None and backoff.attempt:
+                # Recovered. Only while still running: a terminal state is never written over.
+                await self._book.set_state(StreamState.UPLOADING, error="")
+                backoff.reset()
+            return outcome
+        except RetryableError as exc:
+            await self._retry_later(exc, backoff)
+            return None
+        except _Replaced as exc:
+            await self._book.abort(str(exc))
+            return Outcome.REPLACED
+        except SourceGone as exc:
+            await self._book.abort(str(exc))
+            return Outcome.ABORTED
+        except NoSuchUpload as exc:
+            return await self._upload_vanished(exc, backoff)
+        except PermanentError as exc:
+            metrics.upload_error(type(exc).__name__)
+            await self._book.fail(str(exc))
+            return Outcome.FAILED
+
+    async def _retry_later(self, exc: RetryableError, backoff: Backoff) -> None:
+        metrics.upload_error(type(exc).__name__)
+        metrics.RETRIES.inc()
+        if isinstance(exc, CheckpointUnavailable):
+            self._probe_checkpoints = True
+        delay = backoff.next_delay_s()
+        await self._book.stall(exc, delay)
+        await self._sleep_unless_stopped(delay)
+        self._ctx.wake.set()
+
+    async def _upload_vanished(self, exc: NoSuchUpload, backoff: Backoff) -> Outcome | None:
+        try:
+            return await self._resumer.upload_vanished(exc)
+        except RetryableError as again:
+            await self._retry_later(again, backoff)
+        return None
+
+    def _deadline_s(self) -> float | None:
+        now = self.deps.clock()
+        deadlines = [self._last_change_at + self.deps.idle_timeout_s]
+        if self._closed_at is not None:
+            deadlines.append(self._closed_at + self._close_grace_s())
+        return max(0.0, min(deadlines) - now)
+
+    def _close_grace_s(self) -> float:
+        if self.record.generation > 1:
+            return max(self.deps.close_grace_s, REOPENED_CLOSE_GRACE_S)
+        return self.deps.close_grace_s
+
+    async def _wait(self) -> None:
+        try:
+            deadline = self._deadline_s()
+            poll = self.deps.growth_poll_s
+            async with asyncio.timeout(poll if deadline is None else min(deadline, poll)):
+                await self._ctx.wake.wait()
+        except TimeoutError:
+            pass
+        self._ctx.wake.clear()
+
+    async def _sleep_unless_stopped(self, delay_s: float) -> None:
+        try:
+            async with asyncio.timeout(delay_s):
+                await self._ctx.stop.wait()
+        except TimeoutError:
+            pass
+
+    def _ready_to_finalize(self) -> bool:
+        now = self.deps.clock()
+        if now - self._last_change_at >= self.deps.idle_timeout_s:
+            return True
+        if self._closed_at is None:
+            return False
+        return now - max(self._closed_at, self._last_change_at) >= self._close_grace_s()
+
+    async def _step(self) -> Outcome | None:
+        if self._gone_reason:
+            raise SourceGone(self._gone_reason)
+        if self._probe_checkpoints:
+            await self.deps.checkpoints.ping()
+            self._probe_checkpoints = False
+        if self._resuming:
+            await self._resumer.resume()
+            self._resuming = False
+        st = await self._observe()
+        if self._pending_path is not None:
+            await self.deps.checkpoints.update(self.stream_id, path=str(self._pending_path))
+            self._pending_path = None
+        await self._sender.send_ready_parts(st.size)
+        if self._ready_to_finalize() and not self._ctx.stop.is_set():
+            return await self._finalizer.finalize()
+        return None
+
+    async def _observe(self) -> FileStat:
+        """Stat the file and note when it last changed (for the idle and close timers)."""
+        st = self._stat()
+        last = self._ctx.last_seen
+        if last is not None and st.size < last.size:
+            await self._truncated(last.size, st.size)
+        self._note_change(st)
+        return st
+
+    def _note_change(self, st: FileStat) -> None:
+        changed = self._ctx.last_seen is None or (st.size, st.mtime_ns) != (
+            self._ctx.last_seen.size,
+            self._ctx.last_seen.mtime_ns,
+        )
+        if changed:
+            self._last_change_at = self.deps.clock()
+            self._ctx.last_seen = st
+        if self._closed_at is not None:
+            if changed and self._seen_since_close:
+                self._closed_at = None  # written after the close: the writer came back
+            self._seen_since_close = True
+
+    async def _truncated(self, old_size: int, new_size: int) -> None:
+        """The file got shorter (cut, or a recorder restarted in place with O_TRUNC). Parts past
+        the new end no longer describe it: forget them, so they are sent again if it grows back.
+        Parts still inside it are checked by the verify pass before completion."""
+        beyond = sorted(
+            n for n, p in self.parts.items() if self.plan.part_start(n) + p.size > new_size
+        )
+        note = f"the file shrank from {old_size} to {new_size} bytes while being uploaded"
+        if beyond:
+            note += f"; parts {beyond[0]}..{beyond[-1]} past the new end are sent again"
+            await self.deps.checkpoints.drop_parts(self.stream_id, beyond)
+            for number in beyond:
+                self.parts.pop(number, None)
+        await self.deps.checkpoints.update(self.stream_id, note=note)
+        self.record = self.record.with_changes(note=note)
+        self._log.warning("file truncated while uploading", note=note)

@@ -1,0 +1,289 @@
+"""Finalizing a stream: every part of the final layout re-read and checked (sent again if its
+bytes changed since it was sent), the whole-file SHA-256 completed in the same pass, the upload
+completed and the object checked against what was sent; then metadata.json, the completed record
+and the after-upload action."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+from tailup import metrics
+from tailup.body import PartBody
+from tailup.config import AfterUploadKind
+from tailup.digest import FinalizeHasher
+from tailup.errors import NoSuchUpload, PlanExceeded, RetryableError, VerificationError
+from tailup.integrity import (
+    PartAction,
+    check_completed_object,
+    completion_parts,
+    crc32_of,
+    multipart_etag,
+    part_action,
+    parts_past_end,
+)
+from tailup.keys import metadata_key
+from tailup.metadata import build_metadata, content_type_for, encode_metadata, probe_media
+from tailup.model import PartRecord, StreamState, iso, utc_now
+from tailup.plan import PartRange
+from tailup.source import FileStat, crc32_of_range_blocking
+from tailup.stream.bookkeeping import Bookkeeper
+from tailup.stream.context import Collaborator, Outcome, StreamContext, _first_error
+from tailup.stream.sending import PartSender
+
+
+class FileChangedWhileFinalizing(RetryableError):
+    pass
+
+
+def _sha256_hex(data: PartBody) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Finalizer(Collaborator):
+    def __init__(self, ctx: StreamContext, sender: PartSender, book: Bookkeeper) -> None:
+        super().__init__(ctx)
+        self._sender = sender
+        self._book = book
+
+    async def finalize(self) -> Outcome:
+        started = self.deps.clock()
+        st = self._stat()
+        await self._book.set_state(StreamState.FINALIZING)
+        if st.size == 0:
+            return await self._skip_empty(st)
+        try:
+            layout = self.plan.final_layout(st.size)
+        except ValueError as exc:
+            raise PlanExceeded(str(exc)) from exc
+        if len(layout) == 1 and not self.record.upload_id:
+            expected_etag, sent_parts, sha256_hex = await self._put_single(layout[0])
+        else:
+            expected_etag, sent_parts, sha256_hex = await self._complete_multipart(layout)
+        info = await self.deps.store.head_object(self.record.key)
+        check = check_completed_object(
+            expected_size=st.size,
+            expected_etag=expected_etag,
+            actual_size=info.size if info else -1,
+            actual_etag=info.etag if info else "(missing)",
+        )
+        if not check.ok:
+            raise VerificationError(
+                f"the object s3://{self.record.bucket}/{self.record.key} does not match what was "
+                f"sent: {'; '.join(check.problems)}"
+            )
+        after = self._stat()
+        changed = (after.size, after.mtime_ns) != (st.size, st.mtime_ns)
+        await self._write_metadata(st, sha256_hex, expected_etag, sent_parts, started)
+        await self._record_completed(st, sha256_hex, expected_etag)
+        await self._sender.sweep_orphans()
+        metrics.FINALIZE_SECONDS.observe(self.deps.clock() - started)
+        if changed:
+            self._log.info("file changed while finalizing; it will be uploaded again")
+            return Outcome.CHANGED_AFTER_COMPLETE
+        self._after_upload()
+        return Outcome.COMPLETED
+
+    async def _skip_empty(self, st: FileStat) -> Outcome:
+        if self.record.upload_id:
+            await self._sender.abort_quietly(self.record.upload_id)
+        reason = "the file was closed empty (0 bytes): nothing to upload"
+        await self._book.set_state(
+            StreamState.SKIPPED,
+            error=reason,
+            upload_id="",
+            final_size=0,
+            final_mtime_ns=st.mtime_ns,
+        )
+        self._log.info("stream skipped", reason=reason)
+        return Outcome.SKIPPED
+
+    async def _put_single(self, rng: PartRange) -> tuple[str, list[PartRecord], str]:
+        async with self.deps.budget.hold(rng.size):
+            loaded = await self._sender.load(rng)
+            if len(loaded.body) != rng.size:
+                raise FileChangedWhileFinalizing(f"{self.path} shrank while being finalized")
+            sha256_hex = await asyncio.to_thread(_sha256_hex, loaded.body)
+            started = time.monotonic()
+            etag = await self.deps.store.put_object(
+                self.record.key, loaded.body, loaded.crc, content_type_for(self.path.name)
+            )
+            metrics.part_uploaded(rng.size, time.monotonic() - started)
+            crc = loaded.crc
+            del loaded  # before the budget is given back (see _send_part)
+        self._log.info("uploaded in one request", size=rng.size)
+        return etag, [PartRecord(1, rng.size, crc, etag, iso(utc_now()))], sha256_hex
+
+    async def _complete_multipart(
+        self, layout: list[PartRange]
+    ) -> tuple[str, list[PartRecord], str]:
+        await self._sender.ensure_upload()
+        resent, sha256_hex = await self._verify_pass(layout)
+        dropped = parts_past_end(self.parts, layout)
+        if dropped:
+            await self.deps.checkpoints.drop_parts(self.stream_id, dropped)
+            for number in dropped:
+                self.parts.pop(number, None)
+        final_parts = completion_parts(layout, self.parts)
+        expected_etag = multipart_etag([p.etag for p in final_parts])
+        try:
+            await self.deps.store.complete_upload(
+                self.record.key,
+                self.record.upload_id,
+                [(p.number, p.etag, p.crc32) for p in final_parts],
+            )
+        except NoSuchUpload:
+            # A previous attempt may have completed it before a crash: the object decides.
+            info = await self.deps.store.head_object(self.record.key)
+            if info is None or info.etag.strip('"') != expected_etag.strip('"'):
+                raise
+        self._log.info(
+            "multipart upload completed",
+            parts=len(final_parts),
+            resent=resent,
+            dropped=dropped,
+        )
+        return expected_etag, final_parts, sha256_hex
+
+    async def _verify_pass(self, layout: list[PartRange]) -> tuple[list[int], str]:
+        """Re-read every part of the final layout in order, compare its CRC32, and send the
+        parts whose bytes are new or changed, from the buffer just read. The whole-file SHA-256
+        is completed alongside, in its own thread. Returns the part numbers sent and the
+        SHA-256."""
+        resent: list[int] = []
+
+        def read_part(number: int) -> PartBody:
+            return self._sender.read_blocking(layout[number - 1])
+
+        intact = True  # every part so far unchanged since it was sent and hashed
+        try:
+            with FinalizeHasher(self._digest, read_part) as hasher:
+                async with asyncio.TaskGroup() as group:
+                    for rng in layout:
+                        if intact and await self._unchanged_since_sent(rng):
+                            continue
+                        intact = False
+                        if await self._start_check(group, hasher, rng):
+                            resent.append(rng.number)
+                sha256_hex = await hasher.finish(len(layout))
+        except BaseExceptionGroup as group_error:
+            raise _first_error(group_error) from None
+        return resent, sha256_hex
+
+    async def _unchanged_since_sent(self, rng: PartRange) -> bool:
+        """True if the part's bytes are still those sent, which the digest also hashed: checked
+        through a small buffer, with no part-sized one and no budget. The common case (every part
+        of an append-only recording) reads each byte once here and keeps nothing; a changed part
+        is read again by _start_check, in full, to be sent."""
+        recorded = self.parts.get(rng.number)
+        if recorded is None or recorded.size != rng.size:
+            return False
+        if not self._digest.covers(rng.number, rng.size, recorded.crc32):
+            return False
+        got, crc = await asyncio.to_thread(
+            crc32_of_range_blocking,
+            self.path,
+            rng.start,
+            rng.size,
+            self.record.device,
+            self.record.inode,
+        )
+        return got == rng.size and crc == recorded.crc32
+
+    async def _start_check(
+        self, group: asyncio.TaskGroup, hasher: FinalizeHasher, rng: PartRange
+    ) -> bool:
+        """Read a part of the final layout and hand it to the digest, and to an upload if its
+        bytes are new or changed (True then)."""
+        grant = await self._sender.take_slot(rng.size)
+        try:
+            loaded = await self._sender.load(rng)
+            if len(loaded.body) != rng.size:
+                raise FileChangedWhileFinalizing(f"{self.path} shrank while being finalized")
+        except BaseException:
+            await self._sender.give_slot(grant)
+            raise
+        hashed = hasher.submit(rng.number, loaded.body, loaded.crc)
+        if part_action(self.parts.get(rng.number), rng, loaded.crc) is PartAction.UPLOAD:
+            group.create_task(self._sender.send_part(rng, grant, loaded, hashed))
+            return True
+        group.create_task(self._release_after(hashed, grant))
+        return False
+
+    async def _release_after(self, hashed: asyncio.Future[None], grant: int) -> None:
+        try:
+            await hashed
+        finally:
+            await self._sender.give_slot(grant)
+
+    async def _write_metadata(
+        self,
+        st: FileStat,
+        sha256_hex: str,
+        etag: str,
+        parts: list[PartRecord],
+        started: float,
+    ) -> None:
+        media = await asyncio.to_thread(probe_media, self.path)
+        document = build_metadata(
+            stream_id=self.stream_id,
+            source_path=self.path,
+            bucket=self.record.bucket,
+            key=self.record.key,
+            size_bytes=st.size,
+            sha256_hex=sha256_hex,
+            etag=etag,
+            parts=parts,
+            started_at=self.record.created_at,
+            finished_at=iso(utc_now()),
+            upload_duration_s=self.deps.clock() - self._ctx.started_monotonic,
+            finalize_duration_s=self.deps.clock() - started,
+            generation=self.record.generation,
+            media=media,
+        )
+        body = encode_metadata(document)
+        await self.deps.store.put_object(
+            metadata_key(self.record.key), body, crc32_of(body), "application/json"
+        )
+
+    async def _record_completed(self, st: FileStat, sha256_hex: str, etag: str) -> None:
+        await self._book.set_state(
+            StreamState.COMPLETED,
+            completed_at=iso(utc_now()),
+            final_size=st.size,
+            final_mtime_ns=st.mtime_ns,
+            sha256=sha256_hex,
+            etag=etag,
+            error="",
+        )
+        self._log.info(
+            "stream completed",
+            key=self.record.key,
+            size=st.size,
+            sha256=sha256_hex,
+            seconds=round(self.deps.clock() - self._ctx.started_monotonic, 3),
+        )
+
+    def _after_upload(self) -> None:
+        kind, target = self.deps.after_upload
+        try:
+            if kind is AfterUploadKind.DELETE:
+                os.unlink(self.path)
+                self._log.info("source deleted after verified upload")
+            elif kind is AfterUploadKind.MOVE and target is not None:
+                # Keep the path below the watched folder: cam1/rec.mp4 and cam2/rec.mp4 differ.
+                root = Path(self.record.watch_root)
+                relative = self.path.relative_to(root) if self.path.is_relative_to(root) else None
+                destination = target / (relative or self.path.name)
+                if destination.exists():
+                    raise FileExistsError(f"{destination} already exists; the source is kept")
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(self.path, destination)
+                self._log.info("source moved after verified upload", to=str(destination))
+        except OSError as exc:
+            # The upload is complete and verified; failing to tidy up loses nothing.
+            self._log.warning("after-upload action failed", reason=str(exc))

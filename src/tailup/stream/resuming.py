@@ -1,0 +1,69 @@
+"""Resuming a stream found live at start (reconciled with the file and S3 before anything
+else), and starting its multipart upload over when the old one cannot be used."""
+
+from __future__ import annotations
+
+from tailup.errors import NoSuchUpload, SourceGone
+from tailup.model import StreamState
+from tailup.reconcile import plan_resume
+from tailup.resume import ResumeDecision, Verdict
+from tailup.stream.bookkeeping import Bookkeeper
+from tailup.stream.context import Collaborator, Outcome, StreamContext, _Replaced
+from tailup.stream.sending import PartSender
+
+
+class Resumer(Collaborator):
+    def __init__(self, ctx: StreamContext, sender: PartSender, book: Bookkeeper) -> None:
+        super().__init__(ctx)
+        self._sender = sender
+        self._book = book
+
+    async def resume(self) -> None:
+        decision = await plan_resume(self.deps.store, self.record, self.parts, self.plan)
+        self._log.info(
+            "resume decided",
+            verdict=decision.verdict.value,
+            reason=decision.reason,
+            adopted=[p.number for p in decision.adopt],
+            forgotten=list(decision.forget),
+            orphans_aborted=len(decision.orphans),
+        )
+        for upload_id in decision.orphans:
+            await self._sender.abort_quietly(upload_id)
+        if decision.verdict is Verdict.GONE:
+            raise SourceGone(decision.reason)
+        if decision.verdict is Verdict.REPLACED:
+            raise _Replaced(decision.reason)
+        if decision.verdict is Verdict.RESTART_UPLOAD:
+            await self.restart_upload(decision.reason)
+            return
+        await self._apply_reconciliation(decision)
+
+    async def _apply_reconciliation(self, decision: ResumeDecision) -> None:
+        # Each write is atomic and the in-memory parts follow only written ones, so a Redis fault
+        # here leaves both consistent and the next attempt reconciles again.
+        if decision.forget:
+            await self.deps.checkpoints.drop_parts(self.stream_id, decision.forget)
+            for number in decision.forget:
+                self.parts.pop(number, None)
+        for part in decision.adopt:
+            await self.deps.checkpoints.commit_part(self.stream_id, part)
+            self.parts[part.number] = part
+
+    async def upload_vanished(self, exc: NoSuchUpload) -> Outcome | None:
+        """The multipart upload is gone: aborted by an operator (stop), or expired (start over).
+        A RetryableError (Redis could not say which) is the caller's to retry
+        (Stream._upload_vanished)."""
+        loaded = await self.deps.checkpoints.load(self.stream_id)
+        if loaded is not None and loaded[0].state is StreamState.ABORTED:
+            return await self._book.aborted_elsewhere(loaded[0].error)
+        await self.restart_upload(f"the multipart upload vanished: {exc}")
+        return None
+
+    async def restart_upload(self, reason: str) -> None:
+        self._log.warning("starting the multipart upload again from part 1", reason=reason)
+        await self.deps.checkpoints.drop_parts(self.stream_id, list(self.parts))
+        await self.deps.checkpoints.update(self.stream_id, upload_id="")
+        self.parts.clear()
+        self.record = self.record.with_changes(upload_id="")
+        self._ctx.wake.set()
