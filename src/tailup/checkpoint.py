@@ -17,9 +17,17 @@ from typing import Any, Protocol, TypeVar
 import redis.asyncio as aioredis
 import redis.exceptions as rex
 
-from tailup.errors import CheckpointRefused, CheckpointUnavailable, PermanentError
+from tailup.errors import CheckpointRefused, CheckpointUnavailable
 from tailup.keys import RedisKeys
-from tailup.model import PartRecord, StreamRecord, StreamState, iso, lowest_gap, utc_now
+from tailup.model import (
+    PartRecord,
+    StreamRecord,
+    StreamState,
+    encode_field,
+    iso,
+    lowest_gap,
+    utc_now,
+)
 
 T = TypeVar("T")
 
@@ -53,6 +61,17 @@ class CheckpointStore(Protocol):
         """Forget parts (past a shrunk end), keeping next part and bytes sent consistent."""
 
     async def stream_for_path(self, path: str) -> str | None: ...
+
+    async def forget_path(self, path: str, stream_id: str) -> None:
+        """Drop the path's entry if it still names ``stream_id`` (a rename moved the stream on;
+        another stream may own the path by now)."""
+
+    async def reserve_key(self, object_key: str, stream_id: str) -> str | None:
+        """Claim an S3 key for a stream. None when it is the stream's (now or already), else the
+        id of the stream that holds it: two recordings never share a key."""
+
+    async def get_field(self, stream_id: str, name: str) -> str | None:
+        """One meta field, without loading the parts (polled by failed streams)."""
 
     async def live_stream_ids(self) -> list[str]: ...
 
@@ -89,7 +108,10 @@ def translate_redis_error(exc: Exception) -> Exception:
         return CheckpointUnavailable(f"Redis cannot take checkpoints now: {exc}")
     if isinstance(exc, rex.ConnectionError | OSError):
         return CheckpointUnavailable(f"Redis is unreachable: {exc}")
-    return PermanentError(f"Redis refused a checkpoint: {exc}")
+    # Anything else (MISCONF when Redis cannot write its disk, BUSY with a script running, a reply
+    # this redis-py does not know) is something an operator or time fixes: back off and retry.
+    # Only refused credentials stop a stream.
+    return CheckpointUnavailable(f"Redis cannot take checkpoints now: {exc}")
 
 
 async def _guarded(call: Callable[[], Awaitable[T]]) -> T:
@@ -142,6 +164,13 @@ end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], unpack(ARGV, 3 + count))
 return false
 """
+# KEYS[1]: the path index. ARGV: path, stream id.
+_FORGET_PATH = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"""
 # ARGV[2..]: part numbers to forget; rare (a file shrank), so the counters are derived afresh.
 _DROP_PARTS = "for i = 2, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end" + _DERIVE_COUNTERS
 
@@ -153,6 +182,7 @@ class RedisCheckpointStore:
         self._commit = client.register_script(_COMMIT_PART)
         self._drop = client.register_script(_DROP_PARTS)
         self._set_state = client.register_script(_SET_STATE)
+        self._forget_path = client.register_script(_FORGET_PATH)
 
     @classmethod
     @asynccontextmanager
@@ -182,7 +212,7 @@ class RedisCheckpointStore:
                 await pipe.execute()
             await self._redis.zadd(keys.all_streams, {sid: time.time()}, nx=True)
             await self._redis.hset(keys.paths, record.path, sid)
-            if record.state.is_live:
+            if record.state.is_resumable:
                 await self._redis.sadd(keys.live_streams, sid)
 
         await _guarded(run)
@@ -206,7 +236,7 @@ class RedisCheckpointStore:
     async def update(self, stream_id: str, **fields: Any) -> None:
         keys = self._keys
         mapping: dict[Any, Any] = {
-            k: (v.value if isinstance(v, StreamState) else str(v)) for k, v in fields.items()
+            k: encode_field(v) for k, v in fields.items()
         }
         mapping.setdefault("last_activity_at_utc", iso(utc_now()))
 
@@ -214,7 +244,7 @@ class RedisCheckpointStore:
             await self._redis.hset(keys.stream_meta(stream_id), mapping=mapping)
             state = fields.get("state")
             if isinstance(state, StreamState):
-                if state.is_live:
+                if state.is_resumable:
                     await self._redis.sadd(keys.live_streams, stream_id)
                 else:
                     await self._redis.srem(keys.live_streams, stream_id)
@@ -234,7 +264,7 @@ class RedisCheckpointStore:
         keys = self._keys
         pairs: list[str] = []
         for name, value in {"last_activity_at_utc": iso(utc_now()), **fields}.items():
-            pairs += [name, value.value if isinstance(value, StreamState) else str(value)]
+            pairs += [name, encode_field(value)]
         allowed = [s.value for s in allowed_from]
 
         async def run() -> StreamState | None:
@@ -244,7 +274,7 @@ class RedisCheckpointStore:
             )
             if refused:
                 return StreamState(str(refused))
-            if state.is_live:
+            if state.is_resumable:
                 await self._redis.sadd(keys.live_streams, stream_id)
             else:
                 await self._redis.srem(keys.live_streams, stream_id)
@@ -277,6 +307,26 @@ class RedisCheckpointStore:
         result = await _guarded(lambda: self._redis.hget(self._keys.paths, path))
         return str(result) if result else None
 
+    async def forget_path(self, path: str, stream_id: str) -> None:
+        await _guarded(lambda: self._forget_path(keys=[self._keys.paths], args=[path, stream_id]))
+
+    async def reserve_key(self, object_key: str, stream_id: str) -> str | None:
+        index = self._keys.object_keys
+
+        async def run() -> str | None:
+            if await self._redis.hsetnx(index, object_key, stream_id):
+                return None
+            owner = await self._redis.hget(index, object_key)
+            if owner is None:  # released in between: try once more
+                return None if await self._redis.hsetnx(index, object_key, stream_id) else "?"
+            return None if owner == stream_id else str(owner)
+
+        return await _guarded(run)
+
+    async def get_field(self, stream_id: str, name: str) -> str | None:
+        value = await _guarded(lambda: self._redis.hget(self._keys.stream_meta(stream_id), name))
+        return None if value is None else str(value)
+
     async def live_stream_ids(self) -> list[str]:
         members = await _guarded(lambda: self._redis.smembers(self._keys.live_streams))
         return sorted(str(m) for m in members)
@@ -296,6 +346,7 @@ class MemoryCheckpointStore:
         self.live: set[str] = set()
         self.order: list[str] = []
         self.paths: dict[str, str] = {}
+        self.object_keys: dict[str, str] = {}
         self.available = True
 
     def _check(self) -> None:
@@ -313,7 +364,7 @@ class MemoryCheckpointStore:
         if sid not in self.order:
             self.order.append(sid)
         self.paths[record.path] = sid
-        if record.state.is_live:
+        if record.state.is_resumable:
             self.live.add(sid)
 
     async def load(self, stream_id: str) -> tuple[StreamRecord, dict[int, PartRecord]] | None:
@@ -326,11 +377,11 @@ class MemoryCheckpointStore:
         self._check()
         meta = self.meta.setdefault(stream_id, {})
         for k, v in fields.items():
-            meta[k] = v.value if isinstance(v, StreamState) else str(v)
+            meta[k] = encode_field(v)
         meta.setdefault("last_activity_at_utc", iso(utc_now()))
         state = fields.get("state")
         if isinstance(state, StreamState):
-            (self.live.add if state.is_live else self.live.discard)(stream_id)
+            (self.live.add if state.is_resumable else self.live.discard)(stream_id)
         if "path" in fields:
             self.paths[str(fields["path"])] = stream_id
 
@@ -371,6 +422,20 @@ class MemoryCheckpointStore:
     async def stream_for_path(self, path: str) -> str | None:
         self._check()
         return self.paths.get(path)
+
+    async def forget_path(self, path: str, stream_id: str) -> None:
+        self._check()
+        if self.paths.get(path) == stream_id:
+            del self.paths[path]
+
+    async def reserve_key(self, object_key: str, stream_id: str) -> str | None:
+        self._check()
+        owner = self.object_keys.setdefault(object_key, stream_id)
+        return None if owner == stream_id else owner
+
+    async def get_field(self, stream_id: str, name: str) -> str | None:
+        self._check()
+        return self.meta.get(stream_id, {}).get(name)
 
     async def live_stream_ids(self) -> list[str]:
         self._check()

@@ -66,6 +66,18 @@ _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ),
     ("--key-template", {"help": "S3 key of each file (default streams/{stream_id}/{name})."}),
     (
+        "--key-conflict",
+        {
+            "choices": ["suffix", "overwrite"],
+            "help": "a template without {stream_id} naming a key that holds another recording: "
+            "suffix = use cam1-2.ts, cam1-3.ts, ... (default); overwrite = the last one wins.",
+        },
+    ),
+    (
+        "--failed-retry",
+        {"help": "seconds before a failed stream is tried again, doubling to 30 min (default 60)."},
+    ),
+    (
         "--after-upload",
         {"help": "keep | delete | move:DIR, after a verified upload (default keep)."},
     ),
@@ -162,6 +174,17 @@ def build_parser() -> argparse.ArgumentParser:
     abort.add_argument("stream_id", metavar="STREAM_ID")
     abort.add_argument("--reason", default="aborted by the operator", help="recorded reason")
 
+    retry = commands.add_parser(
+        "retry",
+        help="try failed streams again now, without sending checkpointed parts again",
+        description="A failed stream keeps its multipart upload and parts and is retried on a "
+        "long back-off (--failed-retry, doubling to 30 min). This asks for a retry now.",
+    )
+    _add_flags(retry, _CONNECTION_FLAGS)
+    which = retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("stream_id", metavar="STREAM_ID", nargs="?")
+    which.add_argument("--failed", action="store_true", help="every failed stream")
+
     gc = commands.add_parser(
         "gc",
         help="abort multipart uploads under --prefix that no live stream owns",
@@ -198,6 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "status": _cmd_status,
         "verify": _cmd_verify,
         "abort": _cmd_abort,
+        "retry": _cmd_retry,
         "gc": _cmd_gc,
         "demo": _cmd_demo,
     }
@@ -372,6 +396,18 @@ def _cmd_abort(args: argparse.Namespace) -> int:
 
     message = asyncio.run(abort_stream(settings, args.stream_id, args.reason))
     print(message)
+    return EXIT_OK
+
+
+# -- retry --
+
+
+def _cmd_retry(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from tailup.status import retry_streams
+
+    for line in asyncio.run(retry_streams(settings, args.stream_id, failed=args.failed)):
+        print(line)
     return EXIT_OK
 
 

@@ -46,6 +46,11 @@ class PayloadSigning(enum.Enum):
     NEVER = "never"
 
 
+class KeyConflict(enum.Enum):
+    SUFFIX = "suffix"  # a taken key gets a free one: cam1.ts, cam1-2.ts, ... (tailup.keyclaim)
+    OVERWRITE = "overwrite"  # the last recording written to a key wins
+
+
 class AfterUploadKind(enum.Enum):
     KEEP = "keep"
     DELETE = "delete"
@@ -102,6 +107,15 @@ class Settings(BaseSettings):
         description="Finalize this many seconds after the last writer closed the file.",
     )
     key_template: str = Field(default=DEFAULT_KEY_TEMPLATE, description="S3 key of each file.")
+    key_conflict: KeyConflict = Field(
+        default=KeyConflict.SUFFIX,
+        description="When a template names a key that holds another recording: suffix "
+        "(cam1-2.ts) or overwrite.",
+    )
+    failed_retry: float = Field(
+        default=60.0,
+        description="Seconds before a failed stream is tried again (doubling up to 30 min).",
+    )
     after_upload: str = Field(
         default="keep", description="What to do with the file after a verified upload."
     )
@@ -149,6 +163,7 @@ class Settings(BaseSettings):
         "poll_interval",
         "shutdown_grace",
         "health_interval",
+        "failed_retry",
         mode="before",
     )
     @classmethod
@@ -162,7 +177,7 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} bytes is outside 5MiB..5GiB (S3's part size limits)")
         return value
 
-    @field_validator("idle_timeout", "poll_interval", "health_interval")
+    @field_validator("idle_timeout", "poll_interval", "health_interval", "failed_retry")
     @classmethod
     def _positive(cls, value: float) -> float:
         if value <= 0:
@@ -249,6 +264,8 @@ ACCEPTED_FORMS: dict[str, str] = {
     "shutdown_grace": f"{DURATION_FORM}, 0 or more",
     "key_template": "text with placeholders among " + " ".join("{" + p + "}" for p in PLACEHOLDERS),
     "after_upload": AFTER_UPLOAD_FORM,
+    "key_conflict": "suffix or overwrite",
+    "failed_retry": f"{DURATION_FORM}, above 0",
     "part_concurrency": "a whole number from 1 to 64",
     "payload_signing": "auto, always or never",
     "metrics_port": "a port number from 0 (off) to 65535",

@@ -50,8 +50,17 @@ class StoragePermanentError(PermanentError):
         self.code = code
 
 
+class KeyTaken(StoragePermanentError):
+    """A conditional write found the key holding an object already (PreconditionFailed)."""
+
+
 class NoSuchUpload(StoragePermanentError):
     """The multipart upload no longer exists (aborted or expired)."""
+
+
+class SourceStalled(RetryableError):
+    """The source's file system did not answer, or answered with an error that passes (a network
+    mount's EIO, ESTALE, ETIMEDOUT): the stream is stalled, not failed."""
 
 
 class SourceError(PermanentError):

@@ -70,6 +70,23 @@ def render_key(template: str, ctx: KeyContext, *, prefix: str = "") -> str:
     return key
 
 
+def suffixed_key(key: str, number: int) -> str:
+    """The ``number``-th choice for a key already taken: ``a/cam1.ts`` -> ``a/cam1-2.ts``."""
+    folder, slash, name = key.rpartition("/")
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem:
+        stem, dot, ext = name, "", ""
+    return f"{folder}{slash}{stem}-{number}{dot}{ext}"
+
+
+def template_is_unique(template: str) -> bool:
+    """True if every stream gets a key of its own from the template alone."""
+    try:
+        return any(f == "stream_id" for _, f, _, _ in string.Formatter().parse(template))
+    except ValueError:
+        return False
+
+
 def metadata_key(object_key: str) -> str:
     return object_key + ".metadata.json"
 
@@ -96,6 +113,11 @@ class RedisKeys:
     def all_streams(self) -> str:
         """Sorted set of every stream id, scored by creation time: what status lists."""
         return f"{self.prefix}:streams:all"
+
+    @property
+    def object_keys(self) -> str:
+        """Hash: S3 object key -> id of the stream that owns it (two recordings never share one)."""
+        return f"{self.prefix}:objects"
 
     @property
     def paths(self) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from tailup.errors import NoSuchUpload, StoragePermanentError, StorageUnavailable
+from tailup.errors import KeyTaken, NoSuchUpload, StoragePermanentError, StorageUnavailable
 from tailup.integrity import crc32_of, multipart_etag
 from tailup.plan import MAX_PARTS, MIN_PART_SIZE_BYTES
 from tailup.s3 import ObjectInfo, UploadedPart, UploadInfo
@@ -39,6 +39,13 @@ class MemoryMultipartStore:
     async def check_bucket(self) -> None:
         return None
 
+    def for_bucket(self, bucket: str) -> MemoryMultipartStore:
+        return self
+
+    def _refuse_if_taken(self, key: str, if_none_match: bool) -> None:
+        if if_none_match and key in self.objects:
+            raise KeyTaken(f"S3: PreconditionFailed: {key} exists", code="PreconditionFailed")
+
     async def create_upload(self, key: str, content_type: str) -> str:
         self._counter += 1
         upload_id = f"mem-{self._counter}"
@@ -64,9 +71,15 @@ class MemoryMultipartStore:
         return etag
 
     async def complete_upload(
-        self, key: str, upload_id: str, parts: Sequence[tuple[int, str, int]]
+        self,
+        key: str,
+        upload_id: str,
+        parts: Sequence[tuple[int, str, int]],
+        *,
+        if_none_match: bool = False,
     ) -> str:
         upload = self._upload(key, upload_id)
+        self._refuse_if_taken(key, if_none_match)
         chosen: list[bytes] = []
         for index, (number, etag, _crc) in enumerate(parts):
             body = next((b for n, e, b in upload.parts if n == number and e == etag), None)
@@ -87,7 +100,10 @@ class MemoryMultipartStore:
         upload = self._upload(key, upload_id)
         return [UploadedPart(n, e, len(b)) for n, e, b in sorted(upload.parts, key=lambda p: p[0])]
 
-    async def put_object(self, key: str, body: bytes, crc32: int, content_type: str) -> str:
+    async def put_object(
+        self, key: str, body: bytes, crc32: int, content_type: str, *, if_none_match: bool = False
+    ) -> str:
+        self._refuse_if_taken(key, if_none_match)
         if crc32_of(body) != crc32:
             raise StorageUnavailable("BadDigest: checksum mismatch")
         self.objects[key] = bytes(body)

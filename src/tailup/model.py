@@ -20,11 +20,28 @@ class StreamState(enum.Enum):
 
     @property
     def is_live(self) -> bool:
-        """Live streams are resumed by the next start."""
+        """Being uploaded: its file is read and its parts sent."""
         return self in LIVE_STATES
+
+    @property
+    def is_resumable(self) -> bool:
+        """Taken up again by the next start (the live set): live, or failed and retried."""
+        return self in RESUMABLE_STATES
+
+
+class EndCause(enum.Enum):
+    """Why a stream ended ABORTED: only an operator's abort sticks; a file that vanished and
+    comes back is uploaded again."""
+
+    NONE = ""
+    OPERATOR = "operator"  # `tailup abort`
+    SOURCE_GONE = "source_gone"  # the file or its folder vanished before the upload completed
+    REPLACED = "replaced"  # its path held another file, or its bytes were rewritten from byte 0
 
 
 LIVE_STATES = frozenset({StreamState.UPLOADING, StreamState.STALLED, StreamState.FINALIZING})
+# A failed stream keeps its upload and parts and is retried on a long back-off (and at start).
+RESUMABLE_STATES = LIVE_STATES | {StreamState.FAILED}
 
 _ALLOWED: dict[StreamState, frozenset[StreamState]] = {
     StreamState.UPLOADING: frozenset(
@@ -46,9 +63,15 @@ _ALLOWED: dict[StreamState, frozenset[StreamState]] = {
     # A completed or skipped file that changes later is uploaded again (a new generation).
     StreamState.COMPLETED: frozenset({StreamState.UPLOADING}),
     StreamState.SKIPPED: frozenset({StreamState.UPLOADING}),
-    StreamState.FAILED: frozenset({StreamState.UPLOADING, StreamState.ABORTED}),
+    StreamState.FAILED: frozenset(
+        {StreamState.UPLOADING, StreamState.STALLED, StreamState.FINALIZING, StreamState.ABORTED}
+    ),
     StreamState.ABORTED: frozenset(),
 }
+
+
+# A meta field that `tailup retry` sets to ask a failed stream to try again now.
+RETRY_FIELD = "retry_requested_at"
 
 
 class InvalidTransition(ValueError):
@@ -113,6 +136,9 @@ class StreamRecord:
     note: str = ""
     device: int = 0
     inode: int = 0
+    # What tells a reused inode number apart (tailup.identity): 0 / -1 when not kept.
+    birth_ns: int = 0
+    inode_generation: int = -1
     generation: int = 1
     created_at: str = ""
     completed_at: str = ""
@@ -121,12 +147,23 @@ class StreamRecord:
     final_mtime_ns: int = 0
     sha256: str = ""
     etag: str = ""
+    # The uploaded first part (or the whole of a one-request upload): an O_TRUNC rewrite of the
+    # file changes it (tailup.identity). head_size 0: not known.
+    head_size: int = 0
+    head_crc32: int = 0
+    end_cause: EndCause = EndCause.NONE
+    # A delete or a rename away was seen at ``path`` after this stream ended: the next file
+    # there is not this recording unless its identity says so.
+    path_ended: bool = False
+    # The after-upload action (delete, move) is still to be done: its writer was not known gone
+    # yet, or a shutdown cut it off.
+    after_upload_pending: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     def to_hash(self) -> dict[str, str]:
         data = asdict(self)
         data.pop("extra")
-        out = {k: (v.value if isinstance(v, StreamState) else str(v)) for k, v in data.items()}
+        out = {k: encode_field(v) for k, v in data.items()}
         out.update(self.extra)
         return out
 
@@ -140,6 +177,10 @@ class StreamRecord:
                 continue
             if name == "state":
                 kwargs[name] = StreamState(value)
+            elif name == "end_cause":
+                kwargs[name] = EndCause(value)
+            elif spec.type in ("bool", bool):
+                kwargs[name] = value == "1"
             elif spec.type in ("int", int):
                 kwargs[name] = int(value or 0)
             else:
@@ -149,6 +190,15 @@ class StreamRecord:
 
     def with_changes(self, **changes: Any) -> StreamRecord:
         return replace(self, **changes)
+
+
+def encode_field(value: object) -> str:
+    """A record field as stored in the Redis hash (bools as 1/0, enums by value)."""
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
 
 
 def lowest_gap(part_numbers: set[int] | frozenset[int]) -> int:

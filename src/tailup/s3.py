@@ -36,6 +36,7 @@ from aiobotocore.session import get_session
 import tailup.body  # noqa: F401  (registers the zero-copy payload for part bodies)
 from tailup.config import PayloadSigning
 from tailup.errors import (
+    KeyTaken,
     NoSuchUpload,
     StoragePermanentError,
     StorageUnavailable,
@@ -80,16 +81,24 @@ class MultipartStore(Protocol):
         """Send one part; returns its ETag."""
 
     async def complete_upload(
-        self, key: str, upload_id: str, parts: Sequence[tuple[int, str, int]]
+        self,
+        key: str,
+        upload_id: str,
+        parts: Sequence[tuple[int, str, int]],
+        *,
+        if_none_match: bool = False,
     ) -> str:
-        """Complete with (number, etag, crc32) per part, in order; returns the object's ETag."""
+        """Complete with (number, etag, crc32) per part, in order; returns the object's ETag.
+        ``if_none_match``: only if no object has the key (KeyTaken otherwise)."""
 
     async def abort_upload(self, key: str, upload_id: str) -> None:
         """Abort; an upload that no longer exists counts as aborted."""
 
     async def list_parts(self, key: str, upload_id: str) -> list[UploadedPart]: ...
 
-    async def put_object(self, key: str, body: Body, crc32: int, content_type: str) -> str: ...
+    async def put_object(
+        self, key: str, body: Body, crc32: int, content_type: str, *, if_none_match: bool = False
+    ) -> str: ...
 
     async def head_object(self, key: str) -> ObjectInfo | None: ...
 
@@ -99,6 +108,10 @@ class MultipartStore(Protocol):
 
     async def check_bucket(self) -> None:
         """Raise StoragePermanentError if the bucket is missing or the credentials are refused."""
+
+    def for_bucket(self, bucket: str) -> MultipartStore:
+        """The same store (client, connections) on another bucket: a stream keeps the bucket it
+        started in when --bucket changes."""
 
 
 # Codes that retrying cannot fix. Anything 5xx, throttling and unknown network trouble is retryable.
@@ -203,6 +216,8 @@ def _translate_client_error(exc: Any, action: str) -> TailupError:
         text += f" ({_HINTS[code]})"
     if code == "NoSuchUpload":
         return NoSuchUpload(text, code=code)
+    if code in ("PreconditionFailed", "412") or status == 412:
+        return KeyTaken(text, code="PreconditionFailed")
     if code in _RETRYABLE_CODES:
         return StorageUnavailable(text)
     if code in _PERMANENT_CODES or (400 <= status < 500 and status not in (408, 429)):
@@ -251,10 +266,18 @@ def pool_size(max_inflight_bytes: int, part_size_bytes: int) -> int:
     return parts_in_flight + SPARE_CONNECTIONS
 
 
+def _conditional(if_none_match: bool) -> dict[str, str]:
+    # S3 (since 2024) and SeaweedFS answer PreconditionFailed when the key holds an object.
+    return {"IfNoneMatch": "*"} if if_none_match else {}
+
+
 class S3MultipartStore:
     def __init__(self, client: S3Client, bucket: str) -> None:
         self._s3 = client
         self._bucket = bucket
+
+    def for_bucket(self, bucket: str) -> S3MultipartStore:
+        return self if bucket == self._bucket else S3MultipartStore(self._s3, bucket)
 
     @classmethod
     @asynccontextmanager
@@ -334,13 +357,19 @@ class S3MultipartStore:
         return str(response["ETag"])
 
     async def complete_upload(
-        self, key: str, upload_id: str, parts: Sequence[tuple[int, str, int]]
+        self,
+        key: str,
+        upload_id: str,
+        parts: Sequence[tuple[int, str, int]],
+        *,
+        if_none_match: bool = False,
     ) -> str:
         response = await self._call(
             "complete multipart upload",
             "complete_multipart_upload",
             Key=key,
             UploadId=upload_id,
+            **_conditional(if_none_match),
             MultipartUpload={
                 "Parts": [
                     {"PartNumber": n, "ETag": etag, "ChecksumCRC32": crc32_header(crc)}
@@ -373,11 +402,14 @@ class S3MultipartStore:
                 return parts
             marker = int(response["NextPartNumberMarker"])
 
-    async def put_object(self, key: str, body: Body, crc32: int, content_type: str) -> str:
+    async def put_object(
+        self, key: str, body: Body, crc32: int, content_type: str, *, if_none_match: bool = False
+    ) -> str:
         response = await self._call(
             "put object",
             "put_object",
             Key=key,
+            **_conditional(if_none_match),
             Body=body,
             ContentType=content_type,
             ChecksumCRC32=crc32_header(crc32),

@@ -3,16 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
+import fcntl
 import os
 import stat as stat_mod
+import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from tailup.body import PART_BUFFERS, PartBody
-from tailup.errors import SourceGone, SourceUnreadable
+from tailup.errors import SourceError, SourceGone, SourceStalled, SourceUnreadable
+from tailup.identity import FileIdentity
 from tailup.integrity import crc32_update
+
+# What a network mount answers while its server is away or has restarted: it passes.
+_PASSING_ERRNOS = frozenset(
+    {
+        errno.EIO,
+        errno.ESTALE,
+        errno.ETIMEDOUT,
+        errno.ENOTCONN,
+        errno.EHOSTDOWN,
+        errno.EHOSTUNREACH,
+        errno.ENETDOWN,
+        errno.ENETUNREACH,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EAGAIN,
+        errno.EINTR,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,24 +43,155 @@ class FileStat:
     mtime_ns: int
     device: int
     inode: int
+    birth_ns: int = 0  # 0: the file system keeps no birth time
 
-    def same_file(self, device: int, inode: int) -> bool:
-        return (self.device, self.inode) == (device, inode)
+    def same_file(self, device: int, inode: int, birth_ns: int = 0) -> bool:
+        """The same inode life: same number and, where both are known, the same birth time."""
+        if (self.device, self.inode) != (device, inode):
+            return False
+        return not (self.birth_ns and birth_ns and self.birth_ns != birth_ns)
+
+
+def translate_os_error(path: Path, exc: OSError) -> SourceError | SourceStalled:
+    if isinstance(exc, FileNotFoundError):
+        return SourceGone(f"{path} no longer exists")
+    if isinstance(exc, PermissionError):
+        return SourceUnreadable(f"{path} cannot be read: permission denied")
+    if exc.errno in _PASSING_ERRNOS:
+        return SourceStalled(f"{path} cannot be read now: {exc.strerror} (retrying)")
+    if exc.errno == errno.ELOOP:
+        return SourceUnreadable(f"{path} is a symbolic link; links are not uploaded")
+    return SourceUnreadable(f"{path} cannot be read: {exc.strerror}")
 
 
 def stat_file(path: Path) -> FileStat:
     """Stat without following a final symlink's target silently: links are not sources."""
     try:
-        st = os.stat(path, follow_symlinks=False)
-    except FileNotFoundError as exc:
-        raise SourceGone(f"{path} no longer exists") from exc
-    except PermissionError as exc:
-        raise SourceUnreadable(f"{path} cannot be read: permission denied") from exc
+        st = _statx(path)
     except OSError as exc:
-        raise SourceUnreadable(f"{path} cannot be read: {exc.strerror}") from exc
-    if not stat_mod.S_ISREG(st.st_mode):
+        raise translate_os_error(path, exc) from exc
+    if not stat_mod.S_ISREG(st.mode):
         raise SourceUnreadable(f"{path} is not a regular file")
-    return FileStat(st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
+    return FileStat(st.size, st.mtime_ns, st.device, st.inode, st.birth_ns)
+
+
+def identify(path: Path) -> tuple[FileStat, FileIdentity]:
+    """Stat the file and read what tells its inode life apart: the birth time (statx) and the
+    inode generation (FS_IOC_GETVERSION, one open and ioctl), each where the file system keeps
+    it. Costs ~10 us on a local disk."""
+    st = stat_file(path)
+    generation = -1
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise translate_os_error(path, exc) from exc
+    try:
+        if os.fstat(fd).st_ino == st.inode:
+            raw = fcntl.ioctl(fd, _FS_IOC_GETVERSION, b"\0" * 8)
+            generation = struct.unpack("l", raw)[0] & 0xFFFFFFFF
+    except OSError:
+        pass  # ENOTTY: the file system keeps no generation (tmpfs, overlayfs, most FUSE)
+    finally:
+        os.close(fd)
+    return st, FileIdentity(st.device, st.inode, st.birth_ns, generation)
+
+
+# _IOR('v', 1, long) on 64-bit Linux.
+_FS_IOC_GETVERSION = 0x80087601
+
+
+@dataclass(frozen=True, slots=True)
+class _RawStat:
+    mode: int
+    size: int
+    mtime_ns: int
+    device: int
+    inode: int
+    birth_ns: int
+
+
+class _StatxTimestamp(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_int64), ("tv_nsec", ctypes.c_uint32), ("_r", ctypes.c_int32)]
+
+
+class _Statx(ctypes.Structure):
+    # struct statx (linux/stat.h), 256 bytes.
+    _fields_ = [
+        ("mask", ctypes.c_uint32),
+        ("blksize", ctypes.c_uint32),
+        ("attributes", ctypes.c_uint64),
+        ("nlink", ctypes.c_uint32),
+        ("uid", ctypes.c_uint32),
+        ("gid", ctypes.c_uint32),
+        ("mode", ctypes.c_uint16),
+        ("_pad", ctypes.c_uint16),
+        ("ino", ctypes.c_uint64),
+        ("size", ctypes.c_uint64),
+        ("blocks", ctypes.c_uint64),
+        ("attributes_mask", ctypes.c_uint64),
+        ("atime", _StatxTimestamp),
+        ("btime", _StatxTimestamp),
+        ("ctime", _StatxTimestamp),
+        ("mtime", _StatxTimestamp),
+        ("rdev_major", ctypes.c_uint32),
+        ("rdev_minor", ctypes.c_uint32),
+        ("dev_major", ctypes.c_uint32),
+        ("dev_minor", ctypes.c_uint32),
+        ("_spare", ctypes.c_uint64 * 14),
+    ]
+
+
+_AT_FDCWD = -100
+_AT_SYMLINK_NOFOLLOW = 0x100
+_STATX_BASIC_STATS = 0x7FF
+_STATX_BTIME = 0x800
+
+
+def _load_statx() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    # Python 3.11 has no os.statx; glibc >= 2.28 has statx(). Without it: no birth time.
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        func = libc.statx
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p]
+    func.restype = ctypes.c_int
+    return func
+
+
+_STATX = _load_statx()
+
+
+def _statx(path: Path) -> _RawStat:
+    if _STATX is None:
+        return _plain_stat(path)
+    buf = _Statx()
+    rc = _STATX(
+        _AT_FDCWD,
+        os.fsencode(path),
+        _AT_SYMLINK_NOFOLLOW,
+        _STATX_BASIC_STATS | _STATX_BTIME,
+        ctypes.byref(buf),
+    )
+    if rc != 0:
+        code = ctypes.get_errno()
+        if code == errno.ENOSYS:
+            return _plain_stat(path)
+        raise OSError(code, os.strerror(code), str(path))
+    birth = buf.btime.tv_sec * 1_000_000_000 + buf.btime.tv_nsec if buf.mask & _STATX_BTIME else 0
+    return _RawStat(
+        buf.mode,
+        buf.size,
+        buf.mtime.tv_sec * 1_000_000_000 + buf.mtime.tv_nsec,
+        os.makedev(buf.dev_major, buf.dev_minor),
+        buf.ino,
+        birth,
+    )
+
+
+def _plain_stat(path: Path) -> _RawStat:
+    st = os.stat(path, follow_symlinks=False)
+    return _RawStat(st.st_mode, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, 0)
 
 
 def read_range_blocking(path: Path, start: int, length: int, device: int, inode: int) -> PartBody:
@@ -49,7 +202,7 @@ def read_range_blocking(path: Path, start: int, length: int, device: int, inode:
     try:
         return _read_into(fd, start, length)
     except OSError as exc:
-        raise SourceUnreadable(f"{path} cannot be read: {exc.strerror}") from exc
+        raise translate_os_error(path, exc) from exc
     finally:
         os.close(fd)
 
@@ -77,7 +230,7 @@ def crc32_of_range_blocking(
                 crc = crc32_update(view[:count], crc)
                 got += count
     except OSError as exc:
-        raise SourceUnreadable(f"{path} cannot be read: {exc.strerror}") from exc
+        raise translate_os_error(path, exc) from exc
     finally:
         os.close(fd)
     return got, crc
@@ -86,19 +239,13 @@ def crc32_of_range_blocking(
 def _open_checked(path: Path, device: int, inode: int) -> int:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except FileNotFoundError as exc:
-        raise SourceGone(f"{path} no longer exists") from exc
-    except PermissionError as exc:
-        raise SourceUnreadable(f"{path} cannot be read: permission denied") from exc
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise SourceUnreadable(f"{path} is a symbolic link; links are not uploaded") from exc
-        raise SourceUnreadable(f"{path} cannot be read: {exc.strerror}") from exc
+        raise translate_os_error(path, exc) from exc
     try:
         st = os.fstat(fd)
     except OSError as exc:
         os.close(fd)
-        raise SourceUnreadable(f"{path} cannot be read: {exc.strerror}") from exc
+        raise translate_os_error(path, exc) from exc
     if (st.st_dev, st.st_ino) != (device, inode):
         os.close(fd)
         raise SourceGone(f"{path} was replaced by another file")

@@ -23,7 +23,17 @@ from rich.text import Text
 from tailup.checkpoint import CheckpointStore, RedisCheckpointStore
 from tailup.config import Settings
 from tailup.errors import PermanentError
-from tailup.model import LIVE_STATES, PartRecord, StreamRecord, StreamState, parse_iso, utc_now
+from tailup.model import (
+    RESUMABLE_STATES,
+    RETRY_FIELD,
+    EndCause,
+    PartRecord,
+    StreamRecord,
+    StreamState,
+    iso,
+    parse_iso,
+    utc_now,
+)
 from tailup.units import format_size
 
 
@@ -251,10 +261,14 @@ async def abort_stream(settings: Settings, stream_id: str, reason: str) -> str:
         if loaded is None:
             raise PermanentError(f"no stream {stream_id!r} in Redis (see `tailup status`)")
         record, _ = loaded
-        if not record.state.is_live:
+        if not record.state.is_resumable:
             return f"stream {stream_id} is {record.state.value}; nothing to abort"
         refused = await cps.set_state(
-            stream_id, StreamState.ABORTED, allowed_from=LIVE_STATES, error=reason
+            stream_id,
+            StreamState.ABORTED,
+            allowed_from=RESUMABLE_STATES,
+            error=reason,
+            end_cause=EndCause.OPERATOR,
         )
         if refused is not None:
             return f"stream {stream_id} is {refused.value}; nothing to abort"
@@ -267,3 +281,27 @@ async def abort_stream(settings: Settings, stream_id: str, reason: str) -> str:
             ) as store:
                 await store.abort_upload(record.key, upload_id)
         return f"stream {stream_id} aborted: {reason}"
+
+
+
+async def retry_streams(settings: Settings, stream_id: str | None, *, failed: bool) -> list[str]:
+    """Ask the daemon to try failed streams again now (it polls this field while it waits; a
+    daemon started later resumes failed streams anyway). Checkpointed parts are not sent again:
+    the stream reconciles them with S3's part list first. Returns one line per stream."""
+    async with RedisCheckpointStore.connect(settings.redis_url, settings.redis_prefix) as cps:
+        ids = await cps.live_stream_ids() if failed else [stream_id or ""]
+        lines: list[str] = []
+        for sid in ids:
+            loaded = await cps.load(sid)
+            if loaded is None:
+                raise PermanentError(f"no stream {sid!r} in Redis (see `tailup status`)")
+            record = loaded[0]
+            if record.state is not StreamState.FAILED:
+                if not failed:
+                    lines.append(f"stream {sid} is {record.state.value}; nothing to retry")
+                continue
+            await cps.update(sid, **{RETRY_FIELD: iso(utc_now())})
+            lines.append(f"stream {sid} will be retried now (was: {record.error})")
+        if failed and not lines:
+            lines.append("no failed stream")
+        return lines

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 import uuid
 from collections.abc import Sequence
@@ -12,23 +13,43 @@ from pathlib import Path, PurePosixPath
 
 import structlog
 
+from tailup.afterupload import act, may_act, proc_sees_every_writer
 from tailup.budget import ByteBudget
 from tailup.checkpoint import CheckpointStore
-from tailup.config import Settings
-from tailup.errors import RetryableError, SourceError, TailupError
+from tailup.config import KeyConflict, Settings
+from tailup.errors import RetryableError, SourceError, SourceStalled, TailupError
 from tailup.events import EventKind, FileEvent
-from tailup.keys import KeyContext, render_key
-from tailup.model import LIVE_STATES, PartRecord, StreamRecord, StreamState, iso, utc_now
+from tailup.identity import (
+    FileIdentity,
+    FileNow,
+    Life,
+    Seen,
+    judge_file,
+    record_identity,
+    same_life,
+)
+from tailup.keyclaim import claim_key
+from tailup.keys import KeyContext, render_key, template_is_unique
+from tailup.model import (
+    LIVE_STATES,
+    EndCause,
+    PartRecord,
+    StreamRecord,
+    StreamState,
+    iso,
+    utc_now,
+)
+from tailup.offload import run_blocking
 from tailup.retry import Backoff
+from tailup.routing import Action, Facts, route
 from tailup.s3 import MultipartStore
-from tailup.source import FileStat, stat_file
+from tailup.source import FileStat, crc32_of_range_blocking, identify
 from tailup.stream import Outcome, Stream, StreamDeps
 from tailup.watcher import Watcher, is_candidate, writers_open
 
 log = structlog.get_logger(__name__)
 
 ROUTE_RETRY_S = 2.0
-_MODIFYING = {EventKind.CREATED, EventKind.MODIFIED, EventKind.CLOSED, EventKind.DISCOVERED}
 
 
 def new_stream_id() -> str:
@@ -52,6 +73,8 @@ class Supervisor:
         self._roots = [Path(p).resolve() for p in settings.watch]
         self._store = store
         self._checkpoints = checkpoints
+        self._proc_sees_all = proc_sees_every_writer()
+        overwrite = settings.key_conflict is KeyConflict.OVERWRITE
         self._deps = StreamDeps(
             store=store,
             checkpoints=checkpoints,
@@ -60,17 +83,22 @@ class Supervisor:
             idle_timeout_s=settings.idle_timeout,
             part_concurrency=settings.part_concurrency,
             after_upload=settings.after_upload_action,
+            proc_sees_all=self._proc_sees_all,
+            check_keys=not overwrite and not template_is_unique(settings.key_template),
+            conditional_writes=not overwrite,
+            failed_retry_s=settings.failed_retry,
         )
+        # The stream of each path being uploaded. A stream leaves it when its file is deleted,
+        # renamed (it moves to the new path) or replaced, at once, before it has ended.
         self._streams: dict[Path, Stream] = {}
-        # Every running stream, also one no longer reachable by path (superseded): all are
-        # stopped on shutdown.
+        # Every running stream, also one no longer reachable by path: all are stopped on
+        # shutdown.
         self._running: set[Stream] = set()
-        # Path -> id of its stream that ended REPLACED: the file there is new even if its inode
-        # is the old one (rewritten in place while tailup was not running), so while that stream
-        # is still the path's latest, the next event starts a new one.
-        self._replaced: dict[Path, str] = {}
+        self._by_id: dict[str, Stream] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[FileEvent] = asyncio.Queue()
+        self._deferred: dict[Path, FileEvent] = {}
+        self._flush_handle: asyncio.TimerHandle | None = None
         self._stopping = False
         self._hostname = socket.gethostname()
         self._group: asyncio.TaskGroup | None = None
@@ -100,6 +128,12 @@ class Supervisor:
         ):
             self._group = group
             forward = group.create_task(self._forward(watcher), name="watcher-forward")
+            if not self._proc_sees_all:
+                log.warning(
+                    "tailup runs in a PID namespace of its own (a container): /proc does not "
+                    "show writers outside it, so files are deleted or moved after upload only "
+                    "once their writer closed them"
+                )
             await self._resume_live_streams(stop)
             log.info("watching", folders=[str(r) for r in self._roots])
             self.ready.set()
@@ -129,11 +163,25 @@ class Supervisor:
             await self._route(event)
             self.events_routed += 1
         except RetryableError as exc:
-            # Redis or S3 unreachable while starting a stream: try the event again shortly.
+            # Redis or S3 unreachable, or the file system hung, while starting a stream: try
+            # again shortly. One deferred event per path: a later one says more.
             log.warning("event deferred", path=str(event.path), reason=str(exc))
-            asyncio.get_running_loop().call_later(ROUTE_RETRY_S, self._queue.put_nowait, event)
+            self._defer(event)
         except TailupError as exc:
             log.error("event dropped", path=str(event.path), reason=str(exc))
+
+    def _defer(self, event: FileEvent) -> None:
+        self._deferred[event.path] = merge_deferred(self._deferred.get(event.path), event)
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_later(
+                ROUTE_RETRY_S, self._flush_deferred
+            )
+
+    def _flush_deferred(self) -> None:
+        self._flush_handle = None
+        deferred, self._deferred = self._deferred, {}
+        for event in deferred.values():
+            self._queue.put_nowait(event)
 
     async def _drain(self) -> None:
         self._stopping = True
@@ -156,58 +204,98 @@ class Supervisor:
                 streams=len(pending),
             )
 
-    # -- routing --
+    # -- routing (the decisions are tailup.routing's and tailup.identity's) --
 
     async def _route(self, event: FileEvent) -> None:
-        if event.kind is EventKind.ROOT_GONE:
-            self._root_gone(event.path)
-        elif event.kind is EventKind.MOVED:
-            await self._moved(event)
-        elif event.kind is EventKind.DELETED:
-            stream = self._streams.get(event.path)
-            if stream:
-                stream.on_gone(f"{event.path} was deleted before its upload completed")
-        elif event.kind in _MODIFYING:
-            await self._changed(event)
+        dest = event.dest_path
+        facts = Facts(
+            has_stream=event.path in self._streams,
+            candidate=is_candidate(event.path, self._settings.include),
+            dest_inside=dest is not None and containing_root(dest, self._roots) is not None,
+            dest_candidate=dest is not None and is_candidate(dest, self._settings.include),
+        )
+        for action in route(event, facts):
+            await self._carry_out(action, event)
+
+    async def _carry_out(self, action: Action, event: FileEvent) -> None:
+        path = event.path
+        if action is Action.ROOT_GONE:
+            self._root_gone(path)
+        elif action is Action.TELL_GONE:
+            await self._tell_gone(event)
+        elif action is Action.END_PATH:
+            await self._end_path(path)
+        elif action is Action.TELL_CLOSED:
+            if not await _still_written(path):
+                self._streams[path].on_closed()
+        elif action is Action.CARRY_STREAM:
+            assert event.dest_path is not None
+            await self._carry_stream(path, event.dest_path)
+        elif action is Action.CARRY_RECORD:
+            assert event.dest_path is not None
+            await self._carry_record(path, event.dest_path)
+        elif action is Action.OPEN:
+            closed = event.kind is EventKind.CLOSED or (
+                event.kind is EventKind.DISCOVERED and event.writer_open is False
+            )
+            await self._open_stream(path, writer_closed=closed)
+        elif action is Action.OPEN_DEST:
+            assert event.dest_path is not None
+            found = await run_blocking(writers_open, [event.dest_path], what="/proc")
+            await self._open_stream(event.dest_path, writer_closed=found[event.dest_path] is False)
 
     def _root_gone(self, root: Path) -> None:
         log.error("watched folder removed", folder=str(root))
         for path, stream in list(self._streams.items()):
             if path.is_relative_to(root):
+                del self._streams[path]
                 stream.on_gone(f"the watched folder {root} was removed")
 
-    async def _moved(self, event: FileEvent) -> None:
-        dest = event.dest_path
-        stream = self._streams.pop(event.path, None)
-        inside = dest is not None and containing_root(dest, self._roots) is not None
-        if stream is not None:
-            if dest is not None and inside:
-                stream.on_moved(dest)
-                self._streams[dest] = stream
-            else:
-                stream.on_gone(f"{event.path} was moved out of the watched folders")
-            return
-        if dest is not None and inside and is_candidate(dest, self._settings.include):
-            closed = writers_open([dest]).get(dest) is False
-            await self._open_stream(dest, writer_closed=closed, at_startup=False)
+    async def _tell_gone(self, event: FileEvent) -> None:
+        # The stream leaves the path at once: a file created there next is a new recording,
+        # even on the same inode number.
+        stream = self._streams.pop(event.path)
+        if event.kind is EventKind.DELETED:
+            stream.on_gone(f"{event.path} was deleted before its upload completed")
+        else:
+            stream.on_gone(f"{event.path} was moved out of the watched folders")
+        await self._checkpoints.update(stream.stream_id, path_ended=True)
 
-    async def _changed(self, event: FileEvent) -> None:
-        path = event.path
-        stream = self._streams.get(path)
-        closed = event.kind is EventKind.CLOSED or (
-            event.kind is EventKind.DISCOVERED and event.writer_open is False
-        )
-        if stream is not None:
-            # Nothing else to tell a live stream: it watches its file's size itself, and MODIFIED
-            # is an open (our own reads open the file for every part), not a write.
-            if closed and not await _still_written(path):
-                stream.on_closed()
+    async def _end_path(self, path: Path) -> None:
+        previous = await self._latest_record(path)
+        if previous is not None:
+            await self._checkpoints.update(previous.stream_id, path_ended=True)
+
+    async def _carry_stream(self, old: Path, new: Path) -> None:
+        stream = self._streams.pop(old)
+        stream.on_moved(new)  # the stream writes its new path to Redis itself
+        self._streams[new] = stream
+        await self._checkpoints.forget_path(str(old), stream.stream_id)
+        log.info("stream follows its file", stream_id=stream.stream_id, old=str(old), new=str(new))
+
+    async def _carry_record(self, old: Path, new: Path) -> None:
+        """A recording renamed when no stream runs for it (completed, or ended): its record
+        follows, if the file at ``new`` is that recording."""
+        previous = await self._latest_record(old)
+        if previous is None or previous.stream_id in self._by_id:
             return
-        if not is_candidate(path, self._settings.include):
+        try:
+            _, seen = await run_blocking(identify, new, what=str(new))
+        except SourceError:
             return
-        await self._open_stream(
-            path, writer_closed=closed, at_startup=event.kind is EventKind.DISCOVERED
-        )
+        if same_life(record_identity(previous), seen) is not Life.SAME:
+            return
+        await self._checkpoints.update(previous.stream_id, path=str(new), path_ended=False)
+        await self._checkpoints.forget_path(str(old), previous.stream_id)
+        log.info("recording renamed", stream_id=previous.stream_id, old=str(old), new=str(new))
+
+    async def _latest_record(self, path: Path) -> StreamRecord | None:
+        """The record of the path's latest recording, if it still names this path."""
+        stream_id = await self._checkpoints.stream_for_path(str(path))
+        loaded = await self._checkpoints.load(stream_id) if stream_id else None
+        if loaded is None or loaded[0].path != str(path):
+            return None
+        return loaded[0]
 
     # -- starting streams --
 
@@ -232,12 +320,22 @@ class Supervisor:
 
     async def _resume_each(self) -> None:
         for stream_id in await self._checkpoints.live_stream_ids():
+            if stream_id in self._by_id:
+                continue
             loaded = await self._checkpoints.load(stream_id)
             if loaded is None:
                 continue
             record, parts = loaded
-            if not record.state.is_live:
+            if not record.state.is_resumable:
                 await self._leave_live_set(record)
+                continue
+            if containing_root(Path(record.path), self._roots) is None:
+                # Not this daemon's folders (any more): touch nothing, delete nothing.
+                log.warning(
+                    "live stream not resumed: its folder is not watched",
+                    stream_id=stream_id,
+                    path=record.path,
+                )
                 continue
             if Path(record.path) in self._streams:
                 continue
@@ -261,15 +359,37 @@ class Supervisor:
             last_activity_at_utc=record.last_activity_at_utc,
         )
 
-    async def _open_stream(self, path: Path, *, writer_closed: bool, at_startup: bool) -> None:
+    async def _open_stream(self, path: Path, *, writer_closed: bool) -> None:
         try:
-            st = stat_file(path)
+            st, seen = await run_blocking(identify, path, what=str(path))
+        except SourceStalled:
+            raise
         except SourceError as exc:
             log.warning("file cannot be uploaded", path=str(path), reason=str(exc))
             return
-        record = await self._next_record(path, st, at_startup=at_startup)
-        if record is None:
+        previous, parts = await self._path_history(path)
+        now = FileNow(seen, st.size, st.mtime_ns)
+        judgement = judge_file(previous, now)
+        if judgement.seen is Seen.CHECK_HEAD:
+            assert previous is not None
+            head = await self._head_unchanged(previous, parts, path, st)
+            judgement = judge_file(previous, now, head_unchanged=head)
+        verdict = judgement.seen
+        if verdict is Seen.UNCHANGED:
+            if previous is not None and previous.after_upload_pending:
+                await self._pending_after_upload(previous, writer_closed=writer_closed)
             return
+        if verdict is Seen.RESUME:
+            assert previous is not None
+            if previous.stream_id not in self._by_id:
+                log.info("resuming stream", stream_id=previous.stream_id, path=str(path))
+                self._start(previous, parts, writer_closed=writer_closed, resumed=True)
+            return
+        if verdict in (Seen.GREW, Seen.RESTART):
+            assert previous is not None
+            record = _next_generation(previous, st, seen)
+        else:
+            record = await self._new_record(path, st, seen)
         await self._checkpoints.create(record)
         log.info(
             "stream started",
@@ -277,45 +397,59 @@ class Supervisor:
             path=str(path),
             key=record.key,
             generation=record.generation,
+            why=judgement.reason,
         )
         self._start(record, {}, writer_closed=writer_closed)
 
-    async def _next_record(
-        self, path: Path, st: FileStat, *, at_startup: bool
-    ) -> StreamRecord | None:
-        """The record of the stream to start for this file, or None when there is nothing to do."""
-        previous_id = await self._checkpoints.stream_for_path(str(path))
-        loaded = await self._checkpoints.load(previous_id) if previous_id else None
-        if loaded is not None:
-            prev, parts = loaded
-            replaced = self._replaced.get(path) == prev.stream_id
-            if replaced:
-                del self._replaced[path]
-            same = st.same_file(prev.device, prev.inode) and not replaced
-            if same and prev.state.is_live:
-                log.info("resuming stream", stream_id=prev.stream_id, path=str(path))
-                self._start(prev, parts, writer_closed=False, resumed=True)
-                return None
-            if same and _unchanged_since_end(prev, st, at_startup):
-                return None
-            if same:
-                # The same file changed after it was completed (appended, or rewritten by a
-                # recorder restarted under the same name): upload it again, same stream and key.
-                return _next_generation(prev, st)
-            if prev.state.is_live:
-                await self._retire_replaced(prev)
-        return self._new_record(path, st)
+    async def _path_history(
+        self, path: Path
+    ) -> tuple[StreamRecord | None, dict[int, PartRecord]]:
+        stream_id = await self._checkpoints.stream_for_path(str(path))
+        loaded = await self._checkpoints.load(stream_id) if stream_id else None
+        if loaded is None or loaded[0].path != str(path):
+            return None, {}  # renamed away since: that record is another path's now
+        return loaded
 
-    async def _retire_replaced(self, prev: StreamRecord) -> None:
-        if prev.upload_id:
-            await self._store.abort_upload(prev.key, prev.upload_id)
-        await self._checkpoints.update(
-            prev.stream_id,
-            state=StreamState.ABORTED,
-            error=f"{prev.path} was replaced by another file before its upload completed",
+    async def _head_unchanged(
+        self,
+        previous: StreamRecord,
+        parts: dict[int, PartRecord],
+        path: Path,
+        st: FileStat,
+    ) -> bool:
+        """Whether the file's first part holds the bytes uploaded as the recording's first
+        part (an O_TRUNC rewrite changes them). One read of at most one part."""
+        size, crc = previous.head_size, previous.head_crc32
+        if size <= 0 and 1 in parts:
+            size, crc = parts[1].size, parts[1].crc32
+        if size <= 0:
+            return True  # nothing was uploaded to compare with
+        got, now_crc = await run_blocking(
+            crc32_of_range_blocking, path, 0, size, st.device, st.inode, what=str(path)
         )
+        return got == size and now_crc == crc
 
-    def _new_record(self, path: Path, st: FileStat) -> StreamRecord:
+    async def _pending_after_upload(self, record: StreamRecord, *, writer_closed: bool) -> None:
+        """Finish an after-upload action left pending (its writer held the file at completion,
+        or a shutdown cut it off), now that the file is unchanged since its verified upload."""
+        path = Path(record.path)
+        found = await run_blocking(writers_open, [path], what="/proc")
+        if not may_act(
+            close_seen=writer_closed,
+            writer_open=found[path],
+            proc_sees_all=self._proc_sees_all,
+        ):
+            return
+        kind, target = self._settings.after_upload_action
+        try:
+            done = await run_blocking(act, kind, target, path, Path(record.watch_root))
+        except (OSError, SourceStalled) as exc:
+            log.warning("after-upload action failed", path=str(path), reason=str(exc))
+            return
+        await self._checkpoints.update(record.stream_id, after_upload_pending=False)
+        log.info("pending after-upload action done", stream_id=record.stream_id, action=done)
+
+    async def _new_record(self, path: Path, st: FileStat, seen: FileIdentity) -> StreamRecord:
         root = containing_root(path, self._roots) or path.parent
         stream_id = new_stream_id()
         now = utc_now()
@@ -330,6 +464,9 @@ class Supervisor:
             ),
             prefix=self._settings.prefix,
         )
+        key = await claim_key(
+            self._checkpoints, self._store, key, stream_id, check=self._deps.check_keys
+        )
         return StreamRecord(
             stream_id=stream_id,
             path=str(path),
@@ -339,6 +476,8 @@ class Supervisor:
             base_part_size=self._settings.part_size,
             device=st.device,
             inode=st.inode,
+            birth_ns=seen.birth_ns,
+            inode_generation=seen.generation,
             created_at=iso(now),
             last_activity_at_utc=iso(now),
         )
@@ -352,17 +491,25 @@ class Supervisor:
         resumed: bool = False,
     ) -> None:
         assert self._group is not None, "streams start only while the supervisor runs"
-        stream = Stream(self._deps, record, parts, writer_closed=writer_closed, resumed=resumed)
+        deps = self._deps_for(record.bucket)
+        stream = Stream(deps, record, parts, writer_closed=writer_closed, resumed=resumed)
         superseded = self._streams.get(stream.path)
         if superseded is not None:
-            # Its file was replaced (its upload is aborted already): let it end now, not at its
-            # idle timeout.
-            superseded.on_gone(f"{record.path} was replaced by another file while being uploaded")
+            # Routing never opens a path that has a stream; should it happen, the older stream
+            # must not hold the path.
+            superseded.on_gone(f"{record.path} is another file now")
         self._streams[stream.path] = stream
         self._running.add(stream)
+        self._by_id[record.stream_id] = stream
         task = self._group.create_task(self._run_stream(stream), name=f"stream-{record.stream_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _deps_for(self, bucket: str) -> StreamDeps:
+        """A stream keeps the bucket it started in (a resumed stream after --bucket changed)."""
+        if not bucket or bucket == self._settings.bucket:
+            return self._deps
+        return dataclasses.replace(self._deps, store=self._store.for_bucket(bucket))
 
     async def _run_stream(self, stream: Stream) -> None:
         try:
@@ -375,18 +522,22 @@ class Supervisor:
             outcome = Outcome.FAILED
         finally:
             self._running.discard(stream)
+            if self._by_id.get(stream.stream_id) is stream:
+                del self._by_id[stream.stream_id]
             if self._streams.get(stream.path) is stream:
                 del self._streams[stream.path]
         if self._stopping or outcome is Outcome.STOPPED:
             return
-        # A new file may already stand at this path (replaced, or deleted and recreated).
+        # A file may stand at this path again (replaced, changed after completion, back after it
+        # vanished): look at it as if found at start; the identity decides what it is. Its
+        # writer may be gone already (its close went to the stream that just ended), and then it
+        # must not wait for the idle timeout.
         again = (Outcome.REPLACED, Outcome.CHANGED_AFTER_COMPLETE, Outcome.ABORTED)
-        if outcome in again and stream.path.exists():
-            if outcome is Outcome.REPLACED:
-                self._replaced[stream.path] = stream.stream_id
-            # Reported like a file found at start: its writer may be gone already (its close went
-            # to the stream that just ended), and then it must not wait for the idle timeout.
-            found = await asyncio.to_thread(writers_open, [stream.path])
+        if outcome in again and stream.path not in self._streams:
+            try:
+                found = await run_blocking(writers_open, [stream.path], what="/proc")
+            except SourceStalled:
+                found = {stream.path: None}
             event = FileEvent(EventKind.DISCOVERED, stream.path, writer_open=found[stream.path])
             self._queue.put_nowait(event)
 
@@ -406,23 +557,30 @@ class Supervisor:
 async def _still_written(path: Path) -> bool:
     """True if some process still has the file open for writing: that close (one descriptor of
     several) was not the end of the recording. One /proc pass, off the loop."""
-    found = await asyncio.to_thread(writers_open, [path])
+    found = await run_blocking(writers_open, [path], what="/proc")
     return found[path] is True
 
 
-def _unchanged_since_end(prev: StreamRecord, st: FileStat, at_startup: bool) -> bool:
-    if prev.state is StreamState.COMPLETED:
-        return (st.size, st.mtime_ns) == (prev.final_size, prev.final_mtime_ns)
-    if prev.state is StreamState.SKIPPED:
-        return st.size == 0
-    if prev.state is StreamState.FAILED:
-        # A failed stream is tried again by the next start, not by every event (no busy loop).
-        return not at_startup
-    # Aborted (by a user, or its file went away and came back): not restarted behind anyone's back.
-    return prev.state is StreamState.ABORTED
+# Which of two events for one path says more, when both wait for a retry.
+_WEIGHT = {
+    EventKind.MODIFIED: 0,
+    EventKind.CREATED: 1,
+    EventKind.DISCOVERED: 2,
+    EventKind.CLOSED: 3,
+}
 
 
-def _next_generation(prev: StreamRecord, st: FileStat) -> StreamRecord:
+def merge_deferred(earlier: FileEvent | None, later: FileEvent) -> FileEvent:
+    """The one event to retry for a path: a close is not lost behind a later open, and a delete
+    or a move (which end or carry the recording) wins over what came before."""
+    if earlier is None or later.kind not in _WEIGHT or earlier.kind not in _WEIGHT:
+        return later
+    return later if _WEIGHT[later.kind] >= _WEIGHT[earlier.kind] else earlier
+
+
+def _next_generation(prev: StreamRecord, st: FileStat, seen: FileIdentity) -> StreamRecord:
+    """The same recording, uploaded again under its key: it grew after it completed, or came
+    back after it vanished."""
     now = iso(utc_now())
     return prev.with_changes(
         state=StreamState.UPLOADING,
@@ -434,6 +592,10 @@ def _next_generation(prev: StreamRecord, st: FileStat) -> StreamRecord:
         note="",
         device=st.device,
         inode=st.inode,
+        birth_ns=seen.birth_ns,
+        inode_generation=seen.generation,
+        end_cause=EndCause.NONE,
+        path_ended=False,
         created_at=now,
         completed_at="",
         last_activity_at_utc=now,

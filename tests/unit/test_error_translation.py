@@ -127,7 +127,18 @@ REDIS_CASES = [
     (rex.ResponseError("NOAUTH Authentication required."), CheckpointRefused),
     (rex.ResponseError("WRONGPASS invalid username-password pair"), CheckpointRefused),
     (rex.NoPermissionError("NOPERM this user has no permissions"), CheckpointRefused),
-    (rex.ResponseError("ERR unknown command"), PermanentError),
+    # Unknown replies are retried: an operator or time fixes them, and a stream given up on a
+    # full Redis disk would lose its recording's upload.
+    (rex.ResponseError("ERR unknown command"), CheckpointUnavailable),
+    (
+        rex.ResponseError(
+            "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to "
+            "persist to disk."
+        ),
+        CheckpointUnavailable,
+    ),
+    (rex.ResponseError("BUSY Redis is busy running a script."), CheckpointUnavailable),
+    (rex.ResponseError("NOPERM User tailup has no permissions to run 'evalsha'"), CheckpointRefused),
 ]
 
 

@@ -4,7 +4,7 @@ abort from outside; stalls, aborts and failures, and how the stream ends."""
 from __future__ import annotations
 
 from tailup.errors import AbortedElsewhere, CheckpointUnavailable, RetryableError
-from tailup.model import StreamState, check_transition
+from tailup.model import EndCause, StreamState, check_transition
 from tailup.stream.context import Collaborator, Outcome, StreamContext
 from tailup.stream.sending import PartSender
 
@@ -44,23 +44,33 @@ class Bookkeeper(Collaborator):
             self.record = self.record.with_changes(state=previous)
             raise AbortedElsewhere(f"the stream is {refused.value} in Redis")
 
-    async def abort(self, reason: str) -> None:
+    async def abort(self, reason: str, cause: EndCause) -> None:
+        """The file is gone or replaced: its upload can never be completed."""
         if self.record.upload_id:
             await self._sender.abort_quietly(self.record.upload_id)
         await self._sender.sweep_orphans()
         self._log.warning("stream aborted", reason=reason)
-        await self._record_end(StreamState.ABORTED, reason)
+        first = self.parts.get(1)
+        await self._record_end(
+            StreamState.ABORTED,
+            reason,
+            end_cause=cause,
+            upload_id="",
+            # What identifies the recording if its file comes back (tailup.identity).
+            head_size=first.size if first else 0,
+            head_crc32=first.crc32 if first else 0,
+        )
 
     async def fail(self, reason: str) -> None:
-        self._log.error("stream failed", reason=reason)
-        if self.record.upload_id:
-            await self._sender.abort_quietly(self.record.upload_id)
-        await self._sender.sweep_orphans()
+        """A permanent error: the upload and its parts are kept (hours of parts must not be lost
+        to an IAM policy still propagating or an expired token); the stream is tried again on a
+        long back-off, at the next start, or at once by `tailup retry`."""
+        self._log.error("stream failed; it will be retried", reason=reason)
         await self._record_end(StreamState.FAILED, reason)
 
-    async def _record_end(self, state: StreamState, reason: str) -> None:
+    async def _record_end(self, state: StreamState, reason: str, **fields: object) -> None:
         try:
-            await self.set_state(state, error=reason)
+            await self.set_state(state, error=reason, **fields)
         except AbortedElsewhere:
             self._log.warning("stream was aborted from outside meanwhile", state=state.value)
         except (CheckpointUnavailable, ValueError) as exc:

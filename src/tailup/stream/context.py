@@ -23,8 +23,9 @@ from tailup.budget import ByteBudget
 from tailup.checkpoint import CheckpointStore
 from tailup.config import AfterUploadKind
 from tailup.digest import FileDigest
-from tailup.errors import PermanentError, SourceGone, TailupError
+from tailup.errors import PermanentError, RetryableError, SourceGone, TailupError
 from tailup.model import PartRecord, StreamRecord
+from tailup.offload import run_blocking
 from tailup.plan import PartPlan
 from tailup.retry import Backoff
 from tailup.s3 import MultipartStore
@@ -36,6 +37,9 @@ log = structlog.get_logger("tailup.stream")
 
 class Outcome(enum.Enum):
     COMPLETED = "completed"
+    # Completed on an idle timeout while a writer may still hold the file: the supervisor looks
+    # at it again until the writer is gone (its later bytes make a new generation).
+    COMPLETED_WRITER_OPEN = "completed_writer_open"
     CHANGED_AFTER_COMPLETE = "changed_after_complete"  # completed, but the file moved on since
     SKIPPED = "skipped"
     ABORTED = "aborted"
@@ -56,10 +60,30 @@ class StreamDeps:
     clock: Callable[[], float] = time.monotonic
     backoff: Callable[[], Backoff] = Backoff  # per stream; tests shorten it
     growth_poll_s: float = 0.2
+    # /proc shows every process (not in a PID namespace of its own): tailup.afterupload.
+    proc_sees_all: bool = True
+    # A template without {stream_id}: new keys are claimed (tailup.keyclaim) and a key taken at
+    # completion gets the stream a free one.
+    check_keys: bool = False
+    # If-None-Match: * at the completion of a stream's first generation (not --key-conflict
+    # overwrite).
+    conditional_writes: bool = True
+    failed_retry_s: float = 60.0  # first wait before a failed stream is tried again
+    stat_timeout_s: float = 30.0  # a stat or read that takes longer: the stream is stalled
 
 
 class _Replaced(SourceGone):
     pass
+
+
+class _PathUnsettled(RetryableError):
+    """The path shows another file than the stream's: a rename or a delete whose event has not
+    reached the stream yet. It settles within PATH_SETTLE_S, or the file counts as replaced."""
+
+
+# How long the path may show another file before the stream concludes that its own is gone
+# (inotify reports a rename or a delete within milliseconds; the poller within its interval).
+PATH_SETTLE_S = 5.0
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -105,6 +129,7 @@ class StreamContext:
         self.digest = FileDigest()
         self.started_monotonic = started
         self.log: FilteringBoundLogger = log.bind(stream_id=record.stream_id, path=record.path)
+        self._unsettled_since: float | None = None
 
     @property
     def path(self) -> Path:
@@ -114,11 +139,23 @@ class StreamContext:
     def stream_id(self) -> str:
         return self.record.stream_id
 
-    def stat(self) -> FileStat:
-        st = stat_file(self.path)
-        if not st.same_file(self.record.device, self.record.inode):
-            raise _Replaced(f"{self.path} was replaced by another file while being uploaded")
-        return st
+    async def stat(self) -> FileStat:
+        """Stat the stream's file, off the loop and within deps.stat_timeout_s (a hung network
+        mount stalls this stream, not the daemon)."""
+        path = self.path
+        st = await run_blocking(
+            stat_file, path, timeout_s=self.deps.stat_timeout_s, what=f"stat of {path}"
+        )
+        record = self.record
+        if st.same_file(record.device, record.inode, record.birth_ns):
+            self._unsettled_since = None
+            return st
+        now = self.deps.clock()
+        if self._unsettled_since is None:
+            self._unsettled_since = now
+        if now - self._unsettled_since < PATH_SETTLE_S:
+            raise _PathUnsettled(f"{path} shows another file; waiting for its rename or delete")
+        raise _Replaced(f"{path} was replaced by another file while being uploaded")
 
 
 class Collaborator:
@@ -164,5 +201,5 @@ class Collaborator:
     def _digest(self) -> FileDigest:
         return self._ctx.digest
 
-    def _stat(self) -> FileStat:
-        return self._ctx.stat()
+    async def _stat(self) -> FileStat:
+        return await self._ctx.stat()

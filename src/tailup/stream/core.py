@@ -5,6 +5,7 @@ itself is done by the stream's collaborators (see tailup.stream)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import structlog
@@ -13,12 +14,13 @@ from tailup import metrics
 from tailup.errors import (
     AbortedElsewhere,
     CheckpointUnavailable,
+    KeyTaken,
     NoSuchUpload,
     PermanentError,
     RetryableError,
     SourceGone,
 )
-from tailup.model import PartRecord, StreamRecord, StreamState
+from tailup.model import RETRY_FIELD, EndCause, PartRecord, StreamRecord, StreamState
 from tailup.plan import PartPlan
 from tailup.retry import Backoff
 from tailup.source import FileStat
@@ -34,6 +36,10 @@ from tailup.stream.context import (
 from tailup.stream.finalize import Finalizer
 from tailup.stream.resuming import Resumer
 from tailup.stream.sending import PartSender
+
+# How often a failed stream looks whether `tailup retry` asked for it (model.RETRY_FIELD).
+RETRY_POLL_S = 2.0
+FAILED_RETRY_CAP_S = 1800.0
 
 # A file that changed after its upload completed has a writer that closes and comes back: wait at
 # least this long after its closes, whatever close_grace says, rather than complete it each time.
@@ -68,6 +74,9 @@ class Stream(Collaborator):
         self._book = Bookkeeper(ctx, self._sender)
         self._finalizer = Finalizer(ctx, self._sender, self._book)
         self._resumer = Resumer(ctx, self._sender, self._book)
+        self._failed_backoff = Backoff(
+            base_s=deps.failed_retry_s, cap_s=max(FAILED_RETRY_CAP_S, deps.failed_retry_s)
+        )
 
     # -- signals from the supervisor (synchronous, cheap) --
 
@@ -135,7 +144,8 @@ class Stream(Collaborator):
         """One look at the file, and what its errors mean for the stream; None: keep going."""
         try:
             outcome = await self._step()
-            if outcome is None and backoff.attempt:
+            recovering = self.record.state in (StreamState.STALLED, StreamState.FAILED)
+            if outcome is None and (backoff.attempt or recovering):
                 # Recovered. Only while still running: a terminal state is never written over.
                 await self._book.set_state(StreamState.UPLOADING, error="")
                 backoff.reset()
@@ -144,17 +154,41 @@ class Stream(Collaborator):
             await self._retry_later(exc, backoff)
             return None
         except _Replaced as exc:
-            await self._book.abort(str(exc))
+            await self._book.abort(str(exc), EndCause.REPLACED)
             return Outcome.REPLACED
         except SourceGone as exc:
-            await self._book.abort(str(exc))
+            await self._book.abort(str(exc), EndCause.SOURCE_GONE)
             return Outcome.ABORTED
         except NoSuchUpload as exc:
             return await self._upload_vanished(exc, backoff)
+        except KeyTaken as exc:
+            await self._resumer.rekey(str(exc))
+            return None
         except PermanentError as exc:
             metrics.upload_error(type(exc).__name__)
             await self._book.fail(str(exc))
-            return Outcome.FAILED
+            await self._wait_after_failure()
+            return None
+
+    async def _wait_after_failure(self) -> None:
+        """Wait out the failed back-off (doubling from deps.failed_retry_s to 30 min), or until
+        `tailup retry` asks (a field in the record, polled) or the daemon stops; then try again
+        from the checkpoint, reconciled with S3 like after a restart."""
+        delay = self._failed_backoff.next_delay_s()
+        deadline = self.deps.clock() + delay
+        self._log.info("failed stream waits before its next try", retry_in_s=round(delay, 1))
+        seen = self.record.extra.get(RETRY_FIELD, "")
+        while not self._ctx.stop.is_set() and self.deps.clock() < deadline:
+            await self._sleep_unless_stopped(min(RETRY_POLL_S, deadline - self.deps.clock()))
+            with contextlib.suppress(RetryableError):
+                asked = await self.deps.checkpoints.get_field(self.stream_id, RETRY_FIELD) or ""
+                if asked != seen:
+                    self._log.info("retry asked for", at=asked)
+                    break
+        if self._ctx.stop.is_set():
+            return
+        self._resuming = True  # S3 is the truth about which parts arrived
+        self._ctx.wake.set()
 
     async def _retry_later(self, exc: RetryableError, backoff: Backoff) -> None:
         metrics.upload_error(type(exc).__name__)
@@ -225,12 +259,12 @@ class Stream(Collaborator):
             self._pending_path = None
         await self._sender.send_ready_parts(st.size)
         if self._ready_to_finalize() and not self._ctx.stop.is_set():
-            return await self._finalizer.finalize()
+            return await self._finalizer.finalize(close_seen=self._closed_at is not None)
         return None
 
     async def _observe(self) -> FileStat:
         """Stat the file and note when it last changed (for the idle and close timers)."""
-        st = self._stat()
+        st = await self._stat()
         last = self._ctx.last_seen
         if last is not None and st.size < last.size:
             await self._truncated(last.size, st.size)

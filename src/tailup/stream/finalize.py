@@ -7,33 +7,43 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
-import shutil
 import time
 from pathlib import Path
 
 from tailup import metrics
+from tailup.afterupload import act, may_act
 from tailup.body import PartBody
 from tailup.config import AfterUploadKind
 from tailup.digest import FinalizeHasher
-from tailup.errors import NoSuchUpload, PlanExceeded, RetryableError, VerificationError
+from tailup.errors import (
+    KeyTaken,
+    NoSuchUpload,
+    PlanExceeded,
+    RetryableError,
+    SourceStalled,
+    TailupError,
+    VerificationError,
+)
 from tailup.integrity import (
     PartAction,
     check_completed_object,
     completion_parts,
     crc32_of,
     multipart_etag,
+    normalize_etag,
     part_action,
     parts_past_end,
 )
 from tailup.keys import metadata_key
 from tailup.metadata import build_metadata, content_type_for, encode_metadata, probe_media
 from tailup.model import PartRecord, StreamState, iso, utc_now
+from tailup.offload import run_blocking
 from tailup.plan import PartRange
 from tailup.source import FileStat, crc32_of_range_blocking
 from tailup.stream.bookkeeping import Bookkeeper
 from tailup.stream.context import Collaborator, Outcome, StreamContext, _first_error
 from tailup.stream.sending import PartSender
+from tailup.watcher import writers_open
 
 
 class FileChangedWhileFinalizing(RetryableError):
@@ -50,9 +60,11 @@ class Finalizer(Collaborator):
         self._sender = sender
         self._book = book
 
-    async def finalize(self) -> Outcome:
+    async def finalize(self, *, close_seen: bool) -> Outcome:
+        """``close_seen``: the writer closed the file (rather than an idle timeout): with no
+        writer left, the after-upload action may run."""
         started = self.deps.clock()
-        st = self._stat()
+        st = await self._stat()
         await self._book.set_state(StreamState.FINALIZING)
         if st.size == 0:
             return await self._skip_empty(st)
@@ -76,17 +88,44 @@ class Finalizer(Collaborator):
                 f"the object s3://{self.record.bucket}/{self.record.key} does not match what was "
                 f"sent: {'; '.join(check.problems)}"
             )
-        after = self._stat()
+        after = await self._stat()
         changed = (after.size, after.mtime_ns) != (st.size, st.mtime_ns)
         await self._write_metadata(st, sha256_hex, expected_etag, sent_parts, started)
-        await self._record_completed(st, sha256_hex, expected_etag)
+        await self._record_completed(st, sha256_hex, expected_etag, sent_parts[0])
         await self._sender.sweep_orphans()
         metrics.FINALIZE_SECONDS.observe(self.deps.clock() - started)
         if changed:
             self._log.info("file changed while finalizing; it will be uploaded again")
             return Outcome.CHANGED_AFTER_COMPLETE
-        self._after_upload()
+        if not await self._after_upload(close_seen):
+            return Outcome.COMPLETED_WRITER_OPEN
         return Outcome.COMPLETED
+
+    def _if_none_match(self) -> bool:
+        """A first generation's object must not land on an object already there (another
+        recording's); a later generation replaces its own earlier one."""
+        return self.deps.conditional_writes and self.record.generation == 1
+
+    async def _check_key_is_ours(self, *own_etags: str) -> None:
+        """Before a later generation overwrites its key: the object there must be this
+        recording's (its previous generation, or this one from an attempt whose reply was
+        lost), never another's."""
+        if not self.deps.conditional_writes or self.record.generation == 1:
+            return
+        info = await self.deps.store.head_object(self.record.key)
+        ours = {normalize_etag(e) for e in (self.record.etag, *own_etags) if e}
+        if info is not None and normalize_etag(info.etag) not in ours:
+            raise KeyTaken(
+                f"s3://{self.record.bucket}/{self.record.key} holds an object that is not this "
+                "recording's",
+                code="PreconditionFailed",
+            )
+
+    async def _already_ours(self, expected_etag: str) -> bool:
+        """After a conditional write was refused: True if the object there is the one this
+        write makes (a previous attempt got through, its reply was lost)."""
+        info = await self.deps.store.head_object(self.record.key)
+        return info is not None and normalize_etag(info.etag) == normalize_etag(expected_etag)
 
     async def _skip_empty(self, st: FileStat) -> Outcome:
         if self.record.upload_id:
@@ -108,10 +147,20 @@ class Finalizer(Collaborator):
             if len(loaded.body) != rng.size:
                 raise FileChangedWhileFinalizing(f"{self.path} shrank while being finalized")
             sha256_hex = await asyncio.to_thread(_sha256_hex, loaded.body)
+            await self._check_key_is_ours()
             started = time.monotonic()
-            etag = await self.deps.store.put_object(
-                self.record.key, loaded.body, loaded.crc, content_type_for(self.path.name)
-            )
+            try:
+                etag = await self.deps.store.put_object(
+                    self.record.key,
+                    loaded.body,
+                    loaded.crc,
+                    content_type_for(self.path.name),
+                    if_none_match=self._if_none_match(),
+                )
+            except KeyTaken:
+                etag = await asyncio.to_thread(_md5_etag, loaded.body)
+                if not await self._already_ours(etag):
+                    raise
             metrics.part_uploaded(rng.size, time.monotonic() - started)
             crc = loaded.crc
             del loaded  # before the budget is given back (see _send_part)
@@ -130,16 +179,19 @@ class Finalizer(Collaborator):
                 self.parts.pop(number, None)
         final_parts = completion_parts(layout, self.parts)
         expected_etag = multipart_etag([p.etag for p in final_parts])
+        await self._check_key_is_ours(expected_etag)
         try:
             await self.deps.store.complete_upload(
                 self.record.key,
                 self.record.upload_id,
                 [(p.number, p.etag, p.crc32) for p in final_parts],
+                if_none_match=self._if_none_match(),
             )
-        except NoSuchUpload:
-            # A previous attempt may have completed it before a crash: the object decides.
-            info = await self.deps.store.head_object(self.record.key)
-            if info is None or info.etag.strip('"') != expected_etag.strip('"'):
+        except (NoSuchUpload, KeyTaken):
+            # A previous attempt may have completed it (a crash, a lost reply): the object
+            # decides. Otherwise the key holds another recording (KeyTaken: the stream moves
+            # to a free key) or the upload is gone (NoSuchUpload: sent again).
+            if not await self._already_ours(expected_etag):
                 raise
         self._log.info(
             "multipart upload completed",
@@ -184,13 +236,15 @@ class Finalizer(Collaborator):
             return False
         if not self._digest.covers(rng.number, rng.size, recorded.crc32):
             return False
-        got, crc = await asyncio.to_thread(
+        got, crc = await run_blocking(
             crc32_of_range_blocking,
             self.path,
             rng.start,
             rng.size,
             self.record.device,
             self.record.inode,
+            timeout_s=self.deps.stat_timeout_s,
+            what=f"re-reading part {rng.number} of {self.path}",
         )
         return got == rng.size and crc == recorded.crc32
 
@@ -250,7 +304,10 @@ class Finalizer(Collaborator):
             metadata_key(self.record.key), body, crc32_of(body), "application/json"
         )
 
-    async def _record_completed(self, st: FileStat, sha256_hex: str, etag: str) -> None:
+    async def _record_completed(
+        self, st: FileStat, sha256_hex: str, etag: str, first: PartRecord
+    ) -> None:
+        kind, _ = self.deps.after_upload
         await self._book.set_state(
             StreamState.COMPLETED,
             completed_at=iso(utc_now()),
@@ -259,6 +316,10 @@ class Finalizer(Collaborator):
             sha256=sha256_hex,
             etag=etag,
             error="",
+            head_size=first.size,
+            head_crc32=first.crc32,
+            # Until it is done: a shutdown or a crash before it leaves it to the next start.
+            after_upload_pending=kind is not AfterUploadKind.KEEP,
         )
         self._log.info(
             "stream completed",
@@ -268,22 +329,42 @@ class Finalizer(Collaborator):
             seconds=round(self.deps.clock() - self._ctx.started_monotonic, 3),
         )
 
-    def _after_upload(self) -> None:
+    async def _after_upload(self, close_seen: bool) -> bool:
+        """Delete or move the file if so configured and its writer is known gone. False when
+        the action stays pending because a writer may still hold the file (tailup.afterupload)."""
         kind, target = self.deps.after_upload
+        if kind is AfterUploadKind.KEEP:
+            return True
         try:
-            if kind is AfterUploadKind.DELETE:
-                os.unlink(self.path)
-                self._log.info("source deleted after verified upload")
-            elif kind is AfterUploadKind.MOVE and target is not None:
-                # Keep the path below the watched folder: cam1/rec.mp4 and cam2/rec.mp4 differ.
-                root = Path(self.record.watch_root)
-                relative = self.path.relative_to(root) if self.path.is_relative_to(root) else None
-                destination = target / (relative or self.path.name)
-                if destination.exists():
-                    raise FileExistsError(f"{destination} already exists; the source is kept")
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(self.path, destination)
-                self._log.info("source moved after verified upload", to=str(destination))
-        except OSError as exc:
+            found = await run_blocking(writers_open, [self.path], what="/proc")
+        except SourceStalled:
+            found = {self.path: None}
+        if not may_act(
+            close_seen=close_seen,
+            writer_open=found[self.path],
+            proc_sees_all=self.deps.proc_sees_all,
+        ):
+            self._log.info(
+                "after-upload action pending: a writer may still hold the file",
+                close_seen=close_seen,
+                writer_open=found[self.path],
+            )
+            return False
+        try:
+            done = await run_blocking(
+                act, kind, target, self.path, Path(self.record.watch_root), what=str(self.path)
+            )
+        except (OSError, SourceStalled) as exc:
             # The upload is complete and verified; failing to tidy up loses nothing.
             self._log.warning("after-upload action failed", reason=str(exc))
+            return True
+        self._log.info("source handled after verified upload", action=done)
+        try:
+            await self.deps.checkpoints.update(self.stream_id, after_upload_pending=False)
+        except TailupError as exc:
+            self._log.warning("could not record the after-upload action", reason=str(exc))
+        return True
+
+
+def _md5_etag(data: PartBody) -> str:
+    return f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'

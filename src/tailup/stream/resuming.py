@@ -4,6 +4,7 @@ else), and starting its multipart upload over when the old one cannot be used.""
 from __future__ import annotations
 
 from tailup.errors import NoSuchUpload, SourceGone
+from tailup.keyclaim import claim_key
 from tailup.model import StreamState
 from tailup.reconcile import plan_resume
 from tailup.resume import ResumeDecision, Verdict
@@ -59,6 +60,23 @@ class Resumer(Collaborator):
             return await self._book.aborted_elsewhere(loaded[0].error)
         await self.restart_upload(f"the multipart upload vanished: {exc}")
         return None
+
+    async def rekey(self, reason: str) -> None:
+        """Completion found the key holding another recording (a key taken behind tailup's
+        back): a multipart upload cannot change its key, so the stream starts again under the
+        first free one (tailup.keyclaim); the other object is left as it is."""
+        key = await claim_key(
+            self.deps.checkpoints, self.deps.store, self.record.key, self.stream_id, check=True
+        )
+        self._log.warning("key taken by another recording; uploading under a free key",
+                          reason=reason, old_key=self.record.key, key=key)
+        if self.record.upload_id:
+            await self._sender.abort_quietly(self.record.upload_id)
+        await self.deps.checkpoints.drop_parts(self.stream_id, list(self.parts))
+        await self.deps.checkpoints.update(self.stream_id, upload_id="", key=key)
+        self.parts.clear()
+        self.record = self.record.with_changes(upload_id="", key=key)
+        self._ctx.wake.set()
 
     async def restart_upload(self, reason: str) -> None:
         self._log.warning("starting the multipart upload again from part 1", reason=reason)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from tailup import metrics
@@ -15,6 +15,7 @@ from tailup.errors import PlanExceeded, RetryableError, TailupError
 from tailup.integrity import crc32_of
 from tailup.metadata import content_type_for
 from tailup.model import PartRecord, iso, lowest_gap, utc_now
+from tailup.offload import run_blocking
 from tailup.plan import PartRange
 from tailup.resume import orphan_uploads
 from tailup.source import FileStat, read_range_blocking
@@ -59,7 +60,7 @@ class PartSender(Collaborator):
                 f"({self.plan.capacity_bytes()} bytes with this part plan)"
             )
 
-    def _ready_ranges(self, first: int, size_bytes: int) -> Iterator[PartRange]:
+    async def _ready_ranges(self, first: int, size_bytes: int) -> AsyncIterator[PartRange]:
         """Full parts not sent yet, in order, from part ``first``. When they run out it looks at
         the file again: a writer faster than one upload (or a file dropped in whole) keeps every
         slot busy instead of waiting for a batch to drain before the next look."""
@@ -70,7 +71,7 @@ class PartSender(Collaborator):
                 if candidate not in self.parts:
                     yield self.plan.part_range(candidate)
             number = max(number, available + 1)
-            st = self._stat()
+            st = await self._stat()
             if self._ctx.last_seen is not None and st.size < self._ctx.last_seen.size:
                 return  # it shrank: the next look (_observe) sorts the parts out
             self._note_change(st)
@@ -80,13 +81,13 @@ class PartSender(Collaborator):
             self._check_capacity(grown)
             size_bytes = grown
 
-    async def _send_parts(self, ranges: Iterable[PartRange]) -> None:
+    async def _send_parts(self, ranges: AsyncIterator[PartRange]) -> None:
         # Parts are read one after the other, in order (which keeps the whole-file digest going),
         # and uploaded up to part_concurrency at a time: reading from the page cache is far
         # faster than any upload.
         try:
             async with asyncio.TaskGroup() as group:
-                for rng in ranges:
+                async for rng in ranges:
                     if self._ctx.stop.is_set() or not await self._start_upload(group, rng):
                         break
         except BaseExceptionGroup as group_error:
@@ -169,7 +170,13 @@ class PartSender(Collaborator):
     async def load(self, rng: PartRange, *, offer_to_digest: bool = False) -> _Loaded:
         """Read a part and compute its CRC32 (and maybe extend the digest), in one worker-thread
         call: zlib-ng and hashlib release the GIL."""
-        return await asyncio.to_thread(self._load_blocking, rng, offer_to_digest)
+        return await run_blocking(
+            self._load_blocking,
+            rng,
+            offer_to_digest,
+            timeout_s=self.deps.stat_timeout_s,
+            what=f"reading part {rng.number} of {self.path}",
+        )
 
     def _load_blocking(self, rng: PartRange, offer_to_digest: bool) -> _Loaded:
         body = self.read_blocking(rng)

@@ -1,0 +1,53 @@
+"""The after-upload action (--after-upload delete | move:DIR): when it may run, and running it.
+
+A file is deleted or moved only after a verified completion, and only when its writer is known
+gone: a close was seen (or /proc shows no writer and /proc sees every process) and no process
+holds it open for writing. A stream that finalized on idle while its writer holds the file open
+(a stalled camera feed, a paused OBS) leaves the action pending: the writer's later bytes are
+uploaded as the same recording, and its close runs the action. Pending actions are in the
+stream's record, so a restart finishes them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from tailup.config import AfterUploadKind
+
+# The initial PID namespace has this fixed inode number (include/linux/proc_ns.h).
+_INIT_PID_NS_INODE = 0xEFFFFFFC
+
+
+def proc_sees_every_writer(proc: Path = Path("/proc")) -> bool:
+    """False when tailup runs in a PID namespace of its own (a container): /proc then does not
+    show processes outside it, which may be writing the watched files."""
+    try:
+        return os.stat(proc / "self" / "ns" / "pid").st_ino == _INIT_PID_NS_INODE
+    except OSError:
+        return False
+
+
+def may_act(*, close_seen: bool, writer_open: bool | None, proc_sees_all: bool) -> bool:
+    """Whether the file's writer is known gone, so that deleting or moving it loses nothing."""
+    if writer_open is not False:
+        return False  # a writer holds it, or /proc cannot tell
+    return close_seen or proc_sees_all
+
+
+def act(kind: AfterUploadKind, target: Path | None, path: Path, watch_root: Path) -> str:
+    """Delete or move the file (blocking: run it off the loop). Returns what was done."""
+    if kind is AfterUploadKind.DELETE:
+        os.unlink(path)
+        return "deleted"
+    if kind is AfterUploadKind.MOVE and target is not None:
+        # Keep the path below the watched folder: cam1/rec.mp4 and cam2/rec.mp4 differ.
+        relative = path.relative_to(watch_root) if path.is_relative_to(watch_root) else None
+        destination = target / (relative or path.name)
+        if destination.exists():
+            raise FileExistsError(f"{destination} already exists; the source is kept")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(path, destination)
+        return f"moved to {destination}"
+    return "kept"
