@@ -46,10 +46,17 @@ class FaultyMemoryStore(MemoryMultipartStore):
         )
 
     async def complete_upload(
-        self, key: str, upload_id: str, parts: Sequence[tuple[int, str, int]]
+        self,
+        key: str,
+        upload_id: str,
+        parts: Sequence[tuple[int, str, int]],
+        *,
+        if_none_match: bool = False,
     ) -> str:
         base = super().complete_upload
-        return await self._around("complete", key, lambda: base(key, upload_id, parts))
+        return await self._around(
+            "complete", key, lambda: base(key, upload_id, parts, if_none_match=if_none_match)
+        )
 
     async def abort_upload(self, key: str, upload_id: str) -> None:
         base = super().abort_upload

@@ -60,23 +60,37 @@ class SpyStore:
         self._acked.setdefault(number, asyncio.Event()).set()
         return etag
 
-    async def put_object(self, key: str, body: Body, crc32: int, content_type: str) -> str:
+    async def put_object(
+        self, key: str, body: Body, crc32: int, content_type: str, *, if_none_match: bool = False
+    ) -> str:
         self._maybe_fail("put_object")
-        etag = await self.inner.put_object(key, body, crc32, content_type)
+        etag = await self.inner.put_object(
+            key, body, crc32, content_type, if_none_match=if_none_match
+        )
         self.puts.append(key)
         return etag
 
     async def complete_upload(
-        self, key: str, upload_id: str, parts: Sequence[tuple[int, str, int]]
+        self,
+        key: str,
+        upload_id: str,
+        parts: Sequence[tuple[int, str, int]],
+        *,
+        if_none_match: bool = False,
     ) -> str:
         self._maybe_fail("complete_upload")
-        etag = await self.inner.complete_upload(key, upload_id, parts)
+        etag = await self.inner.complete_upload(
+            key, upload_id, parts, if_none_match=if_none_match
+        )
         self.completes.append((key, len(parts)))
         return etag
 
     async def abort_upload(self, key: str, upload_id: str) -> None:
         await self.inner.abort_upload(key, upload_id)
         self.aborts.append(key)
+
+    def for_bucket(self, bucket: str) -> Any:
+        return self if bucket == self.inner._bucket else self.inner.for_bucket(bucket)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -2,7 +2,8 @@
 
 Every setting can be given as a flag, as TAILUP_<NAME> in the environment, in a .env file or in a
 TOML file (--config or TAILUP_CONFIG); flags win, then env, .env, the file. Bad settings exit with
-code 2 and a message naming the setting and the accepted form.
+code 2 and a message naming the setting and the accepted form. Settings are loaded in one place,
+``main``, for every subcommand: each one reads the same sources and refuses the same mistakes.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from tailup.config import (
     Settings,
     check_daemon_settings,
     check_storage_settings,
+    dotenv_file,
     load_settings,
+    unknown_variables,
 )
 from tailup.errors import ConfigError, PermanentError, TailupError
 
@@ -202,8 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--dry-run", action="store_true", help="list what would be aborted, only")
 
     demo = commands.add_parser(
-        "demo", help="run everything locally: S3 server, Redis, a live recording, verified result"
+        "demo",
+        help="run everything locally: S3 server, Redis, a live recording, verified result",
+        description="Run everything locally. --config, TAILUP_* and .env are checked like for "
+        "every command, but the demo's daemon runs on the demo's own settings.",
     )
+    _add_flags(demo, [])
     demo.add_argument("--seconds", type=float, default=8.0, help="length of the demo recording")
     demo.add_argument("--workdir", type=Path, default=Path(".demo"), help="where to keep files")
     return parser
@@ -216,17 +223,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
-        "run": _cmd_run,
-        "status": _cmd_status,
-        "verify": _cmd_verify,
-        "abort": _cmd_abort,
-        "retry": _cmd_retry,
-        "gc": _cmd_gc,
-        "demo": _cmd_demo,
-    }
+    handler = _HANDLERS[args.command]
     try:
-        return handlers[args.command](args)
+        return handler(args, _settings(args))
     except ConfigError as exc:
         _print_error(exc)
         return EXIT_USAGE
@@ -249,14 +248,20 @@ def _config_file(args: argparse.Namespace) -> Path | None:
     return given if given is not None else (Path(from_env) if from_env else None)
 
 
-def _settings(args: argparse.Namespace, *, log_level: str = "warning") -> Settings:
-    """Settings of a subcommand, with logging set up first thing after (every command logs
-    through the redacting formatter, library warnings included)."""
+def _settings(args: argparse.Namespace) -> Settings:
+    """The settings of any subcommand, the one place they are loaded: a warning for each unknown
+    TAILUP_ variable, then flags, environment, .env and the config file, then logging (every
+    command logs through the redacting formatter, library warnings included; the daemon at
+    --log-level, the other commands at warning)."""
+    for warning in unknown_variables(os.environ, dotenv_file()):
+        print(f"tailup: warning: {warning}", file=sys.stderr)
     settings = load_settings(_overrides(args), _config_file(args))
     from tailup.observe import configure_logging, url_password
 
     configure_logging(
-        settings.log_format.value, log_level, secrets=[url_password(settings.redis_url)]
+        settings.log_format.value,
+        settings.log_level if args.command == "run" else "warning",
+        secrets=[url_password(settings.redis_url)],
     )
     return settings
 
@@ -264,16 +269,9 @@ def _settings(args: argparse.Namespace, *, log_level: str = "warning") -> Settin
 # -- run --
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    settings = load_settings(_overrides(args), _config_file(args))
+def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from tailup.body import return_part_memory_promptly
-    from tailup.observe import configure_logging, url_password
 
-    configure_logging(
-        settings.log_format.value,
-        settings.log_level,
-        secrets=[url_password(settings.redis_url)],
-    )
     check_daemon_settings(settings)
     return_part_memory_promptly()
     return asyncio.run(_run_daemon(settings))
@@ -356,8 +354,7 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
 # -- status --
 
 
-def _cmd_status(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from tailup.status import collect_status, render_status_table, watch_status
 
     if args.refresh:
@@ -377,8 +374,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 # -- verify --
 
 
-def _cmd_verify(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+def _cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     from tailup.verify import print_report, verify_target
 
     report = asyncio.run(verify_target(settings, args.target))
@@ -389,8 +385,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 # -- abort --
 
 
-def _cmd_abort(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+def _cmd_abort(args: argparse.Namespace, settings: Settings) -> int:
     check_storage_settings(settings)
     from tailup.status import abort_stream
 
@@ -402,8 +397,7 @@ def _cmd_abort(args: argparse.Namespace) -> int:
 # -- retry --
 
 
-def _cmd_retry(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+def _cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
     from tailup.status import retry_streams
 
     for line in asyncio.run(retry_streams(settings, args.stream_id, failed=args.failed)):
@@ -414,13 +408,12 @@ def _cmd_retry(args: argparse.Namespace) -> int:
 # -- gc --
 
 
-def _cmd_gc(args: argparse.Namespace) -> int:
+def _cmd_gc(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import UTC, datetime
 
     from tailup.hygiene import collect_garbage, describe_age
     from tailup.units import DURATION_FORM, parse_duration
 
-    settings = load_settings(_overrides(args))
     check_storage_settings(settings)
     try:
         older_than_s = parse_duration(args.older_than)
@@ -448,10 +441,24 @@ def _cmd_gc(args: argparse.Namespace) -> int:
 # -- demo --
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    # The settings were checked (a bad config file stops the demo as it stops every command);
+    # the demo's daemon does not use them: it has its own servers, folder and settings.
+    del settings
     from tailup.demo import run_demo
 
     return run_demo(seconds=args.seconds, workdir=args.workdir)
+
+
+_HANDLERS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "run": _cmd_run,
+    "status": _cmd_status,
+    "verify": _cmd_verify,
+    "abort": _cmd_abort,
+    "retry": _cmd_retry,
+    "gc": _cmd_gc,
+    "demo": _cmd_demo,
+}
 
 
 __all__ = ["ACCEPTED_FORMS", "build_parser", "main"]

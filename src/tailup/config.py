@@ -3,19 +3,24 @@ file (--config) override defaults.
 
 Every refusal names the setting (flag, environment variable and config file key) and the accepted
 form. Keys of the config file are the settings' names (part_size, watch, ...); a key tailup does not
-know is refused, not ignored: a typo must not silently fall back to a default.
+know is refused, not ignored: a typo must not silently fall back to a default. So is a value of the
+wrong TOML type (a float for a size, an array for a name). A TAILUP_ variable that is no setting
+cannot be refused (the environment is shared), but it is warned about, with the likely intended one.
 """
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import enum
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_origin
 
-from pydantic import Field, ValidationError, field_validator
+from dotenv import dotenv_values
+from pydantic import Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -57,7 +62,27 @@ class AfterUploadKind(enum.Enum):
     MOVE = "move"
 
 
-AFTER_UPLOAD_FORM = "keep, delete or move:DIR"
+AFTER_UPLOAD_FORM = "keep, delete or move:DIR, DIR an absolute folder outside every watched folder"
+
+SIZE_FIELDS = ("part_size", "max_inflight_bytes")
+DURATION_FIELDS = (
+    "idle_timeout",
+    "close_grace",
+    "poll_interval",
+    "shutdown_grace",
+    "health_interval",
+    "failed_retry",
+)
+
+# TAILUP_ variables that are not settings but are read by tailup or its tests: never warned about.
+# The one list of them (tests/unit/test_config.py checks every TAILUP_ name in the tree is either a
+# setting or here).
+OTHER_VARIABLES: dict[str, str] = {
+    "TAILUP_CONFIG": "the config file, like --config",
+    "TAILUP_CRASH_TRIALS": "tests: how many kill -9 trials tests/e2e/test_crash.py runs",
+    "TAILUP_CRASH_SEED": "tests: the seed of those trials, to replay one",
+    "TAILUP_FAULT_SEED": "tests: the seed of tests/integration/test_faults.py, to replay one",
+}
 
 
 def _split_list(value: Any, separators: str) -> Any:
@@ -142,6 +167,10 @@ class Settings(BaseSettings):
     log_format: LogFormat = Field(default=LogFormat.AUTO, description="json, console or auto.")
     log_level: str = Field(default="info", description="debug, info, warning or error.")
 
+    # Where the settings came from, for naming them in refusals after loading (check_*_settings).
+    _config_file: Path | None = PrivateAttr(default=None)
+    _file_keys: frozenset[str] = PrivateAttr(default=frozenset())
+
     @field_validator("watch", mode="before")
     @classmethod
     def _folders(cls, value: Any) -> Any:
@@ -152,20 +181,12 @@ class Settings(BaseSettings):
     def _globs(cls, value: Any) -> Any:
         return _split_list(value, r"[,\s]+")
 
-    @field_validator("part_size", "max_inflight_bytes", mode="before")
+    @field_validator(*SIZE_FIELDS, mode="before")
     @classmethod
     def _size(cls, value: Any) -> int:
         return parse_size(value)
 
-    @field_validator(
-        "idle_timeout",
-        "close_grace",
-        "poll_interval",
-        "shutdown_grace",
-        "health_interval",
-        "failed_retry",
-        mode="before",
-    )
+    @field_validator(*DURATION_FIELDS, mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
@@ -244,10 +265,17 @@ class Settings(BaseSettings):
     def after_upload_action(self) -> tuple[AfterUploadKind, Path | None]:
         return parse_after_upload(self.after_upload)
 
+    def label(self, field: str) -> str:
+        """``field`` as it can be given, naming the config file when it has that key."""
+        return setting_label(field, self._config_file if field in self._file_keys else None)
+
 
 def parse_after_upload(text: str) -> tuple[AfterUploadKind, Path | None]:
     kind, _, target = text.partition(":")
     if kind == "move" and target:
+        if not Path(target).is_absolute():
+            # Relative to what? The daemon's working directory is nobody's choice under systemd.
+            raise ValueError(f"{target!r} in {text!r} is a relative path; DIR must be absolute")
         return AfterUploadKind.MOVE, Path(target)
     if kind in ("keep", "delete") and not target:
         return AfterUploadKind(kind), None
@@ -256,6 +284,11 @@ def parse_after_upload(text: str) -> tuple[AfterUploadKind, Path | None]:
 
 ACCEPTED_FORMS: dict[str, str] = {
     "bucket": "a bucket name",
+    "prefix": "text put before every key, e.g. site-a",
+    "endpoint_url": "a URL like http://127.0.0.1:8333",
+    "region": "an S3 region name like us-east-1",
+    "redis_url": "a URL like redis://127.0.0.1:6379/0 or rediss://:password@host:6380/0",
+    "redis_prefix": "text put before every Redis key",
     "part_size": f"{SIZE_FORM}, from 5MiB to 5GiB",
     "max_inflight_bytes": f"{SIZE_FORM}, at least 5MiB",
     "idle_timeout": f"{DURATION_FORM}, above 0",
@@ -271,9 +304,10 @@ ACCEPTED_FORMS: dict[str, str] = {
     "metrics_port": "a port number from 0 (off) to 65535",
     "metrics_host": "an address to listen on, e.g. 127.0.0.1 or 0.0.0.0",
     "health_interval": f"{DURATION_FORM}, above 0",
+    "poll": "true or false (as a flag: --poll, or no --poll)",
     "log_format": "json, console or auto",
     "log_level": "debug, info, warning or error",
-    "watch": "an existing folder (repeat --watch for more)",
+    "watch": "an existing folder (repeat --watch for more), none inside another",
     "include": "one or more file name globs like *.mp4",
 }
 
@@ -293,9 +327,88 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"--config: {path} is not valid TOML: {exc}") from None
     known = set(Settings.model_fields)
     problems = [_unknown_key_problem(key, known) for key in data if key not in known]
+    for key, value in data.items():
+        problem = _file_value_problem(key, value, path) if key in known else None
+        if problem:
+            problems.append(problem)
     if problems:
         raise ConfigError(f"invalid config file {path}:\n  " + "\n  ".join(problems))
     return data
+
+
+class FileKind(enum.Enum):
+    """What a setting's value may be in a TOML file (TOML has types; the environment has not)."""
+
+    TEXT = 'a string in quotes, e.g. "value"'
+    SIZE = 'a string like "8MiB" or a whole number of bytes'
+    DURATION = 'a number of seconds like 30 or 2.5, or a string like "90s"'
+    WHOLE = "a whole number without quotes, e.g. 4"
+    SWITCH = "true or false"
+    LIST = 'an array of strings, e.g. ["a", "b"], or one string'
+
+
+def file_kind(field: str) -> FileKind:
+    if field in SIZE_FIELDS:
+        return FileKind.SIZE
+    if field in DURATION_FIELDS:
+        return FileKind.DURATION
+    annotation = Settings.model_fields[field].annotation
+    if annotation is bool:
+        return FileKind.SWITCH
+    if annotation is int:
+        return FileKind.WHOLE
+    if get_origin(annotation) is list:
+        return FileKind.LIST
+    if annotation in (str, str | None) or (
+        isinstance(annotation, type) and issubclass(annotation, enum.Enum)
+    ):
+        return FileKind.TEXT
+    raise AssertionError(f"no TOML form for setting {field} ({annotation})")
+
+
+def _file_value_ok(kind: FileKind, value: Any) -> bool:
+    if isinstance(value, bool):  # a bool is an int to Python, and a size or a count to nobody
+        return kind is FileKind.SWITCH
+    match kind:
+        case FileKind.TEXT:
+            return isinstance(value, str)
+        case FileKind.SIZE:
+            return isinstance(value, str | int)
+        case FileKind.DURATION:
+            return isinstance(value, str | int | float)
+        case FileKind.WHOLE:
+            return isinstance(value, int)
+        case FileKind.LIST:
+            items = value if isinstance(value, list) else [value]
+            return all(isinstance(item, str) for item in items)
+        case FileKind.SWITCH:
+            return False
+
+
+def _toml_type(value: Any) -> str:
+    kinds: list[tuple[type | tuple[type, ...], str]] = [
+        (bool, "boolean"),
+        (int, "integer"),
+        (float, "float"),
+        (str, "string"),
+        (list, "array"),
+        (dict, "table"),
+        ((datetime.date, datetime.time), "date/time"),
+    ]
+    return next((name for kind, name in kinds if isinstance(value, kind)), type(value).__name__)
+
+
+def _file_value_problem(key: str, value: Any, path: Path) -> str | None:
+    kind = file_kind(key)
+    if _file_value_ok(kind, value):
+        return None
+    shown = value
+    if kind is FileKind.LIST and isinstance(value, list):  # name the offending element
+        shown = next((item for item in value if not isinstance(item, str)), value)
+    what = f"a TOML {_toml_type(shown)}" + (" in the array" if shown is not value else "")
+    accepted = ACCEPTED_FORMS.get(key)
+    form = f"{accepted}; in the file, {kind.value}" if accepted else kind.value
+    return f"{setting_label(key, path)}: got {shown!r}, {what}. Accepted: {form}"
 
 
 def _unknown_key_problem(key: str, known: set[str]) -> str:
@@ -331,7 +444,9 @@ def load_settings(overrides: dict[str, Any], config_file: Path | None = None) ->
     is wrong."""
     in_file = read_config_file(config_file) if config_file is not None else {}
     try:
-        return _settings_class(config_file)(**{k: v for k, v in overrides.items() if v is not None})
+        settings = _settings_class(config_file)(
+            **{k: v for k, v in overrides.items() if v is not None}
+        )
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
@@ -344,21 +459,93 @@ def load_settings(overrides: dict[str, Any], config_file: Path | None = None) ->
             line = f"{label}:{shown} {reason}"
             lines.append(f"{line}. Accepted: {accepted}" if accepted else line)
         raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
+    settings._config_file = config_file
+    settings._file_keys = frozenset(in_file)
+    return settings
 
 
-def check_daemon_settings(settings: Settings) -> None:
-    """What `tailup run` needs beyond what every subcommand needs."""
+def unknown_variables(environ: Mapping[str, str], dotenv: Path | None = None) -> list[str]:
+    """A warning for each TAILUP_ variable (in ``environ`` or the ``dotenv`` file) that is neither
+    a setting nor in OTHER_VARIABLES: likely a typo, which would otherwise go unnoticed."""
+    settings = {name.upper(): name for name in Settings.model_fields}
+    known = {f"TAILUP_{upper}" for upper in settings} | set(OTHER_VARIABLES)
+    sources: list[tuple[str, list[str]]] = [("in the environment", sorted(environ))]
+    if dotenv is not None and dotenv.is_file():
+        sources.append((f"in {dotenv}", list(dotenv_values(dotenv))))
+    suffixes = sorted(name.removeprefix("TAILUP_") for name in known)
+    warnings = []
+    for where, names in sources:
+        for name in names:
+            upper = name.upper()
+            if not upper.startswith("TAILUP_") or upper in known:
+                continue
+            # Match without the prefix every candidate shares, or everything looks alike.
+            guess = difflib.get_close_matches(upper.removeprefix("TAILUP_"), suffixes, n=1)
+            hint = f"; did you mean TAILUP_{guess[0]}?" if guess else ""
+            warnings.append(f"{name} {where} is not a tailup setting and is ignored{hint}")
+    return warnings
+
+
+def dotenv_file() -> Path:
+    """The .env file every load reads (in the working directory)."""
+    return Path(str(Settings.model_config.get("env_file") or ".env"))
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop, an unreadable parent
+        return path.absolute()
+
+
+def _watch_problems(settings: Settings) -> list[str]:
+    label, accepted = settings.label("watch"), f"Accepted: {ACCEPTED_FORMS['watch']}"
     problems = []
     if not settings.watch:
-        problems.append(
-            f"{setting_label('watch')}: no folder given. Accepted: {ACCEPTED_FORMS['watch']}"
-        )
-    label, accepted = setting_label("watch"), f"Accepted: {ACCEPTED_FORMS['watch']}"
+        problems.append(f"{label}: no folder given. {accepted}")
     for folder in settings.watch:
         if not folder.exists():
             problems.append(f"{label}: {str(folder)!r} does not exist. {accepted}")
         elif not folder.is_dir():
             problems.append(f"{label}: {str(folder)!r} is not a folder. {accepted}")
+    folders = [(folder, _resolved(folder)) for folder in settings.watch]
+    for index, (one, one_real) in enumerate(folders):
+        for other, other_real in folders[index + 1 :]:
+            if one_real == other_real:
+                why = f"are the same folder ({one_real})"
+            elif one_real.is_relative_to(other_real) or other_real.is_relative_to(one_real):
+                inner, outer = (one, other) if one_real.is_relative_to(other_real) else (other, one)
+                why = f"overlap: {str(inner)!r} is inside {str(outer)!r}"
+            else:
+                continue
+            problems.append(
+                f"{label}: {str(one)!r} and {str(other)!r} {why}, so files would be watched and "
+                f"uploaded twice. {accepted}"
+            )
+    return problems
+
+
+def _after_upload_problems(settings: Settings) -> list[str]:
+    kind, target = settings.after_upload_action
+    if kind is not AfterUploadKind.MOVE or target is None:
+        return []
+    real = _resolved(target)
+    for folder in settings.watch:
+        folder_real = _resolved(folder)
+        if real == folder_real or real.is_relative_to(folder_real):
+            where = "is" if real == folder_real else "is inside"
+            return [
+                f"{settings.label('after_upload')}: got {settings.after_upload!r}: "
+                f"{str(target)!r} {where} the watched folder {str(folder)!r}, watched by "
+                f"{settings.label('watch')}, so every moved file would be found there and "
+                f"uploaded again. Accepted: {AFTER_UPLOAD_FORM}"
+            ]
+    return []
+
+
+def check_daemon_settings(settings: Settings) -> None:
+    """What `tailup run` needs beyond what every subcommand needs."""
+    problems = _watch_problems(settings) + _after_upload_problems(settings)
     problems.extend(_bucket_problems(settings))
     if problems:
         raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
@@ -372,5 +559,5 @@ def check_storage_settings(settings: Settings) -> None:
 
 def _bucket_problems(settings: Settings) -> list[str]:
     if not settings.bucket:
-        return [f"{setting_label('bucket')}: no bucket given. Accepted: a bucket name"]
+        return [f"{settings.label('bucket')}: no bucket given. Accepted: a bucket name"]
     return []

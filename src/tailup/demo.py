@@ -73,7 +73,7 @@ def _with_servers(
     seconds: float,
     workdir: Path,
 ) -> int:
-    env = {**os.environ, **s3.env()}
+    env = _demo_environment(s3.env())
     connection = [
         "--bucket", BUCKET, "--endpoint-url", s3.endpoint_url,
         "--redis-url", redis.url, "--redis-prefix", REDIS_PREFIX,
@@ -84,7 +84,7 @@ def _with_servers(
         daemon = subprocess.Popen(
             [sys.executable, "-m", "tailup", "run", "--watch", str(watch), *connection,
              "--log-format", "console"],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
+            env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
         _wait_for_log(log_path, "watching", daemon)
@@ -103,8 +103,9 @@ def _with_servers(
         console.print(f"[green]completed[/] {lag:.1f} s after the recorder closed the file")
         _show_result(console, s3, record, recording)
         subprocess.run(
-            [sys.executable, "-m", "tailup", "status", *connection], env=env, check=False
-        )
+            [sys.executable, "-m", "tailup", "status", *connection],
+            env=env, cwd=workdir, check=False,
+        )  # fmt: skip
         return 0
     finally:
         daemon.send_signal(signal.SIGTERM)
@@ -112,6 +113,17 @@ def _with_servers(
             daemon.wait(timeout=30)
         except subprocess.TimeoutExpired:
             daemon.kill()
+
+
+def _demo_environment(s3_env: dict[str, str]) -> dict[str, str]:
+    """The environment of the demo's own `tailup` commands: none of the user's settings (no
+    TAILUP_ variable, no TAILUP_CONFIG; they run in the demo folder, away from any .env), so a
+    production config or an `after_upload = "delete"` cannot reach the demo."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("TAILUP_")}
+    if env.get("PYTHONPATH"):  # they run elsewhere: keep a relative PYTHONPATH pointing here
+        parts = env["PYTHONPATH"].split(os.pathsep)
+        env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) if p else p for p in parts)
+    return {**env, **s3_env}
 
 
 def _wait_for_log(log_path: Path, word: str, daemon: subprocess.Popen[bytes]) -> None:

@@ -28,10 +28,15 @@ _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 DURATION_FORM = "a number of seconds like 30 or 2.5, or with a unit: 90s, 15m, 2h, 7d"
 
 
-def parse_size(text: str | int) -> int:
-    """Bytes in ``text``: binary units for KiB/MiB/GiB and bare K/M/G, decimal for KB/MB/GB."""
-    if isinstance(text, int):
+def parse_size(text: object) -> int:
+    """Bytes in ``text``: binary units for KiB/MiB/GiB and bare K/M/G, decimal for KB/MB/GB.
+
+    A whole number is bytes; anything but a whole number or text (a float, a bool, a list) is
+    refused with ValueError, like bad text."""
+    if isinstance(text, int) and not isinstance(text, bool):
         return text
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not {SIZE_FORM}")
     match = _SIZE_RE.match(text)
     unit = match.group(2).lower() if match else ""
     if not match or unit not in _SIZE_UNITS:
@@ -39,10 +44,12 @@ def parse_size(text: str | int) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[unit])
 
 
-def parse_duration(text: str | float) -> float:
-    """Seconds in ``text``."""
-    if isinstance(text, int | float):
+def parse_duration(text: object) -> float:
+    """Seconds in ``text``; ValueError for what is neither a number nor text (a bool, a list)."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
         return float(text)
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not {DURATION_FORM}")
     match = _DURATION_RE.match(text.lower())
     if not match:
         raise ValueError(f"{text!r} is not {DURATION_FORM}")

@@ -1,12 +1,14 @@
 """Settings: precedence (flag > env > .env > default), list parsing, and every refusal.
 
 A refusal must name the flag, the environment variable and the accepted form, both from
-``load_settings`` and from the real command line (exit code 2, no traceback).
+``load_settings`` and from the real command line (exit code 2, no traceback). Unknown TAILUP_
+variables are warned about, not refused.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,18 +16,23 @@ from typing import Any
 
 import pytest
 
+from tailup.cli import build_parser, main
 from tailup.config import (
+    OTHER_VARIABLES,
     AfterUploadKind,
+    Settings,
     check_daemon_settings,
     check_storage_settings,
     load_settings,
     parse_after_upload,
+    unknown_variables,
 )
 from tailup.errors import ConfigError
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
-SRC = Path(__file__).resolve().parents[2] / "src"
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "src"
 
 
 @pytest.fixture(autouse=True)
@@ -202,6 +209,9 @@ INCLUDE = ("--include", "TAILUP_INCLUDE", "*.mp4")
         ({"after_upload": "move:"}, AFTER_UPLOAD, "'move:'"),
         ({"after_upload": "keep:/x"}, AFTER_UPLOAD, "keep:/x"),
         ({"after_upload": "DELETE"}, AFTER_UPLOAD, "DELETE"),
+        ({"after_upload": "move:done"}, AFTER_UPLOAD, "'done' in 'move:done' is a relative path"),
+        ({"after_upload": "move:./done"}, AFTER_UPLOAD, "must be absolute"),
+        ({"after_upload": "move:~/done"}, AFTER_UPLOAD, "must be absolute"),  # no ~ expansion
         ({"part_concurrency": 0}, CONCURRENCY, "0"),
         ({"part_concurrency": 65}, CONCURRENCY, "65"),
         ({"max_inflight_bytes": "1MiB"}, INFLIGHT, "1MiB"),
@@ -266,7 +276,6 @@ def test_several_refusals_are_all_reported() -> None:
         ("keep", (AfterUploadKind.KEEP, None)),
         ("delete", (AfterUploadKind.DELETE, None)),
         ("move:/archive", (AfterUploadKind.MOVE, Path("/archive"))),
-        ("move:done", (AfterUploadKind.MOVE, Path("done"))),
         ("move:/a:b", (AfterUploadKind.MOVE, Path("/a:b"))),
     ],
 )
@@ -321,6 +330,223 @@ def test_daemon_reports_every_problem_at_once(tmp_path: Path) -> None:
     assert "--bucket" in message
 
 
+@pytest.fixture
+def folders(tmp_path: Path) -> Path:
+    """tmp/a, tmp/a/sub, tmp/a-2 (a name prefix of nothing), tmp/b, tmp/c, and links to a and
+    to a/done."""
+    for name in ("a", "a/sub", "a/done", "a-2", "b", "c"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "link-to-a").symlink_to(tmp_path / "a", target_is_directory=True)
+    (tmp_path / "link-to-a-done").symlink_to(tmp_path / "a" / "done", target_is_directory=True)
+    return tmp_path
+
+
+WATCH_NAMES = ["--watch", "TAILUP_WATCH", "none inside another"]
+MOVE_NAMES = ["--after-upload", "TAILUP_AFTER_UPLOAD", "uploaded again", "outside every watched"]
+
+
+@pytest.mark.parametrize(
+    ("watch", "after_upload", "expected"),
+    [
+        (["a", "a"], "keep", [*WATCH_NAMES, "are the same folder"]),
+        (["a", "a/sub/.."], "keep", [*WATCH_NAMES, "a/sub/..", "are the same folder"]),
+        (["a", "link-to-a"], "keep", [*WATCH_NAMES, "link-to-a", "are the same folder"]),
+        (["a", "a/sub"], "keep", [*WATCH_NAMES, "overlap", "a/sub' is inside", "twice"]),
+        (["a/sub", "b", "a"], "keep", [*WATCH_NAMES, "a/sub' is inside"]),
+        (["link-to-a/sub", "a"], "keep", [*WATCH_NAMES, "link-to-a/sub' is inside"]),
+        (["a"], "move:{tmp}/a", [*MOVE_NAMES, "is the watched folder"]),
+        (["a"], "move:{tmp}/a/done", [*MOVE_NAMES, "is inside the watched folder"]),
+        (["a"], "move:{tmp}/a/not/yet/made", [*MOVE_NAMES, "is inside the watched folder"]),
+        (["b", "a"], "move:{tmp}/a/done", [*MOVE_NAMES, "is inside the watched folder"]),
+        (["a"], "move:{tmp}/link-to-a-done", [*MOVE_NAMES, "link-to-a-done"]),
+        (["a"], "move:{tmp}/b/../a/done", [*MOVE_NAMES, "b/../a/done"]),
+        (["link-to-a"], "move:{tmp}/a/done", [*MOVE_NAMES, "link-to-a"]),
+    ],
+)
+def test_daemon_refuses_overlapping_folders(
+    folders: Path, watch: list[str], after_upload: str, expected: list[str]
+) -> None:
+    message = daemon_problem(
+        watch=[str(folders / name) for name in watch],
+        after_upload=after_upload.format(tmp=folders),
+        bucket="b",
+    )
+    for text in expected:
+        assert text in message
+    assert "Accepted:" in message
+
+
+@pytest.mark.parametrize(
+    ("watch", "after_upload"),
+    [
+        (["a", "b"], "keep"),
+        (["a", "a-2"], "keep"),  # a name prefix is not a parent folder
+        (["a/sub", "a/done"], "keep"),
+        (["a", "b"], "move:{tmp}/c"),
+        (["a"], "move:{tmp}/a-2"),
+        (["a/sub"], "move:{tmp}/a/done"),  # beside the watched folder, not in it
+        (["a"], "move:{tmp}"),  # a parent: files move out of the watched folder
+        (["a"], "delete"),
+    ],
+)
+def test_daemon_accepts_folders_that_do_not_overlap(
+    folders: Path, watch: list[str], after_upload: str
+) -> None:
+    settings = load_settings(
+        {
+            "watch": [str(folders / name) for name in watch],
+            "after_upload": after_upload.format(tmp=folders),
+            "bucket": "b",
+        }
+    )
+    check_daemon_settings(settings)
+
+
+def test_overlap_refusal_names_the_config_file_key(folders: Path) -> None:
+    config = folders / "tailup.toml"
+    config.write_text(
+        f'watch = ["{folders / "a"}"]\nafter_upload = "move:{folders / "a" / "done"}"\n'
+        'bucket = "b"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as info:
+        check_daemon_settings(load_settings({}, config))
+    message = str(info.value)
+    assert f"after_upload in {config}" in message
+    assert f"watch in {config}" in message
+
+
+# -- unknown TAILUP_ variables: a warning, not a refusal --
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"TAILUP_PART_SIZ": "8MiB"}, ["TAILUP_PART_SIZ in the environment", "TAILUP_PART_SIZE?"]),
+        ({"TAILUP_BUKCET": "b"}, ["TAILUP_BUKCET", "did you mean TAILUP_BUCKET?"]),
+        ({"tailup_regoin": "x"}, ["tailup_regoin", "did you mean TAILUP_REGION?"]),
+        ({"TAILUP_WATCH_DIRS": "/x"}, ["TAILUP_WATCH_DIRS", "did you mean TAILUP_WATCH"]),
+        ({"TAILUP_CONFG": "x.toml"}, ["TAILUP_CONFG", "did you mean TAILUP_CONFIG?"]),
+        ({"TAILUP_CRASH_TRIAL": "3"}, ["did you mean TAILUP_CRASH_TRIALS?"]),
+        ({"TAILUP_XYZZY": "1"}, ["TAILUP_XYZZY in the environment is not a tailup setting"]),
+    ],
+)
+def test_unknown_variable_is_warned_about_with_the_likely_one(
+    environ: dict[str, str], expected: list[str]
+) -> None:
+    warnings = unknown_variables(environ)
+    assert len(warnings) == 1
+    for text in expected:
+        assert text in warnings[0]
+    if "XYZZY" in warnings[0]:
+        assert "did you mean" not in warnings[0]
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {},
+        {"TAILUP_PART_SIZE": "8MiB", "tailup_bucket": "b"},  # settings, any case
+        {"TAILUP_CONFIG": "x.toml"},
+        {"TAILUP_CRASH_TRIALS": "3", "TAILUP_CRASH_SEED": "1", "TAILUP_FAULT_SEED": "2"},
+        {"PATH": "/bin", "NOT_TAILUP_X": "1", "TAILUPX": "1"},
+    ],
+)
+def test_known_variables_are_not_warned_about(environ: dict[str, str]) -> None:
+    assert unknown_variables(environ) == []
+
+
+def test_unknown_variable_in_dotenv_is_warned_about(clean_environment: Path) -> None:
+    write_dotenv(clean_environment, part_size="8MiB", idle_timout="30")
+    warnings = unknown_variables({}, Path(".env"))
+    assert warnings == [
+        "TAILUP_IDLE_TIMOUT in .env is not a tailup setting and is ignored; "
+        "did you mean TAILUP_IDLE_TIMEOUT?"
+    ]
+
+
+def test_every_tailup_variable_the_code_reads_is_known() -> None:
+    """The allow-list is the one place for variables that are not settings: any TAILUP_ name in
+    the code, the tests, the Makefile, CI or deploy files is a setting or is on it."""
+    settings = {f"TAILUP_{name.upper()}" for name in Settings.model_fields}
+    typos_on_purpose = {Path(__file__), ROOT / "tests" / "unit" / "test_config_file.py"}
+    files = [ROOT / "Makefile", *(ROOT / ".ci").rglob("*"), *(ROOT / "deploy").rglob("*")]
+    for folder in ("src", "tests", "bench"):
+        files += [p for p in (ROOT / folder).rglob("*.py") if p not in typos_on_purpose]
+    found: dict[str, Path] = {}
+    for path in files:
+        if path.is_file():
+            for name in re.findall(r"TAILUP_[A-Z][A-Z0-9_]*", path.read_text(errors="replace")):
+                found.setdefault(name, path)
+    assert "TAILUP_CRASH_SEED" in found  # the scan sees the test-only ones
+    unknown = {name: str(path) for name, path in found.items()}
+    for name in settings | set(OTHER_VARIABLES):
+        unknown.pop(name, None)
+    assert unknown == {}
+
+
+# -- every subcommand loads the settings the same way --
+
+
+def _subcommands() -> set[str]:
+    subparsers = build_parser()._subparsers
+    assert subparsers is not None
+    return set(subparsers._group_actions[0].choices)  # type: ignore[attr-defined]
+
+
+MINIMAL_ARGS = {
+    "run": [],
+    "status": [],
+    "verify": ["some/key.mp4"],
+    "abort": ["some-stream-id"],
+    "retry": ["some-stream-id"],
+    "gc": ["--older-than", "1h"],
+    "demo": [],
+}
+
+
+def test_every_subcommand_is_covered() -> None:
+    assert set(MINIMAL_ARGS) == _subcommands()
+
+
+@pytest.mark.parametrize("how", ["--config", "TAILUP_CONFIG"])
+@pytest.mark.parametrize("command", sorted(MINIMAL_ARGS))
+def test_every_subcommand_reads_the_config_file(
+    clean_environment: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    how: str,
+) -> None:
+    config = clean_environment / "tailup.toml"
+    config.write_text('bucket = "b"\npart_size = 8.5\n', encoding="utf-8")
+    argv = [command, *MINIMAL_ARGS[command]]
+    if how == "--config":
+        argv += ["--config", str(config)]
+    else:
+        monkeypatch.setenv("TAILUP_CONFIG", str(config))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"part_size in {config}" in err
+    assert "got 8.5, a TOML float" in err
+    assert "warning" not in err  # TAILUP_CONFIG is no unknown variable
+
+
+@pytest.mark.parametrize("command", sorted(MINIMAL_ARGS))
+def test_every_subcommand_warns_about_unknown_variables(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    monkeypatch.setenv("TAILUP_PART_SIZ", "8MiB")
+    monkeypatch.setenv("TAILUP_PART_SIZE", "1MiB")  # and a refusal, to stop before any work
+    assert main([command, *MINIMAL_ARGS[command]]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "tailup: warning: TAILUP_PART_SIZ in the environment is not a tailup setting and is "
+        "ignored; did you mean TAILUP_PART_SIZE?"
+    ) in err
+    assert "--part-size (TAILUP_PART_SIZE): got '1MiB'" in err
+
+
 # -- the command line --
 
 
@@ -347,7 +573,76 @@ CLI_CASES: list[tuple[str, list[str], dict[str, str], list[str]]] = [
     ),
     ("port-not-int", ["--metrics-port", "eighty"], {}, ["--metrics-port", "eighty"]),
     ("log-format", ["--log-format", "xml"], {}, ["--log-format", "xml"]),
+    (
+        "move-relative",
+        ["--after-upload", "move:done"],
+        {},
+        ["--after-upload", "TAILUP_AFTER_UPLOAD", "relative path", "must be absolute", "move:DIR"],
+    ),
+    (
+        "move-into-watch",
+        ["--after-upload", "move:{work}/watched/done"],
+        {},
+        ["--after-upload", "TAILUP_AFTER_UPLOAD", "inside the watched folder", "uploaded again"],
+    ),
+    (
+        "env-move-is-watch",
+        [],
+        {"TAILUP_AFTER_UPLOAD": "move:{work}/watched"},
+        ["--after-upload", "TAILUP_AFTER_UPLOAD", "is the watched folder", "outside every"],
+    ),
+    (
+        "watch-twice",
+        ["--watch", "watched", "--watch", "{work}/watched"],
+        {},
+        ["--watch", "TAILUP_WATCH", "are the same folder", "none inside another"],
+    ),
+    (
+        "watch-nested",
+        ["--watch", "watched/sub", "--watch", "watched"],
+        {},
+        ["--watch", "TAILUP_WATCH", "'watched/sub' is inside 'watched'", "none inside another"],
+    ),
+    (
+        "file-float-size",
+        ["--config", "tailup.toml"],
+        {},
+        ["--part-size", "TAILUP_PART_SIZE", "part_size in tailup.toml", "got 8.5, a TOML float"],
+    ),
+    (
+        "file-bool-count",
+        ["--config", "tailup.toml"],
+        {},
+        ["--part-concurrency", "part_concurrency in tailup.toml", "a TOML boolean", "whole number"],
+    ),
+    (
+        "file-array-name",
+        [],
+        {"TAILUP_CONFIG": "tailup.toml"},
+        ["--bucket", "bucket in tailup.toml", "got ['b'], a TOML array", "a string in quotes"],
+    ),
+    (
+        "file-move-into-watch",
+        ["--config", "tailup.toml"],
+        {},
+        ["--after-upload", "after_upload in tailup.toml", "inside the watched folder"],
+    ),
+    (
+        "unknown-env-variable",
+        ["--part-size", "4MiB"],  # and a refusal, so that the daemon stops before any work
+        {"TAILUP_PART_SIZ": "8MiB", "TAILUP_CRASH_SEED": "1", "TAILUP_FAULT_SEED": "2"},
+        [
+            "tailup: warning: TAILUP_PART_SIZ in the environment is not a tailup setting",
+            "did you mean TAILUP_PART_SIZE?",
+        ],
+    ),
 ]
+CLI_CONFIG_FILES = {
+    "file-float-size": "part_size = 8.5\n",
+    "file-bool-count": "part_concurrency = true\n",
+    "file-array-name": 'bucket = ["b"]\n',
+    "file-move-into-watch": 'after_upload = "move:{work}/watched/done"\n',
+}
 
 
 @pytest.fixture(scope="module")
@@ -361,14 +656,19 @@ def cli_results(
     for case_id, flags, env, _ in CLI_CASES:
         work = tmp_path_factory.mktemp(f"cli-{case_id}")
         watched = work / "watched"
-        watched.mkdir()
+        (watched / "sub").mkdir(parents=True)
         (work / "a-file.mp4").write_bytes(b"")
+        if case_id in CLI_CONFIG_FILES:
+            config = CLI_CONFIG_FILES[case_id].replace("{work}", str(work))
+            (work / "tailup.toml").write_text(config, encoding="utf-8")
         # Good values for everything else, so only the setting under test is wrong.
         args = ["run", "--redis-url", "redis://127.0.0.1:1"]
         if "--watch" not in flags:
             args += ["--watch", str(watched)]
-        if "--bucket" not in flags:
+        if "--bucket" not in flags and "bucket" not in CLI_CONFIG_FILES.get(case_id, ""):
             args += ["--bucket", "b"]
+        flags = [flag.replace("{work}", str(work)) for flag in flags]
+        env = {name: value.replace("{work}", str(work)) for name, value in env.items()}
         procs[case_id] = subprocess.Popen(
             [sys.executable, "-m", "tailup", *args, *flags],
             cwd=work,
@@ -401,3 +701,35 @@ def test_cli_run_refuses_bad_settings_with_exit_code_2(
         assert name in stderr
     assert "Traceback" not in stderr
     assert "Traceback" not in stdout
+    if case_id != "unknown-env-variable":
+        assert "warning" not in stderr
+
+
+def test_cli_warns_only_about_the_unknown_variable(
+    cli_results: dict[str, tuple[int, str, str]],
+) -> None:
+    _, _, stderr = cli_results["unknown-env-variable"]
+    assert stderr.count("warning") == 1  # not TAILUP_CRASH_SEED nor TAILUP_FAULT_SEED
+    assert "--part-size (TAILUP_PART_SIZE): got '4MiB'" in stderr
+
+
+def test_cli_gc_reads_the_config_file(tmp_path: Path) -> None:
+    """`tailup gc` ignored --config and TAILUP_CONFIG once; the real command, both ways."""
+    config = tmp_path / "tailup.toml"
+    config.write_text('bucket = "b"\nredis_url = 6379\n', encoding="utf-8")
+    base_env = {k: v for k, v in os.environ.items() if not k.upper().startswith("TAILUP_")}
+    base_env["PYTHONPATH"] = str(SRC)
+    command = [sys.executable, "-m", "tailup", "gc", "--older-than", "1h", "--dry-run"]
+    for extra, env in ([["--config", str(config)], {}], [[], {"TAILUP_CONFIG": str(config)}]):
+        done = subprocess.run(
+            [*command, *extra],
+            cwd=tmp_path,
+            env={**base_env, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2, done.stderr
+        assert f"--redis-url (TAILUP_REDIS_URL, redis_url in {config})" in done.stderr
+        assert "got 6379, a TOML integer" in done.stderr
+        assert "Traceback" not in done.stderr

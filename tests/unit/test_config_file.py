@@ -1,14 +1,23 @@
-"""--config tailup.toml: flags > env > .env > config file > defaults; unknown keys are refused."""
+"""--config tailup.toml: flags > env > .env > config file > defaults; unknown keys and values of
+the wrong TOML type are refused, naming the key, the file and the accepted form."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tailup.cli import main
-from tailup.config import load_settings, read_config_file
+from tailup.config import (
+    FileKind,
+    PayloadSigning,
+    Settings,
+    file_kind,
+    load_settings,
+    read_config_file,
+)
 from tailup.errors import ConfigError
 from tailup.plan import MiB
 
@@ -87,6 +96,99 @@ def test_bad_value_in_the_file_names_the_key_and_the_file(tmp_path: Path) -> Non
     assert "outside 5MiB..5GiB" in message and "Accepted:" in message
 
 
+SIZE = 'a string like "8MiB" or a whole number of bytes'
+WHOLE = "a whole number without quotes"
+TEXT = "a string in quotes"
+DURATION = "a number of seconds like 30 or 2.5"
+LIST = "an array of strings"
+
+
+@pytest.mark.parametrize(
+    ("line", "flag", "expected"),
+    [
+        ("part_size = 8.5", "--part-size", ["got 8.5, a TOML float", SIZE, "from 5MiB to 5GiB"]),
+        ("part_size = 8388608.0", "--part-size", ["a TOML float", SIZE]),
+        ("part_size = true", "--part-size", ["got True, a TOML boolean", SIZE]),
+        ("part_size = [8]", "--part-size", ["got [8], a TOML array", SIZE]),
+        ("part_size = {mib = 8}", "--part-size", ["a TOML table", SIZE]),
+        ("max_inflight_bytes = false", "--max-inflight-bytes", ["a TOML boolean", SIZE]),
+        ("part_concurrency = 4.0", "--part-concurrency", ["got 4.0, a TOML float", WHOLE]),
+        ("part_concurrency = true", "--part-concurrency", ["a TOML boolean", "1 to 64"]),
+        ('part_concurrency = "4"', "--part-concurrency", ["got '4', a TOML string", WHOLE]),
+        ("metrics_port = 9731.5", "--metrics-port", ["a TOML float", "0 (off) to 65535"]),
+        ("idle_timeout = true", "--idle-timeout", ["got True, a TOML boolean", DURATION]),
+        ("idle_timeout = [30]", "--idle-timeout", ["a TOML array", DURATION]),
+        ("idle_timeout = 1979-05-27", "--idle-timeout", ["a TOML date/time", DURATION]),
+        ("shutdown_grace = 00:00:20", "--shutdown-grace", ["a TOML date/time"]),
+        ("bucket = 3", "--bucket", ["got 3, a TOML integer", TEXT, "a bucket name"]),
+        ('bucket = ["a", "b"]', "--bucket", ["a TOML array", TEXT]),
+        ("endpoint_url = true", "--endpoint-url", ["a TOML boolean", "a URL like"]),
+        ("redis_url = 6379", "--redis-url", ["got 6379, a TOML integer", "redis://"]),
+        ("key_template = 1", "--key-template", ["a TOML integer", "{stream_id}"]),
+        ('after_upload = ["move", "/x"]', "--after-upload", ["a TOML array", "move:DIR"]),
+        ("log_level = 3", "--log-level", ["a TOML integer", "debug, info"]),
+        ("log_format = false", "--log-format", ["a TOML boolean", "json, console or auto"]),
+        ("payload_signing = true", "--payload-signing", ["a TOML boolean", "auto, always"]),
+        ("poll = 1", "--poll", ["got 1, a TOML integer", "true or false"]),
+        ('poll = "yes"', "--poll", ["got 'yes', a TOML string", "true or false"]),
+        ("watch = 3", "--watch", ["got 3, a TOML integer", LIST]),
+        ('watch = ["/srv/a", 3]', "--watch", ["got 3, a TOML integer in the array", LIST]),
+        ("include = [true]", "--include", ["got True, a TOML boolean in the array", LIST]),
+        ('include = [["*.mp4"]]', "--include", ["a TOML array in the array", LIST]),
+    ],
+)
+def test_value_of_the_wrong_type_is_refused_naming_the_key(
+    tmp_path: Path, line: str, flag: str, expected: list[str]
+) -> None:
+    config = _write(tmp_path / "tailup.toml", line + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, config)
+    message = str(caught.value)
+    key = line.split(" =")[0]
+    assert f"{flag} (TAILUP_{key.upper()}, {key} in {config})" in message
+    assert "Accepted:" in message
+    for text in expected:
+        assert text in message
+
+
+def test_every_type_mistake_is_reported_at_once(tmp_path: Path) -> None:
+    config = _write(tmp_path / "tailup.toml", "part_size = 8.5\npoll = 1\nbucket = 2\nxyz = 1\n")
+    with pytest.raises(ConfigError) as caught:
+        read_config_file(config)
+    for key in ("part_size in", "poll in", "bucket in", "unknown setting 'xyz'"):
+        assert key in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "expected"),
+    [
+        ("part_size = 8388608", "part_size", 8 * MiB),
+        ('part_size = "8MiB"', "part_size", 8 * MiB),
+        ('part_size = "8.5MiB"', "part_size", int(8.5 * MiB)),
+        ("idle_timeout = 2.5", "idle_timeout", 2.5),
+        ("idle_timeout = 30", "idle_timeout", 30.0),
+        ('idle_timeout = "2m"', "idle_timeout", 120.0),
+        ("part_concurrency = 8", "part_concurrency", 8),
+        ("poll = true", "poll", True),
+        ('watch = "/srv/a"', "watch", [Path("/srv/a")]),
+        ('watch = ["/srv/a", "/srv/b"]', "watch", [Path("/srv/a"), Path("/srv/b")]),
+        ('payload_signing = "never"', "payload_signing", PayloadSigning.NEVER),
+        ('endpoint_url = "http://127.0.0.1:8333"', "endpoint_url", "http://127.0.0.1:8333"),
+    ],
+)
+def test_values_of_the_right_type_are_taken(
+    tmp_path: Path, line: str, field: str, expected: Any
+) -> None:
+    config = _write(tmp_path / "tailup.toml", line + "\n")
+    assert getattr(load_settings({}, config), field) == expected
+
+
+def test_every_setting_has_a_form_in_the_file() -> None:
+    kinds = {name: file_kind(name) for name in Settings.model_fields}
+    assert kinds["part_size"] is FileKind.SIZE and kinds["poll"] is FileKind.SWITCH
+    assert kinds["watch"] is FileKind.LIST and kinds["log_format"] is FileKind.TEXT
+
+
 def test_invalid_toml_and_missing_file_are_clear(tmp_path: Path) -> None:
     broken = _write(tmp_path / "broken.toml", "part_size = \n")
     with pytest.raises(ConfigError, match="is not valid TOML"):
@@ -100,6 +202,16 @@ def test_cli_exits_2_naming_the_bad_key(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["status", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert "unknown setting 'redis_ulr'" in err and "did you mean 'redis_url'?" in err
+
+
+def test_cli_exits_2_on_a_float_size_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _write(tmp_path / "tailup.toml", 'bucket = "b"\npart_size = 8.5\n')
+    assert main(["gc", "--older-than", "1h", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"--part-size (TAILUP_PART_SIZE, part_size in {config}): got 8.5, a TOML float" in err
+    assert "Traceback" not in err
 
 
 def test_tailup_config_environment_variable_names_the_file(
@@ -117,8 +229,6 @@ def test_the_example_file_is_valid_and_complete() -> None:
     assert settings.bucket == data["bucket"]
     assert settings.part_size == 8 * MiB
     # The example documents every setting, so it never falls behind the code.
-    from tailup.config import Settings
-
     documented = {
         line.lstrip("# ").split(" =")[0]
         for line in EXAMPLE.read_text().splitlines()

@@ -12,7 +12,6 @@ from tailup.errors import (
     CheckpointRefused,
     CheckpointUnavailable,
     NoSuchUpload,
-    PermanentError,
     RetryableError,
     StoragePermanentError,
     StorageUnavailable,
@@ -138,7 +137,7 @@ REDIS_CASES = [
         CheckpointUnavailable,
     ),
     (rex.ResponseError("BUSY Redis is busy running a script."), CheckpointUnavailable),
-    (rex.ResponseError("NOPERM User tailup has no permissions to run 'evalsha'"), CheckpointRefused),
+    (rex.ResponseError("NOPERM User tailup may not run 'evalsha'"), CheckpointRefused),
 ]
 
 

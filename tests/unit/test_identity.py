@@ -1,4 +1,4 @@
-"""What a recording is over time (tailup.identity): every case of a deployment's life, as a table."""
+"""What a recording is over time (tailup.identity): each case of a deployment's life, a row."""
 
 from __future__ import annotations
 

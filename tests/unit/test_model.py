@@ -47,7 +47,9 @@ TRANSITIONS = [
     (S.FAILED, S.UPLOADING, True, "retried"),
     (S.FAILED, S.ABORTED, True, "operator abort of a failed upload"),
     (S.FAILED, S.COMPLETED, False, "never complete without finalizing"),
-    (S.FAILED, S.FINALIZING, False, "must upload again first"),
+    # A failed stream keeps its upload and parts: its retry may find nothing left to send.
+    (S.FAILED, S.FINALIZING, True, "retried, every part already sent"),
+    (S.FAILED, S.STALLED, True, "retried into a transient fault"),
     *[(S.ABORTED, target, False, "aborted is final") for target in S if target is not S.ABORTED],
 ]
 

@@ -16,7 +16,8 @@ A = Action
 CASES = [
     # (name, event, has_stream, candidate, dest_inside, dest_candidate, actions)
     ("root removed", FileEvent(E.ROOT_GONE, P), False, False, False, False, (A.ROOT_GONE,)),
-    ("delete of a streamed file", FileEvent(E.DELETED, P), True, True, False, False, (A.TELL_GONE,)),
+    ("delete of a streamed file", FileEvent(E.DELETED, P), True, True, False, False,
+     (A.TELL_GONE,)),
     ("delete, no stream", FileEvent(E.DELETED, P), False, True, False, False, (A.END_PATH,)),
     ("create, no stream", FileEvent(E.CREATED, P), False, True, False, False, (A.OPEN,)),
     ("create, not included", FileEvent(E.CREATED, P), False, False, False, False, (A.IGNORE,)),

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,10 +39,21 @@ class CountingCheckpoints(MemoryCheckpointStore):
     def __init__(self) -> None:
         super().__init__()
         self.pings = 0
+        self.field_reads = 0
+        self.failed_writes = 0
 
     async def ping(self) -> None:
         self.pings += 1
         await super().ping()
+
+    async def get_field(self, stream_id: str, name: str) -> str | None:
+        self.field_reads += 1
+        return await super().get_field(stream_id, name)
+
+    async def set_state(self, stream_id: str, state: StreamState, **kwargs: Any) -> Any:
+        if state is StreamState.FAILED:
+            self.failed_writes += 1
+        return await super().set_state(stream_id, state, **kwargs)
 
 
 @dataclass
@@ -87,6 +99,8 @@ async def streaming(path: Path, *, writer_closed: bool = False) -> AsyncIterator
         idle_timeout_s=30,
         part_concurrency=2,
         backoff=lambda: Backoff(base_s=0.02, cap_s=0.2),
+        failed_retry_s=3600,  # a failed stream waits for `tailup retry` in these tests
+        retry_poll_s=0.02,
     )
     stream = Stream(deps, record, {}, writer_closed=writer_closed)
     task = asyncio.create_task(stream.run())
@@ -246,9 +260,12 @@ class CappedPlan(PartPlan):
         return self.cap
 
 
-async def test_file_growing_past_the_plan_fails_with_the_reason(
+async def test_a_permanent_error_fails_the_stream_keeps_its_upload_and_waits_for_a_retry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The lifecycle after a permanent error: FAILED with the reason, the multipart upload and
+    its checkpointed parts kept (hours of parts are not thrown away), no S3 call while it waits
+    out its back-off, and `tailup retry` (the record's retry field) tries it again at once."""
     monkeypatch.setattr(tailup.stream.core, "PartPlan", lambda base: CappedPlan(base, cap=12 * MiB))
     path = tmp_path / "clip.ts"
     path.write_bytes(payload(6 * MiB, "grow"))
@@ -257,11 +274,27 @@ async def test_file_growing_past_the_plan_fails_with_the_reason(
         with path.open("ab") as out:
             out.write(payload(7 * MiB, "too much"))
         rig.stream.on_modified()
-        assert await rig.task is Outcome.FAILED
+        await wait_until(lambda: rig.checkpoints.failed_writes == 1, "the stream failed")
         calls_when_failed = len(rig.store.calls)
-    error = rig.checkpoints.meta["s1"]["error"]
-    assert f"grew to {13 * MiB} bytes" in error
-    assert f"past what one S3 object can hold ({12 * MiB} bytes" in error
-    assert rig.state() is StreamState.FAILED
-    assert rig.store.uploads == {}, "the upload is aborted, not left to cost storage"
-    assert len(rig.store.calls) == calls_when_failed  # ended: no busy loop
+        reads_when_failed = rig.checkpoints.field_reads
+        # Waiting: it polls its record for a retry request (cheap), and sends nothing to S3.
+        await wait_until(
+            lambda: rig.checkpoints.field_reads >= reads_when_failed + 5, "retry polls"
+        )
+        assert len(rig.store.calls) == calls_when_failed, "no S3 call while failed"
+        assert rig.checkpoints.failed_writes == 1, "no busy loop of attempts"
+        assert not rig.task.done(), "a failed stream is not given up"
+        error = rig.checkpoints.meta["s1"]["error"]
+        assert f"grew to {13 * MiB} bytes" in error
+        assert f"past what one S3 object can hold ({12 * MiB} bytes" in error
+        assert rig.state() is StreamState.FAILED
+        assert "s1" in rig.checkpoints.live, "a failed stream is resumed by the next start"
+        (upload,) = rig.store.uploads.values()
+        assert [n for n, _, _ in upload.parts] == [1], "the upload and its part are kept"
+        assert set(rig.checkpoints.parts["s1"]) == {1}, "the checkpoint is kept"
+        # `tailup retry`: the stream tries again now (and fails again: the file is still too
+        # big), without sending part 1 again.
+        await rig.checkpoints.update("s1", retry_requested_at="2026-12-01T00:00:00+00:00")
+        await wait_until(lambda: rig.checkpoints.failed_writes == 2, "retried, failed again")
+        sent_again = [c for c in rig.store.calls[calls_when_failed:] if c[0] == "upload_part"]
+        assert sent_again == [], "a checkpointed part is not sent again on retry"

@@ -111,6 +111,24 @@ def test_parse_duration_refuses(text: str) -> None:
     assert "seconds" in message
 
 
+# Not text nor a whole number (from a TOML file): a ValueError naming it, never a TypeError.
+NOT_TEXT: list[object] = [True, False, None, [8], {"mib": 8}]
+
+
+@pytest.mark.parametrize("value", [*NOT_TEXT, 8.5, 8388608.0])
+def test_parse_size_refuses_what_is_not_text_or_a_whole_number(value: object) -> None:
+    with pytest.raises(ValueError, match="8MiB") as info:
+        parse_size(value)
+    assert repr(value) in str(info.value)
+
+
+@pytest.mark.parametrize("value", NOT_TEXT)
+def test_parse_duration_refuses_what_is_not_text_or_a_number(value: object) -> None:
+    with pytest.raises(ValueError, match="90s") as info:
+        parse_duration(value)
+    assert repr(value) in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("num_bytes", "expected"),
     [

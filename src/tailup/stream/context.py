@@ -69,6 +69,7 @@ class StreamDeps:
     # overwrite).
     conditional_writes: bool = True
     failed_retry_s: float = 60.0  # first wait before a failed stream is tried again
+    retry_poll_s: float = 2.0  # how often a failed stream looks for `tailup retry`
     stat_timeout_s: float = 30.0  # a stat or read that takes longer: the stream is stalled
 
 

@@ -37,8 +37,6 @@ from tailup.stream.finalize import Finalizer
 from tailup.stream.resuming import Resumer
 from tailup.stream.sending import PartSender
 
-# How often a failed stream looks whether `tailup retry` asked for it (model.RETRY_FIELD).
-RETRY_POLL_S = 2.0
 FAILED_RETRY_CAP_S = 1800.0
 
 # A file that changed after its upload completed has a writer that closes and comes back: wait at
@@ -179,7 +177,9 @@ class Stream(Collaborator):
         self._log.info("failed stream waits before its next try", retry_in_s=round(delay, 1))
         seen = self.record.extra.get(RETRY_FIELD, "")
         while not self._ctx.stop.is_set() and self.deps.clock() < deadline:
-            await self._sleep_unless_stopped(min(RETRY_POLL_S, deadline - self.deps.clock()))
+            await self._sleep_unless_stopped(
+                min(self.deps.retry_poll_s, deadline - self.deps.clock())
+            )
             with contextlib.suppress(RetryableError):
                 asked = await self.deps.checkpoints.get_field(self.stream_id, RETRY_FIELD) or ""
                 if asked != seen:
