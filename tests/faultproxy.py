@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
-FAULTS = ("500", "503", "reset", "reset_after", "stall")
+FAULTS = ("500", "503", "403", "reset", "reset_after", "stall")
 _HOP_BY_HOP = {"connection", "keep-alive", "expect", "proxy-connection", "te", "upgrade"}
 
 
@@ -208,7 +208,7 @@ class FaultProxy:
             await asyncio.to_thread(hold.released.wait)
         fault = self._next_fault()
         self._record(op, "forwarded" if fault == "ok" else fault)
-        if fault in ("500", "503"):
+        if fault in _ERRORS:
             writer.write(_error_response(request.method, fault))
             await writer.drain()
             return True
@@ -304,6 +304,8 @@ async def _read_response(reader: asyncio.StreamReader, method: str) -> tuple[byt
 _ERRORS = {
     "500": ("500 Internal Server Error", "InternalError", "injected by the test proxy"),
     "503": ("503 Slow Down", "SlowDown", "Please reduce your request rate (test proxy)"),
+    # An IAM policy still propagating, an expired session token: permanent to S3's client.
+    "403": ("403 Forbidden", "AccessDenied", "Access Denied (test proxy)"),
 }
 
 

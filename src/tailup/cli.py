@@ -77,6 +77,11 @@ _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
         },
     ),
     (
+        "--io-timeout",
+        {"help": "seconds a stat or read of a watched file may take before its stream counts as "
+         "stalled, e.g. a hung NFS mount (default 30)."},
+    ),
+    (
         "--failed-retry",
         {"help": "seconds before a failed stream is tried again, doubling to 30 min (default 60)."},
     ),

@@ -72,6 +72,7 @@ DURATION_FIELDS = (
     "shutdown_grace",
     "health_interval",
     "failed_retry",
+    "io_timeout",
 )
 
 # TAILUP_ variables that are not settings but are read by tailup or its tests: never warned about.
@@ -137,6 +138,11 @@ class Settings(BaseSettings):
         description="When a template names a key that holds another recording: suffix "
         "(cam1-2.ts) or overwrite.",
     )
+    io_timeout: float = Field(
+        default=30.0,
+        description="Seconds a stat or read of a watched file may take before its stream counts "
+        "as stalled (a hung network mount).",
+    )
     failed_retry: float = Field(
         default=60.0,
         description="Seconds before a failed stream is tried again (doubling up to 30 min).",
@@ -198,7 +204,9 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} bytes is outside 5MiB..5GiB (S3's part size limits)")
         return value
 
-    @field_validator("idle_timeout", "poll_interval", "health_interval", "failed_retry")
+    @field_validator(
+        "idle_timeout", "poll_interval", "health_interval", "failed_retry", "io_timeout"
+    )
     @classmethod
     def _positive(cls, value: float) -> float:
         if value <= 0:
@@ -299,6 +307,7 @@ ACCEPTED_FORMS: dict[str, str] = {
     "after_upload": AFTER_UPLOAD_FORM,
     "key_conflict": "suffix or overwrite",
     "failed_retry": f"{DURATION_FORM}, above 0",
+    "io_timeout": f"{DURATION_FORM}, above 0",
     "part_concurrency": "a whole number from 1 to 64",
     "payload_signing": "auto, always or never",
     "metrics_port": "a port number from 0 (off) to 65535",

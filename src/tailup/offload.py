@@ -69,6 +69,10 @@ class _Pool:
                 _settle(loop, future, None, exc)
             else:
                 _settle(loop, future, result, None)
+                del result
+            # Nothing of this job may outlive it here while the thread waits for the next one:
+            # a part's buffer held by a parked worker is memory the byte budget does not see.
+            del call, loop, future
 
 
 def _settle(

@@ -87,6 +87,7 @@ class Supervisor:
             check_keys=not overwrite and not template_is_unique(settings.key_template),
             conditional_writes=not overwrite,
             failed_retry_s=settings.failed_retry,
+            stat_timeout_s=settings.io_timeout,
         )
         # The stream of each path being uploaded. A stream leaves it when its file is deleted,
         # renamed (it moves to the new path) or replaced, at once, before it has ended.
@@ -226,8 +227,9 @@ class Supervisor:
         elif action is Action.END_PATH:
             await self._end_path(path)
         elif action is Action.TELL_CLOSED:
-            if not await _still_written(path):
-                self._streams[path].on_closed()
+            stream = self._streams[path]
+            if not await _still_written(path) and self._streams.get(path) is stream:
+                stream.on_closed()
         elif action is Action.CARRY_STREAM:
             assert event.dest_path is not None
             await self._carry_stream(path, event.dest_path)
@@ -361,7 +363,9 @@ class Supervisor:
 
     async def _open_stream(self, path: Path, *, writer_closed: bool) -> None:
         try:
-            st, seen = await run_blocking(identify, path, what=str(path))
+            st, seen = await run_blocking(
+                identify, path, timeout_s=self._settings.io_timeout, what=str(path)
+            )
         except SourceStalled:
             raise
         except SourceError as exc:

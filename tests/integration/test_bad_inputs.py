@@ -249,7 +249,9 @@ async def test_file_growing_past_what_the_plan_allows(
             record = await daemon.wait_for_state(path, {StreamState.FAILED})
         await still_uploading(daemon, watch, s3_client, bucket)
     assert "past what one S3 object can hold" in record.error
-    assert upload_id not in open_uploads(s3_client, bucket, record.key)
+    # A failed stream keeps its upload and parts for its retries; `tailup abort` ends it.
+    assert upload_id in open_uploads(s3_client, bucket, record.key)
+    assert record.state.is_resumable
 
 
 async def test_a_stream_that_crashes_is_recorded_failed_and_the_daemon_goes_on(

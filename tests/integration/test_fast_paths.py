@@ -154,10 +154,10 @@ async def test_a_close_while_another_descriptor_still_writes_is_not_the_end(
     with path.open("wb") as first:
         with path.open("r+b") as second:
             second.write(b"header")
-        await supervisor._changed(FileEvent(EventKind.CLOSED, path))
+        await supervisor._route(FileEvent(EventKind.CLOSED, path))
         assert stream.closes == 0, "`first` still has the file open for writing"
         first.write(b"more")
-    await supervisor._changed(FileEvent(EventKind.CLOSED, path))
+    await supervisor._route(FileEvent(EventKind.CLOSED, path))
     assert stream.closes == 1
 
 

@@ -230,7 +230,7 @@ async def test_drop_parts_recomputes_counters(cp_store: CheckpointStore) -> None
         (StreamState.STALLED, True),
         (StreamState.FINALIZING, True),
         (StreamState.COMPLETED, False),
-        (StreamState.FAILED, False),
+        (StreamState.FAILED, True),  # kept with its upload, retried: resumed by the next start
         (StreamState.ABORTED, False),
         (StreamState.SKIPPED, False),
     ],

@@ -1,0 +1,270 @@
+"""A recording's life over a deployment, end to end: `tailup run` as a subprocess, real Redis and
+SeaweedFS, files on the local file system. In every test, every recording ever written is in
+S3 exactly once, byte for byte (tailup.identity says what a recording is).
+
+The tests write the files themselves (a recorder's writes, deterministic bytes) so that what
+happens to a file (a delete, an O_TRUNC, a rename, a pause) is a step the test takes, not a
+moment it hopes to catch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemonproc import DaemonProcess, poll, run_cli, start_daemon
+from faultproxy import FaultProxy
+from harness import content
+from tailup.devservers import RedisServer, SeaweedS3
+from tailup.plan import MiB
+
+pytestmark = pytest.mark.timeout(180)
+
+
+class Deployment:
+    def __init__(
+        self,
+        tmp: Path,
+        watch: Path,
+        env: dict[str, str],
+        connection: list[str],
+        s3_client: Any,
+        bucket: str,
+    ) -> None:
+        self.tmp, self.watch, self.env, self.connection = tmp, watch, env, connection
+        self.s3, self.bucket = s3_client, bucket
+        self.daemon: DaemonProcess | None = None
+
+    def start(self, *extra: str, endpoint_url: str | None = None) -> DaemonProcess:
+        args = [
+            *self.connection,
+            "--watch",
+            str(self.watch),
+            "--part-size",
+            "5MiB",
+            "--log-format",
+            "json",
+            "--log-level",
+            "debug",
+            *extra,
+        ]
+        if endpoint_url is not None:
+            args = [*args, "--endpoint-url", endpoint_url]
+        self.daemon = start_daemon(args, self.env, self.tmp / "daemon.log", self.tmp)
+        self.daemon.wait_for_event("watching")
+        return self.daemon
+
+    def objects(self) -> dict[str, bytes]:
+        """Every recording object in the bucket (metadata.json sidecars left out)."""
+        listed = self.s3.list_objects_v2(Bucket=self.bucket).get("Contents", [])
+        return {
+            o["Key"]: self.s3.get_object(Bucket=self.bucket, Key=o["Key"])["Body"].read()
+            for o in listed
+            if not o["Key"].endswith(".metadata.json")
+        }
+
+    def wait_for_objects(self, *expected: bytes, timeout_s: float = 60) -> dict[str, bytes]:
+        """Until the bucket holds exactly these recordings, each once; returns key -> bytes."""
+        want = sorted(expected)
+
+        def probe() -> dict[str, bytes] | None:
+            found = self.objects()
+            return found if sorted(found.values()) == want else None
+
+        assert self.daemon is not None
+        try:
+            return poll(probe, f"{len(want)} recordings in S3", timeout_s, alive=self.daemon)
+        except AssertionError as exc:
+            got = {k: len(v) for k, v in self.objects().items()}
+            raise AssertionError(f"{exc}\nobjects: {got}") from None
+
+    def completions(self) -> int:
+        assert self.daemon is not None
+        return sum(1 for e in self.daemon.events() if e.get("event") == "stream completed")
+
+    def status(self) -> list[dict[str, Any]]:
+        import json
+
+        result = run_cli(["status", "--json", *self.connection], self.env)
+        assert result.returncode == 0, result.stderr
+        rows: list[dict[str, Any]] = json.loads(result.stdout)
+        return rows
+
+
+@pytest.fixture
+def deployment(
+    tmp_path: Path,
+    s3_server: SeaweedS3,
+    redis_server: RedisServer,
+    bucket: str,
+    key_prefix: str,
+    s3_client: Any,
+) -> Iterator[Deployment]:
+    watch = tmp_path / "rec"
+    watch.mkdir()
+    connection = [
+        "--bucket",
+        bucket,
+        "--endpoint-url",
+        s3_server.endpoint_url,
+        "--redis-url",
+        redis_server.url,
+        "--redis-prefix",
+        key_prefix,
+    ]
+    env = dict(s3_server.env())
+    dep = Deployment(tmp_path, watch, env, connection, s3_client, bucket)
+    yield dep
+    if dep.daemon is not None:
+        assert dep.daemon.stop() == 0, dep.daemon.tail()
+
+
+def write_closed(path: Path, data: bytes) -> int:
+    """Create (or O_TRUNC) and write the file in one go, like a recorder; returns its inode."""
+    with path.open("wb") as out:
+        out.write(data)
+    return path.stat().st_ino
+
+
+def test_delete_then_a_new_file_on_the_reused_inode_is_a_new_recording(
+    deployment: Deployment,
+) -> None:
+    """`rm cam1.ts` and at once a new cam1.ts: ext4 hands out the freed inode number again.
+    The first recording must not be overwritten by the second."""
+    deployment.start()
+    path = deployment.watch / "cam1.ts"
+    first = content(6 * MiB + 1234, "first take")
+    inode = write_closed(path, first)
+    deployment.wait_for_objects(first)
+    second = None
+    for attempt in range(5):  # the reuse is what this test is about: make sure it happened
+        path.unlink()
+        candidate = content(6 * MiB + 99, f"second take {attempt}")
+        if write_closed(path, candidate) == inode:
+            second = candidate
+            break
+        deployment.wait_for_objects(first, candidate)  # a new inode: a new recording anyway
+        first, inode = candidate, path.stat().st_ino
+    assert second is not None, "ext4 never reused the inode number in 5 tries"
+    found = deployment.wait_for_objects(*(set(deployment.objects().values()) | {second}))
+    assert second in found.values() and first in found.values()
+    assert len(found) == len(set(found)), "each recording under a key of its own"
+
+
+def test_o_trunc_rewrite_of_a_completed_file_is_a_new_recording(deployment: Deployment) -> None:
+    """A recorder restarted with `-y` over a finished file: same inode, new bytes from byte 0."""
+    deployment.start()
+    path = deployment.watch / "cam1.ts"
+    first = content(7 * MiB, "morning")
+    inode = write_closed(path, first)
+    deployment.wait_for_objects(first)
+    second = content(9 * MiB, "afternoon")  # longer: only the first part's bytes tell
+    assert write_closed(path, second) == inode
+    found = deployment.wait_for_objects(first, second)
+    assert len(found) == 2
+
+
+def test_appending_after_completion_is_the_same_recording(deployment: Deployment) -> None:
+    """Growth after completion (an append) replaces the object under the same key."""
+    deployment.start()
+    path = deployment.watch / "cam1.ts"
+    first = content(6 * MiB, "part one")
+    write_closed(path, first)
+    (key,) = deployment.wait_for_objects(first)
+    more = content(2 * MiB, "part two")
+    with path.open("ab") as out:
+        out.write(more)
+    found = deployment.wait_for_objects(first + more)
+    assert list(found) == [key]
+
+
+def test_a_paused_writer_is_never_deleted_under_and_its_later_bytes_are_uploaded(
+    deployment: Deployment,
+) -> None:
+    """A feed that stalls past --idle-timeout while the recorder keeps the file open, with
+    --after-upload delete: the file stays, and the final object equals the final file."""
+    daemon = deployment.start("--idle-timeout", "1", "--after-upload", "delete")
+    path = deployment.watch / "cam1.ts"
+    before = content(6 * MiB, "before the stall")
+    after = content(3 * MiB, "after the stall")
+    with path.open("wb") as out:
+        out.write(before)
+        out.flush()
+        daemon.wait_for_event("after-upload action pending: a writer may still hold the file")
+        deployment.wait_for_objects(before)
+        assert path.exists(), "deleted under its writer"
+        out.write(after)
+    (key,) = deployment.wait_for_objects(before + after)
+    poll(lambda: not path.exists(), "the file deleted once its writer closed it", alive=daemon)
+    assert key.endswith("cam1.ts")
+
+
+def test_rename_mid_recording_then_a_new_file_at_the_old_name(deployment: Deployment) -> None:
+    """live.ts -> take1.ts while being written, then a new live.ts: both are uploaded, the
+    renamed one under its key from the start, nothing aborted."""
+    daemon = deployment.start()
+    live = deployment.watch / "live.ts"
+    take1 = deployment.watch / "take1.ts"
+    head, tail = content(6 * MiB, "take one head"), content(2 * MiB + 7, "take one tail")
+    with live.open("wb") as out:
+        out.write(head)
+        out.flush()
+        daemon.wait_for_event("part uploaded", part=1)
+        os.rename(live, take1)
+        newer = content(5 * MiB + 3, "take two")
+        write_closed(live, newer)
+        out.write(tail)
+    found = deployment.wait_for_objects(head + tail, newer)
+    keys = {data: key for key, data in found.items()}
+    assert keys[head + tail].endswith("/live.ts"), "a rename keeps the stream and its key"
+    assert not any(e.get("event") == "stream aborted" for e in daemon.events())
+
+
+def test_a_file_moved_out_and_back_is_uploaded(deployment: Deployment) -> None:
+    daemon = deployment.start()
+    path = deployment.watch / "cam1.ts"
+    outside = deployment.tmp / "elsewhere.ts"
+    data = content(6 * MiB + 5, "wandering")
+    with path.open("wb") as out:
+        out.write(data[: 5 * MiB + 1])
+        out.flush()
+        daemon.wait_for_event("part uploaded", part=1)
+        os.rename(path, outside)
+        daemon.wait_for_event("stream aborted")
+        os.rename(outside, path)
+        out.write(data[5 * MiB + 1 :])
+    deployment.wait_for_objects(data)
+
+
+def test_s3_refusing_403_fails_the_stream_and_retry_completes_it_without_resending(
+    deployment: Deployment, s3_server: SeaweedS3
+) -> None:
+    """A temporary AccessDenied (a policy propagating): the stream fails but keeps its upload;
+    `tailup retry` finishes it, and no checkpointed part is sent again."""
+    with FaultProxy(s3_server.s3_port, seed=1) as proxy:
+        daemon = deployment.start("--failed-retry", "3600", endpoint_url=proxy.endpoint_url)
+        path = deployment.watch / "cam1.ts"
+        data = content(11 * MiB, "denied for a while")
+        with path.open("wb") as out:
+            out.write(data[: 6 * MiB])
+            out.flush()
+            daemon.wait_for_event("part uploaded", part=1)
+            proxy.set_deck(["403"])
+            out.write(data[6 * MiB :])
+        failed = poll(
+            lambda: next((r for r in deployment.status() if r["state"] == "failed"), None),
+            "the stream failed",
+            alive=daemon,
+        )
+        assert "AccessDenied" in failed["error"]
+        assert deployment.objects() == {}
+        proxy.set_deck([])
+        result = run_cli(["retry", failed["stream_id"], *deployment.connection], deployment.env)
+        assert result.returncode == 0, result.stderr
+        deployment.wait_for_objects(data)
+    sent = [e for e in daemon.events() if e.get("event") == "part sent" and e.get("part") == 1]
+    assert len(sent) == 1, "part 1 was checkpointed before the 403s: never sent again"
