@@ -43,7 +43,7 @@ from tailup.offload import run_blocking
 from tailup.retry import Backoff
 from tailup.routing import Action, Facts, route
 from tailup.s3 import MultipartStore
-from tailup.source import FileStat, crc32_of_range_blocking, identify
+from tailup.source import FileStat, crc32_of_range_blocking, identify, stat_file
 from tailup.stream import Outcome, Stream, StreamDeps
 from tailup.watcher import Watcher, is_candidate, writers_open
 
@@ -532,6 +532,12 @@ class Supervisor:
                 del self._streams[stream.path]
         if self._stopping or outcome is Outcome.STOPPED:
             return
+        if outcome in (Outcome.COMPLETED, Outcome.COMPLETED_WRITER_OPEN):
+            assert self._group is not None
+            self._group.create_task(
+                self._after_completion(stream.record, linger=outcome is not Outcome.COMPLETED)
+            )
+            return
         # A file may stand at this path again (replaced, changed after completion, back after it
         # vanished): look at it as if found at start; the identity decides what it is. Its
         # writer may be gone already (its close went to the stream that just ended), and then it
@@ -544,6 +550,31 @@ class Supervisor:
                 found = {stream.path: None}
             event = FileEvent(EventKind.DISCOVERED, stream.path, writer_open=found[stream.path])
             self._queue.put_nowait(event)
+
+    async def _after_completion(self, record: StreamRecord, *, linger: bool) -> None:
+        """Events that reached the stream while it finished (an O_TRUNC rewrite right after its
+        last look) are not lost: if the file is no longer what was completed, it is looked at
+        again. ``linger``: it completed on idle while a writer held it; look again every idle
+        timeout until the writer is gone (its later bytes are a new generation, its close
+        runs the pending after-upload action)."""
+        path = Path(record.path)
+        while not self._stopping:
+            if path in self._streams:
+                return  # a stream runs for the path again
+            try:
+                st = await run_blocking(stat_file, path, timeout_s=self._settings.io_timeout)
+                found = await run_blocking(writers_open, [path], what="/proc")
+            except (SourceError, SourceStalled):
+                return
+            changed = (st.size, st.mtime_ns) != (record.final_size, record.final_mtime_ns)
+            if changed or (linger and found[path] is not True):
+                self._queue.put_nowait(
+                    FileEvent(EventKind.DISCOVERED, path, writer_open=found[path])
+                )
+                return
+            if not linger:
+                return
+            await asyncio.sleep(self._settings.idle_timeout)
 
     async def _record_crash(self, stream: Stream) -> None:
         # Only over a live state: a stream that had ended (completed, aborted) keeps its end.
