@@ -12,7 +12,7 @@ import pytest
 
 from tailup.checkpoint import CheckpointStore, MemoryCheckpointStore, RedisCheckpointStore
 from tailup.devservers import RedisServer, SeaweedS3
-from tailup.errors import NoSuchUpload, StoragePermanentError, TailupError
+from tailup.errors import NoSuchUpload, StoragePermanentError, StorageUnavailable
 from tailup.integrity import crc32_of, multipart_etag
 from tailup.memory_stores import MemoryMultipartStore
 from tailup.model import LIVE_STATES, PartRecord, StreamRecord, StreamState
@@ -104,13 +104,14 @@ async def test_part_sent_twice_completes_with_the_named_version(mp_store: Multip
     assert await mp_store.get_object(key) == new
 
 
-async def test_wrong_checksum_is_refused(mp_store: MultipartStore) -> None:
+async def test_wrong_checksum_is_refused_as_retryable_bad_digest(mp_store: MultipartStore) -> None:
+    # The stream relies on it: a body damaged on the way is sent again, not a failed stream.
     key = _key()
     upload_id = await mp_store.create_upload(key, "video/mp4")
     body = os.urandom(2000)
-    with pytest.raises(TailupError):
+    with pytest.raises(StorageUnavailable, match="BadDigest"):
         await mp_store.upload_part(key, upload_id, 1, body, crc32_of(body) ^ 1)
-    with pytest.raises(TailupError):
+    with pytest.raises(StorageUnavailable, match="BadDigest"):
         await mp_store.put_object(key, body, crc32_of(body) ^ 1, "video/mp4")
     await mp_store.abort_upload(key, upload_id)
 
