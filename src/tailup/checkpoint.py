@@ -325,9 +325,9 @@ class MemoryCheckpointStore:
     async def update(self, stream_id: str, **fields: Any) -> None:
         self._check()
         meta = self.meta.setdefault(stream_id, {})
-        for k, v in fields.items():
+        # Like Redis's update: every write refreshes it unless the caller gives it.
+        for k, v in {"last_activity_at_utc": iso(utc_now()), **fields}.items():
             meta[k] = v.value if isinstance(v, StreamState) else str(v)
-        meta.setdefault("last_activity_at_utc", iso(utc_now()))
         state = fields.get("state")
         if isinstance(state, StreamState):
             (self.live.add if state.is_live else self.live.discard)(stream_id)
