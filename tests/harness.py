@@ -24,6 +24,7 @@ class PartCall:
     key: str
     number: int
     size: int
+    etag: str = ""
 
 
 @dataclass
@@ -31,7 +32,8 @@ class SpyStore:
     """Wraps the real S3 store and records what was sent; behaviour is the real server's."""
 
     inner: S3MultipartStore
-    parts: list[PartCall] = field(default_factory=list)
+    parts: list[PartCall] = field(default_factory=list)  # acknowledged by S3, in that order
+    part_attempts: list[tuple[str, int]] = field(default_factory=list)  # (key, number) as sent
     puts: list[str] = field(default_factory=list)
     completes: list[tuple[str, int]] = field(default_factory=list)
     aborts: list[str] = field(default_factory=list)
@@ -54,9 +56,10 @@ class SpyStore:
     ) -> str:
         if number in self.hold_until:
             await self._acked.setdefault(self.hold_until[number], asyncio.Event()).wait()
+        self.part_attempts.append((key, number))
         self._maybe_fail("upload_part")
         etag = await self.inner.upload_part(key, upload_id, number, body, crc32)
-        self.parts.append(PartCall(key, number, len(body)))
+        self.parts.append(PartCall(key, number, len(body), etag))
         self._acked.setdefault(number, asyncio.Event()).set()
         return etag
 
@@ -85,14 +88,20 @@ class SpyStore:
 @dataclass
 class CheckpointSpy:
     """Wraps the Redis store; after every part commit, re-reads Redis and hands the state to a
-    checker, so tests see the checkpoint exactly as a crash right then would leave it."""
+    checker, so tests see the checkpoint exactly as a crash right then would leave it. With
+    ``s3_acknowledged``, it also notes, as each commit starts, what S3 had acknowledged by then
+    (``acked_at_commit[i]`` goes with ``after_commit[i]``)."""
 
     inner: RedisCheckpointStore
+    s3_acknowledged: Callable[[], frozenset[tuple[str, int, str]]] | None = None
     after_commit: list[tuple[StreamRecord, dict[int, PartRecord]]] = field(default_factory=list)
+    acked_at_commit: list[frozenset[tuple[str, int, str]]] = field(default_factory=list)
     committed: list[int] = field(default_factory=list)  # part numbers, in commit order
 
     async def commit_part(self, stream_id: str, part: PartRecord) -> None:
+        acked = self.s3_acknowledged() if self.s3_acknowledged is not None else frozenset()
         await self.inner.commit_part(stream_id, part)
+        self.acked_at_commit.append(acked)
         self.committed.append(part.number)
         loaded = await self.inner.load(stream_id)
         assert loaded is not None
@@ -167,7 +176,10 @@ async def running_daemon(
         RedisCheckpointStore.connect(redis_url, key_prefix) as real_checkpoints,
     ):
         store = SpyStore(real_store, hold_until=dict(hold_until or {}), faults=dict(faults or {}))
-        checkpoints = CheckpointSpy(real_checkpoints)
+        checkpoints = CheckpointSpy(
+            real_checkpoints,
+            s3_acknowledged=lambda: frozenset((c.key, c.number, c.etag) for c in store.parts),
+        )
         supervisor = Supervisor(settings, store, checkpoints)  # type: ignore[arg-type]
         stop = asyncio.Event()
         task = asyncio.create_task(supervisor.run(stop))
