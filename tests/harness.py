@@ -11,10 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tailup.stream
 from tailup.checkpoint import RedisCheckpointStore
 from tailup.config import Settings
 from tailup.errors import StorageUnavailable
 from tailup.model import PartRecord, StreamRecord, StreamState
+from tailup.plan import PartPlan
+from tailup.resume import ResumeDecision
 from tailup.s3 import Body, S3MultipartStore
 from tailup.supervisor import Supervisor
 
@@ -117,6 +120,8 @@ class Daemon:
     store: SpyStore
     checkpoints: CheckpointSpy
     supervisor: Supervisor
+    # (stream id, decision) of every resume, in order: which branch of tailup.resume ran.
+    resumes: list[tuple[str, ResumeDecision]] = field(default_factory=list)
 
     async def record_for(self, path: Path) -> StreamRecord | None:
         stream_id = await self.checkpoints.inner.stream_for_path(str(path))
@@ -181,15 +186,29 @@ async def running_daemon(
             s3_acknowledged=lambda: frozenset((c.key, c.number, c.etag) for c in store.parts),
         )
         supervisor = Supervisor(settings, store, checkpoints)  # type: ignore[arg-type]
+        daemon = Daemon(settings, store, checkpoints, supervisor)
+        real_plan_resume = tailup.stream.plan_resume
+
+        async def noted_plan_resume(
+            store: Any, record: StreamRecord, parts: dict[int, PartRecord], plan: PartPlan
+        ) -> ResumeDecision:
+            decision = await real_plan_resume(store, record, parts, plan)
+            daemon.resumes.append((record.stream_id, decision))
+            return decision
+
+        tailup.stream.plan_resume = noted_plan_resume  # type: ignore[assignment]
         stop = asyncio.Event()
         task = asyncio.create_task(supervisor.run(stop))
         try:
             async with asyncio.timeout(10):
                 await supervisor.ready.wait()
-            yield Daemon(settings, store, checkpoints, supervisor)
+            yield daemon
         finally:
             stop.set()
-            await asyncio.wait_for(task, timeout=30)
+            try:
+                await asyncio.wait_for(task, timeout=30)
+            finally:
+                tailup.stream.plan_resume = real_plan_resume
 
 
 async def wait_until(
