@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
 import tailup.stream
 from tailup.checkpoint import RedisCheckpointStore
 from tailup.config import Settings
@@ -20,6 +22,22 @@ from tailup.plan import PartPlan
 from tailup.resume import ResumeDecision
 from tailup.s3 import Body, S3MultipartStore
 from tailup.supervisor import Supervisor
+
+
+class IsolatedSettings(Settings):
+    """Settings from the arguments and the defaults only: a developer's TAILUP_* variables or a
+    .env file in the working directory never change what a test runs (the CLI reads both)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
 
 
 @dataclass
@@ -166,7 +184,7 @@ async def running_daemon(
 ) -> AsyncIterator[Daemon]:
     """The daemon in this process. ``store_options`` go to S3MultipartStore.connect (timeouts);
     ``faults`` make the spy fail calls before the real ones run."""
-    settings = Settings(
+    settings = IsolatedSettings(
         watch=watch if isinstance(watch, list) else [watch],
         bucket=bucket,
         endpoint_url=endpoint_url,

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from harness import object_bytes, running_daemon, wait_until
+from harness import IsolatedSettings, object_bytes, running_daemon, wait_until
 from tailup import source as source_module
 from tailup import stream as stream_module
 from tailup.body import PART_BUFFERS, SLICE_BYTES, PartBody, return_part_memory_promptly
 from tailup.budget import ByteBudget
-from tailup.config import PayloadSigning, Settings
+from tailup.config import PayloadSigning
 from tailup.devservers import SeaweedS3
 from tailup.errors import TailupError
 from tailup.events import EventKind, FileEvent
@@ -146,7 +146,7 @@ async def test_a_close_while_another_descriptor_still_writes_is_not_the_end(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "two-writers.mp4"
-    settings = Settings(watch=[tmp_path], bucket="unused")
+    settings = IsolatedSettings(watch=[tmp_path], bucket="unused")
     supervisor = Supervisor(settings, store=None, checkpoints=None)  # type: ignore[arg-type]
     stream = _CloseRecorder()
     supervisor.streams[path] = stream  # type: ignore[assignment]

@@ -14,9 +14,8 @@ import pytest
 
 from conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY
 from faultproxy import FAULTS, FaultProxy, fault_deck
-from harness import object_bytes, running_daemon, wait_until, write_slowly
+from harness import IsolatedSettings, object_bytes, running_daemon, wait_until, write_slowly
 from tailup import metrics
-from tailup.config import Settings
 from tailup.devservers import RedisServer, SeaweedS3
 from tailup.model import StreamState
 from tailup.plan import MiB
@@ -75,7 +74,7 @@ async def test_s3_killed_and_restarted_mid_stream(
     with s3:
         bucket = s3.create_bucket("outage")
         args = {**daemon_args, "bucket": bucket, "endpoint_url": s3.endpoint_url}
-        settings = Settings(
+        settings = IsolatedSettings(
             bucket=bucket,
             redis_url=args["redis_url"],
             redis_prefix=args["key_prefix"],
