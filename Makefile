@@ -11,7 +11,7 @@ PYTHON := $(shell for p in $(PYTHON_CANDIDATES); do \
 endif
 
 .DEFAULT_GOAL := test
-.PHONY: install test lint crash-trials demo bench clean
+.PHONY: install test test-tools lint crash-trials demo bench clean
 
 install: $(VENV)/.installed
 
@@ -23,14 +23,6 @@ $(VENV)/.installed: pyproject.toml
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; \
 	fi
 	@command -v redis-server >/dev/null 2>&1 || { echo "error: redis-server is still missing" >&2; exit 1; }
-	@# promtool checks deploy/prometheus-alerts.yml in the tests (Debian ships it with prometheus).
-	@if ! command -v promtool >/dev/null 2>&1; then \
-		echo "promtool not found: installing Debian's prometheus package for it"; \
-		SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
-		$$SUDO apt-get update && \
-		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus \
-			|| echo "warning: promtool could not be installed; the alert-rule test will be skipped"; \
-	fi
 	@if [ ! -x "$(PY)" ]; then \
 		if [ -z "$(PYTHON)" ]; then \
 			echo "error: Python >= 3.11 is required; none of $(PYTHON_CANDIDATES) is" >&2; exit 1; \
@@ -52,8 +44,30 @@ lint: $(VENV)/.installed
 	"$(PY)" -m ruff check src tests bench
 	"$(PY)" -m mypy
 
-test: lint
-	"$(PY)" -m pytest -q
+# promtool checks deploy/prometheus-alerts.yml in the tests. Debian ships it only in the prometheus
+# server package, so it is installed here, for the tests alone (never by `make install` or
+# `make demo`), with a policy-rc.d that refuses every service start while apt runs: no Prometheus
+# server is started or left running. `make test` stops if promtool cannot be had.
+POLICY_RC_D = /usr/sbin/policy-rc.d
+test-tools:
+	@if ! command -v promtool >/dev/null 2>&1; then \
+		echo "promtool not found: installing Debian's prometheus package for it (no service starts)"; \
+		SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+		made=; \
+		if [ ! -e "$(POLICY_RC_D)" ]; then \
+			printf '#!/bin/sh\n# make test-tools: no service starts while apt installs\nexit 101\n' \
+				| $$SUDO tee "$(POLICY_RC_D)" >/dev/null && $$SUDO chmod 755 "$(POLICY_RC_D)" && made=1; \
+		fi; \
+		$$SUDO apt-get update && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; \
+		status=$$?; \
+		[ -z "$$made" ] || $$SUDO rm -f "$(POLICY_RC_D)"; \
+		[ "$$status" -eq 0 ] || { echo "error: promtool could not be installed (apt-get install prometheus)" >&2; exit 1; }; \
+	fi
+	@command -v promtool >/dev/null 2>&1 || { echo "error: promtool is still missing" >&2; exit 1; }
+
+test: lint test-tools
+	"$(PY)" -m pytest -q -rs
 
 # The kill -9 trials with more trials than CI runs (3); TAILUP_CRASH_SEED=N repeats a run.
 TRIALS ?= 20

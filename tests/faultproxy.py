@@ -30,6 +30,9 @@ from types import TracebackType
 from typing import Self
 
 FAULTS = ("500", "503", "403", "reset", "reset_after", "stall")
+# Aimed only (never dealt): an S3 NoSuchUpload answer without forwarding, as AWS S3 answers a
+# Complete retried after the upload was completed.
+AIMED_ONLY = ("no_such_upload",)
 _HOP_BY_HOP = {"connection", "keep-alive", "expect", "proxy-connection", "te", "upgrade"}
 
 
@@ -60,6 +63,16 @@ class Hold:
 
     def release(self) -> None:
         self.released.set()
+
+
+@dataclass
+class Aim:
+    """The next ``times`` requests matching ``predicate`` get ``fault`` (before the deck)."""
+
+    predicate: Callable[[str, str], bool]
+    fault: str
+    times: int = 1
+    hits: int = 0
 
 
 @dataclass
@@ -95,6 +108,7 @@ class FaultProxy:
         self.stats: Counter[str] = Counter()  # fault kind or "forwarded"
         self.log: list[tuple[str, str]] = []  # (operation, outcome) in arrival order
         self._holds: list[Hold] = []
+        self._aims: list[Aim] = []
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -118,6 +132,20 @@ class FaultProxy:
         with self._lock:
             self._holds.append(hold)
         return hold
+
+    def aim(self, predicate: Callable[[str, str], bool], fault: str, times: int = 1) -> Aim:
+        """Give ``fault`` to the next ``times`` requests matching ``predicate(op, target)``."""
+        if fault not in FAULTS + AIMED_ONLY:
+            raise ValueError(f"unknown fault {fault!r}")
+        aimed = Aim(predicate, fault, times)
+        with self._lock:
+            self._aims.append(aimed)
+        return aimed
+
+    def outcomes(self, op: str) -> list[str]:
+        """What happened to each request of operation ``op``, in arrival order."""
+        with self._lock:
+            return [outcome for o, outcome in self.log if o == op]
 
     def faults_injected(self) -> int:
         with self._lock:
@@ -161,8 +189,12 @@ class FaultProxy:
         if self._server is not None:
             await self._server.wait_closed()
 
-    def _next_fault(self) -> str:
+    def _next_fault(self, op: str = "", target: str = "") -> str:
         with self._lock:
+            for aimed in self._aims:
+                if aimed.hits < aimed.times and aimed.predicate(op, target):
+                    aimed.hits += 1
+                    return aimed.fault
             if not self._deck_template:
                 return "ok"
             if not self._deck:
@@ -206,7 +238,7 @@ class FaultProxy:
         if hold is not None:
             hold.held.set()
             await asyncio.to_thread(hold.released.wait)
-        fault = self._next_fault()
+        fault = self._next_fault(op, request.target)
         self._record(op, "forwarded" if fault == "ok" else fault)
         if fault in _ERRORS:
             writer.write(_error_response(request.method, fault))
@@ -306,6 +338,11 @@ _ERRORS = {
     "503": ("503 Slow Down", "SlowDown", "Please reduce your request rate (test proxy)"),
     # An IAM policy still propagating, an expired session token: permanent to S3's client.
     "403": ("403 Forbidden", "AccessDenied", "Access Denied (test proxy)"),
+    "no_such_upload": (
+        "404 Not Found",
+        "NoSuchUpload",
+        "The specified multipart upload does not exist (test proxy)",
+    ),
 }
 
 

@@ -11,12 +11,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
+import tailup.stream
 from tailup.checkpoint import RedisCheckpointStore
 from tailup.config import Settings
 from tailup.errors import StorageUnavailable
 from tailup.model import PartRecord, StreamRecord, StreamState
+from tailup.plan import PartPlan
+from tailup.resume import ResumeDecision
 from tailup.s3 import Body, S3MultipartStore
 from tailup.supervisor import Supervisor
+
+
+class IsolatedSettings(Settings):
+    """Settings from the arguments and the defaults only: a developer's TAILUP_* variables or a
+    .env file in the working directory never change what a test runs (the CLI reads both)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
 
 
 @dataclass
@@ -24,6 +45,7 @@ class PartCall:
     key: str
     number: int
     size: int
+    etag: str = ""
 
 
 @dataclass
@@ -31,7 +53,8 @@ class SpyStore:
     """Wraps the real S3 store and records what was sent; behaviour is the real server's."""
 
     inner: S3MultipartStore
-    parts: list[PartCall] = field(default_factory=list)
+    parts: list[PartCall] = field(default_factory=list)  # acknowledged by S3, in that order
+    part_attempts: list[tuple[str, int]] = field(default_factory=list)  # (key, number) as sent
     puts: list[str] = field(default_factory=list)
     completes: list[tuple[str, int]] = field(default_factory=list)
     aborts: list[str] = field(default_factory=list)
@@ -54,9 +77,10 @@ class SpyStore:
     ) -> str:
         if number in self.hold_until:
             await self._acked.setdefault(self.hold_until[number], asyncio.Event()).wait()
+        self.part_attempts.append((key, number))
         self._maybe_fail("upload_part")
         etag = await self.inner.upload_part(key, upload_id, number, body, crc32)
-        self.parts.append(PartCall(key, number, len(body)))
+        self.parts.append(PartCall(key, number, len(body), etag))
         self._acked.setdefault(number, asyncio.Event()).set()
         return etag
 
@@ -99,14 +123,20 @@ class SpyStore:
 @dataclass
 class CheckpointSpy:
     """Wraps the Redis store; after every part commit, re-reads Redis and hands the state to a
-    checker, so tests see the checkpoint exactly as a crash right then would leave it."""
+    checker, so tests see the checkpoint exactly as a crash right then would leave it. With
+    ``s3_acknowledged``, it also notes, as each commit starts, what S3 had acknowledged by then
+    (``acked_at_commit[i]`` goes with ``after_commit[i]``)."""
 
     inner: RedisCheckpointStore
+    s3_acknowledged: Callable[[], frozenset[tuple[str, int, str]]] | None = None
     after_commit: list[tuple[StreamRecord, dict[int, PartRecord]]] = field(default_factory=list)
+    acked_at_commit: list[frozenset[tuple[str, int, str]]] = field(default_factory=list)
     committed: list[int] = field(default_factory=list)  # part numbers, in commit order
 
     async def commit_part(self, stream_id: str, part: PartRecord) -> None:
+        acked = self.s3_acknowledged() if self.s3_acknowledged is not None else frozenset()
         await self.inner.commit_part(stream_id, part)
+        self.acked_at_commit.append(acked)
         self.committed.append(part.number)
         loaded = await self.inner.load(stream_id)
         assert loaded is not None
@@ -122,6 +152,8 @@ class Daemon:
     store: SpyStore
     checkpoints: CheckpointSpy
     supervisor: Supervisor
+    # (stream id, decision) of every resume, in order: which branch of tailup.resume ran.
+    resumes: list[tuple[str, ResumeDecision]] = field(default_factory=list)
 
     async def record_for(self, path: Path) -> StreamRecord | None:
         stream_id = await self.checkpoints.inner.stream_for_path(str(path))
@@ -166,7 +198,7 @@ async def running_daemon(
 ) -> AsyncIterator[Daemon]:
     """The daemon in this process. ``store_options`` go to S3MultipartStore.connect (timeouts);
     ``faults`` make the spy fail calls before the real ones run."""
-    settings = Settings(
+    settings = IsolatedSettings(
         watch=watch if isinstance(watch, list) else [watch],
         bucket=bucket,
         endpoint_url=endpoint_url,
@@ -181,17 +213,34 @@ async def running_daemon(
         RedisCheckpointStore.connect(redis_url, key_prefix) as real_checkpoints,
     ):
         store = SpyStore(real_store, hold_until=dict(hold_until or {}), faults=dict(faults or {}))
-        checkpoints = CheckpointSpy(real_checkpoints)
+        checkpoints = CheckpointSpy(
+            real_checkpoints,
+            s3_acknowledged=lambda: frozenset((c.key, c.number, c.etag) for c in store.parts),
+        )
         supervisor = Supervisor(settings, store, checkpoints)  # type: ignore[arg-type]
+        daemon = Daemon(settings, store, checkpoints, supervisor)
+        real_plan_resume = tailup.stream.plan_resume
+
+        async def noted_plan_resume(
+            store: Any, record: StreamRecord, parts: dict[int, PartRecord], plan: PartPlan
+        ) -> ResumeDecision:
+            decision = await real_plan_resume(store, record, parts, plan)
+            daemon.resumes.append((record.stream_id, decision))
+            return decision
+
+        tailup.stream.plan_resume = noted_plan_resume  # type: ignore[assignment]
         stop = asyncio.Event()
         task = asyncio.create_task(supervisor.run(stop))
         try:
             async with asyncio.timeout(10):
                 await supervisor.ready.wait()
-            yield Daemon(settings, store, checkpoints, supervisor)
+            yield daemon
         finally:
             stop.set()
-            await asyncio.wait_for(task, timeout=30)
+            try:
+                await asyncio.wait_for(task, timeout=30)
+            finally:
+                tailup.stream.plan_resume = real_plan_resume
 
 
 async def wait_until(

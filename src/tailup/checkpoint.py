@@ -376,9 +376,9 @@ class MemoryCheckpointStore:
     async def update(self, stream_id: str, **fields: Any) -> None:
         self._check()
         meta = self.meta.setdefault(stream_id, {})
-        for k, v in fields.items():
+        # Like Redis's update: every write refreshes it unless the caller gives it.
+        for k, v in {"last_activity_at_utc": iso(utc_now()), **fields}.items():
             meta[k] = encode_field(v)
-        meta.setdefault("last_activity_at_utc", iso(utc_now()))
         state = fields.get("state")
         if isinstance(state, StreamState):
             (self.live.add if state.is_resumable else self.live.discard)(stream_id)

@@ -27,8 +27,10 @@ class _Upload:
 
 
 class MemoryMultipartStore:
-    """Enforces the S3 rules tailup depends on: EntityTooSmall, InvalidPart, NoSuchUpload,
-    BadDigest-style checksum refusal, at most 10,000 parts."""
+    """Enforces the S3 rules tailup depends on: EntityTooSmall, InvalidPart, InvalidPartOrder,
+    NoSuchUpload, BadDigest-style checksum refusal (of a body, and of a part's CRC32 named in
+    Complete), at most 10,000 parts. A second Complete finds NoSuchUpload, as AWS S3 answers
+    after its short grace (SeaweedFS completes again: tests/integration/test_store_contracts.py)."""
 
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
@@ -80,11 +82,18 @@ class MemoryMultipartStore:
     ) -> str:
         upload = self._upload(key, upload_id)
         self._refuse_if_taken(key, if_none_match)
+        numbers = [number for number, _, _ in parts]
+        if numbers != sorted(set(numbers)):
+            raise StoragePermanentError(
+                "InvalidPartOrder: parts not ascending", code="InvalidPartOrder"
+            )
         chosen: list[bytes] = []
-        for index, (number, etag, _crc) in enumerate(parts):
+        for index, (number, etag, crc) in enumerate(parts):
             body = next((b for n, e, b in upload.parts if n == number and e == etag), None)
             if body is None:
                 raise StoragePermanentError(f"InvalidPart: part {number}", code="InvalidPart")
+            if crc32_of(body) != crc:
+                raise StorageUnavailable(f"BadDigest: the CRC32 of part {number} does not match")
             if index < len(parts) - 1 and len(body) < MIN_PART_SIZE_BYTES:
                 raise StoragePermanentError(f"EntityTooSmall: part {number}", code="EntityTooSmall")
             chosen.append(body)

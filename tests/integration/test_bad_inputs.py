@@ -195,6 +195,32 @@ async def test_file_replaced_under_the_same_name_mid_stream(
     assert upload_id not in open_uploads(s3_client, bucket, old.key)
 
 
+async def test_file_moved_out_of_the_watched_folders_is_aborted_as_deleted(
+    daemon_args: dict[str, Any], watch: Path, tmp_path: Path, s3_client: Any, bucket: str
+) -> None:
+    """inotify reports a move out of the watched tree as IN_MOVED_FROM with no IN_MOVED_TO, which
+    watchdog hands over as a move to nowhere (or a delete): the stream sees a deletion."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    path = watch / "leaving.ts"
+    async with running_daemon(**daemon_args) as daemon:
+        with path.open("wb") as out:
+            out.write(content(6 * MiB, "leaving"))
+            out.flush()
+            upload_id = await upload_started(daemon, path)
+            path.rename(outside / "leaving.ts")
+        record = await daemon.wait_for_state(path, {StreamState.ABORTED})
+        await still_uploading(daemon, watch, s3_client, bucket)
+    # The watcher's event (a deletion, never "moved out") or the stream's own look at the file,
+    # whichever comes first: the same reasons as for a deleted file.
+    assert record.error in (
+        f"{path} was deleted before its upload completed",
+        f"{path} no longer exists",
+    ), record.error
+    assert "moved out" not in record.error
+    assert upload_id not in open_uploads(s3_client, bucket, record.key)
+
+
 @pytest.mark.parametrize("how", ["moved away", "deleted"])
 async def test_watched_folder_removed_while_running(
     daemon_args: dict[str, Any], tmp_path: Path, s3_client: Any, bucket: str, how: str

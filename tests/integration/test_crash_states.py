@@ -25,6 +25,7 @@ from tailup.integrity import crc32_of
 from tailup.keys import RedisKeys, metadata_key
 from tailup.model import PartRecord, StreamRecord, StreamState, iso, utc_now
 from tailup.plan import MiB, PartPlan
+from tailup.resume import Verdict
 from tailup.s3 import S3MultipartStore
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(120)]
@@ -120,6 +121,9 @@ async def test_parts_s3_has_beyond_the_checkpoint_are_adopted_when_their_md5_mat
     async with running_daemon(**daemon_args) as daemon:
         record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
     assert record.stream_id == crash.record.stream_id and record.key == crash.record.key
+    [(_, decision)] = daemon.resumes
+    assert decision.verdict is Verdict.CONTINUE
+    assert [p.number for p in decision.adopt] == [2, 3] and decision.forget == ()
     assert parts_sent(daemon, record.key) == [4], "only the part S3 did not have is sent"
     assert object_bytes(s3_client, bucket, record.key) == data
     assert open_uploads(s3_client, bucket, record.key) == []
@@ -171,7 +175,14 @@ async def test_an_upload_that_vanished_is_started_again_from_part_one(
     async with running_daemon(**daemon_args) as daemon:
         record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
     assert record.stream_id == crash.record.stream_id
+    # The resume itself found the upload gone (ListParts: NoSuchUpload, no object at the key),
+    # not a later UploadPart or Complete that would have led to the same object.
+    assert [(sid, d.verdict) for sid, d in daemon.resumes] == [
+        (crash.record.stream_id, Verdict.RESTART_UPLOAD)
+    ]
+    assert "no longer exists" in daemon.resumes[0][1].reason
     assert parts_sent(daemon, record.key) == [1, 2, 3]
+    assert len(daemon.store.completes) == 1, "one Complete, of the new upload"
     assert object_bytes(s3_client, bucket, record.key) == data
 
 
@@ -193,8 +204,14 @@ async def test_finalizing_stream_whose_complete_succeeded_before_the_crash(
     async with running_daemon(**daemon_args) as daemon:
         record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
     assert record.stream_id == crash.record.stream_id
-    # ListParts found NoSuchUpload; had the object's ETag not matched the checkpoint, the upload
-    # would have started again from part 1.
+    # ListParts found NoSuchUpload and the object's ETag matched the checkpoint: the resume
+    # recognised the completed upload (had it not, the upload would have started again from
+    # part 1; a "same file, continue" verdict would reach the same object on SeaweedFS, which
+    # accepts a second Complete, so the verdict itself is what is checked).
+    [(stream_id, decision)] = daemon.resumes
+    assert stream_id == crash.record.stream_id
+    assert decision.verdict is Verdict.CONTINUE
+    assert "completed just before tailup stopped" in decision.reason
     assert daemon.store.parts == [], "nothing is sent again"
     # Whether the second Complete succeeds again (SeaweedFS accepts it) or finds NoSuchUpload
     # (then the object's ETag decides; tests/unit/test_stream_faults.py) is the server's choice.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +15,25 @@ import pytest
 
 from conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY
 from faultproxy import FAULTS, FaultProxy, fault_deck
-from harness import object_bytes, running_daemon, wait_until, write_slowly
+from harness import (
+    IsolatedSettings,
+    content,
+    object_bytes,
+    running_daemon,
+    wait_until,
+    write_slowly,
+)
 from tailup import metrics
-from tailup.config import Settings
 from tailup.devservers import RedisServer, SeaweedS3
 from tailup.model import StreamState
-from tailup.plan import MiB
+from tailup.plan import MiB, PartPlan
 from tailup.status import collect_status
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(240)]
+
+
+def retries_so_far() -> float:
+    return metrics.REGISTRY.get_sample_value("tailup_retries_total") or 0.0
 
 
 def open_uploads(s3_client: Any, bucket: str, keys: set[str]) -> list[str]:
@@ -55,8 +66,18 @@ async def test_redis_killed_and_restarted_mid_stream(
                         lambda: stream.record.state is StreamState.STALLED, "stalled", 30
                     )
                     seen["stalled"] = stream.record.error
-                    # Parts S3 acknowledged meanwhile do not count until checkpointed.
+                    # S3 acknowledged parts after the kill (their checkpoints failed) ...
+                    acked = {c.number for c in daemon.store.parts if c.key == stream.record.key}
+                    assert acked - seen["down_at"], "no part reached S3 while Redis was down"
+                    # ... which do not count until checkpointed.
                     assert set(stream.parts) == seen["down_at"]
+                    # Paused: the retries ask Redis first and send nothing while it is down.
+                    attempts = len(daemon.store.part_attempts)
+                    retries = retries_so_far()
+                    await wait_until(
+                        lambda: retries_so_far() >= retries + 2, "two retries while down", 30
+                    )
+                    assert len(daemon.store.part_attempts) == attempts, "UploadPart while down"
                     await asyncio.to_thread(redis.start)
 
             data = await write_slowly(path, 22 * MiB, bytes_per_s=8_000_000, on_chunk=outage)
@@ -75,7 +96,7 @@ async def test_s3_killed_and_restarted_mid_stream(
     with s3:
         bucket = s3.create_bucket("outage")
         args = {**daemon_args, "bucket": bucket, "endpoint_url": s3.endpoint_url}
-        settings = Settings(
+        settings = IsolatedSettings(
             bucket=bucket,
             redis_url=args["redis_url"],
             redis_prefix=args["key_prefix"],
@@ -136,9 +157,11 @@ async def test_faulty_network_between_tailup_and_s3(
     stream_retries = (metrics.REGISTRY.get_sample_value("tailup_retries_total") or 0) - (
         retries_before
     )
+    hit = Counter((op, outcome) for op, outcome in proxy.log if outcome in FAULTS)
     print(
         f"requests: {sum(proxy.stats.values())}, faults: {dict(proxy.stats)}, "
-        f"stream-level retries: {stream_retries:g} (the rest were botocore's)"
+        f"stream-level retries: {stream_retries:g} (the rest were botocore's); faults by "
+        f"operation (chance: the aimed tests below reach each lost reply on purpose): {dict(hit)}"
     )
     for record, data in zip(records, written, strict=True):
         assert object_bytes(s3_client, bucket, record.key) == data, record.path
@@ -146,3 +169,84 @@ async def test_faulty_network_between_tailup_and_s3(
         assert proxy.stats[kind] >= 1, f"no {kind} was injected: {dict(proxy.stats)}"
     keys = {r.key for r in records}
     assert open_uploads(s3_client, bucket, keys) == [], "an upload was left open"
+
+
+# --- lost replies, aimed at the operation (docs/guarantees.md, "A lost answer is harmless") ---
+
+OPTIONS = {"connect_timeout_s": 2, "read_timeout_s": 5}
+
+
+def upload_id_of(target: str) -> str:
+    query = dict(kv.partition("=")[::2] for kv in target.partition("?")[2].split("&"))
+    return query.get("uploadId", "")
+
+
+async def test_lost_reply_to_create_leaves_no_upload_behind(
+    daemon_args: dict[str, Any], watch: Path, s3_server: SeaweedS3, s3_client: Any, bucket: str
+) -> None:
+    with FaultProxy(s3_server.s3_port, seed=0) as proxy:
+        # SeaweedFS creates the upload; the answer never reaches tailup, whose retry makes another.
+        proxy.aim(lambda op, _t: op == "CreateMultipartUpload", "reset_after")
+        args = {**daemon_args, "endpoint_url": proxy.endpoint_url}
+        path = watch / "lost-create.ts"
+        async with running_daemon(**args, store_options=OPTIONS) as daemon:
+            data = content(12 * MiB, "lost-create")
+            path.write_bytes(data)
+            record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
+    creates = proxy.outcomes("CreateMultipartUpload")
+    assert creates[0] == "reset_after" and "forwarded" in creates[1:], creates
+    assert object_bytes(s3_client, bucket, record.key) == data
+    assert open_uploads(s3_client, bucket, {record.key}) == [], "the orphan is swept at the end"
+
+
+@pytest.mark.parametrize(
+    "retry_finds",
+    ["completes again", "NoSuchUpload"],
+    ids=["SeaweedFS completes again", "NoSuchUpload as from AWS"],
+)
+async def test_lost_reply_to_complete_is_settled(
+    daemon_args: dict[str, Any],
+    watch: Path,
+    s3_server: SeaweedS3,
+    s3_client: Any,
+    bucket: str,
+    retry_finds: str,
+) -> None:
+    """SeaweedFS completes the upload and the answer is lost. The retry finds what SeaweedFS says
+    to a second Complete (it completes again), or NoSuchUpload (what AWS S3 says once its grace
+    has passed): then the object at the key, HEAD of the real server, must carry the ETag the
+    parts make (stream.py's head-and-compare)."""
+    first: list[str] = []
+
+    def first_complete(op: str, target: str) -> bool:
+        if op == "CompleteMultipartUpload" and not first:
+            first.append(upload_id_of(target))
+            return True
+        return False
+
+    with FaultProxy(s3_server.s3_port, seed=0) as proxy:
+        proxy.aim(first_complete, "reset_after")
+        if retry_finds == "NoSuchUpload":
+            proxy.aim(
+                lambda op, t: op == "CompleteMultipartUpload" and upload_id_of(t) in first,
+                "no_such_upload",
+                times=100,
+            )
+        args = {**daemon_args, "endpoint_url": proxy.endpoint_url}
+        path = watch / "lost-complete.mp4"
+        async with running_daemon(**args, store_options=OPTIONS) as daemon:
+            data = content(12 * MiB, "lost-complete")
+            path.write_bytes(data)
+            record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
+    completes = proxy.outcomes("CompleteMultipartUpload")
+    expected_retry = "forwarded" if retry_finds == "completes again" else "no_such_upload"
+    assert completes == ["reset_after", expected_retry], completes
+    # Settled on the first upload: nothing was sent again, no upload was started over.
+    layout = PartPlan(5 * MiB).final_layout(len(data))
+    assert sorted(n for k, n in daemon.store.part_attempts if k == record.key) == [
+        r.number for r in layout
+    ]
+    head = s3_client.head_object(Bucket=bucket, Key=record.key)
+    assert head["ETag"].strip('"') == record.etag.strip('"')
+    assert object_bytes(s3_client, bucket, record.key) == data
+    assert open_uploads(s3_client, bucket, {record.key}) == []

@@ -20,7 +20,6 @@ from tailup.plan import MiB
 from tailup.s3 import MultipartStore
 
 
-
 def _key() -> str:
     return f"conflicts/{uuid.uuid4().hex[:8]}/cam1.ts"
 

@@ -1,18 +1,20 @@
 """One contract per storage seam, run against every implementation: the in-memory stores used by
-fast tests must behave like Redis and a real S3 server (SeaweedFS) in all tailup relies on."""
+fast tests must behave like Redis and a real S3 server (SeaweedFS) in all tailup relies on. Where
+two implementations may legitimately differ (a second Complete), each one's answer is pinned."""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from tailup.checkpoint import CheckpointStore, MemoryCheckpointStore, RedisCheckpointStore
 from tailup.devservers import RedisServer, SeaweedS3
-from tailup.errors import NoSuchUpload, StoragePermanentError, TailupError
+from tailup.errors import NoSuchUpload, StoragePermanentError, StorageUnavailable
 from tailup.integrity import crc32_of, multipart_etag
 from tailup.memory_stores import MemoryMultipartStore
 from tailup.model import LIVE_STATES, PartRecord, StreamRecord, StreamState
@@ -104,15 +106,125 @@ async def test_part_sent_twice_completes_with_the_named_version(mp_store: Multip
     assert await mp_store.get_object(key) == new
 
 
-async def test_wrong_checksum_is_refused(mp_store: MultipartStore) -> None:
+async def test_wrong_checksum_is_refused_as_retryable_bad_digest(mp_store: MultipartStore) -> None:
+    # The stream relies on it: a body damaged on the way is sent again, not a failed stream.
     key = _key()
     upload_id = await mp_store.create_upload(key, "video/mp4")
     body = os.urandom(2000)
-    with pytest.raises(TailupError):
+    with pytest.raises(StorageUnavailable, match="BadDigest"):
         await mp_store.upload_part(key, upload_id, 1, body, crc32_of(body) ^ 1)
-    with pytest.raises(TailupError):
+    with pytest.raises(StorageUnavailable, match="BadDigest"):
         await mp_store.put_object(key, body, crc32_of(body) ^ 1, "video/mp4")
     await mp_store.abort_upload(key, upload_id)
+
+
+async def test_an_old_version_of_a_part_is_listed_and_completes_with_its_own_bytes(
+    mp_store: MultipartStore,
+) -> None:
+    # Resume adopts a part only by an ETag that matches: every version must be listed.
+    key = _key()
+    upload_id = await mp_store.create_upload(key, "video/mp4")
+    old, new = os.urandom(3000), os.urandom(3000)
+    old_etag = await _part(mp_store, key, upload_id, 1, old)
+    new_etag = await _part(mp_store, key, upload_id, 1, new)
+    listed = await mp_store.list_parts(key, upload_id)
+    assert sorted((p.number, p.etag, p.size) for p in listed) == sorted(
+        [(1, old_etag, 3000), (1, new_etag, 3000)]
+    )
+    await mp_store.complete_upload(key, upload_id, [(1, old_etag, crc32_of(old))])
+    assert await mp_store.get_object(key) == old
+
+
+async def test_parts_are_listed_by_part_number(mp_store: MultipartStore) -> None:
+    key = _key()
+    upload_id = await mp_store.create_upload(key, "video/mp4")
+    for number in (3, 1, 2):
+        await _part(mp_store, key, upload_id, number, os.urandom(100 + number))
+    listed = await mp_store.list_parts(key, upload_id)
+    assert [(p.number, p.size) for p in listed] == [(1, 101), (2, 102), (3, 103)]
+    await mp_store.abort_upload(key, upload_id)
+
+
+async def test_complete_with_parts_out_of_order_is_refused(mp_store: MultipartStore) -> None:
+    key = _key()
+    upload_id = await mp_store.create_upload(key, "video/mp4")
+    first, tail = os.urandom(5 * MiB), os.urandom(100)
+    e1 = await _part(mp_store, key, upload_id, 1, first)
+    e2 = await _part(mp_store, key, upload_id, 2, tail)
+    with pytest.raises(StoragePermanentError) as info:
+        await mp_store.complete_upload(
+            key, upload_id, [(2, e2, crc32_of(tail)), (1, e1, crc32_of(first))]
+        )
+    assert info.value.code == "InvalidPartOrder"
+    assert await mp_store.head_object(key) is None
+    await mp_store.abort_upload(key, upload_id)
+
+
+async def test_complete_with_a_wrong_part_crc32_is_refused(mp_store: MultipartStore) -> None:
+    # Complete names each part's CRC32 and S3 checks it against the part it holds.
+    key = _key()
+    upload_id = await mp_store.create_upload(key, "video/mp4")
+    first, tail = os.urandom(5 * MiB), os.urandom(100)
+    e1 = await _part(mp_store, key, upload_id, 1, first)
+    e2 = await _part(mp_store, key, upload_id, 2, tail)
+    with pytest.raises(StorageUnavailable, match="BadDigest"):
+        await mp_store.complete_upload(
+            key, upload_id, [(1, e1, crc32_of(first) ^ 1), (2, e2, crc32_of(tail))]
+        )
+    assert await mp_store.head_object(key) is None
+    # Refused, not consumed: the right CRC32s still complete it.
+    await mp_store.complete_upload(
+        key, upload_id, [(1, e1, crc32_of(first)), (2, e2, crc32_of(tail))]
+    )
+    assert await mp_store.get_object(key) == first + tail
+
+
+# What a second Complete of a completed upload answers. Both are S3 behaviour (AWS answers
+# NoSuchUpload once its short grace has passed); the stream handles both: a NoSuchUpload is settled
+# by the object's ETag (stream.py), and tests/integration/test_faults.py drives both answers against
+# SeaweedFS. Pinned per store, so that neither changes unnoticed.
+SECOND_COMPLETE = {"memory": "NoSuchUpload", "seaweedfs": "completes again"}
+
+
+async def test_complete_twice(mp_store: MultipartStore, request: pytest.FixtureRequest) -> None:
+    key = _key()
+    upload_id = await mp_store.create_upload(key, "video/mp4")
+    first, tail = os.urandom(5 * MiB), os.urandom(1234)
+    named = [
+        (1, await _part(mp_store, key, upload_id, 1, first), crc32_of(first)),
+        (2, await _part(mp_store, key, upload_id, 2, tail), crc32_of(tail)),
+    ]
+    etag = await mp_store.complete_upload(key, upload_id, named)
+    expected = SECOND_COMPLETE[request.node.callspec.params["mp_store"]]
+    if expected == "NoSuchUpload":
+        with pytest.raises(NoSuchUpload):
+            await mp_store.complete_upload(key, upload_id, named)
+    else:
+        again = await mp_store.complete_upload(key, upload_id, named)
+        assert again.strip('"') == etag.strip('"')
+    info = await mp_store.head_object(key)
+    assert info is not None and info.etag.strip('"') == etag.strip('"')
+    assert await mp_store.get_object(key) == first + tail
+    assert await mp_store.list_uploads(key) == []
+
+
+@pytest.mark.parametrize("ended_by", ["abort", "complete"])
+async def test_an_ended_upload_has_no_parts_to_list(
+    mp_store: MultipartStore, ended_by: str
+) -> None:
+    # Resume asks ListParts first: NoSuchUpload is what sends it to the object's ETag.
+    key = _key()
+    upload_id = await mp_store.create_upload(key, "video/mp4")
+    body = os.urandom(100)
+    etag = await _part(mp_store, key, upload_id, 1, body)
+    if ended_by == "abort":
+        await mp_store.abort_upload(key, upload_id)
+    else:
+        await mp_store.complete_upload(key, upload_id, [(1, etag, crc32_of(body))])
+    with pytest.raises(NoSuchUpload):
+        await mp_store.list_parts(key, upload_id)
+    with pytest.raises(NoSuchUpload):
+        await _part(mp_store, key, upload_id, 2, body)
 
 
 async def test_abort_is_final_and_idempotent(mp_store: MultipartStore) -> None:
@@ -181,6 +293,34 @@ async def test_create_load_and_index(cp_store: CheckpointStore) -> None:
     assert record.stream_id in await cp_store.all_stream_ids()
     assert await cp_store.stream_for_path(record.path) == record.stream_id
     assert await cp_store.load("no-such-stream") is None
+
+
+OLD = "2020-01-01T00:00:00+00:00"
+
+
+@pytest.mark.parametrize("how", ["update", "set_state", "commit_part", "drop_parts"])
+async def test_every_write_refreshes_last_activity(cp_store: CheckpointStore, how: str) -> None:
+    # `tailup status` shows it ("active"), and a stale one is how a hung stream is noticed.
+    record = _record(last_activity_at_utc=OLD)
+    await cp_store.create(record)
+    await cp_store.commit_part(record.stream_id, _p(1, 10))
+    await cp_store.update(record.stream_id, last_activity_at_utc=OLD)  # a given value is kept
+    loaded = await cp_store.load(record.stream_id)
+    assert loaded is not None and loaded[0].last_activity_at_utc == OLD
+    before = datetime.now(UTC).replace(microsecond=0)
+    if how == "update":
+        await cp_store.update(record.stream_id, error="why")
+    elif how == "set_state":
+        await cp_store.set_state(
+            record.stream_id, StreamState.STALLED, allowed_from=LIVE_STATES, error="why"
+        )
+    elif how == "commit_part":
+        await cp_store.commit_part(record.stream_id, _p(2, 10))
+    else:
+        await cp_store.drop_parts(record.stream_id, [1])
+    loaded = await cp_store.load(record.stream_id)
+    assert loaded is not None
+    assert datetime.fromisoformat(loaded[0].last_activity_at_utc) >= before
 
 
 async def test_out_of_order_commits_keep_next_part_at_the_lowest_gap(

@@ -57,8 +57,11 @@ async def test_checkpoint_after_each_part_is_consistent_and_lower_bound_of_s3(
         record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
     snapshots = daemon.checkpoints.after_commit
     assert len(snapshots) >= 4  # 3 full parts of 5 MiB while writing + the 2 MiB tail
+    assert len(daemon.checkpoints.acked_at_commit) == len(snapshots)
     sent_so_far: set[int] = set()
-    for meta, parts in snapshots:
+    for (meta, parts), acknowledged in zip(
+        snapshots, daemon.checkpoints.acked_at_commit, strict=True
+    ):
         assert meta.stream_id == record.stream_id
         # The part hash and the derived meta fields agree in every snapshot (one transaction).
         assert meta.total_bytes_sent == sum(p.size for p in parts.values())
@@ -66,9 +69,9 @@ async def test_checkpoint_after_each_part_is_consistent_and_lower_bound_of_s3(
         while expected_next in parts:
             expected_next += 1
         assert meta.next_part_to_upload == expected_next
-        # Every checkpointed part had been acknowledged by S3 before it was written.
-        acknowledged = {c.number for c in daemon.store.parts if c.key == record.key}
-        assert set(parts) <= acknowledged
+        # Every checkpointed part, with its ETag, had been acknowledged by S3 when the commit
+        # that wrote this snapshot started (not merely by the end of the run).
+        assert {(meta.key, n, p.etag) for n, p in parts.items()} <= acknowledged
         assert set(parts) >= sent_so_far  # the checkpoint never loses a part
         sent_so_far = set(parts)
         for part in parts.values():

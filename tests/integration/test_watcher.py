@@ -284,14 +284,41 @@ async def test_removing_the_root_gives_root_gone(root: Path) -> None:
 
 async def test_moving_the_root_away_gives_root_gone_once(root: Path, tmp_path: Path) -> None:
     async with watching(root, root_check_interval_s=0.05) as w:
-        root.rename(tmp_path / "elsewhere")
-        events = await collect_until(w, lambda e: e.kind is EventKind.ROOT_GONE)
-        assert events == [FileEvent(EventKind.ROOT_GONE, root)]
-        (tmp_path / "elsewhere" / "late.mp4").write_bytes(b"x")  # inotify says root/late.mp4
-        root.mkdir()  # a new folder at the old path is not the watched one
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.3):
-                await w.get()
+        # Seen from inside: every event handed over by the observer, before the watcher admits it
+        # or not; and the root's unscheduling held back, so its watch keeps reporting meanwhile.
+        delivered: list[FileEvent] = []
+        fence_seen = asyncio.Event()
+        real_deliver, real_unschedule = w._deliver, w._unschedule
+        may_unschedule = threading.Event()
+
+        def noting(events: list[FileEvent]) -> None:
+            delivered.extend(events)
+            if any(e.path == root / "fence.mp4" and e.kind is EventKind.CLOSED for e in events):
+                fence_seen.set()
+            real_deliver(events)
+
+        def held_unschedule(path: Path) -> None:
+            may_unschedule.wait(10)
+            real_unschedule(path)
+
+        w._deliver = noting  # type: ignore[method-assign]
+        w._unschedule = held_unschedule  # type: ignore[method-assign]
+        try:
+            root.rename(tmp_path / "elsewhere")
+            events = await collect_until(w, lambda e: e.kind is EventKind.ROOT_GONE)
+            assert events == [FileEvent(EventKind.ROOT_GONE, root)]
+            (tmp_path / "elsewhere" / "late.mp4").write_bytes(b"x")  # inotify: root/late.mp4
+            root.mkdir()  # a new folder at the old path is not the watched one
+            (root / "new.mp4").write_bytes(b"x")
+            # The moved folder's watch reports in order: once its fence is handed over, so was
+            # everything before it.
+            (tmp_path / "elsewhere" / "fence.mp4").write_bytes(b"x")
+            async with asyncio.timeout(10):
+                await fence_seen.wait()
+        finally:
+            may_unschedule.set()
+        assert FileEvent(EventKind.CLOSED, root / "late.mp4") in delivered, "it did come"
+        assert w._queue.empty(), "an event of the gone root was let through"
 
 
 async def test_several_roots(tmp_path: Path) -> None:

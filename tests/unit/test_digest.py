@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import weakref
 
 import pytest
 
+from tailup.body import PartBody
 from tailup.digest import FileChangedWhileHashing, FileDigest, FinalizeHasher
 from tailup.integrity import crc32_of
 
@@ -95,11 +97,16 @@ def test_restart_refuses_a_part_that_changed_again() -> None:
 
 
 async def test_submit_lets_go_of_each_body_once_hashed() -> None:
+    # The stream gives a part's buffer (and its budget) back once its future is done: nothing in
+    # the hasher may still hold it then.
     data = b"t" * 3000
     digest = FileDigest()
     with FinalizeHasher(digest, lambda n: b"") as hasher:
-        futures = [
-            hasher.submit(n, body, crc32_of(body)) for n, body in enumerate(parts_of(data), 1)
-        ]
+        bodies = [PartBody(part) for part in parts_of(data)]
+        alive = [weakref.ref(body) for body in bodies]
+        futures = [hasher.submit(n, body, crc32_of(body)) for n, body in enumerate(bodies, 1)]
         await asyncio.gather(*futures)
+        del bodies
+        assert [ref() for ref in alive] == [None, None, None], "a hashed body is still held"
         assert digest.parts == 3
+        assert await hasher.finish(3) == hashlib.sha256(data).hexdigest()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import aiohttp
 import botocore.exceptions as bex
 import pytest
@@ -144,3 +147,31 @@ REDIS_CASES = [
 @pytest.mark.parametrize(("exc", "expected"), REDIS_CASES, ids=lambda e: str(e)[:30])
 def test_redis_errors(exc: Exception, expected: type[Exception]) -> None:
     assert type(translate_redis_error(exc)) is expected
+
+
+# -- docs/guarantees.md says which S3 codes are retryable and which permanent: it must agree --
+
+GUARANTEES = Path(__file__).resolve().parents[2] / "docs" / "guarantees.md"
+
+
+def _documented_codes(start: str, end: str) -> list[str]:
+    text = " ".join(GUARANTEES.read_text(encoding="utf-8").split())
+    begin = text.index(start)
+    section = text[begin : text.index(end, begin)]
+    # S3 error codes are single CamelCase words (`SlowDown`, InvalidPart).
+    return re.findall(r"\b(?:[A-Z][a-z]+){2,}\b", section)
+
+
+def test_the_codes_the_docs_call_retryable_are_retried() -> None:
+    codes = _documented_codes("Connection errors, timeouts", "are retryable")
+    assert {"SlowDown", "RequestTimeout", "BadDigest", "RequestTimeTooSkewed"} <= set(codes)
+    for code in codes:
+        assert isinstance(translate_error(client_error(code, 400), "x"), StorageUnavailable), code
+
+
+def test_the_codes_the_docs_call_permanent_are_not_retried() -> None:
+    codes = _documented_codes("Permanent errors (", ")")
+    assert {"AccessDenied", "NoSuchBucket", "EntityTooSmall"} <= set(codes)
+    for code in codes:
+        error = translate_error(client_error(code, 400), "x")
+        assert isinstance(error, StoragePermanentError), code

@@ -111,10 +111,20 @@ def test_is_live(state: StreamState, live: bool) -> None:
     assert state.is_live is live
 
 
-def test_state_values_match_the_schema() -> None:
-    # DESIGN.md names these values in the Redis schema.
-    values = {s.value for s in S}
-    assert {"uploading", "finalizing", "completed", "failed", "aborted"} <= values
+def test_state_values_are_the_stored_ones() -> None:
+    # The values are written into Redis (the stream hash's `state` field, read back by the next
+    # start and by `tailup status`), shown by `tailup status --json` and the `tailup_streams`
+    # metric's `state` label, and named by deploy/prometheus-alerts.yml: renaming one orphans
+    # every stream recorded with it.
+    assert {s.name: s.value for s in S} == {
+        "UPLOADING": "uploading",
+        "STALLED": "stalled",
+        "FINALIZING": "finalizing",
+        "COMPLETED": "completed",
+        "SKIPPED": "skipped",
+        "FAILED": "failed",
+        "ABORTED": "aborted",
+    }
 
 
 # -- StreamRecord --

@@ -1,8 +1,9 @@
 """The part plan against S3's multipart limits and against a brute-force reference.
 
-Expected values are derived here from S3's rules and simple loops over part sizes, never copied
-from the implementation: prefix sums of the sizes give every part's start and end, and a bisect
-over those ends answers "which part holds this offset" independently of the plan's own arithmetic.
+Expected values are derived here from S3's rules, from the plan's stated rule (sizes double every
+500 parts, capped at 5 GiB) written out as a loop, and from literal numbers; never asked of the
+implementation. Prefix sums of the sizes give every part's start and end, and a bisect over those
+ends answers "which part holds this offset" independently of the plan's own arithmetic.
 """
 
 from __future__ import annotations
@@ -32,11 +33,21 @@ BASE_IDS = ["5MiB", "8MiB", "16MiB", "100MiB", "5GiB"]
 BOUNDARY_PARTS = [1, 2, 499, 500, 501, 999, 1000, 1001, 1500, 1501, 5000, 5001, 9999, 10_000]
 
 
+# The rule the plan promises (src/tailup/plan.py): part sizes double every 500 parts, from the
+# base, capped at 5 GiB. Written out here as a loop, never asking the plan.
+PARTS_PER_DOUBLING = 500
+
+
 @cache
 def sizes_of(base: int) -> tuple[int, ...]:
-    """The nominal size of parts 1..10,000 as the plan reports them (index 0 is part 1)."""
-    plan = PartPlan(base)
-    return tuple(plan.part_size(n) for n in range(1, S3_MAX_PARTS + 1))
+    """The nominal size of parts 1..10,000 by the rule above (index 0 is part 1)."""
+    sizes = []
+    size = base
+    for number in range(1, S3_MAX_PARTS + 1):
+        if number > 1 and (number - 1) % PARTS_PER_DOUBLING == 0:
+            size = min(size * 2, S3_MAX_PART)
+        sizes.append(size)
+    return tuple(sizes)
 
 
 @cache
@@ -108,6 +119,55 @@ def test_every_part_size_is_within_s3_limits(base: int) -> None:
 @pytest.mark.parametrize("base", BASES, ids=BASE_IDS)
 def test_first_part_is_the_base_size(base: int) -> None:
     assert PartPlan(base).part_size(1) == base
+
+
+@pytest.mark.parametrize("base", BASES, ids=BASE_IDS)
+def test_part_sizes_follow_the_doubling_rule(base: int) -> None:
+    plan = PartPlan(base)
+    for number, size in enumerate(sizes_of(base), start=1):
+        assert plan.part_size(number) == size, number
+
+
+@pytest.mark.parametrize(
+    ("base", "number", "size"),
+    [
+        # 5 MiB base: 500 parts of 5 MiB, 500 of 10 MiB, ... doubling until the 5 GiB cap.
+        (5 * MIB, 1, 5 * MIB),
+        (5 * MIB, 500, 5 * MIB),
+        (5 * MIB, 501, 10 * MIB),
+        (5 * MIB, 1000, 10 * MIB),
+        (5 * MIB, 1001, 20 * MIB),
+        (5 * MIB, 1501, 40 * MIB),
+        (5 * MIB, 5000, 2560 * MIB),
+        (5 * MIB, 5001, 5 * GIB),  # 5120 MiB: the cap is reached exactly
+        (5 * MIB, 10_000, 5 * GIB),
+        # 100 MiB base: 3200 MiB in the sixth tier, then capped (6400 MiB would pass 5 GiB).
+        (100 * MIB, 2500, 1600 * MIB),
+        (100 * MIB, 2501, 3200 * MIB),
+        (100 * MIB, 3001, 5 * GIB),
+        (100 * MIB, 10_000, 5 * GIB),
+        (5 * GIB, 1, 5 * GIB),
+        (5 * GIB, 501, 5 * GIB),
+    ],
+)
+def test_part_size_literal_values(base: int, number: int, size: int) -> None:
+    assert PartPlan(base).part_size(number) == size
+
+
+@pytest.mark.parametrize(
+    ("base", "start", "parts_for_5tib"),
+    [
+        # Part 501 starts after 500 parts of the base; 5 TiB needs 5,525 parts at 5 MiB.
+        (5 * MIB, 500 * 5 * MIB, 5525),
+        (100 * MIB, 500 * 100 * MIB, 3409),
+    ],
+)
+def test_tier_start_and_parts_for_the_largest_object(
+    base: int, start: int, parts_for_5tib: int
+) -> None:
+    plan = PartPlan(base)
+    assert plan.part_start(501) == start
+    assert len(plan.final_layout(S3_MAX_OBJECT)) == parts_for_5tib
 
 
 @pytest.mark.parametrize("base", BASES, ids=BASE_IDS)

@@ -137,11 +137,16 @@ async def test_redis_down_no_part_counts_and_the_stream_pauses(tmp_path: Path) -
         await wait_until(lambda: rig.stream.record.state is StreamState.STALLED, "stalled")
         sent_before_pause = rig.store.count("upload_part")
         assert rig.stream.record.error == "memory store marked unavailable"  # the reason
+        # S3 did acknowledge parts during the outage (so "not counted" below means something).
+        [upload] = rig.store.uploads.values()
+        acked_in_outage = {n for n, _, _ in upload.parts} - {1}
+        assert acked_in_outage, "no part reached S3 while Redis was down"
         await wait_until(lambda: rig.checkpoints.pings >= 3, "two retries while Redis is down")
         # Paused: retries ask Redis first, and read or send nothing while it does not answer.
         assert rig.store.count("upload_part") == sent_before_pause
         # Parts S3 acknowledged while Redis was down were not counted as done.
         assert set(rig.stream.parts) == {1}
+        assert set(rig.checkpoints.parts["s1"]) == {1}
         rig.checkpoints.available = True
         rig.stream.on_closed()
         assert await rig.task is Outcome.COMPLETED
