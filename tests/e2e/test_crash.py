@@ -195,18 +195,36 @@ EVENT_TRIGGERS = [
 ]
 
 
+# Triggers that come while the recordings are still being written: the first kill of every trial
+# is one of them, so that each trial kills a daemon in the middle of live uploads at least once
+# (the later kills may also land at the end, or after everything was uploaded).
+MID_UPLOAD_TRIGGERS = [("part sent", 1), ("part sent", 2), ("multipart upload created", 1)]
+
+
 def plan_kills(rng: random.Random, seconds: float) -> list[tuple[str, Any]]:
     kills: list[tuple[str, Any]] = []
     for index in range(rng.choice([1, 2, 2, 3])):
+        if index == 0:
+            if rng.random() < 0.4:
+                kills.append(("after", round(rng.uniform(1.0, seconds - 1.5), 2)))
+            else:
+                kills.append(("event", rng.choice(MID_UPLOAD_TRIGGERS)))
+            continue
         # Only a restarted daemon resumes: the first run has no "resume decided" to kill after.
-        events = (
-            EVENT_TRIGGERS if index else [t for t in EVENT_TRIGGERS if t[0] != "resume decided"]
-        )
         if rng.random() < 0.4:
             kills.append(("after", round(rng.uniform(0.3, seconds + 2.0), 2)))
         else:
-            kills.append(("event", rng.choice(events)))
+            kills.append(("event", rng.choice(EVENT_TRIGGERS)))
     return kills
+
+
+def interrupted_live_streams(before: Snapshot, paths: list[Path]) -> list[str]:
+    """The recordings whose stream a kill left live (uploading, stalled or finalizing): the kill
+    landed in the middle of their upload."""
+    names = {str(p) for p in paths}
+    return sorted(
+        Path(rec.path).name for rec, _ in before.values() if rec.path in names and rec.state.is_live
+    )
 
 
 def wait_for_trigger(
@@ -264,12 +282,21 @@ def test_kill_9_at_random_points_of_live_recordings(
     ]
     started = time.monotonic()
     before_each_run: list[Snapshot] = []
+    mid_upload = 0
     for trigger in kills:
         when = wait_for_trigger(setup, trigger, started, recorders, paths)
         setup.runs[-1].kill9()
         before_each_run.append(snapshot(setup))
-        print(f"  kill -9 {when} (t={time.monotonic() - started:.2f}s)")
+        live = interrupted_live_streams(before_each_run[-1], paths)
+        mid_upload += bool(live)
+        print(
+            f"  kill -9 {when} (t={time.monotonic() - started:.2f}s); "
+            f"live streams interrupted: {live or 'none'}"
+        )
         setup.start("--log-level", "debug")
+    print(f"  kills that interrupted a live stream: {mid_upload} of {len(kills)}")
+    # A trigger that never came still ends in a kill, of an idle daemon: it proves nothing.
+    assert mid_upload >= 1, f"no kill of this trial landed during an upload (seed {seed})"
     for recorder in recorders:
         assert recorder.wait(timeout=120) == 0, Path(recorder.log_path).read_text()  # type: ignore[attr-defined]
     records = wait_for_states(setup, paths, {StreamState.COMPLETED})
