@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-import tailup.stream
+import tailup.stream.resuming
 from tailup.checkpoint import RedisCheckpointStore
 from tailup.config import Settings
 from tailup.errors import StorageUnavailable
@@ -219,7 +219,7 @@ async def running_daemon(
         )
         supervisor = Supervisor(settings, store, checkpoints)  # type: ignore[arg-type]
         daemon = Daemon(settings, store, checkpoints, supervisor)
-        real_plan_resume = tailup.stream.plan_resume
+        real_plan_resume = tailup.stream.resuming.plan_resume
 
         async def noted_plan_resume(
             store: Any, record: StreamRecord, parts: dict[int, PartRecord], plan: PartPlan
@@ -228,7 +228,7 @@ async def running_daemon(
             daemon.resumes.append((record.stream_id, decision))
             return decision
 
-        tailup.stream.plan_resume = noted_plan_resume  # type: ignore[assignment]
+        tailup.stream.resuming.plan_resume = noted_plan_resume  # type: ignore[assignment]
         stop = asyncio.Event()
         task = asyncio.create_task(supervisor.run(stop))
         try:
@@ -240,7 +240,7 @@ async def running_daemon(
             try:
                 await asyncio.wait_for(task, timeout=30)
             finally:
-                tailup.stream.plan_resume = real_plan_resume
+                tailup.stream.resuming.plan_resume = real_plan_resume
 
 
 async def wait_until(
