@@ -1,5 +1,5 @@
-"""What a recording is over time, decided in one place. Pure: the facts are gathered by the
-supervisor (tailup.source.identify, a read of the file's first part) and handed in.
+"""What a recording is over time, decided in one place. Pure: the supervisor gathers the facts
+(tailup.source: statx, the inode generation, a read of the file's first part) and hands them in.
 
 A recording is one *inode life*: the file a recorder created, from its creation until it is
 deleted. A path is only where a recording is now:
@@ -58,6 +58,14 @@ def same_life(recorded: FileIdentity, seen: FileIdentity) -> Life:
             return Life.OTHER
         told = True
     return Life.SAME if told else Life.UNKNOWN
+
+
+def needs_generation(recorded: FileIdentity, seen: FileIdentity) -> bool:
+    """Whether the inode generation must be read to tell the lives apart: the birth time
+    cannot (missing on either side) and the record has a generation to compare."""
+    if (recorded.device, recorded.inode) != (seen.device, seen.inode):
+        return False
+    return recorded.generation >= 0 and not (recorded.birth_ns and seen.birth_ns)
 
 
 def record_identity(record: StreamRecord) -> FileIdentity:

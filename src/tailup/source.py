@@ -75,25 +75,28 @@ def stat_file(path: Path) -> FileStat:
     return FileStat(st.size, st.mtime_ns, st.device, st.inode, st.birth_ns)
 
 
-def identify(path: Path) -> tuple[FileStat, FileIdentity]:
-    """Stat the file and read what tells its inode life apart: the birth time (statx) and the
-    inode generation (FS_IOC_GETVERSION, one open and ioctl), each where the file system keeps
-    it. Costs ~10 us on a local disk."""
-    st = stat_file(path)
-    generation = -1
+def inode_generation(path: Path, inode: int) -> int:
+    """The inode generation (FS_IOC_GETVERSION), -1 where the file system keeps none or the path
+    is no longer ``inode``. It costs an open (~10 us), and an open is an inotify event tailup
+    itself watches: call it only when the birth time cannot tell (tailup.identity.needs_generation)
+    or for a new stream's record, never on every event."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         raise translate_os_error(path, exc) from exc
     try:
-        if os.fstat(fd).st_ino == st.inode:
-            raw = fcntl.ioctl(fd, _FS_IOC_GETVERSION, b"\0" * 8)
-            generation = struct.unpack("l", raw)[0] & 0xFFFFFFFF
+        if os.fstat(fd).st_ino != inode:
+            return -1
+        raw = fcntl.ioctl(fd, _FS_IOC_GETVERSION, b"\0" * 8)
+        return int(struct.unpack("l", raw)[0] & 0xFFFFFFFF)
     except OSError:
-        pass  # ENOTTY: the file system keeps no generation (tmpfs, overlayfs, most FUSE)
+        return -1  # ENOTTY: no generation here (tmpfs, overlayfs, most FUSE)
     finally:
         os.close(fd)
-    return st, FileIdentity(st.device, st.inode, st.birth_ns, generation)
+
+
+def file_identity(st: FileStat, generation: int = -1) -> FileIdentity:
+    return FileIdentity(st.device, st.inode, st.birth_ns, generation)
 
 
 # _IOR('v', 1, long) on 64-bit Linux.

@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import socket
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
@@ -25,6 +26,7 @@ from tailup.identity import (
     Life,
     Seen,
     judge_file,
+    needs_generation,
     record_identity,
     same_life,
 )
@@ -43,13 +45,20 @@ from tailup.offload import run_blocking
 from tailup.retry import Backoff
 from tailup.routing import Action, Facts, route
 from tailup.s3 import MultipartStore
-from tailup.source import FileStat, crc32_of_range_blocking, identify, stat_file
+from tailup.source import (
+    FileStat,
+    crc32_of_range_blocking,
+    file_identity,
+    inode_generation,
+    stat_file,
+)
 from tailup.stream import Outcome, Stream, StreamDeps
 from tailup.watcher import Watcher, is_candidate, writers_open
 
 log = structlog.get_logger(__name__)
 
 ROUTE_RETRY_S = 2.0
+UNCHANGED_REMEMBERED = 10_000
 
 
 def new_stream_id() -> str:
@@ -99,6 +108,8 @@ class Supervisor:
         self._tasks: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[FileEvent] = asyncio.Queue()
         self._deferred: dict[Path, FileEvent] = {}
+        # Paths last judged unchanged, with what they were then (inode, birth, size, mtime).
+        self._unchanged: OrderedDict[Path, tuple[int, int, int, int]] = OrderedDict()
         self._flush_handle: asyncio.TimerHandle | None = None
         self._stopping = False
         self._hostname = socket.gethostname()
@@ -282,7 +293,7 @@ class Supervisor:
         if previous is None or previous.stream_id in self._by_id:
             return
         try:
-            _, seen = await run_blocking(identify, new, what=str(new))
+            seen = await self._identity(new, await run_blocking(stat_file, new), previous)
         except SourceError:
             return
         if same_life(record_identity(previous), seen) is not Life.SAME:
@@ -363,15 +374,22 @@ class Supervisor:
 
     async def _open_stream(self, path: Path, *, writer_closed: bool) -> None:
         try:
-            st, seen = await run_blocking(
-                identify, path, timeout_s=self._settings.io_timeout, what=str(path)
+            st = await run_blocking(
+                stat_file, path, timeout_s=self._settings.io_timeout, what=str(path)
             )
         except SourceStalled:
             raise
         except SourceError as exc:
             log.warning("file cannot be uploaded", path=str(path), reason=str(exc))
             return
+        look = (st.inode, st.birth_ns, st.size, st.mtime_ns)
+        if self._unchanged.get(path) == look:
+            # Judged unchanged already. Readers' opens (ours included) arrive as events: without
+            # this, each look would load the record again for every open of a finished file.
+            self._unchanged.move_to_end(path)
+            return
         previous, parts = await self._path_history(path)
+        seen = await self._identity(path, st, previous)
         now = FileNow(seen, st.size, st.mtime_ns)
         judgement = judge_file(previous, now)
         if judgement.seen is Seen.CHECK_HEAD:
@@ -382,6 +400,8 @@ class Supervisor:
         if verdict is Seen.UNCHANGED:
             if previous is not None and previous.after_upload_pending:
                 await self._pending_after_upload(previous, writer_closed=writer_closed)
+            else:
+                self._remember_unchanged(path, look)
             return
         if verdict is Seen.RESUME:
             assert previous is not None
@@ -389,6 +409,11 @@ class Supervisor:
                 log.info("resuming stream", stream_id=previous.stream_id, path=str(path))
                 self._start(previous, parts, writer_closed=writer_closed, resumed=True)
             return
+        if seen.generation < 0:
+            # The record of a new life keeps its generation, for file systems without birth
+            # times; read once per stream (the open's event reaches the stream, which ignores it).
+            generation = await run_blocking(inode_generation, path, st.inode, what=str(path))
+            seen = dataclasses.replace(seen, generation=generation)
         if verdict in (Seen.GREW, Seen.RESTART):
             assert previous is not None
             record = _next_generation(previous, st, seen)
@@ -404,6 +429,23 @@ class Supervisor:
             why=judgement.reason,
         )
         self._start(record, {}, writer_closed=writer_closed)
+
+    async def _identity(
+        self, path: Path, st: FileStat, previous: StreamRecord | None
+    ) -> FileIdentity:
+        """The file's identity for judging it against ``previous``: statx alone, unless only the
+        inode generation can tell (no birth time here), which costs an open."""
+        seen = file_identity(st)
+        if previous is not None and needs_generation(record_identity(previous), seen):
+            generation = await run_blocking(inode_generation, path, st.inode, what=str(path))
+            seen = file_identity(st, generation)
+        return seen
+
+    def _remember_unchanged(self, path: Path, look: tuple[int, int, int, int]) -> None:
+        self._unchanged[path] = look
+        self._unchanged.move_to_end(path)
+        while len(self._unchanged) > UNCHANGED_REMEMBERED:
+            self._unchanged.popitem(last=False)
 
     async def _path_history(
         self, path: Path
@@ -503,6 +545,7 @@ class Supervisor:
             # must not hold the path.
             superseded.on_gone(f"{record.path} is another file now")
         self._streams[stream.path] = stream
+        self._unchanged.pop(stream.path, None)
         self._running.add(stream)
         self._by_id[record.stream_id] = stream
         task = self._group.create_task(self._run_stream(stream), name=f"stream-{record.stream_id}")

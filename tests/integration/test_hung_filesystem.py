@@ -81,3 +81,31 @@ async def test_shutdown_is_not_held_by_a_hung_stat(
         assert not answer.is_set()
     finally:
         answer.set()
+
+
+async def test_readers_of_a_finished_file_cause_no_event_storm(
+    daemon_args: dict[str, Any], watch: Path
+) -> None:
+    """inotify reports every open, and tailup's own looks at a file used to open it (for its inode
+    generation): an open of a finished file fed itself, a busy loop that starved SIGTERM. Readers
+    now cost one look per change of the file, not one per open."""
+    path, fence = watch / "done.ts", watch / "fence.ts"
+    async with running_daemon(**daemon_args) as daemon:
+        looks: list[str] = []
+        real = daemon.checkpoints.inner.stream_for_path
+
+        async def counted(p: str) -> str | None:
+            looks.append(p)
+            return await real(p)
+
+        daemon.checkpoints.inner.stream_for_path = counted  # type: ignore[method-assign]
+        path.write_bytes(content(300_000, "finished"))
+        await daemon.wait_for_state(path, {StreamState.COMPLETED})
+        before = looks.count(str(path))
+        for _ in range(5):
+            assert path.read_bytes()  # a player, a checksum tool, a backup
+        # Events are handled in order: once a file written after the reads is done, every event
+        # the reads caused (and any they would have caused in turn) was handled before it.
+        fence.write_bytes(content(1000, "fence"))
+        await daemon.wait_for_state(fence, {StreamState.COMPLETED})
+        assert looks.count(str(path)) - before <= 1
