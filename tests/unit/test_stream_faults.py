@@ -303,3 +303,7 @@ async def test_a_permanent_error_fails_the_stream_keeps_its_upload_and_waits_for
         await wait_until(lambda: rig.checkpoints.failed_writes == 2, "retried, failed again")
         sent_again = [c for c in rig.store.calls[calls_when_failed:] if c[0] == "upload_part"]
         assert sent_again == [], "a checkpointed part is not sent again on retry"
+        # One request, one retry: failed again, it waits for the next request.
+        reads = rig.checkpoints.field_reads
+        await wait_until(lambda: rig.checkpoints.field_reads >= reads + 5, "retry polls again")
+        assert rig.checkpoints.failed_writes == 2, "a consumed retry request is not taken again"

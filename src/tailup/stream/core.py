@@ -72,6 +72,8 @@ class Stream(Collaborator):
         self._book = Bookkeeper(ctx, self._sender)
         self._finalizer = Finalizer(ctx, self._sender, self._book)
         self._resumer = Resumer(ctx, self._sender, self._book)
+        # The last `tailup retry` request acted on (or there before this stream started).
+        self._retry_seen = record.extra.get(RETRY_FIELD, "")
         self._failed_backoff = Backoff(
             base_s=deps.failed_retry_s, cap_s=max(FAILED_RETRY_CAP_S, deps.failed_retry_s)
         )
@@ -175,14 +177,15 @@ class Stream(Collaborator):
         delay = self._failed_backoff.next_delay_s()
         deadline = self.deps.clock() + delay
         self._log.info("failed stream waits before its next try", retry_in_s=round(delay, 1))
-        seen = self.record.extra.get(RETRY_FIELD, "")
         while not self._ctx.stop.is_set() and self.deps.clock() < deadline:
             await self._sleep_unless_stopped(
                 min(self.deps.retry_poll_s, deadline - self.deps.clock())
             )
             with contextlib.suppress(RetryableError):
                 asked = await self.deps.checkpoints.get_field(self.stream_id, RETRY_FIELD) or ""
-                if asked != seen:
+                if asked != self._retry_seen:
+                    # Consumed: the next failure waits again rather than take it for a new ask.
+                    self._retry_seen = asked
                     self._log.info("retry asked for", at=asked)
                     break
         if self._ctx.stop.is_set():
