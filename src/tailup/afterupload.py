@@ -10,11 +10,19 @@ stream's record, so a restart finishes them.
 
 from __future__ import annotations
 
+import enum
 import os
 import shutil
 from pathlib import Path
 
+import structlog
+
 from tailup.config import AfterUploadKind
+from tailup.errors import SourceStalled
+from tailup.offload import run_blocking
+from tailup.watcher import writers_open
+
+log = structlog.get_logger(__name__)
 
 # The initial PID namespace has this fixed inode number (include/linux/proc_ns.h).
 _INIT_PID_NS_INODE = 0xEFFFFFFC
@@ -51,3 +59,48 @@ def act(kind: AfterUploadKind, target: Path | None, path: Path, watch_root: Path
         shutil.move(path, destination)
         return f"moved to {destination}"
     return "kept"
+
+
+class AfterUpload(enum.Enum):
+    NOTHING = "nothing"  # --after-upload keep
+    DONE = "done"  # deleted or moved
+    PENDING = "pending"  # a writer may still hold the file: later
+    FAILED = "failed"  # tried and refused (logged): the upload is verified, nothing is lost
+
+
+async def run_after_upload(
+    action: tuple[AfterUploadKind, Path | None],
+    path: Path,
+    watch_root: Path,
+    *,
+    close_seen: bool,
+    proc_sees_all: bool,
+    timeout_s: float,
+) -> AfterUpload:
+    """The after-upload action for a verified object, if its writer is known gone: the one place
+    both a finishing stream and a pending action (after a restart, a writer's late close) use."""
+    kind, target = action
+    if kind is AfterUploadKind.KEEP:
+        return AfterUpload.NOTHING
+    try:
+        found = await run_blocking(writers_open, [path], timeout_s=timeout_s, what="/proc")
+        writer_open = found[path]
+    except SourceStalled:
+        writer_open = None
+    if not may_act(close_seen=close_seen, writer_open=writer_open, proc_sees_all=proc_sees_all):
+        log.info(
+            "after-upload action pending: a writer may still hold the file",
+            path=str(path),
+            close_seen=close_seen,
+            writer_open=writer_open,
+        )
+        return AfterUpload.PENDING
+    try:
+        done = await run_blocking(
+            act, kind, target, path, watch_root, timeout_s=timeout_s, what=str(path)
+        )
+    except (OSError, SourceStalled) as exc:
+        log.warning("after-upload action failed", path=str(path), reason=str(exc))
+        return AfterUpload.FAILED
+    log.info("source handled after verified upload", path=str(path), action=done)
+    return AfterUpload.DONE

@@ -9,12 +9,13 @@ import dataclasses
 import socket
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
 
 import structlog
 
-from tailup.afterupload import act, may_act, proc_sees_every_writer
+from tailup.afterupload import AfterUpload, proc_sees_every_writer, run_after_upload
 from tailup.budget import ByteBudget
 from tailup.checkpoint import CheckpointStore
 from tailup.config import KeyConflict, Settings
@@ -56,6 +57,7 @@ from tailup.stream import Outcome, Stream, StreamDeps
 from tailup.watcher import Watcher, is_candidate, writers_open
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 ROUTE_RETRY_S = 2.0
 UNCHANGED_REMEMBERED = 10_000
@@ -239,7 +241,7 @@ class Supervisor:
             await self._end_path(path)
         elif action is Action.TELL_CLOSED:
             stream = self._streams[path]
-            if not await _still_written(path) and self._streams.get(path) is stream:
+            if not await self._still_written(path) and self._streams.get(path) is stream:
                 stream.on_closed()
         elif action is Action.CARRY_STREAM:
             assert event.dest_path is not None
@@ -254,7 +256,7 @@ class Supervisor:
             await self._open_stream(path, writer_closed=closed)
         elif action is Action.OPEN_DEST:
             assert event.dest_path is not None
-            found = await run_blocking(writers_open, [event.dest_path], what="/proc")
+            found = await self._io(writers_open, [event.dest_path])
             await self._open_stream(event.dest_path, writer_closed=found[event.dest_path] is False)
 
     def _root_gone(self, root: Path) -> None:
@@ -293,7 +295,7 @@ class Supervisor:
         if previous is None or previous.stream_id in self._by_id:
             return
         try:
-            seen = await self._identity(new, await run_blocking(stat_file, new), previous)
+            seen = await self._identity(new, await self._io(stat_file, new), previous)
         except SourceError:
             return
         if same_life(record_identity(previous), seen) is not Life.SAME:
@@ -303,12 +305,7 @@ class Supervisor:
         log.info("recording renamed", stream_id=previous.stream_id, old=str(old), new=str(new))
 
     async def _latest_record(self, path: Path) -> StreamRecord | None:
-        """The record of the path's latest recording, if it still names this path."""
-        stream_id = await self._checkpoints.stream_for_path(str(path))
-        loaded = await self._checkpoints.load(stream_id) if stream_id else None
-        if loaded is None or loaded[0].path != str(path):
-            return None
-        return loaded[0]
+        return (await self._path_history(path))[0]
 
     # -- starting streams --
 
@@ -374,9 +371,7 @@ class Supervisor:
 
     async def _open_stream(self, path: Path, *, writer_closed: bool) -> None:
         try:
-            st = await run_blocking(
-                stat_file, path, timeout_s=self._settings.io_timeout, what=str(path)
-            )
+            st = await self._io(stat_file, path)
         except SourceStalled:
             raise
         except SourceError as exc:
@@ -412,7 +407,7 @@ class Supervisor:
         if seen.generation < 0:
             # The record of a new life keeps its generation, for file systems without birth
             # times; read once per stream (the open's event reaches the stream, which ignores it).
-            generation = await run_blocking(inode_generation, path, st.inode, what=str(path))
+            generation = await self._io(inode_generation, path, st.inode)
             seen = dataclasses.replace(seen, generation=generation)
         if verdict in (Seen.GREW, Seen.RESTART):
             assert previous is not None
@@ -437,7 +432,7 @@ class Supervisor:
         inode generation can tell (no birth time here), which costs an open."""
         seen = file_identity(st)
         if previous is not None and needs_generation(record_identity(previous), seen):
-            generation = await run_blocking(inode_generation, path, st.inode, what=str(path))
+            generation = await self._io(inode_generation, path, st.inode)
             seen = file_identity(st, generation)
         return seen
 
@@ -450,6 +445,7 @@ class Supervisor:
     async def _path_history(
         self, path: Path
     ) -> tuple[StreamRecord | None, dict[int, PartRecord]]:
+        """The path's latest recording and its parts, if that record still names this path."""
         stream_id = await self._checkpoints.stream_for_path(str(path))
         loaded = await self._checkpoints.load(stream_id) if stream_id else None
         if loaded is None or loaded[0].path != str(path):
@@ -470,30 +466,22 @@ class Supervisor:
             size, crc = parts[1].size, parts[1].crc32
         if size <= 0:
             return True  # nothing was uploaded to compare with
-        got, now_crc = await run_blocking(
-            crc32_of_range_blocking, path, 0, size, st.device, st.inode, what=str(path)
-        )
+        got, now_crc = await self._io(crc32_of_range_blocking, path, 0, size, st.device, st.inode)
         return got == size and now_crc == crc
 
     async def _pending_after_upload(self, record: StreamRecord, *, writer_closed: bool) -> None:
         """Finish an after-upload action left pending (its writer held the file at completion,
         or a shutdown cut it off), now that the file is unchanged since its verified upload."""
-        path = Path(record.path)
-        found = await run_blocking(writers_open, [path], what="/proc")
-        if not may_act(
+        result = await run_after_upload(
+            self._settings.after_upload_action,
+            Path(record.path),
+            Path(record.watch_root),
             close_seen=writer_closed,
-            writer_open=found[path],
             proc_sees_all=self._proc_sees_all,
-        ):
-            return
-        kind, target = self._settings.after_upload_action
-        try:
-            done = await run_blocking(act, kind, target, path, Path(record.watch_root))
-        except (OSError, SourceStalled) as exc:
-            log.warning("after-upload action failed", path=str(path), reason=str(exc))
-            return
-        await self._checkpoints.update(record.stream_id, after_upload_pending=False)
-        log.info("pending after-upload action done", stream_id=record.stream_id, action=done)
+            timeout_s=self._settings.io_timeout,
+        )
+        if result is not AfterUpload.PENDING:
+            await self._checkpoints.update(record.stream_id, after_upload_pending=False)
 
     async def _new_record(self, path: Path, st: FileStat, seen: FileIdentity) -> StreamRecord:
         root = containing_root(path, self._roots) or path.parent
@@ -588,7 +576,7 @@ class Supervisor:
         again = (Outcome.REPLACED, Outcome.CHANGED_AFTER_COMPLETE, Outcome.ABORTED)
         if outcome in again and stream.path not in self._streams:
             try:
-                found = await run_blocking(writers_open, [stream.path], what="/proc")
+                found = await self._io(writers_open, [stream.path])
             except SourceStalled:
                 found = {stream.path: None}
             event = FileEvent(EventKind.DISCOVERED, stream.path, writer_open=found[stream.path])
@@ -605,19 +593,28 @@ class Supervisor:
             if path in self._streams:
                 return  # a stream runs for the path again
             try:
-                st = await run_blocking(stat_file, path, timeout_s=self._settings.io_timeout)
-                found = await run_blocking(writers_open, [path], what="/proc")
+                st = await self._io(stat_file, path)
+                changed = (st.size, st.mtime_ns) != (record.final_size, record.final_mtime_ns)
+                if not changed and not linger:
+                    return  # the common case: one stat, no /proc pass
+                writer_open = (await self._io(writers_open, [path]))[path]
             except (SourceError, SourceStalled):
                 return
-            changed = (st.size, st.mtime_ns) != (record.final_size, record.final_mtime_ns)
-            if changed or (linger and found[path] is not True):
-                self._queue.put_nowait(
-                    FileEvent(EventKind.DISCOVERED, path, writer_open=found[path])
-                )
-                return
-            if not linger:
+            if changed or writer_open is not True:
+                event = FileEvent(EventKind.DISCOVERED, path, writer_open=writer_open)
+                self._queue.put_nowait(event)
                 return
             await asyncio.sleep(self._settings.idle_timeout)
+
+    async def _io(self, call: Callable[..., T], *args: Any) -> T:
+        """A blocking call on the watched file systems or /proc, off the loop, within
+        --io-timeout (tailup.offload)."""
+        return await run_blocking(call, *args, timeout_s=self._settings.io_timeout)
+
+    async def _still_written(self, path: Path) -> bool:
+        """True if some process still has the file open for writing: that close (one descriptor
+        of several) was not the end of the recording. One /proc pass, off the loop."""
+        return (await self._io(writers_open, [path]))[path] is True
 
     async def _record_crash(self, stream: Stream) -> None:
         # Only over a live state: a stream that had ended (completed, aborted) keeps its end.
@@ -630,13 +627,6 @@ class Supervisor:
             )
         except TailupError as exc:
             log.error("could not record the crash", stream_id=stream.stream_id, reason=str(exc))
-
-
-async def _still_written(path: Path) -> bool:
-    """True if some process still has the file open for writing: that close (one descriptor of
-    several) was not the end of the recording. One /proc pass, off the loop."""
-    found = await run_blocking(writers_open, [path], what="/proc")
-    return found[path] is True
 
 
 # Which of two events for one path says more, when both wait for a retry.

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from tailup import metrics
-from tailup.afterupload import act, may_act
+from tailup.afterupload import AfterUpload, run_after_upload
 from tailup.body import PartBody
 from tailup.config import AfterUploadKind
 from tailup.digest import FinalizeHasher
@@ -20,7 +20,6 @@ from tailup.errors import (
     NoSuchUpload,
     PlanExceeded,
     RetryableError,
-    SourceStalled,
     TailupError,
     VerificationError,
 )
@@ -43,7 +42,6 @@ from tailup.source import FileStat, crc32_of_range_blocking
 from tailup.stream.bookkeeping import Bookkeeper
 from tailup.stream.context import Collaborator, Outcome, StreamContext, _first_error
 from tailup.stream.sending import PartSender
-from tailup.watcher import writers_open
 
 
 class FileChangedWhileFinalizing(RetryableError):
@@ -330,39 +328,23 @@ class Finalizer(Collaborator):
         )
 
     async def _after_upload(self, close_seen: bool) -> bool:
-        """Delete or move the file if so configured and its writer is known gone. False when
-        the action stays pending because a writer may still hold the file (tailup.afterupload)."""
-        kind, target = self.deps.after_upload
-        if kind is AfterUploadKind.KEEP:
-            return True
-        try:
-            found = await run_blocking(writers_open, [self.path], what="/proc")
-        except SourceStalled:
-            found = {self.path: None}
-        if not may_act(
+        """The after-upload action, if its writer is known gone. False when it stays pending
+        (the record says so already: set with the completion)."""
+        result = await run_after_upload(
+            self.deps.after_upload,
+            self.path,
+            Path(self.record.watch_root),
             close_seen=close_seen,
-            writer_open=found[self.path],
             proc_sees_all=self.deps.proc_sees_all,
-        ):
-            self._log.info(
-                "after-upload action pending: a writer may still hold the file",
-                close_seen=close_seen,
-                writer_open=found[self.path],
-            )
+            timeout_s=self.deps.stat_timeout_s,
+        )
+        if result is AfterUpload.PENDING:
             return False
-        try:
-            done = await run_blocking(
-                act, kind, target, self.path, Path(self.record.watch_root), what=str(self.path)
-            )
-        except (OSError, SourceStalled) as exc:
-            # The upload is complete and verified; failing to tidy up loses nothing.
-            self._log.warning("after-upload action failed", reason=str(exc))
-            return True
-        self._log.info("source handled after verified upload", action=done)
-        try:
-            await self.deps.checkpoints.update(self.stream_id, after_upload_pending=False)
-        except TailupError as exc:
-            self._log.warning("could not record the after-upload action", reason=str(exc))
+        if result is not AfterUpload.NOTHING:
+            try:
+                await self.deps.checkpoints.update(self.stream_id, after_upload_pending=False)
+            except TailupError as exc:
+                self._log.warning("could not record the after-upload action", reason=str(exc))
         return True
 
 
