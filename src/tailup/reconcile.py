@@ -14,6 +14,7 @@ from tailup.body import PartBody
 from tailup.errors import NoSuchUpload, SourceGone
 from tailup.integrity import crc32_of
 from tailup.model import PartRecord, StreamRecord, iso, utc_now
+from tailup.offload import run_blocking
 from tailup.plan import PartPlan, PartRange
 from tailup.resume import (
     FileFacts,
@@ -29,7 +30,7 @@ from tailup.resume import (
     upload_gone,
 )
 from tailup.s3 import MultipartStore
-from tailup.source import read_range, stat_file
+from tailup.source import crc32_of_range_blocking, read_range_blocking, stat_file
 
 
 async def plan_resume(
@@ -63,22 +64,28 @@ async def file_facts(
 ) -> FileFacts:
     path = Path(record.path)
     try:
-        st = stat_file(path)
+        st = await run_blocking(stat_file, path, what=str(path))
     except SourceGone:
         return FileFacts(exists=False)
     crc: int | None = None
     last = compared_part_range(plan, parts)
-    if st.same_file(record.device, record.inode) and last is not None and st.size >= last.end:
-        data = await read_range(path, last.start, last.size, device=st.device, inode=st.inode)
-        crc = crc32_of(data) if len(data) == last.size else None
-    return FileFacts(True, st.device, st.inode, st.size, crc)
+    same = st.same_file(record.device, record.inode, record.birth_ns)
+    if same and last is not None and st.size >= last.end:
+        got, crc_now = await run_blocking(
+            crc32_of_range_blocking, path, last.start, last.size, st.device, st.inode
+        )
+        crc = crc_now if got == last.size else None
+    return FileFacts(
+        True, st.device, st.inode, st.size, birth_ns=st.birth_ns, last_part_crc32=crc
+    )
 
 
 async def _digests(record: StreamRecord, ranges: list[PartRange]) -> dict[int, PartDigest]:
     digests: dict[int, PartDigest] = {}
     for rng in ranges:
-        data = await read_range(
-            Path(record.path), rng.start, rng.size, device=record.device, inode=record.inode
+        data = await run_blocking(
+            read_range_blocking, Path(record.path), rng.start, rng.size, record.device,
+            record.inode,
         )
         digests[rng.number] = await asyncio.to_thread(_digest, data)
     return digests

@@ -53,6 +53,7 @@ class FileFacts:
     device: int = 0
     inode: int = 0
     size: int = 0
+    birth_ns: int = 0  # 0: not known (tailup.identity)
     # CRC32 of the bytes where the compared part lies (see compared_part_range), as on disk now;
     # None when no part is compared or the file does not reach its end.
     last_part_crc32: int | None = None
@@ -105,7 +106,10 @@ def judge_file(
     path = record.path
     if not facts.exists:
         return ResumeDecision(Verdict.GONE, f"{path} was gone when tailup started again")
-    if (facts.device, facts.inode) != (record.device, record.inode):
+    same_number = (facts.device, facts.inode) == (record.device, record.inode)
+    reborn = bool(facts.birth_ns and record.birth_ns and facts.birth_ns != record.birth_ns)
+    if not same_number or reborn:
+        # Another inode, or the same number handed out again (deleted, then a new file).
         return ResumeDecision(
             Verdict.REPLACED,
             f"{path} is another file than the one being uploaded (replaced while tailup was "

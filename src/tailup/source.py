@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import errno
 import fcntl
@@ -267,8 +266,3 @@ def _read_into(fd: int, start: int, length: int) -> PartBody:
     if got < length:
         del body[got:]
     return body
-
-
-async def read_range(path: Path, start: int, length: int, *, device: int, inode: int) -> PartBody:
-    """`read_range_blocking` in a worker thread."""
-    return await asyncio.to_thread(read_range_blocking, path, start, length, device, inode)

@@ -40,7 +40,9 @@ RECORD = StreamRecord(
     upload_id="U1",
     device=7,
     inode=42,
+    birth_ns=1_700_000_000_000_000_001,
 )
+BORN = RECORD.birth_ns
 
 
 def md5(tag: str) -> str:
@@ -74,6 +76,15 @@ JUDGE_CASES = [
     ("other inode", FileFacts(True, 7, 43, 20 * P), parts(part(1)), Verdict.REPLACED, "another"),
     ("other device", FileFacts(True, 8, 42, 20 * P), parts(part(1)), Verdict.REPLACED, "another"),
     ("no parts yet, same inode", FileFacts(True, 7, 42, 3), {}, None, ""),
+    # ext4 hands the inode number out again at once: the birth time tells the new file apart.
+    (
+        "inode number reused while down",
+        FileFacts(True, 7, 42, 20 * P, birth_ns=BORN + 1),
+        {},
+        Verdict.REPLACED,
+        "another",
+    ),
+    ("same birth time", FileFacts(True, 7, 42, 3, birth_ns=BORN), {}, None, ""),
     (
         "shorter than uploaded",
         FileFacts(True, 7, 42, 2 * P - 1, last_part_crc32=None),
