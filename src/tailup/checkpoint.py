@@ -314,11 +314,11 @@ class RedisCheckpointStore:
         index = self._keys.object_keys
 
         async def run() -> str | None:
+            # Claims are never released (a key keeps its recording), so HSETNX then HGET is
+            # enough: a lost HSETNX means the HGET finds the winner.
             if await self._redis.hsetnx(index, object_key, stream_id):
                 return None
             owner = await self._redis.hget(index, object_key)
-            if owner is None:  # released in between: try once more
-                return None if await self._redis.hsetnx(index, object_key, stream_id) else "?"
             return None if owner == stream_id else str(owner)
 
         return await _guarded(run)
