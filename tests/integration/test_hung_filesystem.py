@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import tailup.stream.context
-from harness import content, object_bytes, running_daemon, wait_until
+from harness import content, object_bytes, running_daemon
 from tailup.model import StreamState
 from tailup.plan import MiB
 from tailup.source import FileStat
@@ -32,7 +32,7 @@ async def test_a_hung_stat_stalls_one_stream_and_not_the_others(
 
     def hanging_stat(path: Path) -> FileStat:
         if path.name == "hung.ts":
-            answer.wait(60)  # blocks its thread like a stat on a dead NFS server
+            answer.wait(600)  # blocks its thread like a stat on a dead NFS server
         return real_stat(path)
 
     monkeypatch.setattr(tailup.stream.context, "stat_file", hanging_stat)
@@ -44,41 +44,14 @@ async def test_a_hung_stat_stalls_one_stream_and_not_the_others(
             stalled = await daemon.wait_for_state(hung, {StreamState.STALLED})
             assert "did not answer within 0.5 s" in stalled.error
             other.write_bytes(other_data)
-            done = await daemon.wait_for_state(other, {StreamState.COMPLETED})
+            # Well within the hang: a stat on the loop itself would hold this stream up too.
+            done = await daemon.wait_for_state(other, {StreamState.COMPLETED}, timeout_s=60)
             assert object_bytes(s3_client, bucket, done.key) == other_data
             record = await daemon.record_for(hung)
             assert record is not None and record.state is StreamState.STALLED
             answer.set()
             finished = await daemon.wait_for_state(hung, {StreamState.COMPLETED})
             assert object_bytes(s3_client, bucket, finished.key) == hung_data
-    finally:
-        answer.set()
-
-
-async def test_shutdown_is_not_held_by_a_hung_stat(
-    daemon_args: dict[str, Any], watch: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """SIGTERM goes through while a stat hangs in the kernel: the daemon's run ends."""
-    answer = threading.Event()
-    real_stat = tailup.stream.context.stat_file
-    entered = threading.Event()
-
-    def hanging_stat(path: Path) -> FileStat:
-        if path.name == "hung.ts":
-            entered.set()
-            answer.wait(60)
-        return real_stat(path)
-
-    monkeypatch.setattr(tailup.stream.context, "stat_file", hanging_stat)
-    try:
-        async with running_daemon(**daemon_args, io_timeout=30, shutdown_grace=1) as daemon:
-            (watch / "hung.ts").write_bytes(content(1000, "hung"))
-            await wait_until(entered.is_set, "the stat hangs")
-            assert daemon.supervisor.streams  # the stream is there, waiting on its stat
-        # running_daemon waited for the supervisor to end (it cuts the stream after the 1 s
-        # shutdown grace) while the stat
-        # was still hung: reaching this line is the proof.
-        assert not answer.is_set()
     finally:
         answer.set()
 
