@@ -81,8 +81,10 @@ def inode_generation(path: Path, inode: int) -> int:
     or for a new stream's record, never on every event."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        raise translate_os_error(path, exc) from exc
+    except OSError:
+        # Not readable, or gone: the identity goes without it; the stream that reads the file
+        # reports the reason (an unreadable file must fail on its stream, not vanish here).
+        return -1
     try:
         if os.fstat(fd).st_ino != inode:
             return -1
