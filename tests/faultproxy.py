@@ -29,10 +29,12 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
-FAULTS = ("500", "503", "403", "reset", "reset_after", "stall")
-# Aimed only (never dealt): an S3 NoSuchUpload answer without forwarding, as AWS S3 answers a
-# Complete retried after the upload was completed.
-AIMED_ONLY = ("no_such_upload",)
+# Transient faults, which a random deck deals: the streams must ride them out.
+FAULTS = ("500", "503", "reset", "reset_after", "stall")
+# Never dealt at random, only aimed or set as a deck on purpose: an S3 NoSuchUpload answer
+# without forwarding (as AWS S3 answers a Complete retried after the upload was completed), and
+# AccessDenied (a permanent refusal: the stream fails and waits for a retry).
+AIMED_ONLY = ("no_such_upload", "403")
 _HOP_BY_HOP = {"connection", "keep-alive", "expect", "proxy-connection", "te", "upgrade"}
 
 
