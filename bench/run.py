@@ -31,6 +31,7 @@ import os
 import platform
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -46,7 +47,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from tailup.devservers import RedisServer, SeaweedS3  # noqa: E402
-from tailup.keys import RedisKeys  # noqa: E402
+from tailup.keys import RedisKeys, node_scope  # noqa: E402
 from tailup.plan import MiB, PartPlan  # noqa: E402
 
 BUCKET = "bench"
@@ -478,7 +479,7 @@ def bytes_in_s3(env: Lab, d: Daemon, path: Path) -> int:
     keys = RedisKeys(d.prefix)
     client = redis.Redis.from_url(env.redis.url, decode_responses=True)
     try:
-        stream_id = client.hget(keys.paths, str(path))
+        stream_id = client.get(keys.scope(node_scope(socket.gethostname())).path(str(path)))
         sent = client.hget(keys.stream_meta(str(stream_id)), "total_bytes_sent")
     finally:
         client.close()
@@ -535,7 +536,8 @@ def sample_lag(env: Lab, d: Daemon, paths: list[Path], writer: subprocess.Popen[
             d.completed(paths[0])  # keep following the log (errors are printed)
             missing = [p for p in paths if p not in ids]
             if missing:
-                found = client.hmget(keys.paths, [str(p) for p in missing])
+                idx = keys.scope(node_scope(socket.gethostname()))
+                found = client.mget([idx.path(str(p)) for p in missing])
                 ids.update({p: i for p, i in zip(missing, found, strict=True) if i})
             pipe = client.pipeline(transaction=False)
             for p in paths:

@@ -103,9 +103,7 @@ class SpyStore:
         if_none_match: bool = False,
     ) -> str:
         self._maybe_fail("complete_upload")
-        etag = await self.inner.complete_upload(
-            key, upload_id, parts, if_none_match=if_none_match
-        )
+        etag = await self.inner.complete_upload(key, upload_id, parts, if_none_match=if_none_match)
         self.completes.append((key, len(parts)))
         return etag
 

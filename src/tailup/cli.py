@@ -42,6 +42,13 @@ _CONNECTION_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--region", {"help": "S3 region (default us-east-1)."}),
     ("--redis-url", {"help": "Redis URL for checkpoints (default redis://127.0.0.1:6379/0)."}),
     ("--redis-prefix", {"help": "prefix of every Redis key (default tailup)."}),
+    (
+        "--node-id",
+        {
+            "help": "this daemon's node on the Redis prefix: its records, folders and lease "
+            "(default: the host name). Two live daemons never share one."
+        },
+    ),
 ]
 
 _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
@@ -51,6 +58,26 @@ _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
             "action": "append",
             "metavar": "DIR",
             "help": "folder to watch, recursively; repeat for more.",
+        },
+    ),
+    (
+        "--shared-watch",
+        {
+            "action": "append",
+            "metavar": "[NAME=]DIR",
+            "help": "a folder several nodes watch (a NAS share): each recording is uploaded once, "
+            "by the node holding its lease; NAME= for nodes that mount it at other paths.",
+        },
+    ),
+    (
+        "--lease-ttl",
+        {"help": "seconds before a dead node's streams are taken over (default 30)."},
+    ),
+    (
+        "--keep-records",
+        {
+            "help": "how long ended stream records stay in Redis, e.g. 30d (default); 0 = forever. "
+            "Older recordings are looked up in S3 instead."
         },
     ),
     (
@@ -78,8 +105,10 @@ _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ),
     (
         "--io-timeout",
-        {"help": "seconds a stat or read of a watched file may take before its stream counts as "
-         "stalled, e.g. a hung NFS mount (default 30)."},
+        {
+            "help": "seconds a stat or read of a watched file may take before its stream counts as "
+            "stalled, e.g. a hung NFS mount (default 30)."
+        },
     ),
     (
         "--failed-retry",
@@ -303,7 +332,7 @@ async def _run_daemon(settings: Settings) -> int:
             max_connections=pool_size(settings.max_inflight_bytes, settings.part_size),
             payload_signing=settings.payload_signing,
         ) as store,
-        RedisCheckpointStore.connect(settings.redis_url, settings.redis_prefix) as cps,
+        RedisCheckpointStore.for_settings(settings) as cps,
     ):
         try:
             await store.check_bucket()

@@ -14,6 +14,7 @@ import datetime
 import difflib
 import enum
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -73,6 +74,14 @@ DURATION_FIELDS = (
     "health_interval",
     "failed_retry",
     "io_timeout",
+    "keep_records",
+    "lease_ttl",
+)
+NODE_ID_FORM = "1 to 64 letters, digits, '.', '_' or '-' (default: the host name)"
+_NODE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+SHARED_WATCH_FORM = (
+    "an existing folder, or NAME=DIR to name it for nodes that mount it at other paths "
+    "(repeat for more), none inside another watched folder"
 )
 
 # TAILUP_ variables that are not settings but are read by tailup or its tests: never warned about.
@@ -114,9 +123,28 @@ class Settings(BaseSettings):
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis for checkpoints.")
     redis_prefix: str = Field(default="tailup", description="Prefix of every Redis key.")
 
+    node_id: str = Field(
+        default_factory=lambda: socket.gethostname(),
+        description="This daemon's node: its records, folders and lease on the Redis prefix.",
+    )
+
     # The daemon
     watch: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Folder to watch, recursively (repeatable)."
+    )
+    shared_watch: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="A folder several nodes watch (NAME=DIR or DIR; repeatable): each "
+        "recording is uploaded once, by the node holding its lease.",
+    )
+    lease_ttl: float = Field(
+        default=30.0,
+        description="Seconds a dead node's leases last before another node takes its streams.",
+    )
+    keep_records: float = Field(
+        default=30 * 86400.0,
+        description="How long ended stream records stay in Redis (0 = forever); S3 answers "
+        "for older ones.",
     )
     include: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_INCLUDE), description="File name globs to upload."
@@ -177,10 +205,40 @@ class Settings(BaseSettings):
     _config_file: Path | None = PrivateAttr(default=None)
     _file_keys: frozenset[str] = PrivateAttr(default=frozenset())
 
-    @field_validator("watch", mode="before")
+    @field_validator("watch", "shared_watch", mode="before")
     @classmethod
     def _folders(cls, value: Any) -> Any:
         return _split_list(value, r"[,\n]")  # folder names may contain spaces
+
+    @field_validator("shared_watch")
+    @classmethod
+    def _shared(cls, value: list[str]) -> list[str]:
+        names = [parse_shared_watch(item)[0] for item in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"the share name {twice[0]!r} is given twice")
+        return value
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_id(cls, value: str) -> str:
+        if not _NODE_ID.fullmatch(value):
+            raise ValueError(f"{value!r} is not a node id")
+        return value
+
+    @field_validator("lease_ttl")
+    @classmethod
+    def _lease_ttl(cls, value: float) -> float:
+        if not 3 <= value <= 3600:
+            raise ValueError(f"{value:g} s is outside 3 s..1 h")
+        return value
+
+    @field_validator("keep_records")
+    @classmethod
+    def _keep(cls, value: float) -> float:
+        if value != 0 and value < 3600:
+            raise ValueError(f"{value:g} s is below 1 h (0 keeps records forever)")
+        return value
 
     @field_validator("include", mode="before")
     @classmethod
@@ -270,12 +328,33 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def shares(self) -> list[tuple[str, Path]]:
+        """The shared folders as (share name, folder)."""
+        return [parse_shared_watch(item) for item in self.shared_watch]
+
+    @property
     def after_upload_action(self) -> tuple[AfterUploadKind, Path | None]:
         return parse_after_upload(self.after_upload)
 
     def label(self, field: str) -> str:
         """``field`` as it can be given, naming the config file when it has that key."""
         return setting_label(field, self._config_file if field in self._file_keys else None)
+
+
+def parse_shared_watch(text: str) -> tuple[str, Path]:
+    """``NAME=DIR`` or ``DIR`` (named by its absolute path) -> (name, folder)."""
+    name, eq, folder = text.partition("=")
+    if not eq or name.startswith("/"):
+        name, folder = "", text
+    if not folder:
+        raise ValueError(f"{text!r} names no folder")
+    path = Path(folder)
+    if not path.is_absolute():
+        raise ValueError(f"{folder!r} is a relative path; give the folder as an absolute path")
+    name = name or str(path).rstrip("/") or "/"
+    if name != str(path) and not _NODE_ID.fullmatch(name):
+        raise ValueError(f"the share name {name!r} is not {NODE_ID_FORM.split(' (')[0]}")
+    return name, path
 
 
 def parse_after_upload(text: str) -> tuple[AfterUploadKind, Path | None]:
@@ -317,6 +396,10 @@ ACCEPTED_FORMS: dict[str, str] = {
     "log_format": "json, console or auto",
     "log_level": "debug, info, warning or error",
     "watch": "an existing folder (repeat --watch for more), none inside another",
+    "shared_watch": SHARED_WATCH_FORM,
+    "node_id": NODE_ID_FORM,
+    "lease_ttl": f"{DURATION_FORM}, from 3s to 1h",
+    "keep_records": f"{DURATION_FORM} like 30d, at least 1h, or 0 to keep records forever",
     "include": "one or more file name globs like *.mp4",
 }
 
@@ -510,14 +593,16 @@ def _resolved(path: Path) -> Path:
 def _watch_problems(settings: Settings) -> list[str]:
     label, accepted = settings.label("watch"), f"Accepted: {ACCEPTED_FORMS['watch']}"
     problems = []
-    if not settings.watch:
-        problems.append(f"{label}: no folder given. {accepted}")
-    for folder in settings.watch:
+    if not settings.watch and not settings.shared_watch:
+        shared = settings.label("shared_watch")
+        problems.append(f"{label}: no folder given (nor {shared}). {accepted}")
+    given = list(settings.watch) + [folder for _, folder in settings.shares]
+    for folder in given:
         if not folder.exists():
             problems.append(f"{label}: {str(folder)!r} does not exist. {accepted}")
         elif not folder.is_dir():
             problems.append(f"{label}: {str(folder)!r} is not a folder. {accepted}")
-    folders = [(folder, _resolved(folder)) for folder in settings.watch]
+    folders = [(folder, _resolved(folder)) for folder in given]
     for index, (one, one_real) in enumerate(folders):
         for other, other_real in folders[index + 1 :]:
             if one_real == other_real:
@@ -539,7 +624,7 @@ def _after_upload_problems(settings: Settings) -> list[str]:
     if kind is not AfterUploadKind.MOVE or target is None:
         return []
     real = _resolved(target)
-    for folder in settings.watch:
+    for folder in [*settings.watch, *(folder for _, folder in settings.shares)]:
         folder_real = _resolved(folder)
         if real == folder_real or real.is_relative_to(folder_real):
             where = "is" if real == folder_real else "is inside"

@@ -81,3 +81,17 @@ class PlanExceeded(SourceError):
 
 class VerificationError(PermanentError):
     """The completed object does not match what was sent."""
+
+
+class RecordLost(CheckpointUnavailable):
+    """Redis no longer has the stream's record (FLUSHALL, a restart without persistence, an
+    eviction): the stream writes it again from what it holds, rather than half rebuild it."""
+
+
+class ClaimLost(TailupError):
+    """Another node holds the stream's lease now (this one was presumed dead): this node stops
+    the stream and touches nothing of it, neither Redis nor S3."""
+
+
+class NodeIdTaken(PermanentError):
+    """A live daemon holds this --node-id."""

@@ -43,11 +43,19 @@ def select_garbage(
 
 
 async def owned_upload_ids(checkpoints: RedisCheckpointStore) -> set[str]:
+    """Uploads some live stream names, whichever node's or shared folder's index it is in: gc
+    aborts only what no daemon on this Redis prefix owns."""
     owned = set()
-    for stream_id in await checkpoints.live_stream_ids():
-        loaded = await checkpoints.load(stream_id)
-        if loaded is not None and loaded[0].upload_id:
-            owned.add(loaded[0].upload_id)
+    pattern = f"{checkpoints.keys.prefix}:*:live"
+    scopes = set()
+    async for name in checkpoints.client.scan_iter(match=pattern, count=1000):
+        base = str(name)[len(checkpoints.keys.prefix) + 1 : -len(":live")]
+        if base.startswith(("node:", "share:")):
+            scopes.add(base)
+    for scope in sorted(scopes):
+        for record in await checkpoints.load_records(await checkpoints.live_stream_ids(scope)):
+            if record.upload_id:
+                owned.add(record.upload_id)
     return owned
 
 
@@ -56,7 +64,7 @@ async def collect_garbage(
 ) -> list[Garbage]:
     """Find (and unless ``dry_run``, abort) the garbage under ``settings.prefix``. Redis must
     answer: without it, which uploads are owned is unknown, and nothing is aborted blind."""
-    async with RedisCheckpointStore.connect(settings.redis_url, settings.redis_prefix) as cps:
+    async with RedisCheckpointStore.for_settings(settings) as cps:
         owned = await owned_upload_ids(cps)
     async with S3MultipartStore.connect(
         settings.bucket, endpoint_url=settings.endpoint_url, region=settings.region

@@ -24,6 +24,7 @@ holds the recording's own frames.
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass
 
 from tailup.model import EndCause, StreamRecord, StreamState
@@ -58,6 +59,24 @@ def same_life(recorded: FileIdentity, seen: FileIdentity) -> Life:
             return Life.OTHER
         told = True
     return Life.SAME if told else Life.UNKNOWN
+
+
+def stream_id_for(scope: str, identity: FileIdentity, *, life: int = 0) -> str:
+    """A recording's stream id, derived from who the file is, so that the same recording gets the
+    same id (and, with the default key template, the same key) after Redis lost its record or
+    the record expired: S3 is then asked about that key (tailup.recovery). ``life`` counts up
+    when the id is taken by another recording (an inode reused where the file system keeps no
+    birth time or generation, a file rewritten from byte 0).
+
+    In a node's own folders the device is part of the identity. In a shared folder it is not:
+    each NFS client sees another ``st_dev`` for the same file, while the inode number (the NFS
+    file id) and birth time are the server's, and the same for every node."""
+    device = identity.device if scope.startswith("node:") else 0
+    text = "\0".join(
+        str(v)
+        for v in (scope, device, identity.inode, identity.birth_ns, identity.generation, life)
+    )
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
 
 
 def needs_generation(recorded: FileIdentity, seen: FileIdentity) -> bool:

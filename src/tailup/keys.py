@@ -91,10 +91,44 @@ def metadata_key(object_key: str) -> str:
     return object_key + ".metadata.json"
 
 
+def node_scope(node_id: str) -> str:
+    """The scope of a node's own folders: its records and path index, which no other node reads."""
+    return f"node:{node_id}"
+
+
+def share_scope(share_name: str) -> str:
+    """The scope of a shared folder: every node that watches it reads and claims its streams."""
+    return f"share:{share_name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeKeys:
+    """The index keys of one scope (a node's own folders, or one shared folder). Each is read
+    and written on its own (no multi-key script spans them), so they may sit in any slot."""
+
+    base: str
+
+    @property
+    def live(self) -> str:
+        """Set of stream ids not yet completed, aborted or skipped: what a start resumes."""
+        return f"{self.base}:live"
+
+    @property
+    def ended(self) -> str:
+        """Sorted set of ended stream ids scored by end time (Unix s): what `status` lists after
+        the live ones, newest first; trimmed to --keep-records."""
+        return f"{self.base}:ended"
+
+    def path(self, path: str) -> str:
+        """String: the id of the latest stream at this source path (expires with its record)."""
+        return f"{self.base}:path:{path}"
+
+
 @dataclass(frozen=True, slots=True)
 class RedisKeys:
-    """Every Redis key tailup uses. A stream's keys share a hash tag ``{id}`` so that one
-    MULTI/EXEC can touch them all under Redis Cluster."""
+    """Every Redis key tailup uses. A stream's keys share a hash tag ``{id}`` so that one script
+    can touch them all under Redis Cluster; index keys are per scope (tailup.keys.node_scope,
+    share_scope), so nodes sharing one Redis never read each other's."""
 
     prefix: str = "tailup"
 
@@ -104,22 +138,40 @@ class RedisKeys:
     def stream_parts(self, stream_id: str) -> str:
         return f"{self.prefix}:stream:{{{stream_id}}}:parts"
 
+    def stream_lease(self, stream_id: str) -> str:
+        """String ``node|fence`` with a TTL: which node uploads a shared folder's recording."""
+        return f"{self.prefix}:stream:{{{stream_id}}}:lease"
+
+    def stream_fence(self, stream_id: str) -> str:
+        """Counter: incremented by every new holder of the stream's lease (the fencing token)."""
+        return f"{self.prefix}:stream:{{{stream_id}}}:fence"
+
+    def scope(self, scope: str) -> ScopeKeys:
+        return ScopeKeys(f"{self.prefix}:{scope}")
+
+    def node_lease(self, node_id: str) -> str:
+        """String naming the live daemon that holds a node id (host, boot, pid), with a TTL."""
+        return f"{self.prefix}:node:{node_id}:lease"
+
+    def object_claim(self, object_key: str) -> str:
+        """String: id of the stream that owns an S3 key (two recordings never share one);
+        expires with the stream's record, after which S3 itself answers (tailup.keyclaim)."""
+        return f"{self.prefix}:object:{object_key}"
+
+    # Before nodes (tailup <= 0.1): one index for every daemon. Read once at start to take over
+    # this node's entries (tailup.checkpoint.migrate_legacy_index).
     @property
-    def live_streams(self) -> str:
-        """Set of stream ids not yet completed, aborted or failed: what a restart resumes."""
+    def legacy_live_streams(self) -> str:
         return f"{self.prefix}:streams:live"
 
     @property
-    def all_streams(self) -> str:
-        """Sorted set of every stream id, scored by creation time: what status lists."""
+    def legacy_all_streams(self) -> str:
         return f"{self.prefix}:streams:all"
 
     @property
-    def object_keys(self) -> str:
-        """Hash: S3 object key -> id of the stream that owns it (two recordings never share one)."""
-        return f"{self.prefix}:objects"
+    def legacy_paths(self) -> str:
+        return f"{self.prefix}:paths"
 
     @property
-    def paths(self) -> str:
-        """Hash: absolute source path -> stream id of the latest stream for that path."""
-        return f"{self.prefix}:paths"
+    def legacy_object_keys(self) -> str:
+        return f"{self.prefix}:objects"

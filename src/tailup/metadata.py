@@ -122,12 +122,24 @@ def build_metadata(
     finalize_duration_s: float,
     generation: int,
     media: MediaInfo | None,
+    mtime_ns: int = 0,
+    inode: int = 0,
+    birth_ns: int = 0,
+    node_id: str = "",
 ) -> dict[str, Any]:
     return {
         "schema": "tailup.metadata/1",
         "stream_id": stream_id,
         "generation": generation,
-        "source": {"path": str(source_path), "name": source_path.name},
+        # What tells this recording apart when Redis no longer has its record
+        # (tailup.recovery): the same stream id, size and mtime mean it is uploaded.
+        "source": {
+            "path": str(source_path),
+            "name": source_path.name,
+            "mtime_ns": mtime_ns,
+            "inode": inode,
+            "birth_ns": birth_ns,
+        },
         "bucket": bucket,
         "key": key,
         "size_bytes": size_bytes,
@@ -153,7 +165,7 @@ def build_metadata(
         "upload_duration_s": round(upload_duration_s, 3),
         "finalize_duration_s": round(finalize_duration_s, 3),
         "media": media.summary() if media else None,
-        "tailup": {"version": __version__, "host": socket.gethostname()},
+        "tailup": {"version": __version__, "host": socket.gethostname(), "node": node_id},
     }
 
 

@@ -78,6 +78,13 @@ class InvalidTransition(ValueError):
     pass
 
 
+class PartialRecord(ValueError):
+    """A stream hash that is not a whole record: skipped, with a log line, never loaded."""
+
+
+REQUIRED_FIELDS = ("stream_id", "path", "base_part_size")
+
+
 def check_transition(current: StreamState, target: StreamState) -> None:
     if target != current and target not in _ALLOWED[current]:
         raise InvalidTransition(f"a stream cannot go from {current.value} to {target.value}")
@@ -158,6 +165,10 @@ class StreamRecord:
     # The after-upload action (delete, move) is still to be done: its writer was not known gone
     # yet, or a shutdown cut it off.
     after_upload_pending: bool = False
+    # The node that uploads it (tailup.keys.node_scope) and the index it is in: the node's own
+    # (``node:ID``) or a shared folder's (``share:NAME``). Empty in records older than nodes.
+    owner: str = ""
+    scope: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
     def to_hash(self) -> dict[str, str]:
@@ -169,6 +180,18 @@ class StreamRecord:
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> StreamRecord:
+        """Raises PartialRecord when fields a record cannot lack are missing (Redis lost the
+        record and something wrote a few fields of it since) or a value does not parse."""
+        missing = [name for name in REQUIRED_FIELDS if not data.get(name)]
+        if missing:
+            raise PartialRecord(f"the record lacks {', '.join(missing)}")
+        try:
+            return cls._from_complete_hash(data)
+        except (ValueError, TypeError) as exc:
+            raise PartialRecord(f"the record does not parse: {exc}") from exc
+
+    @classmethod
+    def _from_complete_hash(cls, data: dict[str, str]) -> StreamRecord:
         kwargs: dict[str, Any] = {}
         known = {f.name: f for f in fields(cls)}
         for name, value in data.items():

@@ -75,16 +75,18 @@ async def file_facts(
             crc32_of_range_blocking, path, last.start, last.size, st.device, st.inode
         )
         crc = crc_now if got == last.size else None
-    return FileFacts(
-        True, st.device, st.inode, st.size, birth_ns=st.birth_ns, last_part_crc32=crc
-    )
+    return FileFacts(True, st.device, st.inode, st.size, birth_ns=st.birth_ns, last_part_crc32=crc)
 
 
 async def _digests(record: StreamRecord, ranges: list[PartRange]) -> dict[int, PartDigest]:
     digests: dict[int, PartDigest] = {}
     for rng in ranges:
         data = await run_blocking(
-            read_range_blocking, Path(record.path), rng.start, rng.size, record.device,
+            read_range_blocking,
+            Path(record.path),
+            rng.start,
+            rng.size,
+            record.device,
             record.inode,
         )
         digests[rng.number] = await asyncio.to_thread(_digest, data)

@@ -66,6 +66,6 @@ def _moved(facts: Facts) -> tuple[Action, ...]:
         return (Action.END_PATH,)
     # The record follows first (a completed recording renamed is not uploaded again); then the
     # destination is looked at like any file: the identity decides whether there is anything new.
-    return (Action.CARRY_RECORD, Action.OPEN_DEST) if facts.dest_candidate else (
-        Action.CARRY_RECORD,
+    return (
+        (Action.CARRY_RECORD, Action.OPEN_DEST) if facts.dest_candidate else (Action.CARRY_RECORD,)
     )

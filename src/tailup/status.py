@@ -92,11 +92,12 @@ def status_row(
     }
 
 
-async def stream_rows(checkpoints: CheckpointStore) -> list[dict[str, Any]]:
-    """Every stream the checkpoint store knows, oldest first."""
+async def stream_rows(checkpoints: CheckpointStore, limit: int = 50) -> list[dict[str, Any]]:
+    """The live streams, then the ``limit`` latest ended ones."""
     rows = []
     now = utc_now()
-    for stream_id in await checkpoints.all_stream_ids():
+    ids = await checkpoints.live_stream_ids() + await checkpoints.ended_stream_ids(limit=limit)
+    for stream_id in ids:
         loaded = await checkpoints.load(stream_id)
         if loaded is not None:
             rows.append(status_row(*loaded, now=now))
@@ -104,7 +105,7 @@ async def stream_rows(checkpoints: CheckpointStore) -> list[dict[str, Any]]:
 
 
 async def collect_status(settings: Settings) -> list[dict[str, Any]]:
-    async with RedisCheckpointStore.connect(settings.redis_url, settings.redis_prefix) as cps:
+    async with RedisCheckpointStore.for_settings(settings) as cps:
         return await stream_rows(cps)
 
 
@@ -235,7 +236,7 @@ async def watch_status(settings: Settings, *, interval_s: float, as_json: bool) 
 
     console = Console()
     rates = RateTracker()
-    async with RedisCheckpointStore.connect(settings.redis_url, settings.redis_prefix) as cps:
+    async with RedisCheckpointStore.for_settings(settings) as cps:
         if as_json or not console.is_terminal:
             while True:
                 rows = await stream_rows(cps)
@@ -256,7 +257,7 @@ async def abort_stream(settings: Settings, stream_id: str, reason: str) -> str:
     the other order would let it take the vanished upload for an expired one and start again."""
     from tailup.s3 import S3MultipartStore
 
-    async with RedisCheckpointStore.connect(settings.redis_url, settings.redis_prefix) as cps:
+    async with RedisCheckpointStore.for_settings(settings) as cps:
         loaded = await cps.load(stream_id)
         if loaded is None:
             raise PermanentError(f"no stream {stream_id!r} in Redis (see `tailup status`)")
@@ -283,12 +284,11 @@ async def abort_stream(settings: Settings, stream_id: str, reason: str) -> str:
         return f"stream {stream_id} aborted: {reason}"
 
 
-
 async def retry_streams(settings: Settings, stream_id: str | None, *, failed: bool) -> list[str]:
     """Ask the daemon to try failed streams again now (it polls this field while it waits; a
     daemon started later resumes failed streams anyway). Checkpointed parts are not sent again:
     the stream reconciles them with S3's part list first. Returns one line per stream."""
-    async with RedisCheckpointStore.connect(settings.redis_url, settings.redis_prefix) as cps:
+    async with RedisCheckpointStore.for_settings(settings) as cps:
         ids = await cps.live_stream_ids() if failed else [stream_id or ""]
         lines: list[str] = []
         for sid in ids:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import socket
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -17,22 +18,30 @@ import structlog
 
 from tailup.afterupload import AfterUpload, proc_sees_every_writer, run_after_upload
 from tailup.budget import ByteBudget
-from tailup.checkpoint import CheckpointStore
+from tailup.checkpoint import CheckpointStore, RenewResult
 from tailup.config import KeyConflict, Settings
-from tailup.errors import RetryableError, SourceError, SourceStalled, TailupError
+from tailup.errors import (
+    NodeIdTaken,
+    RetryableError,
+    SourceError,
+    SourceStalled,
+    TailupError,
+)
 from tailup.events import EventKind, FileEvent
 from tailup.identity import (
     FileIdentity,
     FileNow,
+    Judgement,
     Life,
     Seen,
     judge_file,
     needs_generation,
     record_identity,
     same_life,
+    stream_id_for,
 )
 from tailup.keyclaim import claim_key
-from tailup.keys import KeyContext, render_key, template_is_unique
+from tailup.keys import KeyContext, node_scope, render_key, template_is_unique
 from tailup.model import (
     LIVE_STATES,
     EndCause,
@@ -42,7 +51,9 @@ from tailup.model import (
     iso,
     utc_now,
 )
+from tailup.nodelease import Holder, process_started, provably_gone, this_process
 from tailup.offload import run_blocking
+from tailup.recovery import Finding, Found, look_up, s3_may_know
 from tailup.retry import Backoff
 from tailup.routing import Action, Facts, route
 from tailup.s3 import MultipartStore
@@ -61,6 +72,10 @@ T = TypeVar("T")
 
 ROUTE_RETRY_S = 2.0
 UNCHANGED_REMEMBERED = 10_000
+# Ids derived from one file identity that may belong to other recordings (tailup.identity): past
+# this many, a random id (nothing can be found again by identity then, S3 keys still never clash).
+MAX_LIVES = 64
+TRIM_EVERY_S = 600.0
 
 
 def new_stream_id() -> str:
@@ -82,6 +97,13 @@ class Supervisor:
     ) -> None:
         self._settings = settings
         self._roots = [Path(p).resolve() for p in settings.watch]
+        self._node_id = settings.node_id
+        self._scope = node_scope(settings.node_id)
+        self._holder = this_process()
+        self._started_ns = time.time_ns()
+        # Set once Redis is seen to have lost data (this node's lease or a stream's record gone):
+        # from then on every file without a record is looked up in S3 before it is uploaded.
+        self.redis_lost = False
         self._store = store
         self._checkpoints = checkpoints
         self._proc_sees_all = proc_sees_every_writer()
@@ -99,6 +121,7 @@ class Supervisor:
             conditional_writes=not overwrite,
             failed_retry_s=settings.failed_retry,
             stat_timeout_s=settings.io_timeout,
+            on_redis_lost=self.note_redis_lost,
         )
         # The stream of each path being uploaded. A stream leaves it when its file is deleted,
         # renamed (it moves to the new path) or replaced, at once, before it has ended.
@@ -131,6 +154,102 @@ class Supervisor:
         return counts
 
     async def run(self, stop: asyncio.Event) -> None:
+        if not await self._take_node(stop):
+            return
+        try:
+            await self._run(stop)
+        finally:
+            with contextlib.suppress(TailupError):
+                await self._checkpoints.release_node(self._node_id, self._holder.encode())
+
+    async def _take_node(self, stop: asyncio.Event) -> bool:
+        """Hold this daemon's node lease (tailup.nodelease), waiting for Redis if need be.
+        NodeIdTaken when a live daemon holds it; False when stopped first."""
+        backoff = Backoff(cap_s=10.0)
+        mine, ttl_s = self._holder.encode(), self._settings.lease_ttl
+        while not stop.is_set():
+            try:
+                held = await self._checkpoints.acquire_node(self._node_id, mine, ttl_s)
+                if held is None:
+                    return True
+                other = Holder.decode(held)
+                if other is not None and provably_gone(other, self._holder, process_started):
+                    if (
+                        await self._checkpoints.acquire_node(
+                            self._node_id, mine, ttl_s, replacing=held
+                        )
+                        is None
+                    ):
+                        log.info(
+                            "node taken back from a daemon that is gone",
+                            node=self._node_id,
+                            previous=other.describe(),
+                        )
+                        return True
+                    continue
+                who = other.describe() if other else repr(held)
+                raise NodeIdTaken(
+                    f"--node-id {self._node_id!r} is held by a live tailup daemon ({who}) on "
+                    f"this Redis prefix. Stop that daemon, or give this one another --node-id; "
+                    f"if that daemon is dead, its lease expires within {ttl_s:g} s"
+                )
+            except RetryableError as exc:
+                delay = backoff.next_delay_s()
+                log.warning("cannot take the node lease yet; retrying", reason=str(exc))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await stop.wait()
+        return False
+
+    async def _keep_leases(self, stop: asyncio.Event) -> None:
+        """Renew the node lease every third of --lease-ttl; trim the ended index now and then.
+        A lease another daemon took stops this one: two daemons must never work one node."""
+        ttl_s = self._settings.lease_ttl
+        next_trim = 0.0
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(ttl_s / 3):
+                    await stop.wait()
+            if stop.is_set():
+                return
+            try:
+                renewed = await self._checkpoints.renew_node(
+                    self._node_id, self._holder.encode(), ttl_s
+                )
+                if renewed is RenewResult.TAKEN:
+                    log.error(
+                        "another daemon took this node's lease: stopping (two daemons must "
+                        "never work one node)",
+                        node=self._node_id,
+                    )
+                    stop.set()
+                    return
+                if renewed is RenewResult.RESTORED:
+                    self.note_redis_lost("this node's lease was gone from Redis")
+                if time.monotonic() >= next_trim:
+                    await self._trim_ended()
+                    next_trim = time.monotonic() + TRIM_EVERY_S
+            except RetryableError as exc:
+                log.warning("cannot renew the node lease now", reason=str(exc))
+
+    async def _trim_ended(self) -> None:
+        keep_s = self._settings.keep_records
+        if keep_s <= 0:
+            return
+        trimmed = await self._checkpoints.trim_ended(time.time() - keep_s)
+        if trimmed:
+            log.info("ended records past --keep-records dropped from the index", count=trimmed)
+
+    def note_redis_lost(self, why: str) -> None:
+        if not self.redis_lost:
+            log.warning(
+                "Redis lost tailup's data (or evicted it): files without a record are looked up "
+                "in S3 before any upload, so no finished recording is uploaded again",
+                why=why,
+            )
+        self.redis_lost = True
+
+    async def _run(self, stop: asyncio.Event) -> None:
         async with (
             Watcher(
                 self._roots,
@@ -142,6 +261,7 @@ class Supervisor:
         ):
             self._group = group
             forward = group.create_task(self._forward(watcher), name="watcher-forward")
+            leases = group.create_task(self._keep_leases(stop), name="leases")
             if not self._proc_sees_all:
                 log.warning(
                     "tailup runs in a PID namespace of its own (a container): /proc does not "
@@ -153,6 +273,7 @@ class Supervisor:
             self.ready.set()
             await self._dispatch_until(stop)
             forward.cancel()
+            leases.cancel()
             await self._drain()
 
     async def _forward(self, watcher: Watcher) -> None:
@@ -386,11 +507,46 @@ class Supervisor:
         previous, parts = await self._path_history(path)
         seen = await self._identity(path, st, previous)
         now = FileNow(seen, st.size, st.mtime_ns)
+        judgement = await self._judge(previous, parts, path, st, now)
+        if judgement.seen is Seen.NEW:
+            if seen.generation < 0:
+                # The record of a new life keeps its generation, for file systems without birth
+                # times; read once per stream (the open's event reaches the stream, which
+                # ignores it).
+                generation = await self._io(inode_generation, path, st.inode)
+                seen = dataclasses.replace(seen, generation=generation)
+                now = FileNow(seen, st.size, st.mtime_ns)
+            await self._open_new(path, st, now, look, writer_closed=writer_closed)
+            return
+        await self._act(path, st, seen, look, previous, parts, judgement, writer_closed)
+
+    async def _judge(
+        self,
+        previous: StreamRecord | None,
+        parts: dict[int, PartRecord],
+        path: Path,
+        st: FileStat,
+        now: FileNow,
+    ) -> Judgement:
         judgement = judge_file(previous, now)
         if judgement.seen is Seen.CHECK_HEAD:
             assert previous is not None
             head = await self._head_unchanged(previous, parts, path, st)
             judgement = judge_file(previous, now, head_unchanged=head)
+        return judgement
+
+    async def _act(
+        self,
+        path: Path,
+        st: FileStat,
+        seen: FileIdentity,
+        look: tuple[int, int, int, int],
+        previous: StreamRecord | None,
+        parts: dict[int, PartRecord],
+        judgement: Judgement,
+        writer_closed: bool,
+    ) -> None:
+        """Carry out a verdict on a file that has a record (UNCHANGED, RESUME, GREW, RESTART)."""
         verdict = judgement.seen
         if verdict is Seen.UNCHANGED:
             if previous is not None and previous.after_upload_pending:
@@ -404,25 +560,131 @@ class Supervisor:
                 log.info("resuming stream", stream_id=previous.stream_id, path=str(path))
                 self._start(previous, parts, writer_closed=writer_closed, resumed=True)
             return
+        assert previous is not None and verdict in (Seen.GREW, Seen.RESTART)
         if seen.generation < 0:
-            # The record of a new life keeps its generation, for file systems without birth
-            # times; read once per stream (the open's event reaches the stream, which ignores it).
             generation = await self._io(inode_generation, path, st.inode)
             seen = dataclasses.replace(seen, generation=generation)
-        if verdict in (Seen.GREW, Seen.RESTART):
-            assert previous is not None
-            record = _next_generation(previous, st, seen)
-        else:
-            record = await self._new_record(path, st, seen)
+        record = _next_generation(previous, st, seen)
         await self._checkpoints.create(record)
+        self._started_log(record, judgement.reason)
+        self._start(record, {}, writer_closed=writer_closed)
+
+    def _started_log(self, record: StreamRecord, why: str) -> None:
         log.info(
             "stream started",
             stream_id=record.stream_id,
-            path=str(path),
+            path=record.path,
             key=record.key,
             generation=record.generation,
-            why=judgement.reason,
+            why=why,
         )
+
+    async def _open_new(
+        self,
+        path: Path,
+        st: FileStat,
+        now: FileNow,
+        look: tuple[int, int, int, int],
+        *,
+        writer_closed: bool,
+    ) -> None:
+        """A file its path's record does not describe. Its id comes from its identity: a record
+        under that id is this very recording (renamed while tailup was down, or its path entry
+        lost), else S3 is asked about it when it may know (tailup.recovery), else it is new."""
+        for life in range(MAX_LIVES):
+            stream_id = stream_id_for(self._scope, now.identity, life=life)
+            loaded = await self._checkpoints.load(stream_id)
+            if loaded is not None:
+                known, known_parts = loaded
+                judgement = await self._judge(known, known_parts, path, st, now)
+                if judgement.seen is Seen.NEW:
+                    continue  # another recording's id
+                if known.path != str(path):
+                    await self._move_record(known, path)
+                    known = known.with_changes(path=str(path), path_ended=False)
+                await self._act(
+                    path, st, now.identity, look, known, known_parts, judgement, writer_closed
+                )
+                return
+            record = await self._new_record(path, st, now.identity, stream_id)
+            finding = await self._s3_finding(record, st)
+            if finding.found is Found.OTHER and template_is_unique(self._settings.key_template):
+                log.info("key holds another recording; next id", key=record.key, why=finding.reason)
+                continue
+            await self._create_found(record, st, finding, writer_closed=writer_closed)
+            return
+        record = await self._new_record(path, st, now.identity, new_stream_id())
+        await self._create_found(
+            record, st, Finding(Found.NOTHING, ""), writer_closed=writer_closed
+        )
+
+    async def _move_record(self, record: StreamRecord, path: Path) -> None:
+        await self._checkpoints.update(record.stream_id, path=str(path), path_ended=False)
+        await self._checkpoints.forget_path(record.path, record.stream_id)
+        log.info(
+            "recording found under another path",
+            stream_id=record.stream_id,
+            old=record.path,
+            new=str(path),
+        )
+
+    async def _s3_finding(self, record: StreamRecord, st: FileStat) -> Finding:
+        may_know = s3_may_know(
+            born_ns=record.birth_ns or st.mtime_ns,
+            started_ns=self._started_ns,
+            now_ns=time.time_ns(),
+            keep_records_s=self._settings.keep_records,
+            redis_lost=self.redis_lost,
+        )
+        if not may_know:
+            return Finding(Found.NOTHING, "a file born since tailup started")
+        return await look_up(self._store, record.key, record.stream_id, st.size, st.mtime_ns)
+
+    async def _create_found(
+        self, record: StreamRecord, st: FileStat, finding: Finding, *, writer_closed: bool
+    ) -> None:
+        """Record (and start, unless S3 has it whole) a new recording after the S3 lookup. The
+        key is claimed here, not before: a claim's HEAD would take the recording's own object
+        for another one's."""
+        if finding.found in (Found.COMPLETED, Found.IN_FLIGHT):
+            holder = await self._checkpoints.reserve_key(record.key, record.stream_id)
+            if holder is not None:
+                finding = Finding(Found.OTHER, f"stream {holder} holds its key")
+        if finding.found is Found.COMPLETED:
+            record = _completed_from_sidecar(record, st, finding.sidecar or {})
+            if await self._checkpoints.create_new(record):
+                log.info(
+                    "recording already in S3: not uploaded again",
+                    stream_id=record.stream_id,
+                    path=record.path,
+                    key=record.key,
+                    why=finding.reason,
+                )
+            return
+        if finding.found is Found.IN_FLIGHT:
+            record = record.with_changes(upload_id=finding.upload_id)
+            if not await self._checkpoints.create_new(record):
+                return  # another event made it meanwhile
+            log.info(
+                "open upload adopted from S3",
+                stream_id=record.stream_id,
+                path=record.path,
+                key=record.key,
+                upload_id=finding.upload_id,
+                orphans=len(finding.orphans),
+            )
+            self._start(record, {}, writer_closed=writer_closed, resumed=True)
+            return
+        # OTHER: the key is another recording's, and claim_key suffixes it even where the template
+        # is otherwise unique; NOTHING: the usual claim.
+        check = finding.found is Found.OTHER or self._deps.check_keys
+        key = await claim_key(
+            self._checkpoints, self._store, record.key, record.stream_id, check=check
+        )
+        record = record.with_changes(key=key)
+        if not await self._checkpoints.create_new(record):
+            return
+        self._started_log(record, finding.reason or "a new recording")
         self._start(record, {}, writer_closed=writer_closed)
 
     async def _identity(
@@ -442,9 +704,7 @@ class Supervisor:
         while len(self._unchanged) > UNCHANGED_REMEMBERED:
             self._unchanged.popitem(last=False)
 
-    async def _path_history(
-        self, path: Path
-    ) -> tuple[StreamRecord | None, dict[int, PartRecord]]:
+    async def _path_history(self, path: Path) -> tuple[StreamRecord | None, dict[int, PartRecord]]:
         """The path's latest recording and its parts, if that record still names this path."""
         stream_id = await self._checkpoints.stream_for_path(str(path))
         loaded = await self._checkpoints.load(stream_id) if stream_id else None
@@ -483,9 +743,10 @@ class Supervisor:
         if result is not AfterUpload.PENDING:
             await self._checkpoints.update(record.stream_id, after_upload_pending=False)
 
-    async def _new_record(self, path: Path, st: FileStat, seen: FileIdentity) -> StreamRecord:
+    async def _new_record(
+        self, path: Path, st: FileStat, seen: FileIdentity, stream_id: str
+    ) -> StreamRecord:
         root = containing_root(path, self._roots) or path.parent
-        stream_id = new_stream_id()
         now = utc_now()
         key = render_key(
             self._settings.key_template,
@@ -497,9 +758,6 @@ class Supervisor:
                 hostname=self._hostname,
             ),
             prefix=self._settings.prefix,
-        )
-        key = await claim_key(
-            self._checkpoints, self._store, key, stream_id, check=self._deps.check_keys
         )
         return StreamRecord(
             stream_id=stream_id,
@@ -514,6 +772,8 @@ class Supervisor:
             inode_generation=seen.generation,
             created_at=iso(now),
             last_activity_at_utc=iso(now),
+            owner=self._node_id,
+            scope=self._scope,
         )
 
     def _start(
@@ -644,6 +904,31 @@ def merge_deferred(earlier: FileEvent | None, later: FileEvent) -> FileEvent:
     if earlier is None or later.kind not in _WEIGHT or earlier.kind not in _WEIGHT:
         return later
     return later if _WEIGHT[later.kind] >= _WEIGHT[earlier.kind] else earlier
+
+
+def _completed_from_sidecar(
+    record: StreamRecord, st: FileStat, sidecar: dict[str, Any]
+) -> StreamRecord:
+    """The record of a recording S3 has whole (tailup.recovery found its metadata.json)."""
+    checksums = sidecar.get("checksums") or {}
+    parts = sidecar.get("parts") or [{}]
+    first = parts[0] if isinstance(parts[0], dict) else {}
+    try:
+        head_crc32 = int(str(first.get("crc32", "0")), 16)
+    except ValueError:
+        head_crc32 = 0
+    return record.with_changes(
+        state=StreamState.COMPLETED,
+        generation=int(sidecar.get("generation") or 1),
+        completed_at=str(sidecar.get("finished_at") or iso(utc_now())),
+        final_size=st.size,
+        final_mtime_ns=st.mtime_ns,
+        sha256=str(checksums.get("sha256") or ""),
+        etag='"' + str(checksums.get("multipart_etag") or "").strip('"') + '"',
+        head_size=int(first.get("size_bytes") or 0),
+        head_crc32=head_crc32,
+        note="recovered from S3's metadata.json (Redis had no record of it)",
+    )
 
 
 def _next_generation(prev: StreamRecord, st: FileStat, seen: FileIdentity) -> StreamRecord:

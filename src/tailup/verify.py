@@ -236,7 +236,7 @@ def compare_with_local(report: VerifyReport, digest: Digest, path: Path, size: i
 async def _resolve(settings: Settings, target: str) -> tuple[StreamRecord | None, str]:
     """(record, note): the stream whose id is ``target``, if any."""
     try:
-        async with RedisCheckpointStore.connect(settings.redis_url, settings.redis_prefix) as cps:
+        async with RedisCheckpointStore.for_settings(settings) as cps:
             loaded = await cps.load(target)
     except CheckpointUnavailable as exc:
         return None, f"Redis is not reachable ({exc}); {target!r} is taken as an object key"

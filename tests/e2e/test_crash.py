@@ -119,7 +119,8 @@ def snapshot(setup: Setup) -> Snapshot:
     async def read() -> Snapshot:
         async with RedisCheckpointStore.connect(setup.redis_url, setup.key_prefix) as cps:
             out: Snapshot = {}
-            for stream_id in await cps.all_stream_ids():
+            ids = await cps.live_stream_ids() + await cps.ended_stream_ids(limit=1_000_000)
+            for stream_id in ids:
                 loaded = await cps.load(stream_id)
                 if loaded is not None:
                     out[stream_id] = loaded

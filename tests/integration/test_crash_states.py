@@ -331,12 +331,13 @@ async def test_ended_stream_still_in_the_live_set_is_not_resumed(
     keys = RedisKeys(daemon_args["key_prefix"])
     client = aioredis.Redis.from_url(daemon_args["redis_url"])
     try:
-        await client.sadd(keys.live_streams, record.stream_id)  # what the kill left
+        live = keys.scope(record.scope).live
+        await client.sadd(live, record.stream_id)  # what the kill left
         async with running_daemon(**daemon_args) as daemon:
             await wait_until(
                 lambda: daemon.supervisor.events_routed >= 1, "the startup scan routed"
             )
-            assert not await client.sismember(keys.live_streams, record.stream_id)
+            assert not await client.sismember(live, record.stream_id)
             again = await daemon.record_for(path)
     finally:
         await client.aclose()

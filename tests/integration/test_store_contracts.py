@@ -288,9 +288,10 @@ async def test_create_load_and_index(cp_store: CheckpointStore) -> None:
     assert loaded is not None
     got, parts = loaded
     assert parts == {}
-    assert got.to_hash() == record.to_hash()
+    # A record without a scope is indexed in the store's own (this node's), and says so.
+    assert got.to_hash() == record.with_changes(scope=cp_store.scope).to_hash()
     assert record.stream_id in await cp_store.live_stream_ids()
-    assert record.stream_id in await cp_store.all_stream_ids()
+    assert record.stream_id not in await cp_store.ended_stream_ids()
     assert await cp_store.stream_for_path(record.path) == record.stream_id
     assert await cp_store.load("no-such-stream") is None
 

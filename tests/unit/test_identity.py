@@ -81,10 +81,14 @@ CASES: list[tuple[str, StreamRecord | None, FileNow, bool | None, Seen]] = [
     ),
     # 2. ffmpeg -y over a finished file: same inode life, new bytes from byte 0.
     ("O_TRUNC, seen short", record(C), now(size=1 << 20, mtime=6_000), None, Seen.NEW),
-    ("O_TRUNC, seen longer: compare", record(C), now(size=200 << 20, mtime=6_000), None,
-     Seen.CHECK_HEAD),
-    ("O_TRUNC, longer, head differs", record(C), now(size=200 << 20, mtime=6_000), False,
-     Seen.NEW),
+    (
+        "O_TRUNC, seen longer: compare",
+        record(C),
+        now(size=200 << 20, mtime=6_000),
+        None,
+        Seen.CHECK_HEAD,
+    ),
+    ("O_TRUNC, longer, head differs", record(C), now(size=200 << 20, mtime=6_000), False, Seen.NEW),
     # Growth after completion (an append) is the same recording.
     ("appended after completion", record(C), now(size=200 << 20, mtime=6_000), True, Seen.GREW),
     ("touched, same size, same head", record(C), now(mtime=6_000), True, Seen.GREW),

@@ -14,7 +14,9 @@ from tailup.keys import (
     KeyContext,
     RedisKeys,
     metadata_key,
+    node_scope,
     render_key,
+    share_scope,
     template_problems,
 )
 
@@ -233,15 +235,35 @@ def test_different_streams_have_different_keys_and_tags() -> None:
 
 
 @pytest.mark.parametrize("prefix", ["tailup", "other"])
-def test_global_keys_are_distinct_and_prefixed(prefix: str) -> None:
+def test_index_keys_are_distinct_per_scope_and_prefixed(prefix: str) -> None:
     keys = RedisKeys(prefix)
-    names = [keys.live_streams, keys.all_streams, keys.paths]
-    assert len(set(names)) == 3
+    names = []
+    for scope in (node_scope("a"), node_scope("b"), share_scope("nas")):
+        idx = keys.scope(scope)
+        names += [idx.live, idx.ended, idx.path("/rec/cam1.ts")]
+    names += [keys.node_lease("a"), keys.node_lease("b"), keys.object_claim("streams/x/cam1.ts")]
+    assert len(set(names)) == len(names)
     for name in names:
         assert name.startswith(prefix + ":")
     # The index keys never collide with a stream's keys.
     assert keys.stream_meta("live") not in names
     assert keys.stream_parts("all") not in names
+
+
+@pytest.mark.parametrize("stream_id", ["abc", "0123456789abcdef"])
+def test_a_streams_lease_and_fence_share_its_hash_tag(stream_id: str) -> None:
+    """The guard of every write reads them in the same script as the record (Cluster: one
+    slot)."""
+    keys = RedisKeys()
+    tags = {
+        hash_tag(k)
+        for k in (
+            keys.stream_meta(stream_id),
+            keys.stream_lease(stream_id),
+            keys.stream_fence(stream_id),
+        )
+    }
+    assert tags == {stream_id}
 
 
 def test_default_prefix_is_tailup() -> None:

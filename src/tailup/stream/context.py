@@ -13,7 +13,7 @@ import asyncio
 import enum
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
@@ -71,6 +71,8 @@ class StreamDeps:
     failed_retry_s: float = 60.0  # first wait before a failed stream is tried again
     retry_poll_s: float = 2.0  # how often a failed stream looks for `tailup retry`
     stat_timeout_s: float = 30.0  # a stat or read that takes longer: the stream is stalled
+    # Told when Redis is seen to have lost data (the supervisor then asks S3 about new files).
+    on_redis_lost: Callable[[str], None] = field(default=lambda why: None)
 
 
 class _Replaced(SourceGone):

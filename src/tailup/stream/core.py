@@ -14,9 +14,11 @@ from tailup import metrics
 from tailup.errors import (
     AbortedElsewhere,
     CheckpointUnavailable,
+    ClaimLost,
     KeyTaken,
     NoSuchUpload,
     PermanentError,
+    RecordLost,
     RetryableError,
     SourceGone,
 )
@@ -137,8 +139,30 @@ class Stream(Collaborator):
                 outcome = await self._attempt(backoff)
             except AbortedElsewhere as exc:
                 outcome = await self._book.aborted_elsewhere(str(exc))
+            except RecordLost as exc:
+                outcome = await self._restore_record(exc, backoff)
+            except ClaimLost as exc:
+                # Another node took the stream over (this one was presumed dead): it is theirs
+                # now, in Redis and in S3. Nothing more is written.
+                self._log.warning("another node took this stream over; leaving it", reason=str(exc))
+                return Outcome.STOPPED
             if outcome is not None:
                 return outcome
+
+    async def _restore_record(self, exc: RecordLost, backoff: Backoff) -> Outcome | None:
+        """Redis lost the record (FLUSHALL, a restart without persistence, an eviction): write
+        it again, whole, from this daemon's copy, and go on. S3 stays the truth about parts: the
+        next look reconciles with it like after a restart."""
+        self.deps.on_redis_lost(str(exc))
+        self._log.warning("Redis lost this stream's record: writing it again from memory")
+        try:
+            await self.deps.checkpoints.restore(self.record, self.parts)
+        except RetryableError as again:
+            await self._retry_later(again, backoff)
+            return None
+        self._resuming = True
+        self._ctx.wake.set()
+        return None
 
     async def _attempt(self, backoff: Backoff) -> Outcome | None:
         """One look at the file, and what its errors mean for the stream; None: keep going."""
@@ -150,6 +174,8 @@ class Stream(Collaborator):
                 await self._book.set_state(StreamState.UPLOADING, error="")
                 backoff.reset()
             return outcome
+        except RecordLost:
+            raise
         except RetryableError as exc:
             await self._retry_later(exc, backoff)
             return None

@@ -296,6 +296,10 @@ class Finalizer(Collaborator):
             finalize_duration_s=self.deps.clock() - started,
             generation=self.record.generation,
             media=media,
+            mtime_ns=st.mtime_ns,
+            inode=st.inode,
+            birth_ns=self.record.birth_ns,
+            node_id=self.record.owner,
         )
         body = encode_metadata(document)
         await self.deps.store.put_object(

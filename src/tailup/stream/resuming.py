@@ -68,8 +68,12 @@ class Resumer(Collaborator):
         key = await claim_key(
             self.deps.checkpoints, self.deps.store, self.record.key, self.stream_id, check=True
         )
-        self._log.warning("key taken by another recording; uploading under a free key",
-                          reason=reason, old_key=self.record.key, key=key)
+        self._log.warning(
+            "key taken by another recording; uploading under a free key",
+            reason=reason,
+            old_key=self.record.key,
+            key=key,
+        )
         if self.record.upload_id:
             await self._sender.abort_quietly(self.record.upload_id)
         await self.deps.checkpoints.drop_parts(self.stream_id, list(self.parts))

@@ -1,0 +1,120 @@
+"""What S3 knows of a recording Redis has no record of: Redis lost its data (FLUSHALL, a restart
+without persistence, an eviction) or the record expired under --keep-records. S3 is the truth
+and Redis a cache of it: before a file with no record is uploaded as a new recording, its key
+(from its identity-derived stream id, tailup.identity.stream_id_for) is looked up in S3.
+
+- A metadata.json sidecar of the same stream, size and mtime: the recording is uploaded
+  already; its record is written again and nothing is sent.
+- Open multipart uploads at the key (ours by construction: the key carries the stream id, or
+  was reserved for it): the newest is adopted and resumed (its parts are checked against the
+  file, tailup.resume), the others are aborted as orphans.
+- Anything else at the key: another recording's; the new one gets another key or id.
+
+The decisions are pure (``judge``); ``look_up`` gathers the facts (a HEAD, and a GET of the
+sidecar when there is one, a ListMultipartUploads).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from tailup.errors import StoragePermanentError
+from tailup.keys import metadata_key
+from tailup.s3 import MultipartStore, UploadInfo
+
+
+class Found(enum.Enum):
+    NOTHING = "nothing"  # S3 has nothing of it: a new upload
+    COMPLETED = "completed"  # uploaded and verified: record it, send nothing
+    IN_FLIGHT = "in_flight"  # an open multipart upload at its key: adopt it
+    OTHER = "other"  # the key holds something else: not this recording's to write over
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    found: Found
+    reason: str
+    sidecar: dict[str, Any] | None = None
+    upload_id: str = ""
+    orphans: tuple[str, ...] = ()
+
+
+def s3_may_know(
+    *,
+    born_ns: int,
+    started_ns: int,
+    now_ns: int,
+    keep_records_s: float,
+    redis_lost: bool,
+) -> bool:
+    """Whether a file with no record may be uploaded already. ``born_ns``: its birth time, or
+    its mtime where the file system keeps none. A file born since this daemon started, while
+    Redis kept its data and younger than --keep-records, was seen from its start: no lookup
+    (most new recordings, so they cost no request more)."""
+    if redis_lost or born_ns <= 0 or born_ns < started_ns:
+        return True
+    return keep_records_s > 0 and born_ns < now_ns - int(keep_records_s * 1e9)
+
+
+def judge(
+    *,
+    stream_id: str,
+    size: int,
+    mtime_ns: int,
+    key: str,
+    sidecar: dict[str, Any] | None,
+    object_size: int | None,
+    uploads: list[UploadInfo],
+) -> Finding:
+    if sidecar is not None:
+        source = sidecar.get("source") or {}
+        same = (
+            sidecar.get("stream_id") == stream_id
+            and sidecar.get("size_bytes") == size
+            and object_size == size
+            # Sidecars from before mtime was written name no mtime: size and id decide.
+            and source.get("mtime_ns", 0) in (0, mtime_ns)
+        )
+        if same:
+            return Finding(
+                Found.COMPLETED, "its verified object and metadata.json are in S3", sidecar
+            )
+        return Finding(Found.OTHER, "the key holds another recording (or an older version)")
+    if object_size is not None:
+        return Finding(Found.OTHER, "the key holds an object tailup did not describe")
+    mine = sorted((u for u in uploads if u.key == key), key=lambda u: u.initiated)
+    if mine:
+        return Finding(
+            Found.IN_FLIGHT,
+            f"{len(mine)} open multipart upload(s) at its key",
+            upload_id=mine[-1].upload_id,
+            orphans=tuple(u.upload_id for u in mine[:-1]),
+        )
+    return Finding(Found.NOTHING, "S3 has nothing at its key")
+
+
+async def look_up(
+    store: MultipartStore, key: str, stream_id: str, size: int, mtime_ns: int
+) -> Finding:
+    sidecar: dict[str, Any] | None = None
+    if await store.head_object(metadata_key(key)) is not None:
+        try:
+            sidecar = json.loads(await store.get_object(metadata_key(key)))
+        except (StoragePermanentError, ValueError):
+            sidecar = {}  # there, but unreadable: not proof of anything but "taken"
+        if not isinstance(sidecar, dict):
+            sidecar = {}
+    info = await store.head_object(key)
+    uploads = [] if sidecar or info is not None else await store.list_uploads(key)
+    return judge(
+        stream_id=stream_id,
+        size=size,
+        mtime_ns=mtime_ns,
+        key=key,
+        sidecar=sidecar,
+        object_size=info.size if info is not None else None,
+        uploads=uploads,
+    )
