@@ -208,7 +208,7 @@ async def running_daemon(
         S3MultipartStore.connect(
             bucket, endpoint_url=endpoint_url, region="us-east-1", **(store_options or {})
         ) as real_store,
-        RedisCheckpointStore.connect(redis_url, key_prefix) as real_checkpoints,
+        RedisCheckpointStore.for_settings(settings) as real_checkpoints,
     ):
         store = SpyStore(real_store, hold_until=dict(hold_until or {}), faults=dict(faults or {}))
         checkpoints = CheckpointSpy(

@@ -35,7 +35,7 @@ import redis.exceptions as rex
 import structlog
 
 from tailup.errors import CheckpointRefused, CheckpointUnavailable, ClaimLost, RecordLost
-from tailup.keys import RedisKeys, node_scope
+from tailup.keys import RedisKeys, index_path, node_scope
 from tailup.model import (
     PartialRecord,
     PartRecord,
@@ -274,7 +274,8 @@ _UPDATE = (
     + """
 redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 expiry()
-return {redis.call('HGET', KEYS[1], 'key') or '', redis.call('HGET', KEYS[1], 'path') or ''}
+return {redis.call('HGET', KEYS[1], 'key') or '', redis.call('HGET', KEYS[1], 'path') or '',
+        redis.call('HGET', KEYS[1], 'watch_root') or ''}
 """
 )
 # A state change that a `tailup abort` (or any state outside the allowed ones) wins over.
@@ -290,11 +291,12 @@ if current and current ~= ARGV[6] then
   for i = 8, 7 + count do
     if ARGV[i] == current then allowed = true end
   end
-  if not allowed then return {current, '', ''} end
+  if not allowed then return {current, '', '', ''} end
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[6], unpack(ARGV, 8 + count))
 expiry()
-return {'', redis.call('HGET', KEYS[1], 'key') or '', redis.call('HGET', KEYS[1], 'path') or ''}
+return {'', redis.call('HGET', KEYS[1], 'key') or '', redis.call('HGET', KEYS[1], 'path') or '',
+        redis.call('HGET', KEYS[1], 'watch_root') or ''}
 """
 )
 # ARGV[6..]: part numbers to forget; rare (a file shrank), so the counters are derived afresh.
@@ -541,10 +543,11 @@ class RedisCheckpointStore:
             if not written:
                 return False
             self._remember_scope(sid, scope)
-            await self._redis.set(keys.scope(scope).path(record.path), sid)
+            entry = index_path(scope, record.path, record.watch_root)
+            await self._redis.set(keys.scope(scope).path(entry), sid)
             if record.key:
                 await self._redis.set(keys.object_claim(record.key), sid, nx=True)
-            await self._index(sid, scope, record.state, record.key, record.path)
+            await self._index(sid, scope, record.state, record.key, entry)
             return True
 
         return await _guarded(run)
@@ -603,7 +606,7 @@ class RedisCheckpointStore:
         expiry = _expiry_arg(state, self._keep_records_s)
 
         async def run() -> None:
-            key, path = await self._run_guarded(
+            key, path, root = await self._run_guarded(
                 stream_id,
                 lambda: self._update(
                     keys=self._stream_keys(stream_id),
@@ -611,10 +614,11 @@ class RedisCheckpointStore:
                 ),
             )
             scope = await self._scope_of(stream_id)
+            entry = index_path(scope, str(path), str(root))
             if isinstance(state, StreamState):
-                await self._index(stream_id, scope, state, str(key), str(path))
+                await self._index(stream_id, scope, state, str(key), entry)
             elif "path" in fields:
-                await self._redis.set(self._keys.scope(scope).path(str(fields["path"])), stream_id)
+                await self._redis.set(self._keys.scope(scope).path(entry), stream_id)
 
         await _guarded(run)
 
@@ -633,7 +637,7 @@ class RedisCheckpointStore:
         expiry = _expiry_arg(state, self._keep_records_s)
 
         async def run() -> StreamState | None:
-            refused, key, path = await self._run_guarded(
+            refused, key, path, root = await self._run_guarded(
                 stream_id,
                 lambda: self._set_state(
                     keys=self._stream_keys(stream_id),
@@ -648,9 +652,9 @@ class RedisCheckpointStore:
             )
             if refused:
                 return StreamState(str(refused))
-            await self._index(
-                stream_id, await self._scope_of(stream_id), state, str(key), str(path)
-            )
+            scope = await self._scope_of(stream_id)
+            entry = index_path(scope, str(path), str(root))
+            await self._index(stream_id, scope, state, str(key), entry)
             return None
 
         return await _guarded(run)
@@ -870,7 +874,7 @@ class MemoryCheckpointStore:
         sid = record.stream_id
         self.meta[sid] = record.to_hash()
         self.parts[sid] = dict(parts)
-        self.paths[(record.scope, record.path)] = sid
+        self.paths[(record.scope, index_path(record.scope, record.path, record.watch_root))] = sid
         if record.key:
             self.object_keys.setdefault(record.key, sid)
         self._index(sid, record.state)
@@ -918,7 +922,9 @@ class MemoryCheckpointStore:
         if isinstance(state, StreamState):
             self._index(stream_id, state)
         if "path" in fields:
-            self.paths[(self._scope_of(stream_id), str(fields["path"]))] = stream_id
+            scope = self._scope_of(stream_id)
+            entry = index_path(scope, str(fields["path"]), meta.get("watch_root", ""))
+            self.paths[(scope, entry)] = stream_id
 
     def _derive(self, stream_id: str) -> None:
         parts = self.parts.setdefault(stream_id, {})

@@ -236,8 +236,8 @@ class Settings(BaseSettings):
     @field_validator("keep_records")
     @classmethod
     def _keep(cls, value: float) -> float:
-        if value != 0 and value < 3600:
-            raise ValueError(f"{value:g} s is below 1 h (0 keeps records forever)")
+        if value < 0:
+            raise ValueError(f"{value:g} is negative (0 keeps records forever)")
         return value
 
     @field_validator("include", mode="before")
@@ -399,7 +399,7 @@ ACCEPTED_FORMS: dict[str, str] = {
     "shared_watch": SHARED_WATCH_FORM,
     "node_id": NODE_ID_FORM,
     "lease_ttl": f"{DURATION_FORM}, from 3s to 1h",
-    "keep_records": f"{DURATION_FORM} like 30d, at least 1h, or 0 to keep records forever",
+    "keep_records": f"{DURATION_FORM} like 30d, or 0 to keep records forever",
     "include": "one or more file name globs like *.mp4",
 }
 

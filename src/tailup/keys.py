@@ -101,6 +101,16 @@ def share_scope(share_name: str) -> str:
     return f"share:{share_name}"
 
 
+def index_path(scope: str, path: str, watch_root: str) -> str:
+    """The name a file has in its scope's path index: its absolute path in a node's own folders;
+    in a shared folder, its path below the folder, since nodes may mount it at other paths."""
+    if scope.startswith("share:") and watch_root:
+        root = watch_root.rstrip("/") + "/"
+        if path.startswith(root):
+            return path[len(root) :]
+    return path
+
+
 @dataclass(frozen=True, slots=True)
 class ScopeKeys:
     """The index keys of one scope (a node's own folders, or one shared folder). Each is read

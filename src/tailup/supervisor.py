@@ -18,7 +18,7 @@ import structlog
 
 from tailup.afterupload import AfterUpload, proc_sees_every_writer, run_after_upload
 from tailup.budget import ByteBudget
-from tailup.checkpoint import CheckpointStore, RenewResult
+from tailup.checkpoint import CheckpointStore, Claim, RenewResult
 from tailup.config import KeyConflict, Settings
 from tailup.errors import (
     NodeIdTaken,
@@ -41,7 +41,14 @@ from tailup.identity import (
     stream_id_for,
 )
 from tailup.keyclaim import claim_key
-from tailup.keys import KeyContext, node_scope, render_key, template_is_unique
+from tailup.keys import (
+    KeyContext,
+    index_path,
+    node_scope,
+    render_key,
+    share_scope,
+    template_is_unique,
+)
 from tailup.model import (
     LIVE_STATES,
     EndCause,
@@ -96,9 +103,13 @@ class Supervisor:
         checkpoints: CheckpointStore,
     ) -> None:
         self._settings = settings
-        self._roots = [Path(p).resolve() for p in settings.watch]
         self._node_id = settings.node_id
         self._scope = node_scope(settings.node_id)
+        # Shared folders (--shared-watch): root -> (share name, scope).
+        self._shares = {
+            Path(folder).resolve(): (name, share_scope(name)) for name, folder in settings.shares
+        }
+        self._roots = [Path(p).resolve() for p in settings.watch] + list(self._shares)
         self._holder = this_process()
         self._started_ns = time.time_ns()
         # Set once Redis is seen to have lost data (this node's lease or a stream's record gone):
@@ -226,17 +237,30 @@ class Supervisor:
                     return
                 if renewed is RenewResult.RESTORED:
                     self.note_redis_lost("this node's lease was gone from Redis")
+                await self._renew_claims()
+                for _name, scope in self._shares.values():
+                    await self._resume_scope(scope)  # recordings of nodes that died
                 if time.monotonic() >= next_trim:
                     await self._trim_ended()
                     next_trim = time.monotonic() + TRIM_EVERY_S
             except RetryableError as exc:
                 log.warning("cannot renew the node lease now", reason=str(exc))
 
+    async def _renew_claims(self) -> None:
+        for stream_id in self._checkpoints.held_claims():
+            if await self._checkpoints.renew_claim(
+                stream_id, self._settings.lease_ttl
+            ) is RenewResult.TAKEN and (stream := self._by_id.get(stream_id)):
+                log.warning("another node took this recording over", stream_id=stream_id)
+                stream.stop()
+
     async def _trim_ended(self) -> None:
         keep_s = self._settings.keep_records
         if keep_s <= 0:
             return
-        trimmed = await self._checkpoints.trim_ended(time.time() - keep_s)
+        trimmed = 0
+        for scope in [self._scope, *(sc for _, sc in self._shares.values())]:
+            trimmed += await self._checkpoints.trim_ended(time.time() - keep_s, scope)
         if trimmed:
             log.info("ended records past --keep-records dropped from the index", count=trimmed)
 
@@ -406,7 +430,7 @@ class Supervisor:
         stream = self._streams.pop(old)
         stream.on_moved(new)  # the stream writes its new path to Redis itself
         self._streams[new] = stream
-        await self._checkpoints.forget_path(str(old), stream.stream_id)
+        await self._forget_path(old, stream.stream_id)
         log.info("stream follows its file", stream_id=stream.stream_id, old=str(old), new=str(new))
 
     async def _carry_record(self, old: Path, new: Path) -> None:
@@ -422,7 +446,7 @@ class Supervisor:
         if same_life(record_identity(previous), seen) is not Life.SAME:
             return
         await self._checkpoints.update(previous.stream_id, path=str(new), path_ended=False)
-        await self._checkpoints.forget_path(str(old), previous.stream_id)
+        await self._forget_path(old, previous.stream_id)
         log.info("recording renamed", stream_id=previous.stream_id, old=str(old), new=str(new))
 
     async def _latest_record(self, path: Path) -> StreamRecord | None:
@@ -450,13 +474,43 @@ class Supervisor:
                         await stop.wait()
 
     async def _resume_each(self) -> None:
-        for stream_id in await self._checkpoints.live_stream_ids():
+        await self._resume_scope(self._scope)
+        for _name, scope in self._shares.values():
+            await self._resume_scope(scope)
+
+    async def _may_work_on(self, record: StreamRecord) -> bool:
+        """A shared folder's recording is worked on by the node holding its lease only; this
+        node takes it when nobody holds it (new, or its holder died: the lease expired)."""
+        if not record.scope.startswith("share:"):
+            return True
+        got = await self._checkpoints.claim(
+            record.stream_id, self._node_id, self._settings.lease_ttl
+        )
+        if isinstance(got, Claim):
+            return True
+        log.debug("another node uploads it", stream_id=record.stream_id, holder=got)
+        return False
+
+    async def _resume_scope(self, scope: str) -> None:
+        for stream_id in await self._checkpoints.live_stream_ids(scope):
             if stream_id in self._by_id:
                 continue
             loaded = await self._checkpoints.load(stream_id)
             if loaded is None:
                 continue
-            record, parts = loaded
+            record, parts = self._localize(loaded[0]), loaded[1]
+            if scope != self._scope and record.state.is_resumable:
+                if not await self._may_work_on(record):
+                    continue
+                if record.owner != self._node_id:
+                    log.info(
+                        "taking over a shared folder's recording",
+                        stream_id=stream_id,
+                        previous_owner=record.owner,
+                        path=record.path,
+                    )
+                    await self._checkpoints.update(stream_id, owner=self._node_id)
+                    record = record.with_changes(owner=self._node_id)
             if not record.state.is_resumable:
                 await self._leave_live_set(record)
                 continue
@@ -556,11 +610,13 @@ class Supervisor:
             return
         if verdict is Seen.RESUME:
             assert previous is not None
-            if previous.stream_id not in self._by_id:
+            if previous.stream_id not in self._by_id and await self._may_work_on(previous):
                 log.info("resuming stream", stream_id=previous.stream_id, path=str(path))
                 self._start(previous, parts, writer_closed=writer_closed, resumed=True)
             return
         assert previous is not None and verdict in (Seen.GREW, Seen.RESTART)
+        if not await self._may_work_on(previous):
+            return
         if seen.generation < 0:
             generation = await self._io(inode_generation, path, st.inode)
             seen = dataclasses.replace(seen, generation=generation)
@@ -591,11 +647,12 @@ class Supervisor:
         """A file its path's record does not describe. Its id comes from its identity: a record
         under that id is this very recording (renamed while tailup was down, or its path entry
         lost), else S3 is asked about it when it may know (tailup.recovery), else it is new."""
+        scope, _root = self._scope_of(path)
         for life in range(MAX_LIVES):
-            stream_id = stream_id_for(self._scope, now.identity, life=life)
+            stream_id = stream_id_for(scope, now.identity, life=life)
             loaded = await self._checkpoints.load(stream_id)
             if loaded is not None:
-                known, known_parts = loaded
+                known, known_parts = self._localize(loaded[0]), loaded[1]
                 judgement = await self._judge(known, known_parts, path, st, now)
                 if judgement.seen is Seen.NEW:
                     continue  # another recording's id
@@ -607,6 +664,8 @@ class Supervisor:
                 )
                 return
             record = await self._new_record(path, st, now.identity, stream_id)
+            if not await self._may_work_on(record):
+                return  # another node's (a shared folder): it uploads it
             finding = await self._s3_finding(record, st)
             if finding.found is Found.OTHER and template_is_unique(self._settings.key_template):
                 log.info("key holds another recording; next id", key=record.key, why=finding.reason)
@@ -620,7 +679,7 @@ class Supervisor:
 
     async def _move_record(self, record: StreamRecord, path: Path) -> None:
         await self._checkpoints.update(record.stream_id, path=str(path), path_ended=False)
-        await self._checkpoints.forget_path(record.path, record.stream_id)
+        await self._forget_path(Path(record.path), record.stream_id)
         log.info(
             "recording found under another path",
             stream_id=record.stream_id,
@@ -704,13 +763,43 @@ class Supervisor:
         while len(self._unchanged) > UNCHANGED_REMEMBERED:
             self._unchanged.popitem(last=False)
 
+    def _scope_of(self, path: Path) -> tuple[str, Path | None]:
+        """The scope a file is indexed in (this node's, or its shared folder's) and its root."""
+        root = containing_root(path, self._roots)
+        if root is not None and root in self._shares:
+            return self._shares[root][1], root
+        return self._scope, root
+
+    def _entry(self, path: Path) -> tuple[str, str]:
+        """(scope, name in the scope's path index) of a watched file."""
+        scope, root = self._scope_of(path)
+        return scope, index_path(scope, str(path), str(root) if root else "")
+
+    def _localize(self, record: StreamRecord) -> StreamRecord:
+        """A shared folder's record as this node sees it: under this node's mount of it."""
+        if not record.scope.startswith("share:"):
+            return record
+        root = next((r for r, (_, sc) in self._shares.items() if sc == record.scope), None)
+        if root is None:
+            return record
+        rel = index_path(record.scope, record.path, record.watch_root)
+        return record.with_changes(path=str(root / rel), watch_root=str(root))
+
+    async def _forget_path(self, path: Path, stream_id: str) -> None:
+        scope, entry = self._entry(path)
+        await self._checkpoints.forget_path(entry, stream_id, scope)
+
     async def _path_history(self, path: Path) -> tuple[StreamRecord | None, dict[int, PartRecord]]:
         """The path's latest recording and its parts, if that record still names this path."""
-        stream_id = await self._checkpoints.stream_for_path(str(path))
+        scope, entry = self._entry(path)
+        stream_id = await self._checkpoints.stream_for_path(entry, scope)
         loaded = await self._checkpoints.load(stream_id) if stream_id else None
-        if loaded is None or loaded[0].path != str(path):
+        if loaded is None:
+            return None, {}
+        record = self._localize(loaded[0])
+        if record.path != str(path):
             return None, {}  # renamed away since: that record is another path's now
-        return loaded
+        return record, loaded[1]
 
     async def _head_unchanged(
         self,
@@ -746,14 +835,16 @@ class Supervisor:
     async def _new_record(
         self, path: Path, st: FileStat, seen: FileIdentity, stream_id: str
     ) -> StreamRecord:
-        root = containing_root(path, self._roots) or path.parent
+        scope, found_root = self._scope_of(path)
+        root = found_root or path.parent
+        watch_name = self._shares[root][0] if root in self._shares else root.name
         now = utc_now()
         key = render_key(
             self._settings.key_template,
             KeyContext(
                 stream_id=stream_id,
                 relpath=PurePosixPath(path.relative_to(root).as_posix()),
-                watch_name=root.name,
+                watch_name=watch_name,
                 started_at=now,
                 hostname=self._hostname,
             ),
@@ -773,7 +864,7 @@ class Supervisor:
             created_at=iso(now),
             last_activity_at_utc=iso(now),
             owner=self._node_id,
-            scope=self._scope,
+            scope=scope,
         )
 
     def _start(
@@ -785,7 +876,7 @@ class Supervisor:
         resumed: bool = False,
     ) -> None:
         assert self._group is not None, "streams start only while the supervisor runs"
-        deps = self._deps_for(record.bucket)
+        deps = self._deps_for(record)
         stream = Stream(deps, record, parts, writer_closed=writer_closed, resumed=resumed)
         superseded = self._streams.get(stream.path)
         if superseded is not None:
@@ -800,11 +891,15 @@ class Supervisor:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _deps_for(self, bucket: str) -> StreamDeps:
-        """A stream keeps the bucket it started in (a resumed stream after --bucket changed)."""
-        if not bucket or bucket == self._settings.bucket:
-            return self._deps
-        return dataclasses.replace(self._deps, store=self._store.for_bucket(bucket))
+    def _deps_for(self, record: StreamRecord) -> StreamDeps:
+        """A stream keeps the bucket it started in (a resumed stream after --bucket changed). In
+        a shared folder the writer may be on another host, out of this /proc's sight."""
+        deps = self._deps
+        if record.bucket and record.bucket != self._settings.bucket:
+            deps = dataclasses.replace(deps, store=self._store.for_bucket(record.bucket))
+        if record.scope.startswith("share:"):
+            deps = dataclasses.replace(deps, proc_sees_all=False)
+        return deps
 
     async def _run_stream(self, stream: Stream) -> None:
         try:
@@ -819,6 +914,11 @@ class Supervisor:
             self._running.discard(stream)
             if self._by_id.get(stream.stream_id) is stream:
                 del self._by_id[stream.stream_id]
+            if stream.stream_id in self._checkpoints.held_claims():
+                # Ended or stopped: another node may take it at once (a shutdown), or finds it
+                # ended.
+                with contextlib.suppress(TailupError):
+                    await self._checkpoints.release_claim(stream.stream_id)
             if self._streams.get(stream.path) is stream:
                 del self._streams[stream.path]
         if self._stopping or outcome is Outcome.STOPPED:

@@ -146,6 +146,7 @@ class Finalizer(Collaborator):
                 raise FileChangedWhileFinalizing(f"{self.path} shrank while being finalized")
             sha256_hex = await asyncio.to_thread(_sha256_hex, loaded.body)
             await self._check_key_is_ours()
+            await self._check_claim()
             started = time.monotonic()
             try:
                 etag = await self.deps.store.put_object(
@@ -165,6 +166,14 @@ class Finalizer(Collaborator):
         self._log.info("uploaded in one request", size=rng.size)
         return etag, [PartRecord(1, rng.size, crc, etag, iso(utc_now()))], sha256_hex
 
+    async def _check_claim(self) -> None:
+        """A shared folder's recording is completed only by the holder of its lease: a guarded
+        write (ClaimLost if another node took it over) just before the object is made. A node
+        that stalls past its lease between here and S3's reply is what If-None-Match and the
+        ETag check (_already_ours) catch."""
+        if self.stream_id in self.deps.checkpoints.held_claims():
+            await self.deps.checkpoints.update(self.stream_id)
+
     async def _complete_multipart(
         self, layout: list[PartRange]
     ) -> tuple[str, list[PartRecord], str]:
@@ -178,6 +187,7 @@ class Finalizer(Collaborator):
         final_parts = completion_parts(layout, self.parts)
         expected_etag = multipart_etag([p.etag for p in final_parts])
         await self._check_key_is_ours(expected_etag)
+        await self._check_claim()
         try:
             await self.deps.store.complete_upload(
                 self.record.key,

@@ -1,0 +1,334 @@
+"""Many daemons on one Redis, and Redis as a cache of S3 (issue 9): real daemons (subprocesses),
+a real Redis and a real S3 server.
+
+- A node id is one live daemon: a second is refused, a restart after kill -9 takes it back at once.
+- Two nodes with their own folders at the same path (the second sees another folder there, under
+  `unshare --mount`): restarts of either never touch the other's recordings.
+- A shared folder watched by two nodes: every recording uploaded once; the owner of a live one
+  killed, the other finishes it exact.
+- Redis emptied (FLUSHALL) mid-recording, and records expired under --keep-records: no finished
+  recording is uploaded again, the live one ends exact.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+import redis
+
+from daemonproc import DaemonProcess, poll, start_daemon
+from harness import content, object_bytes
+from tailup.devservers import RedisServer, SeaweedS3
+from tailup.keys import RedisKeys, metadata_key, node_scope, share_scope
+from tailup.model import StreamRecord, StreamState
+
+MiB = 1024 * 1024
+LEASE_TTL_S = 3
+
+
+@dataclass
+class Fleet:
+    """Daemons of one test: one Redis prefix, one bucket."""
+
+    tmp: Path
+    s3: SeaweedS3
+    redis_url: str
+    bucket: str
+    prefix: str
+    s3_client: Any
+    daemons: list[DaemonProcess] = field(default_factory=list)
+    opened: list[IO[bytes]] = field(default_factory=list)
+
+    def start(
+        self, node: str, *folder_args: str, wrapper: list[str] | None = None, wait: bool = True
+    ) -> DaemonProcess:
+        args = [
+            "--node-id", node, *folder_args,
+            "--bucket", self.bucket, "--endpoint-url", self.s3.endpoint_url,
+            "--redis-url", self.redis_url, "--redis-prefix", self.prefix,
+            "--part-size", "5MiB", "--close-grace", "0.3", "--idle-timeout", "4",
+            "--lease-ttl", str(LEASE_TTL_S), "--log-format", "json", "--log-level", "debug",
+        ]  # fmt: skip
+        log = self.tmp / f"{node}-{len(self.daemons)}.log"
+        daemon = start_daemon(args, self.s3.env(), log, self.tmp, wrapper=wrapper or [])
+        self.daemons.append(daemon)
+        if wait:
+            daemon.wait_for_event("watching")
+        return daemon
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url, decode_responses=True)
+
+    def record(self, scope: str, path: str) -> StreamRecord | None:
+        keys = RedisKeys(self.prefix)
+        with self.redis() as client:
+            sid = client.get(keys.scope(scope).path(path))
+            meta = client.hgetall(keys.stream_meta(sid)) if sid else {}
+        return StreamRecord.from_hash(meta) if meta else None
+
+    def wait_record(
+        self,
+        scope: str,
+        path: str,
+        states: set[StreamState],
+        *,
+        parts: int = 0,
+        timeout_s: float = 60,
+    ) -> StreamRecord:
+        def probe() -> StreamRecord | None:
+            rec = self.record(scope, path)
+            ok = rec is not None and rec.state in states and rec.next_part_to_upload > parts
+            return rec if ok else None
+
+        return poll(probe, f"{path} in {sorted(s.value for s in states)}", timeout_s)
+
+    def objects(self) -> dict[str, int]:
+        listed = self.s3_client.list_objects_v2(Bucket=self.bucket).get("Contents", [])
+        return {o["Key"]: o["Size"] for o in listed}
+
+    def open_uploads(self) -> list[str]:
+        listed = self.s3_client.list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])
+        return [u["UploadId"] for u in listed]
+
+    def exact(self, record: StreamRecord, data: bytes) -> None:
+        assert object_bytes(self.s3_client, self.bucket, record.key) == data
+        sidecar = json.loads(object_bytes(self.s3_client, self.bucket, metadata_key(record.key)))
+        assert sidecar["size_bytes"] == len(data)
+
+    def live_file(self, path: Path, first: bytes) -> IO[bytes]:
+        handle = path.open("wb")
+        self.opened.append(handle)
+        handle.write(first)
+        handle.flush()
+        return handle
+
+
+@pytest.fixture
+def fleet(
+    tmp_path: Path, s3_server: SeaweedS3, redis_server: RedisServer, bucket: str,
+    key_prefix: str, s3_client: Any,
+) -> Iterator[Fleet]:  # fmt: skip
+    fleet = Fleet(tmp_path, s3_server, redis_server.url, bucket, key_prefix, s3_client)
+    try:
+        yield fleet
+    finally:
+        for handle in fleet.opened:
+            handle.close()
+        for daemon in fleet.daemons:
+            if daemon.proc.poll() is None:
+                daemon.proc.kill()
+                daemon.proc.wait(timeout=10)
+
+
+def _completed_events(daemon: DaemonProcess) -> list[dict[str, Any]]:
+    return [e for e in daemon.events() if e.get("event") == "stream completed"]
+
+
+def test_a_live_node_id_is_refused_and_taken_back_at_once_after_kill9(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    first = fleet.start("nvr-1", "--watch", str(one))
+    second = fleet.start("nvr-1", "--watch", str(two), wait=False)
+    assert second.proc.wait(timeout=30) == 1
+    said = second.text()
+    assert "--node-id 'nvr-1' is held by a live tailup daemon" in said
+    assert f"pid {first.proc.pid}" in said
+    assert first.proc.poll() is None, "the live holder is not disturbed"
+
+    first.kill9()
+    third = fleet.start("nvr-1", "--watch", str(one))  # systemd's restart: no wait for the TTL
+    taken = third.wait_for_event("node taken back from a daemon that is gone")
+    assert str(first.proc.pid) in taken["previous"]
+    assert third.stop() == 0
+
+
+def _hidden_folder_wrapper(folder: Path) -> list[str]:
+    """Run the daemon where ``folder`` is another (empty) folder: a second host's own
+    /srv/recordings."""
+    script = 'mount -t tmpfs tmpfs "$0" && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(folder)]
+
+
+def test_two_nodes_with_their_own_folder_at_one_path_never_touch_each_others_recordings(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    recordings = tmp_path / "recordings"  # the same path on both "hosts"
+    recordings.mkdir()
+    live = recordings / "cam-a.ts"
+    data = content(14 * MiB, "cam-a")
+    writer = fleet.live_file(live, data[: 6 * MiB])
+    node_a = fleet.start("site-a", "--watch", str(recordings))
+    before = fleet.wait_record(node_scope("site-a"), str(live), {StreamState.UPLOADING}, parts=1)
+    assert node_a.stop() == 0  # A's recording is live, its upload open, when B comes and goes
+
+    wrapper = _hidden_folder_wrapper(recordings)
+    for _ in range(2):  # B starts, and restarts, with A's recording live on the same Redis
+        node_b = fleet.start("site-b", "--watch", str(recordings), wrapper=wrapper)
+        assert node_b.stop() == 0
+        assert not [e for e in node_b.events() if e.get("stream_id") == before.stream_id]
+    after = fleet.record(node_scope("site-a"), str(live))
+    assert after is not None
+    assert (after.state, after.upload_id) == (StreamState.UPLOADING, before.upload_id)
+    assert before.upload_id in fleet.open_uploads(), "B aborted nothing of A's"
+
+    node_a = fleet.start("site-a", "--watch", str(recordings))
+    writer.write(data[6 * MiB :])
+    writer.close()
+    done = fleet.wait_record(node_scope("site-a"), str(live), {StreamState.COMPLETED})
+    fleet.exact(done, data)
+    assert done.stream_id == before.stream_id and done.owner == "site-a"
+    assert node_a.stop() == 0
+
+
+def test_a_shared_folder_uploads_each_recording_once_and_a_dead_owners_is_finished_by_another(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    scope = share_scope("nas")
+    share = ["--shared-watch", f"nas={nas}"]
+    nodes = {"n1": fleet.start("n1", *share), "n2": fleet.start("n2", *share)}
+    finished = {}
+    for i in range(5):
+        path = nas / f"seg-{i}.ts"
+        finished[path] = content(300_000 + i, f"seg-{i}")
+        path.write_bytes(finished[path])
+    live = nas / "live.ts"
+    data = content(16 * MiB, "live")
+    writer = fleet.live_file(live, data[: 6 * MiB])
+    for path, body in finished.items():
+        fleet.exact(fleet.wait_record(scope, path.name, {StreamState.COMPLETED}), body)
+    owned = fleet.wait_record(scope, live.name, {StreamState.UPLOADING}, parts=1)
+    assert owned.owner in nodes
+
+    nodes[owned.owner].kill9()  # the owner dies mid-recording
+    survivor = next(name for name in nodes if name != owned.owner)
+    writer.write(data[6 * MiB :])
+    writer.close()
+    done = fleet.wait_record(scope, live.name, {StreamState.COMPLETED}, timeout_s=60)
+    fleet.exact(done, data)
+    assert done.owner == survivor and done.stream_id == owned.stream_id
+    taken = nodes[survivor].wait_for_event("taking over a shared folder's recording")
+    assert taken["previous_owner"] == owned.owner
+
+    # Each recording once: six objects and six sidecars, nothing suffixed, nothing left open.
+    data_keys = [k for k in fleet.objects() if not k.endswith(".metadata.json")]
+    assert len(data_keys) == 6, data_keys
+    completions = [e["stream_id"] for d in nodes.values() for e in _completed_events(d)]
+    assert len(completions) == len(set(completions)) == 6, completions
+    assert fleet.open_uploads() == []
+    assert nodes[survivor].stop() == 0
+
+
+def test_redis_emptied_mid_recording_uploads_no_finished_recording_again(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    watch = tmp_path / "rec"
+    watch.mkdir()
+    scope = node_scope("nvr")
+    daemon = fleet.start("nvr", "--watch", str(watch))
+    finished = {}
+    for i in range(3):
+        path = watch / f"done-{i}.ts"
+        finished[path] = content(200_000 + i, f"done-{i}")
+        path.write_bytes(finished[path])
+    for path in finished:
+        fleet.wait_record(scope, str(path), {StreamState.COMPLETED})
+    live = watch / "live.ts"
+    data = content(21 * MiB, "flush-live")
+    writer = fleet.live_file(live, data[: 6 * MiB])
+    fleet.wait_record(scope, str(live), {StreamState.UPLOADING}, parts=1)
+    objects_before = fleet.objects()
+
+    with fleet.redis() as client:
+        client.flushall()  # the daemon runs on: its next checkpoint finds its record gone
+    writer.write(data[6 * MiB : 12 * MiB])
+    writer.flush()
+    daemon.wait_for_event("Redis lost this stream's record: writing it again from memory")
+    fleet.wait_record(scope, str(live), {StreamState.UPLOADING}, parts=2)
+    with fleet.redis() as client:
+        client.flushall()  # and again, then a crash before anything is written back
+    daemon.kill9()
+
+    again = fleet.start("nvr", "--watch", str(watch))
+    writer.write(data[12 * MiB :])
+    writer.close()
+    done = fleet.wait_record(scope, str(live), {StreamState.COMPLETED})
+    fleet.exact(done, data)
+    for path, body in finished.items():
+        rec = fleet.wait_record(scope, str(path), {StreamState.COMPLETED})
+        fleet.exact(rec, body)
+    recovered = [
+        e for e in again.events() if e.get("event") == "recording already in S3: not uploaded again"
+    ]
+    assert sorted(e["path"] for e in recovered) == sorted(str(p) for p in finished)
+    started = [e for e in again.events() if e.get("event") == "stream started"]
+    assert started == [], "nothing was uploaded as a new recording"
+    assert [e for e in again.events() if e.get("event") == "open upload adopted from S3"]
+    # The same objects as before, plus the live one and its sidecar; no upload left open.
+    assert set(fleet.objects()) == set(objects_before) | {done.key, metadata_key(done.key)}
+    assert fleet.open_uploads() == []
+    assert not [e for e in again.events() if e.get("level") == "error"]
+    assert again.stop() == 0
+
+
+def test_records_expired_under_keep_records_cost_no_upload_at_the_next_start(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    watch = tmp_path / "rec"
+    watch.mkdir()
+    scope = node_scope("nvr")
+    keep = ["--keep-records", "2s"]
+    daemon = fleet.start("nvr", "--watch", str(watch), *keep)
+    files = {}
+    for i in range(3):
+        path = watch / f"old-{i}.ts"
+        files[path] = content(150_000 + i, f"old-{i}")
+        path.write_bytes(files[path])
+    ids = {p: fleet.wait_record(scope, str(p), {StreamState.COMPLETED}).stream_id for p in files}
+    assert daemon.stop() == 0
+    keys = RedisKeys(fleet.prefix)
+
+    def all_expired() -> bool:
+        with fleet.redis() as client:
+            names = [keys.stream_meta(s) for s in ids.values()]
+            names += [keys.scope(scope).path(str(p)) for p in files]
+            return client.exists(*names) == 0
+
+    poll(all_expired, "records and path entries expired by Redis", 30)
+    objects_before = fleet.objects()
+
+    again = fleet.start("nvr", "--watch", str(watch), *keep)
+    for path, body in files.items():
+        rec = fleet.wait_record(scope, str(path), {StreamState.COMPLETED})
+        assert rec.stream_id == ids[path], "the same recording, found by its identity"
+        fleet.exact(rec, body)
+    assert fleet.objects() == objects_before, "nothing uploaded again"
+    assert not [e for e in again.events() if e.get("event") == "stream started"]
+    again.signal(signal.SIGTERM)
+    assert again.proc.wait(timeout=30) == 0
+
+
+def test_the_hidden_folder_wrapper_hides_the_folder(tmp_path: Path) -> None:
+    """The two-node test's premise: under the wrapper the folder is another (empty) one."""
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "visible.ts").write_bytes(b"x")
+    result = subprocess.run(
+        [*_hidden_folder_wrapper(folder), "ls", "-A", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
