@@ -163,6 +163,11 @@ class CheckpointStore(Protocol):
 
     async def release_node(self, node_id: str, holder: str) -> None: ...
 
+    async def adopt_legacy(self, roots: Sequence[str]) -> int:
+        """Take this node's entries over from the single index of tailup before nodes: live
+        streams, path entries and ended streams whose files are under ``roots``, and every
+        object-key claim. Returns how many streams were taken over; 0 when nothing is left."""
+
     async def ping(self) -> None: ...
 
 
@@ -799,6 +804,49 @@ class RedisCheckpointStore:
         lease = self._keys.node_lease(node_id)
         await _guarded(lambda: self._release(keys=[lease], args=[holder]))
 
+    async def adopt_legacy(self, roots: Sequence[str]) -> int:
+        return await _guarded(lambda: _adopt_legacy(self, roots))
+
+
+async def _adopt_legacy(store: RedisCheckpointStore, roots: Sequence[str]) -> int:
+    client, keys = store.client, store.keys
+    idx = keys.scope(store.scope)
+    prefixes = tuple(r.rstrip("/") + "/" for r in roots)
+    if not await client.exists(
+        keys.legacy_live_streams,
+        keys.legacy_paths,
+        keys.legacy_all_streams,
+        keys.legacy_object_keys,
+    ):
+        return 0
+    taken = 0
+    async for path, sid in client.hscan_iter(keys.legacy_paths, count=1000):
+        if str(path).startswith(prefixes):
+            await client.set(idx.path(str(path)), str(sid), nx=True)
+            await client.hdel(keys.legacy_paths, path)
+    async for object_key, sid in client.hscan_iter(keys.legacy_object_keys, count=1000):
+        await client.set(keys.object_claim(str(object_key)), str(sid), nx=True)
+        await client.hdel(keys.legacy_object_keys, object_key)
+    async for sid, created in client.zscan_iter(keys.legacy_all_streams, count=1000):
+        sid = str(sid)
+        meta = await client.hmget(keys.stream_meta(sid), ["path", "state", "scope"])
+        path, state, scope = (str(v) if v is not None else "" for v in meta)
+        if not path.startswith(prefixes) or scope:
+            continue
+        await client.hset(keys.stream_meta(sid), mapping={"scope": store.scope})
+        try:
+            resumable = StreamState(state).is_resumable
+        except ValueError:
+            continue
+        if resumable:
+            await client.sadd(idx.live, sid)
+        else:
+            await client.zadd(idx.ended, {sid: float(created)})
+        await client.srem(keys.legacy_live_streams, sid)
+        await client.zrem(keys.legacy_all_streams, sid)
+        taken += 1
+    return taken
+
 
 _RENEWED = {0: RenewResult.TAKEN, 1: RenewResult.RENEWED, 2: RenewResult.RESTORED}
 
@@ -1063,6 +1111,10 @@ class MemoryCheckpointStore:
             self.leases[lease] = holder
             return RenewResult.RESTORED
         return RenewResult.TAKEN
+
+    async def adopt_legacy(self, roots: Sequence[str]) -> int:
+        self._check()
+        return 0
 
     async def release_node(self, node_id: str, holder: str) -> None:
         self._check()

@@ -474,6 +474,9 @@ class Supervisor:
                         await stop.wait()
 
     async def _resume_each(self) -> None:
+        own = [str(r) for r in self._roots if r not in self._shares]
+        if own and (taken := await self._checkpoints.adopt_legacy(own)):
+            log.info("records of tailup before nodes taken over by this node", streams=taken)
         await self._resume_scope(self._scope)
         for _name, scope in self._shares.values():
             await self._resume_scope(scope)

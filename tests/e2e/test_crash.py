@@ -418,7 +418,7 @@ def test_started_while_redis_is_down_it_waits_for_redis(
     late = dataclasses.replace(setup, redis_url=redis.url)
     try:
         daemon = late.start(ready=False)
-        daemon.wait_for_event("cannot load live streams yet; retrying")
+        daemon.wait_for_event("cannot take the node lease yet; retrying")
         path = setup.watch / "early-bird.ts"
         data = os.urandom(6 * 1024 * 1024)
         path.write_bytes(data)
