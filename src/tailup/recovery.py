@@ -10,8 +10,9 @@ and Redis a cache of it: before a file with no record is uploaded as a new recor
   file, tailup.resume), the others are aborted as orphans.
 - Anything else at the key: another recording's; the new one gets another key or id.
 
-The decisions are pure (``judge``); ``look_up`` gathers the facts (a HEAD, and a GET of the
-sidecar when there is one, a ListMultipartUploads).
+The decisions are pure (``judge``); ``look_up`` gathers the facts (a HEAD of the sidecar and a
+GET of it when there is one, else a ListMultipartUploads; a HEAD of the key where the template
+can name one key for two recordings).
 """
 
 from __future__ import annotations
@@ -97,8 +98,18 @@ def judge(
 
 
 async def look_up(
-    store: MultipartStore, key: str, stream_id: str, size: int, mtime_ns: int
+    store: MultipartStore,
+    key: str,
+    stream_id: str,
+    size: int,
+    mtime_ns: int,
+    *,
+    check_object: bool = True,
 ) -> Finding:
+    """Two requests for a file S3 has nothing of (a HEAD of the sidecar, a ListMultipartUploads),
+    one more when ``check_object``. Without it (a key that carries the stream id) an object
+    there without a sidecar is found at completion instead: If-None-Match refuses it, and the
+    ETag tells whether it is this very upload (tailup.stream.finalize)."""
     sidecar: dict[str, Any] | None = None
     if await store.head_object(metadata_key(key)) is not None:
         try:
@@ -107,8 +118,8 @@ async def look_up(
             sidecar = {}  # there, but unreadable: not proof of anything but "taken"
         if not isinstance(sidecar, dict):
             sidecar = {}
-    info = await store.head_object(key)
-    uploads = [] if sidecar or info is not None else await store.list_uploads(key)
+    info = await store.head_object(key) if check_object or sidecar is not None else None
+    uploads = [] if sidecar is not None or info is not None else await store.list_uploads(key)
     return judge(
         stream_id=stream_id,
         size=size,

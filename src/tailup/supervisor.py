@@ -700,7 +700,14 @@ class Supervisor:
         )
         if not may_know:
             return Finding(Found.NOTHING, "a file born since tailup started")
-        return await look_up(self._store, record.key, record.stream_id, st.size, st.mtime_ns)
+        return await look_up(
+            self._store,
+            record.key,
+            record.stream_id,
+            st.size,
+            st.mtime_ns,
+            check_object=self._deps.check_keys,
+        )
 
     async def _create_found(
         self, record: StreamRecord, st: FileStat, finding: Finding, *, writer_closed: bool
