@@ -308,14 +308,20 @@ return {'', redis.call('HGET', KEYS[1], 'key') or '', redis.call('HGET', KEYS[1]
 _DROP_PARTS = (
     _GUARD + "for i = 6, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end" + _DERIVE_COUNTERS
 )
-# KEYS: meta, parts. ARGV[1]: '1' only if no record exists yet, ARGV[2]: number of meta field
-# pairs, then the pairs, then part number/JSON pairs. Returns 0 when a record was there already.
+# KEYS: meta, parts, fence. ARGV[1]: '1' only if no record exists yet, ARGV[2]: the expiry ('0'
+# none, else a TTL in ms), ARGV[3]: number of meta field pairs, then the pairs, then part
+# number/JSON pairs. Returns 0 when a record was there already.
 _WRITE_RECORD = """
 if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2])
-local count = tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], unpack(ARGV, 3, 2 + 2 * count))
-if #ARGV > 2 + 2 * count then redis.call('HSET', KEYS[2], unpack(ARGV, 3 + 2 * count)) end
+local count = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + 2 * count))
+if #ARGV > 3 + 2 * count then redis.call('HSET', KEYS[2], unpack(ARGV, 4 + 2 * count)) end
+if ARGV[2] ~= '0' then
+  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
+else
+  redis.call('PERSIST', KEYS[3])
+end
 return 1
 """
 _LOAD = "return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}"
@@ -411,6 +417,13 @@ class RedisCheckpointStore:
         # so scripts cannot look it up); filled by create and load, else read from the record.
         self._scopes: OrderedDict[str, str] = OrderedDict()
         self._claims: dict[str, Claim] = {}
+        # Claims this node held and lost to another node: every write of those streams is
+        # refused from then on (until claimed again), not sent unguarded.
+        self._lost_claims: set[str] = set()
+
+    def _drop_claim(self, stream_id: str) -> None:
+        if self._claims.pop(stream_id, None) is not None:
+            self._lost_claims.add(stream_id)
 
     @classmethod
     @asynccontextmanager
@@ -495,6 +508,8 @@ class RedisCheckpointStore:
         return [value, fence, _ms(self._lease_ttl_s), expiry, iso(utc_now())]
 
     async def _run_guarded(self, stream_id: str, call: Callable[[], Awaitable[T]]) -> T:
+        if stream_id in self._lost_claims:
+            raise ClaimLost(f"another node holds stream {stream_id} now")
         try:
             return await call()
         except rex.ResponseError as exc:
@@ -502,7 +517,7 @@ class RedisCheckpointStore:
             if "TAILUP-LOST" in text:
                 raise RecordLost(f"Redis lost the record of stream {stream_id}") from exc
             if "TAILUP-STALE" in text:
-                self._claims.pop(stream_id, None)
+                self._drop_claim(stream_id)
                 raise ClaimLost(f"another node holds stream {stream_id} now") from exc
             raise
 
@@ -534,7 +549,8 @@ class RedisCheckpointStore:
         if not record.scope:
             record = record.with_changes(scope=scope)
         meta = record.to_hash()
-        args: list[Any] = ["1" if only_new else "0", len(meta)]
+        expiry = _expiry_arg(record.state, self._keep_records_s)
+        args: list[Any] = ["1" if only_new else "0", expiry if expiry != "-1" else "0", len(meta)]
         for name, value in meta.items():
             args += [name, value]
         for number, part in sorted(parts.items()):
@@ -543,7 +559,8 @@ class RedisCheckpointStore:
         async def run() -> bool:
             keys = self._keys
             written = await self._write_record(
-                keys=[keys.stream_meta(sid), keys.stream_parts(sid)], args=args
+                keys=[keys.stream_meta(sid), keys.stream_parts(sid), keys.stream_fence(sid)],
+                args=args,
             )
             if not written:
                 return False
@@ -728,6 +745,8 @@ class RedisCheckpointStore:
         self, scope: str | None = None, *, limit: int = 100, offset: int = 0
     ) -> list[str]:
         ended = self._keys.scope(scope or self.scope).ended
+        if limit <= 0:
+            return []
         members = await _guarded(
             lambda: self._redis.zrevrange(ended, offset, offset + max(0, limit) - 1)
         )
@@ -754,10 +773,11 @@ class RedisCheckpointStore:
             )
         )
         if not int(mine):
-            self._claims.pop(stream_id, None)
+            self._drop_claim(stream_id)
             return str(value)
         claim = Claim(str(value), int(str(value).rpartition("|")[2]))
         self._claims[stream_id] = claim
+        self._lost_claims.discard(stream_id)
         return claim
 
     async def renew_claim(self, stream_id: str, ttl_s: float) -> RenewResult:
@@ -772,7 +792,7 @@ class RedisCheckpointStore:
             )
         )
         if not int(result):
-            self._claims.pop(stream_id, None)
+            self._drop_claim(stream_id)
         return _RENEWED[int(result)]
 
     async def release_claim(self, stream_id: str) -> None:
@@ -874,7 +894,12 @@ class MemoryCheckpointStore:
         self.leases: dict[str, str] = {}  # stream id or "node:ID" -> holder
         self.fences: dict[str, int] = {}
         self._claims: dict[str, Claim] = {}
+        self._lost_claims: set[str] = set()
         self.available = True
+
+    def _drop_claim(self, stream_id: str) -> None:
+        if self._claims.pop(stream_id, None) is not None:
+            self._lost_claims.add(stream_id)
 
     @property
     def live(self) -> set[str]:
@@ -887,6 +912,8 @@ class MemoryCheckpointStore:
 
     def _guard(self, stream_id: str) -> dict[str, str]:
         self._check()
+        if stream_id in self._lost_claims:
+            raise ClaimLost(f"another node holds stream {stream_id} now")
         meta = self.meta.get(stream_id)
         if meta is None:
             raise RecordLost(f"the record of stream {stream_id} is gone")
@@ -897,7 +924,7 @@ class MemoryCheckpointStore:
                 if held is None and self.fences.get(stream_id) == claim.fence:
                     self.leases[stream_id] = claim.value
                 else:
-                    self._claims.pop(stream_id, None)
+                    self._drop_claim(stream_id)
                     raise ClaimLost(f"another node holds stream {stream_id} now")
         return meta
 
@@ -1057,7 +1084,7 @@ class MemoryCheckpointStore:
         self._check()
         held = self.leases.get(stream_id)
         if held is not None and not held.startswith(node_id + "|"):
-            self._claims.pop(stream_id, None)
+            self._drop_claim(stream_id)
             return held
         if held is None:
             self.fences[stream_id] = self.fences.get(stream_id, 0) + 1
@@ -1065,6 +1092,7 @@ class MemoryCheckpointStore:
             self.leases[stream_id] = held
         claim = Claim(held, int(held.rpartition("|")[2]))
         self._claims[stream_id] = claim
+        self._lost_claims.discard(stream_id)
         return claim
 
     async def renew_claim(self, stream_id: str, ttl_s: float) -> RenewResult:
@@ -1078,7 +1106,7 @@ class MemoryCheckpointStore:
         if held is None and self.fences.get(stream_id) == claim.fence:
             self.leases[stream_id] = claim.value
             return RenewResult.RESTORED
-        self._claims.pop(stream_id, None)
+        self._drop_claim(stream_id)
         return RenewResult.TAKEN
 
     async def release_claim(self, stream_id: str) -> None:

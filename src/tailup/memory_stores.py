@@ -110,13 +110,19 @@ class MemoryMultipartStore:
         return [UploadedPart(n, e, len(b)) for n, e, b in sorted(upload.parts, key=lambda p: p[0])]
 
     async def put_object(
-        self, key: str, body: bytes, crc32: int, content_type: str, *, if_none_match: bool = False
+        self,
+        key: str,
+        body: bytes | bytearray,
+        crc32: int,
+        content_type: str,
+        *,
+        if_none_match: bool = False,
     ) -> str:
         self._refuse_if_taken(key, if_none_match)
         if crc32_of(body) != crc32:
             raise StorageUnavailable("BadDigest: checksum mismatch")
         self.objects[key] = bytes(body)
-        self.etags[key] = _etag(body)
+        self.etags[key] = _etag(self.objects[key])
         return self.etags[key]
 
     async def head_object(self, key: str) -> ObjectInfo | None:

@@ -71,7 +71,9 @@ def judge(
     uploads: list[UploadInfo],
 ) -> Finding:
     if sidecar is not None:
-        source = sidecar.get("source") or {}
+        source = sidecar.get("source", {})
+        if not isinstance(source, dict):
+            return Finding(Found.OTHER, "the key's metadata.json is not one tailup wrote")
         same = (
             sidecar.get("stream_id") == stream_id
             and sidecar.get("size_bytes") == size

@@ -5,6 +5,7 @@ two implementations may legitimately differ (a second Complete), each one's answ
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -12,9 +13,21 @@ from typing import Any
 
 import pytest
 
-from tailup.checkpoint import CheckpointStore, MemoryCheckpointStore, RedisCheckpointStore
+from tailup.checkpoint import (
+    CheckpointStore,
+    Claim,
+    MemoryCheckpointStore,
+    RedisCheckpointStore,
+    RenewResult,
+)
 from tailup.devservers import RedisServer, SeaweedS3
-from tailup.errors import NoSuchUpload, StoragePermanentError, StorageUnavailable
+from tailup.errors import (
+    ClaimLost,
+    NoSuchUpload,
+    RecordLost,
+    StoragePermanentError,
+    StorageUnavailable,
+)
 from tailup.integrity import crc32_of, multipart_etag
 from tailup.memory_stores import MemoryMultipartStore
 from tailup.model import LIVE_STATES, PartRecord, StreamRecord, StreamState
@@ -437,3 +450,718 @@ async def test_set_state_is_refused_outside_the_allowed_states(
     else:
         assert refused is stored
         assert (loaded[0].state, loaded[0].error) == (stored, "before")
+
+
+# -- fleet: lost records, partial records, ended index, scopes, claims, node leases (issue 9) --
+# Where a test must reach below the Protocol (Redis lost a key, another node shares the data),
+# the helpers below do it per implementation.
+
+
+def _memory(store: CheckpointStore) -> MemoryCheckpointStore:
+    assert isinstance(store, MemoryCheckpointStore)
+    return store
+
+
+async def _lose(store: CheckpointStore, stream_id: str) -> None:
+    """Redis lost the stream's record and parts (FLUSHALL, a restart, an eviction); its index
+    entries are left as they were."""
+    if isinstance(store, RedisCheckpointStore):
+        keys = store.keys
+        await store.client.delete(keys.stream_meta(stream_id), keys.stream_parts(stream_id))
+    else:
+        _memory(store).meta.pop(stream_id, None)
+        _memory(store).parts.pop(stream_id, None)
+
+
+async def _stored_anything(store: CheckpointStore, stream_id: str) -> bool:
+    """Whether any key of the stream's record or parts exists (not only a whole record)."""
+    if isinstance(store, RedisCheckpointStore):
+        keys = store.keys
+        found = await store.client.exists(keys.stream_meta(stream_id), keys.stream_parts(stream_id))
+        return int(found) > 0
+    memory = _memory(store)
+    return stream_id in memory.meta or stream_id in memory.parts
+
+
+async def _write_partial(store: CheckpointStore, stream_id: str, fields: dict[str, str]) -> None:
+    """A record of which only ``fields`` exist (what a write after a loss once left)."""
+    if isinstance(store, RedisCheckpointStore):
+        await store.client.hset(
+            store.keys.stream_meta(stream_id), mapping={k: v for k, v in fields.items()}
+        )
+    else:
+        _memory(store).meta[stream_id] = dict(fields)
+
+
+async def _drop_lease(store: CheckpointStore, stream_id: str) -> None:
+    """The stream's lease vanished (expired: its holder is presumed dead, or Redis lost it)."""
+    if isinstance(store, RedisCheckpointStore):
+        await store.client.delete(store.keys.stream_lease(stream_id))
+    else:
+        _memory(store).leases.pop(stream_id, None)
+
+
+async def _lease(store: CheckpointStore, stream_id: str) -> str | None:
+    if isinstance(store, RedisCheckpointStore):
+        value = await store.client.get(store.keys.stream_lease(stream_id))
+        return None if value is None else str(value)
+    return _memory(store).leases.get(stream_id)
+
+
+async def _drop_node_lease(store: CheckpointStore, node_id: str) -> None:
+    if isinstance(store, RedisCheckpointStore):
+        await store.client.delete(store.keys.node_lease(node_id))
+    else:
+        _memory(store).leases.pop("node:" + node_id, None)
+
+
+def _peer(store: CheckpointStore) -> CheckpointStore:
+    """Another daemon's store on the same data (its own held claims, no cached scopes)."""
+    if isinstance(store, RedisCheckpointStore):
+        return RedisCheckpointStore(store.client, store.keys, scope=store.scope)
+    memory = _memory(store)
+    other = MemoryCheckpointStore(scope=memory.scope)
+    other.meta, other.parts, other.lives, other.ended = (
+        memory.meta,
+        memory.parts,
+        memory.lives,
+        memory.ended,
+    )
+    other.paths, other.object_keys = memory.paths, memory.object_keys
+    other.leases, other.fences = memory.leases, memory.fences
+    return other
+
+
+async def _snapshot(
+    store: CheckpointStore, stream_id: str
+) -> tuple[dict[str, str], dict[int, PartRecord]]:
+    loaded = await store.load(stream_id)
+    assert loaded is not None
+    return loaded[0].to_hash(), loaded[1]
+
+
+async def test_create_new_writes_a_new_record(cp_store: CheckpointStore) -> None:
+    record = _record()
+    assert await cp_store.create_new(record) is True
+    loaded = await cp_store.load(record.stream_id)
+    assert loaded is not None and loaded[0].key == record.key and loaded[1] == {}
+    assert record.stream_id in await cp_store.live_stream_ids()
+    assert await cp_store.stream_for_path(record.path) == record.stream_id
+
+
+async def test_create_new_changes_nothing_when_a_record_exists(cp_store: CheckpointStore) -> None:
+    record = _record()
+    await cp_store.create(record)
+    await cp_store.commit_part(record.stream_id, _p(1, 10))
+    await cp_store.update(record.stream_id, state=StreamState.COMPLETED)
+    before = await _snapshot(cp_store, record.stream_id)
+    other = record.with_changes(
+        path="/rec/other.mp4", key="streams/x/other.mp4", generation=2, state=StreamState.UPLOADING
+    )
+    assert await cp_store.create_new(other) is False
+    assert await _snapshot(cp_store, record.stream_id) == before
+    assert await cp_store.stream_for_path(other.path) is None
+    assert await cp_store.stream_for_path(record.path) == record.stream_id
+    assert record.stream_id not in await cp_store.live_stream_ids()
+    assert await cp_store.ended_stream_ids() == [record.stream_id]
+    assert await cp_store.reserve_key(other.key, "another-stream") is None  # not claimed
+
+
+@pytest.mark.parametrize("state", [StreamState.UPLOADING, StreamState.COMPLETED])
+async def test_restore_writes_record_and_parts_back_after_a_loss(
+    cp_store: CheckpointStore, state: StreamState
+) -> None:
+    record = _record()
+    await cp_store.create(record)
+    for number, size in ((1, 10), (2, 20), (4, 40)):
+        await cp_store.commit_part(record.stream_id, _p(number, size))
+    await cp_store.update(record.stream_id, state=state, note="kept")
+    loaded = await cp_store.load(record.stream_id)
+    assert loaded is not None
+    held, parts = loaded
+    await _lose(cp_store, record.stream_id)
+    assert await cp_store.load(record.stream_id) is None
+    await cp_store.restore(held, parts)
+    assert await _snapshot(cp_store, record.stream_id) == (held.to_hash(), parts)
+    assert (record.stream_id in await cp_store.live_stream_ids()) is state.is_resumable
+    assert (record.stream_id in await cp_store.ended_stream_ids()) is not state.is_resumable
+    assert await cp_store.stream_for_path(record.path) == record.stream_id
+    # The restored record takes writes again.
+    await cp_store.commit_part(record.stream_id, _p(3, 30))
+    again = await cp_store.load(record.stream_id)
+    assert again is not None
+    assert (again[0].next_part_to_upload, again[0].total_bytes_sent) == (5, 100)
+
+
+async def test_restore_replaces_a_partial_record_whole(cp_store: CheckpointStore) -> None:
+    record = _record()
+    await cp_store.create(record)
+    await cp_store.commit_part(record.stream_id, _p(1, 10))
+    held = await _snapshot(cp_store, record.stream_id)
+    await _lose(cp_store, record.stream_id)
+    await _write_partial(cp_store, record.stream_id, {"next_part_to_upload": "9", "junk": "x"})
+    await cp_store.restore(StreamRecord.from_hash(held[0]), held[1])
+    assert await _snapshot(cp_store, record.stream_id) == held
+
+
+LOST_WRITES = ["commit_part", "update", "update_state", "set_state", "drop_parts"]
+
+
+async def _write(store: CheckpointStore, stream_id: str, how: str) -> None:
+    if how == "commit_part":
+        await store.commit_part(stream_id, _p(3, 30))
+    elif how == "update":
+        await store.update(stream_id, error="after")
+    elif how == "update_state":
+        await store.update(stream_id, state=StreamState.COMPLETED)
+    elif how == "set_state":
+        await store.set_state(stream_id, StreamState.FINALIZING, allowed_from=LIVE_STATES)
+    elif how == "drop_parts":
+        await store.drop_parts(stream_id, [1])
+    elif how == "check":  # the guarded write just before a completion (stream.finalize)
+        await store.update(stream_id)
+    else:
+        raise AssertionError(how)
+
+
+@pytest.mark.parametrize("how", LOST_WRITES)
+async def test_a_write_to_a_lost_record_raises_record_lost_and_writes_nothing(
+    cp_store: CheckpointStore, how: str
+) -> None:
+    record = _record()
+    await cp_store.create(record)
+    await cp_store.commit_part(record.stream_id, _p(1, 10))
+    await cp_store.commit_part(record.stream_id, _p(2, 20))
+    await _lose(cp_store, record.stream_id)
+    live_before = await cp_store.live_stream_ids()
+    with pytest.raises(RecordLost):
+        await _write(cp_store, record.stream_id, how)
+    # Nothing half rebuilt: no meta hash, no parts hash, no field of either.
+    assert not await _stored_anything(cp_store, record.stream_id)
+    assert await cp_store.load(record.stream_id) is None
+    assert await cp_store.get_field(record.stream_id, "next_part_to_upload") is None
+    assert await cp_store.live_stream_ids() == live_before
+    assert record.stream_id not in await cp_store.ended_stream_ids()
+
+
+PARTIAL_RECORDS = [
+    pytest.param(
+        {
+            "next_part_to_upload": "3",
+            "total_bytes_sent": "30",
+            "last_activity_at_utc": "2026-12-01T10:00:00+00:00",
+        },
+        id="counters a commit half rebuilt",
+    ),
+    pytest.param({"state": "completed", "error": ""}, id="a state and an error"),
+    pytest.param(
+        {"stream_id": "s", "path": "/rec/a.mp4", "base_part_size": "many"}, id="does not parse"
+    ),
+    pytest.param(
+        {"stream_id": "s", "path": "/rec/a.mp4", "base_part_size": "8388608"},
+        id="required fields only",
+    ),
+]
+
+
+@pytest.mark.parametrize("fields", PARTIAL_RECORDS)
+async def test_a_partial_record_loads_as_none_and_is_skipped(
+    cp_store: CheckpointStore, fields: dict[str, str]
+) -> None:
+    first, last = _record(), _record()
+    await cp_store.create(first)
+    await cp_store.create(last)
+    partial = uuid.uuid4().hex[:16]
+    await _write_partial(cp_store, partial, fields)
+    assert await cp_store.load(partial) is None
+    records = await cp_store.load_records([last.stream_id, partial, "never-was", first.stream_id])
+    assert [r.stream_id for r in records] == [last.stream_id, first.stream_id]
+    assert await cp_store.load_records([]) == []
+
+
+class _Clock:
+    """The store's clock for ended-index scores (``tailup.checkpoint.time``)."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
+    import tailup.checkpoint
+
+    fake = _Clock()
+    monkeypatch.setattr(tailup.checkpoint, "time", fake)
+    return fake
+
+
+async def _ended_at(
+    store: CheckpointStore, clock: _Clock, moments: list[float]
+) -> list[StreamRecord]:
+    records = []
+    for moment in moments:
+        record = _record()
+        await store.create(record)
+        clock.now = moment
+        assert (
+            await store.set_state(record.stream_id, StreamState.COMPLETED, allowed_from=LIVE_STATES)
+            is None
+        )
+        records.append(record)
+    return records
+
+
+@pytest.mark.parametrize(
+    ("limit", "offset", "picked"),
+    [
+        pytest.param(100, 0, [4, 3, 2, 1, 0], id="all"),
+        pytest.param(2, 0, [4, 3], id="the first page"),
+        pytest.param(2, 2, [2, 1], id="the second page"),
+        pytest.param(10, 4, [0], id="the last, short page"),
+        pytest.param(3, 5, [], id="past the end"),
+        pytest.param(1, 0, [4], id="the latest"),
+        pytest.param(0, 0, [], id="limit 0"),
+        pytest.param(0, 2, [], id="limit 0 at an offset"),
+    ],
+)
+async def test_ended_stream_ids_newest_first_with_limit_and_offset(
+    cp_store: CheckpointStore, clock: _Clock, limit: int, offset: int, picked: list[int]
+) -> None:
+    # Ended out of creation order: the end time decides.
+    moments = [3000.0, 1000.0, 5000.0, 2000.0, 4000.0]
+    records = await _ended_at(cp_store, clock, moments)
+    by_end = [r.stream_id for _, r in sorted(zip(moments, records, strict=True))]
+    got = await cp_store.ended_stream_ids(limit=limit, offset=offset)
+    assert got == [by_end[i] for i in picked]
+    assert await cp_store.count_ended() == 5
+
+
+async def test_trim_ended_drops_old_index_entries_only(
+    cp_store: CheckpointStore, clock: _Clock
+) -> None:
+    records = await _ended_at(cp_store, clock, [1000.0, 2000.0, 3000.0, 4000.0])
+    live = _record()
+    await cp_store.create(live)
+    assert await cp_store.trim_ended(2500.0) == 2
+    assert await cp_store.count_ended() == 2
+    assert await cp_store.ended_stream_ids() == [records[3].stream_id, records[2].stream_id]
+    assert await cp_store.trim_ended(2500.0) == 0  # nothing left to drop
+    # The records themselves expire by themselves (or never): they are still there.
+    assert await cp_store.load(records[0].stream_id) is not None
+    assert live.stream_id in await cp_store.live_stream_ids()
+    assert await cp_store.trim_ended(10_000.0) == 2
+    assert (await cp_store.count_ended(), await cp_store.ended_stream_ids()) == (0, [])
+
+
+async def test_state_changes_move_a_stream_between_live_and_ended(
+    cp_store: CheckpointStore, clock: _Clock
+) -> None:
+    record = _record()
+    sid = record.stream_id
+
+    async def where() -> tuple[bool, bool, int]:
+        live = sid in await cp_store.live_stream_ids()
+        ended = sid in await cp_store.ended_stream_ids()
+        return live, ended, await cp_store.count_ended()
+
+    await cp_store.create(record)
+    assert await where() == (True, False, 0)
+    await cp_store.set_state(sid, StreamState.FINALIZING, allowed_from=LIVE_STATES)
+    assert await where() == (True, False, 0)
+    await cp_store.set_state(sid, StreamState.COMPLETED, allowed_from=LIVE_STATES)
+    assert await where() == (False, True, 1)
+    # Grew after completion: uploaded again, live again, no longer listed as ended.
+    await cp_store.set_state(sid, StreamState.UPLOADING, allowed_from={StreamState.COMPLETED})
+    assert await where() == (True, False, 0)
+    await cp_store.update(sid, state=StreamState.FAILED)  # kept live: retried
+    assert await where() == (True, False, 0)
+    clock.now = 7000.0
+    await cp_store.update(sid, state=StreamState.ABORTED)
+    assert await where() == (False, True, 1)
+    # A new generation of an ended stream is live again.
+    await cp_store.create(record.with_changes(generation=2))
+    assert await where() == (True, False, 0)
+
+
+SHARE = "share:nas"
+OTHER_NODE = "node:other-host"
+
+
+async def test_scopes_never_see_each_others_streams(cp_store: CheckpointStore) -> None:
+    mine = _record(path="/rec/cam1.mp4", watch_root="/rec")
+    theirs = _record(path="/rec/cam1.mp4", watch_root="/rec", scope=OTHER_NODE)
+    shared = _record(path="/mnt/nas/site/cam1.mp4", watch_root="/mnt/nas", scope=SHARE)
+    for record in (mine, theirs, shared):
+        await cp_store.create(record)
+    assert await cp_store.live_stream_ids() == [mine.stream_id]
+    assert await cp_store.live_stream_ids(OTHER_NODE) == [theirs.stream_id]
+    assert await cp_store.live_stream_ids(SHARE) == [shared.stream_id]
+    # One absolute path in two nodes' folders: each node finds its own recording.
+    assert await cp_store.stream_for_path("/rec/cam1.mp4") == mine.stream_id
+    assert await cp_store.stream_for_path("/rec/cam1.mp4", OTHER_NODE) == theirs.stream_id
+    assert await cp_store.stream_for_path("/rec/cam1.mp4", SHARE) is None
+    # A shared folder's files are named by their path below it.
+    assert await cp_store.stream_for_path("site/cam1.mp4", SHARE) == shared.stream_id
+    assert await cp_store.stream_for_path("/mnt/nas/site/cam1.mp4", SHARE) is None
+    assert await cp_store.stream_for_path("site/cam1.mp4") is None
+    # State changes, even by another daemon that never saw the record, stay in its scope.
+    peer = _peer(cp_store)
+    await peer.set_state(shared.stream_id, StreamState.COMPLETED, allowed_from=LIVE_STATES)
+    await peer.update(theirs.stream_id, state=StreamState.ABORTED)
+    assert await cp_store.live_stream_ids(SHARE) == []
+    assert await cp_store.ended_stream_ids(SHARE) == [shared.stream_id]
+    assert await cp_store.ended_stream_ids(OTHER_NODE) == [theirs.stream_id]
+    assert await cp_store.ended_stream_ids() == []
+    assert await cp_store.live_stream_ids() == [mine.stream_id]
+    assert (await cp_store.count_ended(SHARE), await cp_store.count_ended()) == (1, 0)
+    # Trimming one scope leaves the others alone.
+    assert await cp_store.trim_ended(time.time() + 60, SHARE) == 1
+    assert await cp_store.ended_stream_ids(OTHER_NODE) == [theirs.stream_id]
+
+
+async def test_a_rename_in_a_shared_folder_moves_its_path_entry(cp_store: CheckpointStore) -> None:
+    shared = _record(path="/mnt/nas/live.ts", watch_root="/mnt/nas", scope=SHARE)
+    await cp_store.create(shared)
+    await _peer(cp_store).update(shared.stream_id, path="/mnt/nas/2026-12-01T10.ts")
+    assert await cp_store.stream_for_path("2026-12-01T10.ts", SHARE) == shared.stream_id
+    assert await cp_store.stream_for_path("2026-12-01T10.ts") is None
+    await cp_store.forget_path("live.ts", shared.stream_id, SHARE)
+    assert await cp_store.stream_for_path("live.ts", SHARE) is None
+    assert await cp_store.stream_for_path("2026-12-01T10.ts", SHARE) == shared.stream_id
+
+
+# Claims: node A uploads a shared folder's recording; B watches the same folder.
+
+A_NODE, B_NODE, TTL = "node-a", "node-b", 30.0
+
+
+async def _claimed(
+    store: CheckpointStore,
+) -> tuple[StreamRecord, CheckpointStore, Claim]:
+    record = _record(path="/mnt/nas/cam1.mp4", watch_root="/mnt/nas", scope=SHARE)
+    await store.create(record)
+    await store.commit_part(record.stream_id, _p(1, 10))
+    claim = await store.claim(record.stream_id, A_NODE, TTL)
+    assert isinstance(claim, Claim)
+    return record, _peer(store), claim
+
+
+async def test_a_claim_is_held_by_one_node(cp_store: CheckpointStore) -> None:
+    record, b, claim = await _claimed(cp_store)
+    sid = record.stream_id
+    assert claim.value == f"{A_NODE}|{claim.fence}"
+    assert await _lease(cp_store, sid) == claim.value
+    assert await b.claim(sid, B_NODE, TTL) == claim.value
+    assert sid not in b.held_claims()
+    assert await cp_store.claim(sid, A_NODE, TTL) == claim  # kept, same fence
+    assert sid in cp_store.held_claims()
+    # The holder's writes pass.
+    await cp_store.commit_part(sid, _p(2, 20))
+    await cp_store.update(sid, error="a")
+    assert await cp_store.set_state(sid, StreamState.FINALIZING, allowed_from=LIVE_STATES) is None
+    await cp_store.drop_parts(sid, [2])
+    assert await cp_store.renew_claim(sid, TTL) is RenewResult.RENEWED
+    loaded = await cp_store.load(sid)
+    assert loaded is not None
+    assert (loaded[0].state, loaded[0].error, set(loaded[1])) == (
+        StreamState.FINALIZING,
+        "a",
+        {1},
+    )
+
+
+async def _taken_over(store: CheckpointStore) -> tuple[StreamRecord, CheckpointStore, Claim]:
+    """A is presumed dead (its lease expired) and B took the recording over."""
+    record, b, old = await _claimed(store)
+    await _drop_lease(store, record.stream_id)
+    new = await b.claim(record.stream_id, B_NODE, TTL)
+    assert isinstance(new, Claim)
+    assert new.fence > old.fence
+    assert new.value == f"{B_NODE}|{new.fence}"
+    return record, b, new
+
+
+@pytest.mark.parametrize("how", [*LOST_WRITES, "check"])
+async def test_a_stale_holder_s_write_raises_claim_lost_and_changes_nothing(
+    cp_store: CheckpointStore, how: str
+) -> None:
+    record, _b, new = await _taken_over(cp_store)
+    before = await _snapshot(cp_store, record.stream_id)
+    with pytest.raises(ClaimLost):
+        await _write(cp_store, record.stream_id, how)
+    assert await _snapshot(cp_store, record.stream_id) == before
+    assert await _lease(cp_store, record.stream_id) == new.value
+    assert record.stream_id in await cp_store.live_stream_ids(SHARE)
+
+
+async def test_every_write_of_a_stale_holder_raises_claim_lost(cp_store: CheckpointStore) -> None:
+    # Parts are committed concurrently: after the first refusal, the stale node's other
+    # commits (and its completion check) must be refused as well, never written unfenced.
+    record, _b, new = await _taken_over(cp_store)
+    before = await _snapshot(cp_store, record.stream_id)
+    passed = []
+    for how in [*LOST_WRITES, "check"]:
+        try:
+            await _write(cp_store, record.stream_id, how)
+        except ClaimLost:
+            continue
+        passed.append(how)
+    assert passed == [], f"a stale holder wrote over the new one with {passed}"
+    assert await _snapshot(cp_store, record.stream_id) == before
+    assert await _lease(cp_store, record.stream_id) == new.value
+
+
+async def test_a_stale_holder_told_taken_by_renew_writes_nothing(
+    cp_store: CheckpointStore,
+) -> None:
+    # The renewal loop learns first; the stream is stopped after, while its commits may run.
+    record, _b, _new = await _taken_over(cp_store)
+    before = await _snapshot(cp_store, record.stream_id)
+    assert await cp_store.renew_claim(record.stream_id, TTL) is RenewResult.TAKEN
+    with pytest.raises(ClaimLost):
+        await cp_store.commit_part(record.stream_id, _p(2, 20))
+    assert await _snapshot(cp_store, record.stream_id) == before
+
+
+async def test_the_new_holder_s_writes_pass(cp_store: CheckpointStore) -> None:
+    record, b, new = await _taken_over(cp_store)
+    sid = record.stream_id
+    with pytest.raises(ClaimLost):
+        await cp_store.commit_part(sid, _p(2, 999))
+    await b.commit_part(sid, _p(2, 20))
+    await b.update(sid, error="b")
+    assert await b.set_state(sid, StreamState.FINALIZING, allowed_from=LIVE_STATES) is None
+    assert await b.renew_claim(sid, TTL) is RenewResult.RENEWED
+    loaded = await b.load(sid)
+    assert loaded is not None
+    assert (loaded[0].state, loaded[0].error, loaded[0].total_bytes_sent) == (
+        StreamState.FINALIZING,
+        "b",
+        30,
+    )
+    assert loaded[1][2] == _p(2, 20)
+    assert await cp_store.renew_claim(sid, TTL) is RenewResult.TAKEN
+    assert await _lease(cp_store, sid) == new.value
+
+
+async def test_a_vanished_lease_is_taken_back_by_renew(cp_store: CheckpointStore) -> None:
+    record, b, claim = await _claimed(cp_store)
+    await _drop_lease(cp_store, record.stream_id)  # Redis restarted, or A was slow to renew
+    assert await cp_store.renew_claim(record.stream_id, TTL) is RenewResult.RESTORED
+    assert await _lease(cp_store, record.stream_id) == claim.value
+    assert await b.claim(record.stream_id, B_NODE, TTL) == claim.value
+    await cp_store.commit_part(record.stream_id, _p(2, 20))
+
+
+@pytest.mark.parametrize("how", [*LOST_WRITES, "check"])
+async def test_a_vanished_lease_is_taken_back_by_a_guarded_write(
+    cp_store: CheckpointStore, how: str
+) -> None:
+    record, b, claim = await _claimed(cp_store)
+    await _drop_lease(cp_store, record.stream_id)
+    await _write(cp_store, record.stream_id, how)
+    assert await _lease(cp_store, record.stream_id) == claim.value
+    assert await b.claim(record.stream_id, B_NODE, TTL) == claim.value
+    if isinstance(cp_store, RedisCheckpointStore):  # taken back with a TTL, not for ever
+        pttl = await cp_store.client.pttl(cp_store.keys.stream_lease(record.stream_id))
+        assert 0 < pttl <= TTL * 1000
+
+
+async def test_a_vanished_lease_with_a_new_fence_is_not_taken_back(
+    cp_store: CheckpointStore,
+) -> None:
+    # B took it over and released it since: the fence moved on, A's lease is not A's to revive.
+    record, b, _new = await _taken_over(cp_store)
+    await b.release_claim(record.stream_id)
+    assert await _lease(cp_store, record.stream_id) is None
+    with pytest.raises(ClaimLost):
+        await cp_store.commit_part(record.stream_id, _p(2, 20))
+    assert await _lease(cp_store, record.stream_id) is None
+
+
+async def test_a_vanished_lease_with_a_new_fence_is_not_renewed(
+    cp_store: CheckpointStore,
+) -> None:
+    record, b, _new = await _taken_over(cp_store)
+    await b.release_claim(record.stream_id)
+    assert await cp_store.renew_claim(record.stream_id, TTL) is RenewResult.TAKEN
+    assert await _lease(cp_store, record.stream_id) is None
+
+
+async def test_release_claim_lets_another_node_claim_at_once(cp_store: CheckpointStore) -> None:
+    record, b, claim = await _claimed(cp_store)
+    sid = record.stream_id
+    await b.release_claim(sid)  # not B's to give up: nothing happens
+    assert await _lease(cp_store, sid) == claim.value
+    await cp_store.release_claim(sid)
+    assert sid not in cp_store.held_claims()
+    assert await _lease(cp_store, sid) is None
+    got = await b.claim(sid, B_NODE, TTL)
+    assert isinstance(got, Claim) and got.fence > claim.fence
+    assert sid in b.held_claims()
+    await b.commit_part(sid, _p(2, 20))
+    assert await cp_store.claim(sid, A_NODE, TTL) == got.value
+
+
+async def test_renewing_a_claim_never_held_is_taken(cp_store: CheckpointStore) -> None:
+    record = _record(scope=SHARE)
+    await cp_store.create(record)
+    assert await cp_store.renew_claim(record.stream_id, TTL) is RenewResult.TAKEN
+    assert await _lease(cp_store, record.stream_id) is None
+
+
+async def test_the_node_lease(cp_store: CheckpointStore) -> None:
+    node, first, second = "cam-host", "cam-host|boot|100|5|t1", "cam-host|boot|200|9|t2"
+    assert await cp_store.acquire_node(node, first, TTL) is None
+    assert await cp_store.acquire_node(node, first, TTL) is None  # its own again
+    assert await cp_store.acquire_node(node, second, TTL) == first  # says who holds it
+    assert await cp_store.acquire_node(node, second, TTL, replacing="cam-host|x|1|1|t0") == first
+    assert await cp_store.acquire_node("other-node", second, TTL) is None  # nodes apart
+    # The first holder is provably gone: the exact old value is replaced at once.
+    assert await cp_store.acquire_node(node, second, TTL, replacing=first) is None
+    assert await cp_store.renew_node(node, second, TTL) is RenewResult.RENEWED
+    assert await cp_store.renew_node(node, first, TTL) is RenewResult.TAKEN
+    await cp_store.release_node(node, first)  # not the holder: nothing happens
+    assert await cp_store.acquire_node(node, first, TTL) == second
+    await _drop_node_lease(cp_store, node)  # Redis lost it
+    assert await cp_store.renew_node(node, second, TTL) is RenewResult.RESTORED
+    assert await cp_store.acquire_node(node, first, TTL) == second
+    await cp_store.release_node(node, second)
+    assert await cp_store.acquire_node(node, first, TTL) is None
+
+
+# -- Redis only: ended records expire after --keep-records --
+
+KEEP_S = 3600.0
+
+
+@pytest.fixture
+async def keeping_store(
+    redis_server: RedisServer, key_prefix: str
+) -> AsyncIterator[RedisCheckpointStore]:
+    async with RedisCheckpointStore.connect(
+        redis_server.url, key_prefix, keep_records_s=KEEP_S
+    ) as store:
+        yield store
+
+
+async def _pttls(store: RedisCheckpointStore, record: StreamRecord) -> dict[str, int]:
+    keys, client = store.keys, store.client
+    path_key = keys.scope(store.scope).path(record.path)
+    named = {
+        "meta": keys.stream_meta(record.stream_id),
+        "parts": keys.stream_parts(record.stream_id),
+        "path": path_key,
+        "object claim": keys.object_claim(record.key),
+    }
+    return {what: int(await client.pttl(key)) for what, key in named.items()}
+
+
+def _expiring(pttls: dict[str, int]) -> dict[str, bool]:
+    return {what: 0 < ms <= KEEP_S * 1000 for what, ms in pttls.items()}
+
+
+ENDINGS = [
+    pytest.param("set_state", StreamState.COMPLETED, id="completed by set_state"),
+    pytest.param("update", StreamState.COMPLETED, id="completed by update"),
+    pytest.param("update", StreamState.ABORTED, id="aborted"),
+    pytest.param("set_state", StreamState.SKIPPED, id="skipped"),
+]
+
+
+async def _end(store: CheckpointStore, stream_id: str, how: str, state: StreamState) -> None:
+    if how == "set_state":
+        allowed = LIVE_STATES
+        assert await store.set_state(stream_id, state, allowed_from=allowed) is None
+    else:
+        await store.update(stream_id, state=state)
+
+
+async def _live_with_parts(store: RedisCheckpointStore) -> StreamRecord:
+    record = _record(key=f"streams/{uuid.uuid4().hex[:8]}/a.mp4")
+    await store.create(record)
+    assert await store.reserve_key(record.key, record.stream_id) is None
+    await store.commit_part(record.stream_id, _p(1, 10))
+    return record
+
+
+@pytest.mark.parametrize(("how", "state"), ENDINGS)
+async def test_an_ended_record_expires_with_its_path_entry_and_object_claim(
+    keeping_store: RedisCheckpointStore, how: str, state: StreamState
+) -> None:
+    record = await _live_with_parts(keeping_store)
+    assert set((await _pttls(keeping_store, record)).values()) == {-1}
+    await _end(keeping_store, record.stream_id, how, state)
+    pttls = await _pttls(keeping_store, record)
+    assert all(_expiring(pttls).values()), pttls
+    # A later write of another field keeps the expiry.
+    await keeping_store.update(record.stream_id, after_upload_pending=False)
+    assert all(_expiring(await _pttls(keeping_store, record)).values())
+
+
+@pytest.mark.parametrize("state", [StreamState.FAILED, StreamState.STALLED])
+async def test_a_resumable_record_never_expires(
+    keeping_store: RedisCheckpointStore, state: StreamState
+) -> None:
+    record = await _live_with_parts(keeping_store)
+    await keeping_store.update(record.stream_id, state=state)
+    assert set((await _pttls(keeping_store, record)).values()) == {-1}
+
+
+async def test_records_are_kept_forever_with_keep_records_0(
+    redis_server: RedisServer, key_prefix: str
+) -> None:
+    async with RedisCheckpointStore.connect(redis_server.url, key_prefix) as store:
+        record = await _live_with_parts(store)
+        await store.set_state(record.stream_id, StreamState.COMPLETED, allowed_from=LIVE_STATES)
+        assert set((await _pttls(store, record)).values()) == {-1}
+
+
+async def test_a_new_generation_persists_the_record_again(
+    keeping_store: RedisCheckpointStore,
+) -> None:
+    record = await _live_with_parts(keeping_store)
+    await keeping_store.update(record.stream_id, state=StreamState.COMPLETED)
+    await keeping_store.create(record.with_changes(generation=2))
+    pttls = await _pttls(keeping_store, record)
+    assert pttls.pop("parts") == -2  # a new generation starts with no parts
+    assert set(pttls.values()) == {-1}, pttls
+    await keeping_store.commit_part(record.stream_id, _p(1, 10))
+    assert set((await _pttls(keeping_store, record)).values()) == {-1}
+
+
+async def test_a_state_back_to_uploading_persists_the_record_again(
+    keeping_store: RedisCheckpointStore,
+) -> None:
+    record = await _live_with_parts(keeping_store)
+    await keeping_store.set_state(record.stream_id, StreamState.COMPLETED, allowed_from=LIVE_STATES)
+    assert (
+        await keeping_store.set_state(
+            record.stream_id, StreamState.UPLOADING, allowed_from={StreamState.COMPLETED}
+        )
+        is None
+    )
+    assert set((await _pttls(keeping_store, record)).values()) == {-1}
+
+
+@pytest.mark.parametrize("how", ["create_new", "restore", "create"])
+async def test_an_ended_record_written_whole_expires_too(
+    keeping_store: RedisCheckpointStore, how: str
+) -> None:
+    # What recovery writes for a recording S3 has whole (tailup.supervisor: create_new of a
+    # COMPLETED record), or a stream writes again after Redis lost it (restore): bounded too.
+    record = _record(key=f"streams/{uuid.uuid4().hex[:8]}/a.mp4", state=StreamState.COMPLETED)
+    assert await keeping_store.reserve_key(record.key, record.stream_id) is None
+    if how == "create_new":
+        assert await keeping_store.create_new(record)
+    elif how == "restore":
+        await keeping_store.restore(record, {1: _p(1, 10)})
+    else:
+        await keeping_store.create(record)
+    pttls = await _pttls(keeping_store, record)
+    if how != "restore":
+        assert pttls.pop("parts") == -2
+    assert all(_expiring(pttls).values()), pttls

@@ -171,7 +171,7 @@ class Finalizer(Collaborator):
         write (ClaimLost if another node took it over) just before the object is made. A node
         that stalls past its lease between here and S3's reply is what If-None-Match and the
         ETag check (_already_ours) catch."""
-        if self.stream_id in self.deps.checkpoints.held_claims():
+        if self.record.scope.startswith("share:"):
             await self.deps.checkpoints.update(self.stream_id)
 
     async def _complete_multipart(
