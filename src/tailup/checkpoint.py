@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import redis.asyncio as aioredis
 import redis.exceptions as rex
@@ -28,6 +28,7 @@ from tailup.model import (
     lowest_gap,
     utc_now,
 )
+from tailup.redisconn import open_redis
 
 T = TypeVar("T")
 
@@ -82,6 +83,9 @@ class CheckpointStore(Protocol):
 
 # Faults that pass: the server is down, loading its data, failing over, or out of memory until
 # someone frees some. Anything else Redis refuses (credentials, ACLs, a wrong command) will not.
+# Sentinel's MasterNotFoundError and SlaveNotFoundError are ConnectionErrors. RedisCluster raises
+# RedisClusterException, which is no RedisError, when no node of the Cluster can be reached or a
+# slot has no node (SlotNotCoveredError).
 _REDIS_TRANSIENT: tuple[type[Exception], ...] = (
     rex.BusyLoadingError,
     rex.ReadOnlyError,
@@ -89,7 +93,9 @@ _REDIS_TRANSIENT: tuple[type[Exception], ...] = (
     rex.ClusterDownError,
     rex.OutOfMemoryError,
     rex.TimeoutError,
+    rex.RedisClusterException,
 )
+_REDIS_ERRORS: tuple[type[Exception], ...] = (rex.RedisError, rex.RedisClusterException, OSError)
 _REDIS_REFUSED: tuple[type[Exception], ...] = (
     rex.AuthenticationError,
     rex.AuthorizationError,
@@ -117,7 +123,7 @@ def translate_redis_error(exc: Exception) -> Exception:
 async def _guarded(call: Callable[[], Awaitable[T]]) -> T:
     try:
         return await call()
-    except (rex.RedisError, OSError) as exc:
+    except _REDIS_ERRORS as exc:
         raise translate_redis_error(exc) from exc
 
 
@@ -187,17 +193,11 @@ class RedisCheckpointStore:
     @classmethod
     @asynccontextmanager
     async def connect(cls, url: str, prefix: str) -> AsyncIterator[RedisCheckpointStore]:
-        client = aioredis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=5,
-            socket_timeout=10,
-            health_check_interval=15,
-        )
-        try:
-            yield cls(client, RedisKeys(prefix))
-        finally:
-            await client.aclose()
+        # One server, a Cluster (named or found) or Sentinel's master: tailup.redisconn. A
+        # RedisCluster serves every call below (tests/integration/test_redis_deployments.py)
+        # though its type is not Redis's.
+        async with open_redis(url) as client:
+            yield cls(cast(aioredis.Redis, client), RedisKeys(prefix))
 
     async def ping(self) -> None:
         await _guarded(lambda: self._redis.ping())

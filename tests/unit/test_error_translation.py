@@ -9,6 +9,7 @@ import aiohttp
 import botocore.exceptions as bex
 import pytest
 import redis.exceptions as rex
+from redis.asyncio.sentinel import MasterNotFoundError, SlaveNotFoundError
 
 from tailup.checkpoint import translate_redis_error
 from tailup.errors import (
@@ -120,6 +121,14 @@ REDIS_CASES = [
     (rex.ReadOnlyError("You can't write against a read only replica."), CheckpointUnavailable),
     (rex.TryAgainError("TRYAGAIN"), CheckpointUnavailable),
     (rex.ClusterDownError("CLUSTERDOWN"), CheckpointUnavailable),
+    (rex.MasterDownError("MASTERDOWN Link with MASTER is down"), CheckpointUnavailable),
+    (
+        rex.RedisClusterException("Redis Cluster cannot be connected. Please provide at least"),
+        CheckpointUnavailable,
+    ),
+    (rex.SlotNotCoveredError("Slot 42 is not covered by the cluster."), CheckpointUnavailable),
+    (MasterNotFoundError("No master found for 'mymaster'"), CheckpointUnavailable),
+    (SlaveNotFoundError("No slave found for 'mymaster'"), CheckpointUnavailable),
     (
         rex.OutOfMemoryError("command not allowed when used memory > 'maxmemory'"),
         CheckpointUnavailable,
