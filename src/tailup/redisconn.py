@@ -19,7 +19,7 @@ import asyncio
 import enum
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeAlias
 from urllib.parse import parse_qsl, unquote
 
@@ -36,16 +36,15 @@ RedisClient: TypeAlias = "aioredis.Redis | RedisCluster"
 DEFAULT_PORT = 6379
 DEFAULT_SENTINEL_PORT = 26379
 
+# No USER:PASSWORD@ after a scheme here, nor ?password=: log redaction would hide the placeholders.
 REDIS_URL_FORMS = (
-    "redis://[USER:PASSWORD@]HOST[:PORT][/DB], "
-    "rediss://[USER:PASSWORD@]HOST[:PORT][/DB] (TLS), "
-    "unix://[USER:PASSWORD@]/PATH/TO/SOCKET[?db=DB], "
-    "redis+cluster://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...] (or rediss+cluster://, TLS), "
-    "redis+sentinel://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB] "
-    "(or rediss+sentinel://, TLS; the password is the master's); "
-    "a password may be given as ?password=PASSWORD instead; rediss forms also take "
-    "?ssl_ca_certs=FILE, ssl_certfile=FILE, ssl_keyfile=FILE, ssl_cert_reqs=required|optional|none "
-    "and ssl_check_hostname=true|false"
+    "redis://HOST[:PORT][/DB], rediss://HOST[:PORT][/DB] (TLS), unix:///PATH/TO/SOCKET[?db=DB], "
+    "redis+cluster://HOST:PORT[,HOST:PORT...] (or rediss+cluster://, TLS), "
+    "redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB] (or rediss+sentinel://, TLS); "
+    "credentials as USER:PASSWORD@ or :PASSWORD@ before the host(s), or as the query parameter "
+    "password=PASSWORD (behind Sentinel: the master's); rediss forms also take the query "
+    "parameters ssl_ca_certs=FILE, ssl_certfile=FILE, ssl_keyfile=FILE, "
+    "ssl_cert_reqs=required|optional|none and ssl_check_hostname=true|false"
 )
 
 
@@ -189,7 +188,9 @@ def parse_redis_url(url: str) -> RedisTarget:
     query_password, query_db, tls_options = _query(query, tls)
     if query_password is not None:
         if password is not None:
-            raise RedisUrlError("a password is given twice (before @ and as ?password=)")
+            raise RedisUrlError(
+                "a password is given twice (before @ and as the query parameter password)"
+            )
         password = query_password or None
     if query_db is not None and (kind is not RedisKind.STANDALONE):
         raise RedisUrlError(f"?db= is for redis:// and unix:// only, not {scheme}://")
@@ -337,14 +338,17 @@ async def open_redis(
             **timeouts,
         )
     else:
-        probe = _standalone(target, timeouts)
+        # Asked in database 0: a Cluster node refuses SELECT, so a probe in another database
+        # would never hear that it is one.
+        probe = _standalone(replace(target, db=0), timeouts)
         try:
             found = target.path is None and await _is_cluster_node(probe)
         except BaseException:
             await _close(probe)
             raise
-        if found:
+        if found or target.db != 0:
             await _close(probe)
+        if found:
             host, port = target.hosts[0]
             if target.db:
                 raise RedisUrlError(
@@ -355,7 +359,7 @@ async def open_redis(
                 log.info("Redis is a Cluster node; talking to the Cluster", node=f"{host}:{port}")
             client = _cluster(target, timeouts)
         else:
-            client = probe
+            client = probe if target.db == 0 else _standalone(target, timeouts)
     try:
         yield client
     finally:
@@ -369,6 +373,7 @@ async def open_redis(
 # -- durability -----------------------------------------------------------------------------------
 
 _SETTINGS = ("maxmemory-policy", "appendonly", "save")
+_EVICT = "Redis may evict tailup's keys"
 
 
 def _setting_warnings(values: dict[str, str]) -> list[str]:
@@ -376,8 +381,7 @@ def _setting_warnings(values: dict[str, str]) -> list[str]:
     policy = values.get("maxmemory-policy")
     if policy is not None and policy != "noeviction":
         warnings.append(
-            "Redis may evict tailup's keys under memory pressure "
-            f"(maxmemory-policy={policy}); set noeviction"
+            f"{_EVICT} under memory pressure (maxmemory-policy={policy}); set noeviction"
         )
     if values.get("appendonly") == "no" and values.get("save") == "":
         warnings.append(
@@ -414,9 +418,12 @@ async def redis_durability_warnings(client: RedisClient) -> list[str]:
 
                 for message in _setting_warnings(await _read_settings(node_get)):
                     by_message.setdefault(message, []).append(node.name)
+            # Eviction first, as for one server; each message names the masters it is about.
             return [
                 f"{message} (on {', '.join(sorted(nodes))})"
-                for message, nodes in by_message.items()
+                for message, nodes in sorted(
+                    by_message.items(), key=lambda item: (not item[0].startswith(_EVICT), item[0])
+                )
             ]
         return _setting_warnings(await _read_settings(client.config_get))
     except (rex.RedisError, rex.RedisClusterException, OSError) as exc:

@@ -6,6 +6,7 @@ import pytest
 
 from tailup.config import load_settings
 from tailup.errors import ConfigError
+from tailup.observe import redact_text
 from tailup.redisconn import (
     REDIS_URL_FORMS,
     RedisKind,
@@ -65,9 +66,7 @@ ACCEPTED: list[tuple[str, RedisTarget]] = [
     ("redis+sentinel://s1/mymaster", RedisTarget(SE, (("s1", 26379),), master="mymaster")),
     (
         "redis+sentinel://u:pw@s1:26379,s2:26380/mymaster/2",
-        RedisTarget(
-            SE, (("s1", 26379), ("s2", 26380)), 2, "u", "pw", master="mymaster"
-        ),
+        RedisTarget(SE, (("s1", 26379), ("s2", 26380)), 2, "u", "pw", master="mymaster"),
     ),
     (
         "rediss+sentinel://s1:26379/my%20master/0?password=pw",
@@ -135,6 +134,8 @@ def test_refused_forms_say_why_and_list_the_accepted_ones(url: str, reason: str)
     assert REDIS_URL_FORMS in message
     for form in ("redis://", "rediss://", "unix://", "redis+cluster://", "redis+sentinel://"):
         assert form in message
+    # The forms come out whole after log redaction (no placeholder looks like a password).
+    assert redact_text(message) == message
 
 
 @pytest.mark.parametrize(
