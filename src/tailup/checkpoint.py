@@ -105,10 +105,19 @@ _REDIS_REFUSED: tuple[type[Exception], ...] = (
 _AUTH_REPLIES = ("NOAUTH", "WRONGPASS", "NOPERM")
 
 
+def _is_refusal(exc: BaseException) -> bool:
+    return isinstance(exc, _REDIS_REFUSED) or str(exc).startswith(_AUTH_REPLIES)
+
+
 def translate_redis_error(exc: Exception) -> Exception:
     """Map a redis-py error to tailup's family. Messages never carry the password (redis-py
     does not put it in them, and URLs are not included)."""
-    if isinstance(exc, _REDIS_REFUSED) or str(exc).startswith(_AUTH_REPLIES):
+    # RedisCluster wraps what its startup nodes answered (a refused password too) in a
+    # RedisClusterException "cannot be connected": the refusal is what it wraps.
+    wrapped = None
+    if isinstance(exc, rex.RedisClusterException):
+        wrapped = exc.__cause__ or exc.__context__
+    if _is_refusal(exc) or (wrapped is not None and _is_refusal(wrapped)):
         return CheckpointRefused(f"Redis refused the credentials in --redis-url: {exc}")
     if isinstance(exc, _REDIS_TRANSIENT):
         return CheckpointUnavailable(f"Redis cannot take checkpoints now: {exc}")

@@ -158,6 +158,33 @@ def test_redis_errors(exc: Exception, expected: type[Exception]) -> None:
     assert type(translate_redis_error(exc)) is expected
 
 
+def _cluster_unreachable(because: Exception) -> rex.RedisClusterException:
+    try:
+        try:
+            raise because
+        except Exception as exc:
+            raise rex.RedisClusterException(
+                f"Redis Cluster cannot be connected. Please provide at least one reachable node: "
+                f"{exc}"
+            ) from exc
+    except rex.RedisClusterException as outer:
+        return outer
+
+
+@pytest.mark.parametrize(
+    ("because", "expected"),
+    [
+        (rex.AuthenticationError("invalid username-password pair"), CheckpointRefused),
+        (rex.ConnectionError("Error 111 connecting to 127.0.0.1:7000"), CheckpointUnavailable),
+    ],
+)
+def test_a_cluster_no_node_of_which_answers_is_told_by_what_they_answered(
+    because: Exception, expected: type[Exception]
+) -> None:
+    # RedisCluster raises this when no startup node lets it in: a wrong password is no outage.
+    assert type(translate_redis_error(_cluster_unreachable(because))) is expected
+
+
 # -- docs/guarantees.md says which S3 codes are retryable and which permanent: it must agree --
 
 GUARANTEES = Path(__file__).resolve().parents[2] / "docs" / "guarantees.md"
