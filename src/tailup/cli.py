@@ -322,6 +322,9 @@ async def _run_daemon(settings: Settings) -> int:
             log.error("Redis refuses this daemon; nothing can be checkpointed", reason=str(exc))
             _print_error(exc)
             return EXIT_FAILURE
+        else:
+            for warning in await _redis_durability(settings.redis_url):
+                log.warning(warning)
         log.info(
             "tailup started",
             version=__version__,
@@ -341,6 +344,15 @@ async def _run_daemon(settings: Settings) -> int:
             await supervisor.run(stop)
     log.info("tailup stopped")
     return EXIT_OK
+
+
+async def _redis_durability(url: str) -> list[str]:
+    """Whether Redis may evict or lose tailup's keys (tailup.redisconn), on a client of its own:
+    one look at start."""
+    from tailup.redisconn import open_redis, redis_durability_warnings
+
+    async with open_redis(url, quiet=True) as client:
+        return await redis_durability_warnings(client)
 
 
 def _install_signal_handlers(stop: asyncio.Event) -> None:
