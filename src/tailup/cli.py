@@ -40,7 +40,14 @@ _CONNECTION_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--prefix", {"help": "S3 key prefix put before every key (default: none)."}),
     ("--endpoint-url", {"help": "S3 endpoint for non-AWS servers, e.g. http://127.0.0.1:8333."}),
     ("--region", {"help": "S3 region (default us-east-1)."}),
-    ("--redis-url", {"help": "Redis URL for checkpoints (default redis://127.0.0.1:6379/0)."}),
+    (
+        "--redis-url",
+        {
+            "help": "Redis URL for checkpoints (default redis://127.0.0.1:6379/0): redis://, "
+            "rediss:// (TLS), unix://, redis+cluster://HOST:PORT[,HOST:PORT...] or "
+            "redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB]."
+        },
+    ),
     ("--redis-prefix", {"help": "prefix of every Redis key (default tailup)."}),
 ]
 
