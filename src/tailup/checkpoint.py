@@ -244,9 +244,7 @@ class RedisCheckpointStore:
 
     async def update(self, stream_id: str, **fields: Any) -> None:
         keys = self._keys
-        mapping: dict[Any, Any] = {
-            k: encode_field(v) for k, v in fields.items()
-        }
+        mapping: dict[Any, Any] = {k: encode_field(v) for k, v in fields.items()}
         mapping.setdefault("last_activity_at_utc", iso(utc_now()))
 
         async def run() -> None:

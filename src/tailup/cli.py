@@ -85,8 +85,10 @@ _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ),
     (
         "--io-timeout",
-        {"help": "seconds a stat or read of a watched file may take before its stream counts as "
-         "stalled, e.g. a hung NFS mount (default 30)."},
+        {
+            "help": "seconds a stat or read of a watched file may take before its stream counts as "
+            "stalled, e.g. a hung NFS mount (default 30)."
+        },
     ),
     (
         "--failed-retry",
