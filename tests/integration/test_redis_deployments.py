@@ -382,6 +382,19 @@ async def test_a_wrong_password_is_refused(acl_redis: RedisServer) -> None:
     assert "not-the-secret" not in str(info.value)
 
 
+async def test_a_unix_socket_in_its_database(tmp_path: Path) -> None:
+    sock = tmp_path / "redis.sock"
+    with RedisServer(tmp_path / "redis", extra_args=["--unixsocket", str(sock)]) as server:
+        async with RedisCheckpointStore.connect(f"unix://{sock}?db=2", "t") as store:
+            await store.create(_record("s1"))
+            assert await store.get_field("s1", "state") == "uploading"
+        plain = redis.Redis(port=server.port, db=2)
+        try:
+            assert plain.exists("t:stream:{s1}:meta") == 1
+        finally:
+            plain.close()
+
+
 def _tls_files(folder: Path) -> dict[str, Path]:
     """A CA and a server certificate for 127.0.0.1, made with openssl."""
     folder.mkdir(parents=True, exist_ok=True)
