@@ -16,11 +16,16 @@ from typing import Any
 
 import pytest
 
-from tailup.devservers import RedisServer, SeaweedS3, record_cmd
+from tailup.devservers import RedisCluster, RedisSentinel, RedisServer, SeaweedS3, record_cmd
 
 TEST_ACCESS_KEY = "tailup-test-access"
 TEST_SECRET_KEY = "tailup-test-secret-0123456789"
 TEST_REGION = "us-east-1"
+# An ACL user on every data node of the redis_cluster and redis_sentinel fixtures. The password is
+# short on purpose: below tailup.observe's length for literal redaction, so only the URL patterns
+# can hide it (tests/integration/test_redis_deployments.py searches the logs for it).
+DEPLOYMENT_USER = "tailup"
+DEPLOYMENT_PASSWORD = "Qz7k"
 
 Recorder = Callable[..., "subprocess.Popen[bytes]"]
 
@@ -80,6 +85,38 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     """redis-server on 127.0.0.1; tests share it and keep apart with ``key_prefix``."""
     with RedisServer(tmp_path_factory.mktemp("redis")) as server:
         yield server
+
+
+def add_acl_user(port: int, user: str, password: str, *rules: str) -> None:
+    """``ACL SETUSER user on >password rules...`` on the server at 127.0.0.1:port."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+    try:
+        client.execute_command("ACL", "SETUSER", user, "reset", "on", f">{password}", *rules)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A 3-master Redis Cluster on 127.0.0.1 with DEPLOYMENT_USER on every node; tests share it
+    and keep apart with ``key_prefix`` (no test stops it)."""
+    with RedisCluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        for port in cluster.ports:
+            add_acl_user(port, DEPLOYMENT_USER, DEPLOYMENT_PASSWORD, "~*", "+@all")
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinel]:
+    """A master, its replica and one Sentinel on 127.0.0.1, DEPLOYMENT_USER on both data nodes;
+    tests share it and keep apart with ``key_prefix``. No test fails it over: one that does starts
+    its own."""
+    with RedisSentinel(tmp_path_factory.mktemp("redis-sentinel")) as deployment:
+        for server in (deployment.master, deployment.replica):
+            add_acl_user(server.port, DEPLOYMENT_USER, DEPLOYMENT_PASSWORD, "~*", "+@all")
+        yield deployment
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ from collections.abc import (
 )
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import redis.asyncio as aioredis
 import redis.exceptions as rex
@@ -46,6 +46,7 @@ from tailup.model import (
     lowest_gap,
     utc_now,
 )
+from tailup.redisconn import open_redis
 
 if TYPE_CHECKING:
     from tailup.config import Settings
@@ -173,6 +174,9 @@ class CheckpointStore(Protocol):
 
 # Faults that pass: the server is down, loading its data, failing over, or out of memory until
 # someone frees some. Anything else Redis refuses (credentials, ACLs, a wrong command) will not.
+# Sentinel's MasterNotFoundError and SlaveNotFoundError are ConnectionErrors. RedisCluster raises
+# RedisClusterException, which is no RedisError, when no node of the Cluster can be reached or a
+# slot has no node (SlotNotCoveredError).
 _REDIS_TRANSIENT: tuple[type[Exception], ...] = (
     rex.BusyLoadingError,
     rex.ReadOnlyError,
@@ -180,7 +184,9 @@ _REDIS_TRANSIENT: tuple[type[Exception], ...] = (
     rex.ClusterDownError,
     rex.OutOfMemoryError,
     rex.TimeoutError,
+    rex.RedisClusterException,
 )
+_REDIS_ERRORS: tuple[type[Exception], ...] = (rex.RedisError, rex.RedisClusterException, OSError)
 _REDIS_REFUSED: tuple[type[Exception], ...] = (
     rex.AuthenticationError,
     rex.AuthorizationError,
@@ -190,10 +196,19 @@ _REDIS_REFUSED: tuple[type[Exception], ...] = (
 _AUTH_REPLIES = ("NOAUTH", "WRONGPASS", "NOPERM")
 
 
+def _is_refusal(exc: BaseException) -> bool:
+    return isinstance(exc, _REDIS_REFUSED) or str(exc).startswith(_AUTH_REPLIES)
+
+
 def translate_redis_error(exc: Exception) -> Exception:
     """Map a redis-py error to tailup's family. Messages never carry the password (redis-py
     does not put it in them, and URLs are not included)."""
-    if isinstance(exc, _REDIS_REFUSED) or str(exc).startswith(_AUTH_REPLIES):
+    # RedisCluster wraps what its startup nodes answered (a refused password too) in a
+    # RedisClusterException "cannot be connected": the refusal is what it wraps.
+    wrapped = None
+    if isinstance(exc, rex.RedisClusterException):
+        wrapped = exc.__cause__ or exc.__context__
+    if _is_refusal(exc) or (wrapped is not None and _is_refusal(wrapped)):
         return CheckpointRefused(f"Redis refused the credentials in --redis-url: {exc}")
     if isinstance(exc, _REDIS_TRANSIENT):
         return CheckpointUnavailable(f"Redis cannot take checkpoints now: {exc}")
@@ -208,7 +223,7 @@ def translate_redis_error(exc: Exception) -> Exception:
 async def _guarded(call: Callable[[], Awaitable[T]]) -> T:
     try:
         return await call()
-    except (rex.RedisError, OSError) as exc:
+    except _REDIS_ERRORS as exc:
         raise translate_redis_error(exc) from exc
 
 
@@ -436,23 +451,17 @@ class RedisCheckpointStore:
         keep_records_s: float = 0.0,
         lease_ttl_s: float = 30.0,
     ) -> AsyncIterator[RedisCheckpointStore]:
-        client = aioredis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=5,
-            socket_timeout=10,
-            health_check_interval=15,
-        )
-        try:
+        # One server, a Cluster (named or found) or Sentinel's master: tailup.redisconn. A
+        # RedisCluster serves every call below (tests/integration/test_redis_deployments.py)
+        # though its type is not Redis's.
+        async with open_redis(url) as client:
             yield cls(
-                client,
+                cast(aioredis.Redis, client),
                 RedisKeys(prefix),
                 scope=scope,
                 keep_records_s=keep_records_s,
                 lease_ttl_s=lease_ttl_s,
             )
-        finally:
-            await client.aclose()
 
     @classmethod
     def for_settings(cls, settings: Settings) -> AbstractAsyncContextManager[RedisCheckpointStore]:

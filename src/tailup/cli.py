@@ -40,7 +40,14 @@ _CONNECTION_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--prefix", {"help": "S3 key prefix put before every key (default: none)."}),
     ("--endpoint-url", {"help": "S3 endpoint for non-AWS servers, e.g. http://127.0.0.1:8333."}),
     ("--region", {"help": "S3 region (default us-east-1)."}),
-    ("--redis-url", {"help": "Redis URL for checkpoints (default redis://127.0.0.1:6379/0)."}),
+    (
+        "--redis-url",
+        {
+            "help": "Redis URL for checkpoints (default redis://127.0.0.1:6379/0): redis://, "
+            "rediss:// (TLS), unix://, redis+cluster://HOST:PORT[,HOST:PORT...] or "
+            "redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB]."
+        },
+    ),
     ("--redis-prefix", {"help": "prefix of every Redis key (default tailup)."}),
     (
         "--node-id",
@@ -351,6 +358,9 @@ async def _run_daemon(settings: Settings) -> int:
             log.error("Redis refuses this daemon; nothing can be checkpointed", reason=str(exc))
             _print_error(exc)
             return EXIT_FAILURE
+        else:
+            for warning in await _redis_durability(settings.redis_url):
+                log.warning(warning)
         log.info(
             "tailup started",
             version=__version__,
@@ -370,6 +380,15 @@ async def _run_daemon(settings: Settings) -> int:
             await supervisor.run(stop)
     log.info("tailup stopped")
     return EXIT_OK
+
+
+async def _redis_durability(url: str) -> list[str]:
+    """Whether Redis may evict or lose tailup's keys (tailup.redisconn), on a client of its own:
+    one look at start."""
+    from tailup.redisconn import open_redis, redis_durability_warnings
+
+    async with open_redis(url, quiet=True) as client:
+        return await redis_durability_warnings(client)
 
 
 def _install_signal_handlers(stop: asyncio.Event) -> None:

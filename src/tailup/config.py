@@ -33,6 +33,7 @@ from pydantic_settings import (
 from tailup.errors import ConfigError
 from tailup.keys import DEFAULT_KEY_TEMPLATE, PLACEHOLDERS, template_problems
 from tailup.plan import MAX_PART_SIZE_BYTES, MIN_PART_SIZE_BYTES, MiB
+from tailup.redisconn import REDIS_URL_FORMS, RedisUrlError, parse_redis_url
 from tailup.units import DURATION_FORM, SIZE_FORM, parse_duration, parse_size
 
 DEFAULT_INCLUDE = ("*.mp4", "*.mov", "*.mkv", "*.ts", "*.m4v", "*.flv")
@@ -120,7 +121,12 @@ class Settings(BaseSettings):
         default=None, description="S3 endpoint for non-AWS servers, e.g. http://127.0.0.1:8333."
     )
     region: str = Field(default="us-east-1", description="S3 region.")
-    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis for checkpoints.")
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="Redis for checkpoints: redis://, rediss:// (TLS), unix://, "
+        "redis+cluster://HOST:PORT[,HOST:PORT...] or "
+        "redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB].",
+    )
     redis_prefix: str = Field(default="tailup", description="Prefix of every Redis key.")
 
     node_id: str = Field(
@@ -307,6 +313,15 @@ class Settings(BaseSettings):
             raise ValueError("; ".join(problems))
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        try:
+            parse_redis_url(value)
+        except RedisUrlError as exc:
+            raise ValueError(exc.reason) from None
+        return value
+
     @field_validator("after_upload")
     @classmethod
     def _after_upload(cls, value: str) -> str:
@@ -374,7 +389,7 @@ ACCEPTED_FORMS: dict[str, str] = {
     "prefix": "text put before every key, e.g. site-a",
     "endpoint_url": "a URL like http://127.0.0.1:8333",
     "region": "an S3 region name like us-east-1",
-    "redis_url": "a URL like redis://127.0.0.1:6379/0 or rediss://:password@host:6380/0",
+    "redis_url": REDIS_URL_FORMS,
     "redis_prefix": "text put before every Redis key",
     "part_size": f"{SIZE_FORM}, from 5MiB to 5GiB",
     "max_inflight_bytes": f"{SIZE_FORM}, at least 5MiB",

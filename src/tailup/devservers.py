@@ -1,6 +1,9 @@
 """Real local servers for tests, the demo and benchmarks.
 
 - :class:`RedisServer` runs a private ``redis-server`` on 127.0.0.1 and a free port.
+- :class:`RedisCluster` runs a private Redis Cluster of masters on 127.0.0.1 (cluster bus on
+  port + 10000), and :class:`RedisSentinel` a master, its replica and one Sentinel watching them,
+  with a way to kill the master and wait for the failover.
 - :class:`SeaweedS3` runs a private SeaweedFS (``weed mini``) S3 server on 127.0.0.1 and free ports.
 - :func:`record_cmd` builds an ffmpeg command that records a synthetic live source, the way a
   recorder writes a growing file.
@@ -41,6 +44,8 @@ from typing import Any, Self
 __all__ = [
     "RECORD_FORMATS",
     "DevServerError",
+    "RedisCluster",
+    "RedisSentinel",
     "RedisServer",
     "SeaweedS3",
     "ffmpeg_exe",
@@ -389,6 +394,429 @@ class RedisServer(_ManagedProcess):
             return False
         # "-LOADING ..." while the AOF is being read; "-NOAUTH ..." means up, with --requirepass.
         return reply.startswith((b"+PONG", b"-NOAUTH"))
+
+
+def _redis_call(port: int, *args: str, timeout: float = 2.0) -> Any:
+    """One command to a dev server on 127.0.0.1 (decoded replies); raises redis-py's errors."""
+    import redis
+
+    client = redis.Redis(
+        host=LOOPBACK,
+        port=port,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        decode_responses=True,
+    )
+    try:
+        return client.execute_command(*args)  # type: ignore[no-untyped-call]
+    finally:
+        client.close()
+
+
+def _info_fields(text: Any) -> dict[str, str]:
+    """``CLUSTER INFO``'s text (or an ``INFO`` reply already parsed) as a dict of strings."""
+    if isinstance(text, dict):
+        return {str(k): str(v) for k, v in text.items()}
+    fields = {}
+    for line in str(text).splitlines():
+        name, sep, value = line.partition(":")
+        if sep:
+            fields[name.strip()] = value.strip()
+    return fields
+
+
+def _wait_for(
+    condition: Callable[[], str | None], timeout: float, what: str, logs: Sequence[Path]
+) -> None:
+    """Poll ``condition`` (None when met, else what is still missing) until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while True:
+        try:
+            missing = condition()
+        except Exception as exc:  # a server that is still coming up refuses or resets
+            missing = f"{type(exc).__name__}: {exc}"
+        if missing is None:
+            return
+        if time.monotonic() > deadline:
+            tails = "\n".join(f"log {log}:\n{_tail(log)}" for log in logs)
+            raise DevServerError(f"{what} within {timeout:.0f} s: {missing}\n{tails}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.2)
+
+
+class _ServerGroup:
+    """Servers started, stopped and removed together (a cluster, a Sentinel deployment)."""
+
+    name = "servers"
+
+    def __init__(self, directory: Path | str | None, *, startup_timeout: float) -> None:
+        if directory is None:
+            self._owns_dir = True
+            self.dir = Path(tempfile.mkdtemp(prefix=f"tailup-{self.name}-"))
+        else:
+            self._owns_dir = False
+            self.dir = Path(directory).absolute()
+        self.startup_timeout = startup_timeout
+
+    def _members(self) -> list[_ManagedProcess]:
+        """Every process of the group, in the order they are stopped."""
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        errors: list[BaseException] = []
+        for member in self._members():
+            try:
+                member.stop()
+            except BaseException as exc:  # stop the others all the same
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        try:
+            self.stop()
+        finally:
+            if self._owns_dir:
+                shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _logs(self) -> list[Path]:
+        return [member.log_path for member in self._members()]
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+CLUSTER_SLOTS = 16_384
+
+
+class RedisCluster(_ServerGroup):
+    """A private Redis Cluster of ``masters`` masters and no replicas, on 127.0.0.1.
+
+    Each node is a :class:`RedisServer` (no persistence) with ``--cluster-enabled yes`` in a
+    folder of its own; its cluster bus listens on its port + 10000, so ports are picked in
+    20000..30000 with that port free too. :meth:`start` forms the cluster with ``redis-cli
+    --cluster create`` (once: a restarted node finds its ``nodes.conf``) and waits until every
+    node reports ``cluster_state:ok`` with all slots assigned.
+
+    >>> with RedisCluster() as cluster:
+    ...     url = cluster.url  # redis:// to the first node; cluster.cluster_url names them all
+    """
+
+    name = "redis-cluster"
+
+    def __init__(
+        self,
+        directory: Path | str | None = None,
+        *,
+        masters: int = 3,
+        startup_timeout: float = 30.0,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        if masters < 3:
+            raise ValueError(f"a Redis Cluster needs at least 3 masters, got {masters}")
+        super().__init__(directory, startup_timeout=startup_timeout)
+        taken: set[int] = set()  # the node ports and their cluster bus ports (+10000)
+        cluster_args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                        "--cluster-node-timeout", "5000"]  # fmt: skip
+        self.nodes = [
+            RedisServer(
+                self.dir / f"node-{index}",
+                port=_free_port_with_grpc(taken),
+                startup_timeout=startup_timeout,
+                extra_args=[*cluster_args, *extra_args],
+            )
+            for index in range(masters)
+        ]
+
+    @property
+    def host(self) -> str:
+        return LOOPBACK
+
+    @property
+    def ports(self) -> list[int]:
+        return [node.port for node in self.nodes]
+
+    @property
+    def url(self) -> str:
+        """A plain redis:// URL to the first node (tailup finds out it is a cluster)."""
+        return self.nodes[0].url
+
+    @property
+    def cluster_url(self) -> str:
+        return "redis+cluster://" + ",".join(f"{LOOPBACK}:{p}" for p in self.ports)
+
+    @property
+    def running(self) -> bool:
+        return all(node.running for node in self.nodes)
+
+    def _members(self) -> list[_ManagedProcess]:
+        return list(self.nodes)
+
+    def start(self) -> Self:
+        for node in self.nodes:
+            if not node.running:
+                node.start()
+        if not self._formed():
+            self._create()
+        self.wait_ok()
+        return self
+
+    def _formed(self) -> bool:
+        info = _info_fields(_redis_call(self.nodes[0].port, "CLUSTER", "INFO"))
+        return info.get("cluster_slots_assigned") == str(CLUSTER_SLOTS)
+
+    def _create(self) -> None:
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise DevServerError(
+                "redis-cli not found on PATH; it comes with redis-server "
+                "(Debian/Ubuntu: apt-get install -y redis-server)"
+            )
+        argv = [cli, "--cluster", "create", *(f"{LOOPBACK}:{p}" for p in self.ports),
+                "--cluster-replicas", "0", "--cluster-yes"]  # fmt: skip
+        try:
+            done = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=self.startup_timeout,
+                start_new_session=True,
+                preexec_fn=_parent_death_hook(),
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise DevServerError(f"{' '.join(argv)} failed: {exc}") from exc
+        if done.returncode != 0:
+            output = (done.stdout + done.stderr).decode("utf-8", "replace")[-4000:]
+            tails = "\n".join(f"log {log}:\n{_tail(log)}" for log in self._logs())
+            raise DevServerError(
+                f"{' '.join(argv)} exited with code {done.returncode}:\n{output}\n{tails}"
+            )
+
+    def _not_ok(self) -> str | None:
+        for node in self.nodes:
+            info = _info_fields(_redis_call(node.port, "CLUSTER", "INFO"))
+            wanted = {
+                "cluster_state": "ok",
+                "cluster_slots_assigned": str(CLUSTER_SLOTS),
+                "cluster_known_nodes": str(len(self.nodes)),
+            }
+            for name, value in wanted.items():
+                if info.get(name) != value:
+                    return f"node {LOOPBACK}:{node.port} has {name}:{info.get(name)}"
+        return None
+
+    def wait_ok(self, timeout: float | None = None) -> None:
+        """Wait until every node sees the whole cluster, every slot served (state ok)."""
+        _wait_for(
+            self._not_ok,
+            self.startup_timeout if timeout is None else timeout,
+            f"the Redis Cluster on ports {self.ports} did not become ok",
+            self._logs(),
+        )
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<RedisCluster {state} ports={self.ports} dir={self.dir}>"
+
+
+class _SentinelProcess(_ManagedProcess):
+    """``redis-server sentinel.conf --sentinel`` on 127.0.0.1, monitoring one master."""
+
+    name = "redis-sentinel"
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        master_name: str,
+        master_port: int,
+        down_after_ms: int,
+        failover_timeout_ms: int,
+        startup_timeout: float,
+    ) -> None:
+        super().__init__(directory, startup_timeout=startup_timeout)
+        self.port = free_port()
+        self.master_name = master_name
+        self.master_port = master_port
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "sentinel.log"
+
+    @property
+    def conf_path(self) -> Path:
+        return self.dir / "sentinel.conf"
+
+    def _argv(self) -> list[str]:
+        # Sentinel rewrites its file as it learns (replicas, a new master): a restart keeps what
+        # it knew, so the file is written once.
+        if not self.conf_path.exists():
+            name = self.master_name
+            self.conf_path.write_text(
+                f"bind {LOOPBACK}\n"
+                f"port {self.port}\n"
+                "daemonize no\n"
+                f"dir {self.dir}\n"
+                f"logfile {self.log_path}\n"
+                f"sentinel monitor {name} {LOOPBACK} {self.master_port} 1\n"
+                f"sentinel down-after-milliseconds {name} {self.down_after_ms}\n"
+                f"sentinel failover-timeout {name} {self.failover_timeout_ms}\n"
+                f"sentinel parallel-syncs {name} 1\n"
+            )
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise DevServerError("redis-server not found on PATH (it runs Sentinel too)")
+        return [binary, str(self.conf_path), "--sentinel"]
+
+    def _is_ready(self) -> bool:
+        try:
+            return bool(_redis_call(self.port, "PING", timeout=1.0))
+        except Exception:
+            return False
+
+
+class RedisSentinel(_ServerGroup):
+    """A master, its replica (``--replicaof``) and one Sentinel (quorum 1) on 127.0.0.1.
+
+    :meth:`start` returns once the replica is in sync and the Sentinel knows both;
+    :meth:`kill_master_and_wait_for_failover` kills the master with SIGKILL and returns once the
+    Sentinel names the replica as the new master and the replica says so too. After that
+    ``master`` is the promoted server and ``replica`` the dead one (started again, Sentinel would
+    turn it into a replica of the new master).
+
+    >>> with RedisSentinel() as deployment:
+    ...     url = deployment.url  # redis+sentinel://127.0.0.1:PORT/mymaster/0
+    """
+
+    name = "redis-sentinel"
+
+    def __init__(
+        self,
+        directory: Path | str | None = None,
+        *,
+        master_name: str = "mymaster",
+        down_after_ms: int = 2000,
+        failover_timeout_ms: int = 10_000,
+        startup_timeout: float = 30.0,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        super().__init__(directory, startup_timeout=startup_timeout)
+        self.master_name = master_name
+        self.master = RedisServer(
+            self.dir / "node-a", startup_timeout=startup_timeout, extra_args=extra_args
+        )
+        self.replica = RedisServer(
+            self.dir / "node-b",
+            startup_timeout=startup_timeout,
+            extra_args=["--replicaof", LOOPBACK, str(self.master.port), *extra_args],
+        )
+        self.sentinel = _SentinelProcess(
+            self.dir / "sentinel",
+            master_name=master_name,
+            master_port=self.master.port,
+            down_after_ms=down_after_ms,
+            failover_timeout_ms=failover_timeout_ms,
+            startup_timeout=startup_timeout,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://{LOOPBACK}:{self.sentinel.port}/{self.master_name}/0"
+
+    def _members(self) -> list[_ManagedProcess]:
+        # The Sentinel first: it must not fail over while the others stop.
+        return [self.sentinel, self.replica, self.master]
+
+    def start(self) -> Self:
+        for server in (self.master, self.replica, self.sentinel):
+            if not server.running:
+                server.start()
+        _wait_for(
+            self._not_ready,
+            self.startup_timeout,
+            "the Sentinel deployment did not get ready",
+            self._logs(),
+        )
+        return self
+
+    def master_address(self) -> tuple[str, int]:
+        """Where the Sentinel says the master is now."""
+        reply = _redis_call(
+            self.sentinel.port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name
+        )
+        if not reply:
+            raise DevServerError(f"Sentinel knows no master named {self.master_name!r}")
+        return str(reply[0]), int(reply[1])
+
+    def _replicas_seen(self) -> dict[int, str]:
+        """Replicas the Sentinel knows, port -> flags."""
+        rows = _redis_call(self.sentinel.port, "SENTINEL", "REPLICAS", self.master_name)
+        seen: dict[int, str] = {}
+        for row in rows:
+            fields = dict(zip(row[::2], row[1::2], strict=True)) if isinstance(row, list) else row
+            seen[int(fields["port"])] = str(fields["flags"])
+        return seen
+
+    def _not_ready(self) -> str | None:
+        link = _info_fields(_redis_call(self.replica.port, "INFO", "replication"))
+        if link.get("master_link_status") != "up":
+            return (
+                f"replica {self.replica.port}: master_link_status {link.get('master_link_status')}"
+            )
+        if self.master_address() != (LOOPBACK, self.master.port):
+            return f"Sentinel names {self.master_address()} as master"
+        flags = self._replicas_seen().get(self.replica.port)
+        if flags != "slave":
+            return f"Sentinel sees replica {self.replica.port} with flags {flags}"
+        return None
+
+    def kill_master_and_wait_for_failover(self, timeout: float = 60.0) -> RedisServer:
+        """SIGKILL the master, wait until the replica is the master, and return it."""
+        old, new = self.master, self.replica
+        old.kill()
+
+        def not_promoted() -> str | None:
+            where = self.master_address()
+            if where != (LOOPBACK, new.port):
+                return f"Sentinel still names {where[0]}:{where[1]} as master"
+            role = _info_fields(_redis_call(new.port, "INFO", "replication")).get("role")
+            if role != "master":
+                return f"{LOOPBACK}:{new.port} still has role {role}"
+            return None
+
+        _wait_for(
+            not_promoted,
+            timeout,
+            f"Sentinel did not promote {LOOPBACK}:{new.port} after the master was killed",
+            self._logs(),
+        )
+        self.master, self.replica = new, old
+        return new
+
+    def __repr__(self) -> str:
+        return (
+            f"<RedisSentinel sentinel={self.sentinel.port} master={self.master.port} "
+            f"replica={self.replica.port} dir={self.dir}>"
+        )
 
 
 # --------------------------------------------------------------------------------------------

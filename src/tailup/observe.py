@@ -6,8 +6,9 @@ tracebacks to text, redacts, and only then renders the line. Redaction therefore
 every library message and every traceback exactly as it will be printed.
 
 Two kinds of redaction:
-- patterns: ``user:password@`` in URLs, signed-URL query parameters, SigV4 ``Authorization``
-  headers and botocore's debug dump of the signature, and any field whose name says secret;
+- patterns: ``user:password@`` in URLs (any scheme, one host or several), ``?password=`` in a
+  URL's query, signed-URL query parameters, SigV4 ``Authorization`` headers and botocore's debug
+  dump of the signature, and any field whose name says secret;
 - literal values: the secrets this process actually holds (AWS secret key and session token from
   the environment, the Redis password from ``--redis-url``), wherever they appear.
 """
@@ -22,7 +23,7 @@ import threading
 from collections.abc import Iterable, Mapping, MutableMapping
 from types import TracebackType
 from typing import IO, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import structlog
 
@@ -34,6 +35,8 @@ _SECRET_KEYS = re.compile(
 # user:password@ in URLs (redis://:pw@host, https://u:pw@host) and signed-URL query parameters.
 # The password runs to the *last* @ of the authority, as URL parsers read it (redis://:p@ss@host).
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):[^\s/]+@")
+# A password as a URL query parameter (redis://host/0?password=pw, ?sentinel_password=...).
+_QUERY_PASSWORD = re.compile(r"(?P<name>[?&][A-Za-z_]*pass(?:word|wd))=[^&#\s\"']+", re.IGNORECASE)
 _SIGNED_QUERY = re.compile(
     r"(?P<name>X-Amz-(?:Signature|Credential|Security-Token)|Signature|AWSAccessKeyId)=[^&\s\"']+",
     re.IGNORECASE,
@@ -75,12 +78,20 @@ def secrets_from_environment(environ: Mapping[str, str]) -> list[str]:
 
 
 def url_password(url: str) -> str | None:
-    """The password in a URL such as redis://:pw@host:6379/0, decoded as the client will use it."""
+    """The password in a URL such as redis://:pw@host:6379/0 (or given as ?password=pw, and in
+    the redis+cluster:// and redis+sentinel:// forms with several hosts), decoded as the client
+    will use it."""
     try:
-        password = urlsplit(url).password
+        parts = urlsplit(url)
+        password = parts.password
     except ValueError:
         return None
-    return unquote(password) if password else None
+    if password:
+        return unquote(password)
+    for name, value in parse_qsl(parts.query):
+        if name == "password" and value:
+            return value
+    return None
 
 
 def redact_text(text: str) -> str:
@@ -88,6 +99,7 @@ def redact_text(text: str) -> str:
         if secret in text:
             text = text.replace(secret, REDACTED)
     text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
+    text = _QUERY_PASSWORD.sub(lambda m: f"{m['name']}={REDACTED}", text)
     text = _HEADER_SECRET.sub(lambda m: f"{m['name']}{REDACTED}", text)
     text = _SIGNED_QUERY.sub(lambda m: f"{m['name']}={REDACTED}", text)
     text = _SIGV4_CREDENTIAL.sub(lambda m: f"{m['name']}={REDACTED}", text)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -25,7 +25,7 @@ import redis
 
 from daemonproc import DaemonProcess, poll, start_daemon
 from harness import content, object_bytes
-from tailup.devservers import RedisServer, SeaweedS3
+from tailup.devservers import RedisSentinel, RedisServer, SeaweedS3
 from tailup.keys import RedisKeys, metadata_key, node_scope, share_scope
 from tailup.model import StreamRecord, StreamState
 
@@ -45,6 +45,8 @@ class Fleet:
     s3_client: Any
     daemons: list[DaemonProcess] = field(default_factory=list)
     opened: list[IO[bytes]] = field(default_factory=list)
+    # How the test itself reads Redis (a Cluster or Sentinel needs their own clients).
+    client: Callable[[], Any] | None = None
 
     def start(
         self, node: str, *folder_args: str, wrapper: list[str] | None = None, wait: bool = True
@@ -63,7 +65,9 @@ class Fleet:
             daemon.wait_for_event("watching")
         return daemon
 
-    def redis(self) -> redis.Redis:
+    def redis(self) -> Any:
+        if self.client is not None:
+            return self.client()
         return redis.Redis.from_url(self.redis_url, decode_responses=True)
 
     def record(self, scope: str, path: str) -> StreamRecord | None:
@@ -332,3 +336,35 @@ def test_the_hidden_folder_wrapper_hides_the_folder(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+def _fleet_on(fleet: Fleet, redis_url: str, client: Callable[[], Any]) -> Fleet:
+    return Fleet(
+        fleet.tmp, fleet.s3, redis_url, fleet.bucket, fleet.prefix, fleet.s3_client, client=client
+    )
+
+
+def test_a_sentinel_failover_mid_recording_ends_exact(fleet: Fleet, tmp_path: Path) -> None:
+    with RedisSentinel(tmp_path / "sentinel") as deployment:
+
+        def master() -> Any:
+            host, port = deployment.master_address()
+            return redis.Redis(host=host, port=port, decode_responses=True)
+
+        on_sentinel = _fleet_on(fleet, deployment.url, master)
+        watch = tmp_path / "rec"
+        watch.mkdir()
+        scope = node_scope("nvr")
+        path = watch / "cam.ts"
+        data = content(17 * MiB, "sentinel")
+        writer = on_sentinel.live_file(path, data[: 6 * MiB])
+        daemon = on_sentinel.start("nvr", "--watch", str(watch))
+        fleet.daemons.append(daemon)
+        on_sentinel.wait_record(scope, str(path), {StreamState.UPLOADING}, parts=1)
+        deployment.kill_master_and_wait_for_failover()
+        writer.write(data[6 * MiB :])
+        writer.close()
+        done = on_sentinel.wait_record(scope, str(path), {StreamState.COMPLETED}, timeout_s=90)
+        on_sentinel.exact(done, data)
+        assert on_sentinel.open_uploads() == []
+        assert daemon.stop() == 0

@@ -9,6 +9,7 @@ import aiohttp
 import botocore.exceptions as bex
 import pytest
 import redis.exceptions as rex
+from redis.asyncio.sentinel import MasterNotFoundError, SlaveNotFoundError
 
 from tailup.checkpoint import translate_redis_error
 from tailup.errors import (
@@ -120,6 +121,14 @@ REDIS_CASES = [
     (rex.ReadOnlyError("You can't write against a read only replica."), CheckpointUnavailable),
     (rex.TryAgainError("TRYAGAIN"), CheckpointUnavailable),
     (rex.ClusterDownError("CLUSTERDOWN"), CheckpointUnavailable),
+    (rex.MasterDownError("MASTERDOWN Link with MASTER is down"), CheckpointUnavailable),
+    (
+        rex.RedisClusterException("Redis Cluster cannot be connected. Please provide at least"),
+        CheckpointUnavailable,
+    ),
+    (rex.SlotNotCoveredError("Slot 42 is not covered by the cluster."), CheckpointUnavailable),
+    (MasterNotFoundError("No master found for 'mymaster'"), CheckpointUnavailable),
+    (SlaveNotFoundError("No slave found for 'mymaster'"), CheckpointUnavailable),
     (
         rex.OutOfMemoryError("command not allowed when used memory > 'maxmemory'"),
         CheckpointUnavailable,
@@ -147,6 +156,33 @@ REDIS_CASES = [
 @pytest.mark.parametrize(("exc", "expected"), REDIS_CASES, ids=lambda e: str(e)[:30])
 def test_redis_errors(exc: Exception, expected: type[Exception]) -> None:
     assert type(translate_redis_error(exc)) is expected
+
+
+def _cluster_unreachable(because: Exception) -> rex.RedisClusterException:
+    try:
+        try:
+            raise because
+        except Exception as exc:
+            raise rex.RedisClusterException(
+                f"Redis Cluster cannot be connected. Please provide at least one reachable node: "
+                f"{exc}"
+            ) from exc
+    except rex.RedisClusterException as outer:
+        return outer
+
+
+@pytest.mark.parametrize(
+    ("because", "expected"),
+    [
+        (rex.AuthenticationError("invalid username-password pair"), CheckpointRefused),
+        (rex.ConnectionError("Error 111 connecting to 127.0.0.1:7000"), CheckpointUnavailable),
+    ],
+)
+def test_a_cluster_no_node_of_which_answers_is_told_by_what_they_answered(
+    because: Exception, expected: type[Exception]
+) -> None:
+    # RedisCluster raises this when no startup node lets it in: a wrong password is no outage.
+    assert type(translate_redis_error(_cluster_unreachable(because))) is expected
 
 
 # -- docs/guarantees.md says which S3 codes are retryable and which permanent: it must agree --

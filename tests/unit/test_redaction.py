@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import structlog
 
-from tailup.observe import REDACTED, redact_processor, redact_text
+from tailup.observe import REDACTED, redact_processor, redact_text, url_password
 
 
 @pytest.mark.parametrize(
@@ -37,12 +37,55 @@ from tailup.observe import REDACTED, redact_processor, redact_text
             f"a redis://:{REDACTED}@h1/0 b redis://:{REDACTED}@h2/0",
             "one",
         ),
+        # The forms of tailup.redisconn: a password in the query, several hosts.
+        ("redis://h:6379/0?password=pw", f"redis://h:6379/0?password={REDACTED}", "pw"),
+        ("redis://h/0?db=1&password=pw&x=1", f"redis://h/0?db=1&password={REDACTED}&x=1", "pw"),
+        ("unix:///run/r.sock?password=pw", f"unix:///run/r.sock?password={REDACTED}", "pw"),
+        ("unix://:pw@/run/r.sock", f"unix://:{REDACTED}@/run/r.sock", "pw"),
+        (
+            "redis+cluster://u:pw@h1:7000,h2:7001",
+            f"redis+cluster://u:{REDACTED}@h1:7000,h2:7001",
+            "pw",
+        ),
+        (
+            "rediss+cluster://:pw@h1:7000,h2:7001/0",
+            f"rediss+cluster://:{REDACTED}@h1:7000,h2:7001/0",
+            "pw",
+        ),
+        (
+            "redis+sentinel://u:pw@s1:26379,s2:26379/mymaster/2",
+            f"redis+sentinel://u:{REDACTED}@s1:26379,s2:26379/mymaster/2",
+            "pw",
+        ),
+        (
+            "rediss+sentinel://s1:26379/mymaster?password=pw",
+            f"rediss+sentinel://s1:26379/mymaster?password={REDACTED}",
+            "pw",
+        ),
     ],
 )
 def test_url_passwords(text: str, expected: str, secret: str) -> None:
     redacted = redact_text(text)
     assert redacted == expected
     assert secret not in redacted
+
+
+@pytest.mark.parametrize(
+    ("url", "password"),
+    [
+        ("redis://:pw@h:6379/0", "pw"),
+        ("redis://u:p%40ss@h:6379/0", "p@ss"),
+        ("redis://h:6379/0?password=p%26w", "p&w"),
+        ("redis+cluster://u:pw@h1:7000,h2:7001", "pw"),
+        ("redis+sentinel://:pw@s1:26379,s2:26379/mymaster/0", "pw"),
+        ("redis+sentinel://s1:26379/mymaster?password=pw", "pw"),
+        ("redis://h:6379/0", None),
+        ("redis://u@h:6379/0", None),
+    ],
+)
+def test_the_password_registered_for_literal_redaction(url: str, password: str | None) -> None:
+    # The daemon registers it (cli._settings), so it is hidden even where no pattern finds it.
+    assert url_password(url) == password
 
 
 SIGNED = (
