@@ -67,9 +67,9 @@ async def test_readers_of_a_finished_file_cause_no_event_storm(
         looks: list[str] = []
         real = daemon.checkpoints.inner.stream_for_path
 
-        async def counted(p: str) -> str | None:
+        async def counted(p: str, scope: str | None = None) -> str | None:
             looks.append(p)
-            return await real(p)
+            return await real(p, scope)
 
         daemon.checkpoints.inner.stream_for_path = counted  # type: ignore[method-assign]
         path.write_bytes(content(300_000, "finished"))
