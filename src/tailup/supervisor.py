@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import socket
 import time
 import uuid
@@ -110,6 +111,9 @@ class Supervisor:
             Path(folder).resolve(): (name, share_scope(name)) for name, folder in settings.shares
         }
         self._roots = [Path(p).resolve() for p in settings.watch] + list(self._shares)
+        # The st_dev this node sees for each shared folder: each NFS client numbers one export's
+        # device its own way, so a record another node wrote names another device.
+        self._share_devices: dict[Path, int] = {}
         self._holder = this_process()
         self._started_ns = time.time_ns()
         # Set once Redis is seen to have lost data (this node's lease or a stream's record gone):
@@ -238,6 +242,7 @@ class Supervisor:
                 if renewed is RenewResult.RESTORED:
                     self.note_redis_lost("this node's lease was gone from Redis")
                 await self._renew_claims()
+                await self._look_at_shares()  # a remount gives the folder another device
                 for _name, scope in self._shares.values():
                     await self._resume_scope(scope)  # recordings of nodes that died
                 if time.monotonic() >= next_trim:
@@ -474,6 +479,7 @@ class Supervisor:
                         await stop.wait()
 
     async def _resume_each(self) -> None:
+        await self._look_at_shares()
         own = [str(r) for r in self._roots if r not in self._shares]
         if own and (taken := await self._checkpoints.adopt_legacy(own)):
             log.info("records of tailup before nodes taken over by this node", streams=taken)
@@ -793,7 +799,13 @@ class Supervisor:
         if root is None:
             return record
         rel = index_path(record.scope, record.path, record.watch_root)
-        return record.with_changes(path=str(root / rel), watch_root=str(root))
+        device = self._share_devices.get(root, record.device)
+        return record.with_changes(path=str(root / rel), watch_root=str(root), device=device)
+
+    async def _look_at_shares(self) -> None:
+        for root in self._shares:
+            with contextlib.suppress(OSError, SourceStalled):
+                self._share_devices[root] = (await self._io(os.stat, root)).st_dev
 
     async def _forget_path(self, path: Path, stream_id: str) -> None:
         scope, entry = self._entry(path)

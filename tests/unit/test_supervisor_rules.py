@@ -3,13 +3,19 @@ or moved after upload."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from harness import IsolatedSettings
 from tailup.afterupload import may_act
+from tailup.checkpoint import MemoryCheckpointStore
 from tailup.events import EventKind, FileEvent
-from tailup.supervisor import merge_deferred
+from tailup.keys import share_scope
+from tailup.memory_stores import MemoryMultipartStore
+from tailup.model import StreamRecord
+from tailup.supervisor import Supervisor, merge_deferred
 
 P = Path("/rec/cam1.ts")
 E = EventKind
@@ -54,3 +60,35 @@ def test_after_upload_only_when_the_writer_is_known_gone(
         may_act(close_seen=close_seen, writer_open=writer_open, proc_sees_all=proc_sees_all)
         is allowed
     )
+
+
+async def test_a_shared_folders_record_is_seen_under_this_nodes_mount_and_device(
+    tmp_path: Path,
+) -> None:
+    """Another node mounts the share elsewhere, and its NFS client numbers the device its own
+    way: the record it wrote is read with this node's path and st_dev, or every comparison of
+    the file with its record (resume, reconcile, reads) would take it for another file."""
+    mine = tmp_path / "mnt" / "nas"
+    mine.mkdir(parents=True)
+    settings = IsolatedSettings(bucket="b", node_id="n2", shared_watch=[f"nas={mine}"])
+    supervisor = Supervisor(settings, MemoryMultipartStore(), MemoryCheckpointStore())
+    await supervisor._look_at_shares()
+    theirs = StreamRecord(
+        stream_id="s1",
+        path="/srv/other-mount/nas/site-a/cam1.ts",
+        watch_root="/srv/other-mount/nas",
+        bucket="b",
+        key="k",
+        base_part_size=5 << 20,
+        device=12345,
+        inode=77,
+        scope=share_scope("nas"),
+        owner="n1",
+    )
+    seen = supervisor._localize(theirs)
+    assert seen.path == str(mine.resolve() / "site-a" / "cam1.ts")
+    assert seen.watch_root == str(mine.resolve())
+    assert seen.device == os.stat(mine).st_dev != 12345
+    assert seen.inode == 77
+    own = theirs.with_changes(scope="node:n2")
+    assert supervisor._localize(own) == own, "a node's own records are as written"
