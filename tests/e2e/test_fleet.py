@@ -12,6 +12,7 @@ a real Redis and a real S3 server.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -22,10 +23,11 @@ from typing import IO, Any
 
 import pytest
 import redis
+import redis.cluster
 
 from daemonproc import DaemonProcess, poll, start_daemon
 from harness import content, object_bytes
-from tailup.devservers import RedisSentinel, RedisServer, SeaweedS3
+from tailup.devservers import RedisCluster, RedisSentinel, RedisServer, SeaweedS3
 from tailup.keys import RedisKeys, metadata_key, node_scope, share_scope
 from tailup.model import StreamRecord, StreamState
 
@@ -49,13 +51,18 @@ class Fleet:
     client: Callable[[], Any] | None = None
 
     def start(
-        self, node: str, *folder_args: str, wrapper: list[str] | None = None, wait: bool = True
+        self,
+        node: str,
+        *folder_args: str,
+        wrapper: list[str] | None = None,
+        wait: bool = True,
+        idle_timeout_s: float = 30,
     ) -> DaemonProcess:
         args = [
             "--node-id", node, *folder_args,
             "--bucket", self.bucket, "--endpoint-url", self.s3.endpoint_url,
             "--redis-url", self.redis_url, "--redis-prefix", self.prefix,
-            "--part-size", "5MiB", "--close-grace", "0.3", "--idle-timeout", "4",
+            "--part-size", "5MiB", "--close-grace", "0.3", "--idle-timeout", str(idle_timeout_s),
             "--lease-ttl", str(LEASE_TTL_S), "--log-format", "json", "--log-level", "debug",
         ]  # fmt: skip
         log = self.tmp / f"{node}-{len(self.daemons)}.log"
@@ -201,7 +208,11 @@ def test_a_shared_folder_uploads_each_recording_once_and_a_dead_owners_is_finish
     nas.mkdir()
     scope = share_scope("nas")
     share = ["--shared-watch", f"nas={nas}"]
-    nodes = {"n1": fleet.start("n1", *share), "n2": fleet.start("n2", *share)}
+    # A node that takes a recording over after its writer closed saw no close: it ends on idle.
+    nodes = {
+        "n1": fleet.start("n1", *share, idle_timeout_s=8),
+        "n2": fleet.start("n2", *share, idle_timeout_s=8),
+    }
     finished = {}
     for i in range(5):
         path = nas / f"seg-{i}.ts"
@@ -342,6 +353,39 @@ def _fleet_on(fleet: Fleet, redis_url: str, client: Callable[[], Any]) -> Fleet:
     return Fleet(
         fleet.tmp, fleet.s3, redis_url, fleet.bucket, fleet.prefix, fleet.s3_client, client=client
     )
+
+
+def test_live_recordings_on_a_redis_cluster_survive_kill9_exact(
+    fleet: Fleet, tmp_path: Path, redis_cluster: RedisCluster
+) -> None:
+    """`--redis-url` at one node of a 3-master Cluster (found by tailup, no redis+cluster://)."""
+    reader = redis.cluster.RedisCluster.from_url(redis_cluster.url, decode_responses=True)
+    on_cluster = _fleet_on(fleet, redis_cluster.url, lambda: contextlib.nullcontext(reader))
+    watch = tmp_path / "rec"
+    watch.mkdir()
+    scope = node_scope("nvr")
+    lives = {watch / f"cam{i}.ts": content(13 * MiB, f"cluster-{i}") for i in range(3)}
+    writers = {p: on_cluster.live_file(p, d[: 6 * MiB]) for p, d in lives.items()}
+    try:
+        daemon = on_cluster.start("nvr", "--watch", str(watch))
+        fleet.daemons.append(daemon)
+        for path in lives:
+            on_cluster.wait_record(scope, str(path), {StreamState.UPLOADING}, parts=1)
+        daemon.kill9()
+        again = on_cluster.start("nvr", "--watch", str(watch))
+        fleet.daemons.append(again)
+        for path, data in lives.items():
+            writers[path].write(data[6 * MiB :])
+            writers[path].close()
+        for path, data in lives.items():
+            rec = on_cluster.wait_record(scope, str(path), {StreamState.COMPLETED})
+            on_cluster.exact(rec, data)
+        assert on_cluster.open_uploads() == []
+        for run in (daemon, again):
+            assert not [e for e in run.events() if e.get("level") == "error"]
+        assert again.stop() == 0
+    finally:
+        reader.close()
 
 
 def test_a_sentinel_failover_mid_recording_ends_exact(fleet: Fleet, tmp_path: Path) -> None:
