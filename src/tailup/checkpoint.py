@@ -327,7 +327,10 @@ _DROP_PARTS = (
 # none, else a TTL in ms), ARGV[3]: number of meta field pairs, then the pairs, then part
 # number/JSON pairs. Returns 0 when a record was there already.
 _WRITE_RECORD = """
-if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+-- Only a whole record counts as there: a partial one (fields written after Redis lost it) is
+-- replaced, or its file would never be uploaded.
+if ARGV[1] == '1' and redis.call('HEXISTS', KEYS[1], 'path') == 1
+   and redis.call('HEXISTS', KEYS[1], 'base_part_size') == 1 then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2])
 local count = tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + 2 * count))
@@ -969,7 +972,8 @@ class MemoryCheckpointStore:
 
     async def create_new(self, record: StreamRecord) -> bool:
         self._check()
-        if record.stream_id in self.meta:
+        existing = self.meta.get(record.stream_id, {})
+        if existing.get("path") and existing.get("base_part_size"):
             return False
         self._write(record, {})
         return True

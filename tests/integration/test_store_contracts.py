@@ -679,6 +679,18 @@ async def test_a_partial_record_loads_as_none_and_is_skipped(
     assert await cp_store.load_records([]) == []
 
 
+async def test_create_new_replaces_a_partial_record(cp_store: CheckpointStore) -> None:
+    """A few fields left by a write after Redis lost the record must not block the recording's
+    upload forever (create_new would say "there already")."""
+    record = _record()
+    await _write_partial(cp_store, record.stream_id, {"next_part_to_upload": "3", "junk": "x"})
+    assert await cp_store.create_new(record) is True
+    loaded = await cp_store.load(record.stream_id)
+    assert loaded is not None and loaded[0].path == record.path
+    assert "junk" not in loaded[0].extra
+    assert await cp_store.create_new(record) is False, "a whole record is kept"
+
+
 class _Clock:
     """The store's clock for ended-index scores (``tailup.checkpoint.time``)."""
 
