@@ -114,6 +114,8 @@ class Supervisor:
         # The st_dev this node sees for each shared folder: each NFS client numbers one export's
         # device its own way, so a record another node wrote names another device.
         self._share_devices: dict[Path, int] = {}
+        # Shared folders' files another node uploads: path -> when to look again (monotonic).
+        self._elsewhere: dict[Path, float] = {}
         self._holder = this_process()
         self._started_ns = time.time_ns()
         # Set once Redis is seen to have lost data (this node's lease or a stream's record gone):
@@ -221,13 +223,16 @@ class Supervisor:
         A lease another daemon took stops this one: two daemons must never work one node."""
         ttl_s = self._settings.lease_ttl
         next_trim = 0.0
+        renewed_at = time.monotonic()  # the lease was taken just before
         while not stop.is_set():
+            # Every third of the TTL from the last renewal, whatever the round's other work cost.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(ttl_s / 3):
+                async with asyncio.timeout(max(0.0, renewed_at + ttl_s / 3 - time.monotonic())):
                     await stop.wait()
             if stop.is_set():
                 return
             try:
+                asked_at = time.monotonic()
                 renewed = await self._checkpoints.renew_node(
                     self._node_id, self._holder.encode(), ttl_s
                 )
@@ -240,9 +245,19 @@ class Supervisor:
                     stop.set()
                     return
                 if renewed is RenewResult.RESTORED:
-                    self.note_redis_lost("this node's lease was gone from Redis")
+                    if asked_at - renewed_at < ttl_s:
+                        self.note_redis_lost("this node's lease was gone from Redis")
+                    else:
+                        # Expired because this daemon (or Redis) was slow, not lost: taken back.
+                        log.warning(
+                            "the node lease expired before its renewal; taken back",
+                            late_s=round(asked_at - renewed_at - ttl_s, 2),
+                        )
+                renewed_at = asked_at
                 await self._renew_claims()
                 await self._look_at_shares()  # a remount gives the folder another device
+                now = time.monotonic()
+                self._elsewhere = {p: t for p, t in self._elsewhere.items() if t > now}
                 for _name, scope in self._shares.values():
                     await self._resume_scope(scope)  # recordings of nodes that died
                 if time.monotonic() >= next_trim:
@@ -496,8 +511,12 @@ class Supervisor:
             record.stream_id, self._node_id, self._settings.lease_ttl
         )
         if isinstance(got, Claim):
+            self._elsewhere.pop(Path(record.path), None)
             return True
         log.debug("another node uploads it", stream_id=record.stream_id, holder=got)
+        # Its writer's events keep coming here too: not a claim attempt per write. A takeover
+        # is the lease round's (_resume_scope), not an event's.
+        self._elsewhere[Path(record.path)] = time.monotonic() + self._settings.lease_ttl / 3
         return False
 
     async def _resume_scope(self, scope: str) -> None:
@@ -554,6 +573,9 @@ class Supervisor:
         )
 
     async def _open_stream(self, path: Path, *, writer_closed: bool) -> None:
+        if self._elsewhere.get(path, 0.0) > time.monotonic():
+            return  # another node's recording (a shared folder), looked at again in a while
+        self._elsewhere.pop(path, None)
         try:
             st = await self._io(stat_file, path)
         except SourceStalled:
