@@ -98,6 +98,26 @@ def add_acl_user(port: int, user: str, password: str, *rules: str) -> None:
         client.close()
 
 
+def make_tls_files(folder: Path) -> dict[str, Path]:
+    """A CA and a server certificate for 127.0.0.1, made with openssl."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {name: folder / f"{name}.pem" for name in ("ca", "ca-key", "cert", "key")}
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=folder)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", "/CN=tailup test CA", "-keyout", str(files["ca-key"]),
+            "-out", str(files["ca"]))  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+            "-keyout", str(files["key"]), "-out", str(folder / "cert.csr"))  # fmt: skip
+    (folder / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", str(folder / "cert.csr"), "-CA", str(files["ca"]),
+            "-CAkey", str(files["ca-key"]), "-CAcreateserial", "-days", "2",
+            "-extfile", str(folder / "ext.cnf"), "-out", str(files["cert"]))  # fmt: skip
+    return files
+
+
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
     """A 3-master Redis Cluster on 127.0.0.1 with DEPLOYMENT_USER on every node; tests share it

@@ -19,6 +19,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, get_origin
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from pydantic import Field, PrivateAttr, ValidationError, field_validator
@@ -322,6 +323,18 @@ class Settings(BaseSettings):
             raise ValueError(exc.reason) from None
         return value
 
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_without_credentials(cls, value: str | None) -> str | None:
+        # botocore never reads credentials from the URL, and aiohttp refuses a signed request to
+        # one that has them: every request would fail, retried for ever as an outage.
+        if value and "@" in urlsplit(value).netloc:
+            raise ValueError(
+                "it holds credentials (before @ in the host part); S3 credentials come from the "
+                "AWS chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile or a role"
+            )
+        return value
+
     @field_validator("after_upload")
     @classmethod
     def _after_upload(cls, value: str) -> str:
@@ -387,7 +400,7 @@ def parse_after_upload(text: str) -> tuple[AfterUploadKind, Path | None]:
 ACCEPTED_FORMS: dict[str, str] = {
     "bucket": "a bucket name",
     "prefix": "text put before every key, e.g. site-a",
-    "endpoint_url": "a URL like http://127.0.0.1:8333",
+    "endpoint_url": "a URL like http://127.0.0.1:8333, with no credentials in it",
     "region": "an S3 region name like us-east-1",
     "redis_url": REDIS_URL_FORMS,
     "redis_prefix": "text put before every Redis key",
