@@ -32,7 +32,7 @@ from pydantic_settings import (
 
 from tailup.errors import ConfigError
 from tailup.keys import DEFAULT_KEY_TEMPLATE, PLACEHOLDERS, template_problems
-from tailup.plan import MAX_PART_SIZE_BYTES, MIN_PART_SIZE_BYTES, MiB
+from tailup.plan import MAX_PART_SIZE_BYTES, MIN_PART_SIZE_BYTES, MiB, PartSizing
 from tailup.redisconn import REDIS_URL_FORMS, RedisUrlError, parse_redis_url
 from tailup.units import DURATION_FORM, SIZE_FORM, parse_duration, parse_size
 
@@ -156,6 +156,11 @@ class Settings(BaseSettings):
         default_factory=lambda: list(DEFAULT_INCLUDE), description="File name globs to upload."
     )
     part_size: int = Field(default=8 * MiB, description="Base S3 part size (5MiB..5GiB).")
+    part_sizing: PartSizing = Field(
+        default=PartSizing.GROWING,
+        description="growing: parts double every 500 (up to 5 TiB); uniform: every part is "
+        "part_size (Cloudflare R2, Backblaze B2 Live Read), at most 10,000 x part_size.",
+    )
     idle_timeout: float = Field(
         default=30.0, description="Finalize after this many seconds without a size change."
     )
@@ -392,6 +397,7 @@ ACCEPTED_FORMS: dict[str, str] = {
     "redis_url": REDIS_URL_FORMS,
     "redis_prefix": "text put before every Redis key",
     "part_size": f"{SIZE_FORM}, from 5MiB to 5GiB",
+    "part_sizing": "growing or uniform",
     "max_inflight_bytes": f"{SIZE_FORM}, at least 5MiB",
     "idle_timeout": f"{DURATION_FORM}, above 0",
     "poll_interval": f"{DURATION_FORM}, above 0",

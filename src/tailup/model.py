@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from tailup.plan import PartSizing
+
 
 class StreamState(enum.Enum):
     UPLOADING = "uploading"  # parts are sent as the file grows
@@ -133,6 +135,9 @@ class StreamRecord:
     bucket: str
     key: str
     base_part_size: int
+    # How part sizes go on from the base (tailup.plan), kept for the stream's whole life like the
+    # base part size. Records older than the setting are growing, the only plan they knew.
+    part_sizing: PartSizing = PartSizing.GROWING
     state: StreamState = StreamState.UPLOADING
     upload_id: str = ""
     next_part_to_upload: int = 1
@@ -202,6 +207,8 @@ class StreamRecord:
                 kwargs[name] = StreamState(value)
             elif name == "end_cause":
                 kwargs[name] = EndCause(value)
+            elif name == "part_sizing":
+                kwargs[name] = PartSizing(value)
             elif spec.type in ("bool", bool):
                 kwargs[name] = value == "1"
             elif spec.type in ("int", int):

@@ -69,7 +69,7 @@ class Finalizer(Collaborator):
         try:
             layout = self.plan.final_layout(st.size)
         except ValueError as exc:
-            raise PlanExceeded(str(exc)) from exc
+            raise PlanExceeded(f"{self.path} {self.plan.exceeded_reason(st.size)}") from exc
         if len(layout) == 1 and not self.record.upload_id:
             expected_etag, sent_parts, sha256_hex = await self._put_single(layout[0])
         else:

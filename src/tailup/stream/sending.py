@@ -55,10 +55,7 @@ class PartSender(Collaborator):
 
     def _check_capacity(self, size_bytes: int) -> None:
         if size_bytes > self.plan.capacity_bytes():
-            raise PlanExceeded(
-                f"{self.path} grew to {size_bytes} bytes, past what one S3 object can hold "
-                f"({self.plan.capacity_bytes()} bytes with this part plan)"
-            )
+            raise PlanExceeded(f"{self.path} {self.plan.exceeded_reason(size_bytes)}")
 
     async def _ready_ranges(self, first: int, size_bytes: int) -> AsyncIterator[PartRange]:
         """Full parts not sent yet, in order, from part ``first``. When they run out it looks at
