@@ -73,23 +73,30 @@ class SpyStore:
             raise StorageUnavailable(f"S3 {method}: injected fault (test)")
 
     async def upload_part(
-        self, key: str, upload_id: str, number: int, body: Body, crc32: int
+        self, key: str, upload_id: str, number: int, body: Body, crc32: int, **kwargs: Any
     ) -> str:
         if number in self.hold_until:
             await self._acked.setdefault(self.hold_until[number], asyncio.Event()).wait()
         self.part_attempts.append((key, number))
         self._maybe_fail("upload_part")
-        etag = await self.inner.upload_part(key, upload_id, number, body, crc32)
+        etag = await self.inner.upload_part(key, upload_id, number, body, crc32, **kwargs)
         self.parts.append(PartCall(key, number, len(body), etag))
         self._acked.setdefault(number, asyncio.Event()).set()
         return etag
 
     async def put_object(
-        self, key: str, body: Body, crc32: int, content_type: str, *, if_none_match: bool = False
+        self,
+        key: str,
+        body: Body,
+        crc32: int,
+        content_type: str,
+        *,
+        if_none_match: bool = False,
+        **kwargs: Any,
     ) -> str:
         self._maybe_fail("put_object")
         etag = await self.inner.put_object(
-            key, body, crc32, content_type, if_none_match=if_none_match
+            key, body, crc32, content_type, if_none_match=if_none_match, **kwargs
         )
         self.puts.append(key)
         return etag
@@ -101,9 +108,12 @@ class SpyStore:
         parts: Sequence[tuple[int, str, int]],
         *,
         if_none_match: bool = False,
+        **kwargs: Any,
     ) -> str:
         self._maybe_fail("complete_upload")
-        etag = await self.inner.complete_upload(key, upload_id, parts, if_none_match=if_none_match)
+        etag = await self.inner.complete_upload(
+            key, upload_id, parts, if_none_match=if_none_match, **kwargs
+        )
         self.completes.append((key, len(parts)))
         return etag
 

@@ -154,6 +154,14 @@ _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
             "to another host (default); never = also trust plain http (a private LAN); always.",
         },
     ),
+    (
+        "--checksum",
+        {
+            "choices": ["crc32", "crc32c", "crc64nvme", "none"],
+            "help": "checksum header S3 verifies on every part, BadDigest otherwise (default "
+            "crc32); none = no checksum header, for servers that refuse them.",
+        },
+    ),
     ("--shutdown-grace", {"help": "seconds in-flight parts may finish on SIGTERM (default 20)."}),
     ("--metrics-port", {"type": int, "help": "port for /metrics and /healthz; 0 = off."}),
     ("--metrics-host", {"help": "address /metrics and /healthz listen on (default 127.0.0.1)."}),
@@ -379,6 +387,7 @@ async def _run_daemon(settings: Settings) -> int:
             endpoint=settings.endpoint_url or "aws",
             part_size=settings.part_size,
             part_sizing=settings.part_sizing.value,
+            checksum=settings.checksum.value,
             # What one recording can reach with these settings (a stream keeps its own).
             capacity=PartPlan(settings.part_size, settings.part_sizing).describe_capacity(),
         )

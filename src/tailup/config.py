@@ -30,6 +30,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from tailup.checksums import ChecksumAlgorithm
 from tailup.errors import ConfigError
 from tailup.keys import DEFAULT_KEY_TEMPLATE, PLACEHOLDERS, template_problems
 from tailup.plan import MAX_PART_SIZE_BYTES, MIN_PART_SIZE_BYTES, MiB, PartSizing
@@ -194,6 +195,10 @@ class Settings(BaseSettings):
     part_concurrency: int = Field(default=4, description="Parts of one stream uploaded at once.")
     max_inflight_bytes: int = Field(
         default=256 * MiB, description="Memory budget for parts being uploaded, all streams."
+    )
+    checksum: ChecksumAlgorithm = Field(
+        default=ChecksumAlgorithm.CRC32,
+        description="Checksum header S3 verifies on every part: crc32, crc32c, crc64nvme or none.",
     )
     payload_signing: PayloadSigning = Field(
         default=PayloadSigning.AUTO,
@@ -410,6 +415,7 @@ ACCEPTED_FORMS: dict[str, str] = {
     "io_timeout": f"{DURATION_FORM}, above 0",
     "part_concurrency": "a whole number from 1 to 64",
     "payload_signing": "auto, always or never",
+    "checksum": "crc32, crc32c, crc64nvme or none",
     "metrics_port": "a port number from 0 (off) to 65535",
     "metrics_host": "an address to listen on, e.g. 127.0.0.1 or 0.0.0.0",
     "health_interval": f"{DURATION_FORM}, above 0",

@@ -6,6 +6,8 @@ the checkpoint to tell whether the part's bytes changed since. CRC32 detects eve
 changed bits, which covers the 4-byte size patches muxers write at close. zlib-ng computes the same
 CRC32 as zlib with carry-less multiply instructions: ~25 GB/s on one core here against zlib's
 2.7-4.7 GB/s (SHA-256: 1.5 GB/s, MD5: 0.6 GB/s), so hashing a part costs less than reading it.
+(The header S3 verifies can be another checksum, or none: --checksum, tailup.checksums. This CRC32
+is computed whatever it is.)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ try:
 except ImportError:  # a platform without a zlib-ng wheel: same values, only slower
     from zlib import crc32 as _crc32
 
+from tailup.checksums import ChecksumAlgorithm, PartSum, object_checksums, part_checksum
 from tailup.model import PartRecord
 from tailup.plan import PartRange
 
@@ -53,14 +56,34 @@ def normalize_etag(etag: str) -> str:
     return etag.strip().strip('"')
 
 
+def expected_object_checksums(
+    algorithm: ChecksumAlgorithm, parts: Sequence[PartRecord]
+) -> frozenset[str]:
+    """What the server may report as the checksum of the object these parts make (one part sent
+    by a single PUT: that part's own checksum)."""
+    if algorithm is ChecksumAlgorithm.NONE or not parts:
+        return frozenset()
+    sums = [PartSum(p.size, part_checksum(algorithm, p.crc32, p.checksum)) for p in parts]
+    return object_checksums(algorithm, sums)
+
+
 class PartAction(enum.Enum):
     KEEP = "keep"  # uploaded, same size and bytes
     UPLOAD = "upload"  # never uploaded, or its bytes or size changed: send (again)
 
 
-def part_action(recorded: PartRecord | None, rng: PartRange, observed_crc32: int) -> PartAction:
-    """What to do with one part of the final layout, given what was uploaded and what is on disk."""
+def part_action(
+    recorded: PartRecord | None,
+    rng: PartRange,
+    observed_crc32: int,
+    algorithm: ChecksumAlgorithm = ChecksumAlgorithm.CRC32,
+) -> PartAction:
+    """What to do with one part of the final layout, given what was uploaded and what is on disk
+    (a part recorded without the CRC32C/CRC64NVME its stream sends is sent again: Complete names
+    it)."""
     if recorded is None or recorded.size != rng.size or recorded.crc32 != observed_crc32:
+        return PartAction.UPLOAD
+    if algorithm.stored and not recorded.checksum:
         return PartAction.UPLOAD
     return PartAction.KEEP
 

@@ -66,6 +66,7 @@ class PartDigest:
     size: int
     md5_hex: str
     crc32: int
+    checksum: str = ""  # its CRC32C or CRC64NVME, for a stream that sends one (tailup.checksums)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +205,11 @@ def adopt_parts(
             continue
         matching = [etag for etag in etags if normalize_etag(etag) == digest.md5_hex]
         if matching:
-            adopted.append(PartRecord(number, rng.size, digest.crc32, matching[0], uploaded_at))
+            adopted.append(
+                PartRecord(
+                    number, rng.size, digest.crc32, matching[0], uploaded_at, digest.checksum
+                )
+            )
     return tuple(adopted)
 
 

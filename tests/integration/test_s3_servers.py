@@ -1,10 +1,13 @@
 """What servers other than the one in tests differ in, against the real daemon, Redis and S3 server
 (SeaweedFS): one part size for every part (--part-sizing uniform: Cloudflare R2, Backblaze B2 Live
-Read)."""
+Read), the checksum every part carries (--checksum)."""
 
 from __future__ import annotations
 
+import base64
 import json
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +15,15 @@ import pytest
 
 import tailup.plan
 from harness import content, object_bytes, running_daemon, wait_until
+from tailup.checksums import Checksum, ChecksumAlgorithm, part_checksum, stored_checksum
+from tailup.devservers import SeaweedS3
+from tailup.errors import StorageUnavailable
+from tailup.integrity import crc32_of, expected_object_checksums
 from tailup.keys import metadata_key
-from tailup.model import StreamState
+from tailup.memory_stores import MemoryMultipartStore
+from tailup.model import PartRecord, StreamState
 from tailup.plan import MiB, PartSizing
+from tailup.s3 import MultipartStore, S3MultipartStore
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(120)]
 
@@ -58,3 +67,152 @@ async def test_a_stream_keeps_its_part_sizing_across_a_restart_with_the_setting_
     # A growing plan (two parts per size here) for what started after the change.
     assert started_after.part_sizing is PartSizing.GROWING
     assert part_sizes(s3_client, bucket, started_after.key) == [5 * MiB, 5 * MiB, 10 * MiB, 3 * MiB]
+
+
+# -- --checksum: each algorithm against the real server --
+
+ALGORITHMS = list(ChecksumAlgorithm)
+
+
+@pytest.fixture(params=["memory", "seaweedfs"])
+async def store(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[MultipartStore]:
+    if request.param == "memory":
+        yield MemoryMultipartStore()
+        return
+    server: SeaweedS3 = request.getfixturevalue("s3_server")
+    bucket: str = request.getfixturevalue("bucket")
+    for name, value in server.env().items():
+        monkeypatch.setenv(name, value)
+    async with S3MultipartStore.connect(
+        bucket, endpoint_url=server.endpoint_url, region="us-east-1"
+    ) as real:
+        yield real
+
+
+def checksum_of(algorithm: ChecksumAlgorithm, body: bytes) -> Checksum:
+    return part_checksum(algorithm, crc32_of(body), stored_checksum(algorithm, body))
+
+
+def wrong(checksum: Checksum) -> Checksum:
+    """The same algorithm, another value (of the right width)."""
+    value = checksum.value.split("-")[0]
+    flipped = bytes(b ^ 0xFF for b in base64.b64decode(value))
+    return Checksum(checksum.algorithm, base64.b64encode(flipped).decode())
+
+
+def sent_headers(store: MultipartStore) -> list[tuple[str, dict[str, str]]]:
+    """(operation, x-amz-checksum-* and x-amz-sdk-checksum-* headers) of every request the real
+    store sends from now on, as they go on the wire."""
+    seen: list[tuple[str, dict[str, str]]] = []
+    if not isinstance(store, S3MultipartStore):
+        return seen
+
+    def note(request: Any, event_name: str, **_: Any) -> None:
+        headers = {
+            k.lower(): str(v)
+            for k, v in request.headers.items()
+            if k.lower().startswith(("x-amz-checksum", "x-amz-sdk-checksum", "content-md5"))
+        }
+        seen.append((event_name.rsplit(".", 1)[-1], headers))
+
+    store._s3.meta.events.register("before-send.s3", note)
+    return seen
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS, ids=[a.value for a in ALGORITHMS])
+async def test_each_checksum_completes_and_the_server_reports_it(
+    store: MultipartStore, algorithm: ChecksumAlgorithm
+) -> None:
+    key = f"sums/{uuid.uuid4().hex[:8]}/{algorithm.value}.ts"
+    bodies = [content(5 * MiB, f"{algorithm} 1"), content(5 * MiB, f"{algorithm} 2"), b"tail"]
+    headers = sent_headers(store)
+    upload_id = await store.create_upload(key, "video/mp2t", checksum=algorithm)
+    etags, sums = [], [checksum_of(algorithm, body) for body in bodies]
+    for number, (body, checksum) in enumerate(zip(bodies, sums, strict=True), start=1):
+        etags.append(
+            await store.upload_part(key, upload_id, number, body, crc32_of(body), checksum=checksum)
+        )
+    named = [(n, e, crc32_of(b)) for n, (e, b) in enumerate(zip(etags, bodies, strict=True), 1)]
+    await store.complete_upload(key, upload_id, named, checksums=sums)
+
+    info = await store.head_object(key, checksum=True)
+    assert info is not None and info.size == sum(map(len, bodies))
+    records = [
+        PartRecord(n, len(b), crc32_of(b), e, "", stored_checksum(algorithm, b))
+        for n, (e, b) in enumerate(zip(etags, bodies, strict=True), 1)
+    ]
+    if algorithm is ChecksumAlgorithm.NONE:
+        assert info.checksum is None
+    else:
+        assert info.checksum is not None and info.checksum.algorithm is algorithm
+        assert info.checksum.value in expected_object_checksums(algorithm, records)
+    assert await store.get_object(key) == b"".join(bodies)
+    if isinstance(store, S3MultipartStore):
+        parts_sent = [h for op, h in headers if op == "UploadPart"]
+        assert len(parts_sent) == 3
+        for sent in parts_sent:
+            names = {name for name in sent if name.startswith("x-amz-checksum-")}
+            if algorithm is ChecksumAlgorithm.NONE:
+                # No checksum header of any kind, nor one botocore adds by itself.
+                assert sent == {}, sent
+            else:
+                assert names == {f"x-amz-checksum-{algorithm.value}"}, sent
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS[:3], ids=[a.value for a in ALGORITHMS[:3]])
+async def test_a_wrong_checksum_is_refused(
+    store: MultipartStore, algorithm: ChecksumAlgorithm
+) -> None:
+    key = f"sums/{uuid.uuid4().hex[:8]}/{algorithm.value}.ts"
+    body, tail = content(5 * MiB, "refused"), b"tail"
+    upload_id = await store.create_upload(key, "video/mp2t", checksum=algorithm)
+    good, good_tail = checksum_of(algorithm, body), checksum_of(algorithm, tail)
+    with pytest.raises(StorageUnavailable, match="BadDigest"):
+        await store.upload_part(key, upload_id, 1, body, crc32_of(body), checksum=wrong(good))
+    etag = await store.upload_part(key, upload_id, 1, body, crc32_of(body), checksum=good)
+    tail_etag = await store.upload_part(key, upload_id, 2, tail, crc32_of(tail), checksum=good_tail)
+    named = [(1, etag, crc32_of(body)), (2, tail_etag, crc32_of(tail))]
+    # CompleteMultipartUpload naming a part with another checksum than it was sent with.
+    with pytest.raises(StorageUnavailable, match="BadDigest"):
+        await store.complete_upload(key, upload_id, named, checksums=[wrong(good), good_tail])
+    await store.complete_upload(key, upload_id, named, checksums=[good, good_tail])
+    with pytest.raises(StorageUnavailable, match="BadDigest"):
+        await store.put_object(
+            key + ".json", tail, crc32_of(tail), "application/json", checksum=wrong(good_tail)
+        )
+    await store.put_object(
+        key + ".json", tail, crc32_of(tail), "application/json", checksum=good_tail
+    )
+    info = await store.head_object(key + ".json", checksum=True)
+    assert info is not None and info.checksum == good_tail
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS, ids=[a.value for a in ALGORITHMS])
+async def test_the_daemon_uploads_with_each_checksum(
+    daemon_args: dict[str, Any],
+    watch: Path,
+    s3_client: Any,
+    bucket: str,
+    algorithm: ChecksumAlgorithm,
+) -> None:
+    big, small = watch / "big.ts", watch / "small.ts"
+    async with running_daemon(**daemon_args, checksum=algorithm.value) as daemon:
+        big.write_bytes(content(12 * MiB, "big"))
+        small.write_bytes(content(1000, "small"))
+        records = [await daemon.wait_for_state(p, {StreamState.COMPLETED}) for p in (big, small)]
+        loaded = await daemon.checkpoints.inner.load(records[0].stream_id)
+    assert loaded is not None
+    _, parts = loaded
+    assert [bool(p.checksum) for p in parts.values()] == [algorithm.stored] * 3
+    for record, path in zip(records, (big, small), strict=True):
+        assert record.checksum is algorithm
+        assert object_bytes(s3_client, bucket, record.key) == path.read_bytes()
+        document = json.loads(object_bytes(s3_client, bucket, metadata_key(record.key)))
+        assert document["checksums"]["part_checksum_algorithm"] == algorithm.value
+        head = s3_client.head_object(Bucket=bucket, Key=record.key, ChecksumMode="ENABLED")
+        reported = {k for k in head if k.startswith("Checksum") and k != "ChecksumType"}
+        assert reported == (
+            set() if algorithm is ChecksumAlgorithm.NONE else {f"Checksum{algorithm.s3_name}"}
+        )

@@ -9,12 +9,14 @@ import zlib
 
 import pytest
 
+from tailup.checksums import ChecksumAlgorithm
 from tailup.integrity import (
     PartAction,
     check_completed_object,
     completion_parts,
     crc32_header,
     crc32_of,
+    expected_object_checksums,
     multipart_etag,
     normalize_etag,
     part_action,
@@ -209,3 +211,36 @@ def test_completion_parts_in_layout_order_ignoring_extra_records() -> None:
 
 def test_completion_parts_of_an_empty_layout() -> None:
     assert completion_parts([], records_for([1])) == []
+
+
+# -- the checksum a stream sends (--checksum) --
+
+A = ChecksumAlgorithm
+MD5_A = '"' + hashlib.md5(b"a").hexdigest() + '"'
+
+
+def test_expected_object_checksums_of_one_part_is_that_parts_own() -> None:
+    # A single PUT: the server reports the body's checksum as it is, no -1.
+    part = PartRecord(1, 9, zlib.crc32(b"123456789"), MD5_A)
+    assert crc32_header(part.crc32) in expected_object_checksums(A.CRC32, [part])
+    assert expected_object_checksums(A.NONE, [part]) == frozenset()
+    assert expected_object_checksums(A.CRC32, []) == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "stored", "action"),
+    [
+        (A.CRC32, "", PartAction.KEEP),
+        (A.NONE, "", PartAction.KEEP),
+        (A.CRC32C, "kIH2hw==", PartAction.KEEP),
+        # Recorded without the checksum Complete must name: sent again, with it.
+        (A.CRC32C, "", PartAction.UPLOAD),
+        (A.CRC64NVME, "", PartAction.UPLOAD),
+    ],
+)
+def test_part_action_wants_the_streams_checksum(
+    algorithm: ChecksumAlgorithm, stored: str, action: PartAction
+) -> None:
+    rng = PartRange(1, 0, 5 * MIB)
+    recorded = PartRecord(1, 5 * MIB, 7, MD5_A, "t", stored)
+    assert part_action(recorded, rng, 7, algorithm) is action

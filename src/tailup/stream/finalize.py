@@ -13,6 +13,7 @@ from pathlib import Path
 from tailup import metrics
 from tailup.afterupload import AfterUpload, run_after_upload
 from tailup.body import PartBody
+from tailup.checksums import part_checksum, stored_checksum
 from tailup.config import AfterUploadKind
 from tailup.digest import FinalizeHasher
 from tailup.errors import (
@@ -155,16 +156,18 @@ class Finalizer(Collaborator):
                     loaded.crc,
                     content_type_for(self.path.name),
                     if_none_match=self._if_none_match(),
+                    checksum=part_checksum(self.record.checksum, loaded.crc, loaded.stored),
                 )
             except KeyTaken:
                 etag = await asyncio.to_thread(_md5_etag, loaded.body)
                 if not await self._already_ours(etag):
                     raise
             metrics.part_uploaded(rng.size, time.monotonic() - started)
-            crc = loaded.crc
+            crc, stored = loaded.crc, loaded.stored
             del loaded  # before the budget is given back (see _send_part)
         self._log.info("uploaded in one request", size=rng.size)
-        return etag, [PartRecord(1, rng.size, crc, etag, iso(utc_now()))], sha256_hex
+        part = PartRecord(1, rng.size, crc, etag, iso(utc_now()), stored)
+        return etag, [part], sha256_hex
 
     async def _check_claim(self) -> None:
         """A shared folder's recording is completed only by the holder of its lease: a guarded
@@ -188,12 +191,14 @@ class Finalizer(Collaborator):
         expected_etag = multipart_etag([p.etag for p in final_parts])
         await self._check_key_is_ours(expected_etag)
         await self._check_claim()
+        algorithm = self.record.checksum
         try:
             await self.deps.store.complete_upload(
                 self.record.key,
                 self.record.upload_id,
                 [(p.number, p.etag, p.crc32) for p in final_parts],
                 if_none_match=self._if_none_match(),
+                checksums=[part_checksum(algorithm, p.crc32, p.checksum) for p in final_parts],
             )
         except (NoSuchUpload, KeyTaken):
             # A previous attempt may have completed it (a crash, a lost reply): the object
@@ -242,6 +247,8 @@ class Finalizer(Collaborator):
         recorded = self.parts.get(rng.number)
         if recorded is None or recorded.size != rng.size:
             return False
+        if self.record.checksum.stored and not recorded.checksum:
+            return False
         if not self._digest.covers(rng.number, rng.size, recorded.crc32):
             return False
         got, crc = await run_blocking(
@@ -270,7 +277,8 @@ class Finalizer(Collaborator):
             await self._sender.give_slot(grant)
             raise
         hashed = hasher.submit(rng.number, loaded.body, loaded.crc)
-        if part_action(self.parts.get(rng.number), rng, loaded.crc) is PartAction.UPLOAD:
+        recorded = self.parts.get(rng.number)
+        if part_action(recorded, rng, loaded.crc, self.record.checksum) is PartAction.UPLOAD:
             group.create_task(self._sender.send_part(rng, grant, loaded, hashed))
             return True
         group.create_task(self._release_after(hashed, grant))
@@ -310,10 +318,18 @@ class Finalizer(Collaborator):
             inode=st.inode,
             birth_ns=self.record.birth_ns,
             node_id=self.record.owner,
+            checksum=self.record.checksum,
         )
         body = encode_metadata(document)
+        crc = crc32_of(body)
         await self.deps.store.put_object(
-            metadata_key(self.record.key), body, crc32_of(body), "application/json"
+            metadata_key(self.record.key),
+            body,
+            crc,
+            "application/json",
+            checksum=part_checksum(
+                self.record.checksum, crc, stored_checksum(self.record.checksum, body)
+            ),
         )
 
     async def _record_completed(
