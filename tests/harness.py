@@ -202,10 +202,12 @@ async def running_daemon(
     hold_until: dict[int, int] | None = None,
     store_options: dict[str, Any] | None = None,
     faults: dict[str, int] | None = None,
+    wrap_store: Callable[[S3MultipartStore], Any] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Daemon]:
     """The daemon in this process. ``store_options`` go to S3MultipartStore.connect (timeouts);
-    ``faults`` make the spy fail calls before the real ones run."""
+    ``faults`` make the spy fail calls before the real ones run; ``wrap_store`` wraps the real
+    store before the spy does (to play a server that answers otherwise)."""
     settings = IsolatedSettings(
         watch=watch if isinstance(watch, list) else [watch],
         bucket=bucket,
@@ -220,7 +222,8 @@ async def running_daemon(
         ) as real_store,
         RedisCheckpointStore.for_settings(settings) as real_checkpoints,
     ):
-        store = SpyStore(real_store, hold_until=dict(hold_until or {}), faults=dict(faults or {}))
+        inner = wrap_store(real_store) if wrap_store is not None else real_store
+        store = SpyStore(inner, hold_until=dict(hold_until or {}), faults=dict(faults or {}))
         checkpoints = CheckpointSpy(
             real_checkpoints,
             s3_acknowledged=lambda: frozenset((c.key, c.number, c.etag) for c in store.parts),

@@ -128,9 +128,10 @@ def build_metadata(
     birth_ns: int = 0,
     node_id: str = "",
     checksum: ChecksumAlgorithm = ChecksumAlgorithm.CRC32,
+    verified_by: str = "etag",
 ) -> dict[str, Any]:
     """``checksum``: the header every part was sent with (its value per part when it is not the
-    part's crc32)."""
+    part's crc32); ``verified_by``: how the completed object was checked (tailup.integrity)."""
     return {
         "schema": "tailup.metadata/1",
         "stream_id": stream_id,
@@ -152,6 +153,7 @@ def build_metadata(
             "sha256": sha256_hex,
             "multipart_etag": etag.strip('"'),
             "part_checksum_algorithm": checksum.value,
+            "verified_by": verified_by,
         },
         "part_count": len(parts),
         "parts": [

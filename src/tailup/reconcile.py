@@ -52,8 +52,9 @@ async def plan_resume(
     try:
         listed = await store.list_parts(record.key, record.upload_id)
     except NoSuchUpload:
-        info = await store.head_object(record.key)
-        return upload_gone(parts, plan, facts.size, info, orphans)
+        algorithm = record.checksum
+        info = await store.head_object(record.key, checksum=algorithm is not ChecksumAlgorithm.NONE)
+        return upload_gone(parts, plan, facts.size, info, orphans, algorithm)
     reconciliation = reconcile_parts(parts, listed, plan, facts.size)
     digests = await _digests(record, [rng for rng, _ in reconciliation.candidates.values()])
     adopted = adopt_parts(reconciliation.candidates, digests, iso(utc_now()))

@@ -1,10 +1,12 @@
 """What servers other than the one in tests differ in, against the real daemon, Redis and S3 server
 (SeaweedFS): one part size for every part (--part-sizing uniform: Cloudflare R2, Backblaze B2 Live
-Read), the checksum every part carries (--checksum)."""
+Read), the checksum every part carries (--checksum), ETags that are not MD5s of MD5s."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
+import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 import tailup.plan
 from harness import content, object_bytes, running_daemon, wait_until
@@ -23,7 +26,7 @@ from tailup.keys import metadata_key
 from tailup.memory_stores import MemoryMultipartStore
 from tailup.model import PartRecord, StreamState
 from tailup.plan import MiB, PartSizing
-from tailup.s3 import MultipartStore, S3MultipartStore
+from tailup.s3 import MultipartStore, ObjectInfo, S3MultipartStore
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(120)]
 
@@ -211,8 +214,111 @@ async def test_the_daemon_uploads_with_each_checksum(
         assert object_bytes(s3_client, bucket, record.key) == path.read_bytes()
         document = json.loads(object_bytes(s3_client, bucket, metadata_key(record.key)))
         assert document["checksums"]["part_checksum_algorithm"] == algorithm.value
+        assert document["checksums"]["verified_by"] == "etag"
         head = s3_client.head_object(Bucket=bucket, Key=record.key, ChecksumMode="ENABLED")
         reported = {k for k in head if k.startswith("Checksum") and k != "ChecksumType"}
         assert reported == (
             set() if algorithm is ChecksumAlgorithm.NONE else {f"Checksum{algorithm.s3_name}"}
         )
+
+
+# -- a server whose multipart ETags are not the MD5 of the part MD5s --
+
+
+class OpaqueEtags:
+    """The real store, answering like a server whose multipart ETags are of its own kind (40 hex
+    digits here): Complete's and HeadObject's ETag of a multipart object are rewritten; every
+    byte still goes to and comes from the real server. ``bad_checksum`` also rewrites the
+    checksum HEAD reports, as a server holding other bytes would."""
+
+    def __init__(self, inner: S3MultipartStore, *, bad_checksum: bool = False) -> None:
+        self.inner = inner
+        self.bad_checksum = bad_checksum
+        self.multipart: set[str] = set()
+        self.heads_with_checksum = 0
+
+    @staticmethod
+    def opaque(etag: str) -> str:
+        return '"' + hashlib.sha1(etag.encode()).hexdigest() + '"'
+
+    async def complete_upload(self, key: str, upload_id: str, parts: Any, **kwargs: Any) -> str:
+        etag = await self.inner.complete_upload(key, upload_id, parts, **kwargs)
+        self.multipart.add(key)
+        return self.opaque(etag)
+
+    async def head_object(self, key: str, *, checksum: bool = False) -> ObjectInfo | None:
+        info = await self.inner.head_object(key, checksum=checksum)
+        if info is None or key not in self.multipart:
+            return info
+        self.heads_with_checksum += checksum
+        reported = info.checksum
+        if self.bad_checksum and reported is not None:
+            reported = wrong(reported)
+        return dataclasses.replace(info, etag=self.opaque(info.etag), checksum=reported)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def fallback_lines(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in logs if "ETags are not the MD5 of the part MD5s" in e["event"]]
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "verified_by"),
+    [
+        (ChecksumAlgorithm.CRC32, "checksum"),
+        (ChecksumAlgorithm.CRC64NVME, "checksum"),
+        (ChecksumAlgorithm.NONE, "size"),
+    ],
+    ids=["crc32", "crc64nvme", "none"],
+)
+async def test_streams_complete_on_a_server_whose_etags_are_not_md5s_of_md5s(
+    daemon_args: dict[str, Any],
+    watch: Path,
+    s3_client: Any,
+    bucket: str,
+    algorithm: ChecksumAlgorithm,
+    verified_by: str,
+) -> None:
+    wrappers: list[OpaqueEtags] = []
+
+    def wrap(real: S3MultipartStore) -> OpaqueEtags:
+        wrappers.append(OpaqueEtags(real))
+        return wrappers[-1]
+
+    paths = [watch / "cam1.ts", watch / "cam2.ts"]
+    with capture_logs() as logs:
+        async with running_daemon(
+            **daemon_args, wrap_store=wrap, checksum=algorithm.value
+        ) as daemon:
+            for number, path in enumerate(paths):
+                path.write_bytes(content(11 * MiB, f"camera {number}"))
+            records = [await daemon.wait_for_state(p, {StreamState.COMPLETED}) for p in paths]
+    # One line for the daemon run, not one per stream.
+    (line,) = fallback_lines(logs)
+    assert line["verified_by"] == verified_by and line["log_level"] == "warning"
+    for record, path in zip(records, paths, strict=True):
+        real_etag = s3_client.head_object(Bucket=bucket, Key=record.key)["ETag"]
+        assert record.etag == OpaqueEtags.opaque(real_etag), "the server's ETag is recorded"
+        document = json.loads(object_bytes(s3_client, bucket, metadata_key(record.key)))
+        assert document["checksums"]["verified_by"] == verified_by
+        assert document["checksums"]["multipart_etag"] == record.etag.strip('"')
+        assert object_bytes(s3_client, bucket, record.key) == path.read_bytes()
+    # The checksum is asked for only when one was sent.
+    assert (wrappers[0].heads_with_checksum > 0) is (algorithm is not ChecksumAlgorithm.NONE)
+
+
+async def test_the_fallback_still_fails_an_object_whose_checksum_differs(
+    daemon_args: dict[str, Any], watch: Path
+) -> None:
+    path = watch / "cam.ts"
+    async with running_daemon(
+        **daemon_args,
+        wrap_store=lambda real: OpaqueEtags(real, bad_checksum=True),
+        failed_retry=600,
+    ) as daemon:
+        path.write_bytes(content(11 * MiB, "camera"))
+        record = await daemon.wait_for_state(path, {StreamState.FAILED})
+    assert "does not match what was sent" in record.error
+    assert "crc32 is" in record.error, record.error

@@ -13,7 +13,7 @@ from pathlib import Path
 from tailup import metrics
 from tailup.afterupload import AfterUpload, run_after_upload
 from tailup.body import PartBody
-from tailup.checksums import part_checksum, stored_checksum
+from tailup.checksums import ChecksumAlgorithm, part_checksum, stored_checksum
 from tailup.config import AfterUploadKind
 from tailup.digest import FinalizeHasher
 from tailup.errors import (
@@ -25,14 +25,18 @@ from tailup.errors import (
     VerificationError,
 )
 from tailup.integrity import (
+    CompletionCheck,
     PartAction,
+    VerifiedBy,
     check_completed_object,
     completion_parts,
     crc32_of,
-    multipart_etag,
+    expected_multipart_etag,
+    expected_object_checksums,
     normalize_etag,
     part_action,
     parts_past_end,
+    verification_method,
 )
 from tailup.keys import metadata_key
 from tailup.metadata import build_metadata, content_type_for, encode_metadata, probe_media
@@ -75,13 +79,7 @@ class Finalizer(Collaborator):
             expected_etag, sent_parts, sha256_hex = await self._put_single(layout[0])
         else:
             expected_etag, sent_parts, sha256_hex = await self._complete_multipart(layout)
-        info = await self.deps.store.head_object(self.record.key)
-        check = check_completed_object(
-            expected_size=st.size,
-            expected_etag=expected_etag,
-            actual_size=info.size if info else -1,
-            actual_etag=info.etag if info else "(missing)",
-        )
+        check, etag, verified_by = await self._check_object(st.size, expected_etag, sent_parts)
         if not check.ok:
             raise VerificationError(
                 f"the object s3://{self.record.bucket}/{self.record.key} does not match what was "
@@ -89,8 +87,8 @@ class Finalizer(Collaborator):
             )
         after = await self._stat()
         changed = (after.size, after.mtime_ns) != (st.size, st.mtime_ns)
-        await self._write_metadata(st, sha256_hex, expected_etag, sent_parts, started)
-        await self._record_completed(st, sha256_hex, expected_etag, sent_parts[0])
+        await self._write_metadata(st, sha256_hex, etag, sent_parts, started, verified_by)
+        await self._record_completed(st, sha256_hex, etag, sent_parts[0])
         await self._sender.sweep_orphans()
         metrics.FINALIZE_SECONDS.observe(self.deps.clock() - started)
         if changed:
@@ -120,11 +118,64 @@ class Finalizer(Collaborator):
                 code="PreconditionFailed",
             )
 
-    async def _already_ours(self, expected_etag: str) -> bool:
+    async def _check_object(
+        self, size: int, expected_etag: str, parts: list[PartRecord]
+    ) -> tuple[CompletionCheck, str, VerifiedBy]:
+        """The object at the key against what was sent (tailup.integrity.verification_method):
+        the check, the object's ETag as the server reports it, and how it was checked."""
+        algorithm = self.record.checksum
+        info = await self.deps.store.head_object(
+            self.record.key, checksum=algorithm is not ChecksumAlgorithm.NONE
+        )
+        if info is None:
+            return CompletionCheck(False, ("there is no object at its key",)), "", VerifiedBy.ETAG
+        method = verification_method(
+            expected_etag=expected_etag,
+            object_etag=info.etag,
+            reported=info.checksum,
+            algorithm=algorithm,
+        )
+        if method is not VerifiedBy.ETAG:
+            self._etag_fallback_noted(info.etag, method)
+        check = check_completed_object(
+            expected_size=size,
+            expected_etag=expected_etag,
+            actual_size=info.size,
+            actual_etag=info.etag,
+            method=method,
+            expected_checksums=(
+                expected_object_checksums(algorithm, parts)
+                if method is VerifiedBy.CHECKSUM
+                else frozenset()
+            ),
+            actual_checksum=info.checksum,
+        )
+        return check, info.etag, method
+
+    def _etag_fallback_noted(self, etag: str, method: VerifiedBy) -> None:
+        """Once per daemon run (every stream's deps share the flag): the server's ETags are of
+        another kind, so objects are checked another way."""
+        if not self.deps.etag_fallback.first():
+            return
+        how = (
+            f"their size and the {self.record.checksum.value} checksum the server reports"
+            if method is VerifiedBy.CHECKSUM
+            else "their size only (the server reports no checksum of the object, or --checksum "
+            "is none), after every part was re-read and compared before completion"
+        )
+        self._log.warning(
+            "the S3 server's ETags are not the MD5 of the part MD5s: completed objects are "
+            f"verified by {how}",
+            etag=etag,
+            verified_by=method.value,
+        )
+
+    async def _already_ours(self, expected_etag: str, size: int, parts: list[PartRecord]) -> bool:
         """After a conditional write was refused: True if the object there is the one this
-        write makes (a previous attempt got through, its reply was lost)."""
-        info = await self.deps.store.head_object(self.record.key)
-        return info is not None and normalize_etag(info.etag) == normalize_etag(expected_etag)
+        write makes (a previous attempt got through, its reply was lost). Its size alone proves
+        nothing of the kind: another recording may have it."""
+        check, _, method = await self._check_object(size, expected_etag, parts)
+        return check.ok and method is not VerifiedBy.SIZE
 
     async def _skip_empty(self, st: FileStat) -> Outcome:
         if self.record.upload_id:
@@ -160,7 +211,8 @@ class Finalizer(Collaborator):
                 )
             except KeyTaken:
                 etag = await asyncio.to_thread(_md5_etag, loaded.body)
-                if not await self._already_ours(etag):
+                sent = PartRecord(1, rng.size, loaded.crc, etag, checksum=loaded.stored)
+                if not await self._already_ours(etag, rng.size, [sent]):
                     raise
             metrics.part_uploaded(rng.size, time.monotonic() - started)
             crc, stored = loaded.crc, loaded.stored
@@ -188,7 +240,7 @@ class Finalizer(Collaborator):
             for number in dropped:
                 self.parts.pop(number, None)
         final_parts = completion_parts(layout, self.parts)
-        expected_etag = multipart_etag([p.etag for p in final_parts])
+        expected_etag = expected_multipart_etag([p.etag for p in final_parts])
         await self._check_key_is_ours(expected_etag)
         await self._check_claim()
         algorithm = self.record.checksum
@@ -204,7 +256,7 @@ class Finalizer(Collaborator):
             # A previous attempt may have completed it (a crash, a lost reply): the object
             # decides. Otherwise the key holds another recording (KeyTaken: the stream moves
             # to a free key) or the upload is gone (NoSuchUpload: sent again).
-            if not await self._already_ours(expected_etag):
+            if not await self._already_ours(expected_etag, layout[-1].end, final_parts):
                 raise
         self._log.info(
             "multipart upload completed",
@@ -297,6 +349,7 @@ class Finalizer(Collaborator):
         etag: str,
         parts: list[PartRecord],
         started: float,
+        verified_by: VerifiedBy,
     ) -> None:
         media = await asyncio.to_thread(probe_media, self.path)
         document = build_metadata(
@@ -319,6 +372,7 @@ class Finalizer(Collaborator):
             birth_ns=self.record.birth_ns,
             node_id=self.record.owner,
             checksum=self.record.checksum,
+            verified_by=verified_by.value,
         )
         body = encode_metadata(document)
         crc = crc32_of(body)
