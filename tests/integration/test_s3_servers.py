@@ -17,6 +17,7 @@ import pytest
 from structlog.testing import capture_logs
 
 import tailup.plan
+from daemonproc import start_daemon
 from harness import content, object_bytes, running_daemon, wait_until
 from tailup.checksums import Checksum, ChecksumAlgorithm, part_checksum, stored_checksum
 from tailup.devservers import SeaweedS3
@@ -28,7 +29,7 @@ from tailup.model import PartRecord, StreamState
 from tailup.plan import MiB, PartSizing
 from tailup.s3 import MultipartStore, ObjectInfo, S3MultipartStore
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(120)]
+pytestmark = pytest.mark.timeout(120)  # asyncio_mode = "auto" marks the async ones
 
 
 def part_sizes(s3_client: Any, bucket: str, key: str) -> list[int]:
@@ -70,6 +71,27 @@ async def test_a_stream_keeps_its_part_sizing_across_a_restart_with_the_setting_
     # A growing plan (two parts per size here) for what started after the change.
     assert started_after.part_sizing is PartSizing.GROWING
     assert part_sizes(s3_client, bucket, started_after.key) == [5 * MiB, 5 * MiB, 10 * MiB, 3 * MiB]
+
+
+def test_the_daemon_says_its_capacity_at_start(
+    s3_server: SeaweedS3, bucket: str, redis_url: str, key_prefix: str, tmp_path: Path
+) -> None:
+    """`tailup run --part-sizing uniform`: the capacity, 10,000 x --part-size, in the start line."""
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    args = ["--watch", str(watch), "--bucket", bucket, "--endpoint-url", s3_server.endpoint_url,
+            "--redis-url", redis_url, "--redis-prefix", key_prefix, "--log-format", "json",
+            "--part-size", "16MiB", "--part-sizing", "uniform", "--checksum", "crc32c"]  # fmt: skip
+    daemon = start_daemon(args, s3_server.env(), tmp_path / "daemon.log", tmp_path)
+    try:
+        started = daemon.wait_for_event("tailup started", timeout_s=60)
+    finally:
+        assert daemon.stop() == 0, daemon.tail()
+    assert started["part_sizing"] == "uniform" and started["checksum"] == "crc32c"
+    assert started["capacity"] == (
+        "156.2 GiB (167772160000 bytes, 10,000 parts of 16.0 MiB, --part-sizing uniform)"
+    )
+    assert len([e for e in daemon.events() if e.get("event") == "tailup started"]) == 1
 
 
 # -- --checksum: each algorithm against the real server --
