@@ -96,6 +96,16 @@ _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
         },
     ),
     ("--part-size", {"help": "base part size, 5MiB..5GiB (default 8MiB); parts grow after 500."}),
+    (
+        "--part-sizing",
+        {
+            "choices": ["growing", "uniform"],
+            "help": "growing = part sizes double every 500 parts, up to S3's 5 TiB object "
+            "(default); uniform = every part is --part-size, for servers that need one size "
+            "(Cloudflare R2, Backblaze B2 Live Read): a recording then holds at most 10,000 x "
+            "--part-size (78.1 GiB at 8MiB, 625.0 GiB at 64MiB) and fails past it.",
+        },
+    ),
     ("--idle-timeout", {"help": "finalize after this many seconds without growth (default 30)."}),
     (
         "--close-grace",
@@ -142,6 +152,14 @@ _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
             "choices": ["auto", "always", "never"],
             "help": "sign each body's SHA-256 (~0.7 CPU s per GiB): auto = only over plain http "
             "to another host (default); never = also trust plain http (a private LAN); always.",
+        },
+    ),
+    (
+        "--checksum",
+        {
+            "choices": ["crc32", "crc32c", "crc64nvme", "none"],
+            "help": "checksum header S3 verifies on every part, BadDigest otherwise (default "
+            "crc32); none = no checksum header, for servers that refuse them.",
         },
     ),
     ("--shutdown-grace", {"help": "seconds in-flight parts may finish on SIGTERM (default 20)."}),
@@ -323,6 +341,7 @@ async def _run_daemon(settings: Settings) -> int:
 
     from tailup.checkpoint import RedisCheckpointStore
     from tailup.errors import RetryableError
+    from tailup.plan import PartPlan
     from tailup.s3 import S3MultipartStore, pool_size
     from tailup.server import ops_server
     from tailup.supervisor import Supervisor
@@ -367,6 +386,10 @@ async def _run_daemon(settings: Settings) -> int:
             bucket=settings.bucket,
             endpoint=settings.endpoint_url or "aws",
             part_size=settings.part_size,
+            part_sizing=settings.part_sizing.value,
+            checksum=settings.checksum.value,
+            # What one recording can reach with these settings (a stream keeps its own).
+            capacity=PartPlan(settings.part_size, settings.part_sizing).describe_capacity(),
         )
         supervisor = Supervisor(settings, store, cps)
         async with ops_server(

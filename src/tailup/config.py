@@ -31,9 +31,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from tailup.checksums import ChecksumAlgorithm
 from tailup.errors import ConfigError
 from tailup.keys import DEFAULT_KEY_TEMPLATE, PLACEHOLDERS, template_problems
-from tailup.plan import MAX_PART_SIZE_BYTES, MIN_PART_SIZE_BYTES, MiB
+from tailup.plan import MAX_PART_SIZE_BYTES, MIN_PART_SIZE_BYTES, MiB, PartSizing
 from tailup.redisconn import REDIS_URL_FORMS, RedisUrlError, parse_redis_url
 from tailup.units import DURATION_FORM, SIZE_FORM, parse_duration, parse_size
 
@@ -157,6 +158,11 @@ class Settings(BaseSettings):
         default_factory=lambda: list(DEFAULT_INCLUDE), description="File name globs to upload."
     )
     part_size: int = Field(default=8 * MiB, description="Base S3 part size (5MiB..5GiB).")
+    part_sizing: PartSizing = Field(
+        default=PartSizing.GROWING,
+        description="growing: parts double every 500 (up to 5 TiB); uniform: every part is "
+        "part_size (Cloudflare R2, Backblaze B2 Live Read), at most 10,000 x part_size.",
+    )
     idle_timeout: float = Field(
         default=30.0, description="Finalize after this many seconds without a size change."
     )
@@ -190,6 +196,10 @@ class Settings(BaseSettings):
     part_concurrency: int = Field(default=4, description="Parts of one stream uploaded at once.")
     max_inflight_bytes: int = Field(
         default=256 * MiB, description="Memory budget for parts being uploaded, all streams."
+    )
+    checksum: ChecksumAlgorithm = Field(
+        default=ChecksumAlgorithm.CRC32,
+        description="Checksum header S3 verifies on every part: crc32, crc32c, crc64nvme or none.",
     )
     payload_signing: PayloadSigning = Field(
         default=PayloadSigning.AUTO,
@@ -405,6 +415,7 @@ ACCEPTED_FORMS: dict[str, str] = {
     "redis_url": REDIS_URL_FORMS,
     "redis_prefix": "text put before every Redis key",
     "part_size": f"{SIZE_FORM}, from 5MiB to 5GiB",
+    "part_sizing": "growing or uniform",
     "max_inflight_bytes": f"{SIZE_FORM}, at least 5MiB",
     "idle_timeout": f"{DURATION_FORM}, above 0",
     "poll_interval": f"{DURATION_FORM}, above 0",
@@ -417,6 +428,7 @@ ACCEPTED_FORMS: dict[str, str] = {
     "io_timeout": f"{DURATION_FORM}, above 0",
     "part_concurrency": "a whole number from 1 to 64",
     "payload_signing": "auto, always or never",
+    "checksum": "crc32, crc32c, crc64nvme or none",
     "metrics_port": "a port number from 0 (off) to 65535",
     "metrics_host": "an address to listen on, e.g. 127.0.0.1 or 0.0.0.0",
     "health_interval": f"{DURATION_FORM}, above 0",

@@ -13,7 +13,8 @@ tailup decides instead (``payload_signing``): ``auto`` signs over plain http to 
 the AWS SDKs do over plain http (there the signature is what stops a man in the middle from
 swapping the body along with its CRC32), and sends UNSIGNED-PAYLOAD over https, where TLS protects
 the body, and to a loopback address, where no one but the local root sits in the middle. The
-x-amz-checksum-crc32 header, which S3 verifies (BadDigest), guards against corruption either way.
+checksum header (x-amz-checksum-crc32 by default, --checksum: tailup.checksums), which S3
+verifies (BadDigest), guards against corruption either way.
 ``never`` drops the signature over any plain http too (a trusted LAN); ``always`` keeps it.
 """
 
@@ -34,6 +35,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 import tailup.body  # noqa: F401  (registers the zero-copy payload for part bodies)
+from tailup.checksums import Checksum, ChecksumAlgorithm
 from tailup.config import PayloadSigning
 from tailup.errors import (
     KeyTaken,
@@ -63,6 +65,8 @@ class UploadedPart:
 class ObjectInfo:
     size: int
     etag: str
+    # What the server reports with ChecksumMode=ENABLED (head_object(checksum=True)), if anything.
+    checksum: Checksum | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +77,23 @@ class UploadInfo:
 
 
 class MultipartStore(Protocol):
-    async def create_upload(self, key: str, content_type: str) -> str: ...
+    """``crc32`` is tailup's own CRC32 of a body. ``checksum`` is the header the body is sent
+    with (tailup.checksums); left out, it is the CRC32 header made from ``crc32``."""
+
+    async def create_upload(
+        self, key: str, content_type: str, *, checksum: ChecksumAlgorithm = ChecksumAlgorithm.CRC32
+    ) -> str:
+        """A multipart upload whose parts carry ``checksum`` (none: no checksum)."""
 
     async def upload_part(
-        self, key: str, upload_id: str, number: int, body: Body, crc32: int
+        self,
+        key: str,
+        upload_id: str,
+        number: int,
+        body: Body,
+        crc32: int,
+        *,
+        checksum: Checksum | None = None,
     ) -> str:
         """Send one part; returns its ETag."""
 
@@ -87,8 +104,10 @@ class MultipartStore(Protocol):
         parts: Sequence[tuple[int, str, int]],
         *,
         if_none_match: bool = False,
+        checksums: Sequence[Checksum] | None = None,
     ) -> str:
         """Complete with (number, etag, crc32) per part, in order; returns the object's ETag.
+        ``checksums``: each part's, in the same order (left out: CRC32s from the crc32s).
         ``if_none_match``: only if no object has the key (KeyTaken otherwise)."""
 
     async def abort_upload(self, key: str, upload_id: str) -> None:
@@ -97,10 +116,18 @@ class MultipartStore(Protocol):
     async def list_parts(self, key: str, upload_id: str) -> list[UploadedPart]: ...
 
     async def put_object(
-        self, key: str, body: Body, crc32: int, content_type: str, *, if_none_match: bool = False
+        self,
+        key: str,
+        body: Body,
+        crc32: int,
+        content_type: str,
+        *,
+        if_none_match: bool = False,
+        checksum: Checksum | None = None,
     ) -> str: ...
 
-    async def head_object(self, key: str) -> ObjectInfo | None: ...
+    async def head_object(self, key: str, *, checksum: bool = False) -> ObjectInfo | None:
+        """Size and ETag; with ``checksum``, also the checksum the server keeps (ChecksumMode)."""
 
     async def get_object(self, key: str) -> bytes: ...
 
@@ -271,6 +298,32 @@ def _conditional(if_none_match: bool) -> dict[str, str]:
     return {"IfNoneMatch": "*"} if if_none_match else {}
 
 
+def _sent_checksum(checksum: Checksum | None, crc32: int) -> dict[str, str]:
+    """The checksum parameter of a body: the one given, or the CRC32 header of ``crc32``."""
+    if checksum is None:
+        return {"ChecksumCRC32": crc32_header(crc32)}
+    return checksum.request_params()
+
+
+def _upload_checksum(algorithm: ChecksumAlgorithm) -> dict[str, str]:
+    """CreateMultipartUpload's checksum parameters: S3 has CRC64NVME as a full-object checksum
+    only (SeaweedFS takes it so too); CRC32 and CRC32C stay composite, as they always were."""
+    if algorithm is ChecksumAlgorithm.NONE:
+        return {}
+    params = {"ChecksumAlgorithm": algorithm.s3_name}
+    if algorithm.full_object:
+        params["ChecksumType"] = "FULL_OBJECT"
+    return params
+
+
+def _reported_checksum(response: dict[str, Any]) -> Checksum | None:
+    for algorithm in ChecksumAlgorithm:
+        value = response.get(f"Checksum{algorithm.s3_name}") if algorithm.s3_name else None
+        if value:
+            return Checksum(algorithm, str(value))
+    return None
+
+
 class S3MultipartStore:
     def __init__(self, client: S3Client, bucket: str) -> None:
         self._s3 = client
@@ -332,18 +385,27 @@ class S3MultipartStore:
                 code=exc.code,
             ) from exc
 
-    async def create_upload(self, key: str, content_type: str) -> str:
+    async def create_upload(
+        self, key: str, content_type: str, *, checksum: ChecksumAlgorithm = ChecksumAlgorithm.CRC32
+    ) -> str:
         response = await self._call(
             "create multipart upload",
             "create_multipart_upload",
             Key=key,
             ContentType=content_type,
-            ChecksumAlgorithm="CRC32",
+            **_upload_checksum(checksum),
         )
         return str(response["UploadId"])
 
     async def upload_part(
-        self, key: str, upload_id: str, number: int, body: Body, crc32: int
+        self,
+        key: str,
+        upload_id: str,
+        number: int,
+        body: Body,
+        crc32: int,
+        *,
+        checksum: Checksum | None = None,
     ) -> str:
         response = await self._call(
             f"upload part {number}",
@@ -352,7 +414,7 @@ class S3MultipartStore:
             UploadId=upload_id,
             PartNumber=number,
             Body=body,
-            ChecksumCRC32=crc32_header(crc32),
+            **_sent_checksum(checksum, crc32),
         )
         return str(response["ETag"])
 
@@ -363,7 +425,9 @@ class S3MultipartStore:
         parts: Sequence[tuple[int, str, int]],
         *,
         if_none_match: bool = False,
+        checksums: Sequence[Checksum] | None = None,
     ) -> str:
+        sums = list(checksums) if checksums is not None else [None] * len(parts)
         response = await self._call(
             "complete multipart upload",
             "complete_multipart_upload",
@@ -372,8 +436,8 @@ class S3MultipartStore:
             **_conditional(if_none_match),
             MultipartUpload={
                 "Parts": [
-                    {"PartNumber": n, "ETag": etag, "ChecksumCRC32": crc32_header(crc)}
-                    for n, etag, crc in parts
+                    {"PartNumber": n, "ETag": etag, **_sent_checksum(sums[i], crc)}
+                    for i, (n, etag, crc) in enumerate(parts)
                 ]
             },
         )
@@ -403,7 +467,14 @@ class S3MultipartStore:
             marker = int(response["NextPartNumberMarker"])
 
     async def put_object(
-        self, key: str, body: Body, crc32: int, content_type: str, *, if_none_match: bool = False
+        self,
+        key: str,
+        body: Body,
+        crc32: int,
+        content_type: str,
+        *,
+        if_none_match: bool = False,
+        checksum: Checksum | None = None,
     ) -> str:
         response = await self._call(
             "put object",
@@ -412,18 +483,23 @@ class S3MultipartStore:
             **_conditional(if_none_match),
             Body=body,
             ContentType=content_type,
-            ChecksumCRC32=crc32_header(crc32),
+            **_sent_checksum(checksum, crc32),
         )
         return str(response["ETag"])
 
-    async def head_object(self, key: str) -> ObjectInfo | None:
+    async def head_object(self, key: str, *, checksum: bool = False) -> ObjectInfo | None:
+        mode = {"ChecksumMode": "ENABLED"} if checksum else {}
         try:
-            response = await self._call("head object", "head_object", Key=key)
+            response = await self._call("head object", "head_object", Key=key, **mode)
         except StoragePermanentError as exc:
             if exc.code in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
-        return ObjectInfo(int(response["ContentLength"]), str(response["ETag"]))
+        return ObjectInfo(
+            int(response["ContentLength"]),
+            str(response["ETag"]),
+            _reported_checksum(response) if checksum else None,
+        )
 
     async def get_object(self, key: str) -> bytes:
         response = await self._call("get object", "get_object", Key=key)

@@ -901,6 +901,8 @@ class Supervisor:
             bucket=self._settings.bucket,
             key=key,
             base_part_size=self._settings.part_size,
+            part_sizing=self._settings.part_sizing,
+            checksum=self._settings.checksum,
             device=st.device,
             inode=st.inode,
             birth_ns=seen.birth_ns,
