@@ -1,4 +1,5 @@
-"""Shared fixtures: a real S3 server (SeaweedFS), a real Redis and real ffmpeg recordings.
+"""Shared fixtures: real S3 servers (SeaweedFS, and moto for AWS's semantics), a real Redis and real
+ffmpeg recordings.
 
 Servers are session-scoped and started only when a test asks for them, so unit tests never pay
 for them. Tests that need to stop, kill or restart a server start their own (see
@@ -16,7 +17,14 @@ from typing import Any
 
 import pytest
 
-from tailup.devservers import RedisCluster, RedisSentinel, RedisServer, SeaweedS3, record_cmd
+from tailup.devservers import (
+    MotoS3,
+    RedisCluster,
+    RedisSentinel,
+    RedisServer,
+    SeaweedS3,
+    record_cmd,
+)
 
 TEST_ACCESS_KEY = "tailup-test-access"
 TEST_SECRET_KEY = "tailup-test-secret-0123456789"
@@ -78,6 +86,20 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
     )
     with server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
+    """moto's S3 server on 127.0.0.1: a second S3 implementation, with AWS's part semantics
+    (only the latest upload of a part number is kept). It accepts any credentials."""
+    with MotoS3(tmp_path_factory.mktemp("moto"), region=TEST_REGION) as server:
+        yield server
+
+
+@pytest.fixture
+def moto_bucket(moto_server: MotoS3) -> str:
+    """A fresh, empty bucket on ``moto_server``."""
+    return moto_server.create_bucket(f"t-{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture(scope="session")
