@@ -10,12 +10,13 @@ import hashlib
 import time
 from pathlib import Path
 
-from tailup import metrics
+from tailup import metrics, permissions
 from tailup.afterupload import AfterUpload, run_after_upload
 from tailup.body import PartBody
 from tailup.config import AfterUploadKind
 from tailup.digest import FinalizeHasher
 from tailup.errors import (
+    AccessRefused,
     KeyTaken,
     NoSuchUpload,
     PlanExceeded,
@@ -38,6 +39,7 @@ from tailup.metadata import build_metadata, content_type_for, encode_metadata, p
 from tailup.model import PartRecord, StreamState, iso, utc_now
 from tailup.offload import run_blocking
 from tailup.plan import PartRange
+from tailup.s3 import ObjectInfo
 from tailup.source import FileStat, crc32_of_range_blocking
 from tailup.stream.bookkeeping import Bookkeeper
 from tailup.stream.context import Collaborator, Outcome, StreamContext, _first_error
@@ -57,6 +59,7 @@ class Finalizer(Collaborator):
         super().__init__(ctx)
         self._sender = sender
         self._book = book
+        self._returned_etag = ""  # what S3 answered to the PutObject or Complete
 
     async def finalize(self, *, close_seen: bool) -> Outcome:
         """``close_seen``: the writer closed the file (rather than an idle timeout): with no
@@ -74,7 +77,11 @@ class Finalizer(Collaborator):
             expected_etag, sent_parts, sha256_hex = await self._put_single(layout[0])
         else:
             expected_etag, sent_parts, sha256_hex = await self._complete_multipart(layout)
-        info = await self.deps.store.head_object(self.record.key)
+        try:
+            info = await self.deps.store.head_object(self.record.key)
+        except AccessRefused as exc:  # no s3:GetObject: the ETag S3 returned is the check
+            permissions.refused("s3:GetObject", str(exc))
+            info = ObjectInfo(st.size, self._returned_etag)
         check = check_completed_object(
             expected_size=st.size,
             expected_etag=expected_etag,
@@ -110,7 +117,11 @@ class Finalizer(Collaborator):
         lost), never another's."""
         if not self.deps.conditional_writes or self.record.generation == 1:
             return
-        info = await self.deps.store.head_object(self.record.key)
+        try:
+            info = await self.deps.store.head_object(self.record.key)
+        except AccessRefused as exc:  # no s3:GetObject: this check is off
+            permissions.refused("s3:GetObject", str(exc))
+            return
         ours = {normalize_etag(e) for e in (self.record.etag, *own_etags) if e}
         if info is not None and normalize_etag(info.etag) not in ours:
             raise KeyTaken(
@@ -122,7 +133,11 @@ class Finalizer(Collaborator):
     async def _already_ours(self, expected_etag: str) -> bool:
         """After a conditional write was refused: True if the object there is the one this
         write makes (a previous attempt got through, its reply was lost)."""
-        info = await self.deps.store.head_object(self.record.key)
+        try:
+            info = await self.deps.store.head_object(self.record.key)
+        except AccessRefused as exc:  # no s3:GetObject: cannot tell, so not proven ours
+            permissions.refused("s3:GetObject", str(exc))
+            return False
         return info is not None and normalize_etag(info.etag) == normalize_etag(expected_etag)
 
     async def _skip_empty(self, st: FileStat) -> Outcome:
@@ -160,6 +175,7 @@ class Finalizer(Collaborator):
                 etag = await asyncio.to_thread(_md5_etag, loaded.body)
                 if not await self._already_ours(etag):
                     raise
+            self._returned_etag = etag
             metrics.part_uploaded(rng.size, time.monotonic() - started)
             crc = loaded.crc
             del loaded  # before the budget is given back (see _send_part)
@@ -189,7 +205,7 @@ class Finalizer(Collaborator):
         await self._check_key_is_ours(expected_etag)
         await self._check_claim()
         try:
-            await self.deps.store.complete_upload(
+            self._returned_etag = await self.deps.store.complete_upload(
                 self.record.key,
                 self.record.upload_id,
                 [(p.number, p.etag, p.crc32) for p in final_parts],
@@ -201,6 +217,7 @@ class Finalizer(Collaborator):
             # to a free key) or the upload is gone (NoSuchUpload: sent again).
             if not await self._already_ours(expected_etag):
                 raise
+            self._returned_etag = expected_etag  # read back by _already_ours
         self._log.info(
             "multipart upload completed",
             parts=len(final_parts),
