@@ -8,6 +8,8 @@ for them. Tests that need to stop, kill or restart a server start their own (see
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import subprocess
 import uuid
@@ -22,6 +24,7 @@ from tailup.devservers import (
     RedisCluster,
     RedisSentinel,
     RedisServer,
+    S3Identity,
     SeaweedS3,
     record_cmd,
 )
@@ -85,6 +88,69 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
         extra_args=["-volume.max=1000"],
     )
     with server:
+        yield server
+
+
+# -- least privilege: SeaweedFS identities limited by deploy/iam-policy.json -----------------------
+
+IAM_POLICY_PATH = Path(__file__).resolve().parents[1] / "deploy" / "iam-policy.json"
+POLICY_BUCKET = "recordings"  # the bucket deploy/iam-policy.json names
+LIST_BUCKET_STATEMENT = {
+    "Sid": "CheckTheBucketAtStart",
+    "Effect": "Allow",
+    "Action": "s3:ListBucket",
+    "Resource": f"arn:aws:s3:::{POLICY_BUCKET}",
+}
+
+
+def iam_policy(*, without: str = "", with_list_bucket: bool = False) -> dict[str, Any]:
+    """deploy/iam-policy.json as it is, or without one action, or with s3:ListBucket added."""
+    policy: dict[str, Any] = json.loads(IAM_POLICY_PATH.read_text())
+    for statement in policy["Statement"]:
+        actions = statement["Action"]
+        actions = [actions] if isinstance(actions, str) else actions
+        statement["Action"] = [a for a in actions if a != without] or ["s3:GetBucketTagging"]
+    if with_list_bucket:
+        policy["Statement"].append(copy.deepcopy(LIST_BUCKET_STATEMENT))
+    return policy
+
+
+def policy_actions() -> list[str]:
+    actions: list[str] = []
+    for statement in json.loads(IAM_POLICY_PATH.read_text())["Statement"]:
+        named = statement["Action"]
+        actions += [named] if isinstance(named, str) else named
+    return actions
+
+
+def policy_identity(name: str) -> S3Identity:
+    """An identity of ``least_privilege_s3``: "policy" (deploy/iam-policy.json), "policy+list"
+    (with s3:ListBucket) or "without s3:X" (the policy less one of its actions)."""
+    if name == "policy":
+        policy = iam_policy()
+    elif name == "policy+list":
+        policy = iam_policy(with_list_bucket=True)
+    else:
+        policy = iam_policy(without=name.removeprefix("without "))
+    tag = uuid.uuid5(uuid.NAMESPACE_OID, name).hex[:12]
+    return S3Identity(name, f"AK{tag}", f"secret-{tag}-0123456789", policy=policy)
+
+
+@pytest.fixture(scope="session")
+def least_privilege_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """SeaweedFS on 127.0.0.1 with the bucket deploy/iam-policy.json names and an identity per
+    variant of the policy (``policy_identity``); its main identity (TEST_ACCESS_KEY) may do
+    everything, to set up and inspect."""
+    names = ["policy", "policy+list", *(f"without {a}" for a in policy_actions())]
+    server = SeaweedS3(
+        tmp_path_factory.mktemp("seaweedfs-iam"),
+        access_key=TEST_ACCESS_KEY,
+        secret_key=TEST_SECRET_KEY,
+        region=TEST_REGION,
+        identities=[policy_identity(name) for name in names],
+    )
+    with server:
+        server.create_bucket(POLICY_BUCKET)
         yield server
 
 
