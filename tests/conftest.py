@@ -123,6 +123,9 @@ def policy_actions() -> list[str]:
     return actions
 
 
+POLICY_VARIANTS = ["policy", "policy+list", *(f"without {a}" for a in policy_actions())]
+
+
 def policy_identity(name: str) -> S3Identity:
     """An identity of ``least_privilege_s3``: "policy" (deploy/iam-policy.json), "policy+list"
     (with s3:ListBucket) or "without s3:X" (the policy less one of its actions)."""
@@ -141,14 +144,25 @@ def least_privilege_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sea
     """SeaweedFS on 127.0.0.1 with the bucket deploy/iam-policy.json names and an identity per
     variant of the policy (``policy_identity``); its main identity (TEST_ACCESS_KEY) may do
     everything, to set up and inspect."""
-    names = ["policy", "policy+list", *(f"without {a}" for a in policy_actions())]
     server = SeaweedS3(
         tmp_path_factory.mktemp("seaweedfs-iam"),
         access_key=TEST_ACCESS_KEY,
         secret_key=TEST_SECRET_KEY,
         region=TEST_REGION,
-        identities=[policy_identity(name) for name in names],
+        identities=[policy_identity(name) for name in POLICY_VARIANTS],
     )
+    with server:
+        server.create_bucket(POLICY_BUCKET)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def least_privilege_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
+    """moto with its IAM enforced, the bucket deploy/iam-policy.json names and a user per
+    variant of the policy (``least_privilege_moto.identity(name)``, names as ``policy_identity``):
+    AWS's action names and mapping, where SeaweedFS is lenient."""
+    policies = {name: policy_identity(name).policy or {} for name in POLICY_VARIANTS}
+    server = MotoS3(tmp_path_factory.mktemp("moto-iam"), region=TEST_REGION, iam_policies=policies)
     with server:
         server.create_bucket(POLICY_BUCKET)
         yield server

@@ -8,7 +8,8 @@
   optionally with more identities (:class:`S3Identity`), each limited to some actions or to an IAM
   policy document.
 - :class:`MotoS3` runs a private moto S3 server (``moto_server``) on 127.0.0.1 and a free port: a
-  second S3 implementation, with AWS's part semantics (only the latest upload of a part is kept).
+  second S3 implementation, with AWS's part semantics (only the latest upload of a part is kept),
+  optionally with its IAM enforced and a user per IAM policy document.
 - :func:`record_cmd` builds an ffmpeg command that records a synthetic live source, the way a
   recorder writes a growing file.
 
@@ -1156,8 +1157,14 @@ class MotoS3(_S3Clients, _ManagedProcess):
     """A private moto S3 server (``moto_server``, in its own process) on 127.0.0.1 and a free port.
 
     moto emulates AWS S3 itself: it keeps only the latest upload of a part number (SeaweedFS keeps
-    every one), enforces ``EntityTooSmall`` and ``InvalidPart`` at Complete, and accepts any
-    credentials. Everything it stores lives in the server's memory: a restart starts empty.
+    every one), and enforces ``EntityTooSmall`` and ``InvalidPart`` at Complete. Everything it
+    stores lives in the server's memory: a restart starts empty.
+
+    Without ``iam_policies`` it accepts any credentials. With them, moto's IAM is enforced: the
+    server's own credentials (``access_key``/``secret_key``) are those of a user that may do
+    everything, and each named IAM policy document gets a user of its own, whose credentials
+    (made by moto at each start) :meth:`identity` returns. moto evaluates the policies with AWS's
+    action names, except that it asks ``s3:HeadBucket`` for HeadBucket (AWS: ``s3:ListBucket``).
 
     >>> with MotoS3() as s3:
     ...     s3.create_bucket("recordings")
@@ -1175,6 +1182,7 @@ class MotoS3(_S3Clients, _ManagedProcess):
         port: int | None = None,
         region: str = "us-east-1",
         startup_timeout: float = 60.0,
+        iam_policies: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(directory, startup_timeout=startup_timeout)
         self.host = LOOPBACK
@@ -1182,7 +1190,67 @@ class MotoS3(_S3Clients, _ManagedProcess):
         self.access_key = self.ACCESS_KEY
         self.secret_key = self.SECRET_KEY
         self.region = region
-        self.auth_enforced = False
+        self.iam_policies = dict(iam_policies or {})
+        self.auth_enforced = bool(self.iam_policies)
+        self._identities: dict[str, S3Identity] = {}
+
+    def start(self) -> Self:
+        super().start()
+        if self.iam_policies:
+            try:
+                self._enforce_iam()
+            except BaseException:
+                self.kill()
+                raise
+        return self
+
+    def identity(self, name: str) -> S3Identity:
+        """The user made for ``iam_policies[name]`` at this start, with its credentials."""
+        if not self.running or name not in self._identities:
+            raise DevServerError(f"moto has no identity {name!r} (running: {self.running})")
+        return self._identities[name]
+
+    def _enforce_iam(self) -> None:
+        # moto checks signatures and policies only once its count of free requests is reset to
+        # 0: the users are made before, with unauthenticated IAM calls.
+        session_mod, _, _ = _botocore()
+        iam = session_mod.Session().create_client(
+            "iam",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id="setup",
+            aws_secret_access_key="setup",
+        )
+        everything = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+        }
+
+        def user(number: int, policy: dict[str, Any]) -> tuple[str, str]:
+            name = f"tailup-{number}"
+            iam.create_user(UserName=name)
+            iam.put_user_policy(
+                UserName=name, PolicyName=f"{name}-policy", PolicyDocument=json.dumps(policy)
+            )
+            key = iam.create_access_key(UserName=name)["AccessKey"]
+            return str(key["AccessKeyId"]), str(key["SecretAccessKey"])
+
+        try:
+            self.access_key, self.secret_key = user(0, everything)
+            self._identities = {
+                name: S3Identity(name, *user(number, policy), policy=policy)
+                for number, (name, policy) in enumerate(self.iam_policies.items(), start=1)
+            }
+        finally:
+            iam.close()
+        request = urllib.request.Request(
+            self.endpoint_url + "/moto-api/reset-auth",
+            data=b"0",
+            method="POST",
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        with urllib.request.urlopen(request, timeout=10.0) as response:
+            response.read()
 
     @property
     def endpoint_url(self) -> str:

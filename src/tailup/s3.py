@@ -109,7 +109,8 @@ class MultipartStore(Protocol):
     async def list_uploads(self, prefix: str) -> list[UploadInfo]: ...
 
     async def check_bucket(self) -> None:
-        """Raise StoragePermanentError if the bucket is missing or the credentials are refused."""
+        """Raise StoragePermanentError if the bucket is missing or the credentials are refused
+        (a refused s3:ListBucket alone is not an error: tailup.permissions)."""
 
     def for_bucket(self, bucket: str) -> MultipartStore:
         """The same store (client, connections) on another bucket: a stream keeps the bucket it

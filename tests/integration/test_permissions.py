@@ -1,9 +1,9 @@
-"""Least privilege against a real server: SeaweedFS identities limited by deploy/iam-policy.json
-(SeaweedFS evaluates IAM policy documents with AWS's action names).
+"""Least privilege against real servers: identities limited by deploy/iam-policy.json on SeaweedFS
+and on moto with its IAM enforced (both evaluate IAM policy documents with AWS's action names).
 
 - The policy lets tailup make every call it makes, and nothing outside its keys.
 - Each action of the policy is what its calls need: without it, exactly those calls are refused,
-  and the refusal names the action. SeaweedFS is more lenient than AWS in two places, pinned here.
+  and the refusal names the action. SeaweedFS is more lenient than AWS in two places, moto is not.
 - s3:ListBucket is optional: refused, the bucket check is skipped, said once.
 """
 
@@ -20,7 +20,7 @@ import structlog.testing
 
 from conftest import POLICY_BUCKET, TEST_REGION, policy_actions, policy_identity
 from tailup import permissions
-from tailup.devservers import SeaweedS3
+from tailup.devservers import MotoS3, S3Identity, SeaweedS3
 from tailup.errors import AccessRefused
 from tailup.integrity import crc32_of
 from tailup.s3 import S3MultipartStore
@@ -31,6 +31,7 @@ pytestmark = pytest.mark.asyncio
 # AbortMultipartUpload (it files both under writes); AWS needs s3:ListMultipartUploadParts and
 # s3:AbortMultipartUpload for them. Each of the two, granted alone, allows exactly its call.
 SEAWEEDFS_ALSO_GRANTED_BY_PUT_OBJECT = {"s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"}
+Server = SeaweedS3 | MotoS3
 
 
 @pytest.fixture(autouse=True)
@@ -38,11 +39,23 @@ def _fresh_refusals() -> None:
     permissions.forget_refusals()
 
 
+@pytest.fixture(params=["seaweedfs", "moto"])
+def policy_server(request: pytest.FixtureRequest) -> Server:
+    """A server whose identities are limited by variants of deploy/iam-policy.json."""
+    name = "least_privilege_s3" if request.param == "seaweedfs" else "least_privilege_moto"
+    server: Server = request.getfixturevalue(name)
+    return server
+
+
+def _identity(server: Server, name: str) -> S3Identity:
+    return server.identity(name) if isinstance(server, MotoS3) else policy_identity(name)
+
+
 @asynccontextmanager
 async def _store_as(
-    server: SeaweedS3, identity_name: str | None, monkeypatch: pytest.MonkeyPatch
+    server: Server, identity_name: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[S3MultipartStore]:
-    env = server.env() if identity_name is None else policy_identity(identity_name).env(server)
+    env = server.env() if identity_name is None else _identity(server, identity_name).env(server)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     async with S3MultipartStore.connect(
@@ -56,7 +69,7 @@ def _key(prefix: str = "streams") -> str:
 
 
 async def _try_every_call(
-    server: SeaweedS3, identity_name: str, monkeypatch: pytest.MonkeyPatch
+    server: Server, identity_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str]:
     """Each operation tailup makes (but the bucket check), as ``identity_name``, on keys under
     streams/ that the server's main identity set up: {operation: "ok" or the refused action}."""
@@ -98,18 +111,18 @@ async def _try_every_call(
 
 
 async def test_the_policy_lets_tailup_make_every_call_it_makes(
-    least_privilege_s3: SeaweedS3, monkeypatch: pytest.MonkeyPatch
+    policy_server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    outcome = await _try_every_call(least_privilege_s3, "policy", monkeypatch)
+    outcome = await _try_every_call(policy_server, "policy", monkeypatch)
     assert outcome == dict.fromkeys(outcome, "ok")
     assert set(outcome) | {"HeadBucket", "ListObjectsV2"} == set(permissions.IAM_ACTIONS)
 
 
 async def test_the_policy_covers_only_its_keys(
-    least_privilege_s3: SeaweedS3, monkeypatch: pytest.MonkeyPatch
+    policy_server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     body = b"not tailup's"
-    async with _store_as(least_privilege_s3, "policy", monkeypatch) as store:
+    async with _store_as(policy_server, "policy", monkeypatch) as store:
         with pytest.raises(AccessRefused) as refused:
             await store.put_object(_key("elsewhere"), body, crc32_of(body), "text/plain")
         assert refused.value.action == "s3:PutObject"
@@ -121,12 +134,12 @@ async def test_the_policy_covers_only_its_keys(
 
 @pytest.mark.parametrize("action", policy_actions())
 async def test_each_action_of_the_policy_is_what_its_calls_need(
-    least_privilege_s3: SeaweedS3, monkeypatch: pytest.MonkeyPatch, action: str
+    policy_server: Server, monkeypatch: pytest.MonkeyPatch, action: str
 ) -> None:
-    outcome = await _try_every_call(least_privilege_s3, f"without {action}", monkeypatch)
+    outcome = await _try_every_call(policy_server, f"without {action}", monkeypatch)
     refused = {operation for operation, result in outcome.items() if result != "ok"}
     needing = {op for op, needs in permissions.IAM_ACTIONS.items() if needs == action}
-    if action in SEAWEEDFS_ALSO_GRANTED_BY_PUT_OBJECT:
+    if isinstance(policy_server, SeaweedS3) and action in SEAWEEDFS_ALSO_GRANTED_BY_PUT_OBJECT:
         assert refused == set(), outcome  # AWS refuses `needing`; SeaweedFS lets s3:PutObject do
     else:
         assert refused == needing, outcome
@@ -134,9 +147,9 @@ async def test_each_action_of_the_policy_is_what_its_calls_need(
 
 
 async def test_a_refused_list_bucket_skips_the_bucket_check_said_once(
-    least_privilege_s3: SeaweedS3, monkeypatch: pytest.MonkeyPatch
+    policy_server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with _store_as(least_privilege_s3, "policy", monkeypatch) as store:
+    async with _store_as(policy_server, "policy", monkeypatch) as store:
         with structlog.testing.capture_logs() as logs:
             for _ in range(3):  # at start, then /healthz's probes
                 await store.check_bucket()
@@ -149,6 +162,7 @@ async def test_a_refused_list_bucket_skips_the_bucket_check_said_once(
 async def test_with_list_bucket_the_bucket_check_runs(
     least_privilege_s3: SeaweedS3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # SeaweedFS only: moto asks s3:HeadBucket for HeadBucket, an action AWS does not have.
     async with _store_as(least_privilege_s3, "policy+list", monkeypatch) as store:
         with structlog.testing.capture_logs() as logs:
             await store.check_bucket()
@@ -156,14 +170,14 @@ async def test_with_list_bucket_the_bucket_check_runs(
 
 
 async def test_wrong_credentials_still_stop_the_bucket_check(
-    least_privilege_s3: SeaweedS3, monkeypatch: pytest.MonkeyPatch
+    policy_server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Only a refused permission is optional: credentials S3 does not know are still an error.
-    for name, value in least_privilege_s3.env().items():
+    for name, value in policy_server.env().items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret-0123456789")
     async with S3MultipartStore.connect(
-        POLICY_BUCKET, endpoint_url=least_privilege_s3.endpoint_url, region=TEST_REGION
+        POLICY_BUCKET, endpoint_url=policy_server.endpoint_url, region=TEST_REGION
     ) as store:
         with pytest.raises(Exception, match="SignatureDoesNotMatch") as info:
             await store.check_bucket()
