@@ -188,7 +188,7 @@ def test_seaweed_identities_need_enforced_credentials_and_one_kind_of_grant() ->
 
 
 def test_seaweed_identity_with_coarse_actions_is_limited_to_them(tmp_path: Path) -> None:
-    # The IAM-policy kind: tailup's own policy, in tests/integration/test_permissions.py.
+    # The IAM-policy kind: tailup's own policy, in tests/integration/test_iam_policy.py.
     reader = S3Identity("reader", "reader-key", "reader-secret", actions=("Read:readable",))
     with SeaweedS3(tmp_path, access_key="ak", secret_key="sk", identities=[reader]) as server:
         for name in ("readable", "other"):
