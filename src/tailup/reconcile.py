@@ -10,9 +10,10 @@ import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
+from tailup import permissions
 from tailup.body import PartBody
 from tailup.checksums import ChecksumAlgorithm, stored_checksum
-from tailup.errors import NoSuchUpload, SourceGone
+from tailup.errors import AccessRefused, NoSuchUpload, SourceGone
 from tailup.integrity import crc32_of
 from tailup.model import PartRecord, StreamRecord, iso, utc_now
 from tailup.offload import run_blocking
@@ -53,7 +54,13 @@ async def plan_resume(
         listed = await store.list_parts(record.key, record.upload_id)
     except NoSuchUpload:
         algorithm = record.checksum
-        info = await store.head_object(record.key, checksum=algorithm is not ChecksumAlgorithm.NONE)
+        try:
+            info = await store.head_object(
+                record.key, checksum=algorithm is not ChecksumAlgorithm.NONE
+            )
+        except AccessRefused as exc:  # no s3:GetObject: taken as no object (If-None-Match)
+            permissions.refused("s3:GetObject", str(exc))
+            info = None
         return upload_gone(parts, plan, facts.size, info, orphans, algorithm)
     reconciliation = reconcile_parts(parts, listed, plan, facts.size)
     digests = await _digests(record, [rng for rng, _ in reconciliation.candidates.values()])

@@ -35,9 +35,11 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 import tailup.body  # noqa: F401  (registers the zero-copy payload for part bodies)
+from tailup import permissions
 from tailup.checksums import Checksum, ChecksumAlgorithm
 from tailup.config import PayloadSigning
 from tailup.errors import (
+    AccessRefused,
     KeyTaken,
     NoSuchUpload,
     StoragePermanentError,
@@ -134,7 +136,8 @@ class MultipartStore(Protocol):
     async def list_uploads(self, prefix: str) -> list[UploadInfo]: ...
 
     async def check_bucket(self) -> None:
-        """Raise StoragePermanentError if the bucket is missing or the credentials are refused."""
+        """Raise StoragePermanentError if the bucket is missing or the credentials are refused
+        (a refused s3:ListBucket alone is not an error: tailup.permissions)."""
 
     def for_bucket(self, bucket: str) -> MultipartStore:
         """The same store (client, connections) on another bucket: a stream keeps the bucket it
@@ -194,7 +197,6 @@ _HINTS = {
     "ExpiredToken": "the session credentials expired: refresh them",
     "RequestTimeTooSkewed": "this machine's clock is off: synchronise it (NTP)",
     "NoSuchBucket": "create the bucket or fix --bucket",
-    "AccessDenied": "the credentials may not write to this bucket or key",
 }
 # botocore errors raised before any request is sent, about this machine's configuration: no
 # retry fixes them. Every other botocore error is about the network and passes.
@@ -250,6 +252,15 @@ def _translate_client_error(exc: Any, action: str) -> TailupError:
     if code in _PERMANENT_CODES or (400 <= status < 500 and status not in (408, 429)):
         return StoragePermanentError(text, code=code)
     return StorageUnavailable(text)
+
+
+def _name_the_permission(error: TailupError, method: str) -> TailupError:
+    """An AccessDenied (or a HEAD's bare 403) as AccessRefused, naming the IAM action it needs."""
+    if not isinstance(error, StoragePermanentError) or error.code not in ("AccessDenied", "403"):
+        return error
+    needs = permissions.action_of(method)
+    text = f"{error} (it needs {needs}: see docs/operations.md, S3 permissions)"
+    return AccessRefused(text, code=error.code, action=needs)
 
 
 _NETWORK_ERRORS = (
@@ -328,6 +339,7 @@ class S3MultipartStore:
     def __init__(self, client: S3Client, bucket: str) -> None:
         self._s3 = client
         self._bucket = bucket
+        self._list_bucket_refused = False
 
     def for_bucket(self, bucket: str) -> S3MultipartStore:
         return self if bucket == self._bucket else S3MultipartStore(self._s3, bucket)
@@ -366,7 +378,7 @@ class S3MultipartStore:
         try:
             return await getattr(self._s3, method)(Bucket=self._bucket, **kwargs)
         except botocore.exceptions.ClientError as exc:
-            raise translate_error(exc, action) from exc
+            raise _name_the_permission(translate_error(exc, action), method) from exc
         except _NETWORK_ERRORS as exc:
             raise translate_error(exc, action) from exc
 
@@ -376,9 +388,17 @@ class S3MultipartStore:
         except StoragePermanentError as exc:
             if exc.code not in ("400", "403", "404"):
                 raise
+            if exc.code == "403" and self._list_bucket_refused:
+                return  # S3 answers; it refuses s3:ListBucket, which was said once
             # A HEAD answer has no body, hence no error code: ask again with a GET, whose answer
             # says which (NoSuchBucket, SignatureDoesNotMatch, InvalidAccessKeyId, AccessDenied).
-            await self._call(f"check bucket {self._bucket!r}", "list_objects_v2", MaxKeys=1)
+            try:
+                await self._call(f"check bucket {self._bucket!r}", "list_objects_v2", MaxKeys=1)
+            except AccessRefused as refusal:
+                # Valid credentials without s3:ListBucket (optional: tailup.permissions).
+                self._list_bucket_refused = True
+                permissions.refused("s3:ListBucket", str(refusal))
+                return
             raise StoragePermanentError(
                 f"S3 refuses bucket {self._bucket!r} (HTTP {exc.code} to HeadBucket; the "
                 "credentials need s3:ListBucket on it)",

@@ -150,6 +150,7 @@ class Supervisor:
         self._tasks: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[FileEvent] = asyncio.Queue()
         self._deferred: dict[Path, FileEvent] = {}
+        self._dropped: dict[Path, tuple[int, int]] = {}  # (size, mtime) when its start failed
         # Paths last judged unchanged, with what they were then (inode, birth, size, mtime).
         self._unchanged: OrderedDict[Path, tuple[int, int, int, int]] = OrderedDict()
         self._flush_handle: asyncio.TimerHandle | None = None
@@ -338,6 +339,8 @@ class Supervisor:
             stop_wait.cancel()
 
     async def _route_or_retry(self, event: FileEvent) -> None:
+        if await self._unchanged_since_dropped(event):
+            return
         try:
             await self._route(event)
             self.events_routed += 1
@@ -348,6 +351,26 @@ class Supervisor:
             self._defer(event)
         except TailupError as exc:
             log.error("event dropped", path=str(event.path), reason=str(exc))
+            with contextlib.suppress(SourceError, SourceStalled):
+                st = await self._io(stat_file, event.path)
+                self._dropped[event.path] = (st.size, st.mtime_ns)
+
+    async def _unchanged_since_dropped(self, event: FileEvent) -> bool:
+        """True for an open of a file whose start failed for good (S3 refused a permission, say)
+        and that has not changed since: starting a stream reads the file, which opens it (IN_OPEN,
+        routed as MODIFIED), which would start it again, fail again, and so on as fast as the
+        loop runs. It is tried again once it changed, at any other event, or at the next start."""
+        seen = self._dropped.pop(event.path, None)
+        if seen is None or event.kind is not EventKind.MODIFIED:
+            return False
+        try:
+            st = await self._io(stat_file, event.path)
+        except (SourceError, SourceStalled):
+            return False
+        if (st.size, st.mtime_ns) != seen:
+            return False
+        self._dropped[event.path] = seen
+        return True
 
     def _defer(self, event: FileEvent) -> None:
         self._deferred[event.path] = merge_deferred(self._deferred.get(event.path), event)

@@ -10,13 +10,14 @@ import hashlib
 import time
 from pathlib import Path
 
-from tailup import metrics
+from tailup import metrics, permissions
 from tailup.afterupload import AfterUpload, run_after_upload
 from tailup.body import PartBody
 from tailup.checksums import ChecksumAlgorithm, part_checksum, stored_checksum
 from tailup.config import AfterUploadKind
 from tailup.digest import FinalizeHasher
 from tailup.errors import (
+    AccessRefused,
     KeyTaken,
     NoSuchUpload,
     PlanExceeded,
@@ -43,6 +44,7 @@ from tailup.metadata import build_metadata, content_type_for, encode_metadata, p
 from tailup.model import PartRecord, StreamState, iso, utc_now
 from tailup.offload import run_blocking
 from tailup.plan import PartRange
+from tailup.s3 import ObjectInfo
 from tailup.source import FileStat, crc32_of_range_blocking
 from tailup.stream.bookkeeping import Bookkeeper
 from tailup.stream.context import Collaborator, Outcome, StreamContext, _first_error
@@ -62,6 +64,7 @@ class Finalizer(Collaborator):
         super().__init__(ctx)
         self._sender = sender
         self._book = book
+        self._returned_etag = ""  # what S3 answered to the PutObject or Complete
 
     async def finalize(self, *, close_seen: bool) -> Outcome:
         """``close_seen``: the writer closed the file (rather than an idle timeout): with no
@@ -109,7 +112,11 @@ class Finalizer(Collaborator):
         lost), never another's."""
         if not self.deps.conditional_writes or self.record.generation == 1:
             return
-        info = await self.deps.store.head_object(self.record.key)
+        try:
+            info = await self.deps.store.head_object(self.record.key)
+        except AccessRefused as exc:  # no s3:GetObject: this check is off
+            permissions.refused("s3:GetObject", str(exc))
+            return
         ours = {normalize_etag(e) for e in (self.record.etag, *own_etags) if e}
         if info is not None and normalize_etag(info.etag) not in ours:
             raise KeyTaken(
@@ -119,14 +126,27 @@ class Finalizer(Collaborator):
             )
 
     async def _check_object(
-        self, size: int, expected_etag: str, parts: list[PartRecord]
+        self,
+        size: int,
+        expected_etag: str,
+        parts: list[PartRecord],
+        *,
+        trust_returned: bool = True,
     ) -> tuple[CompletionCheck, str, VerifiedBy]:
         """The object at the key against what was sent (tailup.integrity.verification_method):
-        the check, the object's ETag as the server reports it, and how it was checked."""
+        the check, the object's ETag as the server reports it, and how it was checked. Without
+        s3:GetObject, the ETag S3 returned to the write is the check (``trust_returned``), else
+        AccessRefused."""
         algorithm = self.record.checksum
-        info = await self.deps.store.head_object(
-            self.record.key, checksum=algorithm is not ChecksumAlgorithm.NONE
-        )
+        try:
+            info = await self.deps.store.head_object(
+                self.record.key, checksum=algorithm is not ChecksumAlgorithm.NONE
+            )
+        except AccessRefused as exc:
+            permissions.refused("s3:GetObject", str(exc))
+            if not trust_returned:
+                raise
+            info = ObjectInfo(size, self._returned_etag)
         if info is None:
             return CompletionCheck(False, ("there is no object at its key",)), "", VerifiedBy.ETAG
         method = verification_method(
@@ -174,7 +194,12 @@ class Finalizer(Collaborator):
         """After a conditional write was refused: True if the object there is the one this
         write makes (a previous attempt got through, its reply was lost). Its size alone proves
         nothing of the kind: another recording may have it."""
-        check, _, method = await self._check_object(size, expected_etag, parts)
+        try:
+            check, _, method = await self._check_object(
+                size, expected_etag, parts, trust_returned=False
+            )
+        except AccessRefused:
+            return False  # no s3:GetObject: cannot tell, so not proven ours
         return check.ok and method is not VerifiedBy.SIZE
 
     async def _skip_empty(self, st: FileStat) -> Outcome:
@@ -214,6 +239,7 @@ class Finalizer(Collaborator):
                 sent = PartRecord(1, rng.size, loaded.crc, etag, checksum=loaded.stored)
                 if not await self._already_ours(etag, rng.size, [sent]):
                     raise
+            self._returned_etag = etag
             metrics.part_uploaded(rng.size, time.monotonic() - started)
             crc, stored = loaded.crc, loaded.stored
             del loaded  # before the budget is given back (see _send_part)
@@ -245,7 +271,7 @@ class Finalizer(Collaborator):
         await self._check_claim()
         algorithm = self.record.checksum
         try:
-            await self.deps.store.complete_upload(
+            self._returned_etag = await self.deps.store.complete_upload(
                 self.record.key,
                 self.record.upload_id,
                 [(p.number, p.etag, p.crc32) for p in final_parts],
@@ -258,6 +284,7 @@ class Finalizer(Collaborator):
             # to a free key) or the upload is gone (NoSuchUpload: sent again).
             if not await self._already_ours(expected_etag, layout[-1].end, final_parts):
                 raise
+            self._returned_etag = expected_etag  # read back by _already_ours
         self._log.info(
             "multipart upload completed",
             parts=len(final_parts),
