@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+import tailup
 from tailup.devservers import (
     MotoS3,
     RedisCluster,
@@ -93,7 +94,9 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
 
 # -- least privilege: SeaweedFS identities limited by deploy/iam-policy.json -----------------------
 
-IAM_POLICY_PATH = Path(__file__).resolve().parents[1] / "deploy" / "iam-policy.json"
+# Found from the package, not this file: tests/unit/test_ci_skips.py runs a copy of this conftest
+# elsewhere.
+IAM_POLICY_PATH = Path(tailup.__file__).resolve().parents[2] / "deploy" / "iam-policy.json"
 POLICY_BUCKET = "recordings"  # the bucket deploy/iam-policy.json names
 LIST_BUCKET_STATEMENT = {
     "Sid": "CheckTheBucketAtStart",
