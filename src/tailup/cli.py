@@ -377,6 +377,7 @@ async def _run_daemon(settings: Settings) -> int:
     from tailup.errors import RetryableError
     from tailup.s3 import S3MultipartStore, pool_size
     from tailup.server import ops_server
+    from tailup.status import status_scopes
     from tailup.supervisor import Supervisor
 
     log = structlog.get_logger("tailup")
@@ -425,6 +426,7 @@ async def _run_daemon(settings: Settings) -> int:
             host=settings.metrics_host,
             port=settings.metrics_port,
             health_interval_s=settings.health_interval,
+            scopes=status_scopes(settings),
         ):
             await supervisor.run(stop)
     log.info("tailup stopped")

@@ -1,5 +1,6 @@
-"""`tailup status` against a real Redis: which records it reads and shows (the live ones always,
-the newest ended ones up to --limit, --state, --all, other nodes' and shared folders' scopes)."""
+"""`tailup status` and /streams against a real Redis: which records they read and show (the live
+ones always, the newest ended ones up to --limit, --state, --all, other nodes' and shared
+folders' scopes), at the CLI and the HTTP level."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 import tailup.status
 from daemonproc import run_cli
@@ -19,10 +21,12 @@ from harness import IsolatedSettings
 from tailup import cli
 from tailup.checkpoint import RedisCheckpointStore
 from tailup.devservers import RedisServer
+from tailup.health import HealthMonitor
 from tailup.keys import node_scope, share_scope
 from tailup.model import StreamRecord, StreamState
 from tailup.plan import MiB
 from tailup.selection import Selection, Tally
+from tailup.server import OpsContext, build_app
 from tailup.status import SizeProbe, collect_view, scan_records, status_scopes
 
 S = StreamState
@@ -285,6 +289,68 @@ async def test_sizes_are_taken_off_the_event_loop_and_a_hung_stat_costs_one_thre
             break
         await asyncio.sleep(0.05)
     assert not probe.stalled
+
+
+# -- /streams --
+
+
+class _Owner:
+    def stream_states(self) -> dict[str, int]:
+        return {}
+
+    @property
+    def streams(self) -> dict[str, Any]:
+        return {}
+
+
+@pytest.fixture
+async def http(store: RedisCheckpointStore) -> AsyncIterator[TestClient[Any, Any]]:
+    ctx = OpsContext(
+        _Owner(),
+        HealthMonitor({}, interval_s=60),
+        store,
+        (A, share_scope("nas")),
+    )
+    async with TestClient(TestServer(build_app(ctx))) as client:
+        yield client
+
+
+async def test_streams_endpoint_selects_like_the_cli(
+    http: TestClient[Any, Any], records: Records
+) -> None:
+    live = await records.add(A, [S.UPLOADING])
+    ended = await records.add(A, [S.ABORTED if n % 4 == 0 else S.COMPLETED for n in range(1, 41)])
+    shared = await records.add(share_scope("nas"), [S.COMPLETED])
+
+    answer = await http.get("/streams")
+    assert answer.status == 200
+    rows = await answer.json()
+    newest = _newest_first(ended)
+    assert _ids(rows) == [live[0].stream_id, *newest[:20], shared[0].stream_id]
+    assert (answer.headers["X-Tailup-Live"], answer.headers["X-Tailup-Ended"]) == ("1", "41")
+    assert answer.headers["X-Tailup-Shown"] == "22"
+
+    answer = await http.get("/streams", params=[("limit", "2"), ("state", "aborted,uploading")])
+    aborted = [r.stream_id for r in reversed(ended) if r.state is S.ABORTED]
+    assert _ids(await answer.json()) == [live[0].stream_id, *aborted[:2]]
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ("state=done", "state: 'done' is not a stream state. Accepted: uploading, stalled"),
+        ("limit=0", "limit: 0 is below 1"),
+        ("limit=many", "limit: 'many' is not a whole number"),
+        ("limit=5000", "limit: 5000 is above 1000"),
+    ],
+)
+async def test_streams_endpoint_refuses_a_bad_query_with_400(
+    http: TestClient[Any, Any], query: str, says: str
+) -> None:
+    answer = await http.get(f"/streams?{query}")
+    assert answer.status == 400
+    body = await answer.json()
+    assert body["error"].startswith(says) and "completed" in body["accepted"]["state"]
 
 
 # -- the command line --
