@@ -19,14 +19,17 @@ STATE_VALUES = tuple(s.value for s in StreamState)
 STATE_FORM = ", ".join(STATE_VALUES) + " (repeat --state or separate them with commas)"
 
 DEFAULT_LIMIT = 20
-# Ended ids read per round trip while a --state filter looks for matches (one pipelined HGETALL
-# of each): large enough that a scan costs few round trips, small enough to stay ~10 ms of work.
+# Ended ids read per round trip while a --state filter looks for matches (their state field
+# only, pipelined; whole records for the matches): few round trips, ~10 ms of work each.
 SCAN_PAGE = 500
 # How many ended records a --state filter looks at, at most, before it says it stopped: the
-# newest 100,000 take about a second or two (bench/RESULTS.md). --all looks at every one.
+# newest 100,000 take a few seconds (bench/RESULTS.md). --all looks at every one.
 DEFAULT_SCAN_LIMIT = 100_000
-# Records per round trip with --all (and for a large live set).
+# Ended ids per page with --all (and live ids per batch).
 ALL_PAGE = 1000
+# Whole records per pipeline: redis-py parses a reply in one go on the event loop, ~0.2 ms a
+# record without hiredis, so this bounds what one slice of the daemon's loop costs (~20 ms).
+LOAD_CHUNK = 100
 
 
 def parse_states(values: Iterable[str]) -> frozenset[StreamState]:

@@ -8,7 +8,7 @@ import asyncio
 import json
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,16 +138,27 @@ async def test_rows_keep_their_shape_with_parts_counted_from_the_record(
 
 
 async def test_a_state_filter_pages_through_the_ended_index_until_the_limit_matches(
-    store: RedisCheckpointStore, records: Records
+    store: RedisCheckpointStore, records: Records, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await records.add(A, [S.UPLOADING, S.FAILED])
     # 60 ended, every 10th aborted (the oldest first): aborted are 10, 20, ..., 60.
     ended = await records.add(A, [S.ABORTED if n % 10 == 0 else S.COMPLETED for n in range(1, 61)])
     aborted = [r for r in ended if r.state is S.ABORTED]
 
+    loaded: list[str] = []
+    load_records = store.load_records
+
+    async def spy(ids: Sequence[str]) -> list[StreamRecord]:
+        loaded.extend(ids)
+        return await load_records(ids)
+
+    monkeypatch.setattr(store, "load_records", spy)
     selection = Selection(limit=3, states=frozenset({S.ABORTED}), page=7)
     view = await collect_view(store, [A], selection)
     assert _ids(view.rows) == _newest_first(aborted)[:3]
+    # The ended pages cost a state each; whole records were read for the matches only.
+    assert loaded == _newest_first(aborted)[:3]
+    monkeypatch.undo()
     (tally,) = view.tallies
     # The 3rd newest aborted is the 21st newest ended: 3 pages of 7, not the whole index.
     assert tally.scanned == 21 and not tally.exhausted
