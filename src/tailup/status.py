@@ -283,20 +283,8 @@ async def collect_view(
             view.sections[-1][1].extend(rows)
         else:
             view.sections.append((tally, list(rows)))
-    view.sizes_stalled = sizes.stalled
+        view.sizes_stalled |= sizes.stalled
     return view
-
-
-async def stream_rows(
-    checkpoints: CheckpointStore,
-    selection: Selection | None = None,
-    scopes: Sequence[str] | None = None,
-) -> list[dict[str, Any]]:
-    """The live streams, then the newest ended ones, of the store's own scope by default."""
-    view = await collect_view(
-        checkpoints, list(scopes or [checkpoints.scope]), selection or Selection()
-    )
-    return view.rows
 
 
 async def collect_status(
@@ -448,14 +436,6 @@ def render_status_view(view: StatusView, console: Console | None = None) -> None
     (console or Console()).print(build_status_view(view))
 
 
-def render_status_table(rows: list[dict[str, Any]], console: Console | None = None) -> None:
-    console = console or Console()
-    if not rows:
-        console.print("No streams yet.")
-        return
-    console.print(build_status_table(rows))
-
-
 def print_json_summary(view: StatusView) -> None:
     """With --json the rows alone go to stdout; the summary goes to a terminal's stderr only,
     never into a pipe that a script reads as JSON."""
@@ -508,6 +488,7 @@ async def print_every_record(
     progress = sys.stderr.isatty()
     sizes = SizeProbe()
     printed = 0
+    stalled = False
     tallies: list[Tally] = []
     async with RedisCheckpointStore.for_settings(settings) as cps:
         counts = [(len(await cps.live_stream_ids(s)), await cps.count_ended(s)) for s in scopes]
@@ -536,6 +517,7 @@ async def print_every_record(
                 console.print(build_status_table(rows, title=title, caption=False))
                 printed += len(rows)
             sys.stdout.flush()
+            stalled |= sizes.stalled
             if progress:
                 sys.stderr.write(f"{printed:,} of {total:,} records read")
                 sys.stderr.flush()
@@ -544,7 +526,7 @@ async def print_every_record(
         if as_json:
             sys.stdout.write("\n]\n" if printed else "]\n")
             sys.stdout.flush()
-    view = StatusView(selection, [(t, []) for t in tallies], sizes_stalled=sizes.stalled)
+    view = StatusView(selection, [(t, []) for t in tallies], sizes_stalled=stalled)
     lines = view.summary()
     if as_json:
         for line in lines:
