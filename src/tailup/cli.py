@@ -222,8 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     how_many.add_argument(
         "--limit",
         metavar="N",
-        help=f"ended streams to show, newest first (default {DEFAULT_LIMIT}); live ones are "
-        "always all shown",
+        help=f"ended streams to show, newest first, of the node and of each shared folder "
+        f"(default {DEFAULT_LIMIT}); live ones are always all shown",
     )
     how_many.add_argument(
         "--all",
@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"only streams in these states: {', '.join(STATE_VALUES)} (repeat, or a comma "
         "list). Ended states are looked for among the newest ended records page by page, up to "
         f"{DEFAULT_SCAN_LIMIT:,} of them: a rare state over a huge history may take longer "
-        "(a second or more), and the summary says when it stopped before the oldest",
+        "(a few seconds), and the summary line says when it stopped before the oldest",
     )
     status.add_argument(
         "--node",
