@@ -379,6 +379,11 @@ class Settings(BaseSettings):
         return setting_label(field, self._config_file if field in self._file_keys else None)
 
 
+def is_node_id(value: str) -> bool:
+    """``value`` can name a node (--node-id; `tailup status --node`)."""
+    return _NODE_ID.fullmatch(value) is not None
+
+
 def parse_shared_watch(text: str) -> tuple[str, Path]:
     """``NAME=DIR`` or ``DIR`` (named by its absolute path) -> (name, folder)."""
     name, eq, folder = text.partition("=")

@@ -388,6 +388,19 @@ async def test_create_load_and_index(cp_store: CheckpointStore) -> None:
     assert await cp_store.load("no-such-stream") is None
 
 
+async def test_get_fields_reads_one_field_of_many_records_in_order(
+    cp_store: CheckpointStore,
+) -> None:
+    done = _record(state=StreamState.COMPLETED)
+    live = _record()
+    await cp_store.create(done)
+    await cp_store.create(live)
+    ids = [live.stream_id, "no-such-stream", done.stream_id]
+    assert await cp_store.get_fields(ids, "state") == ["uploading", None, "completed"]
+    assert await cp_store.get_fields(ids, "no_such_field") == [None, None, None]
+    assert await cp_store.get_fields([], "state") == []
+
+
 OLD = "2020-01-01T00:00:00+00:00"
 
 
