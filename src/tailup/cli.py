@@ -144,6 +144,15 @@ _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
             "to another host (default); never = also trust plain http (a private LAN); always.",
         },
     ),
+    (
+        "--bwlimit",
+        {
+            "metavar": "RATE",
+            "help": "upload bandwidth, all streams together: bytes per second like 8MiB, bits "
+            "like 20Mbit, or a timetable of local times like '08:00,2MiB 19:00,off' "
+            "(default off).",
+        },
+    ),
     ("--shutdown-grace", {"help": "seconds in-flight parts may finish on SIGTERM (default 20)."}),
     ("--metrics-port", {"type": int, "help": "port for /metrics and /healthz; 0 = off."}),
     ("--metrics-host", {"help": "address /metrics and /healthz listen on (default 127.0.0.1)."}),
@@ -367,6 +376,7 @@ async def _run_daemon(settings: Settings) -> int:
             bucket=settings.bucket,
             endpoint=settings.endpoint_url or "aws",
             part_size=settings.part_size,
+            bwlimit=settings.bwlimit,
         )
         supervisor = Supervisor(settings, store, cps)
         async with ops_server(
@@ -376,6 +386,7 @@ async def _run_daemon(settings: Settings) -> int:
             host=settings.metrics_host,
             port=settings.metrics_port,
             health_interval_s=settings.health_interval,
+            bandwidth=supervisor.bandwidth,
         ):
             await supervisor.run(stop)
     log.info("tailup stopped")

@@ -17,6 +17,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tailup import __version__
+from tailup.bandwidth import BandwidthLimit, describe_limit
 from tailup.checkpoint import CheckpointStore
 from tailup.errors import ConfigError
 from tailup.health import HealthMonitor
@@ -32,6 +33,7 @@ class OpsContext:
     owner: StreamOwner
     health: HealthMonitor
     checkpoints: CheckpointStore
+    bandwidth: BandwidthLimit | None = None
 
 
 def build_app(ctx: OpsContext) -> web.Application:
@@ -42,7 +44,12 @@ def build_app(ctx: OpsContext) -> web.Application:
 
     async def healthz(_request: web.Request) -> web.Response:
         report = ctx.health.report()
-        body = {**report.body, "version": __version__, "streams": ctx.owner.stream_states()}
+        body = {
+            **report.body,
+            "version": __version__,
+            "streams": ctx.owner.stream_states(),
+            "bwlimit": describe_limit(ctx.bandwidth),
+        }
         return web.json_response(body, status=200 if report.healthy else 503)
 
     async def streams(_request: web.Request) -> web.Response:
@@ -86,6 +93,7 @@ async def ops_server(
     host: str,
     port: int,
     health_interval_s: float,
+    bandwidth: BandwidthLimit | None = None,
 ) -> AsyncIterator[OpsContext | None]:
     """Serve while the block runs; yields None (and serves nothing) when ``port`` is 0."""
     if port == 0:
@@ -93,8 +101,8 @@ async def ops_server(
         return
     declare_known_labels()
     health = health_monitor(store, checkpoints, interval_s=health_interval_s)
-    ctx = OpsContext(owner, health, checkpoints)
-    collector = DaemonCollector(owner, health)
+    ctx = OpsContext(owner, health, checkpoints, bandwidth)
+    collector = DaemonCollector(owner, health, bandwidth)
     REGISTRY.register(collector)
     # Until the first probe answers, /healthz says so with 503: "not answered yet" is the truth.
     prober = asyncio.create_task(health.run(), name="health-probe")

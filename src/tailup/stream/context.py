@@ -19,6 +19,7 @@ from pathlib import Path
 import structlog
 from structlog.typing import FilteringBoundLogger
 
+from tailup.body import Throttle
 from tailup.budget import ByteBudget
 from tailup.checkpoint import CheckpointStore
 from tailup.config import AfterUploadKind
@@ -73,6 +74,8 @@ class StreamDeps:
     stat_timeout_s: float = 30.0  # a stat or read that takes longer: the stream is stalled
     # Told when Redis is seen to have lost data (the supervisor then asks S3 about new files).
     on_redis_lost: Callable[[str], None] = field(default=lambda why: None)
+    # --bwlimit: the one limit every stream's part bodies are sent under; None = unlimited.
+    bandwidth: Throttle | None = None
 
 
 class _Replaced(SourceGone):
