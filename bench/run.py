@@ -389,8 +389,6 @@ def scenario_drop(env: Lab, args: argparse.Namespace) -> Sample:
     staging = env.work / "staging"
     staging.mkdir(exist_ok=True)
     src = staging / "finished.ts"
-    write_random_file(src, size)
-    local_sha = sha256_file(src)
     gib = size / 1024**3
     # The same daemon with the body's SHA-256 signed, as the peers do over plain http (tailup's
     # default leaves it out on loopback: see tailup.s3).
@@ -401,6 +399,10 @@ def scenario_drop(env: Lab, args: argparse.Namespace) -> Sample:
     ):
         daemons = {"tailup": plain, "tailup signed": signing}
         for run in range(args.runs):
+            # A new file each run: the same one moved in again is the recording the daemon
+            # already uploaded (tailup.identity), found under another path and not sent again.
+            write_random_file(src, size, seed=7 + run)
+            local_sha = sha256_file(src)
             for tool in rotated(("tailup", "tailup signed", *PEERS), run):
                 if tool in daemons:
                     d = daemons[tool]
