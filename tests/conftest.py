@@ -1,4 +1,5 @@
-"""Shared fixtures: a real S3 server (SeaweedFS), a real Redis and real ffmpeg recordings.
+"""Shared fixtures: real S3 servers (SeaweedFS, and moto for AWS's semantics), a real Redis and real
+ffmpeg recordings.
 
 Servers are session-scoped and started only when a test asks for them, so unit tests never pay
 for them. Tests that need to stop, kill or restart a server start their own (see
@@ -7,6 +8,8 @@ for them. Tests that need to stop, kill or restart a server start their own (see
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import subprocess
 import uuid
@@ -16,7 +19,16 @@ from typing import Any
 
 import pytest
 
-from tailup.devservers import RedisCluster, RedisSentinel, RedisServer, SeaweedS3, record_cmd
+import tailup
+from tailup.devservers import (
+    MotoS3,
+    RedisCluster,
+    RedisSentinel,
+    RedisServer,
+    S3Identity,
+    SeaweedS3,
+    record_cmd,
+)
 
 TEST_ACCESS_KEY = "tailup-test-access"
 TEST_SECRET_KEY = "tailup-test-secret-0123456789"
@@ -80,6 +92,99 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
         yield server
 
 
+# -- least privilege: SeaweedFS identities limited by deploy/iam-policy.json -----------------------
+
+# Found from the package, not this file: tests/unit/test_ci_skips.py runs a copy of this conftest
+# elsewhere.
+IAM_POLICY_PATH = Path(tailup.__file__).resolve().parents[2] / "deploy" / "iam-policy.json"
+POLICY_BUCKET = "recordings"  # the bucket deploy/iam-policy.json names
+LIST_BUCKET_STATEMENT = {
+    "Sid": "CheckTheBucketAtStart",
+    "Effect": "Allow",
+    "Action": "s3:ListBucket",
+    "Resource": f"arn:aws:s3:::{POLICY_BUCKET}",
+}
+
+
+def iam_policy(*, without: str = "", with_list_bucket: bool = False) -> dict[str, Any]:
+    """deploy/iam-policy.json as it is, or without one action, or with s3:ListBucket added."""
+    policy: dict[str, Any] = json.loads(IAM_POLICY_PATH.read_text())
+    for statement in policy["Statement"]:
+        actions = statement["Action"]
+        actions = [actions] if isinstance(actions, str) else actions
+        statement["Action"] = [a for a in actions if a != without] or ["s3:GetBucketTagging"]
+    if with_list_bucket:
+        policy["Statement"].append(copy.deepcopy(LIST_BUCKET_STATEMENT))
+    return policy
+
+
+def policy_actions() -> list[str]:
+    actions: list[str] = []
+    for statement in json.loads(IAM_POLICY_PATH.read_text())["Statement"]:
+        named = statement["Action"]
+        actions += [named] if isinstance(named, str) else named
+    return actions
+
+
+POLICY_VARIANTS = ["policy", "policy+list", *(f"without {a}" for a in policy_actions())]
+
+
+def policy_identity(name: str) -> S3Identity:
+    """An identity of ``least_privilege_s3``: "policy" (deploy/iam-policy.json), "policy+list"
+    (with s3:ListBucket) or "without s3:X" (the policy less one of its actions)."""
+    if name == "policy":
+        policy = iam_policy()
+    elif name == "policy+list":
+        policy = iam_policy(with_list_bucket=True)
+    else:
+        policy = iam_policy(without=name.removeprefix("without "))
+    tag = uuid.uuid5(uuid.NAMESPACE_OID, name).hex[:12]
+    return S3Identity(name, f"AK{tag}", f"secret-{tag}-0123456789", policy=policy)
+
+
+@pytest.fixture(scope="session")
+def least_privilege_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """SeaweedFS on 127.0.0.1 with the bucket deploy/iam-policy.json names and an identity per
+    variant of the policy (``policy_identity``); its main identity (TEST_ACCESS_KEY) may do
+    everything, to set up and inspect."""
+    server = SeaweedS3(
+        tmp_path_factory.mktemp("seaweedfs-iam"),
+        access_key=TEST_ACCESS_KEY,
+        secret_key=TEST_SECRET_KEY,
+        region=TEST_REGION,
+        identities=[policy_identity(name) for name in POLICY_VARIANTS],
+    )
+    with server:
+        server.create_bucket(POLICY_BUCKET)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def least_privilege_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
+    """moto with its IAM enforced, the bucket deploy/iam-policy.json names and a user per
+    variant of the policy (``least_privilege_moto.identity(name)``, names as ``policy_identity``):
+    AWS's action names and mapping, where SeaweedFS is lenient."""
+    policies = {name: policy_identity(name).policy or {} for name in POLICY_VARIANTS}
+    server = MotoS3(tmp_path_factory.mktemp("moto-iam"), region=TEST_REGION, iam_policies=policies)
+    with server:
+        server.create_bucket(POLICY_BUCKET)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
+    """moto's S3 server on 127.0.0.1: a second S3 implementation, with AWS's part semantics
+    (only the latest upload of a part number is kept). It accepts any credentials."""
+    with MotoS3(tmp_path_factory.mktemp("moto"), region=TEST_REGION) as server:
+        yield server
+
+
+@pytest.fixture
+def moto_bucket(moto_server: MotoS3) -> str:
+    """A fresh, empty bucket on ``moto_server``."""
+    return moto_server.create_bucket(f"t-{uuid.uuid4().hex[:12]}")
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """redis-server on 127.0.0.1; tests share it and keep apart with ``key_prefix``."""
@@ -96,6 +201,26 @@ def add_acl_user(port: int, user: str, password: str, *rules: str) -> None:
         client.execute_command("ACL", "SETUSER", user, "reset", "on", f">{password}", *rules)
     finally:
         client.close()
+
+
+def make_tls_files(folder: Path) -> dict[str, Path]:
+    """A CA and a server certificate for 127.0.0.1, made with openssl."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {name: folder / f"{name}.pem" for name in ("ca", "ca-key", "cert", "key")}
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=folder)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", "/CN=tailup test CA", "-keyout", str(files["ca-key"]),
+            "-out", str(files["ca"]))  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+            "-keyout", str(files["key"]), "-out", str(folder / "cert.csr"))  # fmt: skip
+    (folder / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", str(folder / "cert.csr"), "-CA", str(files["ca"]),
+            "-CAkey", str(files["ca-key"]), "-CAcreateserial", "-days", "2",
+            "-extfile", str(folder / "ext.cnf"), "-out", str(files["cert"]))  # fmt: skip
+    return files
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ server; this one exists to drive exact interleavings (a fault at one precise cal
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tailup.errors import TailupError
 from tailup.memory_stores import MemoryMultipartStore
@@ -33,16 +33,16 @@ class FaultyMemoryStore(MemoryMultipartStore):
         _raise_from(self.lost_reply, operation, key)
         return result
 
-    async def create_upload(self, key: str, content_type: str) -> str:
+    async def create_upload(self, key: str, content_type: str, **kwargs: Any) -> str:
         base = super().create_upload
-        return await self._around("create", key, lambda: base(key, content_type))
+        return await self._around("create", key, lambda: base(key, content_type, **kwargs))
 
     async def upload_part(
-        self, key: str, upload_id: str, number: int, body: bytes, crc32: int
+        self, key: str, upload_id: str, number: int, body: bytes, crc32: int, **kwargs: Any
     ) -> str:
         base = super().upload_part
         return await self._around(
-            "upload_part", key, lambda: base(key, upload_id, number, body, crc32)
+            "upload_part", key, lambda: base(key, upload_id, number, body, crc32, **kwargs)
         )
 
     async def complete_upload(
@@ -52,10 +52,13 @@ class FaultyMemoryStore(MemoryMultipartStore):
         parts: Sequence[tuple[int, str, int]],
         *,
         if_none_match: bool = False,
+        **kwargs: Any,
     ) -> str:
         base = super().complete_upload
         return await self._around(
-            "complete", key, lambda: base(key, upload_id, parts, if_none_match=if_none_match)
+            "complete",
+            key,
+            lambda: base(key, upload_id, parts, if_none_match=if_none_match, **kwargs),
         )
 
     async def abort_upload(self, key: str, upload_id: str) -> None:

@@ -74,23 +74,30 @@ class SpyStore:
             raise StorageUnavailable(f"S3 {method}: injected fault (test)")
 
     async def upload_part(
-        self, key: str, upload_id: str, number: int, body: Body, crc32: int
+        self, key: str, upload_id: str, number: int, body: Body, crc32: int, **kwargs: Any
     ) -> str:
         if number in self.hold_until:
             await self._acked.setdefault(self.hold_until[number], asyncio.Event()).wait()
         self.part_attempts.append((key, number))
         self._maybe_fail("upload_part")
-        etag = await self.inner.upload_part(key, upload_id, number, body, crc32)
+        etag = await self.inner.upload_part(key, upload_id, number, body, crc32, **kwargs)
         self.parts.append(PartCall(key, number, len(body), etag))
         self._acked.setdefault(number, asyncio.Event()).set()
         return etag
 
     async def put_object(
-        self, key: str, body: Body, crc32: int, content_type: str, *, if_none_match: bool = False
+        self,
+        key: str,
+        body: Body,
+        crc32: int,
+        content_type: str,
+        *,
+        if_none_match: bool = False,
+        **kwargs: Any,
     ) -> str:
         self._maybe_fail("put_object")
         etag = await self.inner.put_object(
-            key, body, crc32, content_type, if_none_match=if_none_match
+            key, body, crc32, content_type, if_none_match=if_none_match, **kwargs
         )
         self.puts.append(key)
         return etag
@@ -102,9 +109,12 @@ class SpyStore:
         parts: Sequence[tuple[int, str, int]],
         *,
         if_none_match: bool = False,
+        **kwargs: Any,
     ) -> str:
         self._maybe_fail("complete_upload")
-        etag = await self.inner.complete_upload(key, upload_id, parts, if_none_match=if_none_match)
+        etag = await self.inner.complete_upload(
+            key, upload_id, parts, if_none_match=if_none_match, **kwargs
+        )
         self.completes.append((key, len(parts)))
         return etag
 
@@ -193,12 +203,14 @@ async def running_daemon(
     hold_until: dict[int, int] | None = None,
     store_options: dict[str, Any] | None = None,
     faults: dict[str, int] | None = None,
+    wrap_store: Callable[[S3MultipartStore], Any] | None = None,
     bandwidth: BandwidthLimit | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Daemon]:
     """The daemon in this process. ``store_options`` go to S3MultipartStore.connect (timeouts);
-    ``faults`` make the spy fail calls before the real ones run; ``bandwidth`` replaces the limit
-    --bwlimit would make (an instrumented one, on a fake clock)."""
+    ``faults`` make the spy fail calls before the real ones run; ``wrap_store`` wraps the real
+    store before the spy does (to play a server that answers otherwise);
+    ``bandwidth`` replaces the limit --bwlimit would make (an instrumented one, on a fake clock)."""
     settings = IsolatedSettings(
         watch=watch if isinstance(watch, list) else [watch],
         bucket=bucket,
@@ -213,7 +225,8 @@ async def running_daemon(
         ) as real_store,
         RedisCheckpointStore.for_settings(settings) as real_checkpoints,
     ):
-        store = SpyStore(real_store, hold_until=dict(hold_until or {}), faults=dict(faults or {}))
+        inner = wrap_store(real_store) if wrap_store is not None else real_store
+        store = SpyStore(inner, hold_until=dict(hold_until or {}), faults=dict(faults or {}))
         checkpoints = CheckpointSpy(
             real_checkpoints,
             s3_acknowledged=lambda: frozenset((c.key, c.number, c.etag) for c in store.parts),

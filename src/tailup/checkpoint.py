@@ -129,6 +129,11 @@ class CheckpointStore(Protocol):
     async def get_field(self, stream_id: str, name: str) -> str | None:
         """One meta field, without loading the parts (polled by failed streams)."""
 
+    async def get_fields(self, stream_ids: Sequence[str], name: str) -> list[str | None]:
+        """One meta field of each stream, in the given order (None: no record or no such
+        field), in one round trip: `tailup status --state` scans states this way and loads
+        whole records for the matches only."""
+
     async def live_stream_ids(self, scope: str | None = None) -> list[str]: ...
 
     async def ended_stream_ids(
@@ -722,6 +727,18 @@ class RedisCheckpointStore:
         value = await _guarded(lambda: self._redis.hget(self._keys.stream_meta(stream_id), name))
         return None if value is None else str(value)
 
+    async def get_fields(self, stream_ids: Sequence[str], name: str) -> list[str | None]:
+        if not stream_ids:
+            return []
+
+        async def run() -> list[Any]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for sid in stream_ids:
+                    pipe.hget(self._keys.stream_meta(sid), name)
+                return list(await pipe.execute())
+
+        return [None if value is None else str(value) for value in await _guarded(run)]
+
     # -- indexes --
 
     async def stream_for_path(self, path: str, scope: str | None = None) -> str | None:
@@ -1068,6 +1085,10 @@ class MemoryCheckpointStore:
     async def get_field(self, stream_id: str, name: str) -> str | None:
         self._check()
         return self.meta.get(stream_id, {}).get(name)
+
+    async def get_fields(self, stream_ids: Sequence[str], name: str) -> list[str | None]:
+        self._check()
+        return [self.meta.get(sid, {}).get(name) for sid in stream_ids]
 
     async def live_stream_ids(self, scope: str | None = None) -> list[str]:
         self._check()

@@ -22,14 +22,24 @@ from typing import Any
 from tailup import __version__
 from tailup.config import (
     ACCEPTED_FORMS,
+    NODE_ID_FORM,
     Settings,
     check_daemon_settings,
     check_storage_settings,
     dotenv_file,
+    is_node_id,
     load_settings,
     unknown_variables,
 )
 from tailup.errors import ConfigError, PermanentError, TailupError
+from tailup.selection import (
+    DEFAULT_LIMIT,
+    DEFAULT_SCAN_LIMIT,
+    STATE_VALUES,
+    Selection,
+    parse_limit,
+    parse_states,
+)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -54,6 +64,19 @@ _CONNECTION_FLAGS: list[tuple[str, dict[str, Any]]] = [
         {
             "help": "this daemon's node on the Redis prefix: its records, folders and lease "
             "(default: the host name). Two live daemons never share one."
+        },
+    ),
+]
+
+# Settings that `status` takes too (the shared folders whose streams it lists).
+_STATUS_SETTINGS: list[tuple[str, dict[str, Any]]] = [
+    (
+        "--shared-watch",
+        {
+            "action": "append",
+            "metavar": "[NAME=]DIR",
+            "help": "also list this shared folder's streams, named as `run --shared-watch` "
+            "names it (repeat for more).",
         },
     ),
 ]
@@ -96,6 +119,16 @@ _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
         },
     ),
     ("--part-size", {"help": "base part size, 5MiB..5GiB (default 8MiB); parts grow after 500."}),
+    (
+        "--part-sizing",
+        {
+            "choices": ["growing", "uniform"],
+            "help": "growing = part sizes double every 500 parts, up to S3's 5 TiB object "
+            "(default); uniform = every part is --part-size, for servers that need one size "
+            "(Cloudflare R2, Backblaze B2 Live Read): a recording then holds at most 10,000 x "
+            "--part-size (78.1 GiB at 8MiB, 625.0 GiB at 64MiB) and fails past it.",
+        },
+    ),
     ("--idle-timeout", {"help": "finalize after this many seconds without growth (default 30)."}),
     (
         "--close-grace",
@@ -153,6 +186,14 @@ _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
             "(default off).",
         },
     ),
+    (
+        "--checksum",
+        {
+            "choices": ["crc32", "crc32c", "crc64nvme", "none"],
+            "help": "checksum header S3 verifies on every part, BadDigest otherwise (default "
+            "crc32); none = no checksum header, for servers that refuse them.",
+        },
+    ),
     ("--shutdown-grace", {"help": "seconds in-flight parts may finish on SIGTERM (default 20)."}),
     ("--metrics-port", {"type": int, "help": "port for /metrics and /healthz; 0 = off."}),
     ("--metrics-host", {"help": "address /metrics and /healthz listen on (default 127.0.0.1)."}),
@@ -201,9 +242,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_flags(run, _CONNECTION_FLAGS + _RUN_FLAGS)
 
-    status = commands.add_parser("status", help="list every stream and its progress")
-    _add_flags(status, _CONNECTION_FLAGS)
+    status = commands.add_parser(
+        "status",
+        help="list the live streams and the newest ended ones, with their progress",
+        description="The live streams (all of them), then the newest ended ones (--limit), of "
+        "this node (--node-id, or --node) and of each --shared-watch folder, from Redis: it "
+        "works from any host that reaches Redis, daemon running or not. A summary line per "
+        "scope says how many live and ended records there are and how many are shown.",
+    )
+    _add_flags(status, _CONNECTION_FLAGS + _STATUS_SETTINGS)
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    how_many = status.add_mutually_exclusive_group()
+    how_many.add_argument(
+        "--limit",
+        metavar="N",
+        help=f"ended streams to show, newest first, of the node and of each shared folder "
+        f"(default {DEFAULT_LIMIT}); live ones are always all shown",
+    )
+    how_many.add_argument(
+        "--all",
+        dest="every",
+        action="store_true",
+        help="every record, read from Redis a page at a time (a progress line on stderr when "
+        "it is a terminal); can be millions",
+    )
+    status.add_argument(
+        "--state",
+        action="append",
+        metavar="STATE",
+        help=f"only streams in these states: {', '.join(STATE_VALUES)} (repeat, or a comma "
+        "list). Ended states are looked for among the newest ended records page by page, up to "
+        f"{DEFAULT_SCAN_LIMIT:,} of them: a rare state over a huge history may take longer "
+        "(a few seconds), and the summary line says when it stopped before the oldest",
+    )
+    status.add_argument(
+        "--node",
+        metavar="NODE",
+        help="show another node's records (its --node-id) instead of this node's",
+    )
     # dest differs from run's --watch DIR, which is a setting: this one is not.
     status.add_argument(
         "--watch", dest="refresh", action="store_true", help="refresh until interrupted"
@@ -267,7 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    names = [flag.lstrip("-").replace("-", "_") for flag, _ in _CONNECTION_FLAGS + _RUN_FLAGS]
+    flags = _CONNECTION_FLAGS + _STATUS_SETTINGS + _RUN_FLAGS
+    names = sorted({flag.lstrip("-").replace("-", "_") for flag, _ in flags})
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
@@ -332,8 +409,10 @@ async def _run_daemon(settings: Settings) -> int:
 
     from tailup.checkpoint import RedisCheckpointStore
     from tailup.errors import RetryableError
+    from tailup.plan import PartPlan
     from tailup.s3 import S3MultipartStore, pool_size
     from tailup.server import ops_server
+    from tailup.status import status_scopes
     from tailup.supervisor import Supervisor
 
     log = structlog.get_logger("tailup")
@@ -376,6 +455,10 @@ async def _run_daemon(settings: Settings) -> int:
             bucket=settings.bucket,
             endpoint=settings.endpoint_url or "aws",
             part_size=settings.part_size,
+            part_sizing=settings.part_sizing.value,
+            checksum=settings.checksum.value,
+            # What one recording can reach with these settings (a stream keeps its own).
+            capacity=PartPlan(settings.part_size, settings.part_sizing).describe_capacity(),
             bwlimit=settings.bwlimit,
         )
         supervisor = Supervisor(settings, store, cps)
@@ -386,6 +469,7 @@ async def _run_daemon(settings: Settings) -> int:
             host=settings.metrics_host,
             port=settings.metrics_port,
             health_interval_s=settings.health_interval,
+            scopes=status_scopes(settings),
             bandwidth=supervisor.bandwidth,
         ):
             await supervisor.run(stop)
@@ -418,20 +502,55 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
 # -- status --
 
 
-def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from tailup.status import collect_status, render_status_table, watch_status
+def _status_selection(args: argparse.Namespace) -> Selection:
+    try:
+        states = parse_states(args.state or [])
+    except ValueError as exc:
+        raise ConfigError(f"--state: {exc}") from None
+    try:
+        limit = DEFAULT_LIMIT if args.limit is None else parse_limit(args.limit)
+    except ValueError as exc:
+        raise ConfigError(f"--limit: {exc}") from None
+    if args.node is not None and not is_node_id(args.node):
+        raise ConfigError(f"--node: {args.node!r} is not a node id. Accepted: {NODE_ID_FORM}")
+    if args.every and args.refresh:
+        raise ConfigError("--all reads every record once; it cannot be used with --watch")
+    return Selection(limit=limit, states=states, every=args.every)
 
+
+def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from tailup.status import (
+        collect_status,
+        print_every_record,
+        print_json_summary,
+        render_status_view,
+        watch_status,
+    )
+
+    selection = _status_selection(args)
     if args.refresh:
         if args.interval <= 0:
             raise ConfigError(f"--interval: {args.interval:g} is not above 0")
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the way to leave --watch
-            asyncio.run(watch_status(settings, interval_s=args.interval, as_json=args.json))
+            asyncio.run(
+                watch_status(
+                    settings,
+                    selection,
+                    node=args.node,
+                    interval_s=args.interval,
+                    as_json=args.json,
+                )
+            )
         return EXIT_OK
-    rows = asyncio.run(collect_status(settings))
+    if selection.every:
+        asyncio.run(print_every_record(settings, selection, node=args.node, as_json=args.json))
+        return EXIT_OK
+    view = asyncio.run(collect_status(settings, selection, node=args.node))
     if args.json:
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        print(json.dumps(view.rows, indent=2, ensure_ascii=False))
+        print_json_summary(view)
     else:
-        render_status_table(rows)
+        render_status_view(view)
     return EXIT_OK
 
 

@@ -19,6 +19,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, get_origin
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from pydantic import Field, PrivateAttr, ValidationError, field_validator
@@ -31,9 +32,10 @@ from pydantic_settings import (
 )
 
 from tailup.bandwidth import BWLIMIT_FORM, parse_bwlimit
+from tailup.checksums import ChecksumAlgorithm
 from tailup.errors import ConfigError
 from tailup.keys import DEFAULT_KEY_TEMPLATE, PLACEHOLDERS, template_problems
-from tailup.plan import MAX_PART_SIZE_BYTES, MIN_PART_SIZE_BYTES, MiB
+from tailup.plan import MAX_PART_SIZE_BYTES, MIN_PART_SIZE_BYTES, MiB, PartSizing
 from tailup.redisconn import REDIS_URL_FORMS, RedisUrlError, parse_redis_url
 from tailup.units import DURATION_FORM, SIZE_FORM, parse_duration, parse_size
 
@@ -157,6 +159,11 @@ class Settings(BaseSettings):
         default_factory=lambda: list(DEFAULT_INCLUDE), description="File name globs to upload."
     )
     part_size: int = Field(default=8 * MiB, description="Base S3 part size (5MiB..5GiB).")
+    part_sizing: PartSizing = Field(
+        default=PartSizing.GROWING,
+        description="growing: parts double every 500 (up to 5 TiB); uniform: every part is "
+        "part_size (Cloudflare R2, Backblaze B2 Live Read), at most 10,000 x part_size.",
+    )
     idle_timeout: float = Field(
         default=30.0, description="Finalize after this many seconds without a size change."
     )
@@ -190,6 +197,10 @@ class Settings(BaseSettings):
     part_concurrency: int = Field(default=4, description="Parts of one stream uploaded at once.")
     max_inflight_bytes: int = Field(
         default=256 * MiB, description="Memory budget for parts being uploaded, all streams."
+    )
+    checksum: ChecksumAlgorithm = Field(
+        default=ChecksumAlgorithm.CRC32,
+        description="Checksum header S3 verifies on every part: crc32, crc32c, crc64nvme or none.",
     )
     payload_signing: PayloadSigning = Field(
         default=PayloadSigning.AUTO,
@@ -328,6 +339,18 @@ class Settings(BaseSettings):
             raise ValueError(exc.reason) from None
         return value
 
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_without_credentials(cls, value: str | None) -> str | None:
+        # botocore never reads credentials from the URL, and aiohttp refuses a signed request to
+        # one that has them: every request would fail, retried for ever as an outage.
+        if value and "@" in urlsplit(value).netloc:
+            raise ValueError(
+                "it holds credentials (before @ in the host part); S3 credentials come from the "
+                "AWS chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile or a role"
+            )
+        return value
+
     @field_validator("after_upload")
     @classmethod
     def _after_upload(cls, value: str) -> str:
@@ -368,6 +391,11 @@ class Settings(BaseSettings):
         return setting_label(field, self._config_file if field in self._file_keys else None)
 
 
+def is_node_id(value: str) -> bool:
+    """``value`` can name a node (--node-id; `tailup status --node`)."""
+    return _NODE_ID.fullmatch(value) is not None
+
+
 def parse_shared_watch(text: str) -> tuple[str, Path]:
     """``NAME=DIR`` or ``DIR`` (named by its absolute path) -> (name, folder)."""
     name, eq, folder = text.partition("=")
@@ -399,11 +427,12 @@ def parse_after_upload(text: str) -> tuple[AfterUploadKind, Path | None]:
 ACCEPTED_FORMS: dict[str, str] = {
     "bucket": "a bucket name",
     "prefix": "text put before every key, e.g. site-a",
-    "endpoint_url": "a URL like http://127.0.0.1:8333",
+    "endpoint_url": "a URL like http://127.0.0.1:8333, with no credentials in it",
     "region": "an S3 region name like us-east-1",
     "redis_url": REDIS_URL_FORMS,
     "redis_prefix": "text put before every Redis key",
     "part_size": f"{SIZE_FORM}, from 5MiB to 5GiB",
+    "part_sizing": "growing or uniform",
     "max_inflight_bytes": f"{SIZE_FORM}, at least 5MiB",
     "idle_timeout": f"{DURATION_FORM}, above 0",
     "poll_interval": f"{DURATION_FORM}, above 0",
@@ -416,6 +445,7 @@ ACCEPTED_FORMS: dict[str, str] = {
     "io_timeout": f"{DURATION_FORM}, above 0",
     "part_concurrency": "a whole number from 1 to 64",
     "payload_signing": "auto, always or never",
+    "checksum": "crc32, crc32c, crc64nvme or none",
     "bwlimit": BWLIMIT_FORM,
     "metrics_port": "a port number from 0 (off) to 65535",
     "metrics_host": "an address to listen on, e.g. 127.0.0.1 or 0.0.0.0",

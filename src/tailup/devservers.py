@@ -4,7 +4,12 @@
 - :class:`RedisCluster` runs a private Redis Cluster of masters on 127.0.0.1 (cluster bus on
   port + 10000), and :class:`RedisSentinel` a master, its replica and one Sentinel watching them,
   with a way to kill the master and wait for the failover.
-- :class:`SeaweedS3` runs a private SeaweedFS (``weed mini``) S3 server on 127.0.0.1 and free ports.
+- :class:`SeaweedS3` runs a private SeaweedFS (``weed mini``) S3 server on 127.0.0.1 and free ports,
+  optionally with more identities (:class:`S3Identity`), each limited to some actions or to an IAM
+  policy document.
+- :class:`MotoS3` runs a private moto S3 server (``moto_server``) on 127.0.0.1 and a free port: a
+  second S3 implementation, with AWS's part semantics (only the latest upload of a part is kept),
+  optionally with its IAM enforced and a user per IAM policy document.
 - :func:`record_cmd` builds an ffmpeg command that records a synthetic live source, the way a
   recorder writes a growing file.
 
@@ -37,6 +42,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -44,9 +50,11 @@ from typing import Any, Self
 __all__ = [
     "RECORD_FORMATS",
     "DevServerError",
+    "MotoS3",
     "RedisCluster",
     "RedisSentinel",
     "RedisServer",
+    "S3Identity",
     "SeaweedS3",
     "ffmpeg_exe",
     "free_port",
@@ -845,13 +853,124 @@ def _botocore() -> tuple[Any, Any, Any]:
     return botocore.session, botocore.config.Config, botocore.exceptions.ClientError
 
 
-class SeaweedS3(_ManagedProcess):
+class _S3Clients:
+    """What every local S3 server offers its users: environment variables, clients, buckets."""
+
+    access_key: str
+    secret_key: str
+    region: str
+
+    @property
+    def endpoint_url(self) -> str:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point AWS SDKs and CLIs at this server."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ENDPOINT_URL_S3": self.endpoint_url,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+    def boto3_client(
+        self,
+        *,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        max_attempts: int = 3,
+        **config: Any,
+    ) -> Any:
+        """A synchronous S3 client for this server (path-style addressing).
+
+        It is built with botocore directly, which is what ``boto3.client("s3")`` returns, so
+        boto3 itself need not be installed. ``access_key``/``secret_key`` override the server's
+        credentials (to test refused requests); extra keyword arguments go to
+        ``botocore.config.Config``.
+        """
+        session_mod, config_cls, _ = _botocore()
+        options: dict[str, Any] = {
+            "s3": {"addressing_style": "path"},
+            "retries": {"max_attempts": max_attempts, "mode": "standard"},
+            "connect_timeout": 5,
+            "read_timeout": 60,
+        }
+        options.update(config)
+        return session_mod.Session().create_client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=access_key if access_key is not None else self.access_key,
+            aws_secret_access_key=secret_key if secret_key is not None else self.secret_key,
+            config=config_cls(**options),
+        )
+
+    def create_bucket(self, name: str, *, timeout: float = 10.0) -> str:
+        """Create ``name`` (an existing bucket is fine), retrying while the server warms up."""
+        _, _, client_error = _botocore()
+        client = self.boto3_client(max_attempts=1)
+        fatal = {"InvalidBucketName", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+                 "AccessDenied"}  # fmt: skip
+        deadline = time.monotonic() + timeout
+        last: BaseException | None = None
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    client.create_bucket(Bucket=name)
+                    return name
+                except client_error as exc:
+                    code = exc.response.get("Error", {}).get("Code", "")
+                    if code in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                        return name
+                    if code in fatal:
+                        raise DevServerError(f"cannot create bucket {name!r}: {exc}") from exc
+                    last = exc
+                except Exception as exc:  # connection refused/reset while (re)starting
+                    last = exc
+                time.sleep(0.1)
+        finally:
+            client.close()
+        raise DevServerError(f"cannot create bucket {name!r} within {timeout:.0f} s: {last}")
+
+
+@dataclass(frozen=True)
+class S3Identity:
+    """One more identity of a :class:`SeaweedS3` server: its credentials and what it may do.
+
+    ``actions`` are SeaweedFS's coarse actions (``Read``, ``Write``, ``List``, ``Tagging``,
+    ``Admin``), each optionally limited to a bucket or a key pattern (``Write:bucket/prefix/*``).
+    ``policy`` is an IAM policy document (``{"Version": ..., "Statement": [...]}``) that SeaweedFS
+    evaluates with AWS's action names (``s3:PutObject``, ``s3:ListBucketMultipartUploads``...).
+    Give one or the other.
+    """
+
+    name: str
+    access_key: str
+    secret_key: str
+    actions: tuple[str, ...] = ()
+    policy: dict[str, Any] | None = None
+
+    def env(self, server: _S3Clients) -> dict[str, str]:
+        """``server.env()`` with this identity's credentials."""
+        return {
+            **server.env(),
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+        }
+
+
+class SeaweedS3(_S3Clients, _ManagedProcess):
     """A private SeaweedFS S3 server (``weed mini``) on 127.0.0.1 and free ports.
 
     With ``access_key``/``secret_key`` an identities file is passed as ``-s3.config`` and requests
     signed with other credentials are refused (``SignatureDoesNotMatch``/``InvalidAccessKeyId``);
     without them any credentials are accepted. Unlike SeaweedFS's default, writing to a missing
     bucket fails with ``NoSuchBucket`` (as on AWS) unless ``auto_create_bucket=True``.
+    ``identities`` adds more identities (with credentials enforced), each limited to what its
+    :class:`S3Identity` allows; the main one (``access_key``) may do everything.
 
     >>> with SeaweedS3(access_key="AK", secret_key="SK") as s3:
     ...     s3.create_bucket("recordings")
@@ -872,10 +991,16 @@ class SeaweedS3(_ManagedProcess):
         binary: str | None = None,
         startup_timeout: float = 60.0,
         auto_create_bucket: bool = False,
+        identities: Sequence[S3Identity] = (),
         extra_args: Sequence[str] = (),
     ) -> None:
         if (access_key is None) != (secret_key is None):
             raise ValueError("SeaweedS3: give both access_key and secret_key, or neither")
+        if identities and access_key is None:
+            raise ValueError("SeaweedS3: identities need credentials enforced (access_key)")
+        for identity in identities:
+            if bool(identity.actions) == (identity.policy is not None):
+                raise ValueError(f"S3Identity {identity.name!r}: give actions or a policy")
         super().__init__(directory, startup_timeout=startup_timeout)
         self.host = LOOPBACK
         self.auth_enforced = access_key is not None
@@ -883,6 +1008,7 @@ class SeaweedS3(_ManagedProcess):
         self.secret_key = secret_key if secret_key is not None else self.ANY_SECRET_KEY
         self.region = region
         self.auto_create_bucket = auto_create_bucket
+        self.identities = list(identities)
         self.extra_args = list(extra_args)
         self._binary = binary
         taken: set[int] = set()
@@ -905,16 +1031,32 @@ class SeaweedS3(_ManagedProcess):
         return self.dir / "identities.json"
 
     def _write_identities(self) -> None:
-        identities = {
-            "identities": [
-                {
-                    "name": "tailup",
-                    "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
-                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                }
-            ]
-        }
-        self.identities_path.write_text(json.dumps(identities, indent=2))
+        identities: list[dict[str, Any]] = [
+            {
+                "name": "tailup",
+                "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+        ]
+        policies = []
+        for identity in self.identities:
+            entry: dict[str, Any] = {
+                "name": identity.name,
+                "credentials": [
+                    {"accessKey": identity.access_key, "secretKey": identity.secret_key}
+                ],
+            }
+            if identity.policy is not None:
+                policy_name = f"{identity.name}-policy"
+                policies.append({"name": policy_name, "content": json.dumps(identity.policy)})
+                entry["policy_names"] = [policy_name]
+            else:
+                entry["actions"] = list(identity.actions)
+            identities.append(entry)
+        config: dict[str, Any] = {"identities": identities}
+        if policies:
+            config["policies"] = policies
+        self.identities_path.write_text(json.dumps(config, indent=2))
         self.identities_path.chmod(0o600)
 
     def _argv(self) -> list[str]:
@@ -990,78 +1132,146 @@ class SeaweedS3(_ManagedProcess):
                     with contextlib.suppress(OSError):
                         sock.unlink()
 
-    # -- clients ---------------------------------------------------------------------------
 
-    def env(self) -> dict[str, str]:
-        """Environment variables that point AWS SDKs and CLIs at this server."""
-        return {
-            "AWS_ACCESS_KEY_ID": self.access_key,
-            "AWS_SECRET_ACCESS_KEY": self.secret_key,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_REGION": self.region,
-            "AWS_ENDPOINT_URL": self.endpoint_url,
-            "AWS_ENDPOINT_URL_S3": self.endpoint_url,
-            "AWS_EC2_METADATA_DISABLED": "true",
-        }
+# --------------------------------------------------------------------------------------------
+# moto S3
 
-    def boto3_client(
+
+def _moto_argv() -> list[str]:
+    import importlib.util
+
+    for module in ("moto.server", "flask", "werkzeug"):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:  # a missing parent package
+            found = False
+        if not found:
+            raise DevServerError(
+                f"moto's server mode is not installed ({module} is missing); install it with "
+                "`pip install 'moto[server]'` (part of tailup[dev])"
+            )
+    return [sys.executable, "-m", "moto.server"]
+
+
+class MotoS3(_S3Clients, _ManagedProcess):
+    """A private moto S3 server (``moto_server``, in its own process) on 127.0.0.1 and a free port.
+
+    moto emulates AWS S3 itself: it keeps only the latest upload of a part number (SeaweedFS keeps
+    every one), and enforces ``EntityTooSmall`` and ``InvalidPart`` at Complete. Everything it
+    stores lives in the server's memory: a restart starts empty.
+
+    Without ``iam_policies`` it accepts any credentials. With them, moto's IAM is enforced: the
+    server's own credentials (``access_key``/``secret_key``) are those of a user that may do
+    everything, and each named IAM policy document gets a user of its own, whose credentials
+    (made by moto at each start) :meth:`identity` returns. moto evaluates the policies with AWS's
+    action names, except that it asks ``s3:HeadBucket`` for HeadBucket (AWS: ``s3:ListBucket``).
+
+    >>> with MotoS3() as s3:
+    ...     s3.create_bucket("recordings")
+    ...     client = s3.boto3_client()
+    """
+
+    name = "moto"
+    ACCESS_KEY = "tailup-moto"
+    SECRET_KEY = "tailup-moto-secret"
+
+    def __init__(
         self,
+        directory: Path | str | None = None,
         *,
-        access_key: str | None = None,
-        secret_key: str | None = None,
-        max_attempts: int = 3,
-        **config: Any,
-    ) -> Any:
-        """A synchronous S3 client for this server (path-style addressing).
+        port: int | None = None,
+        region: str = "us-east-1",
+        startup_timeout: float = 60.0,
+        iam_policies: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(directory, startup_timeout=startup_timeout)
+        self.host = LOOPBACK
+        self.port = port if port is not None else free_port()
+        self.access_key = self.ACCESS_KEY
+        self.secret_key = self.SECRET_KEY
+        self.region = region
+        self.iam_policies = dict(iam_policies or {})
+        self.auth_enforced = bool(self.iam_policies)
+        self._identities: dict[str, S3Identity] = {}
 
-        It is built with botocore directly, which is what ``boto3.client("s3")`` returns, so
-        boto3 itself need not be installed. ``access_key``/``secret_key`` override the server's
-        credentials (to test refused requests); extra keyword arguments go to
-        ``botocore.config.Config``.
-        """
-        session_mod, config_cls, _ = _botocore()
-        options: dict[str, Any] = {
-            "s3": {"addressing_style": "path"},
-            "retries": {"max_attempts": max_attempts, "mode": "standard"},
-            "connect_timeout": 5,
-            "read_timeout": 60,
-        }
-        options.update(config)
-        return session_mod.Session().create_client(
-            "s3",
+    def start(self) -> Self:
+        super().start()
+        if self.iam_policies:
+            try:
+                self._enforce_iam()
+            except BaseException:
+                self.kill()
+                raise
+        return self
+
+    def identity(self, name: str) -> S3Identity:
+        """The user made for ``iam_policies[name]`` at this start, with its credentials."""
+        if not self.running or name not in self._identities:
+            raise DevServerError(f"moto has no identity {name!r} (running: {self.running})")
+        return self._identities[name]
+
+    def _enforce_iam(self) -> None:
+        # moto checks signatures and policies only once its count of free requests is reset to
+        # 0: the users are made before, with unauthenticated IAM calls.
+        session_mod, _, _ = _botocore()
+        iam = session_mod.Session().create_client(
+            "iam",
             endpoint_url=self.endpoint_url,
             region_name=self.region,
-            aws_access_key_id=access_key if access_key is not None else self.access_key,
-            aws_secret_access_key=secret_key if secret_key is not None else self.secret_key,
-            config=config_cls(**options),
+            aws_access_key_id="setup",
+            aws_secret_access_key="setup",
         )
+        everything = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+        }
 
-    def create_bucket(self, name: str, *, timeout: float = 10.0) -> str:
-        """Create ``name`` (an existing bucket is fine), retrying while the server warms up."""
-        _, _, client_error = _botocore()
-        client = self.boto3_client(max_attempts=1)
-        fatal = {"InvalidBucketName", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-                 "AccessDenied"}  # fmt: skip
-        deadline = time.monotonic() + timeout
-        last: BaseException | None = None
+        def user(number: int, policy: dict[str, Any]) -> tuple[str, str]:
+            name = f"tailup-{number}"
+            iam.create_user(UserName=name)
+            iam.put_user_policy(
+                UserName=name, PolicyName=f"{name}-policy", PolicyDocument=json.dumps(policy)
+            )
+            key = iam.create_access_key(UserName=name)["AccessKey"]
+            return str(key["AccessKeyId"]), str(key["SecretAccessKey"])
+
         try:
-            while time.monotonic() < deadline:
-                try:
-                    client.create_bucket(Bucket=name)
-                    return name
-                except client_error as exc:
-                    code = exc.response.get("Error", {}).get("Code", "")
-                    if code in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
-                        return name
-                    if code in fatal:
-                        raise DevServerError(f"cannot create bucket {name!r}: {exc}") from exc
-                    last = exc
-                except Exception as exc:  # connection refused/reset while (re)starting
-                    last = exc
-                time.sleep(0.1)
+            self.access_key, self.secret_key = user(0, everything)
+            self._identities = {
+                name: S3Identity(name, *user(number, policy), policy=policy)
+                for number, (name, policy) in enumerate(self.iam_policies.items(), start=1)
+            }
         finally:
-            client.close()
-        raise DevServerError(f"cannot create bucket {name!r} within {timeout:.0f} s: {last}")
+            iam.close()
+        request = urllib.request.Request(
+            self.endpoint_url + "/moto-api/reset-auth",
+            data=b"0",
+            method="POST",
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        with urllib.request.urlopen(request, timeout=10.0) as response:
+            response.read()
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "moto.log"
+
+    def _argv(self) -> list[str]:
+        return [*_moto_argv(), "-H", self.host, "-p", str(self.port)]
+
+    def _is_ready(self) -> bool:
+        # An unsigned GET / is S3's ListBuckets: answered once the S3 backend is loaded, which
+        # moto does on the first S3 request (a second or so), so it is warm for the tests.
+        request = urllib.request.Request(self.endpoint_url + "/", method="GET")
+        try:
+            with urllib.request.urlopen(request, timeout=5.0) as response:
+                return b"ListAllMyBucketsResult" in response.read()
+        except (OSError, ValueError):
+            return False
 
 
 # --------------------------------------------------------------------------------------------

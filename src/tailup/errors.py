@@ -50,6 +50,15 @@ class StoragePermanentError(PermanentError):
         self.code = code
 
 
+class AccessRefused(StoragePermanentError):
+    """S3 refused a request for want of a permission (AccessDenied, or the bare 403 a HEAD gets):
+    ``action`` is the IAM action the request needs (tailup.permissions)."""
+
+    def __init__(self, message: str, *, code: str = "", action: str = "") -> None:
+        super().__init__(message, code=code)
+        self.action = action
+
+
 class KeyTaken(StoragePermanentError):
     """A conditional write found the key holding an object already (PreconditionFailed)."""
 

@@ -6,6 +6,15 @@ the checkpoint to tell whether the part's bytes changed since. CRC32 detects eve
 changed bits, which covers the 4-byte size patches muxers write at close. zlib-ng computes the same
 CRC32 as zlib with carry-less multiply instructions: ~25 GB/s on one core here against zlib's
 2.7-4.7 GB/s (SHA-256: 1.5 GB/s, MD5: 0.6 GB/s), so hashing a part costs less than reading it.
+(The header S3 verifies can be another checksum, or none: --checksum, tailup.checksums. This CRC32
+is computed whatever it is.)
+
+After completion the object S3 reports is compared with what was sent: its size, and its ETag
+against the MD5 of the parts' MD5s that S3 makes. A server whose ETags are of another form (not
+``<32 hex>-<parts>``; parts whose ETags are not MD5s, as with SSE-KMS) cannot be checked that way:
+there the size and the whole-object checksum the server reports are (``verification_method``), or
+the size alone when the server reports no checksum or none is sent; every part's own checksum was
+verified by the server as it arrived, and every part re-read and compared before Complete.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from __future__ import annotations
 import base64
 import enum
 import hashlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,6 +32,7 @@ try:
 except ImportError:  # a platform without a zlib-ng wheel: same values, only slower
     from zlib import crc32 as _crc32
 
+from tailup.checksums import Checksum, ChecksumAlgorithm, PartSum, object_checksums, part_checksum
 from tailup.model import PartRecord
 from tailup.plan import PartRange
 
@@ -53,14 +64,90 @@ def normalize_etag(etag: str) -> str:
     return etag.strip().strip('"')
 
 
+_MD5 = re.compile(r"[0-9a-f]{32}")
+_MD5_OF_MD5S = re.compile(r"[0-9a-f]{32}-[1-9][0-9]*")
+
+
+class EtagForm(enum.Enum):
+    MD5 = "md5"  # a single PUT's, or a part's: the MD5 of its bytes
+    MD5_OF_MD5S = "md5-of-md5s"  # a multipart object's: <32 hex>-<parts>
+    OTHER = "other"
+
+
+def etag_form(etag: str) -> EtagForm:
+    text = normalize_etag(etag).lower()
+    if _MD5.fullmatch(text):
+        return EtagForm.MD5
+    if _MD5_OF_MD5S.fullmatch(text):
+        return EtagForm.MD5_OF_MD5S
+    return EtagForm.OTHER
+
+
+def expected_multipart_etag(part_etags: Sequence[str]) -> str:
+    """The multipart ETag S3 makes of these parts; "" when a part's ETag is no MD5 (a server that
+    does not make them so, SSE-KMS): there is nothing to expect then."""
+    if not part_etags or any(etag_form(e) is not EtagForm.MD5 for e in part_etags):
+        return ""
+    return multipart_etag(part_etags)
+
+
+class VerifiedBy(enum.Enum):
+    """How a completed object is checked against what was sent (besides its size)."""
+
+    ETAG = "etag"  # its ETag: the MD5 of the parts' MD5s (or a single PUT's)
+    CHECKSUM = "checksum"  # the whole-object checksum the server reports (tailup.checksums)
+    SIZE = "size"  # nothing more: the server's ETag says nothing and it reports no checksum
+
+
+def verification_method(
+    *,
+    expected_etag: str,
+    object_etag: str,
+    reported: Checksum | None,
+    algorithm: ChecksumAlgorithm,
+) -> VerifiedBy:
+    """ETag when the server's ETag can be compared with the expected one (equal, or both of one
+    MD5 form: then a difference is a real one). Otherwise the server's ETags are of another kind:
+    the checksum it reports for the object, if it reports one of the stream's algorithm; else
+    the size alone."""
+    if expected_etag and normalize_etag(expected_etag) == normalize_etag(object_etag):
+        return VerifiedBy.ETAG
+    form = etag_form(expected_etag) if expected_etag else EtagForm.OTHER
+    if form is not EtagForm.OTHER and etag_form(object_etag) is form:
+        return VerifiedBy.ETAG
+    if algorithm is not ChecksumAlgorithm.NONE and reported and reported.algorithm is algorithm:
+        return VerifiedBy.CHECKSUM
+    return VerifiedBy.SIZE
+
+
+def expected_object_checksums(
+    algorithm: ChecksumAlgorithm, parts: Sequence[PartRecord]
+) -> frozenset[str]:
+    """What the server may report as the checksum of the object these parts make (one part sent
+    by a single PUT: that part's own checksum)."""
+    if algorithm is ChecksumAlgorithm.NONE or not parts:
+        return frozenset()
+    sums = [PartSum(p.size, part_checksum(algorithm, p.crc32, p.checksum)) for p in parts]
+    return object_checksums(algorithm, sums)
+
+
 class PartAction(enum.Enum):
     KEEP = "keep"  # uploaded, same size and bytes
     UPLOAD = "upload"  # never uploaded, or its bytes or size changed: send (again)
 
 
-def part_action(recorded: PartRecord | None, rng: PartRange, observed_crc32: int) -> PartAction:
-    """What to do with one part of the final layout, given what was uploaded and what is on disk."""
+def part_action(
+    recorded: PartRecord | None,
+    rng: PartRange,
+    observed_crc32: int,
+    algorithm: ChecksumAlgorithm = ChecksumAlgorithm.CRC32,
+) -> PartAction:
+    """What to do with one part of the final layout, given what was uploaded and what is on disk
+    (a part recorded without the CRC32C/CRC64NVME its stream sends is sent again: Complete names
+    it)."""
     if recorded is None or recorded.size != rng.size or recorded.crc32 != observed_crc32:
+        return PartAction.UPLOAD
+    if algorithm.stored and not recorded.checksum:
         return PartAction.UPLOAD
     return PartAction.KEEP
 
@@ -83,13 +170,23 @@ def check_completed_object(
     expected_etag: str,
     actual_size: int,
     actual_etag: str,
+    method: VerifiedBy = VerifiedBy.ETAG,
+    expected_checksums: frozenset[str] = frozenset(),
+    actual_checksum: Checksum | None = None,
 ) -> CompletionCheck:
-    """Compare the object S3 reports after completion with what was sent."""
+    """Compare the object S3 reports after completion with what was sent, by ``method``
+    (``verification_method``)."""
     problems = []
     if actual_size != expected_size:
         problems.append(f"size is {actual_size} bytes in S3, {expected_size} bytes sent")
-    if normalize_etag(actual_etag) != normalize_etag(expected_etag):
+    if method is VerifiedBy.ETAG and normalize_etag(actual_etag) != normalize_etag(expected_etag):
         problems.append(f"ETag is {actual_etag} in S3, {expected_etag} expected")
+    if method is VerifiedBy.CHECKSUM:
+        got = actual_checksum.value if actual_checksum else "(none)"
+        if got not in expected_checksums:
+            name = actual_checksum.algorithm.value if actual_checksum else "checksum"
+            want = " or ".join(sorted(expected_checksums)) or "(none)"
+            problems.append(f"{name} is {got} in S3, {want} expected")
     return CompletionCheck(not problems, tuple(problems))
 
 

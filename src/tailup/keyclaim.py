@@ -11,10 +11,12 @@ with ``If-None-Match: *``, so that even a key taken behind tailup's back is neve
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Final
 
+from tailup import permissions
 from tailup.checkpoint import CheckpointStore
-from tailup.errors import PermanentError
+from tailup.errors import AccessRefused, PermanentError
 from tailup.keys import suffixed_key
 from tailup.s3 import MultipartStore
 
@@ -28,16 +30,26 @@ async def claim_key(
     stream_id: str,
     *,
     check: bool,
+    taken: Collection[str] = (),
 ) -> str:
     """The first free key from ``key`` on, reserved for ``stream_id``. ``check`` False: the key
-    is unique by construction or the user asked for overwrites."""
+    is unique by construction or the user asked for overwrites. ``taken``: keys known to hold
+    an object (a conditional write was refused there)."""
     if not check:
         return key
     for number in range(1, MAX_SUFFIX + 1):
         candidate = key if number == 1 else suffixed_key(key, number)
+        if candidate in taken:
+            continue
         if await checkpoints.reserve_key(candidate, stream_id) is not None:
             continue  # another recording's
-        if await store.head_object(candidate) is None:
+        try:
+            free = await store.head_object(candidate) is None
+        except AccessRefused as exc:
+            # No s3:GetObject: taken as free; completion's If-None-Match refuses an object there.
+            permissions.refused("s3:GetObject", str(exc))
+            free = True
+        if free:
             return candidate
         # An object no stream of ours holds (written before tailup kept records, or by another
         # tool): not ours to overwrite.

@@ -8,6 +8,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from tailup.checksums import (
+    Checksum,
+    ChecksumAlgorithm,
+    PartSum,
+    object_checksums,
+    part_checksum,
+    stored_checksum,
+)
 from tailup.errors import KeyTaken, NoSuchUpload, StoragePermanentError, StorageUnavailable
 from tailup.integrity import crc32_of, multipart_etag
 from tailup.plan import MAX_PARTS, MIN_PART_SIZE_BYTES
@@ -18,23 +26,35 @@ def _etag(body: bytes) -> str:
     return f'"{hashlib.md5(body).hexdigest()}"'
 
 
+def _checksum_of(algorithm: ChecksumAlgorithm, body: bytes | bytearray) -> Checksum:
+    return part_checksum(algorithm, crc32_of(body), stored_checksum(algorithm, body))
+
+
+def _refuse_bad_checksum(checksum: Checksum | None, body: bytes | bytearray, what: str) -> None:
+    if checksum is not None and checksum != _checksum_of(checksum.algorithm, body):
+        raise StorageUnavailable(f"BadDigest: the {checksum.algorithm.value} of {what} differs")
+
+
 @dataclass
 class _Upload:
     key: str
     initiated: datetime
+    checksum: ChecksumAlgorithm = ChecksumAlgorithm.CRC32
     # Every upload of a part number is kept, like SeaweedFS: Complete picks by ETag.
     parts: list[tuple[int, str, bytes]] = field(default_factory=list)
 
 
 class MemoryMultipartStore:
     """Enforces the S3 rules tailup depends on: EntityTooSmall, InvalidPart, InvalidPartOrder,
-    NoSuchUpload, BadDigest-style checksum refusal (of a body, and of a part's CRC32 named in
-    Complete), at most 10,000 parts. A second Complete finds NoSuchUpload, as AWS S3 answers
-    after its short grace (SeaweedFS completes again: tests/integration/test_store_contracts.py)."""
+    NoSuchUpload, BadDigest-style checksum refusal (of a body, and of a part's checksum named in
+    Complete), at most 10,000 parts; HEAD reports the checksum S3 would (tailup.checksums). A
+    second Complete finds NoSuchUpload, as AWS S3 answers after its short grace (SeaweedFS
+    completes again: tests/integration/test_store_contracts.py)."""
 
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
         self.etags: dict[str, str] = {}
+        self.checksums: dict[str, Checksum] = {}
         self.uploads: dict[str, _Upload] = {}
         self._counter = 0
 
@@ -48,10 +68,12 @@ class MemoryMultipartStore:
         if if_none_match and key in self.objects:
             raise KeyTaken(f"S3: PreconditionFailed: {key} exists", code="PreconditionFailed")
 
-    async def create_upload(self, key: str, content_type: str) -> str:
+    async def create_upload(
+        self, key: str, content_type: str, *, checksum: ChecksumAlgorithm = ChecksumAlgorithm.CRC32
+    ) -> str:
         self._counter += 1
         upload_id = f"mem-{self._counter}"
-        self.uploads[upload_id] = _Upload(key, datetime.now(UTC))
+        self.uploads[upload_id] = _Upload(key, datetime.now(UTC), checksum)
         return upload_id
 
     def _upload(self, key: str, upload_id: str) -> _Upload:
@@ -61,13 +83,21 @@ class MemoryMultipartStore:
         return upload
 
     async def upload_part(
-        self, key: str, upload_id: str, number: int, body: bytes, crc32: int
+        self,
+        key: str,
+        upload_id: str,
+        number: int,
+        body: bytes,
+        crc32: int,
+        *,
+        checksum: Checksum | None = None,
     ) -> str:
         upload = self._upload(key, upload_id)
         if not 1 <= number <= MAX_PARTS:
             raise StoragePermanentError(f"part number {number} is invalid", code="InvalidArgument")
         if crc32_of(body) != crc32:
             raise StorageUnavailable("BadDigest: checksum mismatch")
+        _refuse_bad_checksum(checksum, body, f"part {number}")
         etag = _etag(body)
         upload.parts.append((number, etag, bytes(body)))
         return etag
@@ -79,6 +109,7 @@ class MemoryMultipartStore:
         parts: Sequence[tuple[int, str, int]],
         *,
         if_none_match: bool = False,
+        checksums: Sequence[Checksum] | None = None,
     ) -> str:
         upload = self._upload(key, upload_id)
         self._refuse_if_taken(key, if_none_match)
@@ -94,11 +125,14 @@ class MemoryMultipartStore:
                 raise StoragePermanentError(f"InvalidPart: part {number}", code="InvalidPart")
             if crc32_of(body) != crc:
                 raise StorageUnavailable(f"BadDigest: the CRC32 of part {number} does not match")
+            if checksums is not None:
+                _refuse_bad_checksum(checksums[index], body, f"part {number}")
             if index < len(parts) - 1 and len(body) < MIN_PART_SIZE_BYTES:
                 raise StoragePermanentError(f"EntityTooSmall: part {number}", code="EntityTooSmall")
             chosen.append(body)
         self.objects[key] = b"".join(chosen)
         self.etags[key] = multipart_etag([etag for _, etag, _ in parts])
+        self._keep_checksum(key, upload.checksum, chosen)
         del self.uploads[upload_id]
         return self.etags[key]
 
@@ -117,19 +151,36 @@ class MemoryMultipartStore:
         content_type: str,
         *,
         if_none_match: bool = False,
+        checksum: Checksum | None = None,
     ) -> str:
         self._refuse_if_taken(key, if_none_match)
         if crc32_of(body) != crc32:
             raise StorageUnavailable("BadDigest: checksum mismatch")
+        _refuse_bad_checksum(checksum, body, "the body")
         self.objects[key] = bytes(body)
         self.etags[key] = _etag(self.objects[key])
+        self.checksums.pop(key, None)
+        algorithm = checksum.algorithm if checksum is not None else ChecksumAlgorithm.CRC32
+        if algorithm is not ChecksumAlgorithm.NONE:
+            self.checksums[key] = _checksum_of(algorithm, body)
         return self.etags[key]
 
-    async def head_object(self, key: str) -> ObjectInfo | None:
+    def _keep_checksum(
+        self, key: str, algorithm: ChecksumAlgorithm, bodies: Sequence[bytes]
+    ) -> None:
+        self.checksums.pop(key, None)
+        sums = [PartSum(len(b), _checksum_of(algorithm, b)) for b in bodies]
+        forms = object_checksums(algorithm, sums)
+        if forms:
+            # The form S3 reports: composite (with -N) for CRC32/CRC32C, full-object for CRC64NVME.
+            value = next((f for f in forms if "-" in f), next(iter(forms)))
+            self.checksums[key] = Checksum(algorithm, value)
+
+    async def head_object(self, key: str, *, checksum: bool = False) -> ObjectInfo | None:
         body = self.objects.get(key)
         if body is None:
             return None
-        return ObjectInfo(len(body), self.etags[key])
+        return ObjectInfo(len(body), self.etags[key], self.checksums.get(key) if checksum else None)
 
     async def get_object(self, key: str) -> bytes:
         body = self.objects.get(key)

@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 
 from tailup import __version__
+from tailup.checksums import ChecksumAlgorithm
 from tailup.model import PartRecord
 
 log = structlog.get_logger(__name__)
@@ -126,7 +127,11 @@ def build_metadata(
     inode: int = 0,
     birth_ns: int = 0,
     node_id: str = "",
+    checksum: ChecksumAlgorithm = ChecksumAlgorithm.CRC32,
+    verified_by: str = "etag",
 ) -> dict[str, Any]:
+    """``checksum``: the header every part was sent with (its value per part when it is not the
+    part's crc32); ``verified_by``: how the completed object was checked (tailup.integrity)."""
     return {
         "schema": "tailup.metadata/1",
         "stream_id": stream_id,
@@ -147,7 +152,8 @@ def build_metadata(
         "checksums": {
             "sha256": sha256_hex,
             "multipart_etag": etag.strip('"'),
-            "part_checksum_algorithm": "crc32",
+            "part_checksum_algorithm": checksum.value,
+            "verified_by": verified_by,
         },
         "part_count": len(parts),
         "parts": [
@@ -156,6 +162,7 @@ def build_metadata(
                 "size_bytes": p.size,
                 "etag": p.etag.strip('"'),
                 "crc32": f"{p.crc32:08x}",
+                **({checksum.value: p.checksum} if checksum.stored else {}),
                 "uploaded_at": p.uploaded_at,
             }
             for p in parts

@@ -8,6 +8,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from tailup.checksums import ChecksumAlgorithm
+from tailup.plan import PartSizing
+
 
 class StreamState(enum.Enum):
     UPLOADING = "uploading"  # parts are sent as the file grows
@@ -108,19 +111,37 @@ class PartRecord:
 
     number: int
     size: int
-    crc32: int  # of the bytes sent; also sent to S3 as x-amz-checksum-crc32
+    # Of the bytes sent: what tells whether the part changed since. Also its x-amz-checksum-crc32
+    # when the stream's checksum is crc32 (tailup.checksums).
+    crc32: int
     etag: str  # as S3 returned it, quotes included
     uploaded_at: str = ""
+    # The CRC32C or CRC64NVME it was sent with (base64), for a stream with that --checksum: named
+    # again in CompleteMultipartUpload. "" otherwise.
+    checksum: str = ""
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"etag": self.etag, "size": self.size, "crc32": self.crc32, "at": self.uploaded_at}
-        )
+        data: dict[str, Any] = {
+            "etag": self.etag,
+            "size": self.size,
+            "crc32": self.crc32,
+            "at": self.uploaded_at,
+        }
+        if self.checksum:
+            data["checksum"] = self.checksum
+        return json.dumps(data)
 
     @classmethod
     def from_json(cls, number: int, text: str) -> PartRecord:
         data = json.loads(text)
-        return cls(number, int(data["size"]), int(data["crc32"]), str(data["etag"]), data["at"])
+        return cls(
+            number,
+            int(data["size"]),
+            int(data["crc32"]),
+            str(data["etag"]),
+            data["at"],
+            str(data.get("checksum", "")),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +154,12 @@ class StreamRecord:
     bucket: str
     key: str
     base_part_size: int
+    # How part sizes go on from the base (tailup.plan), kept for the stream's whole life like the
+    # base part size. Records older than the setting are growing, the only plan they knew.
+    part_sizing: PartSizing = PartSizing.GROWING
+    # The checksum its parts are sent with (--checksum, tailup.checksums): its multipart upload was
+    # created for it, so it too is kept for the stream's life. Older records: crc32.
+    checksum: ChecksumAlgorithm = ChecksumAlgorithm.CRC32
     state: StreamState = StreamState.UPLOADING
     upload_id: str = ""
     next_part_to_upload: int = 1
@@ -202,6 +229,10 @@ class StreamRecord:
                 kwargs[name] = StreamState(value)
             elif name == "end_cause":
                 kwargs[name] = EndCause(value)
+            elif name == "part_sizing":
+                kwargs[name] = PartSizing(value)
+            elif name == "checksum":
+                kwargs[name] = ChecksumAlgorithm(value)
             elif spec.type in ("bool", bool):
                 kwargs[name] = value == "1"
             elif spec.type in ("int", int):

@@ -6,11 +6,13 @@ tracebacks to text, redacts, and only then renders the line. Redaction therefore
 every library message and every traceback exactly as it will be printed.
 
 Two kinds of redaction:
-- patterns: ``user:password@`` in URLs (any scheme, one host or several), ``?password=`` in a
-  URL's query, signed-URL query parameters, SigV4 ``Authorization`` headers and botocore's debug
-  dump of the signature, and any field whose name says secret;
+- patterns: ``user:password@`` in URLs (any scheme, one host or several), ``?password=`` and
+  ``&password=`` in a URL's query (and ``password=`` in a repr), a secret-named key's quoted value
+  in a dict's repr or JSON text, signed-URL query parameters, SigV4 ``Authorization`` headers and
+  botocore's debug dump of the signature, and any field whose name says secret;
 - literal values: the secrets this process actually holds (AWS secret key and session token from
-  the environment, the Redis password from ``--redis-url``), wherever they appear.
+  the environment, the Redis password from ``--redis-url``), as given and percent-encoded,
+  wherever they appear.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import threading
 from collections.abc import Iterable, Mapping, MutableMapping
 from types import TracebackType
 from typing import IO, Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 import structlog
 
@@ -35,8 +37,19 @@ _SECRET_KEYS = re.compile(
 # user:password@ in URLs (redis://:pw@host, https://u:pw@host) and signed-URL query parameters.
 # The password runs to the *last* @ of the authority, as URL parsers read it (redis://:p@ss@host).
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):[^\s/]+@")
-# A password as a URL query parameter (redis://host/0?password=pw, ?sentinel_password=...).
-_QUERY_PASSWORD = re.compile(r"(?P<name>[?&][A-Za-z_]*pass(?:word|wd))=[^&#\s\"']+", re.IGNORECASE)
+# A password as a URL query parameter (redis://host/0?password=pw, &sentinel_password=...), or as
+# NAME=VALUE in a repr or a message (Connection(host=h,password=pw), "password=pw db=0").
+_QUERY_PASSWORD = re.compile(
+    r"(?P<name>(?:^|(?<=[?&,;(\s]))[A-Za-z_-]*pass(?:word|wd))=(?!\*\*\*)[^&#,;)\s\"']+",
+    re.IGNORECASE,
+)
+# A secret-named key with a quoted value in a dict's repr or JSON text embedded in a message:
+# {'password': 'pw'}, "aws_secret_access_key": "...", 'session_token': b'...'.
+_QUOTED_SECRET = re.compile(
+    r"(?P<name>(?P<q>['\"])[A-Za-z_-]*(?:pass(?:word|wd)|secret|token|credentials?)"
+    r"[A-Za-z_-]*(?P=q)\s*:\s*)(?P<value>b?'(?:[^'\\]|\\.)*'|b?\"(?:[^\"\\]|\\.)*\")",
+    re.IGNORECASE,
+)
 _SIGNED_QUERY = re.compile(
     r"(?P<name>X-Amz-(?:Signature|Credential|Security-Token)|Signature|AWSAccessKeyId)=[^&\s\"']+",
     re.IGNORECASE,
@@ -67,9 +80,12 @@ _literal_secrets: list[str] = []
 
 
 def register_secrets(values: Iterable[str | None]) -> None:
-    """Values to redact wherever they appear (longest first, so no secret is half-replaced)."""
+    """Values to redact wherever they appear, as given and percent-encoded as a URL carries them
+    (``p@ss/w`` also as ``p%40ss%2Fw``), longest first, so no secret is half-replaced."""
     known = set(_literal_secrets)
-    known.update(v for v in values if v and len(v) >= _MIN_LITERAL_LEN)
+    for value in values:
+        if value and len(value) >= _MIN_LITERAL_LEN:
+            known.update({value, quote(value, safe=""), quote_plus(value, safe="")})
     _literal_secrets[:] = sorted(known, key=len, reverse=True)
 
 
@@ -94,12 +110,18 @@ def url_password(url: str) -> str | None:
     return None
 
 
+def _quoted_redacted(match: re.Match[str]) -> str:
+    quote_char = match["value"].lstrip("b")[0]  # as it was quoted: JSON stays JSON
+    return f"{match['name']}{quote_char}{REDACTED}{quote_char}"
+
+
 def redact_text(text: str) -> str:
     for secret in _literal_secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)
     text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
     text = _QUERY_PASSWORD.sub(lambda m: f"{m['name']}={REDACTED}", text)
+    text = _QUOTED_SECRET.sub(_quoted_redacted, text)
     text = _HEADER_SECRET.sub(lambda m: f"{m['name']}{REDACTED}", text)
     text = _SIGNED_QUERY.sub(lambda m: f"{m['name']}={REDACTED}", text)
     text = _SIGV4_CREDENTIAL.sub(lambda m: f"{m['name']}={REDACTED}", text)

@@ -1,7 +1,7 @@
 """The part plan: which byte range of the file each S3 part number covers.
 
-Pure functions of the stream's base part size, which is fixed when the stream starts (and stored in
-its checkpoint), so a config change never shifts the parts of a running stream.
+Pure functions of the stream's base part size and part sizing, both fixed when the stream starts
+(and stored in its checkpoint), so a config change never shifts the parts of a running stream.
 
 S3 multipart rules: at most 10,000 parts, every part but the last at least 5 MiB, a part at most
 5 GiB, an object at most 5 TiB. A fixed part size cannot satisfy all of them for an unbounded
@@ -9,11 +9,20 @@ recording (8 MiB x 10,000 = 78 GiB), so part sizes double every ``PARTS_PER_TIER
 5 GiB. With 500 parts per tier even the smallest base (5 MiB) reaches 5 TiB well before part
 10,000 (see tests/unit/test_plan.py), while the first 2.4 GiB of a recording still go up in
 small parts, which keeps the lag behind a live writer low.
+
+Some servers refuse parts of different sizes: Cloudflare R2 ("All non-trailing parts must have
+the same length", InvalidPart at Complete) and Backblaze B2 Live Read. ``PartSizing.UNIFORM``
+makes every part the base size; the price is a capacity of 10,000 x the base part size (78.1 GiB
+at 8 MiB), past which a recording fails (PlanExceeded, with the capacity and a larger --part-size
+to use).
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
+
+from tailup.units import format_size
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -26,6 +35,11 @@ MAX_PARTS = 10_000
 MAX_OBJECT_SIZE_BYTES = 5 * TiB
 PARTS_PER_TIER = 500
 # Single PUT is used below one part; S3's single-PUT limit is 5 GiB, far above any base part size.
+
+
+class PartSizing(enum.Enum):
+    GROWING = "growing"  # part sizes double every PARTS_PER_TIER parts (reaches 5 TiB)
+    UNIFORM = "uniform"  # every part is the base size (R2, B2 Live Read): 10,000 x base at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +56,7 @@ class PartRange:
 @dataclass(frozen=True, slots=True)
 class PartPlan:
     base_part_size_bytes: int
+    sizing: PartSizing = PartSizing.GROWING
 
     def __post_init__(self) -> None:
         if not MIN_PART_SIZE_BYTES <= self.base_part_size_bytes <= MAX_PART_SIZE_BYTES:
@@ -50,10 +65,15 @@ class PartPlan:
                 f"{MIN_PART_SIZE_BYTES}..{MAX_PART_SIZE_BYTES} (5 MiB..5 GiB)"
             )
 
+    @property
+    def _tier_parts(self) -> int:
+        """Parts of one size in a row: a uniform plan is one tier of all 10,000 parts."""
+        return PARTS_PER_TIER if self.sizing is PartSizing.GROWING else MAX_PARTS
+
     def part_size(self, number: int) -> int:
         """Nominal size of part ``number`` (1-based); the final part of a file may be shorter."""
         _check_number(number)
-        tier = (number - 1) // PARTS_PER_TIER
+        tier = (number - 1) // self._tier_parts
         # The shift is bounded: tier <= 19, so base << 19 fits easily before the cap applies.
         return min(self.base_part_size_bytes << tier, MAX_PART_SIZE_BYTES)
 
@@ -61,9 +81,10 @@ class PartPlan:
         """Offset of the first byte of part ``number``: the sum of the sizes of parts before it."""
         _check_number(number)
         offset = 0
-        full_tiers, within = divmod(number - 1, PARTS_PER_TIER)
+        per_tier = self._tier_parts
+        full_tiers, within = divmod(number - 1, per_tier)
         for tier in range(full_tiers):
-            offset += PARTS_PER_TIER * self.part_size(tier * PARTS_PER_TIER + 1)
+            offset += per_tier * self.part_size(tier * per_tier + 1)
         return offset + within * self.part_size(number)
 
     def part_range(self, number: int) -> PartRange:
@@ -81,12 +102,13 @@ class PartPlan:
         if offset >= self.part_range(MAX_PARTS).end:
             raise ValueError(f"offset {offset} is past the last part of the plan")
         number = 1
-        for tier in range(MAX_PARTS // PARTS_PER_TIER):
-            first = tier * PARTS_PER_TIER + 1
-            tier_end = self.part_start(first) + PARTS_PER_TIER * self.part_size(first)
+        per_tier = self._tier_parts
+        for tier in range(MAX_PARTS // per_tier):
+            first = tier * per_tier + 1
+            tier_end = self.part_start(first) + per_tier * self.part_size(first)
             if offset < tier_end:
                 return first + (offset - self.part_start(first)) // self.part_size(first)
-            number = first + PARTS_PER_TIER
+            number = first + per_tier
         return number  # unreachable: guarded above
 
     def full_parts_available(self, file_size_bytes: int) -> int:
@@ -102,8 +124,7 @@ class PartPlan:
         """The parts of a finished file of this size: full parts, then a shorter final one."""
         if file_size_bytes > self.capacity_bytes():
             raise ValueError(
-                f"file size {file_size_bytes} bytes exceeds what S3 multipart can hold "
-                f"({self.capacity_bytes()} bytes)"
+                f"file size {file_size_bytes} bytes exceeds {self.describe_capacity()}"
             )
         if file_size_bytes <= 0:
             return []
@@ -112,6 +133,39 @@ class PartPlan:
         tail = self.part_range(last)
         parts.append(PartRange(last, tail.start, min(tail.end, file_size_bytes)))
         return parts
+
+    def describe_capacity(self) -> str:
+        """What the plan can hold, for logs and errors: '78.1 GiB (83886080000 bytes, 10,000 parts
+        of 8.0 MiB, --part-sizing uniform)'."""
+        capacity = self.capacity_bytes()
+        if capacity >= MAX_OBJECT_SIZE_BYTES:
+            return f"{format_size(capacity)} ({capacity} bytes, S3's largest object)"
+        if self.sizing is PartSizing.UNIFORM:
+            parts = f"{MAX_PARTS:,} parts of {format_size(self.base_part_size_bytes)}"
+            return f"{format_size(capacity)} ({capacity} bytes, {parts}, --part-sizing uniform)"
+        return f"{format_size(capacity)} ({capacity} bytes)"
+
+    def exceeded_reason(self, size_bytes: int) -> str:
+        """Why a file of ``size_bytes`` cannot be uploaded with this plan, and what would do."""
+        reason = f"grew to {format_size(size_bytes)} ({size_bytes} bytes), past the capacity of "
+        reason += f"its part plan: {self.describe_capacity()}"
+        larger = part_size_for(size_bytes)
+        if self.sizing is PartSizing.UNIFORM and larger is not None:
+            reason += (
+                f"; a larger --part-size (at least {larger // MiB}MiB) holds it: recordings "
+                "started after the change use it"
+            )
+        return reason
+
+
+def part_size_for(size_bytes: int) -> int | None:
+    """The smallest uniform part size, a whole number of MiB, whose 10,000 parts hold
+    ``size_bytes``; None past S3's limits (5 GiB parts, 5 TiB objects)."""
+    if size_bytes > MAX_OBJECT_SIZE_BYTES:
+        return None
+    needed = max(MIN_PART_SIZE_BYTES, -(-size_bytes // MAX_PARTS))
+    rounded = -(-needed // MiB) * MiB
+    return rounded if rounded <= MAX_PART_SIZE_BYTES else None
 
 
 def _check_number(number: int) -> None:

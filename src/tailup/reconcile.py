@@ -10,8 +10,10 @@ import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
+from tailup import permissions
 from tailup.body import PartBody
-from tailup.errors import NoSuchUpload, SourceGone
+from tailup.checksums import ChecksumAlgorithm, stored_checksum
+from tailup.errors import AccessRefused, NoSuchUpload, SourceGone
 from tailup.integrity import crc32_of
 from tailup.model import PartRecord, StreamRecord, iso, utc_now
 from tailup.offload import run_blocking
@@ -51,8 +53,15 @@ async def plan_resume(
     try:
         listed = await store.list_parts(record.key, record.upload_id)
     except NoSuchUpload:
-        info = await store.head_object(record.key)
-        return upload_gone(parts, plan, facts.size, info, orphans)
+        algorithm = record.checksum
+        try:
+            info = await store.head_object(
+                record.key, checksum=algorithm is not ChecksumAlgorithm.NONE
+            )
+        except AccessRefused as exc:  # no s3:GetObject: taken as no object (If-None-Match)
+            permissions.refused("s3:GetObject", str(exc))
+            info = None
+        return upload_gone(parts, plan, facts.size, info, orphans, algorithm)
     reconciliation = reconcile_parts(parts, listed, plan, facts.size)
     digests = await _digests(record, [rng for rng, _ in reconciliation.candidates.values()])
     adopted = adopt_parts(reconciliation.candidates, digests, iso(utc_now()))
@@ -89,12 +98,15 @@ async def _digests(record: StreamRecord, ranges: list[PartRange]) -> dict[int, P
             record.device,
             record.inode,
         )
-        digests[rng.number] = await asyncio.to_thread(_digest, data)
+        digests[rng.number] = await asyncio.to_thread(_digest, data, record.checksum)
     return digests
 
 
-def _digest(data: PartBody) -> PartDigest:
-    # Runs in a worker thread: hashlib and zlib release the GIL on large buffers.
+def _digest(data: PartBody, algorithm: ChecksumAlgorithm) -> PartDigest:
+    # Runs in a worker thread: hashlib, zlib and awscrt release the GIL on large buffers.
     return PartDigest(
-        len(data), hashlib.md5(data, usedforsecurity=False).hexdigest(), crc32_of(data)
+        len(data),
+        hashlib.md5(data, usedforsecurity=False).hexdigest(),
+        crc32_of(data),
+        stored_checksum(algorithm, data),
     )

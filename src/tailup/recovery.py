@@ -12,7 +12,8 @@ and Redis a cache of it: before a file with no record is uploaded as a new recor
 
 The decisions are pure (``judge``); ``look_up`` gathers the facts (a HEAD of the sidecar and a
 GET of it when there is one, else a ListMultipartUploads; a HEAD of the key where the template
-can name one key for two recordings).
+can name one key for two recordings). Without s3:GetObject only the open uploads are looked up
+(tailup.permissions).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from tailup.errors import StoragePermanentError
+from tailup import permissions
+from tailup.errors import AccessRefused, StoragePermanentError
 from tailup.keys import metadata_key
 from tailup.s3 import MultipartStore, UploadInfo
 
@@ -113,7 +115,15 @@ async def look_up(
     there without a sidecar is found at completion instead: If-None-Match refuses it, and the
     ETag tells whether it is this very upload (tailup.stream.finalize)."""
     sidecar: dict[str, Any] | None = None
-    if await store.head_object(metadata_key(key)) is not None:
+    try:
+        has_sidecar = await store.head_object(metadata_key(key)) is not None
+    except AccessRefused as exc:
+        # No s3:GetObject (or, on AWS, no s3:ListBucket for a key that is not there): S3's
+        # objects cannot be looked at; its open uploads still can. An object already at the key
+        # is never written over: completion is If-None-Match.
+        permissions.refused("s3:GetObject", str(exc))
+        has_sidecar = check_object = False
+    if has_sidecar:
         try:
             sidecar = json.loads(await store.get_object(metadata_key(key)))
         except (StoragePermanentError, ValueError):

@@ -41,8 +41,8 @@ REDIS_URL_FORMS = (
     "redis://HOST[:PORT][/DB], rediss://HOST[:PORT][/DB] (TLS), unix:///PATH/TO/SOCKET[?db=DB], "
     "redis+cluster://HOST:PORT[,HOST:PORT...] (or rediss+cluster://, TLS), "
     "redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB] (or rediss+sentinel://, TLS); "
-    "credentials as USER:PASSWORD@ or :PASSWORD@ before the host(s), or as the query parameter "
-    "password=PASSWORD (behind Sentinel: the master's); rediss forms also take the query "
+    "credentials as USER:PASSWORD@ or :PASSWORD@ before the host(s), or in the query parameter "
+    "named password (behind Sentinel: the master's); rediss forms also take the query "
     "parameters ssl_ca_certs=FILE, ssl_certfile=FILE, ssl_keyfile=FILE, "
     "ssl_cert_reqs=required|optional|none and ssl_check_hostname=true|false"
 )

@@ -20,7 +20,9 @@ The checkpoint is a lower bound of what S3 holds, and S3 is the truth about what
   upload of it), so an ETag is adopted only when it matches, never because it is listed.
 - Checkpointed parts that S3 does not list are forgotten and sent again.
 - An upload that no longer exists was either completed just before the crash (the object's ETag
-  is then exactly the one its checkpointed parts make) or expired/aborted: start it again.
+  is then exactly the one its checkpointed parts make; on a server whose ETags are of another
+  kind, its size and checksum: tailup.integrity.verification_method) or expired/aborted: start it
+  again.
 """
 
 from __future__ import annotations
@@ -30,7 +32,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from tailup.integrity import multipart_etag, normalize_etag
+from tailup.checksums import ChecksumAlgorithm
+from tailup.integrity import (
+    VerifiedBy,
+    check_completed_object,
+    expected_multipart_etag,
+    expected_object_checksums,
+    normalize_etag,
+    verification_method,
+)
 from tailup.model import PartRecord, StreamRecord
 from tailup.plan import MAX_PARTS, PartPlan, PartRange
 
@@ -66,6 +76,7 @@ class PartDigest:
     size: int
     md5_hex: str
     crc32: int
+    checksum: str = ""  # its CRC32C or CRC64NVME, for a stream that sends one (tailup.checksums)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,26 +215,53 @@ def adopt_parts(
             continue
         matching = [etag for etag in etags if normalize_etag(etag) == digest.md5_hex]
         if matching:
-            adopted.append(PartRecord(number, rng.size, digest.crc32, matching[0], uploaded_at))
+            adopted.append(
+                PartRecord(
+                    number, rng.size, digest.crc32, matching[0], uploaded_at, digest.checksum
+                )
+            )
     return tuple(adopted)
 
 
 def completed_object_matches(
-    parts: Mapping[int, PartRecord], plan: PartPlan, size: int, info: ObjectInfo | None
+    parts: Mapping[int, PartRecord],
+    plan: PartPlan,
+    size: int,
+    info: ObjectInfo | None,
+    algorithm: ChecksumAlgorithm = ChecksumAlgorithm.CRC32,
 ) -> bool:
     """True if the object at the key is exactly what completing the checkpointed parts makes for
-    a file of ``size`` bytes: CompleteMultipartUpload succeeded before the crash."""
+    a file of ``size`` bytes: CompleteMultipartUpload succeeded before the crash. By its ETag, or
+    where the server's ETags say nothing, by its checksum (``info`` from a HEAD that asked for
+    it); its size alone proves nothing."""
     if info is None or info.size != size or size <= 0:
         return False
     try:
         layout = plan.final_layout(size)
     except ValueError:
         return False
-    recorded = [parts.get(rng.number) for rng in layout]
-    if any(p is None or p.size != rng.size for p, rng in zip(recorded, layout, strict=True)):
+    found = [parts.get(rng.number) for rng in layout]
+    recorded = [p for p, rng in zip(found, layout, strict=True) if p and p.size == rng.size]
+    if len(recorded) != len(layout):
         return False
-    expected = multipart_etag([p.etag for p in recorded if p is not None])
-    return normalize_etag(info.etag) == normalize_etag(expected)
+    expected = expected_multipart_etag([p.etag for p in recorded])
+    method = verification_method(
+        expected_etag=expected, object_etag=info.etag, reported=info.checksum, algorithm=algorithm
+    )
+    check = check_completed_object(
+        expected_size=size,
+        expected_etag=expected,
+        actual_size=info.size,
+        actual_etag=info.etag,
+        method=method,
+        expected_checksums=(
+            expected_object_checksums(algorithm, recorded)
+            if method is VerifiedBy.CHECKSUM
+            else frozenset()
+        ),
+        actual_checksum=info.checksum,
+    )
+    return check.ok and method is not VerifiedBy.SIZE
 
 
 def upload_gone(
@@ -232,9 +270,10 @@ def upload_gone(
     size: int,
     info: ObjectInfo | None,
     orphans: tuple[str, ...] = (),
+    algorithm: ChecksumAlgorithm = ChecksumAlgorithm.CRC32,
 ) -> ResumeDecision:
     """The checkpoint names an upload S3 no longer has (NoSuchUpload): the object decides."""
-    if completed_object_matches(parts, plan, size, info):
+    if completed_object_matches(parts, plan, size, info, algorithm):
         return ResumeDecision(
             Verdict.CONTINUE,
             "the multipart upload was completed just before tailup stopped; finishing the stream",

@@ -13,7 +13,8 @@ tailup decides instead (``payload_signing``): ``auto`` signs over plain http to 
 the AWS SDKs do over plain http (there the signature is what stops a man in the middle from
 swapping the body along with its CRC32), and sends UNSIGNED-PAYLOAD over https, where TLS protects
 the body, and to a loopback address, where no one but the local root sits in the middle. The
-x-amz-checksum-crc32 header, which S3 verifies (BadDigest), guards against corruption either way.
+checksum header (x-amz-checksum-crc32 by default, --checksum: tailup.checksums), which S3
+verifies (BadDigest), guards against corruption either way.
 ``never`` drops the signature over any plain http too (a trusted LAN); ``always`` keeps it.
 """
 
@@ -34,8 +35,11 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 import tailup.body  # noqa: F401  (registers the zero-copy payload for part bodies)
+from tailup import permissions
+from tailup.checksums import Checksum, ChecksumAlgorithm
 from tailup.config import PayloadSigning
 from tailup.errors import (
+    AccessRefused,
     KeyTaken,
     NoSuchUpload,
     StoragePermanentError,
@@ -63,6 +67,8 @@ class UploadedPart:
 class ObjectInfo:
     size: int
     etag: str
+    # What the server reports with ChecksumMode=ENABLED (head_object(checksum=True)), if anything.
+    checksum: Checksum | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +79,23 @@ class UploadInfo:
 
 
 class MultipartStore(Protocol):
-    async def create_upload(self, key: str, content_type: str) -> str: ...
+    """``crc32`` is tailup's own CRC32 of a body. ``checksum`` is the header the body is sent
+    with (tailup.checksums); left out, it is the CRC32 header made from ``crc32``."""
+
+    async def create_upload(
+        self, key: str, content_type: str, *, checksum: ChecksumAlgorithm = ChecksumAlgorithm.CRC32
+    ) -> str:
+        """A multipart upload whose parts carry ``checksum`` (none: no checksum)."""
 
     async def upload_part(
-        self, key: str, upload_id: str, number: int, body: Body, crc32: int
+        self,
+        key: str,
+        upload_id: str,
+        number: int,
+        body: Body,
+        crc32: int,
+        *,
+        checksum: Checksum | None = None,
     ) -> str:
         """Send one part; returns its ETag."""
 
@@ -87,8 +106,10 @@ class MultipartStore(Protocol):
         parts: Sequence[tuple[int, str, int]],
         *,
         if_none_match: bool = False,
+        checksums: Sequence[Checksum] | None = None,
     ) -> str:
         """Complete with (number, etag, crc32) per part, in order; returns the object's ETag.
+        ``checksums``: each part's, in the same order (left out: CRC32s from the crc32s).
         ``if_none_match``: only if no object has the key (KeyTaken otherwise)."""
 
     async def abort_upload(self, key: str, upload_id: str) -> None:
@@ -97,17 +118,26 @@ class MultipartStore(Protocol):
     async def list_parts(self, key: str, upload_id: str) -> list[UploadedPart]: ...
 
     async def put_object(
-        self, key: str, body: Body, crc32: int, content_type: str, *, if_none_match: bool = False
+        self,
+        key: str,
+        body: Body,
+        crc32: int,
+        content_type: str,
+        *,
+        if_none_match: bool = False,
+        checksum: Checksum | None = None,
     ) -> str: ...
 
-    async def head_object(self, key: str) -> ObjectInfo | None: ...
+    async def head_object(self, key: str, *, checksum: bool = False) -> ObjectInfo | None:
+        """Size and ETag; with ``checksum``, also the checksum the server keeps (ChecksumMode)."""
 
     async def get_object(self, key: str) -> bytes: ...
 
     async def list_uploads(self, prefix: str) -> list[UploadInfo]: ...
 
     async def check_bucket(self) -> None:
-        """Raise StoragePermanentError if the bucket is missing or the credentials are refused."""
+        """Raise StoragePermanentError if the bucket is missing or the credentials are refused
+        (a refused s3:ListBucket alone is not an error: tailup.permissions)."""
 
     def for_bucket(self, bucket: str) -> MultipartStore:
         """The same store (client, connections) on another bucket: a stream keeps the bucket it
@@ -167,7 +197,6 @@ _HINTS = {
     "ExpiredToken": "the session credentials expired: refresh them",
     "RequestTimeTooSkewed": "this machine's clock is off: synchronise it (NTP)",
     "NoSuchBucket": "create the bucket or fix --bucket",
-    "AccessDenied": "the credentials may not write to this bucket or key",
 }
 # botocore errors raised before any request is sent, about this machine's configuration: no
 # retry fixes them. Every other botocore error is about the network and passes.
@@ -225,6 +254,15 @@ def _translate_client_error(exc: Any, action: str) -> TailupError:
     return StorageUnavailable(text)
 
 
+def _name_the_permission(error: TailupError, method: str) -> TailupError:
+    """An AccessDenied (or a HEAD's bare 403) as AccessRefused, naming the IAM action it needs."""
+    if not isinstance(error, StoragePermanentError) or error.code not in ("AccessDenied", "403"):
+        return error
+    needs = permissions.action_of(method)
+    text = f"{error} (it needs {needs}: see docs/operations.md, S3 permissions)"
+    return AccessRefused(text, code=error.code, action=needs)
+
+
 _NETWORK_ERRORS = (
     botocore.exceptions.BotoCoreError,
     aiohttp.ClientError,
@@ -271,10 +309,37 @@ def _conditional(if_none_match: bool) -> dict[str, str]:
     return {"IfNoneMatch": "*"} if if_none_match else {}
 
 
+def _sent_checksum(checksum: Checksum | None, crc32: int) -> dict[str, str]:
+    """The checksum parameter of a body: the one given, or the CRC32 header of ``crc32``."""
+    if checksum is None:
+        return {"ChecksumCRC32": crc32_header(crc32)}
+    return checksum.request_params()
+
+
+def _upload_checksum(algorithm: ChecksumAlgorithm) -> dict[str, str]:
+    """CreateMultipartUpload's checksum parameters: S3 has CRC64NVME as a full-object checksum
+    only (SeaweedFS takes it so too); CRC32 and CRC32C stay composite, as they always were."""
+    if algorithm is ChecksumAlgorithm.NONE:
+        return {}
+    params = {"ChecksumAlgorithm": algorithm.s3_name}
+    if algorithm.full_object:
+        params["ChecksumType"] = "FULL_OBJECT"
+    return params
+
+
+def _reported_checksum(response: dict[str, Any]) -> Checksum | None:
+    for algorithm in ChecksumAlgorithm:
+        value = response.get(f"Checksum{algorithm.s3_name}") if algorithm.s3_name else None
+        if value:
+            return Checksum(algorithm, str(value))
+    return None
+
+
 class S3MultipartStore:
     def __init__(self, client: S3Client, bucket: str) -> None:
         self._s3 = client
         self._bucket = bucket
+        self._list_bucket_refused = False
 
     def for_bucket(self, bucket: str) -> S3MultipartStore:
         return self if bucket == self._bucket else S3MultipartStore(self._s3, bucket)
@@ -313,7 +378,7 @@ class S3MultipartStore:
         try:
             return await getattr(self._s3, method)(Bucket=self._bucket, **kwargs)
         except botocore.exceptions.ClientError as exc:
-            raise translate_error(exc, action) from exc
+            raise _name_the_permission(translate_error(exc, action), method) from exc
         except _NETWORK_ERRORS as exc:
             raise translate_error(exc, action) from exc
 
@@ -323,27 +388,44 @@ class S3MultipartStore:
         except StoragePermanentError as exc:
             if exc.code not in ("400", "403", "404"):
                 raise
+            if exc.code == "403" and self._list_bucket_refused:
+                return  # S3 answers; it refuses s3:ListBucket, which was said once
             # A HEAD answer has no body, hence no error code: ask again with a GET, whose answer
             # says which (NoSuchBucket, SignatureDoesNotMatch, InvalidAccessKeyId, AccessDenied).
-            await self._call(f"check bucket {self._bucket!r}", "list_objects_v2", MaxKeys=1)
+            try:
+                await self._call(f"check bucket {self._bucket!r}", "list_objects_v2", MaxKeys=1)
+            except AccessRefused as refusal:
+                # Valid credentials without s3:ListBucket (optional: tailup.permissions).
+                self._list_bucket_refused = True
+                permissions.refused("s3:ListBucket", str(refusal))
+                return
             raise StoragePermanentError(
                 f"S3 refuses bucket {self._bucket!r} (HTTP {exc.code} to HeadBucket; the "
                 "credentials need s3:ListBucket on it)",
                 code=exc.code,
             ) from exc
 
-    async def create_upload(self, key: str, content_type: str) -> str:
+    async def create_upload(
+        self, key: str, content_type: str, *, checksum: ChecksumAlgorithm = ChecksumAlgorithm.CRC32
+    ) -> str:
         response = await self._call(
             "create multipart upload",
             "create_multipart_upload",
             Key=key,
             ContentType=content_type,
-            ChecksumAlgorithm="CRC32",
+            **_upload_checksum(checksum),
         )
         return str(response["UploadId"])
 
     async def upload_part(
-        self, key: str, upload_id: str, number: int, body: Body, crc32: int
+        self,
+        key: str,
+        upload_id: str,
+        number: int,
+        body: Body,
+        crc32: int,
+        *,
+        checksum: Checksum | None = None,
     ) -> str:
         response = await self._call(
             f"upload part {number}",
@@ -352,7 +434,7 @@ class S3MultipartStore:
             UploadId=upload_id,
             PartNumber=number,
             Body=body,
-            ChecksumCRC32=crc32_header(crc32),
+            **_sent_checksum(checksum, crc32),
         )
         return str(response["ETag"])
 
@@ -363,7 +445,9 @@ class S3MultipartStore:
         parts: Sequence[tuple[int, str, int]],
         *,
         if_none_match: bool = False,
+        checksums: Sequence[Checksum] | None = None,
     ) -> str:
+        sums = list(checksums) if checksums is not None else [None] * len(parts)
         response = await self._call(
             "complete multipart upload",
             "complete_multipart_upload",
@@ -372,8 +456,8 @@ class S3MultipartStore:
             **_conditional(if_none_match),
             MultipartUpload={
                 "Parts": [
-                    {"PartNumber": n, "ETag": etag, "ChecksumCRC32": crc32_header(crc)}
-                    for n, etag, crc in parts
+                    {"PartNumber": n, "ETag": etag, **_sent_checksum(sums[i], crc)}
+                    for i, (n, etag, crc) in enumerate(parts)
                 ]
             },
         )
@@ -403,7 +487,14 @@ class S3MultipartStore:
             marker = int(response["NextPartNumberMarker"])
 
     async def put_object(
-        self, key: str, body: Body, crc32: int, content_type: str, *, if_none_match: bool = False
+        self,
+        key: str,
+        body: Body,
+        crc32: int,
+        content_type: str,
+        *,
+        if_none_match: bool = False,
+        checksum: Checksum | None = None,
     ) -> str:
         response = await self._call(
             "put object",
@@ -412,18 +503,23 @@ class S3MultipartStore:
             **_conditional(if_none_match),
             Body=body,
             ContentType=content_type,
-            ChecksumCRC32=crc32_header(crc32),
+            **_sent_checksum(checksum, crc32),
         )
         return str(response["ETag"])
 
-    async def head_object(self, key: str) -> ObjectInfo | None:
+    async def head_object(self, key: str, *, checksum: bool = False) -> ObjectInfo | None:
+        mode = {"ChecksumMode": "ENABLED"} if checksum else {}
         try:
-            response = await self._call("head object", "head_object", Key=key)
+            response = await self._call("head object", "head_object", Key=key, **mode)
         except StoragePermanentError as exc:
             if exc.code in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
-        return ObjectInfo(int(response["ContentLength"]), str(response["ETag"]))
+        return ObjectInfo(
+            int(response["ContentLength"]),
+            str(response["ETag"]),
+            _reported_checksum(response) if checksum else None,
+        )
 
     async def get_object(self, key: str) -> bytes:
         response = await self._call("get object", "get_object", Key=key)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Final
 
 import structlog
 from aiohttp import web
@@ -23,9 +24,17 @@ from tailup.errors import ConfigError
 from tailup.health import HealthMonitor
 from tailup.metrics import REGISTRY, DaemonCollector, StreamOwner, declare_labels
 from tailup.s3 import MultipartStore
-from tailup.status import stream_rows
+from tailup.selection import DEFAULT_LIMIT, STATE_FORM, Selection, parse_limit, parse_states
+from tailup.status import SizeProbe, collect_view
 
 log = structlog.get_logger(__name__)
+
+# /streams does bounded work per request: at most this many ended rows per scope, and at most
+# STREAMS_SCAN_LIMIT ended records looked at for a ?state= filter (the CLI looks further).
+STREAMS_MAX_LIMIT: Final = 1000
+STREAMS_SCAN_LIMIT: Final = 20_000
+# A stat of a row's file that takes longer (a hung mount) leaves its size unknown (null).
+STREAMS_STAT_TIMEOUT_S: Final = 2.0
 
 
 @dataclass(frozen=True)
@@ -33,7 +42,34 @@ class OpsContext:
     owner: StreamOwner
     health: HealthMonitor
     checkpoints: CheckpointStore
+    # The scopes /streams lists: the node's own, then its shared folders'. Empty: the store's.
+    scopes: tuple[str, ...] = ()
+    sizes: SizeProbe = field(default_factory=lambda: SizeProbe(STREAMS_STAT_TIMEOUT_S))
+    # One /streams answer is computed at a time: scrapes in a burst queue, not multiply.
+    streams_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     bandwidth: BandwidthLimit | None = None
+
+
+class BadQuery(ValueError):
+    pass
+
+
+def streams_selection(query: dict[str, list[str]]) -> Selection:
+    """``?limit=N&state=S[,S...]`` (state repeatable) as a bounded Selection."""
+    try:
+        states = parse_states(query.get("state", []))
+    except ValueError as exc:
+        raise BadQuery(f"state: {exc}") from None
+    given = query.get("limit", [])
+    try:
+        limit = parse_limit(given[-1]) if given else DEFAULT_LIMIT
+    except ValueError as exc:
+        raise BadQuery(f"limit: {exc}") from None
+    if limit > STREAMS_MAX_LIMIT:
+        raise BadQuery(
+            f"limit: {limit} is above {STREAMS_MAX_LIMIT} (`tailup status --all` reads more)"
+        )
+    return Selection(limit=limit, states=states, scan_limit=STREAMS_SCAN_LIMIT)
 
 
 def build_app(ctx: OpsContext) -> web.Application:
@@ -52,8 +88,26 @@ def build_app(ctx: OpsContext) -> web.Application:
         }
         return web.json_response(body, status=200 if report.healthy else 503)
 
-    async def streams(_request: web.Request) -> web.Response:
-        return web.json_response(await stream_rows(ctx.checkpoints))
+    async def streams(request: web.Request) -> web.Response:
+        query: dict[str, list[str]] = {}
+        for name, value in request.query.items():
+            query.setdefault(name, []).append(value)
+        try:
+            selection = streams_selection(query)
+        except BadQuery as exc:
+            accepted = {"limit": f"1..{STREAMS_MAX_LIMIT}", "state": STATE_FORM}
+            return web.json_response({"error": str(exc), "accepted": accepted}, status=400)
+        async with ctx.streams_lock:
+            view = await collect_view(
+                ctx.checkpoints, ctx.scopes or (ctx.checkpoints.scope,), selection, ctx.sizes
+            )
+        tallies = view.tallies
+        headers = {
+            "X-Tailup-Live": str(sum(t.live for t in tallies)),
+            "X-Tailup-Ended": str(sum(t.ended for t in tallies)),
+            "X-Tailup-Shown": str(sum(t.shown for t in tallies)),
+        }
+        return web.json_response(view.rows, headers=headers)
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
@@ -93,6 +147,7 @@ async def ops_server(
     host: str,
     port: int,
     health_interval_s: float,
+    scopes: Sequence[str] = (),
     bandwidth: BandwidthLimit | None = None,
 ) -> AsyncIterator[OpsContext | None]:
     """Serve while the block runs; yields None (and serves nothing) when ``port`` is 0."""
@@ -101,7 +156,7 @@ async def ops_server(
         return
     declare_known_labels()
     health = health_monitor(store, checkpoints, interval_s=health_interval_s)
-    ctx = OpsContext(owner, health, checkpoints, bandwidth)
+    ctx = OpsContext(owner, health, checkpoints, tuple(scopes), bandwidth=bandwidth)
     collector = DaemonCollector(owner, health, bandwidth)
     REGISTRY.register(collector)
     # Until the first probe answers, /healthz says so with 503: "not answered yet" is the truth.

@@ -7,22 +7,27 @@ not. The file's current size comes from the local file system when the file is v
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import os
+import sys
+import textwrap
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
 from tailup.checkpoint import CheckpointStore, RedisCheckpointStore
 from tailup.config import Settings
-from tailup.errors import PermanentError
+from tailup.errors import PermanentError, SourceStalled
+from tailup.keys import node_scope, share_scope
 from tailup.model import (
     RESUMABLE_STATES,
     RETRY_FIELD,
@@ -34,6 +39,15 @@ from tailup.model import (
     parse_iso,
     utc_now,
 )
+from tailup.offload import run_blocking
+from tailup.selection import (
+    ALL_PAGE,
+    LOAD_CHUNK,
+    Selection,
+    Tally,
+    scope_label,
+    summary_lines,
+)
 from tailup.units import format_size
 
 
@@ -42,6 +56,43 @@ def _file_size(path: str) -> int | None:
         return os.stat(path).st_size
     except OSError:
         return None
+
+
+class SizeProbe:
+    """The current size of each row's file, off the event loop and with a deadline: a stat on a
+    hung network mount blocks in the kernel for as long as the mount is gone. One batch at a
+    time: while a batch is stuck, later ones report every size as unknown (``None``, as for a
+    file not visible here) instead of parking one more thread each."""
+
+    def __init__(self, timeout_s: float = 5.0) -> None:
+        self.timeout_s = timeout_s
+        self._running: threading.Event | None = None
+        self.stalled = False  # the last batch did not finish in time (sizes missing)
+
+    async def sizes(self, paths: Sequence[str]) -> dict[str, int | None]:
+        if not paths:
+            return {}
+        if self._running is not None and not self._running.is_set():
+            self.stalled = True
+            return dict.fromkeys(paths)
+        done = threading.Event()
+        found: dict[str, int | None] = {}
+
+        def stat_all() -> None:
+            try:
+                for path in paths:
+                    found[path] = _file_size(path)
+            finally:
+                done.set()
+
+        self._running = done
+        try:
+            await run_blocking(stat_all, timeout_s=self.timeout_s, what="a stat of a recording")
+        except SourceStalled:
+            self.stalled = True
+            return {path: found.get(path) for path in paths}
+        self.stalled = False
+        return found
 
 
 def _seconds_between(start: str, end: datetime) -> float | None:
@@ -61,15 +112,30 @@ def _average_rate(record: StreamRecord, uploaded: int, now: datetime) -> float |
     return round(uploaded / seconds, 1) if seconds and seconds > 0 else None
 
 
+class _Stat(enum.Enum):
+    HERE = "stat the file here"
+
+
+STAT_HERE: Final = _Stat.HERE
+
+
 def status_row(
-    record: StreamRecord, parts: dict[int, PartRecord], now: datetime | None = None
+    record: StreamRecord,
+    parts: Mapping[int, PartRecord] | None = None,
+    now: datetime | None = None,
+    *,
+    file_size: int | _Stat | None = STAT_HERE,
 ) -> dict[str, Any]:
-    """One stream as `tailup status --json` and /streams show it."""
+    """One stream as `tailup status --json` and /streams show it. Without ``parts`` (the table
+    reads records only) the part count is the parts below the first gap, every part there is
+    acknowledged (``next_part_to_upload - 1``); ``file_size`` given: not stat'ed here (None:
+    not visible)."""
     now = now or utc_now()
     completed = record.state is StreamState.COMPLETED
     uploaded = record.final_size if completed else record.total_bytes_sent
-    size = _file_size(record.path)
+    size = _file_size(record.path) if file_size is STAT_HERE else file_size
     lag = max(0, size - uploaded) if size is not None and record.state.is_live else None
+    count = len(parts) if parts is not None else max(0, record.next_part_to_upload - 1)
     return {
         "stream_id": record.stream_id,
         "path": record.path,
@@ -79,7 +145,7 @@ def status_row(
         "lag_bytes": lag,
         "rate_bytes_per_s": _average_rate(record, uploaded, now),
         # A file that fits in one part goes up in one PUT and records no parts: one request.
-        "parts": len(parts) or (1 if completed and uploaded > 0 else 0),
+        "parts": count or (1 if completed and uploaded > 0 else 0),
         "bucket": record.bucket,
         "key": record.key,
         "generation": record.generation,
@@ -89,24 +155,143 @@ def status_row(
         "sha256": record.sha256 or None,
         "error": record.error or None,
         "note": record.note or None,
+        "scope": record.scope or None,
     }
 
 
-async def stream_rows(checkpoints: CheckpointStore, limit: int = 50) -> list[dict[str, Any]]:
-    """The live streams, then the ``limit`` latest ended ones."""
-    rows = []
-    now = utc_now()
-    ids = await checkpoints.live_stream_ids() + await checkpoints.ended_stream_ids(limit=limit)
-    for stream_id in ids:
-        loaded = await checkpoints.load(stream_id)
-        if loaded is not None:
-            rows.append(status_row(*loaded, now=now))
-    return rows
+# -- which records --
 
 
-async def collect_status(settings: Settings) -> list[dict[str, Any]]:
+def status_scopes(settings: Settings, node: str | None = None) -> list[str]:
+    """The scopes `tailup status` lists: the node's own (--node, default --node-id), then each
+    shared folder's (--shared-watch)."""
+    return [
+        node_scope(node or settings.node_id),
+        *(share_scope(name) for name, _ in settings.shares),
+    ]
+
+
+async def _load(store: CheckpointStore, ids: Sequence[str]) -> list[StreamRecord]:
+    """Records in pipelines of LOAD_CHUNK: each reply is parsed in one go on the event loop
+    (~0.2 ms a record without hiredis), so a chunk is what one slice of the loop costs."""
+    records: list[StreamRecord] = []
+    for start in range(0, len(ids), LOAD_CHUNK):
+        records += await store.load_records(ids[start : start + LOAD_CHUNK])
+    return records
+
+
+async def scan_records(
+    store: CheckpointStore, scope: str, selection: Selection, tally: Tally
+) -> AsyncIterator[list[StreamRecord]]:
+    """One scope's records as ``selection`` picks them, in batches: every live one, then the
+    ended ones newest first. Counts go to ``tally``. Never reads more than the selection
+    bounds (``every`` aside). With a state filter, a page of the ended index costs one field
+    per id (its state); whole records are loaded for the matches only."""
+    live_ids = await store.live_stream_ids(scope)
+    tally.live, tally.ended = len(live_ids), await store.count_ended(scope)
+    if selection.wants_live:
+        for start in range(0, len(live_ids), ALL_PAGE):
+            records = await _load(store, live_ids[start : start + ALL_PAGE])
+            batch = [r for r in records if selection.wants(r.state)]
+            tally.shown_live += len(batch)
+            if batch:
+                yield batch
+    if not selection.wants_ended:
+        return
+    wanted = {s.value for s in selection.states}
+    # A stream that moved between the indexes while we read is shown once; so is an entry
+    # that a newer ended stream pushed down onto the next page.
+    live, previous = set(live_ids), set[str]()
+    found = 0
+    while (size := selection.next_page(found, tally.scanned)) > 0:
+        ids = await store.ended_stream_ids(scope, limit=size, offset=tally.scanned)
+        tally.scanned += len(ids)
+        tally.exhausted = len(ids) < size
+        fresh = [sid for sid in ids if sid not in live and sid not in previous]
+        previous = set(ids)
+        if wanted:
+            states = await store.get_fields(fresh, "state")
+            fresh = [sid for sid, state in zip(fresh, states, strict=True) if state in wanted]
+        if not selection.every:
+            fresh = fresh[: selection.limit - found]
+        # Loaded, a record may say otherwise (it changed since): the record decides.
+        batch = [r for r in await _load(store, fresh) if selection.wants(r.state)]
+        found += len(batch)
+        tally.shown_ended += len(batch)
+        if batch:
+            yield batch
+        if tally.exhausted:
+            break
+
+
+async def scan_rows(
+    store: CheckpointStore,
+    scopes: Sequence[str],
+    selection: Selection,
+    sizes: SizeProbe,
+    *,
+    now: datetime | None = None,
+) -> AsyncIterator[tuple[Tally, list[dict[str, Any]]]]:
+    """Rows of every scope in turn, a batch at a time, with the scope's tally (final once the
+    next scope starts, or the scan ends). A scope with nothing to show yields one empty batch,
+    so that its tally is seen."""
+    now = now or utc_now()
+    for scope in scopes:
+        tally = Tally(scope)
+        yielded = False
+        async for records in scan_records(store, scope, selection, tally):
+            found = await sizes.sizes([r.path for r in records])
+            yield tally, [status_row(r, now=now, file_size=found.get(r.path)) for r in records]
+            yielded = True
+        if not yielded:
+            yield tally, []
+
+
+@dataclass
+class StatusView:
+    """What one look at the records found: rows and the tally of each scope."""
+
+    selection: Selection
+    sections: list[tuple[Tally, list[dict[str, Any]]]] = field(default_factory=list)
+    sizes_stalled: bool = False
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return [row for _, rows in self.sections for row in rows]
+
+    @property
+    def tallies(self) -> list[Tally]:
+        return [tally for tally, _ in self.sections]
+
+    def summary(self) -> list[str]:
+        lines = summary_lines(self.tallies, self.selection)
+        if self.sizes_stalled:
+            lines.append("file sizes unknown: a stat did not answer in time (a hung mount?)")
+        return lines
+
+
+async def collect_view(
+    store: CheckpointStore,
+    scopes: Sequence[str],
+    selection: Selection,
+    sizes: SizeProbe | None = None,
+) -> StatusView:
+    sizes = sizes or SizeProbe()
+    view = StatusView(selection)
+    async for tally, rows in scan_rows(store, scopes, selection, sizes):
+        if view.sections and view.sections[-1][0] is tally:
+            view.sections[-1][1].extend(rows)
+        else:
+            view.sections.append((tally, list(rows)))
+        view.sizes_stalled |= sizes.stalled
+    return view
+
+
+async def collect_status(
+    settings: Settings, selection: Selection, node: str | None = None
+) -> StatusView:
     async with RedisCheckpointStore.for_settings(settings) as cps:
-        return await stream_rows(cps)
+        return await collect_view(cps, status_scopes(settings, node), selection)
 
 
 # -- rendering --
@@ -182,10 +367,15 @@ def _age(moment: str, now: datetime) -> str:
 
 
 def build_status_table(
-    rows: list[dict[str, Any]], rates: RateTracker | None = None, now: datetime | None = None
+    rows: list[dict[str, Any]],
+    rates: RateTracker | None = None,
+    now: datetime | None = None,
+    *,
+    title: str | None = "tailup streams",
+    caption: bool = True,
 ) -> Table:
     now = now or utc_now()
-    table = Table(title="tailup streams", header_style="bold", caption=_summary(rows))
+    table = Table(title=title, header_style="bold", caption=_summary(rows) if caption else None)
     # Short values never wrap; ids and keys fold to take the width that is left.
     table.add_column("stream", overflow="fold", min_width=8)
     for column in ("state", "uploaded / file", "rate", "lag", "parts", "active"):
@@ -221,34 +411,132 @@ def _summary(rows: list[dict[str, Any]]) -> str:
     return ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no streams"
 
 
-def render_status_table(rows: list[dict[str, Any]], console: Console | None = None) -> None:
-    console = console or Console()
-    if not rows:
-        console.print("No streams yet.")
-        return
-    console.print(build_status_table(rows))
+def _title(tally: Tally, scopes: int) -> str:
+    """One table per scope; the node's own alone keeps the plain title."""
+    return "tailup streams" if scopes == 1 else f"tailup streams: {scope_label(tally.scope)}"
 
 
-async def watch_status(settings: Settings, *, interval_s: float, as_json: bool) -> None:
+def build_status_view(
+    view: StatusView, rates: RateTracker | None = None, now: datetime | None = None
+) -> RenderableType:
+    """A table per scope that has rows, then the summary line of each scope."""
+    shown: list[RenderableType] = []
+    if not view.rows:
+        shown.append(Text("No streams yet."))
+    for tally, rows in view.sections:
+        if rows:
+            shown.append(
+                build_status_table(rows, rates, now, title=_title(tally, len(view.sections)))
+            )
+    shown.extend(Text(line) for line in view.summary())
+    return Group(*shown)
+
+
+def render_status_view(view: StatusView, console: Console | None = None) -> None:
+    (console or Console()).print(build_status_view(view))
+
+
+def print_json_summary(view: StatusView) -> None:
+    """With --json the rows alone go to stdout; the summary goes to a terminal's stderr only,
+    never into a pipe that a script reads as JSON."""
+    if sys.stderr.isatty():
+        for line in view.summary():
+            print(line, file=sys.stderr)
+
+
+async def watch_status(
+    settings: Settings,
+    selection: Selection,
+    *,
+    node: str | None = None,
+    interval_s: float,
+    as_json: bool,
+) -> None:
     """Refresh until interrupted: a live screen on a terminal; one table (or one JSON line) per
     refresh otherwise, so a pipe or a log file sees every sample."""
     from rich.live import Live
 
     console = Console()
     rates = RateTracker()
+    scopes = status_scopes(settings, node)
+    sizes = SizeProbe()
     async with RedisCheckpointStore.for_settings(settings) as cps:
         if as_json or not console.is_terminal:
             while True:
-                rows = await stream_rows(cps)
+                view = await collect_view(cps, scopes, selection, sizes)
                 if as_json:
-                    print(json.dumps(rows, ensure_ascii=False), flush=True)
+                    print(json.dumps(view.rows, ensure_ascii=False), flush=True)
                 else:
-                    console.print(build_status_table(rows, rates))
+                    console.print(build_status_view(view, rates))
                 await asyncio.sleep(interval_s)
         with Live(console=console, auto_refresh=False) as live:
             while True:
-                live.update(build_status_table(await stream_rows(cps), rates), refresh=True)
+                view = await collect_view(cps, scopes, selection, sizes)
+                live.update(build_status_view(view, rates), refresh=True)
                 await asyncio.sleep(interval_s)
+
+
+async def print_every_record(
+    settings: Settings, selection: Selection, *, node: str | None = None, as_json: bool
+) -> int:
+    """``--all``: every record of the scopes, read from Redis a page at a time and printed as
+    it comes (a table per page, or one JSON array), so memory stays flat at any count. A note
+    of how many there are goes to stderr first, and a progress line while it reads when stderr
+    is a terminal. Returns the rows printed."""
+    console = Console()
+    scopes = status_scopes(settings, node)
+    progress = sys.stderr.isatty()
+    sizes = SizeProbe()
+    printed = 0
+    stalled = False
+    tallies: list[Tally] = []
+    async with RedisCheckpointStore.for_settings(settings) as cps:
+        counts = [(len(await cps.live_stream_ids(s)), await cps.count_ended(s)) for s in scopes]
+        total = sum(live + ended for live, ended in counts)
+        each = "; ".join(
+            f"{scope_label(s)}: {live:,} live, {ended:,} ended"
+            for s, (live, ended) in zip(scopes, counts, strict=True)
+        )
+        print(f"tailup: --all: {total:,} records ({each})", file=sys.stderr, flush=True)
+        if as_json:
+            sys.stdout.write("[")
+        titled: Tally | None = None
+        async for tally, rows in scan_rows(cps, scopes, selection, sizes):
+            if not tallies or tallies[-1] is not tally:
+                tallies.append(tally)
+            if progress:
+                sys.stderr.write("\r\x1b[K")
+            if as_json:
+                for row in rows:
+                    text = json.dumps(row, indent=2, ensure_ascii=False)
+                    sys.stdout.write(("," if printed else "") + "\n" + textwrap.indent(text, "  "))
+                    printed += 1
+            elif rows:
+                title = _title(tally, len(scopes)) if titled is not tally else None
+                titled = tally
+                console.print(build_status_table(rows, title=title, caption=False))
+                printed += len(rows)
+            sys.stdout.flush()
+            stalled |= sizes.stalled
+            if progress:
+                sys.stderr.write(f"{printed:,} of {total:,} records read")
+                sys.stderr.flush()
+        if progress:
+            sys.stderr.write("\r\x1b[K")
+        if as_json:
+            sys.stdout.write("\n]\n" if printed else "]\n")
+            sys.stdout.flush()
+    view = StatusView(selection, [(t, []) for t in tallies], sizes_stalled=stalled)
+    lines = view.summary()
+    if as_json:
+        for line in lines:
+            print(line, file=sys.stderr)
+    else:
+        if not printed:
+            console.print("No streams yet.")
+        for line in lines:
+            console.print(Text(line))
+    return printed
 
 
 async def abort_stream(settings: Settings, stream_id: str, reason: str) -> str:

@@ -122,6 +122,8 @@ class Supervisor:
         # The st_dev this node sees for each shared folder: each NFS client numbers one export's
         # device its own way, so a record another node wrote names another device.
         self._share_devices: dict[Path, int] = {}
+        # Shared folders' files another node uploads: path -> when to look again (monotonic).
+        self._elsewhere: dict[Path, float] = {}
         self._holder = this_process()
         self._started_ns = time.time_ns()
         # Set once Redis is seen to have lost data (this node's lease or a stream's record gone):
@@ -157,6 +159,7 @@ class Supervisor:
         self._tasks: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[FileEvent] = asyncio.Queue()
         self._deferred: dict[Path, FileEvent] = {}
+        self._dropped: dict[Path, tuple[int, int]] = {}  # (size, mtime) when its start failed
         # Paths last judged unchanged, with what they were then (inode, birth, size, mtime).
         self._unchanged: OrderedDict[Path, tuple[int, int, int, int]] = OrderedDict()
         self._flush_handle: asyncio.TimerHandle | None = None
@@ -230,13 +233,16 @@ class Supervisor:
         A lease another daemon took stops this one: two daemons must never work one node."""
         ttl_s = self._settings.lease_ttl
         next_trim = 0.0
+        renewed_at = time.monotonic()  # the lease was taken just before
         while not stop.is_set():
+            # Every third of the TTL from the last renewal, whatever the round's other work cost.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(ttl_s / 3):
+                async with asyncio.timeout(max(0.0, renewed_at + ttl_s / 3 - time.monotonic())):
                     await stop.wait()
             if stop.is_set():
                 return
             try:
+                asked_at = time.monotonic()
                 renewed = await self._checkpoints.renew_node(
                     self._node_id, self._holder.encode(), ttl_s
                 )
@@ -249,9 +255,19 @@ class Supervisor:
                     stop.set()
                     return
                 if renewed is RenewResult.RESTORED:
-                    self.note_redis_lost("this node's lease was gone from Redis")
+                    if asked_at - renewed_at < ttl_s:
+                        self.note_redis_lost("this node's lease was gone from Redis")
+                    else:
+                        # Expired because this daemon (or Redis) was slow, not lost: taken back.
+                        log.warning(
+                            "the node lease expired before its renewal; taken back",
+                            late_s=round(asked_at - renewed_at - ttl_s, 2),
+                        )
+                renewed_at = asked_at
                 await self._renew_claims()
                 await self._look_at_shares()  # a remount gives the folder another device
+                now = time.monotonic()
+                self._elsewhere = {p: t for p, t in self._elsewhere.items() if t > now}
                 for _name, scope in self._shares.values():
                     await self._resume_scope(scope)  # recordings of nodes that died
                 if time.monotonic() >= next_trim:
@@ -339,6 +355,8 @@ class Supervisor:
             stop_wait.cancel()
 
     async def _route_or_retry(self, event: FileEvent) -> None:
+        if await self._unchanged_since_dropped(event):
+            return
         try:
             await self._route(event)
             self.events_routed += 1
@@ -349,6 +367,26 @@ class Supervisor:
             self._defer(event)
         except TailupError as exc:
             log.error("event dropped", path=str(event.path), reason=str(exc))
+            with contextlib.suppress(SourceError, SourceStalled):
+                st = await self._io(stat_file, event.path)
+                self._dropped[event.path] = (st.size, st.mtime_ns)
+
+    async def _unchanged_since_dropped(self, event: FileEvent) -> bool:
+        """True for an open of a file whose start failed for good (S3 refused a permission, say)
+        and that has not changed since: starting a stream reads the file, which opens it (IN_OPEN,
+        routed as MODIFIED), which would start it again, fail again, and so on as fast as the
+        loop runs. It is tried again once it changed, at any other event, or at the next start."""
+        seen = self._dropped.pop(event.path, None)
+        if seen is None or event.kind is not EventKind.MODIFIED:
+            return False
+        try:
+            st = await self._io(stat_file, event.path)
+        except (SourceError, SourceStalled):
+            return False
+        if (st.size, st.mtime_ns) != seen:
+            return False
+        self._dropped[event.path] = seen
+        return True
 
     def _defer(self, event: FileEvent) -> None:
         self._deferred[event.path] = merge_deferred(self._deferred.get(event.path), event)
@@ -512,8 +550,12 @@ class Supervisor:
             record.stream_id, self._node_id, self._settings.lease_ttl
         )
         if isinstance(got, Claim):
+            self._elsewhere.pop(Path(record.path), None)
             return True
         log.debug("another node uploads it", stream_id=record.stream_id, holder=got)
+        # Its writer's events keep coming here too: not a claim attempt per write. A takeover
+        # is the lease round's (_resume_scope), not an event's.
+        self._elsewhere[Path(record.path)] = time.monotonic() + self._settings.lease_ttl / 3
         return False
 
     async def _resume_scope(self, scope: str) -> None:
@@ -570,6 +612,9 @@ class Supervisor:
         )
 
     async def _open_stream(self, path: Path, *, writer_closed: bool) -> None:
+        if self._elsewhere.get(path, 0.0) > time.monotonic():
+            return  # another node's recording (a shared folder), looked at again in a while
+        self._elsewhere.pop(path, None)
         try:
             st = await self._io(stat_file, path)
         except SourceStalled:
@@ -895,6 +940,8 @@ class Supervisor:
             bucket=self._settings.bucket,
             key=key,
             base_part_size=self._settings.part_size,
+            part_sizing=self._settings.part_sizing,
+            checksum=self._settings.checksum,
             device=st.device,
             inode=st.inode,
             birth_ns=seen.birth_ns,

@@ -6,7 +6,9 @@ boundaries come from metadata.json) and the bytes themselves are compared with w
   as S3 reports it and as recomputed from the bytes, and each part's MD5 against its ETag;
 - the local file, when it is still there: size and every byte (the first differing offset is
   reported).
-Each comparison is one line of the report; the command exits 1 if any line differs.
+Each comparison is one line of the report; the command exits 1 if any line differs. A server whose
+ETags are not MD5s (of the part, of the parts' MD5s) has its ETags compared with metadata.json only;
+the SHA-256 of every byte is what checks the object there.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import IO, Any
 from tailup.checkpoint import RedisCheckpointStore
 from tailup.config import Settings, check_storage_settings
 from tailup.errors import CheckpointUnavailable, StoragePermanentError
-from tailup.integrity import multipart_etag, normalize_etag
+from tailup.integrity import EtagForm, etag_form, multipart_etag, normalize_etag
 from tailup.keys import metadata_key
 from tailup.model import StreamRecord, StreamState
 from tailup.s3 import S3MultipartStore
@@ -188,16 +190,33 @@ def compare_with_expected(report: VerifyReport, digest: Digest, expected: Expect
     report.same(f"sha256 ({src})", digest.sha256, expected.sha256)
     if not expected.part_sizes:
         return
-    differing = [
-        f"part {n} (bytes {start}-{start + size - 1}): md5 {got or '(missing)'}, ETag {want}"
-        for n, start, size, got, want in _parts_table(expected, digest.part_md5s)
-        if got != want
-    ]
-    report.add(
-        f"parts ({src})",
-        not differing,
-        "; ".join(differing) if differing else f"{len(expected.part_sizes)} parts match",
-    )
+    md5_parts = all(etag_form(etag) is EtagForm.MD5 for etag in expected.part_etags)
+    if md5_parts:
+        differing = [
+            f"part {n} (bytes {start}-{start + size - 1}): md5 {got or '(missing)'}, ETag {want}"
+            for n, start, size, got, want in _parts_table(expected, digest.part_md5s)
+            if got != want
+        ]
+        report.add(
+            f"parts ({src})",
+            not differing,
+            "; ".join(differing) if differing else f"{len(expected.part_sizes)} parts match",
+        )
+    else:
+        report.add(
+            f"parts ({src})",
+            True,
+            f"{len(expected.part_sizes)} parts, not compared: the server's part ETags are not "
+            "MD5s (the sha256 covers every byte)",
+        )
+    if not md5_parts or etag_form(expected.etag) is EtagForm.OTHER:
+        report.add(
+            f"ETag computed from the bytes ({src})",
+            True,
+            f"not compared: the server's ETag {expected.etag} is not an MD5 of the part MD5s "
+            "(the sha256 covers every byte)",
+        )
+        return
     computed = _etag_from_md5s(digest.part_md5s, expected)
     report.same(f"ETag computed from the bytes ({src})", computed, expected.etag, what="computed")
 

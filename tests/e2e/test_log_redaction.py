@@ -97,7 +97,11 @@ def test_debug_logs_of_an_upload_and_of_refusals_hold_no_secret(
     # The logs did hold the material that had to be redacted, so the search above meant something.
     upload = outputs["upload"]
     assert upload.count('"logger": "botocore.') > 50
-    assert "'Authorization': ***" in upload and "Signature:\\n***" in upload
+    assert "'Authorization': ***" in upload
+    # botocore's own SigV4 signer logs its signature; with awscrt installed botocore signs with
+    # the CRT instead, which logs nothing of it.
+    if '"logger": "botocore.auth"' in upload:
+        assert "Signature:\\n***" in upload
     settings = next(e for e in daemon.events() if e["event"] == "settings")
     assert settings["redis_url"] == f"redis://:***@127.0.0.1:{private_redis.port}/0"
 

@@ -13,7 +13,9 @@ import redis
 from tailup.devservers import (
     RECORD_FORMATS,
     DevServerError,
+    MotoS3,
     RedisServer,
+    S3Identity,
     SeaweedS3,
     ffmpeg_exe,
     free_port,
@@ -172,6 +174,68 @@ def test_s3_without_credentials_accepts_any(tmp_path: Path) -> None:
 def test_seaweed_credentials_must_come_in_pairs() -> None:
     with pytest.raises(ValueError, match="both"):
         SeaweedS3(access_key="only-half")
+
+
+def test_seaweed_identities_need_enforced_credentials_and_one_kind_of_grant() -> None:
+    reader = S3Identity("reader", "rk", "rs", actions=("Read",))
+    with pytest.raises(ValueError, match="credentials enforced"):
+        SeaweedS3(identities=[reader])
+    both = S3Identity("both", "bk", "bs", actions=("Read",), policy={"Statement": []})
+    with pytest.raises(ValueError, match="actions or a policy"):
+        SeaweedS3(access_key="a", secret_key="s", identities=[both])
+    with pytest.raises(ValueError, match="actions or a policy"):
+        SeaweedS3(access_key="a", secret_key="s", identities=[S3Identity("none", "nk", "ns")])
+
+
+def test_seaweed_identity_with_coarse_actions_is_limited_to_them(tmp_path: Path) -> None:
+    # The IAM-policy kind: tailup's own policy, in tests/integration/test_iam_policy.py.
+    reader = S3Identity("reader", "reader-key", "reader-secret", actions=("Read:readable",))
+    with SeaweedS3(tmp_path, access_key="ak", secret_key="sk", identities=[reader]) as server:
+        for name in ("readable", "other"):
+            server.create_bucket(name)
+        admin = server.boto3_client(max_attempts=1)
+        client = server.boto3_client(
+            access_key=reader.access_key, secret_key=reader.secret_key, max_attempts=1
+        )
+        try:
+            admin.put_object(Bucket="readable", Key="k", Body=b"1")
+            admin.put_object(Bucket="other", Key="k", Body=b"2")
+            assert client.get_object(Bucket="readable", Key="k")["Body"].read() == b"1"
+            for call in (
+                lambda: client.put_object(Bucket="readable", Key="k2", Body=b"x"),
+                lambda: client.get_object(Bucket="other", Key="k"),
+            ):
+                with pytest.raises(Exception) as info:  # botocore's ClientError
+                    call()
+                assert _client_error_code(info.value) == "AccessDenied"
+        finally:
+            admin.close()
+            client.close()
+        env = reader.env(server)
+        assert (env["AWS_ACCESS_KEY_ID"], env["AWS_ENDPOINT_URL"]) == (
+            "reader-key",
+            server.endpoint_url,
+        )
+
+
+# -- moto ----------------------------------------------------------------------------------
+
+
+def test_moto_serves_s3_on_loopback_and_starts_empty_after_a_restart(tmp_path: Path) -> None:
+    with MotoS3(tmp_path / "moto") as server:
+        assert server.endpoint_url.startswith("http://127.0.0.1:")
+        server.create_bucket("moto-bucket")
+        client = server.boto3_client(max_attempts=1)
+        try:
+            client.put_object(Bucket="moto-bucket", Key="k", Body=b"1")
+            assert client.get_object(Bucket="moto-bucket", Key="k")["Body"].read() == b"1"
+            server.restart()
+            assert server.endpoint_url.startswith("http://127.0.0.1:")
+            assert client.list_buckets()["Buckets"] == []  # moto keeps everything in memory
+        finally:
+            client.close()
+    assert not server.running
+    assert (tmp_path / "moto" / "moto.log").is_file()
 
 
 # -- ffmpeg recordings ---------------------------------------------------------------------

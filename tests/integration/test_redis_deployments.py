@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster as ClusterClient
 from structlog.testing import capture_logs
 
-from conftest import DEPLOYMENT_PASSWORD, DEPLOYMENT_USER, add_acl_user
+from conftest import DEPLOYMENT_PASSWORD, DEPLOYMENT_USER, add_acl_user, make_tls_files
 from daemonproc import start_daemon
 from tailup.checkpoint import RedisCheckpointStore
 from tailup.devservers import RedisCluster, RedisSentinel, RedisServer, SeaweedS3, free_port
@@ -401,28 +400,8 @@ async def test_a_unix_socket_in_its_database(tmp_path: Path) -> None:
             plain.close()
 
 
-def _tls_files(folder: Path) -> dict[str, Path]:
-    """A CA and a server certificate for 127.0.0.1, made with openssl."""
-    folder.mkdir(parents=True, exist_ok=True)
-    files = {name: folder / f"{name}.pem" for name in ("ca", "ca-key", "cert", "key")}
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=folder)
-
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-subj", "/CN=tailup test CA", "-keyout", str(files["ca-key"]),
-            "-out", str(files["ca"]))  # fmt: skip
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-            "-keyout", str(files["key"]), "-out", str(folder / "cert.csr"))  # fmt: skip
-    (folder / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", str(folder / "cert.csr"), "-CA", str(files["ca"]),
-            "-CAkey", str(files["ca-key"]), "-CAcreateserial", "-days", "2",
-            "-extfile", str(folder / "ext.cnf"), "-out", str(files["cert"]))  # fmt: skip
-    return files
-
-
 async def test_rediss_with_the_servers_ca_and_an_acl_user(tmp_path: Path) -> None:
-    tls = _tls_files(tmp_path / "tls")
+    tls = make_tls_files(tmp_path / "tls")
     tls_port = free_port()
     extra = ["--tls-port", str(tls_port), "--tls-cert-file", str(tls["cert"]),
              "--tls-key-file", str(tls["key"]), "--tls-ca-cert-file", str(tls["ca"]),

@@ -733,3 +733,21 @@ def test_cli_gc_reads_the_config_file(tmp_path: Path) -> None:
         assert f"--redis-url (TAILUP_REDIS_URL, redis_url in {config})" in done.stderr
         assert "got 6379, a TOML integer" in done.stderr
         assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "url", ["http://AKID:s3cr3t-key@127.0.0.1:8333", "https://user@s3.example", "http://:x@h"]
+)
+def test_an_endpoint_url_with_credentials_is_refused(url: str) -> None:
+    # botocore ignores them and aiohttp refuses every signed request to such a URL: refused at
+    # start, with where credentials go, rather than an outage retried for ever.
+    with pytest.raises(ConfigError, match=r"--endpoint-url.*holds credentials.*AWS chain") as err:
+        load_settings({"endpoint_url": url})
+    from tailup.observe import redact_text
+
+    assert "s3cr3t-key" not in redact_text(str(err.value))
+
+
+def test_an_endpoint_url_without_credentials_is_taken() -> None:
+    url = "http://127.0.0.1:8333/path@x"  # an @ past the host is not userinfo
+    assert load_settings({"endpoint_url": url}).endpoint_url == url

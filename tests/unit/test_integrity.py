@@ -9,16 +9,23 @@ import zlib
 
 import pytest
 
+from tailup.checksums import Checksum, ChecksumAlgorithm
 from tailup.integrity import (
+    EtagForm,
     PartAction,
+    VerifiedBy,
     check_completed_object,
     completion_parts,
     crc32_header,
     crc32_of,
+    etag_form,
+    expected_multipart_etag,
+    expected_object_checksums,
     multipart_etag,
     normalize_etag,
     part_action,
     parts_past_end,
+    verification_method,
 )
 from tailup.model import PartRecord
 from tailup.plan import PartRange
@@ -209,3 +216,146 @@ def test_completion_parts_in_layout_order_ignoring_extra_records() -> None:
 
 def test_completion_parts_of_an_empty_layout() -> None:
     assert completion_parts([], records_for([1])) == []
+
+
+# -- when the server's ETags are of another kind: the fallback --
+
+A = ChecksumAlgorithm
+MD5_A = '"' + hashlib.md5(b"a").hexdigest() + '"'
+MD5_B = '"' + hashlib.md5(b"b").hexdigest() + '"'
+OURS = multipart_etag([MD5_A, MD5_B])  # what S3 makes of those two parts
+OTHER_MULTIPART = '"' + "0" * 32 + '-2"'
+OPAQUE = '"' + "9" * 40 + '"'  # 40 hex digits: no MD5 form at all
+CRC32_REPORTED = Checksum(A.CRC32, "98jbaQ==-2")
+
+
+@pytest.mark.parametrize(
+    ("etag", "form"),
+    [
+        (MD5_A, EtagForm.MD5),
+        (OURS, EtagForm.MD5_OF_MD5S),
+        ("0123456789ABCDEF0123456789abcdef-10000", EtagForm.MD5_OF_MD5S),
+        (OPAQUE, EtagForm.OTHER),
+        ('"' + "0" * 32 + '-0"', EtagForm.OTHER),
+        ('"' + "0" * 32 + '-"', EtagForm.OTHER),
+        ('"' + "g" * 32 + '"', EtagForm.OTHER),
+        ('"W/abc"', EtagForm.OTHER),
+        ("", EtagForm.OTHER),
+    ],
+)
+def test_etag_form(etag: str, form: EtagForm) -> None:
+    assert etag_form(etag) is form
+
+
+@pytest.mark.parametrize(
+    ("part_etags", "expected"),
+    [
+        ([MD5_A, MD5_B], OURS),
+        ([MD5_A, "a-kms-etag"], ""),  # a part ETag that is no MD5: nothing to expect
+        ([], ""),
+    ],
+)
+def test_expected_multipart_etag(part_etags: list[str], expected: str) -> None:
+    assert expected_multipart_etag(part_etags) == expected
+
+
+@pytest.mark.parametrize(
+    ("expected_etag", "object_etag", "reported", "algorithm", "method"),
+    [
+        # S3's own kind of ETag: compared, whether it matches or not (a mismatch fails).
+        (OURS, OURS, None, A.CRC32, VerifiedBy.ETAG),
+        (OURS, OURS.strip('"'), CRC32_REPORTED, A.CRC32, VerifiedBy.ETAG),
+        (OURS, OTHER_MULTIPART, CRC32_REPORTED, A.CRC32, VerifiedBy.ETAG),
+        # A single PUT: its ETag from the PUT reply, of whatever form, or the body's MD5.
+        (OPAQUE, OPAQUE, None, A.CRC32, VerifiedBy.ETAG),
+        (MD5_A, MD5_B, None, A.CRC32, VerifiedBy.ETAG),
+        # Another kind of ETag: the checksum the server reports, of the stream's algorithm.
+        (OURS, OPAQUE, CRC32_REPORTED, A.CRC32, VerifiedBy.CHECKSUM),
+        (OURS, '"abc"', Checksum(A.CRC32C, "x==-2"), A.CRC32C, VerifiedBy.CHECKSUM),
+        (OURS, OPAQUE, Checksum(A.CRC64NVME, "x="), A.CRC64NVME, VerifiedBy.CHECKSUM),
+        (MD5_A, OPAQUE, CRC32_REPORTED, A.CRC32, VerifiedBy.CHECKSUM),
+        # Part ETags that are no MD5s (nothing expected): the checksum, even if the object's
+        # ETag looks like S3's.
+        ("", OTHER_MULTIPART, CRC32_REPORTED, A.CRC32, VerifiedBy.CHECKSUM),
+        # No checksum reported, one of another algorithm, or none sent: the size alone.
+        (OURS, OPAQUE, None, A.CRC32, VerifiedBy.SIZE),
+        (OURS, OPAQUE, CRC32_REPORTED, A.CRC32C, VerifiedBy.SIZE),
+        (OURS, OPAQUE, CRC32_REPORTED, A.NONE, VerifiedBy.SIZE),
+        (OURS, OPAQUE, None, A.NONE, VerifiedBy.SIZE),
+        ("", OTHER_MULTIPART, None, A.CRC32, VerifiedBy.SIZE),
+    ],
+)
+def test_verification_method(
+    expected_etag: str,
+    object_etag: str,
+    reported: Checksum | None,
+    algorithm: ChecksumAlgorithm,
+    method: VerifiedBy,
+) -> None:
+    got = verification_method(
+        expected_etag=expected_etag, object_etag=object_etag, reported=reported, algorithm=algorithm
+    )
+    assert got is method
+
+
+@pytest.mark.parametrize(
+    ("method", "actual_size", "actual_etag", "actual_checksum", "ok", "mentions"),
+    [
+        (VerifiedBy.CHECKSUM, 100, OPAQUE, Checksum(A.CRC32, "good==-2"), True, []),
+        (VerifiedBy.CHECKSUM, 100, OPAQUE, Checksum(A.CRC32, "also=="), True, []),
+        (VerifiedBy.CHECKSUM, 100, OPAQUE, Checksum(A.CRC32, "bad==-2"), False, ["crc32", "bad"]),
+        (VerifiedBy.CHECKSUM, 100, OPAQUE, None, False, ["(none)"]),
+        (VerifiedBy.CHECKSUM, 99, OPAQUE, Checksum(A.CRC32, "good==-2"), False, ["size"]),
+        (VerifiedBy.SIZE, 100, OPAQUE, None, True, []),
+        (VerifiedBy.SIZE, 101, OPAQUE, None, False, ["size", "101"]),
+        (VerifiedBy.ETAG, 100, OPAQUE, Checksum(A.CRC32, "good==-2"), False, ["ETag"]),
+    ],
+)
+def test_check_completed_object_by_method(
+    method: VerifiedBy,
+    actual_size: int,
+    actual_etag: str,
+    actual_checksum: Checksum | None,
+    ok: bool,
+    mentions: list[str],
+) -> None:
+    check = check_completed_object(
+        expected_size=100,
+        expected_etag=OURS,
+        actual_size=actual_size,
+        actual_etag=actual_etag,
+        method=method,
+        expected_checksums=frozenset({"good==-2", "also=="}),
+        actual_checksum=actual_checksum,
+    )
+    assert check.ok is ok
+    text = " ".join(check.problems)
+    for word in mentions:
+        assert word in text
+
+
+def test_expected_object_checksums_of_one_part_is_that_parts_own() -> None:
+    # A single PUT: the server reports the body's checksum as it is, no -1.
+    part = PartRecord(1, 9, zlib.crc32(b"123456789"), MD5_A)
+    assert crc32_header(part.crc32) in expected_object_checksums(A.CRC32, [part])
+    assert expected_object_checksums(A.NONE, [part]) == frozenset()
+    assert expected_object_checksums(A.CRC32, []) == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "stored", "action"),
+    [
+        (A.CRC32, "", PartAction.KEEP),
+        (A.NONE, "", PartAction.KEEP),
+        (A.CRC32C, "kIH2hw==", PartAction.KEEP),
+        # Recorded without the checksum Complete must name: sent again, with it.
+        (A.CRC32C, "", PartAction.UPLOAD),
+        (A.CRC64NVME, "", PartAction.UPLOAD),
+    ],
+)
+def test_part_action_wants_the_streams_checksum(
+    algorithm: ChecksumAlgorithm, stored: str, action: PartAction
+) -> None:
+    rng = PartRange(1, 0, 5 * MIB)
+    recorded = PartRecord(1, 5 * MIB, 7, MD5_A, "t", stored)
+    assert part_action(recorded, rng, 7, algorithm) is action

@@ -7,14 +7,17 @@ import json
 
 import pytest
 
+from tailup.checksums import ChecksumAlgorithm
 from tailup.model import (
     InvalidTransition,
+    PartialRecord,
     PartRecord,
     StreamRecord,
     StreamState,
     check_transition,
     lowest_gap,
 )
+from tailup.plan import PartSizing
 
 S = StreamState
 
@@ -165,9 +168,11 @@ def full_record(**changes: object) -> StreamRecord:
         full_record(state=S.UPLOADING, extra={}),
         full_record(state=S.COMPLETED, completed_at="2024-05-06T08:00:00+00:00"),
         full_record(state=S.ABORTED, error="line 1\nline 2: ü"),
+        full_record(part_sizing=PartSizing.UNIFORM, checksum=ChecksumAlgorithm.CRC64NVME),
+        full_record(checksum=ChecksumAlgorithm.NONE),
         StreamRecord("s-2", "/p", "/", "b", "k", 5 * 1024 * 1024),
     ],
-    ids=["full", "uploading", "completed", "aborted", "defaults"],
+    ids=["full", "uploading", "completed", "aborted", "uniform-crc64nvme", "none", "defaults"],
 )
 def test_stream_record_hash_round_trip(record: StreamRecord) -> None:
     data = record.to_hash()
@@ -214,6 +219,33 @@ def test_missing_fields_take_defaults_and_empty_ints_are_zero() -> None:
     assert record.device == 0
     assert record.base_part_size == 5242880
     assert record.extra == {}
+    # Records written before --part-sizing and --checksum: the plan and header they were made with.
+    assert record.part_sizing is PartSizing.GROWING
+    assert record.checksum is ChecksumAlgorithm.CRC32
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("part_sizing", "uniform", PartSizing.UNIFORM),
+        ("part_sizing", "growing", PartSizing.GROWING),
+        ("checksum", "crc32c", ChecksumAlgorithm.CRC32C),
+        ("checksum", "none", ChecksumAlgorithm.NONE),
+    ],
+)
+def test_part_sizing_and_checksum_are_stored_by_value(
+    field: str, value: str, expected: object
+) -> None:
+    data = full_record(**{field: expected}).to_hash()
+    assert data[field] == value
+    assert getattr(StreamRecord.from_hash(data), field) is expected
+
+
+def test_an_unknown_part_sizing_is_a_partial_record() -> None:
+    data = full_record().to_hash()
+    data["part_sizing"] = "spiral"
+    with pytest.raises(PartialRecord, match="does not parse"):
+        StreamRecord.from_hash(data)
 
 
 def test_with_changes_returns_a_new_record() -> None:
@@ -232,6 +264,7 @@ def test_with_changes_returns_a_new_record() -> None:
         PartRecord(1, 8 * 1024 * 1024, 0x3610A686, '"5d41402abc4b2a76b9719d911017c592"', "t"),
         PartRecord(10_000, 5 * 1024**3, 0xFFFFFFFF, '"e"', "2024-05-06T07:08:09+00:00"),
         PartRecord(2, 1, 0, "unquoted"),
+        PartRecord(3, 5 * 1024**2, 1, '"e"', "t", "kIH2hw=="),  # a crc32c stream's part
     ],
 )
 def test_part_record_json_round_trip(part: PartRecord) -> None:
@@ -245,6 +278,16 @@ def test_part_record_json_fields() -> None:
     assert data["etag"] == '"x"'
     assert data["size"] == 100
     assert data["crc32"] == 7
+    # Only a CRC32C or CRC64NVME stream's parts carry a checksum of their own.
+    assert "checksum" not in data
+    assert json.loads(PartRecord(3, 100, 7, '"x"', "w", "NB2bFxkaSrM=").to_json())["checksum"] == (
+        "NB2bFxkaSrM="
+    )
+
+
+def test_part_record_json_of_older_tailup_has_no_checksum() -> None:
+    old = '{"etag": "\\"x\\"", "size": 100, "crc32": 7, "at": "when"}'
+    assert PartRecord.from_json(3, old) == PartRecord(3, 100, 7, '"x"', "when", "")
 
 
 # -- lowest_gap --

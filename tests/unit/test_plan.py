@@ -1,4 +1,5 @@
-"""The part plan against S3's multipart limits and against a brute-force reference.
+"""The part plan against S3's multipart limits and against a brute-force reference; the uniform
+plan (--part-sizing uniform) against tables of literal values.
 
 Expected values are derived here from S3's rules, from the plan's stated rule (sizes double every
 500 parts, capped at 5 GiB) written out as a loop, and from literal numbers; never asked of the
@@ -14,7 +15,7 @@ from functools import cache
 
 import pytest
 
-from tailup.plan import PartPlan, PartRange
+from tailup.plan import PartPlan, PartRange, PartSizing, part_size_for
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -381,3 +382,202 @@ def test_part_number_limits_are_accepted(number: int) -> None:
     plan = PartPlan(8 * MIB)
     assert plan.part_size(number) >= S3_MIN_PART
     assert plan.part_range(number).number == number
+
+
+# -- uniform part sizing (--part-sizing uniform: Cloudflare R2, Backblaze B2 Live Read) --
+# Every part is the base size, so part n covers [(n - 1) x base, n x base): the expected values
+# below are that product, or literal numbers.
+
+
+def uniform(base: int) -> PartPlan:
+    return PartPlan(base, PartSizing.UNIFORM)
+
+
+def test_growing_is_the_default_plan() -> None:
+    assert PartPlan(8 * MIB) == PartPlan(8 * MIB, PartSizing.GROWING)
+    assert PartPlan(8 * MIB).part_size(501) == 16 * MIB
+
+
+@pytest.mark.parametrize(
+    ("base", "number", "start", "size"),
+    [
+        (5 * MIB, 1, 0, 5 * MIB),
+        (5 * MIB, 2, 5 * MIB, 5 * MIB),
+        (5 * MIB, 500, 499 * 5 * MIB, 5 * MIB),
+        (5 * MIB, 501, 500 * 5 * MIB, 5 * MIB),  # where a growing plan doubles
+        (8 * MIB, 1001, 1000 * 8 * MIB, 8 * MIB),
+        (8 * MIB, 5001, 5000 * 8 * MIB, 8 * MIB),  # where a growing 5 MiB plan reaches 5 GiB
+        (8 * MIB, 10_000, 9999 * 8 * MIB, 8 * MIB),
+        (100 * MIB, 3001, 3000 * 100 * MIB, 100 * MIB),
+        (5 * GIB, 1024, 1023 * 5 * GIB, 5 * GIB),
+    ],
+)
+def test_uniform_part_ranges_literal_values(base: int, number: int, start: int, size: int) -> None:
+    plan = uniform(base)
+    assert plan.part_size(number) == size
+    assert plan.part_start(number) == start
+    assert plan.part_range(number) == PartRange(number, start, start + size)
+
+
+@pytest.mark.parametrize("base", BASES, ids=BASE_IDS)
+def test_uniform_every_part_is_the_base_size(base: int) -> None:
+    plan = uniform(base)
+    for number in range(1, S3_MAX_PARTS + 1):
+        assert plan.part_range(number) == PartRange(number, (number - 1) * base, number * base)
+
+
+@pytest.mark.parametrize(
+    ("base", "capacity", "described"),
+    [
+        # 10,000 x the base part size, as the docs and --help say.
+        (5 * MIB, 52_428_800_000, "48.8 GiB (52428800000 bytes, 10,000 parts of 5.0 MiB"),
+        (8 * MIB, 83_886_080_000, "78.1 GiB (83886080000 bytes, 10,000 parts of 8.0 MiB"),
+        (64 * MIB, 671_088_640_000, "625.0 GiB (671088640000 bytes, 10,000 parts of 64.0 MiB"),
+        (100 * MIB, 1_048_576_000_000, "976.6 GiB (1048576000000 bytes, 10,000 parts of 100.0"),
+        # From 525 MiB up, 10,000 parts pass 5 TiB: S3's object limit is the capacity.
+        (525 * MIB, S3_MAX_OBJECT, "5.0 TiB (5497558138880 bytes, S3's largest object)"),
+        (5 * GIB, S3_MAX_OBJECT, "5.0 TiB (5497558138880 bytes, S3's largest object)"),
+    ],
+)
+def test_uniform_capacity(base: int, capacity: int, described: str) -> None:
+    plan = uniform(base)
+    assert plan.capacity_bytes() == capacity
+    assert plan.describe_capacity().startswith(described)
+    layout = plan.final_layout(capacity)
+    assert len(layout) <= S3_MAX_PARTS and layout[-1].end == capacity
+    with pytest.raises(ValueError, match=r"exceeds .*\(" + str(capacity) + " bytes"):
+        plan.final_layout(capacity + 1)
+
+
+@pytest.mark.parametrize("base", BASES, ids=BASE_IDS)
+def test_growing_capacity_is_described_as_the_object_limit(base: int) -> None:
+    assert PartPlan(base).describe_capacity() == (
+        "5.0 TiB (5497558138880 bytes, S3's largest object)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("file_size", "full_parts"),
+    [
+        (0, 0),
+        (1, 0),
+        (8 * MIB - 1, 0),
+        (8 * MIB, 1),
+        (8 * MIB + 1, 1),
+        (500 * 8 * MIB, 500),
+        (500 * 8 * MIB + 16 * MIB - 1, 501),  # a growing plan's part 501 would be 16 MiB
+        (500 * 8 * MIB + 16 * MIB, 502),
+        (83_886_080_000 - 1, 9999),
+        (83_886_080_000, 10_000),
+        (83_886_080_000 + 1, 10_000),
+    ],
+)
+def test_uniform_full_parts_available(file_size: int, full_parts: int) -> None:
+    assert uniform(8 * MIB).full_parts_available(file_size) == full_parts
+
+
+@pytest.mark.parametrize(
+    ("offset", "number"),
+    [
+        (0, 1),
+        (8 * MIB - 1, 1),
+        (8 * MIB, 2),
+        (500 * 8 * MIB, 501),
+        (500 * 8 * MIB + 8 * MIB, 502),
+        (83_886_080_000 - 1, 10_000),
+    ],
+)
+def test_uniform_part_containing(offset: int, number: int) -> None:
+    assert uniform(8 * MIB).part_containing(offset) == number
+
+
+def test_uniform_part_containing_refuses_offsets_outside_the_plan() -> None:
+    with pytest.raises(ValueError):
+        uniform(8 * MIB).part_containing(-1)
+    with pytest.raises(ValueError, match="past the last part"):
+        uniform(8 * MIB).part_containing(83_886_080_000)
+
+
+@pytest.mark.parametrize(
+    ("file_size", "parts", "last_size"),
+    [
+        (1, 1, 1),
+        (8 * MIB, 1, 8 * MIB),
+        (8 * MIB + 1, 2, 1),
+        (4 * GIB, 512, 8 * MIB),
+        (4 * GIB + 5, 513, 5),  # past ~3.9 GiB, where a growing plan's parts change size
+        (83_886_080_000, 10_000, 8 * MIB),
+    ],
+)
+def test_uniform_final_layout(file_size: int, parts: int, last_size: int) -> None:
+    layout = uniform(8 * MIB).final_layout(file_size)
+    check_layout(layout, file_size)
+    assert len(layout) == parts
+    assert layout[-1].size == last_size
+    # R2's rule: every part but the last has one length, the last is no longer.
+    assert {rng.size for rng in layout[:-1]} <= {8 * MIB}
+
+
+@pytest.mark.parametrize("base", BASES, ids=BASE_IDS)
+def test_uniform_final_layout_random_sizes_keep_one_length(base: int) -> None:
+    plan = uniform(base)
+    rng = random.Random(base + 1)
+    for _ in range(30):
+        file_size = max(1, int(2 ** rng.uniform(0, plan.capacity_bytes().bit_length() - 1)))
+        file_size = min(file_size, plan.capacity_bytes())
+        layout = plan.final_layout(file_size)
+        check_layout(layout, file_size)
+        assert all(part.size == base for part in layout[:-1])
+        assert 0 < layout[-1].size <= base
+
+
+@pytest.mark.parametrize(
+    ("size", "part_size"),
+    [
+        (0, 5 * MIB),
+        (50_000 * MIB, 5 * MIB),
+        (50_000 * MIB + 1, 6 * MIB),
+        (80 * GIB, 9 * MIB),
+        (S3_MAX_OBJECT, 525 * MIB),
+        (S3_MAX_OBJECT + 1, None),
+    ],
+)
+def test_part_size_for(size: int, part_size: int | None) -> None:
+    assert part_size_for(size) == part_size
+    if part_size is not None:
+        assert uniform(part_size).capacity_bytes() >= size
+
+
+@pytest.mark.parametrize(
+    ("plan", "size", "expected", "absent"),
+    [
+        (
+            uniform(8 * MIB),
+            80 * GIB,
+            [
+                "grew to 80.0 GiB (85899345920 bytes)",
+                "78.1 GiB (83886080000 bytes, 10,000 parts of 8.0 MiB, --part-sizing uniform)",
+                "a larger --part-size (at least 9MiB)",
+            ],
+            [],
+        ),
+        (
+            uniform(5 * MIB),
+            52_428_800_001,
+            ["48.8 GiB (52428800000 bytes", "--part-size (at least 6MiB)"],
+            [],
+        ),
+        # No part size holds more than 5 TiB: nothing to suggest.
+        (uniform(5 * GIB), S3_MAX_OBJECT + 1, ["S3's largest object"], ["--part-size"]),
+        (PartPlan(8 * MIB), S3_MAX_OBJECT + 1, ["5.0 TiB", "S3's largest object"], ["--part-size"]),
+    ],
+    ids=["uniform-8MiB", "uniform-5MiB", "uniform-5GiB", "growing"],
+)
+def test_exceeded_reason_names_the_capacity_and_what_would_do(
+    plan: PartPlan, size: int, expected: list[str], absent: list[str]
+) -> None:
+    reason = plan.exceeded_reason(size)
+    for text in expected:
+        assert text in reason
+    for text in absent:
+        assert text not in reason

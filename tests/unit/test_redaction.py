@@ -217,3 +217,83 @@ def test_rendered_log_line_has_no_secret() -> None:
     for secret in ("wJalrXUtnFEMI", '"tok"', ":pw@", "AKIAIOSFODNN7EXAMPLE"):
         assert secret not in line
     assert json.loads(line)["aws_secret_access_key"] == REDACTED
+
+
+# -- every other form a secret takes in text ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "secret"),
+    [
+        # password= in a repr (redis-py before 8 printed its connection kwargs) or a message.
+        (
+            "Connection(host=h,port=6379,password=Qz7k,db=0)",
+            f"Connection(host=h,port=6379,password={REDACTED},db=0)",
+            "Qz7k",
+        ),
+        ("AUTH failed: password=Qz7k db=0", f"AUTH failed: password={REDACTED} db=0", "Qz7k"),
+        (
+            "redis://h/0?db=0&password=Qz7k&ssl_cert_reqs=none",
+            f"redis://h/0?db=0&password={REDACTED}&ssl_cert_reqs=none",
+            "Qz7k",
+        ),
+        (
+            "redis://h/0?sentinel_password=Qz7k",
+            f"redis://h/0?sentinel_password={REDACTED}",
+            "Qz7k",
+        ),
+        # Percent-encoded: the encoded form is what the URL holds, and what the patterns hide.
+        (
+            "redis://u:p%40s%3As%2Fw%25d@h:6379/0",
+            f"redis://u:{REDACTED}@h:6379/0",
+            "p%40s%3As%2Fw%25d",
+        ),
+        (
+            "redis://u@h:6379/0?password=p%40s%26s%23w",
+            f"redis://u@h:6379/0?password={REDACTED}",
+            "p%40s%26s%23w",
+        ),
+        # A secret-named key's quoted value in a dict's repr, or in JSON text.
+        ("{'password': 'Qz7k', 'db': 0}", f"{{'password': '{REDACTED}', 'db': 0}}", "Qz7k"),
+        (
+            '{"aws_secret_access_key": "wJal\\"rX", "region": "eu"}',
+            f'{{"aws_secret_access_key": "{REDACTED}", "region": "eu"}}',
+            "wJal",
+        ),
+        ("{'aws_session_token': b'FQoG'}", f"{{'aws_session_token': '{REDACTED}'}}", "FQoG"),
+        # An S3 endpoint URL with credentials in it.
+        (
+            "endpoint http://AKIDEXAMPLE:wJalrXUtnFEMI@s3.local:9000/",
+            f"endpoint http://AKIDEXAMPLE:{REDACTED}@s3.local:9000/",
+            "wJalrXUtnFEMI",
+        ),
+    ],
+)
+def test_secrets_in_other_forms(text: str, expected: str, secret: str) -> None:
+    redacted = redact_text(text)
+    assert redacted == expected
+    assert secret not in redacted
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "nopassword here",
+        "the password: see the docs",
+        "X-Amz-SignedHeaders=host;x-amz-date",
+        "{'continuation_token': None, 'max_keys': 1000}",
+        "passwords=2 tokens=3",
+    ],
+)
+def test_words_near_secrets_are_left_alone(text: str) -> None:
+    assert redact_text(text) == text
+
+
+def test_literal_secrets_are_hidden_percent_encoded_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tailup import observe
+
+    monkeypatch.setattr(observe, "_literal_secrets", [])
+    observe.register_secrets(["p@ss w/rd&1", "short", None])
+    for text in ("p@ss w/rd&1", "p%40ss%20w%2Frd%261", "p%40ss+w%2Frd%261"):
+        assert redact_text(f"x {text} y") == f"x {REDACTED} y"
+    assert redact_text("short") == "short"  # below the length literal redaction takes

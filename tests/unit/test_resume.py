@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tailup.integrity import multipart_etag
+from tailup.checksums import Checksum, ChecksumAlgorithm
+from tailup.integrity import expected_object_checksums, multipart_etag
 from tailup.model import PartRecord, StreamRecord
 from tailup.plan import MiB, PartPlan, PartRange
 from tailup.resume import (
@@ -400,6 +401,54 @@ def test_upload_gone(
     assert decision.verdict is verdict
     assert decision.orphans == ("U9",)
     assert completed_object_matches(checkpointed, PLAN, size, info) is (verdict is Verdict.CONTINUE)
+
+
+# A server whose ETags are of its own kind: the object's checksum decides, never its size alone.
+OPAQUE = '"' + "7" * 40 + '"'
+DONE_CRC32 = expected_object_checksums(ChecksumAlgorithm.CRC32, list(DONE.values()))
+COMPOSITE = next(value for value in DONE_CRC32 if value.endswith("-2"))
+OPAQUE_CASES = [
+    # (why, file size, object at the key, the stream's checksum, verdict)
+    (
+        "its checksum matches",
+        P + 10,
+        ObjectInfo(P + 10, OPAQUE, Checksum(ChecksumAlgorithm.CRC32, COMPOSITE)),
+        ChecksumAlgorithm.CRC32,
+        Verdict.CONTINUE,
+    ),
+    (
+        "its checksum differs",
+        P + 10,
+        ObjectInfo(P + 10, OPAQUE, Checksum(ChecksumAlgorithm.CRC32, "AAAAAA==-2")),
+        ChecksumAlgorithm.CRC32,
+        Verdict.RESTART_UPLOAD,
+    ),
+    (
+        "no checksum reported: the size proves nothing",
+        P + 10,
+        ObjectInfo(P + 10, OPAQUE),
+        ChecksumAlgorithm.CRC32,
+        Verdict.RESTART_UPLOAD,
+    ),
+    (
+        "--checksum none: the size proves nothing",
+        P + 10,
+        ObjectInfo(P + 10, OPAQUE, Checksum(ChecksumAlgorithm.CRC32, COMPOSITE)),
+        ChecksumAlgorithm.NONE,
+        Verdict.RESTART_UPLOAD,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("size", "info", "algorithm", "verdict"),
+    [case[1:] for case in OPAQUE_CASES],
+    ids=[case[0] for case in OPAQUE_CASES],
+)
+def test_upload_gone_on_a_server_with_etags_of_its_own(
+    size: int, info: ObjectInfo, algorithm: ChecksumAlgorithm, verdict: Verdict
+) -> None:
+    assert upload_gone(DONE, PLAN, size, info, (), algorithm).verdict is verdict
 
 
 # --- orphan uploads ------------------------------------------------------------------------------

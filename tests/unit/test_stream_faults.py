@@ -271,7 +271,9 @@ async def test_a_permanent_error_fails_the_stream_keeps_its_upload_and_waits_for
     """The lifecycle after a permanent error: FAILED with the reason, the multipart upload and
     its checkpointed parts kept (hours of parts are not thrown away), no S3 call while it waits
     out its back-off, and `tailup retry` (the record's retry field) tries it again at once."""
-    monkeypatch.setattr(tailup.stream.core, "PartPlan", lambda base: CappedPlan(base, cap=12 * MiB))
+    monkeypatch.setattr(
+        tailup.stream.core, "PartPlan", lambda base, sizing: CappedPlan(base, sizing, cap=12 * MiB)
+    )
     path = tmp_path / "clip.ts"
     path.write_bytes(payload(6 * MiB, "grow"))
     async with streaming(path) as rig:
@@ -290,8 +292,8 @@ async def test_a_permanent_error_fails_the_stream_keeps_its_upload_and_waits_for
         assert rig.checkpoints.failed_writes == 1, "no busy loop of attempts"
         assert not rig.task.done(), "a failed stream is not given up"
         error = rig.checkpoints.meta["s1"]["error"]
-        assert f"grew to {13 * MiB} bytes" in error
-        assert f"past what one S3 object can hold ({12 * MiB} bytes" in error
+        assert f"grew to 13.0 MiB ({13 * MiB} bytes)" in error
+        assert f"past the capacity of its part plan: 12.0 MiB ({12 * MiB} bytes)" in error
         assert rig.state() is StreamState.FAILED
         assert "s1" in rig.checkpoints.live, "a failed stream is resumed by the next start"
         (upload,) = rig.store.uploads.values()

@@ -117,3 +117,54 @@ def test_changed_byte_names_the_part_and_its_range() -> None:
 
 def test_no_checks_is_not_a_match() -> None:
     assert not VerifyReport("b", "k").ok
+
+
+@pytest.mark.parametrize(
+    ("etag", "part_etags", "parts_detail", "etag_detail", "a_changed_byte_fails"),
+    [
+        # A server whose multipart ETag is of its own kind, parts MD5s as usual.
+        (
+            "f" * 40,
+            None,
+            "3 parts match",
+            "not compared: the server's ETag " + "f" * 40,
+            ["sha256 (metadata.json)", "parts (metadata.json)"],
+        ),
+        # Part ETags that are no MD5s either (SSE-KMS, other servers).
+        (
+            "e" * 32 + "-3",
+            ("p1", "p2", "p3"),
+            "3 parts, not compared",
+            "not compared",
+            ["sha256 (metadata.json)"],
+        ),
+    ],
+    ids=["opaque-object-etag", "opaque-part-etags"],
+)
+def test_etags_of_another_kind_are_not_compared_and_the_sha256_still_is(
+    etag: str,
+    part_etags: tuple[str, ...] | None,
+    parts_detail: str,
+    etag_detail: str,
+    a_changed_byte_fails: list[str],
+) -> None:
+    base = _expected()
+    expected = Expected(
+        source=base.source,
+        size=base.size,
+        sha256=base.sha256,
+        etag=etag,
+        part_sizes=base.part_sizes,
+        part_etags=part_etags or base.part_etags,
+    )
+    report = VerifyReport("b", "k")
+    compare_with_expected(report, _digest(DATA), expected)
+    assert report.ok, report.checks
+    details = {c.name: c.detail for c in report.checks}
+    assert details["parts (metadata.json)"].startswith(parts_detail)
+    assert details["ETag computed from the bytes (metadata.json)"].startswith(etag_detail)
+    changed = bytearray(DATA)
+    changed[5000] ^= 1
+    report = VerifyReport("b", "k")
+    compare_with_expected(report, _digest(bytes(changed)), expected)
+    assert [c.name for c in report.checks if not c.ok] == a_changed_byte_fails

@@ -49,6 +49,19 @@ class Outcome(enum.Enum):
     STOPPED = "stopped"  # shutdown: resumable
 
 
+class Once:
+    """Something said once per daemon run, whichever stream comes to it first: every stream's
+    deps share one (tailup.supervisor builds them once)."""
+
+    def __init__(self) -> None:
+        self._done = False
+
+    def first(self) -> bool:
+        """True the first time only."""
+        done, self._done = self._done, True
+        return not done
+
+
 @dataclass(frozen=True)
 class StreamDeps:
     store: MultipartStore
@@ -74,6 +87,8 @@ class StreamDeps:
     stat_timeout_s: float = 30.0  # a stat or read that takes longer: the stream is stalled
     # Told when Redis is seen to have lost data (the supervisor then asks S3 about new files).
     on_redis_lost: Callable[[str], None] = field(default=lambda why: None)
+    # The server's ETags are not MD5s of MD5s: said once (tailup.stream.finalize).
+    etag_fallback: Once = field(default_factory=Once)
     # --bwlimit: the one limit every stream's part bodies are sent under; None = unlimited.
     bandwidth: Throttle | None = None
 

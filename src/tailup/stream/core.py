@@ -57,7 +57,9 @@ class Stream(Collaborator):
         resumed: bool = False,
     ) -> None:
         now = deps.clock()
-        ctx = StreamContext(deps, record, parts, PartPlan(record.base_part_size), started=now)
+        ctx = StreamContext(
+            deps, record, parts, PartPlan(record.base_part_size, record.part_sizing), started=now
+        )
         super().__init__(ctx)
         ctx.wake.set()  # look at the file at once
         self._closed_at: float | None = now if writer_closed else None

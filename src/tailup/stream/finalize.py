@@ -10,12 +10,14 @@ import hashlib
 import time
 from pathlib import Path
 
-from tailup import metrics
+from tailup import metrics, permissions
 from tailup.afterupload import AfterUpload, run_after_upload
 from tailup.body import PartBody
+from tailup.checksums import ChecksumAlgorithm, part_checksum, stored_checksum
 from tailup.config import AfterUploadKind
 from tailup.digest import FinalizeHasher
 from tailup.errors import (
+    AccessRefused,
     KeyTaken,
     NoSuchUpload,
     PlanExceeded,
@@ -24,20 +26,25 @@ from tailup.errors import (
     VerificationError,
 )
 from tailup.integrity import (
+    CompletionCheck,
     PartAction,
+    VerifiedBy,
     check_completed_object,
     completion_parts,
     crc32_of,
-    multipart_etag,
+    expected_multipart_etag,
+    expected_object_checksums,
     normalize_etag,
     part_action,
     parts_past_end,
+    verification_method,
 )
 from tailup.keys import metadata_key
 from tailup.metadata import build_metadata, content_type_for, encode_metadata, probe_media
 from tailup.model import PartRecord, StreamState, iso, utc_now
 from tailup.offload import run_blocking
 from tailup.plan import PartRange
+from tailup.s3 import ObjectInfo
 from tailup.source import FileStat, crc32_of_range_blocking
 from tailup.stream.bookkeeping import Bookkeeper
 from tailup.stream.context import Collaborator, Outcome, StreamContext, _first_error
@@ -57,6 +64,7 @@ class Finalizer(Collaborator):
         super().__init__(ctx)
         self._sender = sender
         self._book = book
+        self._returned_etag = ""  # what S3 answered to the PutObject or Complete
 
     async def finalize(self, *, close_seen: bool) -> Outcome:
         """``close_seen``: the writer closed the file (rather than an idle timeout): with no
@@ -69,18 +77,12 @@ class Finalizer(Collaborator):
         try:
             layout = self.plan.final_layout(st.size)
         except ValueError as exc:
-            raise PlanExceeded(str(exc)) from exc
+            raise PlanExceeded(f"{self.path} {self.plan.exceeded_reason(st.size)}") from exc
         if len(layout) == 1 and not self.record.upload_id:
             expected_etag, sent_parts, sha256_hex = await self._put_single(layout[0])
         else:
             expected_etag, sent_parts, sha256_hex = await self._complete_multipart(layout)
-        info = await self.deps.store.head_object(self.record.key)
-        check = check_completed_object(
-            expected_size=st.size,
-            expected_etag=expected_etag,
-            actual_size=info.size if info else -1,
-            actual_etag=info.etag if info else "(missing)",
-        )
+        check, etag, verified_by = await self._check_object(st.size, expected_etag, sent_parts)
         if not check.ok:
             raise VerificationError(
                 f"the object s3://{self.record.bucket}/{self.record.key} does not match what was "
@@ -88,8 +90,8 @@ class Finalizer(Collaborator):
             )
         after = await self._stat()
         changed = (after.size, after.mtime_ns) != (st.size, st.mtime_ns)
-        await self._write_metadata(st, sha256_hex, expected_etag, sent_parts, started)
-        await self._record_completed(st, sha256_hex, expected_etag, sent_parts[0])
+        await self._write_metadata(st, sha256_hex, etag, sent_parts, started, verified_by)
+        await self._record_completed(st, sha256_hex, etag, sent_parts[0])
         await self._sender.sweep_orphans()
         metrics.FINALIZE_SECONDS.observe(self.deps.clock() - started)
         if changed:
@@ -110,7 +112,11 @@ class Finalizer(Collaborator):
         lost), never another's."""
         if not self.deps.conditional_writes or self.record.generation == 1:
             return
-        info = await self.deps.store.head_object(self.record.key)
+        try:
+            info = await self.deps.store.head_object(self.record.key)
+        except AccessRefused as exc:  # no s3:GetObject: this check is off
+            permissions.refused("s3:GetObject", str(exc))
+            return
         ours = {normalize_etag(e) for e in (self.record.etag, *own_etags) if e}
         if info is not None and normalize_etag(info.etag) not in ours:
             raise KeyTaken(
@@ -119,11 +125,82 @@ class Finalizer(Collaborator):
                 code="PreconditionFailed",
             )
 
-    async def _already_ours(self, expected_etag: str) -> bool:
+    async def _check_object(
+        self,
+        size: int,
+        expected_etag: str,
+        parts: list[PartRecord],
+        *,
+        trust_returned: bool = True,
+    ) -> tuple[CompletionCheck, str, VerifiedBy]:
+        """The object at the key against what was sent (tailup.integrity.verification_method):
+        the check, the object's ETag as the server reports it, and how it was checked. Without
+        s3:GetObject, the ETag S3 returned to the write is the check (``trust_returned``), else
+        AccessRefused."""
+        algorithm = self.record.checksum
+        try:
+            info = await self.deps.store.head_object(
+                self.record.key, checksum=algorithm is not ChecksumAlgorithm.NONE
+            )
+        except AccessRefused as exc:
+            permissions.refused("s3:GetObject", str(exc))
+            if not trust_returned:
+                raise
+            info = ObjectInfo(size, self._returned_etag)
+        if info is None:
+            return CompletionCheck(False, ("there is no object at its key",)), "", VerifiedBy.ETAG
+        method = verification_method(
+            expected_etag=expected_etag,
+            object_etag=info.etag,
+            reported=info.checksum,
+            algorithm=algorithm,
+        )
+        if method is not VerifiedBy.ETAG:
+            self._etag_fallback_noted(info.etag, method)
+        check = check_completed_object(
+            expected_size=size,
+            expected_etag=expected_etag,
+            actual_size=info.size,
+            actual_etag=info.etag,
+            method=method,
+            expected_checksums=(
+                expected_object_checksums(algorithm, parts)
+                if method is VerifiedBy.CHECKSUM
+                else frozenset()
+            ),
+            actual_checksum=info.checksum,
+        )
+        return check, info.etag, method
+
+    def _etag_fallback_noted(self, etag: str, method: VerifiedBy) -> None:
+        """Once per daemon run (every stream's deps share the flag): the server's ETags are of
+        another kind, so objects are checked another way."""
+        if not self.deps.etag_fallback.first():
+            return
+        how = (
+            f"their size and the {self.record.checksum.value} checksum the server reports"
+            if method is VerifiedBy.CHECKSUM
+            else "their size only (the server reports no checksum of the object, or --checksum "
+            "is none), after every part was re-read and compared before completion"
+        )
+        self._log.warning(
+            "the S3 server's ETags are not the MD5 of the part MD5s: completed objects are "
+            f"verified by {how}",
+            etag=etag,
+            verified_by=method.value,
+        )
+
+    async def _already_ours(self, expected_etag: str, size: int, parts: list[PartRecord]) -> bool:
         """After a conditional write was refused: True if the object there is the one this
-        write makes (a previous attempt got through, its reply was lost)."""
-        info = await self.deps.store.head_object(self.record.key)
-        return info is not None and normalize_etag(info.etag) == normalize_etag(expected_etag)
+        write makes (a previous attempt got through, its reply was lost). Its size alone proves
+        nothing of the kind: another recording may have it."""
+        try:
+            check, _, method = await self._check_object(
+                size, expected_etag, parts, trust_returned=False
+            )
+        except AccessRefused:
+            return False  # no s3:GetObject: cannot tell, so not proven ours
+        return check.ok and method is not VerifiedBy.SIZE
 
     async def _skip_empty(self, st: FileStat) -> Outcome:
         if self.record.upload_id:
@@ -155,16 +232,20 @@ class Finalizer(Collaborator):
                     loaded.crc,
                     content_type_for(self.path.name),
                     if_none_match=self._if_none_match(),
+                    checksum=part_checksum(self.record.checksum, loaded.crc, loaded.stored),
                 )
             except KeyTaken:
                 etag = await asyncio.to_thread(_md5_etag, loaded.body)
-                if not await self._already_ours(etag):
+                sent = PartRecord(1, rng.size, loaded.crc, etag, checksum=loaded.stored)
+                if not await self._already_ours(etag, rng.size, [sent]):
                     raise
+            self._returned_etag = etag
             metrics.part_uploaded(rng.size, time.monotonic() - started)
-            crc = loaded.crc
+            crc, stored = loaded.crc, loaded.stored
             del loaded  # before the budget is given back (see _send_part)
         self._log.info("uploaded in one request", size=rng.size)
-        return etag, [PartRecord(1, rng.size, crc, etag, iso(utc_now()))], sha256_hex
+        part = PartRecord(1, rng.size, crc, etag, iso(utc_now()), stored)
+        return etag, [part], sha256_hex
 
     async def _check_claim(self) -> None:
         """A shared folder's recording is completed only by the holder of its lease: a guarded
@@ -185,22 +266,25 @@ class Finalizer(Collaborator):
             for number in dropped:
                 self.parts.pop(number, None)
         final_parts = completion_parts(layout, self.parts)
-        expected_etag = multipart_etag([p.etag for p in final_parts])
+        expected_etag = expected_multipart_etag([p.etag for p in final_parts])
         await self._check_key_is_ours(expected_etag)
         await self._check_claim()
+        algorithm = self.record.checksum
         try:
-            await self.deps.store.complete_upload(
+            self._returned_etag = await self.deps.store.complete_upload(
                 self.record.key,
                 self.record.upload_id,
                 [(p.number, p.etag, p.crc32) for p in final_parts],
                 if_none_match=self._if_none_match(),
+                checksums=[part_checksum(algorithm, p.crc32, p.checksum) for p in final_parts],
             )
         except (NoSuchUpload, KeyTaken):
             # A previous attempt may have completed it (a crash, a lost reply): the object
             # decides. Otherwise the key holds another recording (KeyTaken: the stream moves
             # to a free key) or the upload is gone (NoSuchUpload: sent again).
-            if not await self._already_ours(expected_etag):
+            if not await self._already_ours(expected_etag, layout[-1].end, final_parts):
                 raise
+            self._returned_etag = expected_etag  # read back by _already_ours
         self._log.info(
             "multipart upload completed",
             parts=len(final_parts),
@@ -242,6 +326,8 @@ class Finalizer(Collaborator):
         recorded = self.parts.get(rng.number)
         if recorded is None or recorded.size != rng.size:
             return False
+        if self.record.checksum.stored and not recorded.checksum:
+            return False
         if not self._digest.covers(rng.number, rng.size, recorded.crc32):
             return False
         got, crc = await run_blocking(
@@ -270,7 +356,8 @@ class Finalizer(Collaborator):
             await self._sender.give_slot(grant)
             raise
         hashed = hasher.submit(rng.number, loaded.body, loaded.crc)
-        if part_action(self.parts.get(rng.number), rng, loaded.crc) is PartAction.UPLOAD:
+        recorded = self.parts.get(rng.number)
+        if part_action(recorded, rng, loaded.crc, self.record.checksum) is PartAction.UPLOAD:
             group.create_task(self._sender.send_part(rng, grant, loaded, hashed))
             return True
         group.create_task(self._release_after(hashed, grant))
@@ -289,6 +376,7 @@ class Finalizer(Collaborator):
         etag: str,
         parts: list[PartRecord],
         started: float,
+        verified_by: VerifiedBy,
     ) -> None:
         media = await asyncio.to_thread(probe_media, self.path)
         document = build_metadata(
@@ -310,10 +398,19 @@ class Finalizer(Collaborator):
             inode=st.inode,
             birth_ns=self.record.birth_ns,
             node_id=self.record.owner,
+            checksum=self.record.checksum,
+            verified_by=verified_by.value,
         )
         body = encode_metadata(document)
+        crc = crc32_of(body)
         await self.deps.store.put_object(
-            metadata_key(self.record.key), body, crc32_of(body), "application/json"
+            metadata_key(self.record.key),
+            body,
+            crc,
+            "application/json",
+            checksum=part_checksum(
+                self.record.checksum, crc, stored_checksum(self.record.checksum, body)
+            ),
         )
 
     async def _record_completed(

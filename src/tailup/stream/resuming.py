@@ -66,7 +66,12 @@ class Resumer(Collaborator):
         back): a multipart upload cannot change its key, so the stream starts again under the
         first free one (tailup.keyclaim); the other object is left as it is."""
         key = await claim_key(
-            self.deps.checkpoints, self.deps.store, self.record.key, self.stream_id, check=True
+            self.deps.checkpoints,
+            self.deps.store,
+            self.record.key,
+            self.stream_id,
+            check=True,
+            taken=(self.record.key,),
         )
         self._log.warning(
             "key taken by another recording; uploading under a free key",

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from tailup import metrics
 from tailup.body import PART_BUFFERS, PartBody
+from tailup.checksums import part_checksum, stored_checksum
 from tailup.errors import PlanExceeded, RetryableError, TailupError
 from tailup.integrity import crc32_of
 from tailup.metadata import content_type_for
@@ -24,10 +25,12 @@ from tailup.stream.context import Collaborator, StreamContext, _first_error
 
 @dataclass(frozen=True, slots=True)
 class _Loaded:
-    """One part read from disk: the buffer it is sent from, and its CRC32."""
+    """One part read from disk: the buffer it is sent from, its CRC32, and its CRC32C or
+    CRC64NVME when the stream sends that (tailup.checksums)."""
 
     body: PartBody
     crc: int
+    stored: str = ""
 
 
 class PartSender(Collaborator):
@@ -55,10 +58,7 @@ class PartSender(Collaborator):
 
     def _check_capacity(self, size_bytes: int) -> None:
         if size_bytes > self.plan.capacity_bytes():
-            raise PlanExceeded(
-                f"{self.path} grew to {size_bytes} bytes, past what one S3 object can hold "
-                f"({self.plan.capacity_bytes()} bytes with this part plan)"
-            )
+            raise PlanExceeded(f"{self.path} {self.plan.exceeded_reason(size_bytes)}")
 
     async def _ready_ranges(self, first: int, size_bytes: int) -> AsyncIterator[PartRange]:
         """Full parts not sent yet, in order, from part ``first``. When they run out it looks at
@@ -135,7 +135,7 @@ class PartSender(Collaborator):
         """Upload a part read by ``_load`` (and, at finalize, wait until the digest is done with
         its buffer), then give its slot and budget back."""
         try:
-            await self._upload_part(rng.number, loaded.body, loaded.crc)
+            await self._upload_part(rng.number, loaded.body, loaded.crc, loaded.stored)
             if hashed is not None:
                 await hashed
         except TailupError as exc:
@@ -150,15 +150,20 @@ class PartSender(Collaborator):
             del body
             await self.give_slot(grant)
 
-    async def _upload_part(self, number: int, data: PartBody, crc: int) -> None:
+    async def _upload_part(self, number: int, data: PartBody, crc: int, stored: str) -> None:
         started = time.monotonic()
         etag = await self.deps.store.upload_part(
-            self.record.key, self.record.upload_id, number, data, crc
+            self.record.key,
+            self.record.upload_id,
+            number,
+            data,
+            crc,
+            checksum=part_checksum(self.record.checksum, crc, stored),
         )
         seconds = time.monotonic() - started
         # What S3 acknowledged, before the checkpoint: lets crash tests see every part sent.
         self._log.debug("part sent", part=number, size=len(data), crc32=crc)
-        part = PartRecord(number, len(data), crc, etag, iso(utc_now()))
+        part = PartRecord(number, len(data), crc, etag, iso(utc_now()), stored)
         # Only a checkpointed part counts as sent: if this raises, the part is sent again later.
         await self.deps.checkpoints.commit_part(self.stream_id, part)
         if number in self.parts:
@@ -168,9 +173,10 @@ class PartSender(Collaborator):
         self._log.debug("part uploaded", part=number, size=len(data))
 
     async def load(self, rng: PartRange, *, offer_to_digest: bool = False) -> _Loaded:
-        """Read a part and compute its CRC32 (and maybe extend the digest), in one worker-thread
-        call: zlib-ng and hashlib release the GIL. Every body sent is loaded here: it leaves under
-        the daemon's bandwidth limit (tailup.body), if there is one."""
+        """Read a part and compute its CRC32 (its CRC32C or CRC64NVME too, and maybe extend the
+        digest), in one worker-thread call: zlib-ng, awscrt and hashlib release the GIL. Every
+        body sent is loaded here: it leaves under the daemon's bandwidth limit (tailup.body), if
+        there is one."""
         loaded = await run_blocking(
             self._load_blocking,
             rng,
@@ -186,7 +192,7 @@ class PartSender(Collaborator):
         crc = crc32_of(body)
         if offer_to_digest and len(body) == rng.size:
             self._digest.offer(rng.number, body, crc)
-        return _Loaded(body, crc)
+        return _Loaded(body, crc, stored_checksum(self.record.checksum, body))
 
     def read_blocking(self, rng: PartRange) -> PartBody:
         return read_range_blocking(
@@ -199,7 +205,7 @@ class PartSender(Collaborator):
         # A lost reply to this call leaves an upload nobody knows of: swept when the stream ends.
         self._may_have_orphans = True
         upload_id = await self.deps.store.create_upload(
-            self.record.key, content_type_for(self.path.name)
+            self.record.key, content_type_for(self.path.name), checksum=self.record.checksum
         )
         try:
             await self.deps.checkpoints.update(self.stream_id, upload_id=upload_id)

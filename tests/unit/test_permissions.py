@@ -1,0 +1,112 @@
+"""The S3 permissions tailup needs are named in one place (tailup.permissions) and everything else
+agrees with it: the calls tailup/s3.py makes, deploy/iam-policy.json and docs/operations.md."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import botocore.session
+import structlog.testing
+
+from tailup import permissions
+from tailup.permissions import IAM_ACTION_OF_METHOD, IAM_ACTIONS, OPTIONAL, REQUIRED
+
+ROOT = Path(__file__).resolve().parents[2]
+S3_PY = ROOT / "src" / "tailup" / "s3.py"
+POLICY = ROOT / "deploy" / "iam-policy.json"
+OPERATIONS_MD = ROOT / "docs" / "operations.md"
+
+
+def _methods_called_in_s3_py() -> set[str]:
+    """The client methods tailup/s3.py calls: the second argument of every ``self._call``."""
+    called = set()
+    for node in ast.walk(ast.parse(S3_PY.read_text())):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "_call"
+        ):
+            method = node.args[1]
+            assert isinstance(method, ast.Constant) and isinstance(method.value, str)
+            called.add(method.value)
+    return called
+
+
+def _policy_actions() -> list[str]:
+    actions: list[str] = []
+    for statement in json.loads(POLICY.read_text())["Statement"]:
+        named = statement["Action"]
+        actions += [named] if isinstance(named, str) else named
+    return actions
+
+
+def test_every_call_tailup_makes_goes_through_one_method() -> None:
+    # The client is used by name only in _call (getattr): no S3 call escapes the mapping.
+    text = S3_PY.read_text()
+    assert re.findall(r"self\._s3\.\w+", text) == []
+    assert "getattr(self._s3, method)" in text
+
+
+def test_the_mapping_names_exactly_the_calls_tailup_makes() -> None:
+    assert _methods_called_in_s3_py() == set(IAM_ACTION_OF_METHOD)
+
+
+def test_the_mapping_names_real_s3_operations() -> None:
+    operations = set(botocore.session.get_session().get_service_model("s3").operation_names)
+    assert set(IAM_ACTIONS) <= operations
+
+
+def test_every_action_is_required_or_optional_and_said_what_for() -> None:
+    actions = set(IAM_ACTIONS.values())
+    assert set(REQUIRED) | set(OPTIONAL) == actions
+    assert not set(REQUIRED) & set(OPTIONAL)
+
+
+def test_every_action_in_the_policy_is_one_tailup_calls() -> None:
+    named = _policy_actions()
+    assert len(named) == len(set(named)), "an action is named twice"
+    assert set(named) <= set(IAM_ACTIONS.values())
+    # Least privilege: what the daemon needs to write, read back its objects and manage its
+    # uploads; s3:ListBucket (the bucket check at start) is optional and left out.
+    assert set(named) == set(REQUIRED) | {"s3:GetObject"}
+
+
+def test_the_policy_scopes_object_actions_to_keys_and_bucket_actions_to_the_bucket() -> None:
+    policy = json.loads(POLICY.read_text())
+    assert policy["Version"] == "2012-10-17"
+    bucket_level = {"s3:ListBucketMultipartUploads", "s3:ListBucket"}
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        named = statement["Action"]
+        actions = {named} if isinstance(named, str) else set(named)
+        resources = statement["Resource"]
+        resources = [resources] if isinstance(resources, str) else resources
+        for resource in resources:
+            assert resource.startswith("arn:aws:s3:::") and "*" not in resource.split("/")[0]
+            if actions <= bucket_level:
+                assert "/" not in resource, statement
+            else:
+                assert not actions & bucket_level, statement
+                assert resource.endswith("/*") and resource.count("/") >= 2, statement
+
+
+def test_the_docs_show_the_policy_and_every_action() -> None:
+    docs = OPERATIONS_MD.read_text()
+    assert "```json\n" + POLICY.read_text() + "```" in docs, "docs/operations.md lost the policy"
+    for operation, action in IAM_ACTIONS.items():
+        assert f"`{action}`" in docs and f"`{operation}`" in docs, (operation, action)
+
+
+def test_a_refusal_is_said_once_per_action() -> None:
+    permissions.forget_refusals()
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(3):
+            permissions.refused("s3:GetObject", "HeadObject: 403")
+            permissions.refused("s3:ListBucket", "AccessDenied")
+    assert [e["action"] for e in logs] == ["s3:GetObject", "s3:ListBucket"]
+    assert all(e["log_level"] == "warning" for e in logs)
+    assert logs[0]["event"] == f"S3 refuses s3:GetObject: {OPTIONAL['s3:GetObject']}"
+    permissions.forget_refusals()
