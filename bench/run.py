@@ -16,6 +16,11 @@ b. live: a writer appends the file at a fixed rate, then closes it: seconds from
 c. streams: N files growing at 1 MiB/s each, all written by one writer process: every object is
    compared with its file (sha256), the largest lag (complete parts on disk not yet in S3, sampled
    every 0.5 s), the daemon's CPU per GiB and its peak RSS (VmHWM).
+d. bwlimit: a finished 64 MiB file dropped in with `--bwlimit 8MiB`: seconds to the verified
+   object (the limit alone makes it (size - one burst) / rate, ~7.9 s), and the rate on the wire:
+   bytes the S3 server acknowledged on the client's TCP connections (`ss -ti` bytes_acked, every
+   0.1 s), averaged over the upload and at its highest over any 1 s. rclone `--bwlimit` on the
+   same file is the peer (s5cmd has no limit).
 
 Medians over --runs runs. Nothing here is asserted: speed is measured, never tested.
 Big files live in bench/.work (gitignored) and are removed at the end.
@@ -29,12 +34,14 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -46,6 +53,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from tailup.bandwidth import burst_bytes_for, parse_rate  # noqa: E402
 from tailup.devservers import RedisServer, SeaweedS3  # noqa: E402
 from tailup.keys import RedisKeys, node_scope  # noqa: E402
 from tailup.plan import MiB, PartPlan  # noqa: E402
@@ -329,9 +337,9 @@ def tool_path(name: str) -> str:
     return str(beside) if beside.exists() else (shutil.which(name) or name)
 
 
-def run_peer(env: Lab, tool: str, src: Path, key: str) -> Timed:
+def run_peer(env: Lab, tool: str, src: Path, key: str, flags: list[str] | None = None) -> Timed:
     argv, extra = peer_argv(env, tool, src, key)
-    timed = run_timed(argv, {**env.aws_env, **extra})
+    timed = run_timed([*argv, *(flags or [])], {**env.aws_env, **extra})
     size = env.head_size(key)
     if size != src.stat().st_size:
         raise RuntimeError(f"{tool}: object is {size} bytes, file {src.stat().st_size}")
@@ -381,8 +389,6 @@ def scenario_drop(env: Lab, args: argparse.Namespace) -> Sample:
     staging = env.work / "staging"
     staging.mkdir(exist_ok=True)
     src = staging / "finished.ts"
-    write_random_file(src, size)
-    local_sha = sha256_file(src)
     gib = size / 1024**3
     # The same daemon with the body's SHA-256 signed, as the peers do over plain http (tailup's
     # default leaves it out on loopback: see tailup.s3).
@@ -393,6 +399,10 @@ def scenario_drop(env: Lab, args: argparse.Namespace) -> Sample:
     ):
         daemons = {"tailup": plain, "tailup signed": signing}
         for run in range(args.runs):
+            # A new file each run: the same one moved in again is the recording the daemon
+            # already uploaded (tailup.identity), found under another path and not sent again.
+            write_random_file(src, size, seed=7 + run)
+            local_sha = sha256_file(src)
             for tool in rotated(("tailup", "tailup signed", *PEERS), run):
                 if tool in daemons:
                     d = daemons[tool]
@@ -551,6 +561,107 @@ def sample_lag(env: Lab, d: Daemon, paths: list[Path], writer: subprocess.Popen[
     return worst
 
 
+class WireSampler:
+    """Bytes the S3 server acknowledged on every TCP connection to its port (``ss -ti``), every
+    ``interval_s`` while the block runs. A connection that closes keeps its last count."""
+
+    def __init__(self, port: int, interval_s: float = 0.1) -> None:
+        self.port = port
+        self.interval_s = interval_s
+        self.samples: list[tuple[float, int]] = []
+        self._acked: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> WireSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _total(self) -> int:
+        out = subprocess.run(
+            ["ss", "-tinH", "state", "established", f"( dport = :{self.port} )"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        # One connection per line pair: addresses, then its TCP info.
+        local = ""
+        for line in out.splitlines():
+            if not line.startswith(("\t", " ")):
+                local = line.split()[2] if len(line.split()) > 2 else line
+                continue
+            match = re.search(r"bytes_acked:(\d+)", line)
+            if match:
+                self._acked[local] = max(self._acked.get(local, 0), int(match.group(1)))
+        return sum(self._acked.values())
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.monotonic(), self._total()))
+            self._stop.wait(self.interval_s)
+        self.samples.append((time.monotonic(), self._total()))
+
+    def peak_rate(self, window_s: float = 1.0) -> float:
+        """The highest rate over any ``window_s`` (bytes per second); NaN for a shorter upload."""
+        best = float("nan")
+        for i, (t0, b0) in enumerate(self.samples):
+            later = next(((t, b) for t, b in self.samples[i + 1 :] if t - t0 >= window_s), None)
+            if later is not None:
+                rate = (later[1] - b0) / (later[0] - t0)
+                best = rate if best != best else max(best, rate)  # NaN until the first window
+        return best
+
+
+def scenario_bwlimit(env: Lab, args: argparse.Namespace) -> Sample:
+    sample = Sample()
+    rate = parse_rate(args.bwlimit)
+    size = args.bwlimit_mib * MiB
+    staging = env.work / "staging"
+    staging.mkdir(exist_ok=True)
+    src = staging / "limited.ts"
+    limited = [*args.tailup_args, "--bwlimit", args.bwlimit]
+    rclone_flags = ["--bwlimit", f"{rate // 1024}K"]  # rclone's K is KiB
+    # The same daemon without the limit is the control: what the limit costs in time and CPU.
+    with (
+        daemon(env, env.work / "watch-bwlimit", limited) as with_limit,
+        daemon(env, env.work / "watch-nolimit", args.tailup_args) as without,
+    ):
+        daemons = {"tailup": with_limit, "tailup no limit": without}
+        for run in range(args.runs):
+            # A new file each run: the same one moved in again is the recording tailup already
+            # uploaded (tailup.identity), found under another path and not sent again.
+            write_random_file(src, size, seed=11 + run)
+            local_sha = sha256_file(src)
+            for tool in rotated(("tailup", "tailup no limit", "rclone"), run):
+                with WireSampler(env.s3.s3_port) as wire:
+                    if tool in daemons:
+                        d = daemons[tool]
+                        dest = d.watch / f"limited-{run}.ts"
+                        wall, cpu = drop_into(d, src, dest, local_sha, args)
+                    else:
+                        key = f"peers/rclone/limited-{run}.ts"
+                        timed = run_peer(env, "rclone", src, key, rclone_flags)
+                        wall, cpu = timed.wall_s, timed.cpu_s
+                mean, peak = size / wall / MiB, wire.peak_rate() / MiB
+                sample.add(f"{tool} wall", wall)
+                sample.add(f"{tool} cpu", cpu)
+                sample.add(f"{tool} mean", mean)
+                if tool in ("tailup", "rclone"):  # the control is over in about a window
+                    sample.add(f"{tool} peak", peak)
+                print(
+                    f"  d run {run + 1} {tool:15s} {wall:6.2f} s  {mean:6.2f} MiB/s overall, "
+                    f"{_or_dash(peak):>6s} MiB/s at most over 1 s, {cpu:.2f} CPU s"
+                )
+                env.delete_prefix("")
+    src.unlink()
+    sample.add("expected", (size - burst_bytes_for(rate)) / rate)
+    return sample
+
+
 # -- report ----------------------------------------------------------------------------------
 
 
@@ -568,13 +679,17 @@ def machine() -> str:
     )
 
 
+def _or_dash(value: float) -> str:
+    return "-" if value != value else f"{value:.2f}"  # NaN: nothing measured
+
+
 def report(args: argparse.Namespace, results: dict[str, Any]) -> str:
     size_gib = args.size / 1024**3
     lines = [
         f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {machine()}",
         "",
         "Tools: " + ", ".join(f"{k} {v}" for k, v in tool_versions().items()),
-        f"Median of {args.runs} runs (a, b); tailup flags: {' '.join(args.tailup_args) or '-'}",
+        f"Median of {args.runs} runs (a, b, d); tailup flags: {' '.join(args.tailup_args) or '-'}",
         "",
     ]
     if "a" in results:
@@ -622,6 +737,24 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> str:
                 f"| {c.median('rss'):.0f} |"
             )
         lines.append("")
+    if "d" in results:
+        d = results["d"]
+        lines += [
+            f"d. finished {args.bwlimit_mib} MiB file dropped in with --bwlimit {args.bwlimit}: "
+            f"seconds to the verified object (the limit alone: {d.median('expected'):.2f} s), "
+            "overall rate (size / wall), and the highest rate on the wire over any 1 s (bytes "
+            "ACKed on the connections to S3, `ss`, every 0.1 s); the same daemon without the limit "
+            "as the control",
+            "",
+            "| tool | wall s | overall MiB/s | peak 1 s MiB/s | CPU s |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {t} | {d.median(f'{t} wall'):.2f} | {d.median(f'{t} mean'):.2f} "
+            f"| {_or_dash(d.median(f'{t} peak'))} | {d.median(f'{t} cpu'):.2f} |"
+            for t in ("tailup", "tailup no limit", "rclone")
+        ]
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -629,13 +762,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="tailup vs s5cmd, rclone and the AWS CLI")
     parser.add_argument("--quick", action="store_true", help="one short run of everything")
     parser.add_argument("--runs", type=int, default=3, help="runs of a and b (median)")
-    parser.add_argument("--only", default="abc", help="scenarios to run, e.g. ab")
+    parser.add_argument("--only", default="abcd", help="scenarios to run, e.g. ab")
     parser.add_argument("--size-mib", type=int, default=1024, help="file size for a and b")
     parser.add_argument("--live-rate", default="100MB", help="writer rate for b")
     parser.add_argument("--chunk", default="32KiB", help="writer's write size (ffmpeg's)")
     parser.add_argument("--streams", default="24,50,100", help="stream counts for c")
     parser.add_argument("--stream-seconds", type=float, default=40.0)
     parser.add_argument("--stream-runs", type=int, default=1)
+    parser.add_argument("--bwlimit", default="8MiB", help="tailup's --bwlimit for d")
+    parser.add_argument("--bwlimit-mib", type=int, default=64, help="file size for d")
     parser.add_argument("--check-bytes", action="store_true", help="download a/b objects too")
     parser.add_argument("--work", type=Path, default=BENCH / ".work")
     parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
@@ -668,6 +803,9 @@ def main(argv: list[str] | None = None) -> int:
             for count in (int(n) for n in args.streams.split(",")):
                 print(f"c. {count} live streams")
                 results[f"c{count}"] = scenario_streams(env, args, count)
+        if "d" in args.only:
+            print("d. bandwidth limit")
+            results["d"] = scenario_bwlimit(env, args)
         text = report(args, results)
     shutil.rmtree(args.work, ignore_errors=True)
     print()

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 import tailup.stream.resuming
+from tailup.bandwidth import BandwidthLimit
 from tailup.checkpoint import RedisCheckpointStore
 from tailup.config import Settings
 from tailup.errors import StorageUnavailable
@@ -203,11 +204,13 @@ async def running_daemon(
     store_options: dict[str, Any] | None = None,
     faults: dict[str, int] | None = None,
     wrap_store: Callable[[S3MultipartStore], Any] | None = None,
+    bandwidth: BandwidthLimit | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Daemon]:
     """The daemon in this process. ``store_options`` go to S3MultipartStore.connect (timeouts);
     ``faults`` make the spy fail calls before the real ones run; ``wrap_store`` wraps the real
-    store before the spy does (to play a server that answers otherwise)."""
+    store before the spy does (to play a server that answers otherwise);
+    ``bandwidth`` replaces the limit --bwlimit would make (an instrumented one, on a fake clock)."""
     settings = IsolatedSettings(
         watch=watch if isinstance(watch, list) else [watch],
         bucket=bucket,
@@ -228,7 +231,12 @@ async def running_daemon(
             real_checkpoints,
             s3_acknowledged=lambda: frozenset((c.key, c.number, c.etag) for c in store.parts),
         )
-        supervisor = Supervisor(settings, store, checkpoints)  # type: ignore[arg-type]
+        supervisor = Supervisor(
+            settings,
+            store,  # type: ignore[arg-type]
+            checkpoints,  # type: ignore[arg-type]
+            bandwidth=bandwidth,
+        )
         daemon = Daemon(settings, store, checkpoints, supervisor)
         real_plan_resume = tailup.stream.resuming.plan_resume
 

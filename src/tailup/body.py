@@ -9,6 +9,10 @@ body into yet another copy. Measured on loopback (bench/RESULTS.md): ~0.5 CPU s 
 A ``bytearray`` is a valid blob for botocore, which leaves it as is, and the aiohttp payload
 registered below for PartBody writes it to the connection as 1 MiB memoryview slices: the only copy
 left is the kernel's. Registration is by exact type, so no other ``bytearray`` is affected.
+
+Under a bandwidth limit (--bwlimit, tailup.bandwidth) a body carries the daemon's ``throttle``, and
+the payload asks it before each slice, in the throttle's smaller chunks: the bytes leave at the
+limit as they are sent, retries included. A body without one (no --bwlimit) is sent as before.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import ctypes
 import ctypes.util
 import sys
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp.payload
 from aiohttp.abc import AbstractStreamWriter
@@ -25,8 +29,25 @@ from aiohttp.abc import AbstractStreamWriter
 SLICE_BYTES = 1024 * 1024  # big enough for few loop turns, small enough to drain smoothly
 
 
+class Throttle(Protocol):
+    """What a body's payload asks of the bandwidth limit (tailup.bandwidth.BandwidthLimit)."""
+
+    @property
+    def limiting(self) -> bool:
+        """False while the limit is off (a timetable's off hours): full-size slices then."""
+
+    @property
+    def chunk_bytes(self) -> int: ...
+
+    async def take(self, n: int) -> None:
+        """Return once ``n`` more bytes may be sent."""
+
+
 class PartBody(bytearray):
     """One part's bytes. Never changed once handed to the S3 client (retries resend it)."""
+
+    # Set by the sender when it hands the body over (tailup.stream.sending); None: unlimited.
+    throttle: Throttle | None = None
 
 
 class PartBodyPayload(aiohttp.payload.Payload):
@@ -51,8 +72,28 @@ class PartBodyPayload(aiohttp.payload.Payload):
     ) -> None:
         view = memoryview(self._value)
         end = len(view) if content_length is None else min(content_length, len(view))
-        for start in range(0, end, SLICE_BYTES):
-            await writer.write(view[start : min(start + SLICE_BYTES, end)])
+        throttle = self._value.throttle
+        if throttle is None:
+            for start in range(0, end, SLICE_BYTES):
+                await writer.write(view[start : min(start + SLICE_BYTES, end)])
+            return
+        await write_throttled(writer, view, end, throttle)
+
+
+async def write_throttled(
+    writer: AbstractStreamWriter, view: memoryview, end: int, throttle: Throttle
+) -> None:
+    """``view[:end]`` in chunks the throttle lets through; whole slices while it is off. Asked
+    again before every chunk, so a new rate applies within the part being sent."""
+    start = 0
+    while start < end:
+        if throttle.limiting:
+            stop = min(start + throttle.chunk_bytes, end)
+            await throttle.take(stop - start)
+        else:
+            stop = min(start + SLICE_BYTES, end)
+        await writer.write(view[start:stop])
+        start = stop
 
 
 aiohttp.payload.register_payload(PartBodyPayload, PartBody)

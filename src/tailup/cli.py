@@ -178,6 +178,15 @@ _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
         },
     ),
     (
+        "--bwlimit",
+        {
+            "metavar": "RATE",
+            "help": "upload bandwidth, all streams together: bytes per second like 8MiB, bits "
+            "like 20Mbit, or a timetable of local times like '08:00,2MiB 19:00,off' "
+            "(default off).",
+        },
+    ),
+    (
         "--checksum",
         {
             "choices": ["crc32", "crc32c", "crc64nvme", "none"],
@@ -450,6 +459,7 @@ async def _run_daemon(settings: Settings) -> int:
             checksum=settings.checksum.value,
             # What one recording can reach with these settings (a stream keeps its own).
             capacity=PartPlan(settings.part_size, settings.part_sizing).describe_capacity(),
+            bwlimit=settings.bwlimit,
         )
         supervisor = Supervisor(settings, store, cps)
         async with ops_server(
@@ -460,6 +470,7 @@ async def _run_daemon(settings: Settings) -> int:
             port=settings.metrics_port,
             health_interval_s=settings.health_interval,
             scopes=status_scopes(settings),
+            bandwidth=supervisor.bandwidth,
         ):
             await supervisor.run(stop)
     log.info("tailup stopped")

@@ -31,6 +31,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from tailup.bandwidth import BWLIMIT_FORM, parse_bwlimit
 from tailup.checksums import ChecksumAlgorithm
 from tailup.errors import ConfigError
 from tailup.keys import DEFAULT_KEY_TEMPLATE, PLACEHOLDERS, template_problems
@@ -205,6 +206,11 @@ class Settings(BaseSettings):
         default=PayloadSigning.AUTO,
         description="Sign each request body's SHA-256: auto (plain http off-host), always, never.",
     )
+    bwlimit: str = Field(
+        default="off",
+        description="Upload bandwidth, all streams together: a rate per second (8MiB, 20Mbit, "
+        "off) or a timetable of local times (08:00,2MiB 19:00,off).",
+    )
     shutdown_grace: float = Field(
         default=20.0, description="Seconds in-flight parts may take to finish on SIGTERM."
     )
@@ -351,6 +357,12 @@ class Settings(BaseSettings):
         parse_after_upload(value)
         return value
 
+    @field_validator("bwlimit")
+    @classmethod
+    def _bwlimit(cls, value: str) -> str:
+        parse_bwlimit(value)
+        return " ".join(value.split())
+
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
@@ -434,6 +446,7 @@ ACCEPTED_FORMS: dict[str, str] = {
     "part_concurrency": "a whole number from 1 to 64",
     "payload_signing": "auto, always or never",
     "checksum": "crc32, crc32c, crc64nvme or none",
+    "bwlimit": BWLIMIT_FORM,
     "metrics_port": "a port number from 0 (off) to 65535",
     "metrics_host": "an address to listen on, e.g. 127.0.0.1 or 0.0.0.0",
     "health_interval": f"{DURATION_FORM}, above 0",

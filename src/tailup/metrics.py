@@ -118,10 +118,24 @@ class DependencyView(Protocol):
         """name -> (last probe succeeded, unix time of the last success or None)."""
 
 
+class RateView(Protocol):
+    """What the collector needs from the bandwidth limit (tailup.bandwidth)."""
+
+    @property
+    def bytes_per_second(self) -> int:
+        """The limit in force now; 0 = off."""
+
+
 class DaemonCollector(Collector):
-    def __init__(self, owner: StreamOwner, health: DependencyView | None = None) -> None:
+    def __init__(
+        self,
+        owner: StreamOwner,
+        health: DependencyView | None = None,
+        bandwidth: RateView | None = None,
+    ) -> None:
         self._owner = owner
         self._health = health
+        self._bandwidth = bandwidth
 
     def collect(self) -> Iterator[GaugeMetricFamily | InfoMetricFamily]:
         info = InfoMetricFamily("tailup_build", "tailup version.")
@@ -129,6 +143,7 @@ class DaemonCollector(Collector):
         yield info
         yield self._streams()
         yield self._lag()
+        yield self._bwlimit()
         if self._health is not None:
             yield from self._dependencies(self._health)
 
@@ -151,6 +166,14 @@ class DaemonCollector(Collector):
             if size is not None:
                 family.add_metric([stream.stream_id], max(0, size - stream.bytes_in_s3))
         return family
+
+    def _bwlimit(self) -> GaugeMetricFamily:
+        rate = 0 if self._bandwidth is None else self._bandwidth.bytes_per_second
+        return GaugeMetricFamily(
+            "tailup_bwlimit_bytes_per_second",
+            "Upload bandwidth limit in force now, all streams together (--bwlimit); 0 = off.",
+            value=rate,
+        )
 
     def _dependencies(self, health: DependencyView) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily(

@@ -18,6 +18,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tailup import __version__
+from tailup.bandwidth import BandwidthLimit, describe_limit
 from tailup.checkpoint import CheckpointStore
 from tailup.errors import ConfigError
 from tailup.health import HealthMonitor
@@ -46,6 +47,7 @@ class OpsContext:
     sizes: SizeProbe = field(default_factory=lambda: SizeProbe(STREAMS_STAT_TIMEOUT_S))
     # One /streams answer is computed at a time: scrapes in a burst queue, not multiply.
     streams_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    bandwidth: BandwidthLimit | None = None
 
 
 class BadQuery(ValueError):
@@ -78,7 +80,12 @@ def build_app(ctx: OpsContext) -> web.Application:
 
     async def healthz(_request: web.Request) -> web.Response:
         report = ctx.health.report()
-        body = {**report.body, "version": __version__, "streams": ctx.owner.stream_states()}
+        body = {
+            **report.body,
+            "version": __version__,
+            "streams": ctx.owner.stream_states(),
+            "bwlimit": describe_limit(ctx.bandwidth),
+        }
         return web.json_response(body, status=200 if report.healthy else 503)
 
     async def streams(request: web.Request) -> web.Response:
@@ -141,6 +148,7 @@ async def ops_server(
     port: int,
     health_interval_s: float,
     scopes: Sequence[str] = (),
+    bandwidth: BandwidthLimit | None = None,
 ) -> AsyncIterator[OpsContext | None]:
     """Serve while the block runs; yields None (and serves nothing) when ``port`` is 0."""
     if port == 0:
@@ -148,8 +156,8 @@ async def ops_server(
         return
     declare_known_labels()
     health = health_monitor(store, checkpoints, interval_s=health_interval_s)
-    ctx = OpsContext(owner, health, checkpoints, tuple(scopes))
-    collector = DaemonCollector(owner, health)
+    ctx = OpsContext(owner, health, checkpoints, tuple(scopes), bandwidth=bandwidth)
+    collector = DaemonCollector(owner, health, bandwidth)
     REGISTRY.register(collector)
     # Until the first probe answers, /healthz says so with 503: "not answered yet" is the truth.
     prober = asyncio.create_task(health.run(), name="health-probe")

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import structlog
 
 from tailup.afterupload import AfterUpload, proc_sees_every_writer, run_after_upload
+from tailup.bandwidth import BandwidthLimit
 from tailup.budget import ByteBudget
 from tailup.checkpoint import CheckpointStore, Claim, RenewResult
 from tailup.config import KeyConflict, Settings
@@ -102,8 +103,15 @@ class Supervisor:
         settings: Settings,
         store: MultipartStore,
         checkpoints: CheckpointStore,
+        *,
+        bandwidth: BandwidthLimit | None = None,
     ) -> None:
+        """``bandwidth``: the limit to send under; by default, the one --bwlimit says (None when
+        it is off)."""
         self._settings = settings
+        self.bandwidth = (
+            bandwidth if bandwidth is not None else BandwidthLimit.for_setting(settings.bwlimit)
+        )
         self._node_id = settings.node_id
         self._scope = node_scope(settings.node_id)
         # Shared folders (--shared-watch): root -> (share name, scope).
@@ -139,6 +147,7 @@ class Supervisor:
             failed_retry_s=settings.failed_retry,
             stat_timeout_s=settings.io_timeout,
             on_redis_lost=self.note_redis_lost,
+            bandwidth=self.bandwidth,
         )
         # The stream of each path being uploaded. A stream leaves it when its file is deleted,
         # renamed (it moves to the new path) or replaced, at once, before it has ended.
@@ -307,6 +316,11 @@ class Supervisor:
             self._group = group
             forward = group.create_task(self._forward(watcher), name="watcher-forward")
             leases = group.create_task(self._keep_leases(stop), name="leases")
+            timetable = (
+                group.create_task(self.bandwidth.run(), name="bwlimit")
+                if self.bandwidth is not None
+                else None
+            )
             if not self._proc_sees_all:
                 log.warning(
                     "tailup runs in a PID namespace of its own (a container): /proc does not "
@@ -320,6 +334,8 @@ class Supervisor:
             forward.cancel()
             leases.cancel()
             await self._drain()
+            if timetable is not None:
+                timetable.cancel()  # applied until the last part in flight is done
 
     async def _forward(self, watcher: Watcher) -> None:
         async for event in watcher:

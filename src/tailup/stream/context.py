@@ -19,6 +19,7 @@ from pathlib import Path
 import structlog
 from structlog.typing import FilteringBoundLogger
 
+from tailup.body import Throttle
 from tailup.budget import ByteBudget
 from tailup.checkpoint import CheckpointStore
 from tailup.config import AfterUploadKind
@@ -88,6 +89,8 @@ class StreamDeps:
     on_redis_lost: Callable[[str], None] = field(default=lambda why: None)
     # The server's ETags are not MD5s of MD5s: said once (tailup.stream.finalize).
     etag_fallback: Once = field(default_factory=Once)
+    # --bwlimit: the one limit every stream's part bodies are sent under; None = unlimited.
+    bandwidth: Throttle | None = None
 
 
 class _Replaced(SourceGone):

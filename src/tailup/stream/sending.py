@@ -174,14 +174,18 @@ class PartSender(Collaborator):
 
     async def load(self, rng: PartRange, *, offer_to_digest: bool = False) -> _Loaded:
         """Read a part and compute its CRC32 (its CRC32C or CRC64NVME too, and maybe extend the
-        digest), in one worker-thread call: zlib-ng, awscrt and hashlib release the GIL."""
-        return await run_blocking(
+        digest), in one worker-thread call: zlib-ng, awscrt and hashlib release the GIL. Every
+        body sent is loaded here: it leaves under the daemon's bandwidth limit (tailup.body), if
+        there is one."""
+        loaded = await run_blocking(
             self._load_blocking,
             rng,
             offer_to_digest,
             timeout_s=self.deps.stat_timeout_s,
             what=f"reading part {rng.number} of {self.path}",
         )
+        loaded.body.throttle = self.deps.bandwidth
+        return loaded
 
     def _load_blocking(self, rng: PartRange, offer_to_digest: bool) -> _Loaded:
         body = self.read_blocking(rng)
