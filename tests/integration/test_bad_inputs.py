@@ -263,7 +263,11 @@ async def test_file_growing_past_what_the_plan_allows(
     bucket: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(tailup.stream.core, "PartPlan", lambda base: CappedPlan(base, cap=12 * MiB))
+    monkeypatch.setattr(
+        tailup.stream.core,
+        "PartPlan",
+        lambda base, *sizing: CappedPlan(base, *sizing, cap=12 * MiB),
+    )
     path = watch / "endless.ts"
     async with running_daemon(**daemon_args) as daemon:
         with path.open("wb") as out:
@@ -274,7 +278,7 @@ async def test_file_growing_past_what_the_plan_allows(
             out.flush()
             record = await daemon.wait_for_state(path, {StreamState.FAILED})
         await still_uploading(daemon, watch, s3_client, bucket)
-    assert "past what one S3 object can hold" in record.error
+    assert "past the capacity of its part plan" in record.error
     # A failed stream keeps its upload and parts for its retries; `tailup abort` ends it.
     assert upload_id in open_uploads(s3_client, bucket, record.key)
     assert record.state.is_resumable

@@ -27,6 +27,7 @@ from tailup import metrics
 from tailup.devservers import RedisServer, SeaweedS3
 from tailup.model import StreamState
 from tailup.plan import MiB, PartPlan
+from tailup.selection import Selection
 from tailup.status import collect_status
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(240)]
@@ -114,7 +115,8 @@ async def test_s3_killed_and_restarted_mid_stream(
                 if written >= 14 * MiB and "status" not in seen:
                     await daemon.wait_for_state(path, {StreamState.STALLED}, timeout_s=60)
                     # What `tailup status` shows meanwhile.
-                    seen["status"] = [r for r in await collect_status(settings) if r["path"]]
+                    view = await collect_status(settings, Selection())
+                    seen["status"] = [r for r in view.rows() if r["path"]]
                     await asyncio.to_thread(s3.start)
 
             data = await write_slowly(path, 20 * MiB, bytes_per_s=6_000_000, on_chunk=outage)

@@ -5,14 +5,17 @@ that asks it before each chunk."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from prometheus_client import CollectorRegistry, generate_latest
-from structlog.testing import capture_logs
+from structlog.testing import capture_logs as _capture_logs
 
+import tailup.bandwidth
 from tailup.bandwidth import (
     MIN_RATE_BYTES,
     REFRESH_S,
@@ -30,6 +33,21 @@ from tailup.body import SLICE_BYTES, write_throttled
 from tailup.config import ACCEPTED_FORMS, load_settings, read_config_file
 from tailup.errors import ConfigError
 from tailup.metrics import DaemonCollector
+
+
+@contextlib.contextmanager
+def capture_logs() -> Iterator[list[dict[str, Any]]]:
+    """structlog's capture, with a logger of tailup.bandwidth made inside it: the module's own
+    is cached at its first use (cache_logger_on_first_use) with whatever an earlier test of the
+    session configured, and would log past the capture."""
+    with _capture_logs() as logs:
+        original = tailup.bandwidth.log
+        tailup.bandwidth.log = structlog.get_logger("tailup.bandwidth")
+        try:
+            yield logs
+        finally:
+            tailup.bandwidth.log = original
+
 
 KIB = 1024
 MIB = 1024 * KIB
