@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -194,6 +193,10 @@ _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
+# tailup.status.Output's values (that module imports rich: not loaded for every command).
+_OUTPUTS = ("table", "wide", "json")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # exit 2 with a short message, no usage dump
         self.exit(EXIT_USAGE, f"tailup: {message}\nTry '{self.prog} --help'.\n")
@@ -239,10 +242,28 @@ def build_parser() -> argparse.ArgumentParser:
         description="The live streams (all of them), then the newest ended ones (--limit), of "
         "this node (--node-id, or --node) and of each --shared-watch folder, from Redis: it "
         "works from any host that reaches Redis, daemon running or not. A summary line per "
-        "scope says how many live and ended records there are and how many are shown.",
+        "scope says how many live and ended records there are and how many are shown. On a "
+        "terminal, a table fitted to its width (the short id, state, file name and progress "
+        "always; the other columns while they fit); when stdout is not a terminal (or with "
+        "-o wide), one tab-separated line per stream with every field in full, the summary on "
+        "stderr.",
     )
     _add_flags(status, _CONNECTION_FLAGS + _STATUS_SETTINGS)
-    status.add_argument("--json", action="store_true", help="machine-readable output")
+    output = status.add_mutually_exclusive_group()
+    output.add_argument(
+        "-o",
+        "--output",
+        choices=_OUTPUTS,
+        help="table = fitted to the terminal's width, the default on a terminal; wide = one "
+        "plain line per stream, every field in full, tab-separated under a header line, the "
+        "default when stdout is not a terminal (summary on stderr); json = as --json",
+    )
+    output.add_argument(
+        "--wide", dest="output", action="store_const", const="wide", help="the same as -o wide"
+    )
+    output.add_argument(
+        "--json", dest="output", action="store_const", const="json", help="machine-readable output"
+    )
     how_many = status.add_mutually_exclusive_group()
     how_many.add_argument(
         "--limit",
@@ -509,14 +530,15 @@ def _status_selection(args: argparse.Namespace) -> Selection:
 
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from tailup.status import (
+        choose_output,
         collect_status,
         print_every_record,
-        print_json_summary,
-        render_status_view,
+        print_view,
         watch_status,
     )
 
     selection = _status_selection(args)
+    output = choose_output(args.output, terminal=sys.stdout.isatty())
     if args.refresh:
         if args.interval <= 0:
             raise ConfigError(f"--interval: {args.interval:g} is not above 0")
@@ -527,19 +549,14 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
                     selection,
                     node=args.node,
                     interval_s=args.interval,
-                    as_json=args.json,
+                    output=output,
                 )
             )
         return EXIT_OK
     if selection.every:
-        asyncio.run(print_every_record(settings, selection, node=args.node, as_json=args.json))
+        asyncio.run(print_every_record(settings, selection, node=args.node, output=output))
         return EXIT_OK
-    view = asyncio.run(collect_status(settings, selection, node=args.node))
-    if args.json:
-        print(json.dumps(view.rows, indent=2, ensure_ascii=False))
-        print_json_summary(view)
-    else:
-        render_status_view(view)
+    print_view(asyncio.run(collect_status(settings, selection, node=args.node)), output)
     return EXIT_OK
 
 
