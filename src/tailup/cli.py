@@ -193,6 +193,14 @@ _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
+# What names a stream on the command line (tailup.streamref).
+_STREAM_FORMS = (
+    "its id, a unique prefix of it (at least 4 characters; the 12 `status` shows are enough) "
+    "or its file's path, among this node's live and ended records and each --shared-watch "
+    "folder's"
+)
+
+
 # tailup.status.Output's values (that module imports rich: not loaded for every command).
 _OUTPUTS = ("table", "wide", "json")
 
@@ -307,11 +315,19 @@ def build_parser() -> argparse.ArgumentParser:
         "every part with the local file (when present) and metadata.json. Exit 0 when "
         "everything matches, 1 when anything differs.",
     )
-    _add_flags(verify, _CONNECTION_FLAGS)
-    verify.add_argument("target", metavar="KEY|STREAM_ID", help="object key or stream id")
+    _add_flags(verify, _CONNECTION_FLAGS + _STATUS_SETTINGS)
+    verify.add_argument(
+        "target",
+        metavar="KEY|STREAM_ID",
+        help=f"a stream ({_STREAM_FORMS}), or an object key",
+    )
 
-    abort = commands.add_parser("abort", help="abort a stream's upload and record why")
-    _add_flags(abort, _CONNECTION_FLAGS)
+    abort = commands.add_parser(
+        "abort",
+        help="abort a stream's upload and record why",
+        description=f"STREAM_ID: {_STREAM_FORMS}.",
+    )
+    _add_flags(abort, _CONNECTION_FLAGS + _STATUS_SETTINGS)
     abort.add_argument("stream_id", metavar="STREAM_ID")
     abort.add_argument("--reason", default="aborted by the operator", help="recorded reason")
 
@@ -319,9 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
         "retry",
         help="try failed streams again now, without sending checkpointed parts again",
         description="A failed stream keeps its multipart upload and parts and is retried on a "
-        "long back-off (--failed-retry, doubling to 30 min). This asks for a retry now.",
+        "long back-off (--failed-retry, doubling to 30 min). This asks for a retry now. "
+        f"STREAM_ID: {_STREAM_FORMS}.",
     )
-    _add_flags(retry, _CONNECTION_FLAGS)
+    _add_flags(retry, _CONNECTION_FLAGS + _STATUS_SETTINGS)
     which = retry.add_mutually_exclusive_group(required=True)
     which.add_argument("stream_id", metavar="STREAM_ID", nargs="?")
     which.add_argument("--failed", action="store_true", help="every failed stream")

@@ -16,6 +16,7 @@ import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import IO, Any, Final
 
 from rich.console import Console, Group, RenderableType
@@ -23,7 +24,7 @@ from rich.text import Text
 
 from tailup.checkpoint import CheckpointStore, RedisCheckpointStore
 from tailup.config import Settings
-from tailup.errors import PermanentError, SourceStalled
+from tailup.errors import SourceStalled
 from tailup.keys import node_scope, share_scope
 from tailup.model import (
     RESUMABLE_STATES,
@@ -46,6 +47,7 @@ from tailup.selection import (
     summary_lines,
 )
 from tailup.statustable import RateTracker, StatusTable, plain_header, plain_line
+from tailup.streamref import find_stream, short_id
 
 
 def _file_size(path: str) -> int | None:
@@ -486,19 +488,31 @@ async def print_every_record(
     return printed
 
 
-async def abort_stream(settings: Settings, stream_id: str, reason: str) -> str:
+# -- acting on one stream --
+
+
+def share_roots(settings: Settings) -> dict[str, Path]:
+    """Each --shared-watch folder's scope and where this host mounts it."""
+    return {share_scope(name): folder for name, folder in settings.shares}
+
+
+async def resolve_stream(cps: CheckpointStore, settings: Settings, given: str) -> StreamRecord:
+    """The stream ``given`` names (an id, a unique prefix of one, or the file's path) among the
+    records of this node and of each --shared-watch folder (tailup.streamref)."""
+    return await find_stream(cps, given, status_scopes(settings), share_roots(settings))
+
+
+async def abort_stream(settings: Settings, given: str, reason: str) -> str:
     """Mark the stream ABORTED, then abort its upload. In this order: a daemon working on the
     stream finds ABORTED when its upload vanishes or when it next writes its state, and stops;
     the other order would let it take the vanished upload for an expired one and start again."""
     from tailup.s3 import S3MultipartStore
 
     async with RedisCheckpointStore.for_settings(settings) as cps:
-        loaded = await cps.load(stream_id)
-        if loaded is None:
-            raise PermanentError(f"no stream {stream_id!r} in Redis (see `tailup status`)")
-        record, _ = loaded
+        record = await resolve_stream(cps, settings, given)
+        stream_id, shown = record.stream_id, _named(record)
         if not record.state.is_resumable:
-            return f"stream {stream_id} is {record.state.value}; nothing to abort"
+            return f"stream {shown} is {record.state.value}; nothing to abort"
         refused = await cps.set_state(
             stream_id,
             StreamState.ABORTED,
@@ -507,7 +521,7 @@ async def abort_stream(settings: Settings, stream_id: str, reason: str) -> str:
             end_cause=EndCause.OPERATOR,
         )
         if refused is not None:
-            return f"stream {stream_id} is {refused.value}; nothing to abort"
+            return f"stream {shown} is {refused.value}; nothing to abort"
         # Read again: the daemon may have created the upload since the first read.
         loaded = await cps.load(stream_id)
         upload_id = loaded[0].upload_id if loaded else record.upload_id
@@ -516,27 +530,35 @@ async def abort_stream(settings: Settings, stream_id: str, reason: str) -> str:
                 record.bucket, endpoint_url=settings.endpoint_url, region=settings.region
             ) as store:
                 await store.abort_upload(record.key, upload_id)
-        return f"stream {stream_id} aborted: {reason}"
+        return f"stream {shown} aborted: {reason}"
 
 
-async def retry_streams(settings: Settings, stream_id: str | None, *, failed: bool) -> list[str]:
+def _named(record: StreamRecord) -> str:
+    """A stream as a message names it: its short id and its file."""
+    return f"{short_id(record.stream_id)} ({record.path})"
+
+
+async def retry_streams(settings: Settings, given: str | None, *, failed: bool) -> list[str]:
     """Ask the daemon to try failed streams again now (it polls this field while it waits; a
     daemon started later resumes failed streams anyway). Checkpointed parts are not sent again:
-    the stream reconciles them with S3's part list first. Returns one line per stream."""
+    the stream reconciles them with S3's part list first. ``failed``: every failed stream of
+    this node and of each --shared-watch folder. Returns one line per stream."""
     async with RedisCheckpointStore.for_settings(settings) as cps:
-        ids = await cps.live_stream_ids() if failed else [stream_id or ""]
+        if failed:
+            records: list[StreamRecord] = []
+            for scope in status_scopes(settings):
+                records += await cps.load_records(await cps.live_stream_ids(scope))
+        else:
+            records = [await resolve_stream(cps, settings, given or "")]
         lines: list[str] = []
-        for sid in ids:
-            loaded = await cps.load(sid)
-            if loaded is None:
-                raise PermanentError(f"no stream {sid!r} in Redis (see `tailup status`)")
-            record = loaded[0]
+        for record in records:
+            shown = _named(record)
             if record.state is not StreamState.FAILED:
                 if not failed:
-                    lines.append(f"stream {sid} is {record.state.value}; nothing to retry")
+                    lines.append(f"stream {shown} is {record.state.value}; nothing to retry")
                 continue
-            await cps.update(sid, **{RETRY_FIELD: iso(utc_now())})
-            lines.append(f"stream {sid} will be retried now (was: {record.error})")
+            await cps.update(record.stream_id, **{RETRY_FIELD: iso(utc_now())})
+            lines.append(f"stream {shown} will be retried now (was: {record.error})")
         if failed and not lines:
             lines.append("no failed stream")
         return lines
