@@ -5,7 +5,8 @@ On a terminal the table is laid out for the console's width each time it is draw
 and progress are always there; the other columns are given up as the width shrinks, the key and
 the rate first (``COLUMNS``, by rank). The file name and the key share the width that is left,
 long ones shortened in the middle (the name's end and extension stay). Errors are never cut:
-when they do not fit in a column, each follows the table, in full, on lines of its own.
+when they do not fit in a column, each follows the table, in full, on lines of its own. A
+column with nothing in it (no lag when no stream is live) is not shown.
 
 Elsewhere (a pipe, a file, or ``-o wide``) each stream is one plain line of tab-separated fields,
 every field of ``--json`` in full and in its order (``PLAIN_COLUMNS``), under one header line.
@@ -242,7 +243,7 @@ def _lines(
             "stream": shown[str(row["stream_id"])],
             "state": str(row["state"]),
             "file": os.path.basename(str(row["path"])) or str(row["path"]),
-            "bar": " " * BAR_WIDTH if _has_bar(row) else "",
+            "bar": "━" * BAR_WIDTH if _has_bar(row) else "",  # drawn as a ProgressBar
             "progress": progress_text(row),
             "rate": _rate_text(rate),
             "lag": format_size(row["lag_bytes"]) if row["lag_bytes"] is not None else "",
@@ -278,8 +279,10 @@ class StatusTable:
         self.lines = _lines(rows, rates, now or utc_now())
         self.title = title
         self.caption = _summary(rows) if caption else None
-        errors = any(x.cells["error"] for x in self.lines)
-        self.columns = tuple(c for c in COLUMNS if c.key != "error" or errors)
+        # A column with nothing in it (no live stream: no bar, no lag) takes no room.
+        self.columns = tuple(
+            c for c in COLUMNS if c.rank == 0 or any(x.cells[c.key].strip() for x in self.lines)
+        )
 
     def natural_widths(self) -> dict[str, int]:
         return {

@@ -128,6 +128,12 @@ def test_at_200_columns_every_column_is_shown(rows: list[dict[str, Any]]) -> Non
     assert any(ERROR in line for line in lines)
 
 
+def test_a_column_with_nothing_in_it_takes_no_room(rows: list[dict[str, Any]]) -> None:
+    done = [rows[1]]  # completed: no bar, no lag, no error
+    header = " ".join(_header(_screen(done, 200)))
+    assert header == "stream state file uploaded / file rate parts active key"
+
+
 @pytest.mark.parametrize("width", [40, 60, 80, 100, 120, 160, 200, 300])
 def test_no_line_is_wider_than_the_console_and_id_and_name_are_always_there(
     rows: list[dict[str, Any]], width: int
