@@ -67,15 +67,16 @@ _CONNECTION_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ),
 ]
 
-# Settings that `status` takes too (the shared folders whose streams it lists).
+# Settings that `status`, `verify`, `abort` and `retry` take too (the shared folders whose
+# streams they list or look among).
 _STATUS_SETTINGS: list[tuple[str, dict[str, Any]]] = [
     (
         "--shared-watch",
         {
             "action": "append",
             "metavar": "[NAME=]DIR",
-            "help": "also list this shared folder's streams, named as `run --shared-watch` "
-            "names it (repeat for more).",
+            "help": "also this shared folder's streams (listed, or looked among for a "
+            "STREAM_ID), named as `run --shared-watch` names it (repeat for more).",
         },
     ),
 ]
