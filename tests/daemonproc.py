@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import re
+import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 import urllib.error
 import urllib.request
@@ -37,6 +43,64 @@ def run_cli(args: Sequence[str], env: dict[str, str], timeout_s: float = 60) -> 
         text=True,
         timeout=timeout_s,
     )
+
+
+@dataclass(frozen=True)
+class TerminalRun:
+    returncode: int
+    screen: str  # what the terminal showed, colours and cursor codes taken out, "\n" line ends
+    stderr: str
+
+
+_TERMINAL_CODES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[=>]")
+
+
+def run_cli_in_terminal(
+    args: Sequence[str], env: dict[str, str], *, columns: int, timeout_s: float = 60
+) -> TerminalRun:
+    """`python -m tailup ARGS` with stdout on a pseudo-terminal ``columns`` wide (set on the
+    terminal itself, as a resized window sets it: COLUMNS and LINES are not passed); stderr is
+    a pipe."""
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    environ = {k: v for k, v in tailup_env(env).items() if k not in ("COLUMNS", "LINES")}
+    environ.setdefault("TERM", "xterm-256color")
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tailup", *args],
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            stdout=child,
+            stderr=subprocess.PIPE,
+        )
+    finally:
+        os.close(child)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([main], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(main, 65536)
+                except OSError:  # EIO: the child closed its end
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            elif proc.poll() is not None:
+                break
+        else:
+            proc.kill()
+            raise AssertionError(f"tailup {' '.join(args)} did not end in {timeout_s}s")
+        stderr = proc.stderr.read() if proc.stderr else b""
+        code = proc.wait(timeout=timeout_s)
+    finally:
+        os.close(main)
+        if proc.stderr:
+            proc.stderr.close()
+    text = b"".join(chunks).decode(errors="replace").replace("\r\n", "\n")
+    return TerminalRun(code, _TERMINAL_CODES.sub("", text), stderr.decode(errors="replace"))
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -68,15 +67,16 @@ _CONNECTION_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ),
 ]
 
-# Settings that `status` takes too (the shared folders whose streams it lists).
+# Settings that `status`, `verify`, `abort` and `retry` take too (the shared folders whose
+# streams they list or look among).
 _STATUS_SETTINGS: list[tuple[str, dict[str, Any]]] = [
     (
         "--shared-watch",
         {
             "action": "append",
             "metavar": "[NAME=]DIR",
-            "help": "also list this shared folder's streams, named as `run --shared-watch` "
-            "names it (repeat for more).",
+            "help": "also this shared folder's streams (listed, or looked among for a "
+            "STREAM_ID), named as `run --shared-watch` names it (repeat for more).",
         },
     ),
 ]
@@ -203,6 +203,18 @@ _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
+# What names a stream on the command line (tailup.streamref).
+_STREAM_FORMS = (
+    "its id, a unique prefix of it (at least 4 characters; the 12 `status` shows are enough) "
+    "or its file's path, among this node's live and ended records and each --shared-watch "
+    "folder's"
+)
+
+
+# tailup.status.Output's values (that module imports rich: not loaded for every command).
+_OUTPUTS = ("table", "wide", "json")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # exit 2 with a short message, no usage dump
         self.exit(EXIT_USAGE, f"tailup: {message}\nTry '{self.prog} --help'.\n")
@@ -248,10 +260,28 @@ def build_parser() -> argparse.ArgumentParser:
         description="The live streams (all of them), then the newest ended ones (--limit), of "
         "this node (--node-id, or --node) and of each --shared-watch folder, from Redis: it "
         "works from any host that reaches Redis, daemon running or not. A summary line per "
-        "scope says how many live and ended records there are and how many are shown.",
+        "scope says how many live and ended records there are and how many are shown. On a "
+        "terminal, a table fitted to its width (the short id, state, file name and progress "
+        "always; the other columns while they fit); when stdout is not a terminal (or with "
+        "-o wide), one tab-separated line per stream with every field in full, the summary on "
+        "stderr.",
     )
     _add_flags(status, _CONNECTION_FLAGS + _STATUS_SETTINGS)
-    status.add_argument("--json", action="store_true", help="machine-readable output")
+    output = status.add_mutually_exclusive_group()
+    output.add_argument(
+        "-o",
+        "--output",
+        choices=_OUTPUTS,
+        help="table = fitted to the terminal's width, the default on a terminal; wide = one "
+        "plain line per stream, every field in full, tab-separated under a header line, the "
+        "default when stdout is not a terminal (summary on stderr); json = as --json",
+    )
+    output.add_argument(
+        "--wide", dest="output", action="store_const", const="wide", help="the same as -o wide"
+    )
+    output.add_argument(
+        "--json", dest="output", action="store_const", const="json", help="machine-readable output"
+    )
     how_many = status.add_mutually_exclusive_group()
     how_many.add_argument(
         "--limit",
@@ -295,11 +325,19 @@ def build_parser() -> argparse.ArgumentParser:
         "every part with the local file (when present) and metadata.json. Exit 0 when "
         "everything matches, 1 when anything differs.",
     )
-    _add_flags(verify, _CONNECTION_FLAGS)
-    verify.add_argument("target", metavar="KEY|STREAM_ID", help="object key or stream id")
+    _add_flags(verify, _CONNECTION_FLAGS + _STATUS_SETTINGS)
+    verify.add_argument(
+        "target",
+        metavar="KEY|STREAM_ID",
+        help=f"a stream ({_STREAM_FORMS}), or an object key",
+    )
 
-    abort = commands.add_parser("abort", help="abort a stream's upload and record why")
-    _add_flags(abort, _CONNECTION_FLAGS)
+    abort = commands.add_parser(
+        "abort",
+        help="abort a stream's upload and record why",
+        description=f"STREAM_ID: {_STREAM_FORMS}.",
+    )
+    _add_flags(abort, _CONNECTION_FLAGS + _STATUS_SETTINGS)
     abort.add_argument("stream_id", metavar="STREAM_ID")
     abort.add_argument("--reason", default="aborted by the operator", help="recorded reason")
 
@@ -307,9 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
         "retry",
         help="try failed streams again now, without sending checkpointed parts again",
         description="A failed stream keeps its multipart upload and parts and is retried on a "
-        "long back-off (--failed-retry, doubling to 30 min). This asks for a retry now.",
+        "long back-off (--failed-retry, doubling to 30 min). This asks for a retry now. "
+        f"STREAM_ID: {_STREAM_FORMS}.",
     )
-    _add_flags(retry, _CONNECTION_FLAGS)
+    _add_flags(retry, _CONNECTION_FLAGS + _STATUS_SETTINGS)
     which = retry.add_mutually_exclusive_group(required=True)
     which.add_argument("stream_id", metavar="STREAM_ID", nargs="?")
     which.add_argument("--failed", action="store_true", help="every failed stream")
@@ -520,14 +559,15 @@ def _status_selection(args: argparse.Namespace) -> Selection:
 
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from tailup.status import (
+        choose_output,
         collect_status,
         print_every_record,
-        print_json_summary,
-        render_status_view,
+        print_view,
         watch_status,
     )
 
     selection = _status_selection(args)
+    output = choose_output(args.output, terminal=sys.stdout.isatty())
     if args.refresh:
         if args.interval <= 0:
             raise ConfigError(f"--interval: {args.interval:g} is not above 0")
@@ -538,19 +578,14 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
                     selection,
                     node=args.node,
                     interval_s=args.interval,
-                    as_json=args.json,
+                    output=output,
                 )
             )
         return EXIT_OK
     if selection.every:
-        asyncio.run(print_every_record(settings, selection, node=args.node, as_json=args.json))
+        asyncio.run(print_every_record(settings, selection, node=args.node, output=output))
         return EXIT_OK
-    view = asyncio.run(collect_status(settings, selection, node=args.node))
-    if args.json:
-        print(json.dumps(view.rows, indent=2, ensure_ascii=False))
-        print_json_summary(view)
-    else:
-        render_status_view(view)
+    print_view(asyncio.run(collect_status(settings, selection, node=args.node)), output)
     return EXIT_OK
 
 

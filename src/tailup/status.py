@@ -13,20 +13,18 @@ import os
 import sys
 import textwrap
 import threading
-import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from pathlib import Path
+from typing import IO, Any, Final
 
 from rich.console import Console, Group, RenderableType
-from rich.progress_bar import ProgressBar
-from rich.table import Table
 from rich.text import Text
 
 from tailup.checkpoint import CheckpointStore, RedisCheckpointStore
 from tailup.config import Settings
-from tailup.errors import PermanentError, SourceStalled
+from tailup.errors import SourceStalled
 from tailup.keys import node_scope, share_scope
 from tailup.model import (
     RESUMABLE_STATES,
@@ -48,7 +46,8 @@ from tailup.selection import (
     scope_label,
     summary_lines,
 )
-from tailup.units import format_size
+from tailup.statustable import RateTracker, StatusTable, plain_header, plain_line
+from tailup.streamref import find_stream, short_id
 
 
 def _file_size(path: str) -> int | None:
@@ -296,74 +295,22 @@ async def collect_status(
 
 # -- rendering --
 
-_STATE_STYLE = {
-    "uploading": "cyan",
-    "finalizing": "blue",
-    "completed": "green",
-    "stalled": "yellow",
-    "skipped": "dim",
-    "failed": "bold red",
-    "aborted": "red",
-}
+
+class Output(enum.Enum):
+    """How rows are shown: the table fitted to a terminal, plain tab-separated rows (the default
+    when stdout is not a terminal), or JSON."""
+
+    TABLE = "table"
+    WIDE = "wide"
+    JSON = "json"
 
 
-@dataclass
-class RateTracker:
-    """Upload rate between two refreshes of `status --watch` (the rows carry only the average
-    over the stream's life, which hides a stall that just began)."""
-
-    clock: Callable[[], float] = time.monotonic
-    _seen: dict[str, tuple[float, int]] = field(default_factory=dict)
-
-    def rate(self, row: dict[str, Any]) -> float | None:
-        now, uploaded = self.clock(), int(row["bytes_uploaded"])
-        previous = self._seen.get(row["stream_id"])
-        self._seen[row["stream_id"]] = (now, uploaded)
-        if previous is None or now <= previous[0]:
-            return None
-        return (uploaded - previous[1]) / (now - previous[0])
-
-
-def _size_pair(uploaded: int, size: int | None) -> str:
-    """'16.0/22.5 MiB' when both share a unit (the common case), else both in full."""
-    if size is None:
-        return f"{format_size(uploaded)} / (gone)"
-    done, total = format_size(uploaded), format_size(size)
-    done_value, _, done_unit = done.partition(" ")
-    if total.endswith(" " + done_unit):
-        return f"{done_value}/{total}"
-    return f"{done} / {total}"
-
-
-def _progress_cell(row: dict[str, Any]) -> RenderableType:
-    uploaded, size = row["bytes_uploaded"], row["file_size"]
-    if row["state"] == "completed":
-        return Text(format_size(uploaded))
-    text = _size_pair(uploaded, size)
-    if row["state"] not in ("uploading", "stalled", "finalizing") or not size:
-        return Text(text)
-    # Two lines, bar above numbers: narrow enough to leave the key room on a 120-column screen.
-    label = f"{min(100.0, 100.0 * uploaded / size):3.0f}% {text}"
-    cell = Table.grid()
-    cell.add_row(ProgressBar(total=float(size), completed=float(min(uploaded, size)), width=17))
-    cell.add_row(Text(label))
-    return cell
-
-
-def _rate_text(rate: float | None) -> str:
-    return "" if rate is None else f"{format_size(rate)}/s"
-
-
-def _age(moment: str, now: datetime) -> str:
-    """How long ago, as people read a status screen: 4s, 12m, 3h, 2d."""
-    then = parse_iso(moment)
-    if then is None:
-        return ""
-    seconds = max(0, int((now - then).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
+def choose_output(asked: str | None, *, terminal: bool) -> Output:
+    """``-o``/``--wide``/``--json`` when given; else the table on a terminal, plain rows
+    elsewhere (a pipe, a file)."""
+    if asked is not None:
+        return Output(asked)
+    return Output.TABLE if terminal else Output.WIDE
 
 
 def build_status_table(
@@ -373,42 +320,9 @@ def build_status_table(
     *,
     title: str | None = "tailup streams",
     caption: bool = True,
-) -> Table:
-    now = now or utc_now()
-    table = Table(title=title, header_style="bold", caption=_summary(rows) if caption else None)
-    # Short values never wrap; ids and keys fold to take the width that is left.
-    table.add_column("stream", overflow="fold", min_width=8)
-    for column in ("state", "uploaded / file", "rate", "lag", "parts", "active"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("key", overflow="fold", ratio=1, min_width=12)
-    with_errors = any(row["error"] or row.get("note") for row in rows)
-    if with_errors:
-        table.add_column("error", overflow="fold", style="red", ratio=1, min_width=12)
-    for row in rows:
-        measured = rates.rate(row) if rates is not None else None
-        rate = measured if measured is not None else row["rate_bytes_per_s"]
-        state = row["state"]
-        cells: list[RenderableType] = [
-            row["stream_id"],
-            Text(state, style=_STATE_STYLE.get(state, "")),
-            _progress_cell(row),
-            _rate_text(rate),
-            format_size(row["lag_bytes"]) if row["lag_bytes"] is not None else "",
-            str(row["parts"]),
-            _age(row["last_activity"], now),
-            row["key"],
-        ]
-        if with_errors:
-            cells.append(row["error"] or (f"note: {row['note']}" if row.get("note") else ""))
-        table.add_row(*cells)
-    return table
-
-
-def _summary(rows: list[dict[str, Any]]) -> str:
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["state"]] = counts.get(row["state"], 0) + 1
-    return ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no streams"
+) -> StatusTable:
+    """The rows' table, laid out for the width of the console it is printed on."""
+    return StatusTable(rows, rates, now, title=title, caption=caption)
 
 
 def _title(tally: Tally, scopes: int) -> str:
@@ -436,12 +350,38 @@ def render_status_view(view: StatusView, console: Console | None = None) -> None
     (console or Console()).print(build_status_view(view))
 
 
-def print_json_summary(view: StatusView) -> None:
-    """With --json the rows alone go to stdout; the summary goes to a terminal's stderr only,
-    never into a pipe that a script reads as JSON."""
-    if sys.stderr.isatty():
+def print_plain_view(view: StatusView, out: IO[str] | None = None) -> None:
+    """Plain rows: a header line, then one line per stream, every field in full
+    (tailup.statustable.plain_line); the summary lines go to stderr, so that what a pipe reads
+    is rows only."""
+    stream = out or sys.stdout
+    print(plain_header(), file=stream)
+    for row in view.rows:
+        print(plain_line(row), file=stream)
+    stream.flush()
+    print_summary(view, always=True)
+
+
+def print_summary(view: StatusView, *, always: bool) -> None:
+    """The summary lines on stderr: ``always``, or only when it is a terminal (with --json: a
+    script that reads stdout and stderr together still gets JSON alone)."""
+    if always or sys.stderr.isatty():
         for line in view.summary():
             print(line, file=sys.stderr)
+
+
+def print_json_summary(view: StatusView) -> None:
+    print_summary(view, always=False)
+
+
+def print_view(view: StatusView, output: Output) -> None:
+    if output is Output.JSON:
+        print(json.dumps(view.rows, indent=2, ensure_ascii=False))
+        print_json_summary(view)
+    elif output is Output.WIDE:
+        print_plain_view(view)
+    else:
+        render_status_view(view)
 
 
 async def watch_status(
@@ -450,10 +390,11 @@ async def watch_status(
     *,
     node: str | None = None,
     interval_s: float,
-    as_json: bool,
+    output: Output,
 ) -> None:
-    """Refresh until interrupted: a live screen on a terminal; one table (or one JSON line) per
-    refresh otherwise, so a pipe or a log file sees every sample."""
+    """Refresh until interrupted: a live screen on a terminal; elsewhere (or with -o wide or
+    --json) one sample per refresh, so a pipe or a log file sees every one: plain rows under
+    their header, a JSON line, or a table with -o table."""
     from rich.live import Live
 
     console = Console()
@@ -461,11 +402,13 @@ async def watch_status(
     scopes = status_scopes(settings, node)
     sizes = SizeProbe()
     async with RedisCheckpointStore.for_settings(settings) as cps:
-        if as_json or not console.is_terminal:
+        if output is not Output.TABLE or not console.is_terminal:
             while True:
                 view = await collect_view(cps, scopes, selection, sizes)
-                if as_json:
+                if output is Output.JSON:
                     print(json.dumps(view.rows, ensure_ascii=False), flush=True)
+                elif output is Output.WIDE:
+                    print_plain_view(view)
                 else:
                     console.print(build_status_view(view, rates))
                 await asyncio.sleep(interval_s)
@@ -477,12 +420,12 @@ async def watch_status(
 
 
 async def print_every_record(
-    settings: Settings, selection: Selection, *, node: str | None = None, as_json: bool
+    settings: Settings, selection: Selection, *, node: str | None = None, output: Output
 ) -> int:
     """``--all``: every record of the scopes, read from Redis a page at a time and printed as
-    it comes (a table per page, or one JSON array), so memory stays flat at any count. A note
-    of how many there are goes to stderr first, and a progress line while it reads when stderr
-    is a terminal. Returns the rows printed."""
+    it comes (a table per page, plain rows under one header, or one JSON array), so memory
+    stays flat at any count. A note of how many there are goes to stderr first, and a progress
+    line while it reads when stderr is a terminal. Returns the rows printed."""
     console = Console()
     scopes = status_scopes(settings, node)
     progress = sys.stderr.isatty()
@@ -490,6 +433,7 @@ async def print_every_record(
     printed = 0
     stalled = False
     tallies: list[Tally] = []
+    as_json = output is Output.JSON
     async with RedisCheckpointStore.for_settings(settings) as cps:
         counts = [(len(await cps.live_stream_ids(s)), await cps.count_ended(s)) for s in scopes]
         total = sum(live + ended for live, ended in counts)
@@ -500,6 +444,8 @@ async def print_every_record(
         print(f"tailup: --all: {total:,} records ({each})", file=sys.stderr, flush=True)
         if as_json:
             sys.stdout.write("[")
+        elif output is Output.WIDE:
+            sys.stdout.write(plain_header() + "\n")
         titled: Tally | None = None
         async for tally, rows in scan_rows(cps, scopes, selection, sizes):
             if not tallies or tallies[-1] is not tally:
@@ -511,6 +457,9 @@ async def print_every_record(
                     text = json.dumps(row, indent=2, ensure_ascii=False)
                     sys.stdout.write(("," if printed else "") + "\n" + textwrap.indent(text, "  "))
                     printed += 1
+            elif output is Output.WIDE:
+                sys.stdout.writelines(plain_line(row) + "\n" for row in rows)
+                printed += len(rows)
             elif rows:
                 title = _title(tally, len(scopes)) if titled is not tally else None
                 titled = tally
@@ -528,30 +477,42 @@ async def print_every_record(
             sys.stdout.flush()
     view = StatusView(selection, [(t, []) for t in tallies], sizes_stalled=stalled)
     lines = view.summary()
-    if as_json:
-        for line in lines:
-            print(line, file=sys.stderr)
-    else:
+    if output is Output.TABLE:
         if not printed:
             console.print("No streams yet.")
         for line in lines:
             console.print(Text(line))
+    else:
+        for line in lines:
+            print(line, file=sys.stderr)
     return printed
 
 
-async def abort_stream(settings: Settings, stream_id: str, reason: str) -> str:
+# -- acting on one stream --
+
+
+def share_roots(settings: Settings) -> dict[str, Path]:
+    """Each --shared-watch folder's scope and where this host mounts it."""
+    return {share_scope(name): folder for name, folder in settings.shares}
+
+
+async def resolve_stream(cps: CheckpointStore, settings: Settings, given: str) -> StreamRecord:
+    """The stream ``given`` names (an id, a unique prefix of one, or the file's path) among the
+    records of this node and of each --shared-watch folder (tailup.streamref)."""
+    return await find_stream(cps, given, status_scopes(settings), share_roots(settings))
+
+
+async def abort_stream(settings: Settings, given: str, reason: str) -> str:
     """Mark the stream ABORTED, then abort its upload. In this order: a daemon working on the
     stream finds ABORTED when its upload vanishes or when it next writes its state, and stops;
     the other order would let it take the vanished upload for an expired one and start again."""
     from tailup.s3 import S3MultipartStore
 
     async with RedisCheckpointStore.for_settings(settings) as cps:
-        loaded = await cps.load(stream_id)
-        if loaded is None:
-            raise PermanentError(f"no stream {stream_id!r} in Redis (see `tailup status`)")
-        record, _ = loaded
+        record = await resolve_stream(cps, settings, given)
+        stream_id, shown = record.stream_id, _named(record)
         if not record.state.is_resumable:
-            return f"stream {stream_id} is {record.state.value}; nothing to abort"
+            return f"stream {shown} is {record.state.value}; nothing to abort"
         refused = await cps.set_state(
             stream_id,
             StreamState.ABORTED,
@@ -560,7 +521,7 @@ async def abort_stream(settings: Settings, stream_id: str, reason: str) -> str:
             end_cause=EndCause.OPERATOR,
         )
         if refused is not None:
-            return f"stream {stream_id} is {refused.value}; nothing to abort"
+            return f"stream {shown} is {refused.value}; nothing to abort"
         # Read again: the daemon may have created the upload since the first read.
         loaded = await cps.load(stream_id)
         upload_id = loaded[0].upload_id if loaded else record.upload_id
@@ -569,27 +530,35 @@ async def abort_stream(settings: Settings, stream_id: str, reason: str) -> str:
                 record.bucket, endpoint_url=settings.endpoint_url, region=settings.region
             ) as store:
                 await store.abort_upload(record.key, upload_id)
-        return f"stream {stream_id} aborted: {reason}"
+        return f"stream {shown} aborted: {reason}"
 
 
-async def retry_streams(settings: Settings, stream_id: str | None, *, failed: bool) -> list[str]:
+def _named(record: StreamRecord) -> str:
+    """A stream as a message names it: its short id and its file."""
+    return f"{short_id(record.stream_id)} ({record.path})"
+
+
+async def retry_streams(settings: Settings, given: str | None, *, failed: bool) -> list[str]:
     """Ask the daemon to try failed streams again now (it polls this field while it waits; a
     daemon started later resumes failed streams anyway). Checkpointed parts are not sent again:
-    the stream reconciles them with S3's part list first. Returns one line per stream."""
+    the stream reconciles them with S3's part list first. ``failed``: every failed stream of
+    this node and of each --shared-watch folder. Returns one line per stream."""
     async with RedisCheckpointStore.for_settings(settings) as cps:
-        ids = await cps.live_stream_ids() if failed else [stream_id or ""]
+        if failed:
+            records: list[StreamRecord] = []
+            for scope in status_scopes(settings):
+                records += await cps.load_records(await cps.live_stream_ids(scope))
+        else:
+            records = [await resolve_stream(cps, settings, given or "")]
         lines: list[str] = []
-        for sid in ids:
-            loaded = await cps.load(sid)
-            if loaded is None:
-                raise PermanentError(f"no stream {sid!r} in Redis (see `tailup status`)")
-            record = loaded[0]
+        for record in records:
+            shown = _named(record)
             if record.state is not StreamState.FAILED:
                 if not failed:
-                    lines.append(f"stream {sid} is {record.state.value}; nothing to retry")
+                    lines.append(f"stream {shown} is {record.state.value}; nothing to retry")
                 continue
-            await cps.update(sid, **{RETRY_FIELD: iso(utc_now())})
-            lines.append(f"stream {sid} will be retried now (was: {record.error})")
+            await cps.update(record.stream_id, **{RETRY_FIELD: iso(utc_now())})
+            lines.append(f"stream {shown} will be retried now (was: {record.error})")
         if failed and not lines:
             lines.append("no failed stream")
         return lines

@@ -28,6 +28,7 @@ from tailup.integrity import EtagForm, etag_form, multipart_etag, normalize_etag
 from tailup.keys import metadata_key
 from tailup.model import StreamRecord, StreamState
 from tailup.s3 import S3MultipartStore
+from tailup.streamref import StreamNotFound, short_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,13 +254,17 @@ def compare_with_local(report: VerifyReport, digest: Digest, path: Path, size: i
 
 
 async def _resolve(settings: Settings, target: str) -> tuple[StreamRecord | None, str]:
-    """(record, note): the stream whose id is ``target``, if any."""
+    """(record, note): the stream ``target`` names (its id, a unique prefix of it or its file's
+    path: tailup.streamref), if any; AmbiguousStream when it names several."""
+    from tailup.status import resolve_stream
+
     try:
         async with RedisCheckpointStore.for_settings(settings) as cps:
-            loaded = await cps.load(target)
+            return await resolve_stream(cps, settings, target), ""
     except CheckpointUnavailable as exc:
         return None, f"Redis is not reachable ({exc}); {target!r} is taken as an object key"
-    return (loaded[0] if loaded else None), ""
+    except StreamNotFound:
+        return None, ""
 
 
 async def _metadata(store: S3MultipartStore, key: str) -> dict[str, Any] | None:
@@ -282,7 +287,8 @@ async def verify_target(settings: Settings, target: str) -> VerifyReport:
         report.against.append(note)
     if record is not None and record.state is not StreamState.COMPLETED:
         state = record.state.value
-        report.add("state", False, f"stream {record.stream_id} is {state}, not completed")
+        shown = f"{short_id(record.stream_id)} ({record.path})"
+        report.add("state", False, f"stream {shown} is {state}, not completed")
         return report
     async with S3MultipartStore.connect(
         bucket, endpoint_url=settings.endpoint_url, region=settings.region
@@ -296,7 +302,13 @@ async def _verify_object(
 ) -> None:
     info = await store.head_object(report.key)
     if info is None:
-        report.add("object", False, f"no object at s3://{report.bucket}/{report.key}")
+        missing = f"no object at s3://{report.bucket}/{report.key}"
+        if record is None:
+            missing += (
+                f", and no stream matches {report.key!r} (a stream id, a unique prefix of one "
+                "of at least 4 characters, or a recording's path; see `tailup status`)"
+            )
+        report.add("object", False, missing)
         return
     document = await _metadata(store, report.key)
     expected = (

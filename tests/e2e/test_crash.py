@@ -488,7 +488,7 @@ def test_abort_a_stream_of_a_running_daemon(setup: Setup, record: Any, s3_client
         ["abort", stream_id, "--reason", "not this one", *setup.connection()], setup.env
     )
     assert result.returncode == 0, result.stderr
-    assert f"stream {stream_id} aborted: not this one" in result.stdout
+    assert f"stream {stream_id[:12]} ({path}) aborted: not this one" in result.stdout
     daemon.wait_for_event("stream aborted from outside", stream_id=stream_id)
     assert recorder.wait(timeout=60) == 0
     # The recording's close reaches the daemon before this file's events: once this one is up,

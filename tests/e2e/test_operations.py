@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.cells import cell_len
 
 from conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY
 from daemonproc import (
@@ -26,12 +27,14 @@ from daemonproc import (
     metric_samples,
     poll,
     run_cli,
+    run_cli_in_terminal,
     sample,
     start_daemon,
     tailup_env,
 )
 from tailup.devservers import RedisServer, SeaweedS3, free_port
 from tailup.plan import MiB
+from tailup.statustable import plain_header
 
 DATA = hashlib.shake_256(b"operations").digest(9 * MiB)
 
@@ -69,10 +72,19 @@ class Ops:
         rows: list[dict[str, Any]] = json.loads(result.stdout)
         return rows
 
-    def status_screen(self) -> str:
-        result = run_cli(["status", *self.connection], {**self.env, "COLUMNS": "200"})
+    def status_screen(self, columns: int = 200) -> str:
+        """`tailup status` on a terminal ``columns`` wide: no line wider."""
+        shown = run_cli_in_terminal(["status", *self.connection], self.env, columns=columns)
+        assert shown.returncode == 0, shown.stderr
+        assert max(cell_len(line) for line in shown.screen.splitlines()) <= columns
+        return shown.screen
+
+    def status_piped(self) -> list[dict[str, str]]:
+        """`tailup status | ...`: the plain rows, each as {field: text}."""
+        result = run_cli(["status", *self.connection], self.env)
         assert result.returncode == 0, result.stderr
-        return str(result.stdout)
+        header, *lines = str(result.stdout).splitlines()
+        return [dict(zip(header.split("\t"), line.split("\t"), strict=True)) for line in lines]
 
     def row(self, rows: list[dict[str, Any]], path: Path) -> dict[str, Any]:
         return next(r for r in rows if r["path"] == str(path))
@@ -165,8 +177,13 @@ def test_metrics_streams_and_status_during_and_after_a_real_upload(ops: Ops) -> 
     same = ("stream_id", "state", "bytes_uploaded", "file_size", "lag_bytes", "parts", "key")
     assert {k: from_cli[k] for k in same} == {k: live[k] for k in same}
     screen = ops.status_screen()
-    line = next(line for line in screen.splitlines() if stream_id in line)
-    assert "uploading" in line and "83% 5.0/6.0 MiB" in screen and "1.0 MiB" in line
+    line = next(line for line in screen.splitlines() if stream_id[:12] in line)
+    assert line.startswith(stream_id[:12] + " ")  # the short id
+    assert "uploading" in line and "cam1.mp4" in line and "83% 5.0/6.0 MiB" in line
+    assert "1.0 MiB" in line
+    (piped,) = [r for r in ops.status_piped() if r["stream_id"] == stream_id]
+    assert piped["path"] == str(path) and piped["state"] == "uploading"
+    assert (piped["bytes_uploaded"], piped["file_size"]) == (str(5 * MiB), str(6 * MiB))
     _watch_shows(ops, stream_id)
 
     # The recorder finishes: the rest is written, the file closed, the object completed.
@@ -190,7 +207,7 @@ def test_metrics_streams_and_status_during_and_after_a_real_upload(ops: Ops) -> 
     assert not [name for name, _ in metrics if name == "tailup_stream_lag_bytes"]
 
     assert ops.row(ops.status_json(), path)["state"] == "completed"
-    line = next(line for line in ops.status_screen().splitlines() if stream_id in line)
+    line = next(line for line in ops.status_screen().splitlines() if stream_id[:12] in line)
     assert "completed" in line and "9.0 MiB" in line and "%" not in line
 
     status, body = ops.healthz()
@@ -201,7 +218,8 @@ def test_metrics_streams_and_status_during_and_after_a_real_upload(ops: Ops) -> 
 
 
 def _watch_shows(ops: Ops, stream_id: str) -> None:
-    """`status --watch` refreshes (two tables seen in its output), and Ctrl-C ends it with 0."""
+    """`status --watch` into a file refreshes (two samples of plain rows seen in its output, each
+    under its header), and Ctrl-C ends it with 0."""
     out = ops.watch.parent / "watch.out"
     with out.open("wb") as sink:
         proc = subprocess.Popen(
@@ -213,14 +231,14 @@ def _watch_shows(ops: Ops, stream_id: str) -> None:
         )  # fmt: skip
     try:
         poll(
-            lambda: out.read_text().count("tailup streams") >= 2,
+            lambda: out.read_text().count(plain_header()) >= 2,
             "two refreshes of status --watch",
         )
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)
     assert code == 0, out.read_text()
-    screens = out.read_text().split("tailup streams")[1:]
+    screens = out.read_text().split(plain_header())[1:]
     assert len(screens) >= 2 and all(stream_id in screen for screen in screens[:2])
 
 

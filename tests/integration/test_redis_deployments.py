@@ -140,6 +140,8 @@ async def test_the_checkpoint_store_works_on_a_cluster(
         assert refused is StreamState.ABORTED
         assert set(await store.live_stream_ids()) == set(ids) - {ids[1]}
         assert await store.ended_stream_ids() == [ids[1]]
+        assert await store.find_stream_ids("s1-") == [ids[1]]  # the ended index
+        assert await store.find_stream_ids(ids[2][:4]) == [ids[2]]  # the live set
         # Records of two nodes' own scopes, on different masters, never mix.
         other = await store.load_records(ids)
         assert [r.stream_id for r in other] == ids

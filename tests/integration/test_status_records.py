@@ -28,6 +28,7 @@ from tailup.plan import MiB
 from tailup.selection import Selection, Tally
 from tailup.server import OpsContext, build_app
 from tailup.status import SizeProbe, collect_view, scan_records, status_scopes
+from tailup.statustable import PLAIN_COLUMNS
 
 S = StreamState
 NODE_A, NODE_B = "cam-a", "cam-b"
@@ -404,20 +405,29 @@ def test_cli_status_json_with_limit_state_and_node(
     assert rows("--all", "--state", "completed") == [a[4], a[3], a[2], a[1]]
 
 
-def test_cli_status_table_and_all_as_a_real_subprocess(
+def test_cli_status_plain_rows_table_and_all_as_a_real_subprocess(
     cli_records: dict[str, list[str]], redis_server: RedisServer, key_prefix: str
 ) -> None:
     a = cli_records["a"]
     conn = _connection(redis_server, key_prefix)
-    shown = run_cli(["status", *conn, "--limit", "2"], {"COLUMNS": "250"})
-    assert shown.returncode == 0, shown.stderr
-    assert "tailup streams" in shown.stdout
-    assert all(sid in shown.stdout for sid in [a[0], a[5], a[4]])
-    assert not any(sid in shown.stdout for sid in a[1:4])
-    assert (
-        f"node {NODE_A}: 1 live, 5 ended; 3 shown (the 2 newest ended; "
-        "--limit N or --all for more)" in shown.stdout
+    summary = (
+        f"node {NODE_A}: 1 live, 5 ended; 3 shown (the 2 newest ended; --limit N or --all for more)"
     )
+    # stdout is a pipe: plain rows under a header, full ids; the summary on stderr.
+    shown = run_cli(["status", *conn, "--limit", "2"], {"COLUMNS": "80"})
+    assert shown.returncode == 0, shown.stderr
+    header, *lines = shown.stdout.splitlines()
+    assert header.split("\t") == list(PLAIN_COLUMNS)
+    assert [line.split("\t")[0] for line in lines] == [a[0], a[5], a[4]]
+    assert shown.stderr.strip() == summary
+    # -o table: the table in a pipe too, at COLUMNS's width.
+    table = run_cli(["status", *conn, "--limit", "2", "-o", "table"], {"COLUMNS": "100"})
+    assert table.returncode == 0, table.stderr
+    assert "tailup streams" in table.stdout and summary in " ".join(table.stdout.split())
+    assert max(len(line) for line in table.stdout.splitlines()) <= 100
+    # By file name (these ids are not hex: their first 12 characters are alike).
+    assert all(f"cam-{n:05d}.ts" in table.stdout for n in (1, 6, 5))
+    assert not any(f"cam-{n:05d}.ts" in table.stdout for n in (2, 3, 4))
 
     every = run_cli(["status", *conn, "--all", "--json"], {})
     assert every.returncode == 0, every.stderr
@@ -425,9 +435,17 @@ def test_cli_status_table_and_all_as_a_real_subprocess(
     assert f"--all: 6 records (node {NODE_A}: 1 live, 5 ended)" in every.stderr
     assert f"node {NODE_A}: 1 live, 5 ended; 6 shown (--all)" in every.stderr
 
-    table = run_cli(["status", *conn, "--all"], {"COLUMNS": "250"})
+    plain = run_cli(["status", *conn, "--all"], {})
+    assert plain.returncode == 0, plain.stderr
+    header, *lines = plain.stdout.splitlines()
+    assert header.split("\t") == list(PLAIN_COLUMNS)  # once, however many pages
+    assert [line.split("\t")[0] for line in lines] == [a[0], *reversed(a[1:])]
+    assert "6 shown (--all)" in plain.stderr
+
+    table = run_cli(["status", *conn, "--all", "--output", "table"], {"COLUMNS": "250"})
     assert table.returncode == 0, table.stderr
-    assert all(sid in table.stdout for sid in a) and "6 shown (--all)" in table.stdout
+    assert all(f"cam-{n:05d}.ts" in table.stdout for n in range(1, 7))
+    assert "6 shown (--all)" in table.stdout
 
 
 @pytest.mark.parametrize(
@@ -440,6 +458,8 @@ def test_cli_status_table_and_all_as_a_real_subprocess(
         (["--node", "not a node!"], "--node: 'not a node!' is not a node id. Accepted: "),
         (["--all", "--watch"], "--all reads every record once; it cannot be used with --watch"),
         (["--all", "--limit", "3"], "argument --limit: not allowed with argument --all"),
+        (["--json", "--wide"], "argument --wide: not allowed with argument --json"),
+        (["-o", "yaml"], "argument -o/--output: invalid choice: 'yaml'"),
     ],
 )
 def test_cli_status_refuses_bad_selections_with_exit_2(

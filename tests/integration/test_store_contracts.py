@@ -926,6 +926,29 @@ async def test_scopes_never_see_each_others_streams(cp_store: CheckpointStore) -
     assert await cp_store.ended_stream_ids(OTHER_NODE) == [theirs.stream_id]
 
 
+async def test_find_stream_ids_by_prefix_in_the_live_set_and_the_ended_index(
+    cp_store: CheckpointStore,
+) -> None:
+    base = uuid.uuid4().hex[:8]
+    live = _record(stream_id=base + "00000001")
+    ended = _record(stream_id=base + "00000002", state=StreamState.COMPLETED)
+    other = _record(stream_id=base + "10000003", state=StreamState.ABORTED)
+    shared = _record(stream_id=base + "00000004", scope=SHARE, watch_root="/mnt/nas")
+    # Glob characters in an id are matched literally, not as a pattern.
+    odd = _record(stream_id=f"{base}*?[x]\\z")
+    for record in (live, ended, other, shared, odd):
+        await cp_store.create(record)
+    assert await cp_store.find_stream_ids(base + "0") == [live.stream_id, ended.stream_id]
+    assert await cp_store.find_stream_ids(base) == sorted(
+        r.stream_id for r in (live, ended, other, odd)
+    )
+    assert await cp_store.find_stream_ids(ended.stream_id) == [ended.stream_id]
+    assert await cp_store.find_stream_ids(base + "0", SHARE) == [shared.stream_id]
+    assert await cp_store.find_stream_ids(f"{base}*") == [odd.stream_id]
+    assert await cp_store.find_stream_ids(f"{base}*?[x]") == [odd.stream_id]
+    assert await cp_store.find_stream_ids(base + "9") == []
+
+
 async def test_a_rename_in_a_shared_folder_moves_its_path_entry(cp_store: CheckpointStore) -> None:
     shared = _record(path="/mnt/nas/live.ts", watch_root="/mnt/nas", scope=SHARE)
     await cp_store.create(shared)
