@@ -116,7 +116,7 @@ async def test_s3_killed_and_restarted_mid_stream(
                     await daemon.wait_for_state(path, {StreamState.STALLED}, timeout_s=60)
                     # What `tailup status` shows meanwhile.
                     view = await collect_status(settings, Selection())
-                    seen["status"] = [r for r in view.rows() if r["path"]]
+                    seen["status"] = [r for r in view.rows if r["path"]]
                     await asyncio.to_thread(s3.start)
 
             data = await write_slowly(path, 20 * MiB, bytes_per_s=6_000_000, on_chunk=outage)
