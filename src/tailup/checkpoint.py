@@ -174,6 +174,12 @@ class CheckpointStore(Protocol):
 
     async def release_node(self, node_id: str, holder: str) -> None: ...
 
+    async def publish_node_info(self, node_id: str, info: Mapping[str, str], ttl_s: float) -> None:
+        """What the node's daemon says of itself (tailup.keys.RedisKeys.node_info)."""
+
+    async def node_info(self, node_id: str) -> dict[str, str]:
+        """The node's daemon's own account; empty when no daemon of it runs."""
+
     async def adopt_legacy(self, roots: Sequence[str]) -> int:
         """Take this node's entries over from the single index of tailup before nodes: live
         streams, path entries and ended streams whose files are under ``roots``, and every
@@ -887,6 +893,20 @@ class RedisCheckpointStore:
     async def adopt_legacy(self, roots: Sequence[str]) -> int:
         return await _guarded(lambda: _adopt_legacy(self, roots))
 
+    async def publish_node_info(self, node_id: str, info: Mapping[str, str], ttl_s: float) -> None:
+        key = self._keys.node_info(node_id)
+
+        async def run() -> None:
+            await self._redis.hset(key, mapping=dict[Any, Any](info))
+            await self._redis.pexpire(key, _ms(ttl_s))
+
+        await _guarded(run)
+
+    async def node_info(self, node_id: str) -> dict[str, str]:
+        key = self._keys.node_info(node_id)
+        found = await _guarded(lambda: self._redis.hgetall(key))
+        return {str(k): str(v) for k, v in found.items()}
+
 
 async def _adopt_legacy(store: RedisCheckpointStore, roots: Sequence[str]) -> int:
     client, keys = store.client, store.keys
@@ -955,6 +975,7 @@ class MemoryCheckpointStore:
         self.fences: dict[str, int] = {}
         self._claims: dict[str, Claim] = {}
         self._lost_claims: set[str] = set()
+        self.infos: dict[str, dict[str, str]] = {}
         self.available = True
 
     def _drop_claim(self, stream_id: str) -> None:
@@ -1214,6 +1235,14 @@ class MemoryCheckpointStore:
     async def adopt_legacy(self, roots: Sequence[str]) -> int:
         self._check()
         return 0
+
+    async def publish_node_info(self, node_id: str, info: Mapping[str, str], ttl_s: float) -> None:
+        self._check()
+        self.infos[node_id] = dict(info)
+
+    async def node_info(self, node_id: str) -> dict[str, str]:
+        self._check()
+        return dict(self.infos.get(node_id, {}))
 
     async def release_node(self, node_id: str, holder: str) -> None:
         self._check()

@@ -163,6 +163,11 @@ class RedisKeys:
         """String naming the live daemon that holds a node id (host, boot, pid), with a TTL."""
         return f"{self.prefix}:node:{node_id}:lease"
 
+    def node_info(self, node_id: str) -> str:
+        """Hash: what the node's live daemon says of itself for `tailup status` (its host, pid,
+        --bwlimit in force); expires with the daemon (twice the lease TTL)."""
+        return f"{self.prefix}:node:{node_id}:info"
+
     def object_claim(self, object_key: str) -> str:
         """String: id of the stream that owns an S3 key (two recordings never share one);
         expires with the stream's record, after which S3 itself answers (tailup.keyclaim)."""

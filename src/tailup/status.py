@@ -253,6 +253,9 @@ class StatusView:
     selection: Selection
     sections: list[tuple[Tally, list[dict[str, Any]]]] = field(default_factory=list)
     sizes_stalled: bool = False
+    # node id -> what its running daemon published (tailup.keys.RedisKeys.node_info); a node
+    # without an entry runs no daemon now.
+    daemons: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -261,6 +264,10 @@ class StatusView:
     @property
     def tallies(self) -> list[Tally]:
         return [tally for tally, _ in self.sections]
+
+    def report_lines(self) -> list[str]:
+        """The summary, then a line per node on whether its daemon runs (and its --bwlimit)."""
+        return self.summary() + [daemon_line(n, info) for n, info in self.daemons.items()]
 
     def summary(self) -> list[str]:
         lines = summary_lines(self.tallies, self.selection)
@@ -283,7 +290,24 @@ async def collect_view(
         else:
             view.sections.append((tally, list(rows)))
         view.sizes_stalled |= sizes.stalled
+    for scope in scopes:
+        if scope.startswith("node:"):
+            node = scope.removeprefix("node:")
+            view.daemons[node] = await store.node_info(node)
     return view
+
+
+def daemon_line(node: str, info: Mapping[str, str]) -> str:
+    """The summary's line about a node's daemon: running (with the --bwlimit in force) or not."""
+    if not info:
+        return f"node {node}: no daemon running"
+    limit = info.get("bwlimit", "off")
+    timetable = info.get("bwlimit_timetable", "")
+    shown = f"{limit} (timetable {timetable!r})" if timetable else limit
+    return (
+        f"node {node}: daemon pid {info.get('pid', '?')} on {info.get('host', '?')}, "
+        f"--bwlimit {shown}"
+    )
 
 
 async def collect_status(
@@ -342,7 +366,7 @@ def build_status_view(
             shown.append(
                 build_status_table(rows, rates, now, title=_title(tally, len(view.sections)))
             )
-    shown.extend(Text(line) for line in view.summary())
+    shown.extend(Text(line) for line in view.report_lines())
     return Group(*shown)
 
 
@@ -366,7 +390,7 @@ def print_summary(view: StatusView, *, always: bool) -> None:
     """The summary lines on stderr: ``always``, or only when it is a terminal (with --json: a
     script that reads stdout and stderr together still gets JSON alone)."""
     if always or sys.stderr.isatty():
-        for line in view.summary():
+        for line in view.report_lines():
             print(line, file=sys.stderr)
 
 

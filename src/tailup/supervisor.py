@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 
 import structlog
 
+from tailup import __version__
 from tailup.afterupload import AfterUpload, proc_sees_every_writer, run_after_upload
-from tailup.bandwidth import BandwidthLimit
+from tailup.bandwidth import BandwidthLimit, describe_rate
 from tailup.budget import ByteBudget
 from tailup.checkpoint import CheckpointStore, Claim, RenewResult
 from tailup.config import KeyConflict, Settings
@@ -183,6 +184,8 @@ class Supervisor:
     async def run(self, stop: asyncio.Event) -> None:
         if not await self._take_node(stop):
             return
+        with contextlib.suppress(RetryableError):
+            await self._publish_info()
         try:
             await self._run(stop)
         finally:
@@ -264,6 +267,7 @@ class Supervisor:
                             late_s=round(asked_at - renewed_at - ttl_s, 2),
                         )
                 renewed_at = asked_at
+                await self._publish_info()
                 await self._renew_claims()
                 await self._look_at_shares()  # a remount gives the folder another device
                 now = time.monotonic()
@@ -275,6 +279,23 @@ class Supervisor:
                     next_trim = time.monotonic() + TRIM_EVERY_S
             except RetryableError as exc:
                 log.warning("cannot renew the node lease now", reason=str(exc))
+
+    async def _publish_info(self) -> None:
+        """What `tailup status` shows of this daemon: it reads Redis, not the daemon."""
+        limit = self.bandwidth
+        timetable = limit.schedule.text if limit and limit.schedule.timetable else ""
+        await self._checkpoints.publish_node_info(
+            self._node_id,
+            {
+                "host": self._holder.host,
+                "pid": str(self._holder.pid),
+                "version": __version__,
+                "bwlimit": describe_rate(limit.bytes_per_second) if limit else "off",
+                "bwlimit_timetable": timetable,
+                "updated_at": iso(utc_now()),
+            },
+            2 * self._settings.lease_ttl,
+        )
 
     async def _renew_claims(self) -> None:
         for stream_id in self._checkpoints.held_claims():

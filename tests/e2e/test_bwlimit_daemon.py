@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from daemonproc import http_get, metric_samples, poll, sample, start_daemon
+from daemonproc import http_get, metric_samples, poll, run_cli, sample, start_daemon
 from tailup.devservers import RedisServer, SeaweedS3, free_port
 from tailup.plan import MiB
 
@@ -50,6 +50,13 @@ def test_the_daemon_logs_shows_and_exports_its_limit_and_uploads_under_it(
         }
         _, text = http_get(f"http://127.0.0.1:{port}/metrics")
         assert sample(metric_samples(text), "tailup_bwlimit_bytes_per_second") == 2_500_000
+        # `tailup status` reads Redis, not the daemon: the daemon publishes its limit there.
+        connection = ["--bucket", bucket, "--redis-url", redis_server.url]
+        shown = run_cli(["status", *connection, "--redis-prefix", key_prefix], s3_server.env())
+        assert shown.returncode == 0, shown.stderr
+        said = shown.stdout + shown.stderr
+        assert f"daemon pid {daemon.proc.pid}" in said
+        assert "--bwlimit 2.4 MiB/s (timetable '00:00,20Mbit')" in said
 
         staging = tmp_path / "cam.ts"
         staging.write_bytes(DATA)

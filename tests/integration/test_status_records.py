@@ -419,7 +419,8 @@ def test_cli_status_plain_rows_table_and_all_as_a_real_subprocess(
     header, *lines = shown.stdout.splitlines()
     assert header.split("\t") == list(PLAIN_COLUMNS)
     assert [line.split("\t")[0] for line in lines] == [a[0], a[5], a[4]]
-    assert shown.stderr.strip() == summary
+    # ... then whether the node's daemon runs (none here: records written straight into Redis).
+    assert shown.stderr.strip().splitlines() == [summary, f"node {NODE_A}: no daemon running"]
     # -o table: the table in a pipe too, at COLUMNS's width.
     table = run_cli(["status", *conn, "--limit", "2", "-o", "table"], {"COLUMNS": "100"})
     assert table.returncode == 0, table.stderr
