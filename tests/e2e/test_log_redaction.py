@@ -112,6 +112,8 @@ def test_status_reads_a_password_protected_redis(
     """The password in --redis-url is used (not only hidden): status gets in, shows nothing."""
     url = _redis_url(private_redis, REDIS_PASSWORD)
     # One run: the fixture's server answers already (it was probed before the test started).
-    result = run_cli(["status", *_connection(s3_server, bucket, url)], s3_server.env())
+    result = run_cli(
+        ["status", "-o", "table", *_connection(s3_server, bucket, url)], s3_server.env()
+    )
     assert result.returncode == 0, result.stderr
     assert "No streams yet." in result.stdout

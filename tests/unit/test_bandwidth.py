@@ -40,13 +40,18 @@ def capture_logs() -> Iterator[list[dict[str, Any]]]:
     """structlog's capture, with a logger of tailup.bandwidth made inside it: the module's own
     is cached at its first use (cache_logger_on_first_use) with whatever an earlier test of the
     session configured, and would log past the capture."""
-    with _capture_logs() as logs:
-        original = tailup.bandwidth.log
-        tailup.bandwidth.log = structlog.get_logger("tailup.bandwidth")
-        try:
+    saved = structlog.get_config()
+    # An earlier test of the session may have configured a level filter (the daemon's
+    # --log-level) that drops info lines before any processor sees them.
+    structlog.reset_defaults()
+    original = tailup.bandwidth.log
+    try:
+        with _capture_logs() as logs:
+            tailup.bandwidth.log = structlog.get_logger("tailup.bandwidth")
             yield logs
-        finally:
-            tailup.bandwidth.log = original
+    finally:
+        tailup.bandwidth.log = original
+        structlog.configure(**saved)
 
 
 KIB = 1024

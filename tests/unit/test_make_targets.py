@@ -4,6 +4,7 @@ enables and starts a Prometheus service). Read with `make -n` (nothing is run)."
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -20,12 +21,16 @@ def _dry_run(target: str, tmp_path: Path) -> str:
     """What `make TARGET` would run in a fresh checkout (no venv yet: every step is shown), with
     the venv's path written VENV."""
     venv = tmp_path / "venv"
+    # Run by `make test`, the inner make would inherit MAKEFLAGS/MAKELEVEL and print "Entering
+    # directory" lines: a make of its own, as a user's shell runs it.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     result = subprocess.run(
-        ["make", "-n", "-B", target, f"VENV={venv}"],
+        ["make", "--no-print-directory", "-n", "-B", target, f"VENV={venv}"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
+        env=env,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.replace(str(venv), "VENV")
