@@ -190,6 +190,37 @@ def check_completed_object(
     return CompletionCheck(not problems, tuple(problems))
 
 
+def check_object_against_parts(
+    *,
+    size: int,
+    expected_etag: str,
+    object_size: int,
+    object_etag: str,
+    reported: Checksum | None,
+    algorithm: ChecksumAlgorithm,
+    parts: Sequence[PartRecord],
+) -> tuple[CompletionCheck, VerifiedBy]:
+    """The object S3 reports against what completing ``parts`` makes: how it can be checked on
+    this server (``verification_method``) and that check."""
+    method = verification_method(
+        expected_etag=expected_etag, object_etag=object_etag, reported=reported, algorithm=algorithm
+    )
+    check = check_completed_object(
+        expected_size=size,
+        expected_etag=expected_etag,
+        actual_size=object_size,
+        actual_etag=object_etag,
+        method=method,
+        expected_checksums=(
+            expected_object_checksums(algorithm, parts)
+            if method is VerifiedBy.CHECKSUM
+            else frozenset()
+        ),
+        actual_checksum=reported,
+    )
+    return check, method
+
+
 def completion_parts(
     layout: Sequence[PartRange], recorded: Mapping[int, PartRecord]
 ) -> list[PartRecord]:

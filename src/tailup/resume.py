@@ -35,11 +35,9 @@ from typing import TYPE_CHECKING
 from tailup.checksums import ChecksumAlgorithm
 from tailup.integrity import (
     VerifiedBy,
-    check_completed_object,
+    check_object_against_parts,
     expected_multipart_etag,
-    expected_object_checksums,
     normalize_etag,
-    verification_method,
 )
 from tailup.model import PartRecord, StreamRecord
 from tailup.plan import MAX_PARTS, PartPlan, PartRange
@@ -244,22 +242,14 @@ def completed_object_matches(
     recorded = [p for p, rng in zip(found, layout, strict=True) if p and p.size == rng.size]
     if len(recorded) != len(layout):
         return False
-    expected = expected_multipart_etag([p.etag for p in recorded])
-    method = verification_method(
-        expected_etag=expected, object_etag=info.etag, reported=info.checksum, algorithm=algorithm
-    )
-    check = check_completed_object(
-        expected_size=size,
-        expected_etag=expected,
-        actual_size=info.size,
-        actual_etag=info.etag,
-        method=method,
-        expected_checksums=(
-            expected_object_checksums(algorithm, recorded)
-            if method is VerifiedBy.CHECKSUM
-            else frozenset()
-        ),
-        actual_checksum=info.checksum,
+    check, method = check_object_against_parts(
+        size=size,
+        expected_etag=expected_multipart_etag([p.etag for p in recorded]),
+        object_size=info.size,
+        object_etag=info.etag,
+        reported=info.checksum,
+        algorithm=algorithm,
+        parts=[p for p in recorded if p is not None],
     )
     return check.ok and method is not VerifiedBy.SIZE
 

@@ -29,15 +29,13 @@ from tailup.integrity import (
     CompletionCheck,
     PartAction,
     VerifiedBy,
-    check_completed_object,
+    check_object_against_parts,
     completion_parts,
     crc32_of,
     expected_multipart_etag,
-    expected_object_checksums,
     normalize_etag,
     part_action,
     parts_past_end,
-    verification_method,
 )
 from tailup.keys import metadata_key
 from tailup.metadata import build_metadata, content_type_for, encode_metadata, probe_media
@@ -149,27 +147,17 @@ class Finalizer(Collaborator):
             info = ObjectInfo(size, self._returned_etag)
         if info is None:
             return CompletionCheck(False, ("there is no object at its key",)), "", VerifiedBy.ETAG
-        method = verification_method(
+        check, method = check_object_against_parts(
+            size=size,
             expected_etag=expected_etag,
+            object_size=info.size,
             object_etag=info.etag,
             reported=info.checksum,
             algorithm=algorithm,
+            parts=parts,
         )
         if method is not VerifiedBy.ETAG:
             self._etag_fallback_noted(info.etag, method)
-        check = check_completed_object(
-            expected_size=size,
-            expected_etag=expected_etag,
-            actual_size=info.size,
-            actual_etag=info.etag,
-            method=method,
-            expected_checksums=(
-                expected_object_checksums(algorithm, parts)
-                if method is VerifiedBy.CHECKSUM
-                else frozenset()
-            ),
-            actual_checksum=info.checksum,
-        )
         return check, info.etag, method
 
     def _etag_fallback_noted(self, etag: str, method: VerifiedBy) -> None:
