@@ -175,18 +175,20 @@ def _tail(path: Path, max_lines: int = 40, max_bytes: int = 16_384) -> str:
     return "\n".join(lines) if lines else f"(log {path} is empty)"
 
 
+def _work_dir(directory: Path | str | None, name: str) -> tuple[Path, bool]:
+    """A server's folder: the one given, or a temporary one it owns (removed with it)."""
+    if directory is None:
+        return Path(tempfile.mkdtemp(prefix=f"tailup-{name}-")), True
+    return Path(directory).absolute(), False
+
+
 class _ManagedProcess:
     """One long-running child process with a log file, restartable with the same arguments."""
 
     name = "server"
 
     def __init__(self, directory: Path | str | None, *, startup_timeout: float) -> None:
-        if directory is None:
-            self._owns_dir = True
-            self.dir = Path(tempfile.mkdtemp(prefix=f"tailup-{self.name}-"))
-        else:
-            self._owns_dir = False
-            self.dir = Path(directory).absolute()
+        self.dir, self._owns_dir = _work_dir(directory, self.name)
         self.startup_timeout = startup_timeout
         self._proc: subprocess.Popen[bytes] | None = None
         self.last_start_seconds: float | None = None
@@ -459,12 +461,7 @@ class _ServerGroup:
     name = "servers"
 
     def __init__(self, directory: Path | str | None, *, startup_timeout: float) -> None:
-        if directory is None:
-            self._owns_dir = True
-            self.dir = Path(tempfile.mkdtemp(prefix=f"tailup-{self.name}-"))
-        else:
-            self._owns_dir = False
-            self.dir = Path(directory).absolute()
+        self.dir, self._owns_dir = _work_dir(directory, self.name)
         self.startup_timeout = startup_timeout
 
     def _members(self) -> list[_ManagedProcess]:
