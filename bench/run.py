@@ -1,7 +1,7 @@
 """tailup against s5cmd, rclone and the AWS CLI, on one local S3 server, in one run.
 
-    make bench                      # python bench/run.py: the default runs (~10-15 min, 2 cores)
-    python bench/run.py --quick     # one run of each, smaller: a smoke test of the bench (~3 min)
+    make bench                      # python bench/run.py: the default runs (~25-35 min, 2 cores)
+    python bench/run.py --quick     # one run of each, smaller: a smoke test of the bench (~5 min)
     python bench/run.py --only a --runs 5 --record   # append the tables to bench/RESULTS.md
 
 It starts SeaweedFS (S3) and redis-server on 127.0.0.1 (tailup.devservers) and runs
@@ -21,6 +21,29 @@ d. bwlimit: a finished 64 MiB file dropped in with `--bwlimit 8MiB`: seconds to 
    bytes the S3 server acknowledged on the client's TCP connections (`ss -ti` bytes_acked, every
    0.1 s), averaged over the upload and at its highest over any 1 s. rclone `--bwlimit` on the
    same file is the peer (s5cmd has no limit).
+e. small files (fixed costs): --small-files finished files of --small-kib KiB (random bytes, new
+   each run), --small-folders subfolders of a staging folder on the same filesystem, like an
+   NVR's segments; each subfolder is renamed into the watched folder (one rename per folder):
+   seconds from the first rename until every file's "stream completed" is logged, the daemon's
+   CPU seconds, and how many completed; 20 random objects are checked (SHA-256, HEAD size,
+   bytes). The peers upload the same staging tree (`s5cmd cp 'DIR/*'`, `rclone copy`), and every
+   object they made is counted and its size checked from the listing; tailup/s5cmd ratios are
+   taken per run, then the median.
+f. long recording: one file per --long-gib size written at --live-rate by bench/writer.py, in two
+   variants: "append" (`.ts`, append-only) and "patched" (`.mp4`: the writer rewrites 4 bytes at
+   0x28 just before close, as an MP4 muxer patches its mdat size). Seconds from close() to the
+   verified object, the seconds from close() to the object's SHA-256 (the "sha256 recorded"
+   event when "stream completed" carries none, else the same as the first), the MiB not yet in
+   S3 at close (the checkpoint's bytes sent), and the daemon's CPU per GiB until the SHA-256 is
+   known. The peer is `s5cmd cp` of the finished file after close: its whole upload is its
+   time after close. tailup's object is deleted before the peer runs and the file after each
+   variant (a 16 GiB file, its object and page cache: this machine has 24 GiB of RAM, so the
+   file is partly read back from disk at the largest size, by tailup's finalize check and by
+   the peer alike). --long-runs runs (1 by default).
+
+A "stream completed" event may carry an empty sha256 and the SHA-256 follow in a "sha256
+recorded" event: the bench waits for it (up to 120 s) before comparing it with the file's and
+before reading the daemon's CPU, never before taking the time to the verified object.
 
 Medians over --runs runs. Nothing here is asserted: speed is measured, never tested.
 Big files live in bench/.work (gitignored) and are removed at the end.
@@ -34,6 +57,7 @@ import hashlib
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -43,6 +67,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -65,6 +90,9 @@ PEERS = ("s5cmd", "rclone", "aws")
 TAIL_BYTES = 777_777  # recorders rarely stop on a part boundary
 PART_SIZE = 8 * MiB  # tailup's default, used to count lag in parts
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+SMALL_CHECKED = 20  # e: objects checked against their files (sha256, HEAD size, bytes)
+SMALL_STALL_S = 120.0  # e: no completion for this long ends the wait (the rest count as missing)
+MP4_PATCH_AT = 0x28  # f: where an MP4 muxer patches 4 bytes (the mdat size) at close
 
 
 # -- measuring processes ---------------------------------------------------------------------
@@ -128,6 +156,29 @@ class Lab:
             digest.update(chunk)
         return digest.hexdigest()
 
+    def object_sizes(self, prefix: str) -> dict[str, int]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+        return {o["Key"]: int(o["Size"]) for page in pages for o in page.get("Contents", [])}
+
+    def reclaim(self, empty_below: int = 256 * MiB, timeout_s: float = 120.0) -> None:
+        """After deleting every object: have SeaweedFS compact its volumes until its folder is
+        nearly empty, so deleted objects give their disk back now (it would on its own schedule,
+        minutes later: too late for 16 GiB objects). The filer frees the chunks of deleted
+        objects in the background, so one vacuum right after the delete may find nothing."""
+        url = f"http://127.0.0.1:{self.s3.master_port}/vol/vacuum?garbageThreshold=0.0001"
+        deadline = time.monotonic() + timeout_s
+        while (used := disk_usage(self.s3.dir)) >= empty_below:
+            if time.monotonic() >= deadline:
+                print(f"  ! SeaweedFS still uses {used / MiB:.0f} MiB", file=sys.stderr)
+                return
+            try:
+                with urllib.request.urlopen(url, timeout=timeout_s) as reply:
+                    reply.read()
+            except OSError as exc:
+                print(f"  ! SeaweedFS vacuum: {exc}", file=sys.stderr)
+                return
+            time.sleep(0.5)
+
     def delete_prefix(self, prefix: str) -> None:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
         for page in pages:
@@ -149,6 +200,16 @@ def lab(work: Path) -> Iterator[Lab]:
             yield env
         finally:
             env.client.close()
+
+
+def disk_usage(top: Path) -> int:
+    """Bytes allocated to the files below ``top`` (as du counts them)."""
+    total = 0
+    for folder, _, names in os.walk(top):
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(folder, name)).st_blocks * 512
+    return total
 
 
 def sha256_file(path: Path) -> str:
@@ -176,7 +237,11 @@ class Completion:
     at: float  # epoch seconds of the "stream completed" log line
     key: str
     size: int
-    sha256: str
+    sha256: str  # "" when it follows in a "sha256 recorded" event
+    checksum: str = ""  # the object's full-object checksum ("crc32:...") when the daemon logs it
+
+
+SHA256_WAIT_S = 120.0  # how long a "sha256 recorded" may follow its "stream completed"
 
 
 @dataclass
@@ -190,6 +255,7 @@ class Daemon:
     prefix: str = ""
     _log_offset: int = 0
     _completed: dict[str, Completion] = field(default_factory=dict)
+    _sha256: dict[str, tuple[float, str]] = field(default_factory=dict)  # "sha256 recorded"
 
     @property
     def log_path(self) -> Path:
@@ -223,7 +289,8 @@ class Daemon:
         and that is part of what they cost."""
         path = self.watch / "warm-up.ts"
         path.write_bytes(os.urandom(6 * MiB))
-        self.wait_completed([path], timeout_s=60)
+        done = self.wait_completed([path], timeout_s=60)
+        self.sha256s(done)  # nothing of it is left to run while the first run is measured
         path.unlink()
 
     @property
@@ -250,13 +317,17 @@ class Daemon:
             raise RuntimeError(f"tailup exited {self.proc.returncode}; log {self.log_path}")
         events = list(self._events())
         for event in events:
-            if event.get("event") == "stream completed":
+            name = event.get("event")
+            if name == "stream completed":
                 self._completed[event["path"]] = Completion(
-                    datetime.fromisoformat(event["timestamp"]).timestamp(),
+                    _epoch(event["timestamp"]),
                     event["key"],
                     int(event["size"]),
-                    event["sha256"],
+                    event.get("sha256") or "",
+                    event.get("checksum") or "",
                 )
+            elif name == "sha256 recorded":
+                self._sha256[event["path"]] = (_epoch(event["timestamp"]), event["sha256"])
             elif event.get("level") in ("error", "critical"):
                 print(f"  ! tailup: {event}", file=sys.stderr)
         return events
@@ -274,14 +345,61 @@ class Daemon:
         return self._completed.get(str(path))
 
     def wait_completed(self, paths: list[Path], timeout_s: float) -> dict[Path, Completion]:
+        done = self.collect_completed(paths, timeout_s=timeout_s)
+        if len(done) < len(paths):
+            missing = [p.name for p in paths if p not in done]
+            raise RuntimeError(
+                f"not completed in {timeout_s:.0f} s: {missing[:10]}; {self.log_path}"
+            )
+        return done
+
+    def collect_completed(
+        self, paths: list[Path], *, timeout_s: float, stall_s: float | None = None
+    ) -> dict[Path, Completion]:
+        """The completions of ``paths`` logged until all are in, ``timeout_s`` has passed, or
+        none came for ``stall_s``. Each poll looks only at the new log lines (thousands of
+        paths cost nothing per poll)."""
+        by_name = {str(p): p for p in paths}
+        pending = {name for name in by_name if name not in self._completed}
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            self._poll()
-            if all(str(p) in self._completed for p in paths):
-                return {p: self._completed[str(p)] for p in paths}
+        last_progress = time.monotonic()
+        while pending:
+            now = time.monotonic()
+            if now >= deadline or (stall_s is not None and now - last_progress >= stall_s):
+                break
             time.sleep(0.05)
-        missing = [p.name for p in paths if str(p) not in self._completed]
-        raise RuntimeError(f"not completed in {timeout_s:.0f} s: {missing[:10]}; {self.log_path}")
+            for event in self._poll():
+                if event.get("event") == "stream completed" and event["path"] in pending:
+                    pending.discard(event["path"])
+                    last_progress = time.monotonic()
+        return {p: self._completed[name] for name, p in by_name.items() if name not in pending}
+
+    def sha256s(
+        self, done: dict[Path, Completion], timeout_s: float = SHA256_WAIT_S
+    ) -> dict[Path, tuple[float, str]]:
+        """Each completed path's SHA-256 and when it was logged: the completion's own, or the
+        "sha256 recorded" that follows it (waited for up to ``timeout_s``; one that did not
+        come is left out and named on stderr)."""
+        found = {p: (c.at, c.sha256) for p, c in done.items() if c.sha256}
+        pending = {str(p): p for p in done if p not in found}
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for name in [n for n in pending if n in self._sha256]:
+                found[pending.pop(name)] = self._sha256[name]
+            if not pending or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+            self._poll()
+        if pending:
+            names = [p.name for p in pending.values()]
+            print(f"  ! no sha256 within {timeout_s:.0f} s for {names[:10]}", file=sys.stderr)
+        return found
+
+    def sha256_of(self, path: Path, done: Completion) -> tuple[float, str]:
+        found = self.sha256s({path: done}).get(path)
+        if found is None:
+            raise RuntimeError(f"{path.name}: no sha256 recorded within {SHA256_WAIT_S:.0f} s")
+        return found
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -291,6 +409,10 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def _epoch(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp).timestamp()
 
 
 @contextlib.contextmanager
@@ -316,20 +438,44 @@ def peer_argv(env: Lab, tool: str, src: Path, key: str) -> tuple[list[str], dict
     if tool == "s5cmd":
         return [s5cmd_binary(), "--endpoint-url", url, "cp", str(src), f"s3://{BUCKET}/{key}"], {}
     if tool == "rclone":
-        remote = {
-            "RCLONE_CONFIG_PEER_TYPE": "s3",
-            "RCLONE_CONFIG_PEER_PROVIDER": "SeaweedFS",
-            "RCLONE_CONFIG_PEER_ENDPOINT": url,
-            "RCLONE_CONFIG_PEER_ACCESS_KEY_ID": ACCESS_KEY,
-            "RCLONE_CONFIG_PEER_SECRET_ACCESS_KEY": SECRET_KEY,
-            "RCLONE_CONFIG_PEER_REGION": env.s3.region,
-            "RCLONE_CONFIG": os.devnull,
-        }
-        return [tool_path("rclone"), "copyto", str(src), f"peer:{BUCKET}/{key}"], remote
+        return [tool_path("rclone"), "copyto", str(src), f"peer:{BUCKET}/{key}"], rclone_env(env)
     if tool == "aws":
         argv = [tool_path("aws"), "s3", "cp", str(src), f"s3://{BUCKET}/{key}"]
         return [*argv, "--endpoint-url", url, "--only-show-errors"], {}
     raise ValueError(tool)
+
+
+def rclone_env(env: Lab) -> dict[str, str]:
+    """rclone's remote `peer:` from the environment alone (no config file)."""
+    return {
+        "RCLONE_CONFIG_PEER_TYPE": "s3",
+        "RCLONE_CONFIG_PEER_PROVIDER": "SeaweedFS",
+        "RCLONE_CONFIG_PEER_ENDPOINT": env.s3.endpoint_url,
+        "RCLONE_CONFIG_PEER_ACCESS_KEY_ID": ACCESS_KEY,
+        "RCLONE_CONFIG_PEER_SECRET_ACCESS_KEY": SECRET_KEY,
+        "RCLONE_CONFIG_PEER_REGION": env.s3.region,
+        "RCLONE_CONFIG": os.devnull,
+    }
+
+
+def run_peer_tree(env: Lab, tool: str, tree: Path, prefix: str, count: int, size: int) -> Timed:
+    """Upload every file below ``tree`` to ``prefix`` (relative paths kept); every object is
+    then counted and its size checked from the listing."""
+    extra: dict[str, str] = {}
+    if tool == "s5cmd":  # a wildcard source uploads recursively, relative paths kept
+        url = env.s3.endpoint_url
+        argv = [s5cmd_binary(), "--endpoint-url", url, "cp", f"{tree}/*", f"s3://{BUCKET}/{prefix}"]
+    elif tool == "rclone":
+        argv = [tool_path("rclone"), "copy", str(tree), f"peer:{BUCKET}/{prefix}"]
+        extra = rclone_env(env)
+    else:
+        raise ValueError(tool)
+    timed = run_timed(argv, {**env.aws_env, **extra})
+    sizes = env.object_sizes(prefix)
+    right = sum(n == size for n in sizes.values())
+    if len(sizes) != count or right != count:
+        raise RuntimeError(f"{tool}: {len(sizes)} objects ({right} of {size} bytes), files {count}")
+    return timed
 
 
 def tool_path(name: str) -> str:
@@ -426,15 +572,19 @@ def drop_into(
     started = time.time()
     os.rename(src, dest)  # a finished file appears in the folder at once, like `mv`
     done = d.wait_completed([dest], timeout_s=300)[dest]
+    _, recorded = d.sha256_of(dest, done)  # its work is the daemon's CPU too
     cpu = d.cpu() - cpu_before
-    check_object(d.lab, done, dest, local_sha, download=args.check_bytes)
+    check_object(d.lab, done, dest, recorded, local_sha, download=args.check_bytes)
     os.rename(dest, src)  # moved out again (a completed stream ignores it)
     return done.at - started, cpu
 
 
-def check_object(env: Lab, done: Completion, path: Path, local_sha: str, *, download: bool) -> None:
-    if done.sha256 != local_sha:
-        raise RuntimeError(f"{path.name}: tailup recorded sha256 {done.sha256}, file {local_sha}")
+def check_object(
+    env: Lab, done: Completion, path: Path, recorded: str, local_sha: str, *, download: bool
+) -> None:
+    """``recorded`` is the SHA-256 the daemon logged (Daemon.sha256_of)."""
+    if recorded != local_sha:
+        raise RuntimeError(f"{path.name}: tailup recorded sha256 {recorded}, file {local_sha}")
     if env.head_size(done.key) != path.stat().st_size:
         raise RuntimeError(f"{path.name}: object size differs from the file")
     if download and env.object_sha256(done.key) != local_sha:
@@ -462,8 +612,9 @@ def scenario_live(env: Lab, args: argparse.Namespace) -> Sample:
             closed_at = json.loads(out.stdout.splitlines()[0])["closed_at"]
             behind = size - bytes_in_s3(env, d, path)
             done = d.wait_completed([path], timeout_s=300)[path]
+            _, recorded = d.sha256_of(path, done)
             cpu = d.cpu() - cpu_before
-            check_object(env, done, path, sha256_file(path), download=args.check_bytes)
+            check_object(env, done, path, recorded, sha256_file(path), download=args.check_bytes)
             lag = done.at - closed_at
             sample.add("tailup after close", lag)
             sample.add("tailup cpu", cpu / gib)
@@ -510,10 +661,12 @@ def scenario_streams(env: Lab, args: argparse.Namespace, count: int) -> Sample:
             out, _ = writer.communicate()
             closed = {Path(r["path"]): r["closed_at"] for r in map(json.loads, out.splitlines())}
             done = d.wait_completed(paths, timeout_s=300)
+            recorded = d.sha256s(done)
             cpu = d.cpu() - cpu_before
             rss = peak_rss_mib(d.pid)
         exact = sum(
-            env.object_sha256(done[p].key) == sha256_file(p) == done[p].sha256 for p in paths
+            p in recorded and env.object_sha256(done[p].key) == sha256_file(p) == recorded[p][1]
+            for p in paths
         )
         after_close = max(done[p].at - closed[p] for p in paths)
         sample.add("exact", exact)
@@ -662,6 +815,147 @@ def scenario_bwlimit(env: Lab, args: argparse.Namespace) -> Sample:
     return sample
 
 
+def make_small_tree(tree: Path, count: int, folders: int, size: int) -> list[Path]:
+    """``count`` files of ``size`` random bytes spread over ``folders`` subfolders of ``tree``."""
+    files = []
+    for i in range(count):
+        folder = tree / f"cam{i % folders:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"seg{i // folders:05d}.ts"
+        path.write_bytes(os.urandom(size))
+        files.append(path)
+    return files
+
+
+def scenario_small(env: Lab, args: argparse.Namespace) -> Sample:
+    sample = Sample()
+    count, size = args.small_files, args.small_kib * 1024
+    staging = env.work / "staging-small"
+    watch = env.work / "watch-small"
+    tools = ("tailup", *args.small_peers)
+    with daemon(env, watch, args.tailup_args) as d:
+        for run in range(args.runs):
+            tree = staging / f"run{run}"
+            # New random bytes each run: the same files again would be recordings already done.
+            files = make_small_tree(tree, count, args.small_folders, size)
+            walls: dict[str, float] = {}
+            cpus: dict[str, float] = {}
+            for tool in rotated(tools, run):
+                if tool == "tailup":
+                    wall, cpu, completed = drop_tree_into(d, tree, files, run)
+                    sample.add("completed", completed)
+                    note = f", {completed}/{count} completed"
+                else:
+                    prefix = f"peers/{tool}/{run}/"
+                    timed = run_peer_tree(env, tool, tree, prefix, count, size)
+                    wall, cpu, note = timed.wall_s, timed.cpu_s, ""
+                walls[tool], cpus[tool] = wall, cpu
+                sample.add(f"{tool} wall", wall)
+                sample.add(f"{tool} cpu", cpu)
+                print(
+                    f"  e run {run + 1} {tool:7s} {wall:6.2f} s  {count / wall:6.0f} files/s  "
+                    f"{cpu:6.2f} CPU s ({cpu / count * 1000:.1f} ms/file){note}"
+                )
+            if "s5cmd" in walls:
+                for tool in tools:
+                    sample.add(f"{tool} wall ratio", walls[tool] / walls["s5cmd"])
+                    sample.add(f"{tool} cpu ratio", cpus[tool] / cpus["s5cmd"])
+                wall_x, cpu_x = walls["tailup"] / walls["s5cmd"], cpus["tailup"] / cpus["s5cmd"]
+                print(f"  e run {run + 1} tailup/s5cmd: wall {wall_x:.2f}x, CPU {cpu_x:.2f}x")
+            env.delete_prefix("")
+            shutil.rmtree(tree)
+    return sample
+
+
+def drop_tree_into(d: Daemon, tree: Path, files: list[Path], run: int) -> tuple[float, float, int]:
+    """Rename each subfolder of ``tree`` into the watched folder, wait for every file's
+    completion; wall from the first rename to the last completion, the daemon's CPU, how many
+    completed. The folders are moved back afterwards (for the peers)."""
+    folders = sorted({f.parent for f in files})
+    moved = {folder: d.watch / f"r{run}-{folder.name}" for folder in folders}
+    paths = [moved[f.parent] / f.name for f in files]
+    checked = random.Random(run).sample(range(len(files)), min(SMALL_CHECKED, len(files)))
+    local_sha = {i: sha256_file(files[i]) for i in checked}
+    cpu_before = d.cpu()
+    started = time.time()
+    for folder, dest in moved.items():
+        os.rename(folder, dest)  # a whole folder appears at once, its files already finished
+    # No time limit of its own: it ends when all are in or none came for a while.
+    done = d.collect_completed(paths, timeout_s=float("inf"), stall_s=SMALL_STALL_S)
+    recorded = d.sha256s(done)
+    cpu = d.cpu() - cpu_before
+    if len(done) < len(paths):
+        missing = [str(p.relative_to(d.watch)) for p in paths if p not in done]
+        print(
+            f"  ! e: {len(missing)} of {len(paths)} not completed after {SMALL_STALL_S:.0f} s "
+            f"without progress: {missing[:5]}; {d.log_path}",
+            file=sys.stderr,
+        )
+    for i in checked:
+        path = paths[i]
+        if path in done and path in recorded:
+            check_object(d.lab, done[path], path, recorded[path][1], local_sha[i], download=True)
+    wall = max((c.at for c in done.values()), default=float("nan")) - started
+    for folder, dest in moved.items():
+        os.rename(dest, folder)  # out again: completed streams ignore it
+    time.sleep(1.0)  # the daemon hears of 2,000 files gone before a peer is timed
+    return wall, cpu, len(done)
+
+
+def scenario_long(env: Lab, args: argparse.Namespace, gib: float) -> Sample:
+    sample = Sample()
+    size = int(gib * 1024**3) + TAIL_BYTES
+    watch = env.work / "watch-long"
+    with daemon(env, watch, args.tailup_args) as d:
+        for run in range(args.long_runs):
+            for n, variant in enumerate(rotated(("append", "patched"), run)):
+                name = f"long-{gib:g}g-{run}" + (".mp4" if variant == "patched" else ".ts")
+                path = watch / name
+                # A seed of its own: a file like an earlier one would be that recording again.
+                seed = 1000 + 10 * run + n + int(gib * 100)
+                argv = writer_argv([path], rate=args.live_rate, size=size, chunk=args.chunk)
+                argv += ["--seed", str(seed)]
+                if variant == "patched":
+                    argv += ["--patch-at-close", hex(MP4_PATCH_AT)]
+                cpu_before = d.cpu()
+                out = subprocess.run(argv, capture_output=True, text=True, check=True)
+                closed_at = json.loads(out.stdout.splitlines()[0])["closed_at"]
+                behind = size - bytes_in_s3(env, d, path)
+                done = d.wait_completed([path], timeout_s=1800)[path]
+                cpu_done = d.cpu() - cpu_before
+                sha_at, recorded = d.sha256_of(path, done)
+                cpu = d.cpu() - cpu_before
+                after_close, sha_after = done.at - closed_at, sha_at - closed_at
+                if env.head_size(done.key) != size:
+                    raise RuntimeError(f"{name}: object size differs from the file")
+                if args.check_bytes and env.object_sha256(done.key) != recorded:
+                    raise RuntimeError(f"{name}: the object's bytes differ from its sha256")
+                env.delete_prefix("")  # disk: its object goes before the peer's comes
+                env.reclaim()
+                timed = run_peer(env, "s5cmd", path, f"peers/s5cmd/{name}")
+                env.delete_prefix("")
+                env.reclaim()
+                local_sha = sha256_file(path)
+                if recorded != local_sha:
+                    raise RuntimeError(
+                        f"{name}: tailup recorded sha256 {recorded}, file {local_sha}"
+                    )
+                path.unlink()
+                sample.add(f"{variant} after close", after_close)
+                sample.add(f"{variant} sha256 after close", sha_after)
+                sample.add(f"{variant} behind", behind / MiB)
+                sample.add(f"{variant} cpu", cpu / gib)
+                sample.add(f"{variant} s5cmd after close", timed.wall_s)
+                sample.add(f"{variant} s5cmd cpu", timed.cpu_s / gib)
+                print(
+                    f"  f {gib:g} GiB {variant:7s} run {run + 1}: tailup {after_close:6.2f} s "
+                    f"after close (sha256 {sha_after:.2f} s), {behind / MiB:.0f} MiB not yet in "
+                    f"S3 at close, {cpu / gib:.2f} CPU s/GiB ({cpu_done / gib:.2f} at completion)"
+                    f"; s5cmd {timed.wall_s:6.2f} s, {timed.cpu_s / gib:.2f} CPU s/GiB"
+                )
+    return sample
+
+
 # -- report ----------------------------------------------------------------------------------
 
 
@@ -689,7 +983,8 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> str:
         f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {machine()}",
         "",
         "Tools: " + ", ".join(f"{k} {v}" for k, v in tool_versions().items()),
-        f"Median of {args.runs} runs (a, b, d); tailup flags: {' '.join(args.tailup_args) or '-'}",
+        f"Median of {args.runs} runs (a, b, d, e), {args.long_runs} of f; tailup flags: "
+        f"{' '.join(args.tailup_args) or '-'}",
         "",
     ]
     if "a" in results:
@@ -755,23 +1050,80 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> str:
             for t in ("tailup", "tailup no limit", "rclone")
         ]
         lines.append("")
+    if "e" in results:
+        e = results["e"]
+        count = args.small_files
+        lines += [
+            f"e. {count} finished {args.small_kib} KiB files in {args.small_folders} folders, "
+            "each folder renamed into the watched folder: seconds from the first rename to the "
+            "last verified object, and CPU seconds (tailup: the daemon's; peers upload the same "
+            f"tree: `s5cmd cp 'DIR/*'`, `rclone copy`); tailup completed "
+            f"{e.median('completed'):.0f}/{count} (median), {SMALL_CHECKED} objects checked "
+            "(SHA-256, HEAD size, bytes); ratios to s5cmd taken per run",
+            "",
+            "| tool | wall s | files/s | CPU s | CPU ms/file | wall / s5cmd | CPU / s5cmd |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for t in ("tailup", *args.small_peers):
+            wall, cpu = e.median(f"{t} wall"), e.median(f"{t} cpu")
+            lines.append(
+                f"| {t} | {wall:.2f} | {count / wall:.0f} | {cpu:.2f} | {cpu / count * 1000:.1f} "
+                f"| {_or_dash(e.median(f'{t} wall ratio'))} "
+                f"| {_or_dash(e.median(f'{t} cpu ratio'))} |"
+            )
+        lines.append("")
+    longs = {k: v for k, v in results.items() if k.startswith("f")}
+    if longs:
+        lines += [
+            f"f. one live recording at {args.live_rate}/s: seconds from close() to the verified "
+            'object, and to its SHA-256 (the same unless it follows in a "sha256 recorded"); '
+            '"patched" rewrites 4 bytes at 0x28 just before close (an MP4\'s mdat size); '
+            "tailup's CPU is the daemon's from the first write until the SHA-256 is known; "
+            "s5cmd uploads the finished file after close",
+            "",
+            "| GiB | variant | tailup s after close | sha256 s after close "
+            "| MiB not in S3 at close | tailup CPU s/GiB | s5cmd s after close | s5cmd CPU s/GiB |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, f in longs.items():
+            for v in ("append", "patched"):
+                lines.append(
+                    f"| {name[1:]} | {v} | {f.median(f'{v} after close'):.2f} "
+                    f"| {f.median(f'{v} sha256 after close'):.2f} "
+                    f"| {f.median(f'{v} behind'):.0f} | {f.median(f'{v} cpu'):.2f} "
+                    f"| {f.median(f'{v} s5cmd after close'):.2f} "
+                    f"| {f.median(f'{v} s5cmd cpu'):.2f} |"
+                )
+        lines.append("")
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="tailup vs s5cmd, rclone and the AWS CLI")
     parser.add_argument("--quick", action="store_true", help="one short run of everything")
-    parser.add_argument("--runs", type=int, default=3, help="runs of a and b (median)")
-    parser.add_argument("--only", default="abcd", help="scenarios to run, e.g. ab")
+    parser.add_argument("--runs", type=int, default=3, help="runs of a, b, d and e (median)")
+    parser.add_argument("--only", default="abcdef", help="scenarios to run, e.g. ab")
     parser.add_argument("--size-mib", type=int, default=1024, help="file size for a and b")
-    parser.add_argument("--live-rate", default="100MB", help="writer rate for b")
+    parser.add_argument("--live-rate", default="100MB", help="writer rate for b and f")
     parser.add_argument("--chunk", default="32KiB", help="writer's write size (ffmpeg's)")
     parser.add_argument("--streams", default="24,50,100", help="stream counts for c")
     parser.add_argument("--stream-seconds", type=float, default=40.0)
     parser.add_argument("--stream-runs", type=int, default=1)
     parser.add_argument("--bwlimit", default="8MiB", help="tailup's --bwlimit for d")
     parser.add_argument("--bwlimit-mib", type=int, default=64, help="file size for d")
-    parser.add_argument("--check-bytes", action="store_true", help="download a/b objects too")
+    parser.add_argument("--small-files", type=int, default=2000, help="files for e")
+    parser.add_argument("--small-kib", type=int, default=48, help="file size for e (KiB)")
+    parser.add_argument("--small-folders", type=int, default=8, help="subfolders for e")
+    parser.add_argument(
+        "--small-peers",
+        default="s5cmd,rclone",
+        help="peers for e (s5cmd, rclone; s5cmd for the ratio)",
+    )
+    parser.add_argument(
+        "--long-gib", default="16", help="file sizes for f in GiB, comma-separated, e.g. 4,16"
+    )
+    parser.add_argument("--long-runs", type=int, default=1, help="runs of f (median)")
+    parser.add_argument("--check-bytes", action="store_true", help="download a/b/f objects too")
     parser.add_argument("--work", type=Path, default=BENCH / ".work")
     parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
     parser.add_argument(
@@ -782,7 +1134,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.runs, args.size_mib, args.stream_seconds = 1, 256, 20.0
         args.streams = "24,100"
+        args.small_files, args.long_gib = 400, "1"
     args.size = args.size_mib * MiB
+    args.small_peers = [t for t in args.small_peers.split(",") if t]
+    unknown = set(args.small_peers) - {"s5cmd", "rclone"}
+    if unknown:
+        parser.error(f"--small-peers: {', '.join(sorted(unknown))} (s5cmd, rclone)")
+    args.long_sizes = [float(n) for n in args.long_gib.split(",")]
     return args
 
 
@@ -806,6 +1164,13 @@ def main(argv: list[str] | None = None) -> int:
         if "d" in args.only:
             print("d. bandwidth limit")
             results["d"] = scenario_bwlimit(env, args)
+        if "e" in args.only:
+            print(f"e. {args.small_files} small files moved in")
+            results["e"] = scenario_small(env, args)
+        if "f" in args.only:
+            for gib in args.long_sizes:
+                print(f"f. {gib:g} GiB live recording, append-only and patched at close")
+                results[f"f{gib:g}"] = scenario_long(env, args, gib)
         text = report(args, results)
     shutil.rmtree(args.work, ignore_errors=True)
     print()
