@@ -14,6 +14,13 @@ What a server reports for a completed multipart object (HeadObject with Checksum
   checksums one after the other, then ``-N`` (N parts): ``98jbaQ==-2``.
 - CRC64NVME exists only as FULL_OBJECT: the CRC64NVME of the whole object, combined from the parts'.
 Both forms are computed here from the parts' own checksums and sizes, without reading the file.
+
+Uploads tailup creates now are FULL_OBJECT whatever the CRC (``ChecksumType``): the whole object's
+checksum is combined from the parts' (crc combine: a part sent again changes only its own term),
+named in CompleteMultipartUpload, which S3 and SeaweedFS check against the parts they hold
+(BadDigest otherwise), reported on HEAD, and written to metadata.json. So metadata.json names a
+checksum of every byte of the object without the file being hashed again at close. Records from
+before keep the type their upload was created with (``effective_type``).
 """
 
 from __future__ import annotations
@@ -55,6 +62,28 @@ class ChecksumAlgorithm(enum.Enum):
         return self in (ChecksumAlgorithm.CRC32C, ChecksumAlgorithm.CRC64NVME)
 
 
+class ChecksumType(enum.Enum):
+    """How a multipart object's checksum is made (S3's ChecksumType)."""
+
+    COMPOSITE = "composite"  # of the parts' checksums, then -N
+    FULL_OBJECT = "full_object"  # of the object's bytes, combined from the parts'
+
+
+def new_upload_type(algorithm: ChecksumAlgorithm) -> ChecksumType | None:
+    """The type an upload tailup creates now gets: FULL_OBJECT for every CRC; None for NONE."""
+    return None if algorithm is ChecksumAlgorithm.NONE else ChecksumType.FULL_OBJECT
+
+
+def effective_type(algorithm: ChecksumAlgorithm, recorded: str) -> ChecksumType | None:
+    """The type of a stream's upload from its record: ``recorded`` ("" in records from before
+    the field, whose uploads were made COMPOSITE unless the CRC exists only as FULL_OBJECT)."""
+    if algorithm is ChecksumAlgorithm.NONE:
+        return None
+    if recorded:
+        return ChecksumType(recorded)
+    return ChecksumType.FULL_OBJECT if algorithm.full_object else ChecksumType.COMPOSITE
+
+
 @dataclass(frozen=True, slots=True)
 class Checksum:
     """One checksum as S3 carries it: base64 of the big-endian value (a composite one ends in
@@ -81,7 +110,8 @@ def decode(value: str) -> int:
     return int.from_bytes(base64.b64decode(value.split("-")[0]), "big")
 
 
-def _crc(algorithm: ChecksumAlgorithm, data: Buffer, previous: int = 0) -> int:
+def crc_of(algorithm: ChecksumAlgorithm, data: Buffer, previous: int = 0) -> int:
+    """The CRC of ``data`` after ``previous`` (the CRC of what came before it)."""
     # awscrt is imported on first use: ~80 ms that a crc32 daemon never pays. Its checksums
     # release the GIL, like zlib-ng's CRC32.
     from awscrt import checksums
@@ -98,7 +128,7 @@ def _crc(algorithm: ChecksumAlgorithm, data: Buffer, previous: int = 0) -> int:
 def stored_checksum(algorithm: ChecksumAlgorithm, data: Buffer) -> str:
     """What a part's checkpoint keeps besides its CRC32: its CRC32C or CRC64NVME, base64; ""
     for CRC32 (its crc32 is it) and NONE. Blocking on a whole part: call it in a worker thread."""
-    return encode(algorithm, _crc(algorithm, data)) if algorithm.stored else ""
+    return encode(algorithm, crc_of(algorithm, data)) if algorithm.stored else ""
 
 
 def part_checksum(algorithm: ChecksumAlgorithm, crc32: int, stored: str) -> Checksum:
@@ -124,7 +154,7 @@ class PartSum:
 def composite_checksum(algorithm: ChecksumAlgorithm, parts: Sequence[PartSum]) -> str:
     """S3's COMPOSITE checksum of a multipart object: of the parts' binary checksums, then -N."""
     joined = b"".join(base64.b64decode(p.checksum.value) for p in parts)
-    return f"{encode(algorithm, _crc(algorithm, joined))}-{len(parts)}"
+    return f"{encode(algorithm, crc_of(algorithm, joined))}-{len(parts)}"
 
 
 def full_object_checksum(algorithm: ChecksumAlgorithm, parts: Sequence[PartSum]) -> str:
@@ -140,6 +170,15 @@ def full_object_checksum(algorithm: ChecksumAlgorithm, parts: Sequence[PartSum])
     for part in parts:
         value = int(combine(value, decode(part.checksum.value), part.size))
     return encode(algorithm, value)
+
+
+def object_checksum(
+    algorithm: ChecksumAlgorithm, kind: ChecksumType, parts: Sequence[PartSum]
+) -> Checksum:
+    """The checksum S3 makes of the multipart object these parts make, of the upload's type."""
+    if kind is ChecksumType.FULL_OBJECT:
+        return Checksum(algorithm, full_object_checksum(algorithm, parts))
+    return Checksum(algorithm, composite_checksum(algorithm, parts))
 
 
 def object_checksums(algorithm: ChecksumAlgorithm, parts: Sequence[PartSum]) -> frozenset[str]:

@@ -194,6 +194,15 @@ _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
             "crc32); none = no checksum header, for servers that refuse them.",
         },
     ),
+    (
+        "--sha256",
+        {
+            "choices": ["auto", "off"],
+            "help": "whole-file SHA-256 in metadata.json: auto (default: at close when the "
+            "bytes were hashed while uploading, else just after the object is published) or "
+            "off (metadata.json names the object's full-object CRC only).",
+        },
+    ),
     ("--shutdown-grace", {"help": "seconds in-flight parts may finish on SIGTERM (default 20)."}),
     ("--metrics-port", {"type": int, "help": "port for /metrics and /healthz; 0 = off."}),
     ("--metrics-host", {"help": "address /metrics and /healthz listen on (default 127.0.0.1)."}),

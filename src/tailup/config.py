@@ -34,6 +34,7 @@ from pydantic_settings import (
 from tailup.bandwidth import BWLIMIT_FORM, parse_bwlimit
 from tailup.checksums import ChecksumAlgorithm
 from tailup.errors import ConfigError
+from tailup.hashplan import Sha256Setting
 from tailup.keys import DEFAULT_KEY_TEMPLATE, PLACEHOLDERS, template_problems
 from tailup.plan import MAX_PART_SIZE_BYTES, MIN_PART_SIZE_BYTES, MiB, PartSizing
 from tailup.redisconn import REDIS_URL_FORMS, RedisUrlError, parse_redis_url
@@ -201,6 +202,11 @@ class Settings(BaseSettings):
     checksum: ChecksumAlgorithm = Field(
         default=ChecksumAlgorithm.CRC32,
         description="Checksum header S3 verifies on every part: crc32, crc32c, crc64nvme or none.",
+    )
+    sha256: Sha256Setting = Field(
+        default=Sha256Setting.AUTO,
+        description="Whole-file SHA-256 in metadata.json: auto (at close when cheap, else just "
+        "after the object is published) or off (the whole-object CRC only).",
     )
     payload_signing: PayloadSigning = Field(
         default=PayloadSigning.AUTO,
@@ -446,6 +452,7 @@ ACCEPTED_FORMS: dict[str, str] = {
     "part_concurrency": "a whole number from 1 to 64",
     "payload_signing": "auto, always or never",
     "checksum": "crc32, crc32c, crc64nvme or none",
+    "sha256": "auto or off",
     "bwlimit": BWLIMIT_FORM,
     "metrics_port": "a port number from 0 (off) to 65535",
     "metrics_host": "an address to listen on, e.g. 127.0.0.1 or 0.0.0.0",

@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 from tailup.checksums import (
     Checksum,
     ChecksumAlgorithm,
+    ChecksumType,
     PartSum,
-    object_checksums,
+    object_checksum,
     part_checksum,
     stored_checksum,
 )
@@ -40,6 +41,7 @@ class _Upload:
     key: str
     initiated: datetime
     checksum: ChecksumAlgorithm = ChecksumAlgorithm.CRC32
+    checksum_type: ChecksumType | None = None
     # Every upload of a part number is kept, like SeaweedFS: Complete picks by ETag.
     parts: list[tuple[int, str, bytes]] = field(default_factory=list)
 
@@ -69,11 +71,20 @@ class MemoryMultipartStore:
             raise KeyTaken(f"S3: PreconditionFailed: {key} exists", code="PreconditionFailed")
 
     async def create_upload(
-        self, key: str, content_type: str, *, checksum: ChecksumAlgorithm = ChecksumAlgorithm.CRC32
+        self,
+        key: str,
+        content_type: str,
+        *,
+        checksum: ChecksumAlgorithm = ChecksumAlgorithm.CRC32,
+        checksum_type: ChecksumType | None = None,
     ) -> str:
         self._counter += 1
         upload_id = f"mem-{self._counter}"
-        self.uploads[upload_id] = _Upload(key, datetime.now(UTC), checksum)
+        if checksum.full_object:
+            checksum_type = ChecksumType.FULL_OBJECT
+        elif checksum_type is None and checksum is not ChecksumAlgorithm.NONE:
+            checksum_type = ChecksumType.COMPOSITE
+        self.uploads[upload_id] = _Upload(key, datetime.now(UTC), checksum, checksum_type)
         return upload_id
 
     def _upload(self, key: str, upload_id: str) -> _Upload:
@@ -110,6 +121,7 @@ class MemoryMultipartStore:
         *,
         if_none_match: bool = False,
         checksums: Sequence[Checksum] | None = None,
+        object_checksum: Checksum | None = None,
     ) -> str:
         upload = self._upload(key, upload_id)
         self._refuse_if_taken(key, if_none_match)
@@ -130,9 +142,15 @@ class MemoryMultipartStore:
             if index < len(parts) - 1 and len(body) < MIN_PART_SIZE_BYTES:
                 raise StoragePermanentError(f"EntityTooSmall: part {number}", code="EntityTooSmall")
             chosen.append(body)
+        made = self._made_checksum(upload, chosen)
+        if object_checksum is not None and object_checksum != made:
+            # S3 and SeaweedFS check a FULL_OBJECT upload's whole-object checksum so.
+            raise StorageUnavailable("BadDigest: the object's checksum does not match its parts")
         self.objects[key] = b"".join(chosen)
         self.etags[key] = multipart_etag([etag for _, etag, _ in parts])
-        self._keep_checksum(key, upload.checksum, chosen)
+        self.checksums.pop(key, None)
+        if made is not None:
+            self.checksums[key] = made
         del self.uploads[upload_id]
         return self.etags[key]
 
@@ -165,16 +183,13 @@ class MemoryMultipartStore:
             self.checksums[key] = _checksum_of(algorithm, body)
         return self.etags[key]
 
-    def _keep_checksum(
-        self, key: str, algorithm: ChecksumAlgorithm, bodies: Sequence[bytes]
-    ) -> None:
-        self.checksums.pop(key, None)
-        sums = [PartSum(len(b), _checksum_of(algorithm, b)) for b in bodies]
-        forms = object_checksums(algorithm, sums)
-        if forms:
-            # The form S3 reports: composite (with -N) for CRC32/CRC32C, full-object for CRC64NVME.
-            value = next((f for f in forms if "-" in f), next(iter(forms)))
-            self.checksums[key] = Checksum(algorithm, value)
+    @staticmethod
+    def _made_checksum(upload: _Upload, bodies: Sequence[bytes]) -> Checksum | None:
+        """The object's checksum as S3 makes it, of the upload's type."""
+        if upload.checksum_type is None:
+            return None
+        sums = [PartSum(len(b), _checksum_of(upload.checksum, b)) for b in bodies]
+        return object_checksum(upload.checksum, upload.checksum_type, sums)
 
     async def head_object(self, key: str, *, checksum: bool = False) -> ObjectInfo | None:
         body = self.objects.get(key)

@@ -129,9 +129,12 @@ def build_metadata(
     node_id: str = "",
     checksum: ChecksumAlgorithm = ChecksumAlgorithm.CRC32,
     verified_by: str = "etag",
+    object_checksum: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """``checksum``: the header every part was sent with (its value per part when it is not the
-    part's crc32); ``verified_by``: how the completed object was checked (tailup.integrity)."""
+    part's crc32); ``verified_by``: how the completed object was checked (tailup.integrity);
+    ``object_checksum``: the whole object's (algorithm, type, value: as HEAD reports it).
+    ``sha256_hex`` may be "" while the SHA-256 follows (tailup.hashplan), or with --sha256 off."""
     return {
         "schema": "tailup.metadata/1",
         "stream_id": stream_id,
@@ -151,6 +154,7 @@ def build_metadata(
         "content_type": content_type_for(source_path.name),
         "checksums": {
             "sha256": sha256_hex,
+            "object": object_checksum,
             "multipart_etag": etag.strip('"'),
             "part_checksum_algorithm": checksum.value,
             "verified_by": verified_by,

@@ -160,6 +160,8 @@ class StreamRecord:
     # The checksum its parts are sent with (--checksum, tailup.checksums): its multipart upload was
     # created for it, so it too is kept for the stream's life. Older records: crc32.
     checksum: ChecksumAlgorithm = ChecksumAlgorithm.CRC32
+    # Its upload's ChecksumType (tailup.checksums.effective_type): "" in records from before.
+    checksum_type: str = ""
     state: StreamState = StreamState.UPLOADING
     upload_id: str = ""
     next_part_to_upload: int = 1

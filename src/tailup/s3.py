@@ -36,7 +36,7 @@ from aiobotocore.session import get_session
 
 import tailup.body  # noqa: F401  (registers the zero-copy payload for part bodies)
 from tailup import permissions
-from tailup.checksums import Checksum, ChecksumAlgorithm
+from tailup.checksums import Checksum, ChecksumAlgorithm, ChecksumType
 from tailup.config import PayloadSigning
 from tailup.errors import (
     AccessRefused,
@@ -83,9 +83,15 @@ class MultipartStore(Protocol):
     with (tailup.checksums); left out, it is the CRC32 header made from ``crc32``."""
 
     async def create_upload(
-        self, key: str, content_type: str, *, checksum: ChecksumAlgorithm = ChecksumAlgorithm.CRC32
+        self,
+        key: str,
+        content_type: str,
+        *,
+        checksum: ChecksumAlgorithm = ChecksumAlgorithm.CRC32,
+        checksum_type: ChecksumType | None = None,
     ) -> str:
-        """A multipart upload whose parts carry ``checksum`` (none: no checksum)."""
+        """A multipart upload whose parts carry ``checksum`` (none: no checksum), its object's
+        checksum of ``checksum_type`` (None: the server's default for the algorithm)."""
 
     async def upload_part(
         self,
@@ -107,10 +113,13 @@ class MultipartStore(Protocol):
         *,
         if_none_match: bool = False,
         checksums: Sequence[Checksum] | None = None,
+        object_checksum: Checksum | None = None,
     ) -> str:
         """Complete with (number, etag, crc32) per part, in order; returns the object's ETag.
         ``checksums``: each part's, in the same order (left out: CRC32s from the crc32s).
-        ``if_none_match``: only if no object has the key (KeyTaken otherwise)."""
+        ``object_checksum``: a FULL_OBJECT upload's whole-object checksum, which the server
+        checks (BadDigest). ``if_none_match``: only if no object has the key (KeyTaken
+        otherwise)."""
 
     async def abort_upload(self, key: str, upload_id: str) -> None:
         """Abort; an upload that no longer exists counts as aborted."""
@@ -316,15 +325,23 @@ def _sent_checksum(checksum: Checksum | None, crc32: int) -> dict[str, str]:
     return checksum.request_params()
 
 
-def _upload_checksum(algorithm: ChecksumAlgorithm) -> dict[str, str]:
-    """CreateMultipartUpload's checksum parameters: S3 has CRC64NVME as a full-object checksum
-    only (SeaweedFS takes it so too); CRC32 and CRC32C stay composite, as they always were."""
+def _upload_checksum(algorithm: ChecksumAlgorithm, kind: ChecksumType | None) -> dict[str, str]:
+    """CreateMultipartUpload's checksum parameters (tailup.checksums.ChecksumType; S3 has
+    CRC64NVME as a full-object checksum only)."""
     if algorithm is ChecksumAlgorithm.NONE:
         return {}
     params = {"ChecksumAlgorithm": algorithm.s3_name}
-    if algorithm.full_object:
+    if kind is ChecksumType.FULL_OBJECT or algorithm.full_object:
         params["ChecksumType"] = "FULL_OBJECT"
     return params
+
+
+def _object_checksum(checksum: Checksum | None) -> dict[str, str]:
+    """CompleteMultipartUpload's whole-object checksum, which the server checks against the
+    parts it holds (BadDigest otherwise): only for a FULL_OBJECT upload."""
+    if checksum is None or checksum.algorithm is ChecksumAlgorithm.NONE:
+        return {}
+    return {"ChecksumType": "FULL_OBJECT", **checksum.request_params()}
 
 
 def _reported_checksum(response: dict[str, Any]) -> Checksum | None:
@@ -406,14 +423,19 @@ class S3MultipartStore:
             ) from exc
 
     async def create_upload(
-        self, key: str, content_type: str, *, checksum: ChecksumAlgorithm = ChecksumAlgorithm.CRC32
+        self,
+        key: str,
+        content_type: str,
+        *,
+        checksum: ChecksumAlgorithm = ChecksumAlgorithm.CRC32,
+        checksum_type: ChecksumType | None = None,
     ) -> str:
         response = await self._call(
             "create multipart upload",
             "create_multipart_upload",
             Key=key,
             ContentType=content_type,
-            **_upload_checksum(checksum),
+            **_upload_checksum(checksum, checksum_type),
         )
         return str(response["UploadId"])
 
@@ -446,6 +468,7 @@ class S3MultipartStore:
         *,
         if_none_match: bool = False,
         checksums: Sequence[Checksum] | None = None,
+        object_checksum: Checksum | None = None,
     ) -> str:
         sums = list(checksums) if checksums is not None else [None] * len(parts)
         response = await self._call(
@@ -454,6 +477,7 @@ class S3MultipartStore:
             Key=key,
             UploadId=upload_id,
             **_conditional(if_none_match),
+            **_object_checksum(object_checksum),
             MultipartUpload={
                 "Parts": [
                     {"PartNumber": n, "ETag": etag, **_sent_checksum(sums[i], crc)}

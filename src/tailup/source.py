@@ -11,11 +11,15 @@ import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from tailup.body import PART_BUFFERS, PartBody
 from tailup.errors import SourceError, SourceGone, SourceStalled, SourceUnreadable
 from tailup.identity import FileIdentity
 from tailup.integrity import crc32_update
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 # What a network mount answers while its server is away or has restarted: it passes.
 _PASSING_ERRNOS = frozenset(
@@ -220,6 +224,18 @@ def crc32_of_range_blocking(
 ) -> tuple[int, int]:
     """(bytes read, CRC32) of [start, start+length), through a small buffer of this thread's:
     checking a part that needs no upload costs no part-sized buffer, no budget, no page faults."""
+    return hash_range_blocking(path, start, length, device, inode, None)
+
+
+class _Hash(Protocol):
+    def update(self, data: Buffer, /) -> None: ...
+
+
+def hash_range_blocking(
+    path: Path, start: int, length: int, device: int, inode: int, sha: _Hash | None
+) -> tuple[int, int]:
+    """crc32_of_range_blocking, the bytes fed to the hashlib object ``sha`` as well (the
+    SHA-256 that follows a published object, tailup.stream.finalize)."""
     scratch: bytearray | None = getattr(_SCRATCH, "buffer", None)
     if scratch is None:
         scratch = _SCRATCH.buffer = bytearray(SCRATCH_BYTES)
@@ -232,6 +248,8 @@ def crc32_of_range_blocking(
                 if count == 0:
                     break
                 crc = crc32_update(view[:count], crc)
+                if sha is not None:
+                    sha.update(view[:count])
                 got += count
     except OSError as exc:
         raise translate_os_error(path, exc) from exc

@@ -22,6 +22,7 @@ from tailup.afterupload import AfterUpload, proc_sees_every_writer, run_after_up
 from tailup.bandwidth import BandwidthLimit, describe_rate
 from tailup.budget import ByteBudget
 from tailup.checkpoint import CheckpointStore, Claim, RenewResult
+from tailup.checksums import ChecksumType, new_upload_type
 from tailup.config import KeyConflict, Settings
 from tailup.errors import (
     NodeIdTaken,
@@ -149,6 +150,7 @@ class Supervisor:
             stat_timeout_s=settings.io_timeout,
             on_redis_lost=self.note_redis_lost,
             bandwidth=self.bandwidth,
+            sha256=settings.sha256,
         )
         # The stream of each path being uploaded. A stream leaves it when its file is deleted,
         # renamed (it moves to the new path) or replaced, at once, before it has ended.
@@ -963,6 +965,7 @@ class Supervisor:
             base_part_size=self._settings.part_size,
             part_sizing=self._settings.part_sizing,
             checksum=self._settings.checksum,
+            checksum_type=_type_value(new_upload_type(self._settings.checksum)),
             device=st.device,
             inode=st.inode,
             birth_ns=seen.birth_ns,
@@ -1159,3 +1162,7 @@ def _next_generation(prev: StreamRecord, st: FileStat, seen: FileIdentity) -> St
         completed_at="",
         last_activity_at_utc=now,
     )
+
+
+def _type_value(kind: ChecksumType | None) -> str:
+    return kind.value if kind is not None else ""

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tailup.checkpoint import RedisCheckpointStore
+from tailup.checksums import Checksum, ChecksumAlgorithm, ChecksumType, crc_of, encode
 from tailup.config import Settings, check_storage_settings
 from tailup.errors import CheckpointUnavailable, StoragePermanentError
 from tailup.integrity import EtagForm, etag_form, multipart_etag, normalize_etag
@@ -71,18 +72,36 @@ class Expected:
     part_sizes: tuple[int, ...] = ()
     part_etags: tuple[str, ...] = ()
     local_path: str | None = None
+    # metadata.json's full-object checksum (tailup.checksums), if it names one.
+    whole: Checksum | None = None
+
+
+def _whole_checksum(described: Any) -> Checksum | None:
+    """A metadata.json "object" checksum that the bytes can be compared with: a FULL_OBJECT one
+    (a COMPOSITE one is of the parts' checksums, which the part ETags cover)."""
+    if not isinstance(described, dict) or described.get("type") != ChecksumType.FULL_OBJECT.value:
+        return None
+    try:
+        algorithm = ChecksumAlgorithm(str(described.get("algorithm")))
+    except ValueError:
+        return None
+    if algorithm is ChecksumAlgorithm.NONE:
+        return None
+    return Checksum(algorithm, str(described.get("value") or ""))
 
 
 def expected_from_metadata(document: dict[str, Any]) -> Expected:
     parts = sorted(document.get("parts") or [], key=lambda p: int(p["number"]))
+    checksums = document["checksums"]
     return Expected(
         source="metadata.json",
         size=int(document["size_bytes"]),
-        sha256=str(document["checksums"]["sha256"]),
-        etag=normalize_etag(str(document["checksums"]["multipart_etag"])),
+        sha256=str(checksums.get("sha256") or ""),
+        etag=normalize_etag(str(checksums["multipart_etag"])),
         part_sizes=tuple(int(p["size_bytes"]) for p in parts),
         part_etags=tuple(normalize_etag(str(p["etag"])) for p in parts),
         local_path=(document.get("source") or {}).get("path"),
+        whole=_whole_checksum(checksums.get("object")),
     )
 
 
@@ -152,18 +171,26 @@ class Digest:
     part_md5s: list[str] = field(default_factory=list)
     overflow: int = 0
     first_local_difference: int | None = None
+    whole: Checksum | None = None  # of the algorithm asked for
 
 
 async def _digest(
-    store: S3MultipartStore, key: str, part_sizes: Sequence[int], local: Path | None
+    store: S3MultipartStore,
+    key: str,
+    part_sizes: Sequence[int],
+    local: Path | None,
+    whole: ChecksumAlgorithm | None = None,
 ) -> Digest:
     sha = hashlib.sha256()
+    crc = 0
     parts = PartHasher(part_sizes)
     offset = 0
     with local.open("rb") if local is not None else _NoFile() as handle:
         comparer = LocalComparer(handle) if local is not None else None
         async for chunk in store.iter_object(key):
             sha.update(chunk)
+            if whole is not None:
+                crc = crc_of(whole, chunk, crc)
             parts.update(chunk)
             if comparer is not None:
                 comparer.update(offset, chunk)
@@ -174,6 +201,7 @@ async def _digest(
         part_md5s=parts.digests,
         overflow=parts.overflow,
         first_local_difference=comparer.first_difference if comparer else None,
+        whole=Checksum(whole, encode(whole, crc)) if whole is not None else None,
     )
 
 
@@ -188,7 +216,13 @@ class _NoFile:
 def compare_with_expected(report: VerifyReport, digest: Digest, expected: Expected) -> None:
     src = expected.source
     report.same(f"size in bytes ({src})", digest.size, expected.size)
-    report.same(f"sha256 ({src})", digest.sha256, expected.sha256)
+    if expected.sha256:
+        report.same(f"sha256 ({src})", digest.sha256, expected.sha256)
+    elif expected.whole is None:
+        report.add(f"sha256 ({src})", False, "not recorded, and no whole-object checksum either")
+    if expected.whole is not None and digest.whole is not None:
+        name = f"{expected.whole.algorithm.value} of the whole object ({src})"
+        report.same(name, digest.whole.value, expected.whole.value)
     if not expected.part_sizes:
         return
     md5_parts = all(etag_form(etag) is EtagForm.MD5 for etag in expected.part_etags)
@@ -321,7 +355,8 @@ async def _verify_object(
         report.add("object", False, "no metadata.json, no stream record, no file to compare with")
         return
     report.against += [x for x in (expected and expected.source, local and str(local)) if x]
-    digest = await _digest(store, report.key, expected.part_sizes if expected else (), local)
+    whole = expected.whole.algorithm if expected and expected.whole else None
+    digest = await _digest(store, report.key, expected.part_sizes if expected else (), local, whole)
     if expected is not None:
         report.same(
             f"ETag in S3 ({expected.source})",

@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness import object_bytes, running_daemon, wait_until, write_slowly
+from tailup import hashplan
+from tailup.integrity import crc32_header
 from tailup.keys import metadata_key
 from tailup.model import StreamState
 from tailup.plan import MIN_PART_SIZE_BYTES, MiB, PartPlan
@@ -78,9 +82,17 @@ async def test_checkpoint_after_each_part_is_consistent_and_lower_bound_of_s3(
             assert part.etag and part.size > 0
 
 
+@pytest.mark.parametrize("sha256_follows", [False, True], ids=["inline", "follows"])
 async def test_part_changed_after_upload_is_sent_again(
-    daemon_args: dict[str, Any], watch: Path, s3_client: Any, bucket: str
+    daemon_args: dict[str, Any],
+    watch: Path,
+    s3_client: Any,
+    bucket: str,
+    sha256_follows: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    if sha256_follows:  # as for a long recording: hashing the file again at close costs too much
+        monkeypatch.setattr(hashplan, "INLINE_MAX_BYTES", 1 * MiB)
     path = watch / "patched.mp4"
     async with running_daemon(**daemon_args) as daemon:
         # Write 12 MiB but keep the file open, like a muxer that patches its header at close.
@@ -93,13 +105,73 @@ async def test_part_changed_after_upload_is_sent_again(
             out.write(b"\x00\x01\x02\x03")  # the mdat-size patch an MP4 muxer writes at close
             data[0x28:0x2C] = b"\x00\x01\x02\x03"
         record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
+        # The SHA-256 kept up while uploading covered the old part 1. A small file is hashed
+        # again at finalize; a big one's SHA-256 follows the published object (tailup.hashplan),
+        # into the record and metadata.json, which names the whole-object CRC32 at once.
+        await wait_until(
+            lambda: _sha256_recorded(s3_client, bucket, record.key), "the sha256 that follows"
+        )
+        record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
     part1_uploads = [c for c in daemon.store.parts if c.key == record.key and c.number == 1]
     assert len(part1_uploads) == 2, "part 1 changed after its upload and must be sent again"
     part2_uploads = [c for c in daemon.store.parts if c.key == record.key and c.number == 2]
     assert len(part2_uploads) == 1, "an unchanged part is not sent again"
     assert object_bytes(s3_client, bucket, record.key) == bytes(data)
-    # The SHA-256 kept up while uploading covered the old part 1: it was computed again.
     assert record.sha256 == hashlib.sha256(data).hexdigest()
+    # Following, metadata.json is written once without the SHA-256, then again with it.
+    sidecar_puts = daemon.store.puts.count(metadata_key(record.key))
+    assert sidecar_puts == (2 if sha256_follows else 1)
+    meta = json.loads(object_bytes(s3_client, bucket, metadata_key(record.key)))
+    assert meta["checksums"]["sha256"] == record.sha256
+    # The whole-object CRC32 was in metadata.json from the start: combined from the parts',
+    # and the one S3 itself reports on HEAD.
+    head = s3_client.head_object(Bucket=bucket, Key=record.key, ChecksumMode="ENABLED")
+    assert meta["checksums"]["object"] == {
+        "algorithm": "crc32",
+        "type": "full_object",
+        "value": head["ChecksumCRC32"],
+    }
+    assert head["ChecksumCRC32"] == crc32_header(zlib.crc32(bytes(data)))
+
+
+def _sha256_recorded(s3_client: Any, bucket: str, key: str) -> bool:
+    meta = json.loads(object_bytes(s3_client, bucket, metadata_key(key)))
+    return bool(meta["checksums"]["sha256"])
+
+
+async def test_append_only_recording_has_its_sha256_at_completion(
+    daemon_args: dict[str, Any], watch: Path, s3_client: Any, bucket: str
+) -> None:
+    path = watch / "appended.ts"
+    async with running_daemon(**daemon_args) as daemon:
+        data = await write_slowly(path, 17 * MiB, bytes_per_s=20_000_000)
+        record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
+    # Hashed while it was uploaded; finalize hashed only the tail: nothing follows.
+    assert record.sha256 == hashlib.sha256(data).hexdigest()
+    meta = json.loads(object_bytes(s3_client, bucket, metadata_key(record.key)))
+    assert meta["checksums"]["sha256"] == record.sha256
+    assert meta["checksums"]["object"]["value"] == crc32_header(zlib.crc32(data))
+
+
+async def test_sha256_off_names_only_the_whole_object_crc(
+    daemon_args: dict[str, Any], watch: Path, s3_client: Any, bucket: str
+) -> None:
+    big, small = watch / "big.ts", watch / "small.ts"
+    async with running_daemon(**daemon_args, sha256="off") as daemon:
+        data = await write_slowly(big, 12 * MiB, bytes_per_s=20_000_000)
+        small.write_bytes(b"x" * 100_000)
+        records = [await daemon.wait_for_state(p, {StreamState.COMPLETED}) for p in (big, small)]
+    for record, body in zip(records, (data, b"x" * 100_000), strict=True):
+        assert record.sha256 == ""
+        meta = json.loads(object_bytes(s3_client, bucket, metadata_key(record.key)))
+        assert meta["checksums"]["sha256"] == ""
+        assert meta["checksums"]["object"] == {
+            "algorithm": "crc32",
+            "type": "full_object",
+            "value": crc32_header(zlib.crc32(body)),
+        }
+        head = s3_client.head_object(Bucket=bucket, Key=record.key, ChecksumMode="ENABLED")
+        assert head["ChecksumCRC32"] == meta["checksums"]["object"]["value"]
 
 
 async def test_file_that_shrinks_before_close_leaves_out_parts_past_the_end(
@@ -153,8 +225,6 @@ async def test_small_file_goes_up_in_one_request_with_metadata(
     assert daemon.store.parts == [], "no multipart upload for a file under one part"
     assert record.key.endswith("/small clip #1 é.mov")
     assert object_bytes(s3_client, bucket, record.key) == body
-    import json
-
     meta = json.loads(object_bytes(s3_client, bucket, metadata_key(record.key)))
     assert meta["size_bytes"] == len(body)
     assert meta["checksums"]["sha256"] == hashlib.sha256(body).hexdigest()

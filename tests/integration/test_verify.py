@@ -73,6 +73,7 @@ async def test_verify_matches_untouched_objects_and_names_each_difference(
     assert out.rstrip().endswith("MATCH")
     assert "parts (metadata.json): 2 parts match" in out
     assert "bytes (local file): every byte matches" in out
+    assert "ok" in _line(out, "crc32 of the whole object (metadata.json)")
     code, out = await _verify(records[a].key, connection, env)
     assert code == 0, out
 
@@ -88,6 +89,7 @@ async def test_verify_matches_untouched_objects_and_names_each_difference(
     assert "part 1 " not in parts and "part 3 " not in parts
     assert "first different byte at offset 6291459" in _line(out, "bytes (local file)")
     assert "DIFFERS" in _line(out, "sha256 (metadata.json)")
+    assert "DIFFERS" in _line(out, "crc32 of the whole object (metadata.json)")
     assert "DIFFERS" in _line(out, "ETag in S3 (metadata.json)")
     assert "ok" in _line(out, "size in bytes (metadata.json)")
 
@@ -103,3 +105,44 @@ async def test_verify_matches_untouched_objects_and_names_each_difference(
     # No object at all.
     code, out = await _verify("streams/none/missing.mp4", connection, env)
     assert code == 1 and "no object at s3://" in out
+
+
+async def test_verify_without_a_sha256_checks_the_whole_object_crc(
+    tmp_path: Path,
+    s3_server: SeaweedS3,
+    redis_server: RedisServer,
+    bucket: str,
+    key_prefix: str,
+    s3_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    watch = tmp_path / "recordings"
+    watch.mkdir()
+    path = watch / "nosha.ts"
+    connection = ["--endpoint-url", s3_server.endpoint_url, "--bucket", bucket]
+    connection += ["--redis-url", redis_server.url, "--redis-prefix", key_prefix]
+    env = s3_server.env()
+    async with running_daemon(
+        watch=watch,
+        bucket=bucket,
+        endpoint_url=s3_server.endpoint_url,
+        redis_url=redis_server.url,
+        key_prefix=key_prefix,
+        sha256="off",
+    ) as daemon:
+        path.write_bytes(DATA_B)
+        record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
+    assert record.sha256 == ""
+    path.unlink()  # metadata.json alone decides
+    code, out = await _verify(record.key, connection, env)
+    assert code == 0, out
+    assert "ok" in _line(out, "crc32 of the whole object (metadata.json)")
+    assert "sha256 (metadata.json)" not in out
+    tampered = bytearray(DATA_B)
+    tampered[3] ^= 0x01
+    s3_client.put_object(Bucket=bucket, Key=record.key, Body=bytes(tampered))
+    code, out = await _verify(record.key, connection, env)
+    assert code == 1, out
+    assert "DIFFERS" in _line(out, "crc32 of the whole object (metadata.json)")

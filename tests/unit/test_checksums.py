@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import zlib
 
 import pytest
@@ -14,9 +15,15 @@ from tailup.checksums import (
     NO_CHECKSUM,
     Checksum,
     ChecksumAlgorithm,
+    ChecksumType,
     PartSum,
     composite_checksum,
+    crc_of,
+    effective_type,
+    encode,
     full_object_checksum,
+    new_upload_type,
+    object_checksum,
     object_checksums,
     part_checksum,
     stored_checksum,
@@ -128,3 +135,41 @@ def test_crc64nvme_is_only_full_object() -> None:
     assert object_checksums(A.CRC64NVME, sums(A.CRC64NVME)) == {
         full_object_checksum(A.CRC64NVME, sums(A.CRC64NVME))
     }
+
+
+TYPE_CASES = [
+    # (algorithm, recorded in the stream's record, the upload's type)
+    (A.CRC32, "", ChecksumType.COMPOSITE),  # a record from before the field
+    (A.CRC32C, "", ChecksumType.COMPOSITE),
+    (A.CRC64NVME, "", ChecksumType.FULL_OBJECT),  # S3 never had another
+    (A.CRC32, "full_object", ChecksumType.FULL_OBJECT),
+    (A.CRC32C, "composite", ChecksumType.COMPOSITE),
+    (A.NONE, "", None),
+    (A.NONE, "full_object", None),
+]
+
+
+@pytest.mark.parametrize(("algorithm", "recorded", "expected"), TYPE_CASES)
+def test_effective_type(
+    algorithm: ChecksumAlgorithm, recorded: str, expected: ChecksumType | None
+) -> None:
+    assert effective_type(algorithm, recorded) is expected
+
+
+@pytest.mark.parametrize("algorithm", [A.CRC32, A.CRC32C, A.CRC64NVME])
+def test_new_uploads_are_full_object(algorithm: ChecksumAlgorithm) -> None:
+    assert new_upload_type(algorithm) is ChecksumType.FULL_OBJECT
+    assert new_upload_type(A.NONE) is None
+
+
+@pytest.mark.parametrize("algorithm", [A.CRC32, A.CRC32C])
+def test_object_checksum_is_of_the_upload_type(algorithm: ChecksumAlgorithm) -> None:
+    bodies = [os.urandom(1000), os.urandom(77)]
+    sums = [
+        PartSum(len(b), Checksum(algorithm, encode(algorithm, crc_of(algorithm, b))))
+        for b in bodies
+    ]
+    whole = object_checksum(algorithm, ChecksumType.FULL_OBJECT, sums)
+    assert whole == Checksum(algorithm, encode(algorithm, crc_of(algorithm, b"".join(bodies))))
+    composite = object_checksum(algorithm, ChecksumType.COMPOSITE, sums)
+    assert composite.value.endswith("-2") and composite.value != whole.value

@@ -25,6 +25,7 @@ from tailup.checkpoint import CheckpointStore
 from tailup.config import AfterUploadKind
 from tailup.digest import FileDigest
 from tailup.errors import PermanentError, RetryableError, SourceGone, TailupError
+from tailup.hashplan import Sha256Setting
 from tailup.model import PartRecord, StreamRecord
 from tailup.offload import run_blocking
 from tailup.plan import PartPlan
@@ -91,6 +92,7 @@ class StreamDeps:
     etag_fallback: Once = field(default_factory=Once)
     # --bwlimit: the one limit every stream's part bodies are sent under; None = unlimited.
     bandwidth: Throttle | None = None
+    sha256: Sha256Setting = Sha256Setting.AUTO
 
 
 class _Replaced(SourceGone):

@@ -1,19 +1,35 @@
 """Finalizing a stream: every part of the final layout re-read and checked (sent again if its
-bytes changed since it was sent), the whole-file SHA-256 completed in the same pass, the upload
-completed and the object checked against what was sent; then metadata.json, the completed record
-and the after-upload action."""
+bytes changed since it was sent), the upload completed with its whole-object CRC (which S3 checks
+against the parts it holds) and the object checked against what was sent; then metadata.json, the
+completed record and the after-upload action.
+
+The re-check reads every byte once, on as many threads as there are cores, through small buffers;
+only a changed part is read whole and sent again. The whole-file SHA-256 is finished in the same
+pass when what the digest lacks is the tail; when a part it hashed changed (an MP4 header patched
+at close) it follows once the object is published (tailup.hashplan)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import time
 from pathlib import Path
+from typing import Any
 
 from tailup import metrics, permissions
 from tailup.afterupload import AfterUpload, run_after_upload
-from tailup.body import PartBody
-from tailup.checksums import ChecksumAlgorithm, part_checksum, stored_checksum
+from tailup.body import PART_BUFFERS, PartBody
+from tailup.checksums import (
+    Checksum,
+    ChecksumAlgorithm,
+    ChecksumType,
+    PartSum,
+    effective_type,
+    object_checksum,
+    part_checksum,
+    stored_checksum,
+)
 from tailup.config import AfterUploadKind
 from tailup.digest import FinalizeHasher
 from tailup.errors import (
@@ -22,9 +38,12 @@ from tailup.errors import (
     NoSuchUpload,
     PlanExceeded,
     RetryableError,
+    SourceError,
+    SourceStalled,
     TailupError,
     VerificationError,
 )
+from tailup.hashplan import PartView, Sha256Setting, Sha256When, sha256_plan
 from tailup.integrity import (
     CompletionCheck,
     PartAction,
@@ -43,7 +62,7 @@ from tailup.model import PartRecord, StreamState, iso, utc_now
 from tailup.offload import run_blocking
 from tailup.plan import PartRange
 from tailup.s3 import ObjectInfo
-from tailup.source import FileStat, crc32_of_range_blocking
+from tailup.source import FileStat, crc32_of_range_blocking, hash_range_blocking
 from tailup.stream.bookkeeping import Bookkeeper
 from tailup.stream.context import Collaborator, Outcome, StreamContext, _first_error
 from tailup.stream.sending import PartSender
@@ -51,6 +70,11 @@ from tailup.stream.sending import PartSender
 
 class FileChangedWhileFinalizing(RetryableError):
     pass
+
+
+# Parts re-checked at once: reading from the page cache and CRC32 release the GIL, so each core
+# reads its own part.
+RECHECK_THREADS = os.cpu_count() or 2
 
 
 def _sha256_hex(data: PartBody) -> str:
@@ -63,6 +87,7 @@ class Finalizer(Collaborator):
         self._sender = sender
         self._book = book
         self._returned_etag = ""  # what S3 answered to the PutObject or Complete
+        self._metadata: dict[str, Any] = {}  # the metadata.json last written
 
     async def finalize(self, *, close_seen: bool) -> Outcome:
         """``close_seen``: the writer closed the file (rather than an idle timeout): with no
@@ -78,8 +103,11 @@ class Finalizer(Collaborator):
             raise PlanExceeded(f"{self.path} {self.plan.exceeded_reason(st.size)}") from exc
         if len(layout) == 1 and not self.record.upload_id:
             expected_etag, sent_parts, sha256_hex = await self._put_single(layout[0])
+            kind: ChecksumType | None = ChecksumType.FULL_OBJECT  # a PutObject's is
+            when = Sha256When.INLINE if sha256_hex else Sha256When.OFF
         else:
-            expected_etag, sent_parts, sha256_hex = await self._complete_multipart(layout)
+            expected_etag, sent_parts, sha256_hex, when = await self._complete_multipart(layout)
+            kind = effective_type(self.record.checksum, self.record.checksum_type)
         check, etag, verified_by = await self._check_object(st.size, expected_etag, sent_parts)
         if not check.ok:
             raise VerificationError(
@@ -88,12 +116,15 @@ class Finalizer(Collaborator):
             )
         after = await self._stat()
         changed = (after.size, after.mtime_ns) != (st.size, st.mtime_ns)
-        await self._write_metadata(st, sha256_hex, etag, sent_parts, started, verified_by)
-        await self._record_completed(st, sha256_hex, etag, sent_parts[0])
+        whole = self._whole_object_checksum(kind, sent_parts)
+        await self._write_metadata(st, sha256_hex, etag, sent_parts, started, verified_by, whole)
+        await self._record_completed(st, sha256_hex, etag, sent_parts[0], whole)
         await self._sender.sweep_orphans()
         metrics.FINALIZE_SECONDS.observe(self.deps.clock() - started)
         if changed:
             self._log.info("file changed while finalizing; it will be uploaded again")
+            return Outcome.CHANGED_AFTER_COMPLETE
+        if when is Sha256When.AFTER and not await self._sha256_after(sent_parts):
             return Outcome.CHANGED_AFTER_COMPLETE
         if not await self._after_upload(close_seen):
             return Outcome.COMPLETED_WRITER_OPEN
@@ -209,7 +240,11 @@ class Finalizer(Collaborator):
             loaded = await self._sender.load(rng)
             if len(loaded.body) != rng.size:
                 raise FileChangedWhileFinalizing(f"{self.path} shrank while being finalized")
-            sha256_hex = await asyncio.to_thread(_sha256_hex, loaded.body)
+            sha256_hex = (
+                await asyncio.to_thread(_sha256_hex, loaded.body)
+                if self.deps.sha256 is Sha256Setting.AUTO
+                else ""
+            )
             await self._check_key_is_ours()
             await self._check_claim()
             started = time.monotonic()
@@ -245,9 +280,9 @@ class Finalizer(Collaborator):
 
     async def _complete_multipart(
         self, layout: list[PartRange]
-    ) -> tuple[str, list[PartRecord], str]:
+    ) -> tuple[str, list[PartRecord], str, Sha256When]:
         await self._sender.ensure_upload()
-        resent, sha256_hex = await self._verify_pass(layout)
+        resent, sha256_hex, when = await self._verify_pass(layout)
         dropped = parts_past_end(self.parts, layout)
         if dropped:
             await self.deps.checkpoints.drop_parts(self.stream_id, dropped)
@@ -258,6 +293,7 @@ class Finalizer(Collaborator):
         await self._check_key_is_ours(expected_etag)
         await self._check_claim()
         algorithm = self.record.checksum
+        kind = effective_type(algorithm, self.record.checksum_type)
         try:
             self._returned_etag = await self.deps.store.complete_upload(
                 self.record.key,
@@ -265,6 +301,11 @@ class Finalizer(Collaborator):
                 [(p.number, p.etag, p.crc32) for p in final_parts],
                 if_none_match=self._if_none_match(),
                 checksums=[part_checksum(algorithm, p.crc32, p.checksum) for p in final_parts],
+                object_checksum=(
+                    self._whole_object_checksum(kind, final_parts)
+                    if kind is ChecksumType.FULL_OBJECT
+                    else None
+                ),
             )
         except (NoSuchUpload, KeyTaken):
             # A previous attempt may have completed it (a crash, a lost reply): the object
@@ -278,45 +319,86 @@ class Finalizer(Collaborator):
             parts=len(final_parts),
             resent=resent,
             dropped=dropped,
+            sha256=when.value,
         )
-        return expected_etag, final_parts, sha256_hex
+        return expected_etag, final_parts, sha256_hex, when
 
-    async def _verify_pass(self, layout: list[PartRange]) -> tuple[list[int], str]:
-        """Re-read every part of the final layout in order, compare its CRC32, and send the
-        parts whose bytes are new or changed, from the buffer just read. The whole-file SHA-256
-        is completed alongside, in its own thread. Returns the part numbers sent and the
-        SHA-256."""
+    def _whole_object_checksum(
+        self, kind: ChecksumType | None, parts: list[PartRecord]
+    ) -> Checksum | None:
+        """The object's checksum as S3 makes it, combined from the parts' own (no byte read)."""
+        algorithm = self.record.checksum
+        if kind is None or algorithm is ChecksumAlgorithm.NONE:
+            return None
+        sums = [PartSum(p.size, part_checksum(algorithm, p.crc32, p.checksum)) for p in parts]
+        return object_checksum(algorithm, kind, sums)
+
+    async def _verify_pass(self, layout: list[PartRange]) -> tuple[list[int], str, Sha256When]:
+        """Re-check every part of the final layout against the file, and send the parts whose
+        bytes are new or changed, from the buffer just read. Returns the part numbers sent, the
+        SHA-256 ("" unless it was finished here) and when the SHA-256 is made."""
+        unchanged = await self._recheck(layout)
+        digest = self._digest
+        views = [
+            PartView(rng.size, ok, self._hashed_as_sent(rng))
+            for rng, ok in zip(layout, unchanged, strict=True)
+        ]
+        plan = sha256_plan(self.deps.sha256, digest.parts, views)
+        when, inline = plan.when, plan.when is Sha256When.INLINE
+        # Inline, every part from the first the digest lacks goes through it, in order
+        # (unchanged ones too).
+        load = [
+            rng
+            for rng, ok in zip(layout, unchanged, strict=True)
+            if not ok or (inline and rng.number >= plan.feed_from)
+        ]
         resent: list[int] = []
 
         def read_part(number: int) -> PartBody:
             return self._sender.read_blocking(layout[number - 1])
 
-        intact = True  # every part so far unchanged since it was sent and hashed
+        sha256_hex = ""
         try:
-            with FinalizeHasher(self._digest, read_part) as hasher:
+            with FinalizeHasher(digest, read_part) as hasher:
                 async with asyncio.TaskGroup() as group:
-                    for rng in layout:
-                        if intact and await self._unchanged_since_sent(rng):
-                            continue
-                        intact = False
-                        if await self._start_check(group, hasher, rng):
+                    for rng in load:
+                        if await self._start_check(group, hasher if inline else None, rng):
                             resent.append(rng.number)
-                sha256_hex = await hasher.finish(len(layout))
+                if inline:
+                    sha256_hex = await hasher.finish(len(layout))
         except BaseExceptionGroup as group_error:
             raise _first_error(group_error) from None
-        return resent, sha256_hex
+        return resent, sha256_hex, when
+
+    def _hashed_as_sent(self, rng: PartRange) -> bool:
+        recorded = self.parts.get(rng.number)
+        return recorded is not None and self._digest.covers(rng.number, rng.size, recorded.crc32)
+
+    async def _recheck(self, layout: list[PartRange]) -> list[bool]:
+        """For every part: True if its bytes in the file are still those sent. RECHECK_THREADS
+        parts are read at once."""
+        gate = asyncio.Semaphore(RECHECK_THREADS)
+
+        async def one(rng: PartRange) -> bool:
+            async with gate:
+                return await self._unchanged_since_sent(rng)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                checks = [group.create_task(one(rng)) for rng in layout]
+        except BaseExceptionGroup as group_error:
+            raise _first_error(group_error) from None
+        return [check.result() for check in checks]
 
     async def _unchanged_since_sent(self, rng: PartRange) -> bool:
-        """True if the part's bytes are still those sent, which the digest also hashed: checked
-        through a small buffer, with no part-sized one and no budget. The common case (every part
-        of an append-only recording) reads each byte once here and keeps nothing; a changed part
-        is read again by _start_check, in full, to be sent."""
+        """True if the part's bytes are still those sent: checked through a small buffer, with
+        no part-sized one and no budget. The common case (every part of an append-only
+        recording) reads each byte once here and keeps nothing; a changed part is read again by
+        _start_check, in full, to be sent."""
         recorded = self.parts.get(rng.number)
         if recorded is None or recorded.size != rng.size:
             return False
         if self.record.checksum.stored and not recorded.checksum:
-            return False
-        if not self._digest.covers(rng.number, rng.size, recorded.crc32):
             return False
         got, crc = await run_blocking(
             crc32_of_range_blocking,
@@ -331,10 +413,10 @@ class Finalizer(Collaborator):
         return got == rng.size and crc == recorded.crc32
 
     async def _start_check(
-        self, group: asyncio.TaskGroup, hasher: FinalizeHasher, rng: PartRange
+        self, group: asyncio.TaskGroup, hasher: FinalizeHasher | None, rng: PartRange
     ) -> bool:
-        """Read a part of the final layout and hand it to the digest, and to an upload if its
-        bytes are new or changed (True then)."""
+        """Read a part of the final layout and hand it to the digest (if one is being finished),
+        and to an upload if its bytes are new or changed (True then)."""
         grant = await self._sender.take_slot(rng.size)
         try:
             loaded = await self._sender.load(rng)
@@ -343,18 +425,23 @@ class Finalizer(Collaborator):
         except BaseException:
             await self._sender.give_slot(grant)
             raise
-        hashed = hasher.submit(rng.number, loaded.body, loaded.crc)
+        hashed = hasher.submit(rng.number, loaded.body, loaded.crc) if hasher else None
         recorded = self.parts.get(rng.number)
         if part_action(recorded, rng, loaded.crc, self.record.checksum) is PartAction.UPLOAD:
             group.create_task(self._sender.send_part(rng, grant, loaded, hashed))
             return True
-        group.create_task(self._release_after(hashed, grant))
+        group.create_task(self._release_after(hashed, grant, loaded.body))
         return False
 
-    async def _release_after(self, hashed: asyncio.Future[None], grant: int) -> None:
+    async def _release_after(
+        self, hashed: asyncio.Future[None] | None, grant: int, body: PartBody
+    ) -> None:
         try:
-            await hashed
+            if hashed is not None:
+                await hashed
         finally:
+            PART_BUFFERS.give(body)
+            del body
             await self._sender.give_slot(grant)
 
     async def _write_metadata(
@@ -365,6 +452,7 @@ class Finalizer(Collaborator):
         parts: list[PartRecord],
         started: float,
         verified_by: VerifiedBy,
+        whole: Checksum | None,
     ) -> None:
         media = await asyncio.to_thread(probe_media, self.path)
         document = build_metadata(
@@ -388,7 +476,19 @@ class Finalizer(Collaborator):
             node_id=self.record.owner,
             checksum=self.record.checksum,
             verified_by=verified_by.value,
+            object_checksum=_described(whole, self._object_type()),
         )
+        self._metadata = document
+        await self._put_metadata(document)
+
+    def _object_type(self) -> ChecksumType:
+        if not self.record.upload_id:
+            return ChecksumType.FULL_OBJECT  # one PutObject: its checksum is the body's
+        return effective_type(self.record.checksum, self.record.checksum_type) or (
+            ChecksumType.FULL_OBJECT
+        )
+
+    async def _put_metadata(self, document: dict[str, Any]) -> None:
         body = encode_metadata(document)
         crc = crc32_of(body)
         await self.deps.store.put_object(
@@ -402,7 +502,7 @@ class Finalizer(Collaborator):
         )
 
     async def _record_completed(
-        self, st: FileStat, sha256_hex: str, etag: str, first: PartRecord
+        self, st: FileStat, sha256_hex: str, etag: str, first: PartRecord, whole: Checksum | None
     ) -> None:
         kind, _ = self.deps.after_upload
         await self._book.set_state(
@@ -423,8 +523,57 @@ class Finalizer(Collaborator):
             key=self.record.key,
             size=st.size,
             sha256=sha256_hex,
+            checksum=f"{whole.algorithm.value}:{whole.value}" if whole else "",
             seconds=round(self.deps.clock() - self._ctx.started_monotonic, 3),
         )
+
+    async def _sha256_after(self, parts: list[PartRecord]) -> bool:
+        """The whole-file SHA-256 of a published object (tailup.hashplan): the file hashed
+        part by part, each part's CRC32 checked against the one sent, then the record and
+        metadata.json get it. False if the file's bytes are no longer the object's: the
+        recording changed after its completion."""
+        started = self.deps.clock()
+        sha = hashlib.sha256()
+        offset = 0
+        try:
+            for part in parts:
+                got, crc = await run_blocking(
+                    hash_range_blocking,
+                    self.path,
+                    offset,
+                    part.size,
+                    self.record.device,
+                    self.record.inode,
+                    sha,
+                    timeout_s=self.deps.stat_timeout_s,
+                    what=f"hashing part {part.number} of {self.path}",
+                )
+                if (got, crc) != (part.size, part.crc32):
+                    self._log.info(
+                        "sha256 not recorded: the file changed after its upload",
+                        part=part.number,
+                    )
+                    return False
+                offset += part.size
+        except (SourceError, SourceStalled) as exc:
+            # The object is complete and verified; only its SHA-256 is missing.
+            self._log.warning("sha256 not recorded: the file could not be read", reason=str(exc))
+            return True
+        sha256_hex = sha.hexdigest()
+        try:
+            await self.deps.checkpoints.update(self.stream_id, sha256=sha256_hex)
+            self._metadata["checksums"]["sha256"] = sha256_hex
+            await self._put_metadata(self._metadata)
+        except TailupError as exc:
+            self._log.warning("sha256 not recorded", reason=str(exc))
+            return True
+        self._log.info(
+            "sha256 recorded",
+            key=self.record.key,
+            sha256=sha256_hex,
+            seconds=round(self.deps.clock() - started, 3),
+        )
+        return True
 
     async def _after_upload(self, close_seen: bool) -> bool:
         """The after-upload action, if its writer is known gone. False when it stays pending
@@ -449,3 +598,10 @@ class Finalizer(Collaborator):
 
 def _md5_etag(data: PartBody) -> str:
     return f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
+
+
+def _described(whole: Checksum | None, kind: ChecksumType) -> dict[str, str] | None:
+    """metadata.json's checksum of the whole object, as S3 reports it on HEAD."""
+    if whole is None:
+        return None
+    return {"algorithm": whole.algorithm.value, "type": kind.value, "value": whole.value}

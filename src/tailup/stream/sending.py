@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 from tailup import metrics
 from tailup.body import PART_BUFFERS, PartBody
-from tailup.checksums import part_checksum, stored_checksum
+from tailup.checksums import effective_type, part_checksum, stored_checksum
 from tailup.errors import PlanExceeded, RetryableError, TailupError
+from tailup.hashplan import Sha256Setting
 from tailup.integrity import crc32_of
 from tailup.metadata import content_type_for
 from tailup.model import PartRecord, iso, lowest_gap, utc_now
@@ -190,7 +191,7 @@ class PartSender(Collaborator):
     def _load_blocking(self, rng: PartRange, offer_to_digest: bool) -> _Loaded:
         body = self.read_blocking(rng)
         crc = crc32_of(body)
-        if offer_to_digest and len(body) == rng.size:
+        if offer_to_digest and len(body) == rng.size and self.deps.sha256 is Sha256Setting.AUTO:
             self._digest.offer(rng.number, body, crc)
         return _Loaded(body, crc, stored_checksum(self.record.checksum, body))
 
@@ -205,7 +206,10 @@ class PartSender(Collaborator):
         # A lost reply to this call leaves an upload nobody knows of: swept when the stream ends.
         self._may_have_orphans = True
         upload_id = await self.deps.store.create_upload(
-            self.record.key, content_type_for(self.path.name), checksum=self.record.checksum
+            self.record.key,
+            content_type_for(self.path.name),
+            checksum=self.record.checksum,
+            checksum_type=effective_type(self.record.checksum, self.record.checksum_type),
         )
         try:
             await self.deps.checkpoints.update(self.stream_id, upload_id=upload_id)
