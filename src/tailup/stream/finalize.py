@@ -243,7 +243,7 @@ class Finalizer(Collaborator):
             metrics.part_uploaded(rng.size, time.monotonic() - started)
             crc, stored = loaded.crc, loaded.stored
             del loaded  # before the budget is given back (see _send_part)
-        self._log.info("uploaded in one request", size=rng.size)
+        self._log.debug("uploaded in one request", size=rng.size)  # "stream completed" follows
         part = PartRecord(1, rng.size, crc, etag, iso(utc_now()), stored)
         return body_etag, [part], sha256_hex
 
