@@ -128,3 +128,27 @@ async def test_an_object_that_is_not_the_body_is_refused_after_its_head(
     assert "does not match what was sent" in record.error and "ETag" in record.error
     with pytest.raises(s3_client.exceptions.ClientError):
         s3_client.head_object(Bucket=bucket, Key=metadata_key(record.key))
+
+
+async def test_no_put_waits_for_a_100_continue(
+    daemon_args: dict[str, Any], watch: Path, s3_client: Any, bucket: str
+) -> None:
+    """botocore gives a ``bytes`` body (metadata.json) ``Expect: 100-continue``: its headers
+    would go alone and the body wait for the server's 100, a round trip more per file."""
+    sent: dict[str, str | None] = {}
+
+    def note(request: Any, **_: Any) -> None:
+        sent[request.url.rsplit("/", 1)[-1]] = request.headers.get("Expect")
+
+    def wrap(real: S3MultipartStore) -> S3MultipartStore:
+        real._s3.meta.events.register("before-send.s3.PutObject", note)
+        return real
+
+    path = watch / "seg1.ts"
+    async with running_daemon(**daemon_args, wrap_store=wrap) as daemon:
+        path.write_bytes(content(48 * 1024, "segment"))
+        record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
+    assert sent == {"seg1.ts": None, "seg1.ts.metadata.json": None}
+    assert json.loads(object_bytes(s3_client, bucket, metadata_key(record.key)))["size_bytes"] == (
+        48 * 1024
+    )
