@@ -237,9 +237,10 @@ class Finalizer(Collaborator):
                 sent = PartRecord(1, rng.size, loaded.crc, etag, checksum=loaded.stored)
                 if not await self._already_ours(etag, rng.size, [sent]):
                     raise
+            else:
+                if put_reply_proves(body_etag, etag):
+                    self._proven_etag = body_etag  # S3's own answer, not what we expected
             self._returned_etag = etag
-            if put_reply_proves(body_etag, etag):
-                self._proven_etag = body_etag
             metrics.part_uploaded(rng.size, time.monotonic() - started)
             crc, stored = loaded.crc, loaded.stored
             del loaded  # before the budget is given back (see _send_part)
