@@ -65,6 +65,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -120,11 +121,15 @@ class Timed:
 
 def run_timed(argv: list[str], env: dict[str, str]) -> Timed:
     """Run a command to completion; wall time and its CPU (children it waited for included)."""
-    started = time.monotonic()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - started
-    output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+    # Output to a file, not a pipe: nobody reads a pipe during wait4, and a peer that prints more
+    # than the pipe holds (s5cmd prints a line per file: 2,000 files fill 64 KiB) blocks forever.
+    with tempfile.TemporaryFile() as out:
+        started = time.monotonic()
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - started
+        out.seek(0)
+        output = out.read().decode(errors="replace")
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{argv[0]} exited {proc.returncode}: {output[-2000:]}")

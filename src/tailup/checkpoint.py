@@ -560,23 +560,40 @@ class RedisCheckpointStore:
             raise
 
     async def _index(
-        self, stream_id: str, scope: str, state: StreamState, key: str, path: str
+        self,
+        stream_id: str,
+        scope: str,
+        state: StreamState,
+        key: str,
+        path: str,
+        *,
+        entries: Mapping[str, bool] | None = None,
     ) -> None:
         """Move the stream between its scope's indexes after a state write, and give its path
-        entry and object claim the record's lifetime."""
+        entry and object claim the record's lifetime. ``entries``: keys to point at the stream
+        first (True: only if no other stream has it, SET NX).
+
+        One round trip: the commands were never one transaction (under Redis Cluster they live
+        in other hash slots), only in this order, which a pipeline keeps on each connection.
+        The scripts go as EVAL (Redis caches them by hash all the same): a pipeline of a
+        RedisCluster cannot load a script an EVALSHA does not find."""
         idx = self._keys.scope(scope)
-        if state.is_resumable:
-            await self._redis.sadd(idx.live, stream_id)
-            await self._redis.zrem(idx.ended, stream_id)
-            how = "persist"
-        else:
-            await self._redis.srem(idx.live, stream_id)
-            await self._redis.zadd(idx.ended, {stream_id: time.time()})
-            how = str(_ms(self._keep_records_s)) if self._keep_records_s > 0 else "persist"
-        if path:
-            await self._if_owned(keys=[idx.path(path)], args=[stream_id, how])
-        if key:
-            await self._if_owned(keys=[self._keys.object_claim(key)], args=[stream_id, how])
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name, only_new in (entries or {}).items():
+                pipe.set(name, stream_id, nx=only_new)
+            if state.is_resumable:
+                pipe.sadd(idx.live, stream_id)
+                pipe.zrem(idx.ended, stream_id)
+                how = "persist"
+            else:
+                pipe.srem(idx.live, stream_id)
+                pipe.zadd(idx.ended, {stream_id: time.time()})
+                how = str(_ms(self._keep_records_s)) if self._keep_records_s > 0 else "persist"
+            if path:
+                pipe.eval(_IF_OWNED, 1, idx.path(path), stream_id, how)
+            if key:
+                pipe.eval(_IF_OWNED, 1, self._keys.object_claim(key), stream_id, how)
+            await pipe.execute()
 
     # -- records --
 
@@ -604,10 +621,10 @@ class RedisCheckpointStore:
                 return False
             self._remember_scope(sid, scope)
             entry = index_path(scope, record.path, record.watch_root)
-            await self._redis.set(keys.scope(scope).path(entry), sid)
+            entries = {keys.scope(scope).path(entry): False}
             if record.key:
-                await self._redis.set(keys.object_claim(record.key), sid, nx=True)
-            await self._index(sid, scope, record.state, record.key, entry)
+                entries[keys.object_claim(record.key)] = True
+            await self._index(sid, scope, record.state, record.key, entry, entries=entries)
             return True
 
         return await _guarded(run)

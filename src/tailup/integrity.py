@@ -83,6 +83,16 @@ def etag_form(etag: str) -> EtagForm:
     return EtagForm.OTHER
 
 
+def put_reply_proves(body_etag: str, returned_etag: str) -> bool:
+    """Whether a PutObject's reply alone proves the object is the body sent: its ETag is an MD5
+    and the very MD5 tailup computed of the body (``body_etag``); the server checked the body's
+    checksum header too. No HEAD is needed then. A server whose ETags are not the body's MD5
+    (SSE-KMS, other servers) or one that differs is checked by a HEAD (verification_method)."""
+    return etag_form(returned_etag) is EtagForm.MD5 and (
+        normalize_etag(returned_etag).lower() == normalize_etag(body_etag).lower()
+    )
+
+
 def expected_multipart_etag(part_etags: Sequence[str]) -> str:
     """The multipart ETag S3 makes of these parts; "" when a part's ETag is no MD5 (a server that
     does not make them so, SSE-KMS): there is nothing to expect then."""

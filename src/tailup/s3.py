@@ -34,8 +34,8 @@ import botocore.exceptions
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-import tailup.body  # noqa: F401  (registers the zero-copy payload for part bodies)
 from tailup import permissions
+from tailup.body import PartBody  # (importing it registers the zero-copy payload)
 from tailup.checksums import Checksum, ChecksumAlgorithm, ChecksumType
 from tailup.config import PayloadSigning
 from tailup.errors import (
@@ -344,6 +344,14 @@ def _object_checksum(checksum: Checksum | None) -> dict[str, str]:
     return {"ChecksumType": "FULL_OBJECT", **checksum.request_params()}
 
 
+def _blob(body: Body) -> Body:
+    """A body as botocore leaves it alone. botocore wraps ``bytes`` in a BytesIO, and a body
+    with ``read`` gets ``Expect: 100-continue``: the headers go first and the body waits for the
+    server's 100, a round trip more per request (every metadata.json). A PartBody is sent as is
+    (tailup.body); a copy of a small ``bytes`` body costs less than that round trip."""
+    return PartBody(body) if isinstance(body, bytes) else body
+
+
 def _reported_checksum(response: dict[str, Any]) -> Checksum | None:
     for algorithm in ChecksumAlgorithm:
         value = response.get(f"Checksum{algorithm.s3_name}") if algorithm.s3_name else None
@@ -455,7 +463,7 @@ class S3MultipartStore:
             Key=key,
             UploadId=upload_id,
             PartNumber=number,
-            Body=body,
+            Body=_blob(body),
             **_sent_checksum(checksum, crc32),
         )
         return str(response["ETag"])
@@ -525,7 +533,7 @@ class S3MultipartStore:
             "put_object",
             Key=key,
             **_conditional(if_none_match),
-            Body=body,
+            Body=_blob(body),
             ContentType=content_type,
             **_sent_checksum(checksum, crc32),
         )

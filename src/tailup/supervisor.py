@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import os
 import socket
 import time
@@ -53,6 +54,7 @@ from tailup.keys import (
     share_scope,
     template_is_unique,
 )
+from tailup.lanes import Lanes, lane_of
 from tailup.model import (
     LIVE_STATES,
     EndCause,
@@ -82,6 +84,9 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 ROUTE_RETRY_S = 2.0
+# Events routed at once (tailup.lanes): enough to overlap the round trips of opening many files
+# moved in together, few enough to stay within the S3 client's spare connections.
+ROUTE_CONCURRENCY = 16
 UNCHANGED_REMEMBERED = 10_000
 # Ids derived from one file identity that may belong to other recordings (tailup.identity): past
 # this many, a random id (nothing can be found again by identity then, S3 keys still never clash).
@@ -169,6 +174,7 @@ class Supervisor:
         self._stopping = False
         self._hostname = socket.gethostname()
         self._group: asyncio.TaskGroup | None = None
+        self._lanes: Lanes | None = None
         self.events_routed = 0  # observable progress, for tests and /healthz
         self.ready = asyncio.Event()  # set once watching and live streams resumed
 
@@ -337,6 +343,7 @@ class Supervisor:
             asyncio.TaskGroup() as group,
         ):
             self._group = group
+            self._lanes = lanes = Lanes(group.create_task, ROUTE_CONCURRENCY)
             forward = group.create_task(self._forward(watcher), name="watcher-forward")
             leases = group.create_task(self._keep_leases(stop), name="leases")
             timetable = (
@@ -356,6 +363,8 @@ class Supervisor:
             await self._dispatch_until(stop)
             forward.cancel()
             leases.cancel()
+            # Before the streams are stopped: an event still being routed may start one.
+            await lanes.join(self._settings.shutdown_grace)
             await self._drain()
             if timetable is not None:
                 timetable.cancel()  # applied until the last part in flight is done
@@ -373,7 +382,11 @@ class Supervisor:
                 if get not in done:
                     get.cancel()
                     return
-                await self._route_or_retry(get.result())
+                event = get.result()
+                assert self._lanes is not None
+                await self._lanes.submit(
+                    lane_of(event), functools.partial(self._route_or_retry, event)
+                )
         finally:
             stop_wait.cancel()
 

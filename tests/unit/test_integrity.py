@@ -25,6 +25,7 @@ from tailup.integrity import (
     normalize_etag,
     part_action,
     parts_past_end,
+    put_reply_proves,
     verification_method,
 )
 from tailup.model import PartRecord
@@ -359,3 +360,28 @@ def test_part_action_wants_the_streams_checksum(
     rng = PartRange(1, 0, 5 * MIB)
     recorded = PartRecord(1, 5 * MIB, 7, MD5_A, "t", stored)
     assert part_action(recorded, rng, 7, algorithm) is action
+
+
+# -- put_reply_proves --
+
+BODY_MD5 = '"' + hashlib.md5(b"body").hexdigest() + '"'
+OTHER_MD5 = '"' + hashlib.md5(b"other bytes").hexdigest() + '"'
+
+
+@pytest.mark.parametrize(
+    ("body_etag", "returned", "proves"),
+    [
+        (BODY_MD5, BODY_MD5, True),
+        (BODY_MD5, BODY_MD5.strip('"'), True),  # quoting is not content
+        (BODY_MD5, BODY_MD5.upper(), True),  # nor is the case of the hex digits
+        (BODY_MD5, OTHER_MD5, False),  # an MD5, of other bytes: the object is not the body
+        (BODY_MD5, '"' + "ab" * 20 + '"', False),  # no MD5 at all (SSE-KMS, other servers)
+        (BODY_MD5, BODY_MD5.strip('"') + "-1", False),  # a multipart ETag is no body MD5
+        (BODY_MD5, "", False),  # nothing answered
+        ("", "", False),
+    ],
+)
+def test_a_put_reply_proves_the_object_only_by_the_body_md5(
+    body_etag: str, returned: str, proves: bool
+) -> None:
+    assert put_reply_proves(body_etag, returned) is proves

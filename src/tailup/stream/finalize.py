@@ -55,6 +55,7 @@ from tailup.integrity import (
     normalize_etag,
     part_action,
     parts_past_end,
+    put_reply_proves,
 )
 from tailup.keys import metadata_key
 from tailup.metadata import build_metadata, content_type_for, encode_metadata, probe_media
@@ -88,6 +89,8 @@ class Finalizer(Collaborator):
         self._book = book
         self._returned_etag = ""  # what S3 answered to the PutObject or Complete
         self._metadata: dict[str, Any] = {}  # the metadata.json last written
+        # The body MD5 of the last PutObject whose reply proved the object (put_reply_proves).
+        self._proven_etag = ""
 
     async def finalize(self, *, close_seen: bool) -> Outcome:
         """``close_seen``: the writer closed the file (rather than an idle timeout): with no
@@ -166,6 +169,10 @@ class Finalizer(Collaborator):
         the check, the object's ETag as the server reports it, and how it was checked. Without
         s3:GetObject, the ETag S3 returned to the write is the check (``trust_returned``), else
         AccessRefused."""
+        if trust_returned and expected_etag and expected_etag == self._proven_etag:
+            # The PutObject's reply named the MD5 of the body sent: that is the object, a HEAD
+            # would tell nothing more (and costs a request per small file).
+            return CompletionCheck(True, ()), self._returned_etag, VerifiedBy.ETAG
         algorithm = self.record.checksum
         try:
             info = await self.deps.store.head_object(
@@ -236,14 +243,15 @@ class Finalizer(Collaborator):
         return Outcome.SKIPPED
 
     async def _put_single(self, rng: PartRange) -> tuple[str, list[PartRecord], str]:
+        """The object in one PutObject. The expected ETag returned is the body's own MD5: the
+        check (_check_object) compares S3's object with the bytes read, not with S3's reply."""
+        self._proven_etag = ""
         async with self.deps.budget.hold(rng.size):
             loaded = await self._sender.load(rng)
             if len(loaded.body) != rng.size:
                 raise FileChangedWhileFinalizing(f"{self.path} shrank while being finalized")
-            sha256_hex = (
-                await asyncio.to_thread(_sha256_hex, loaded.body)
-                if self.deps.sha256 is Sha256Setting.AUTO
-                else ""
+            sha256_hex, body_etag = await asyncio.to_thread(
+                _sha256_and_md5_etag, loaded.body, self.deps.sha256 is Sha256Setting.AUTO
             )
             await self._check_key_is_ours()
             await self._check_claim()
@@ -258,17 +266,20 @@ class Finalizer(Collaborator):
                     checksum=part_checksum(self.record.checksum, loaded.crc, loaded.stored),
                 )
             except KeyTaken:
-                etag = await asyncio.to_thread(_md5_etag, loaded.body)
+                etag = body_etag
                 sent = PartRecord(1, rng.size, loaded.crc, etag, checksum=loaded.stored)
                 if not await self._already_ours(etag, rng.size, [sent]):
                     raise
+            else:
+                if put_reply_proves(body_etag, etag):
+                    self._proven_etag = body_etag  # S3's own answer, not what we expected
             self._returned_etag = etag
             metrics.part_uploaded(rng.size, time.monotonic() - started)
             crc, stored = loaded.crc, loaded.stored
             del loaded  # before the budget is given back (see _send_part)
-        self._log.info("uploaded in one request", size=rng.size)
+        self._log.debug("uploaded in one request", size=rng.size)  # "stream completed" follows
         part = PartRecord(1, rng.size, crc, etag, iso(utc_now()), stored)
-        return etag, [part], sha256_hex
+        return body_etag, [part], sha256_hex
 
     async def _check_claim(self) -> None:
         """A shared folder's recording is completed only by the holder of its lease: a guarded
@@ -596,8 +607,11 @@ class Finalizer(Collaborator):
         return True
 
 
-def _md5_etag(data: PartBody) -> str:
-    return f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
+def _sha256_and_md5_etag(data: PartBody, sha256: bool = True) -> tuple[str, str]:
+    """The body's SHA-256 ("" unless ``sha256``) and its MD5 as S3 makes a single PUT's ETag, in
+    one thread hop."""
+    md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    return _sha256_hex(data) if sha256 else "", f'"{md5}"'
 
 
 def _described(whole: Checksum | None, kind: ChecksumType) -> dict[str, str] | None:
