@@ -3,6 +3,7 @@
     make bench                      # python bench/run.py: the default runs (~25-35 min, 2 cores)
     python bench/run.py --quick     # one run of each, smaller: a smoke test of the bench (~5 min)
     python bench/run.py --only a --runs 5 --record   # append the tables to bench/RESULTS.md
+    python bench/run.py --only c --profile DIR       # + py-spy (raw) of the daemon and its log
 
 It starts SeaweedFS (S3) and redis-server on 127.0.0.1 (tailup.devservers) and runs
 `python -m tailup run` from this checkout as a subprocess with its defaults, then:
@@ -662,10 +663,16 @@ def scenario_streams(env: Lab, args: argparse.Namespace, count: int) -> Sample:
             cpu_before = d.cpu()
             argv = writer_argv(paths, rate="1MiB", size=size, chunk=args.chunk)
             writer = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+            spy = Profiler(args.profile, d.pid, f"c{count}-run{run + 1}-recording")
             max_lag = sample_lag(env, d, paths, writer)
+            spy.stop()
+            spy = Profiler(args.profile, d.pid, f"c{count}-run{run + 1}-close")
             out, _ = writer.communicate()
             closed = {Path(r["path"]): r["closed_at"] for r in map(json.loads, out.splitlines())}
             done = d.wait_completed(paths, timeout_s=300)
+            spy.stop()
+            if args.profile is not None:  # the daemon's log too: what each stream did when
+                shutil.copy(d.log_path, args.profile / f"c{count}-run{run + 1}.log")
             recorded = d.sha256s(done)
             cpu = d.cpu() - cpu_before
             rss = peak_rss_mib(d.pid)
@@ -687,6 +694,26 @@ def scenario_streams(env: Lab, args: argparse.Namespace, count: int) -> Sample:
         env.delete_prefix("")
         shutil.rmtree(watch)
     return sample
+
+
+class Profiler:
+    """py-spy of the daemon while a phase runs (``--profile DIR``; nothing without it): raw
+    (collapsed) stacks per thread, sampled without pausing the daemon, in DIR/<phase>.txt."""
+
+    def __init__(self, folder: Path | None, pid: int, phase: str) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        if folder is None:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        spy = Path(sys.executable).with_name("py-spy")
+        argv = [str(spy), "record", "-r", "200", "--format", "raw", "--nonblocking", "--threads",
+                "-p", str(pid), "-o", str(folder / f"{phase}.txt")]  # fmt: skip
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            self.proc.wait(timeout=60)
 
 
 def sample_lag(env: Lab, d: Daemon, paths: list[Path], writer: subprocess.Popen[str]) -> int:
@@ -1131,6 +1158,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--check-bytes", action="store_true", help="download a/b/f objects too")
     parser.add_argument("--work", type=Path, default=BENCH / ".work")
     parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
+    parser.add_argument(
+        "--profile", type=Path, default=None, metavar="DIR",
+        help="py-spy of the daemon in c (recording, after the close) and its log, into DIR",
+    )  # fmt: skip
     parser.add_argument(
         "--tailup-arg", dest="tailup_args", action="append", default=[],
         help="extra flag for `tailup run` (repeat), e.g. --tailup-arg=--part-concurrency=8",

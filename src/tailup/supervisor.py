@@ -24,6 +24,7 @@ from tailup.bandwidth import BandwidthLimit, describe_rate
 from tailup.budget import ByteBudget
 from tailup.checkpoint import CheckpointStore, Claim, RenewResult
 from tailup.checksums import ChecksumType, new_upload_type
+from tailup.closes import CloseChecks
 from tailup.config import KeyConflict, Settings
 from tailup.errors import (
     NodeIdTaken,
@@ -171,6 +172,10 @@ class Supervisor:
         # Paths last judged unchanged, with what they were then (inode, birth, size, mtime).
         self._unchanged: OrderedDict[Path, tuple[int, int, int, int]] = OrderedDict()
         self._flush_handle: asyncio.TimerHandle | None = None
+        # Closes wait for a /proc pass there, many at once (tailup.closes).
+        self._closes: CloseChecks[Stream] = CloseChecks(
+            self._writers_open, self._tell_closed, self._retry_closes
+        )
         self._stopping = False
         self._hostname = socket.gethostname()
         self._group: asyncio.TaskGroup | None = None
@@ -439,6 +444,7 @@ class Supervisor:
 
     async def _drain(self) -> None:
         self._stopping = True
+        self._closes.cancel()
         for stream in list(self._running):
             stream.stop()
         tasks = list(self._tasks)
@@ -480,9 +486,9 @@ class Supervisor:
         elif action is Action.END_PATH:
             await self._end_path(path)
         elif action is Action.TELL_CLOSED:
-            stream = self._streams[path]
-            if not await self._still_written(path) and self._streams.get(path) is stream:
-                stream.on_closed()
+            # Not awaited here: the next events (the other files' closes) go on being routed,
+            # and the closes that arrive meanwhile share the next /proc pass.
+            self._closes.note(path, self._streams[path])
         elif action is Action.CARRY_STREAM:
             assert event.dest_path is not None
             await self._carry_stream(path, event.dest_path)
@@ -1093,10 +1099,24 @@ class Supervisor:
         --io-timeout (tailup.offload)."""
         return await run_blocking(call, *args, timeout_s=self._settings.io_timeout)
 
-    async def _still_written(self, path: Path) -> bool:
-        """True if some process still has the file open for writing: that close (one descriptor
-        of several) was not the end of the recording. One /proc pass, off the loop."""
-        return (await self._io(writers_open, [path]))[path] is True
+    async def _writers_open(self, paths: list[Path]) -> dict[Path, bool | None]:
+        """Whether some process still has each file open for writing: one /proc pass for all of
+        them, off the loop."""
+        return await self._io(writers_open, paths)
+
+    def _tell_closed(self, path: Path, stream: Stream) -> None:
+        """The close of ``path`` was its last writer's. ``stream`` is told while it runs, also
+        if it moved meanwhile (a rename right after the close: the same recording, and its
+        close must not be lost); one that ended has nothing to learn, and one whose file was
+        deleted or replaced meanwhile ends on that anyway."""
+        if stream in self._running:
+            stream.on_closed()
+
+    def _retry_closes(self, paths: list[Path], error: RetryableError) -> None:
+        # As for any event that failed on something that passes: routed again shortly.
+        for path in paths:
+            log.warning("event deferred", path=str(path), reason=str(error))
+            self._defer(FileEvent(EventKind.CLOSED, path))
 
     async def _record_crash(self, stream: Stream) -> None:
         # Only over a live state: a stream that had ended (completed, aborted) keeps its end.

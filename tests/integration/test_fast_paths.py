@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import subprocess
 import sys
+import time
 import weakref
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +21,21 @@ import pytest
 import tailup
 from harness import IsolatedSettings, object_bytes, running_daemon, wait_until
 from tailup import source as source_module
-from tailup.body import PART_BUFFERS, SLICE_BYTES, PartBody, return_part_memory_promptly
+from tailup.body import (
+    PART_BUFFERS,
+    SIGNS_IN_PLACE,
+    SLICE_BYTES,
+    BufferPool,
+    PartBody,
+    return_part_memory_promptly,
+)
 from tailup.budget import ByteBudget
 from tailup.config import PayloadSigning
-from tailup.devservers import SeaweedS3
+from tailup.devservers import SeaweedS3, record_cmd
 from tailup.errors import TailupError
 from tailup.events import EventKind, FileEvent
 from tailup.integrity import crc32_of
+from tailup.metadata import FORMAT_PROBE_BYTES, probe_media
 from tailup.model import StreamRecord, StreamState, lowest_gap
 from tailup.plan import MiB, PartPlan
 from tailup.s3 import S3MultipartStore
@@ -137,6 +148,39 @@ async def test_part_bodies_go_up_exact_signed_or_not_and_checksums_still_guard_t
         assert sent[0] == hashlib.sha256(body).hexdigest()
 
 
+@pytest.mark.parametrize("signing", [PayloadSigning.NEVER, PayloadSigning.ALWAYS])
+async def test_the_signer_neither_copies_a_part_nor_keeps_it(
+    signing: PayloadSigning,
+    s3_server: SeaweedS3,
+    bucket: str,
+    s3_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import botocore.crt.auth
+
+    assert SIGNS_IN_PLACE, "awscrt is installed here: botocore signs with CRT"
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    copies: list[int] = []
+    real_bytesio = botocore.crt.auth.BytesIO  # type: ignore[attr-defined]
+
+    def counting_bytesio(initial: Any = b"") -> Any:
+        copies.append(len(initial))
+        return real_bytesio(initial)
+
+    monkeypatch.setattr(botocore.crt.auth, "BytesIO", counting_bytesio)
+    body = PartBody(os.urandom(SLICE_BYTES + 777))
+    async with S3MultipartStore.connect(
+        bucket, endpoint_url=s3_server.endpoint_url, region="us-east-1", payload_signing=signing
+    ) as store:
+        upload_id = await store.create_upload("part", "video/mp2t")
+        await store.upload_part("part", upload_id, 1, body, crc32_of(body))
+        await store.abort_upload("part", upload_id)
+    assert len(body) not in copies
+    pool = BufferPool(max_idle_bytes=len(body))
+    assert pool.give(body), "nothing (no view of the signer's) holds the part any more"
+
+
 class _CloseRecorder:
     def __init__(self) -> None:
         self.closes = 0
@@ -145,25 +189,71 @@ class _CloseRecorder:
         self.closes += 1
 
 
+def _closing_supervisor(tmp_path: Path, paths: list[Path]) -> tuple[Supervisor, list[Any]]:
+    """A supervisor whose streams for ``paths`` only count the closes they are told of."""
+    settings = IsolatedSettings(watch=[tmp_path], bucket="unused")
+    supervisor = Supervisor(settings, store=None, checkpoints=None)  # type: ignore[arg-type]
+    streams: list[Any] = []
+    for path in paths:
+        stream = _CloseRecorder()
+        supervisor.streams[path] = stream  # type: ignore[assignment]
+        supervisor._running.add(stream)  # type: ignore[arg-type]
+        streams.append(stream)
+    return supervisor, streams
+
+
 async def test_a_close_while_another_descriptor_still_writes_is_not_the_end(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "two-writers.mp4"
-    settings = IsolatedSettings(watch=[tmp_path], bucket="unused")
-    supervisor = Supervisor(settings, store=None, checkpoints=None)  # type: ignore[arg-type]
-    stream = _CloseRecorder()
-    supervisor.streams[path] = stream  # type: ignore[assignment]
+    supervisor, [stream] = _closing_supervisor(tmp_path, [path])
     with path.open("wb") as first:
         with path.open("r+b") as second:
             second.write(b"header")
         await supervisor._route(FileEvent(EventKind.CLOSED, path))
+        await supervisor._closes.settled()
         assert stream.closes == 0, "`first` still has the file open for writing"
         first.write(b"more")
     await supervisor._route(FileEvent(EventKind.CLOSED, path))
+    await supervisor._closes.settled()
     assert stream.closes == 1
 
 
-def _stream_for(path: Path, generation: int = 1) -> Stream:
+async def test_closes_that_arrive_together_share_one_proc_pass(tmp_path: Path) -> None:
+    """One recorder closing 40 files at once (one still open elsewhere): the closes routed while
+    a pass runs wait for the next one, so 40 closes cost 2 passes, not 40 in a row."""
+    paths = [tmp_path / f"cam{i:02d}.ts" for i in range(40)]
+    supervisor, streams = _closing_supervisor(tmp_path, paths)
+    for path in paths:
+        path.write_bytes(b"x")
+    with paths[7].open("ab"):  # another writer still holds this one
+        for path in paths:
+            await supervisor._route(FileEvent(EventKind.CLOSED, path))
+        await supervisor._closes.settled()
+        told = [s.closes for s in streams]
+    assert told == [0 if i == 7 else 1 for i in range(40)]
+    assert supervisor._closes.passes <= 2
+
+
+async def test_a_close_reaches_its_stream_after_a_rename_and_never_an_ended_one(
+    tmp_path: Path,
+) -> None:
+    moved, ended = tmp_path / "live.ts", tmp_path / "gone.ts"
+    supervisor, [renamed, finished] = _closing_supervisor(tmp_path, [moved, ended])
+    for path in (moved, ended):
+        path.write_bytes(b"x")
+        await supervisor._route(FileEvent(EventKind.CLOSED, path))
+    # Before the pass answers: the first is renamed (its stream carried to the new path), the
+    # second stream ends.
+    supervisor.streams[tmp_path / "2026-12-01T10.ts"] = supervisor.streams.pop(moved)
+    supervisor._running.discard(finished)
+    await supervisor._closes.settled()
+    assert (renamed.closes, finished.closes) == (1, 0)
+
+
+def _stream_for(
+    path: Path, generation: int = 1, clock: Callable[[], float] = time.monotonic
+) -> Stream:
     st = stat_file(path)
     deps = StreamDeps(
         store=None,  # type: ignore[arg-type]
@@ -171,6 +261,7 @@ def _stream_for(path: Path, generation: int = 1) -> Stream:
         budget=ByteBudget(64 * MiB),
         close_grace_s=0.0,
         idle_timeout_s=30.0,
+        clock=clock,
     )
     record = StreamRecord(
         stream_id="s1",
@@ -186,6 +277,25 @@ def _stream_for(path: Path, generation: int = 1) -> Stream:
         generation=generation,
     )
     return Stream(deps, record, {})
+
+
+async def test_a_growing_file_is_looked_at_when_its_next_part_is_due(tmp_path: Path) -> None:
+    path = tmp_path / "growing.ts"
+    path.write_bytes(b"a" * MiB)
+    now = [100.0]
+    stream = _stream_for(path, clock=lambda: now[0])
+    await stream._observe()
+    assert stream._next_look_s() == pytest.approx(0.2), "no rate known yet"
+    now[0] += 1.0
+    with path.open("ab") as out:
+        out.write(b"b" * MiB)  # 1 MiB/s; the 5 MiB part is 3 MiB away: due in 3 s
+    await stream._observe()
+    assert stream._next_look_s() == pytest.approx(2.0)
+    now[0] += 2.0
+    with path.open("ab") as out:
+        out.write(b"c" * 2 * MiB)
+    await stream._observe()
+    assert stream._next_look_s() == pytest.approx(1.0)
 
 
 async def test_a_write_seen_after_the_close_means_the_writer_came_back(tmp_path: Path) -> None:
@@ -309,3 +419,21 @@ async def test_part_memory_goes_back_to_the_system_on_linux() -> None:
 async def test_part_memory_is_not_promised_off_linux(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "platform", "darwin")
     assert return_part_memory_promptly() is False
+
+
+@pytest.mark.parametrize("fmt", ["ts", "mp4", "faststart", "mkv", "mov"])
+async def test_recordings_are_known_within_the_format_probe_and_junk_is_not_chased(
+    fmt: str, tmp_path: Path
+) -> None:
+    """The probe looks FORMAT_PROBE_BYTES into a file for its container: every recorder format
+    is known at once; bytes that are no container for longer than that are given up on (ffmpeg's
+    own 1 MiB would find the recording past them, at ~55 ms of CPU per non-media file)."""
+    recording = tmp_path / f"rec.{'mp4' if fmt == 'faststart' else fmt}"
+    cmd = record_cmd(recording, fmt, 1.0, live=False)
+    await asyncio.to_thread(subprocess.run, cmd, check=True)
+    media = probe_media(recording)
+    assert media is not None and {s.codec for s in media.streams} == {"h264", "aac"}
+    if fmt == "ts":  # the one format that can be found mid-file
+        late = tmp_path / "late.ts"
+        late.write_bytes(os.urandom(FORMAT_PROBE_BYTES + 16 * 1024) + recording.read_bytes())
+        assert probe_media(late) is None

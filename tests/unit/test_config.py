@@ -150,6 +150,8 @@ def test_list_flags_are_taken_as_lists() -> None:
 def test_defaults() -> None:
     settings = load_settings({})
     assert settings.part_size == 8 * MIB
+    # Peak RSS is ~115 MiB plus this budget: 100 live streams stay under 300 MiB (bench c).
+    assert settings.max_inflight_bytes == 160 * MIB
     assert settings.key_template == "streams/{stream_id}/{name}"
     assert set(settings.include) == {"*.mp4", "*.mov", "*.mkv", "*.ts", "*.m4v", "*.flv"}
     assert settings.after_upload_action == (AfterUploadKind.KEEP, None)

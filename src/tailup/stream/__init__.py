@@ -1,7 +1,8 @@
 """One stream: a file being uploaded while it grows, then finalized and verified.
 
-The stream waits for a wake-up (a close, or its poll timer: it stats its file every
-``growth_poll_s``, since per-write events cost far more than a stat, see tailup.watcher), looks at
+The stream waits for a wake-up (a close, or its poll timer: it stats its file about when its
+next part is due at the rate it grows, every ``growth_poll_s`` to ``core.MAX_LOOK_S``, since
+per-write events cost far more than a stat, see tailup.watcher), looks at
 the file, sends every part that is complete and not yet sent, and finalizes once the writer is
 gone: it closed the file and ``close_grace_s`` passed with no change, or nothing changed for
 ``idle_timeout_s``. A change seen after the close means the writer came back: the close no longer
