@@ -168,7 +168,7 @@ _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ),
     ("--poll-interval", {"help": "seconds between polls with --poll (default 1)."}),
     ("--part-concurrency", {"type": int, "help": "parts of one stream in flight (default 4)."}),
-    ("--max-inflight-bytes", {"help": "memory for parts in flight, all streams (default 256MiB)."}),
+    ("--max-inflight-bytes", {"help": "memory for parts in flight, all streams (default 160MiB)."}),
     (
         "--payload-signing",
         {
