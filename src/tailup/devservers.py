@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import copy
+import ctypes
 import json
 import os
 import random

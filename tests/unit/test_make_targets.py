@@ -72,7 +72,9 @@ def test_the_tests_install_from_the_lock_with_hashes(target: str, tmp_path: Path
 
 def _requirements(extra: str | None) -> list[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return list(project["dependencies"] if extra is None else project["optional-dependencies"][extra])
+    return list(
+        project["dependencies"] if extra is None else project["optional-dependencies"][extra]
+    )
 
 
 @pytest.mark.parametrize(
