@@ -34,13 +34,8 @@ def _status_selection(args: argparse.Namespace) -> Selection:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from tailup.status import (
-        choose_output,
-        collect_status,
-        print_every_record,
-        print_view,
-        watch_status,
-    )
+    from tailup.status import collect_status
+    from tailup.statusview import choose_output, print_every_record, print_view, watch_status
 
     selection = _status_selection(args)
     output = choose_output(args.output, terminal=sys.stdout.isatty())

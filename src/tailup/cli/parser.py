@@ -188,7 +188,7 @@ _STREAM_FORMS = (
 )
 
 
-# tailup.status.Output's values (that module imports rich: not loaded for every command).
+# tailup.statusview.Output's values (that module imports rich: not loaded for every command).
 _OUTPUTS = ("table", "wide", "json")
 
 
