@@ -7,11 +7,16 @@ import argparse
 import asyncio
 import os
 import signal
+from typing import TYPE_CHECKING
 
 from tailup import __version__
 from tailup.cli.exits import EXIT_FAILURE, EXIT_OK, print_error
 from tailup.config import Settings, check_daemon_settings
-from tailup.errors import PermanentError
+from tailup.errors import PermanentError, RetryableError
+
+if TYPE_CHECKING:
+    from tailup.checkpoint import RedisCheckpointStore
+    from tailup.s3 import S3MultipartStore
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -26,7 +31,6 @@ async def _run_daemon(settings: Settings) -> int:
     import structlog
 
     from tailup.checkpoint import RedisCheckpointStore
-    from tailup.errors import RetryableError
     from tailup.plan import PartPlan
     from tailup.s3 import S3MultipartStore, pool_size
     from tailup.server import ops_server
@@ -47,26 +51,8 @@ async def _run_daemon(settings: Settings) -> int:
         ) as store,
         RedisCheckpointStore.for_settings(settings) as cps,
     ):
-        try:
-            await store.check_bucket()
-        except PermanentError as exc:
-            # Concerns every stream (credentials, bucket): say it once, loudly, and stop.
-            log.error("S3 refuses this bucket; nothing can be uploaded", reason=str(exc))
-            print_error(exc)
+        if not await _servers_answer(store, cps, settings.redis_url):
             return EXIT_FAILURE
-        except RetryableError as exc:
-            log.warning("S3 is not reachable yet; streams will wait for it", reason=str(exc))
-        try:
-            await cps.ping()
-        except RetryableError as exc:
-            log.warning("Redis is not reachable yet; streams will wait for it", reason=str(exc))
-        except PermanentError as exc:
-            log.error("Redis refuses this daemon; nothing can be checkpointed", reason=str(exc))
-            print_error(exc)
-            return EXIT_FAILURE
-        else:
-            for warning in await _redis_durability(settings.redis_url):
-                log.warning(warning)
         log.info(
             "tailup started",
             version=__version__,
@@ -93,6 +79,38 @@ async def _run_daemon(settings: Settings) -> int:
             await supervisor.run(stop)
     log.info("tailup stopped")
     return EXIT_OK
+
+
+async def _servers_answer(
+    store: S3MultipartStore, cps: RedisCheckpointStore, redis_url: str
+) -> bool:
+    """One look at S3 and Redis before any stream starts. A refusal concerns every stream
+    (credentials, the bucket, Redis auth): it is said once, loudly, and the daemon stops (False).
+    A server not reachable yet is a warning: streams wait for it."""
+    import structlog
+
+    log = structlog.get_logger("tailup")
+    try:
+        await store.check_bucket()
+    except PermanentError as exc:
+        # Concerns every stream (credentials, bucket): say it once, loudly, and stop.
+        log.error("S3 refuses this bucket; nothing can be uploaded", reason=str(exc))
+        print_error(exc)
+        return False
+    except RetryableError as exc:
+        log.warning("S3 is not reachable yet; streams will wait for it", reason=str(exc))
+    try:
+        await cps.ping()
+    except RetryableError as exc:
+        log.warning("Redis is not reachable yet; streams will wait for it", reason=str(exc))
+    except PermanentError as exc:
+        log.error("Redis refuses this daemon; nothing can be checkpointed", reason=str(exc))
+        print_error(exc)
+        return False
+    else:
+        for warning in await _redis_durability(redis_url):
+            log.warning(warning)
+    return True
 
 
 async def _redis_durability(url: str) -> list[str]:
