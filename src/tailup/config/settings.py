@@ -50,7 +50,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="TAILUP_",
-        env_file=".env",
+        env_file=".env",  # load_settings reads the one dotenv_file names (TAILUP_ENV_FILE)
         env_file_encoding="utf-8",
         extra="ignore",
         validate_default=True,
