@@ -346,3 +346,13 @@ def daemon_args(
         "redis_url": redis_server.url,
         "key_prefix": key_prefix,
     }
+
+
+@pytest.fixture
+def outside_settings_removed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For tests that call ``tailup.cli.main`` in-process: it reads TAILUP_ variables and a .env
+    file as `tailup` does, so none may come from the developer's shell or working directory."""
+    for name in list(os.environ):
+        if name.upper().startswith("TAILUP_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("TAILUP_ENV_FILE", "")

@@ -29,9 +29,10 @@ T = TypeVar("T")
 
 
 def tailup_env(extra: dict[str, str]) -> dict[str, str]:
-    """This checkout's tailup, unbuffered, and no TAILUP_ setting leaking in from outside."""
+    """This checkout's tailup, unbuffered, and no TAILUP_ setting leaking in from outside: none
+    from the environment, none from a .env file in the working directory (TAILUP_ENV_FILE)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("TAILUP_")}
-    return {**base, "PYTHONUNBUFFERED": "1", "PYTHONPATH": SRC, **extra}
+    return {**base, "PYTHONUNBUFFERED": "1", "PYTHONPATH": SRC, "TAILUP_ENV_FILE": "", **extra}
 
 
 def run_cli(args: Sequence[str], env: dict[str, str], timeout_s: float = 60) -> Any:

@@ -73,6 +73,7 @@ from watchdog.events import (
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserverVFS
 
+from tailup.config.values import DEFAULT_INCLUDE
 from tailup.events import EventKind, FileEvent
 
 __all__ = [
@@ -85,7 +86,6 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_INCLUDE: Final = ("*.mp4", "*.mov", "*.mkv", "*.ts", "*.m4v", "*.flv")
 
 # "." covers hidden files and LibreOffice-style ".~lock" files; "~$" is Office's owner file.
 _SKIPPED_PREFIXES: Final = (".", "~$")

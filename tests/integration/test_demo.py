@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from tailup.demo import demo_with_servers, progress_line
+from tailup.cli.demo import demo_with_servers, progress_line
 from tailup.devservers import RedisServer, SeaweedS3
 
 

@@ -30,6 +30,9 @@ from tailup.server import OpsContext, build_app
 from tailup.status import SizeProbe, collect_view, scan_records, status_scopes
 from tailup.statustable import PLAIN_COLUMNS
 
+# cli.main runs in-process here: no TAILUP_ variable nor .env of the developer reaches it.
+pytestmark = pytest.mark.usefixtures("outside_settings_removed")
+
 S = StreamState
 NODE_A, NODE_B = "cam-a", "cam-b"
 

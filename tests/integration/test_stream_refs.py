@@ -17,6 +17,9 @@ from tailup.keys import node_scope, share_scope
 from tailup.model import RETRY_FIELD, StreamRecord, StreamState
 from tailup.plan import MiB
 
+# cli.main runs in-process here: no TAILUP_ variable nor .env of the developer reaches it.
+pytestmark = pytest.mark.usefixtures("outside_settings_removed")
+
 NODE = "cam-a"
 S = StreamState
 

@@ -23,6 +23,7 @@ from tailup.config import (
     Settings,
     check_daemon_settings,
     check_storage_settings,
+    dotenv_file,
     load_settings,
     parse_after_upload,
     unknown_variables,
@@ -104,6 +105,43 @@ def test_every_source_reaches_its_own_setting(
         "us-west-2",
         "p3",
     )
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, Path(".env")),  # the working directory's, as always
+        ({"TAILUP_ENV_FILE": "/etc/tailup/env"}, Path("/etc/tailup/env")),
+        ({"TAILUP_ENV_FILE": ""}, None),  # none: how tests keep a developer's .env out
+    ],
+)
+def test_dotenv_file(environ: dict[str, str], expected: Path | None) -> None:
+    assert dotenv_file(environ) == expected
+
+
+def test_an_empty_tailup_env_file_turns_the_dotenv_file_off(
+    clean_environment: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_dotenv(clean_environment, bucket="dotenv-bucket", part_siz="8MiB")
+    assert load_settings({}).bucket == "dotenv-bucket"
+    monkeypatch.setenv("TAILUP_ENV_FILE", "")
+    assert load_settings({}).bucket == ""
+    assert main(["gc", "--older-than", "1h"]) == 2  # no bucket: refused before any work
+    assert "warning" not in capsys.readouterr().err  # nor is the .env's typo read
+
+
+def test_tailup_env_file_names_the_dotenv_file(
+    clean_environment: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_dotenv(clean_environment, bucket="here")
+    elsewhere = clean_environment.parent / "elsewhere"
+    elsewhere.mkdir()
+    write_dotenv(elsewhere, bucket="there", part_size="1MiB", part_siz="8MiB")
+    monkeypatch.setenv("TAILUP_ENV_FILE", str(elsewhere / ".env"))
+    assert main(["gc", "--older-than", "1h"]) == 2
+    err = capsys.readouterr().err
+    assert f"TAILUP_PART_SIZ in {elsewhere / '.env'} is not a tailup setting" in err
+    assert "--part-size (TAILUP_PART_SIZE): got '1MiB'" in err
 
 
 # -- lists --

@@ -7,7 +7,7 @@ import io
 import pytest
 from rich.console import Console
 
-from tailup.demo import Progress, ProgressView, progress_line
+from tailup.cli.demo import Progress, ProgressView, progress_line
 from tailup.plan import MiB
 
 

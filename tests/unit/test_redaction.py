@@ -84,7 +84,7 @@ def test_url_passwords(text: str, expected: str, secret: str) -> None:
     ],
 )
 def test_the_password_registered_for_literal_redaction(url: str, password: str | None) -> None:
-    # The daemon registers it (cli._settings), so it is hidden even where no pattern finds it.
+    # The daemon registers it (tailup.cli.main._settings): hidden even where no pattern finds it.
     assert url_password(url) == password
 
 

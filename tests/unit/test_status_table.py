@@ -13,7 +13,7 @@ from rich.console import Console
 
 from tailup.model import StreamRecord, StreamState, iso, utc_now
 from tailup.plan import MiB
-from tailup.status import Output, build_status_table, choose_output, status_row
+from tailup.status import status_row
 from tailup.statustable import (
     COLUMNS,
     PLAIN_COLUMNS,
@@ -24,6 +24,7 @@ from tailup.statustable import (
     plain_line,
     plain_value,
 )
+from tailup.statusview import Output, build_status_table, choose_output
 from tailup.streamref import short_ids
 
 LONG_NAME = "2026-12-01T10-00-00_lobby-camera-east-entrance-hall.mkv"

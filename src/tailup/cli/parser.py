@@ -1,48 +1,16 @@
-"""Command line: `tailup run | status | verify | abort | gc | demo`.
-
-Every setting can be given as a flag, as TAILUP_<NAME> in the environment, in a .env file or in a
-TOML file (--config or TAILUP_CONFIG); flags win, then env, .env, the file. Bad settings exit with
-code 2 and a message naming the setting and the accepted form. Settings are loaded in one place,
-``main``, for every subcommand: each one reads the same sources and refuses the same mistakes.
-"""
+"""The command line's grammar: `tailup run | status | verify | abort | retry | gc | demo`, each
+subcommand with its flags. Every setting is a flag of the commands that take it; which flags are
+settings (passed on to tailup.config) is ``setting_overrides``."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import os
-import signal
-import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from tailup import __version__
-from tailup.config import (
-    ACCEPTED_FORMS,
-    NODE_ID_FORM,
-    Settings,
-    check_daemon_settings,
-    check_storage_settings,
-    dotenv_file,
-    is_node_id,
-    load_settings,
-    unknown_variables,
-)
-from tailup.errors import ConfigError, PermanentError, TailupError
-from tailup.selection import (
-    DEFAULT_LIMIT,
-    DEFAULT_SCAN_LIMIT,
-    STATE_VALUES,
-    Selection,
-    parse_limit,
-    parse_states,
-)
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+from tailup.cli.exits import EXIT_USAGE
+from tailup.selection import DEFAULT_LIMIT, DEFAULT_SCAN_LIMIT, STATE_VALUES
 
 _CONNECTION_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--bucket", {"help": "S3 bucket (required)."}),
@@ -220,7 +188,7 @@ _STREAM_FORMS = (
 )
 
 
-# tailup.status.Output's values (that module imports rich: not loaded for every command).
+# tailup.statusview.Output's values (that module imports rich: not loaded for every command).
 _OUTPUTS = ("table", "wide", "json")
 
 
@@ -255,7 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tailup {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
+    adders = (_add_run, _add_status, _add_verify, _add_abort, _add_retry, _add_gc, _add_demo)
+    for add_command in adders:
+        add_command(commands)
+    return parser
 
+
+# What add_subparsers returns (generic to typeshed only, hence the string).
+_Commands: TypeAlias = "argparse._SubParsersAction[_Parser]"
+
+
+def _add_run(commands: _Commands) -> None:
     run = commands.add_parser(
         "run",
         help="watch folders and upload (the daemon)",
@@ -263,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_flags(run, _CONNECTION_FLAGS + _RUN_FLAGS)
 
+
+def _add_status(commands: _Commands) -> None:
     status = commands.add_parser(
         "status",
         help="list the live streams and the newest ended ones, with their progress",
@@ -276,6 +256,18 @@ def build_parser() -> argparse.ArgumentParser:
         "stderr.",
     )
     _add_flags(status, _CONNECTION_FLAGS + _STATUS_SETTINGS)
+    _add_status_output(status)
+    _add_status_selection(status)
+    # dest differs from run's --watch DIR, which is a setting: this one is not.
+    status.add_argument(
+        "--watch", dest="refresh", action="store_true", help="refresh until interrupted"
+    )
+    status.add_argument(
+        "--interval", type=float, default=2.0, metavar="SECONDS", help="refresh period (default 2)"
+    )
+
+
+def _add_status_output(status: argparse.ArgumentParser) -> None:
     output = status.add_mutually_exclusive_group()
     output.add_argument(
         "-o",
@@ -291,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument(
         "--json", dest="output", action="store_const", const="json", help="machine-readable output"
     )
+
+
+def _add_status_selection(status: argparse.ArgumentParser) -> None:
     how_many = status.add_mutually_exclusive_group()
     how_many.add_argument(
         "--limit",
@@ -319,14 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NODE",
         help="show another node's records (its --node-id) instead of this node's",
     )
-    # dest differs from run's --watch DIR, which is a setting: this one is not.
-    status.add_argument(
-        "--watch", dest="refresh", action="store_true", help="refresh until interrupted"
-    )
-    status.add_argument(
-        "--interval", type=float, default=2.0, metavar="SECONDS", help="refresh period (default 2)"
-    )
 
+
+def _add_verify(commands: _Commands) -> None:
     verify = commands.add_parser(
         "verify",
         help="re-check a completed object against its local file or its metadata.json",
@@ -341,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"a stream ({_STREAM_FORMS}), or an object key",
     )
 
+
+def _add_abort(commands: _Commands) -> None:
     abort = commands.add_parser(
         "abort",
         help="abort a stream's upload and record why",
@@ -350,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     abort.add_argument("stream_id", metavar="STREAM_ID")
     abort.add_argument("--reason", default="aborted by the operator", help="recorded reason")
 
+
+def _add_retry(commands: _Commands) -> None:
     retry = commands.add_parser(
         "retry",
         help="try failed streams again now, without sending checkpointed parts again",
@@ -362,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("stream_id", metavar="STREAM_ID", nargs="?")
     which.add_argument("--failed", action="store_true", help="every failed stream")
 
+
+def _add_gc(commands: _Commands) -> None:
     gc = commands.add_parser(
         "gc",
         help="abort multipart uploads under --prefix that no live stream owns",
@@ -378,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gc.add_argument("--dry-run", action="store_true", help="list what would be aborted, only")
 
+
+def _add_demo(commands: _Commands) -> None:
     demo = commands.add_parser(
         "demo",
         help="run everything locally: S3 server, Redis, a live recording, verified result",
@@ -387,305 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_flags(demo, [])
     demo.add_argument("--seconds", type=float, default=8.0, help="length of the demo recording")
     demo.add_argument("--workdir", type=Path, default=Path(".demo"), help="where to keep files")
-    return parser
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+def setting_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags (for tailup.config.load_settings): the flags left unset are
+    absent, so that they hide no other source."""
     flags = _CONNECTION_FLAGS + _STATUS_SETTINGS + _RUN_FLAGS
     names = sorted({flag.lstrip("-").replace("-", "_") for flag, _ in flags})
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    handler = _HANDLERS[args.command]
-    try:
-        return handler(args, _settings(args))
-    except ConfigError as exc:
-        _print_error(exc)
-        return EXIT_USAGE
-    except TailupError as exc:
-        _print_error(exc)
-        return EXIT_FAILURE
-    except KeyboardInterrupt:
-        return 130
-
-
-def _print_error(exc: Exception) -> None:
-    from tailup.observe import redact_text
-
-    print(f"tailup: {redact_text(str(exc))}", file=sys.stderr)
-
-
-def _config_file(args: argparse.Namespace) -> Path | None:
-    given: Path | None = getattr(args, "config", None)
-    from_env = os.environ.get("TAILUP_CONFIG")
-    return given if given is not None else (Path(from_env) if from_env else None)
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    """The settings of any subcommand, the one place they are loaded: a warning for each unknown
-    TAILUP_ variable, then flags, environment, .env and the config file, then logging (every
-    command logs through the redacting formatter, library warnings included; the daemon at
-    --log-level, the other commands at warning)."""
-    for warning in unknown_variables(os.environ, dotenv_file()):
-        print(f"tailup: warning: {warning}", file=sys.stderr)
-    settings = load_settings(_overrides(args), _config_file(args))
-    from tailup.observe import configure_logging, url_password
-
-    configure_logging(
-        settings.log_format.value,
-        settings.log_level if args.command == "run" else "warning",
-        secrets=[url_password(settings.redis_url)],
-    )
-    return settings
-
-
-# -- run --
-
-
-def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from tailup.body import return_part_memory_promptly
-
-    check_daemon_settings(settings)
-    return_part_memory_promptly()
-    return asyncio.run(_run_daemon(settings))
-
-
-async def _run_daemon(settings: Settings) -> int:
-    import structlog
-
-    from tailup.checkpoint import RedisCheckpointStore
-    from tailup.errors import RetryableError
-    from tailup.plan import PartPlan
-    from tailup.s3 import S3MultipartStore, pool_size
-    from tailup.server import ops_server
-    from tailup.status import status_scopes
-    from tailup.supervisor import Supervisor
-
-    log = structlog.get_logger("tailup")
-    log.debug("settings", **settings.model_dump(mode="json"))  # redacted like every event
-    stop = asyncio.Event()
-    _install_signal_handlers(stop)
-    async with (
-        S3MultipartStore.connect(
-            settings.bucket,
-            endpoint_url=settings.endpoint_url,
-            region=settings.region,
-            max_connections=pool_size(settings.max_inflight_bytes, settings.part_size),
-            payload_signing=settings.payload_signing,
-        ) as store,
-        RedisCheckpointStore.for_settings(settings) as cps,
-    ):
-        try:
-            await store.check_bucket()
-        except PermanentError as exc:
-            # Concerns every stream (credentials, bucket): say it once, loudly, and stop.
-            log.error("S3 refuses this bucket; nothing can be uploaded", reason=str(exc))
-            _print_error(exc)
-            return EXIT_FAILURE
-        except RetryableError as exc:
-            log.warning("S3 is not reachable yet; streams will wait for it", reason=str(exc))
-        try:
-            await cps.ping()
-        except RetryableError as exc:
-            log.warning("Redis is not reachable yet; streams will wait for it", reason=str(exc))
-        except PermanentError as exc:
-            log.error("Redis refuses this daemon; nothing can be checkpointed", reason=str(exc))
-            _print_error(exc)
-            return EXIT_FAILURE
-        else:
-            for warning in await _redis_durability(settings.redis_url):
-                log.warning(warning)
-        log.info(
-            "tailup started",
-            version=__version__,
-            bucket=settings.bucket,
-            endpoint=settings.endpoint_url or "aws",
-            part_size=settings.part_size,
-            part_sizing=settings.part_sizing.value,
-            checksum=settings.checksum.value,
-            # What one recording can reach with these settings (a stream keeps its own).
-            capacity=PartPlan(settings.part_size, settings.part_sizing).describe_capacity(),
-            bwlimit=settings.bwlimit,
-        )
-        supervisor = Supervisor(settings, store, cps)
-        async with ops_server(
-            supervisor,
-            store,
-            cps,
-            host=settings.metrics_host,
-            port=settings.metrics_port,
-            health_interval_s=settings.health_interval,
-            scopes=status_scopes(settings),
-            bandwidth=supervisor.bandwidth,
-        ):
-            await supervisor.run(stop)
-    log.info("tailup stopped")
-    return EXIT_OK
-
-
-async def _redis_durability(url: str) -> list[str]:
-    """Whether Redis may evict or lose tailup's keys (tailup.redisconn), on a client of its own:
-    one look at start."""
-    from tailup.redisconn import open_redis, redis_durability_warnings
-
-    async with open_redis(url, quiet=True) as client:
-        return await redis_durability_warnings(client)
-
-
-def _install_signal_handlers(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-
-    def on_signal(signum: int) -> None:
-        if stop.is_set():
-            # Second signal: exit at once. Checkpoints already written stay; the rest is re-sent.
-            os._exit(128 + signum)
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
-
-
-# -- status --
-
-
-def _status_selection(args: argparse.Namespace) -> Selection:
-    try:
-        states = parse_states(args.state or [])
-    except ValueError as exc:
-        raise ConfigError(f"--state: {exc}") from None
-    try:
-        limit = DEFAULT_LIMIT if args.limit is None else parse_limit(args.limit)
-    except ValueError as exc:
-        raise ConfigError(f"--limit: {exc}") from None
-    if args.node is not None and not is_node_id(args.node):
-        raise ConfigError(f"--node: {args.node!r} is not a node id. Accepted: {NODE_ID_FORM}")
-    if args.every and args.refresh:
-        raise ConfigError("--all reads every record once; it cannot be used with --watch")
-    return Selection(limit=limit, states=states, every=args.every)
-
-
-def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from tailup.status import (
-        choose_output,
-        collect_status,
-        print_every_record,
-        print_view,
-        watch_status,
-    )
-
-    selection = _status_selection(args)
-    output = choose_output(args.output, terminal=sys.stdout.isatty())
-    if args.refresh:
-        if args.interval <= 0:
-            raise ConfigError(f"--interval: {args.interval:g} is not above 0")
-        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the way to leave --watch
-            asyncio.run(
-                watch_status(
-                    settings,
-                    selection,
-                    node=args.node,
-                    interval_s=args.interval,
-                    output=output,
-                )
-            )
-        return EXIT_OK
-    if selection.every:
-        asyncio.run(print_every_record(settings, selection, node=args.node, output=output))
-        return EXIT_OK
-    print_view(asyncio.run(collect_status(settings, selection, node=args.node)), output)
-    return EXIT_OK
-
-
-# -- verify --
-
-
-def _cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
-    from tailup.verify import print_report, verify_target
-
-    report = asyncio.run(verify_target(settings, args.target))
-    print_report(report)
-    return EXIT_OK if report.ok else EXIT_FAILURE
-
-
-# -- abort --
-
-
-def _cmd_abort(args: argparse.Namespace, settings: Settings) -> int:
-    check_storage_settings(settings)
-    from tailup.status import abort_stream
-
-    message = asyncio.run(abort_stream(settings, args.stream_id, args.reason))
-    print(message)
-    return EXIT_OK
-
-
-# -- retry --
-
-
-def _cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
-    from tailup.status import retry_streams
-
-    for line in asyncio.run(retry_streams(settings, args.stream_id, failed=args.failed)):
-        print(line)
-    return EXIT_OK
-
-
-# -- gc --
-
-
-def _cmd_gc(args: argparse.Namespace, settings: Settings) -> int:
-    from datetime import UTC, datetime
-
-    from tailup.hygiene import collect_garbage, describe_age
-    from tailup.units import DURATION_FORM, parse_duration
-
-    check_storage_settings(settings)
-    try:
-        older_than_s = parse_duration(args.older_than)
-    except ValueError:
-        raise ConfigError(
-            f"--older-than: got {args.older_than!r}. Accepted: {DURATION_FORM}"
-        ) from None
-    garbage = asyncio.run(
-        collect_garbage(
-            settings, older_than_s=older_than_s, dry_run=args.dry_run, now=datetime.now(UTC)
-        )
-    )
-    verb = "would abort" if args.dry_run else "aborted"
-    for item in garbage:
-        print(
-            f"{verb} s3://{settings.bucket}/{item.key} upload {item.upload_id} "
-            f"(initiated {item.initiated.isoformat()}, {describe_age(item.age_s)} ago)"
-        )
-    where = f"under {settings.prefix!r}" if settings.prefix else "in the bucket"
-    done = "to abort (dry run: none aborted)" if args.dry_run else "aborted"
-    print(f"{len(garbage)} upload(s) {done} {where}")
-    return EXIT_OK
-
-
-# -- demo --
-
-
-def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    # The settings were checked (a bad config file stops the demo as it stops every command);
-    # the demo's daemon does not use them: it has its own servers, folder and settings.
-    del settings
-    from tailup.demo import run_demo
-
-    return run_demo(seconds=args.seconds, workdir=args.workdir)
-
-
-_HANDLERS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
-    "run": _cmd_run,
-    "status": _cmd_status,
-    "verify": _cmd_verify,
-    "abort": _cmd_abort,
-    "retry": _cmd_retry,
-    "gc": _cmd_gc,
-    "demo": _cmd_demo,
-}
-
-
-__all__ = ["ACCEPTED_FORMS", "build_parser", "main"]

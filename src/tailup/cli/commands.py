@@ -1,0 +1,139 @@
+"""The commands besides the daemon: `status`, `verify`, `abort`, `retry`, `gc` and `demo`. Each
+imports what it needs when it runs, so that every command starts without loading the others'
+libraries (rich, aiobotocore)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+
+from tailup.cli.exits import EXIT_FAILURE, EXIT_OK
+from tailup.config import NODE_ID_FORM, Settings, check_storage_settings, is_node_id
+from tailup.errors import ConfigError
+from tailup.selection import DEFAULT_LIMIT, Selection, parse_limit, parse_states
+
+# -- status --
+
+
+def _status_selection(args: argparse.Namespace) -> Selection:
+    try:
+        states = parse_states(args.state or [])
+    except ValueError as exc:
+        raise ConfigError(f"--state: {exc}") from None
+    try:
+        limit = DEFAULT_LIMIT if args.limit is None else parse_limit(args.limit)
+    except ValueError as exc:
+        raise ConfigError(f"--limit: {exc}") from None
+    if args.node is not None and not is_node_id(args.node):
+        raise ConfigError(f"--node: {args.node!r} is not a node id. Accepted: {NODE_ID_FORM}")
+    if args.every and args.refresh:
+        raise ConfigError("--all reads every record once; it cannot be used with --watch")
+    return Selection(limit=limit, states=states, every=args.every)
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from tailup.status import collect_status
+    from tailup.statusview import choose_output, print_every_record, print_view, watch_status
+
+    selection = _status_selection(args)
+    output = choose_output(args.output, terminal=sys.stdout.isatty())
+    if args.refresh:
+        if args.interval <= 0:
+            raise ConfigError(f"--interval: {args.interval:g} is not above 0")
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the way to leave --watch
+            asyncio.run(
+                watch_status(
+                    settings,
+                    selection,
+                    node=args.node,
+                    interval_s=args.interval,
+                    output=output,
+                )
+            )
+        return EXIT_OK
+    if selection.every:
+        asyncio.run(print_every_record(settings, selection, node=args.node, output=output))
+        return EXIT_OK
+    print_view(asyncio.run(collect_status(settings, selection, node=args.node)), output)
+    return EXIT_OK
+
+
+# -- verify --
+
+
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from tailup.verify import print_report, verify_target
+
+    report = asyncio.run(verify_target(settings, args.target))
+    print_report(report)
+    return EXIT_OK if report.ok else EXIT_FAILURE
+
+
+# -- abort --
+
+
+def cmd_abort(args: argparse.Namespace, settings: Settings) -> int:
+    check_storage_settings(settings)
+    from tailup.status import abort_stream
+
+    message = asyncio.run(abort_stream(settings, args.stream_id, args.reason))
+    print(message)
+    return EXIT_OK
+
+
+# -- retry --
+
+
+def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
+    from tailup.status import retry_streams
+
+    for line in asyncio.run(retry_streams(settings, args.stream_id, failed=args.failed)):
+        print(line)
+    return EXIT_OK
+
+
+# -- gc --
+
+
+def cmd_gc(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime
+
+    from tailup.hygiene import collect_garbage, describe_age
+    from tailup.units import DURATION_FORM, parse_duration
+
+    check_storage_settings(settings)
+    try:
+        older_than_s = parse_duration(args.older_than)
+    except ValueError:
+        raise ConfigError(
+            f"--older-than: got {args.older_than!r}. Accepted: {DURATION_FORM}"
+        ) from None
+    garbage = asyncio.run(
+        collect_garbage(
+            settings, older_than_s=older_than_s, dry_run=args.dry_run, now=datetime.now(UTC)
+        )
+    )
+    verb = "would abort" if args.dry_run else "aborted"
+    for item in garbage:
+        print(
+            f"{verb} s3://{settings.bucket}/{item.key} upload {item.upload_id} "
+            f"(initiated {item.initiated.isoformat()}, {describe_age(item.age_s)} ago)"
+        )
+    where = f"under {settings.prefix!r}" if settings.prefix else "in the bucket"
+    done = "to abort (dry run: none aborted)" if args.dry_run else "aborted"
+    print(f"{len(garbage)} upload(s) {done} {where}")
+    return EXIT_OK
+
+
+# -- demo --
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    # The settings were checked (a bad config file stops the demo as it stops every command);
+    # the demo's daemon does not use them: it has its own servers, folder and settings.
+    del settings
+    from tailup.cli.demo import run_demo
+
+    return run_demo(seconds=args.seconds, workdir=args.workdir)

@@ -1,0 +1,86 @@
+"""Checks across settings that only some commands need: what `tailup run` needs (folders that
+exist and do not overlap, an after-upload folder outside them, a bucket), and what the commands
+that reach S3 need (a bucket)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tailup.config.forms import ACCEPTED_FORMS, AFTER_UPLOAD_FORM
+from tailup.config.settings import Settings
+from tailup.config.values import AfterUploadKind
+from tailup.errors import ConfigError
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop, an unreadable parent
+        return path.absolute()
+
+
+def _watch_problems(settings: Settings) -> list[str]:
+    label, accepted = settings.label("watch"), f"Accepted: {ACCEPTED_FORMS['watch']}"
+    problems = []
+    if not settings.watch and not settings.shared_watch:
+        shared = settings.label("shared_watch")
+        problems.append(f"{label}: no folder given (nor {shared}). {accepted}")
+    given = list(settings.watch) + [folder for _, folder in settings.shares]
+    for folder in given:
+        if not folder.exists():
+            problems.append(f"{label}: {str(folder)!r} does not exist. {accepted}")
+        elif not folder.is_dir():
+            problems.append(f"{label}: {str(folder)!r} is not a folder. {accepted}")
+    folders = [(folder, _resolved(folder)) for folder in given]
+    for index, (one, one_real) in enumerate(folders):
+        for other, other_real in folders[index + 1 :]:
+            if one_real == other_real:
+                why = f"are the same folder ({one_real})"
+            elif one_real.is_relative_to(other_real) or other_real.is_relative_to(one_real):
+                inner, outer = (one, other) if one_real.is_relative_to(other_real) else (other, one)
+                why = f"overlap: {str(inner)!r} is inside {str(outer)!r}"
+            else:
+                continue
+            problems.append(
+                f"{label}: {str(one)!r} and {str(other)!r} {why}, so files would be watched and "
+                f"uploaded twice. {accepted}"
+            )
+    return problems
+
+
+def _after_upload_problems(settings: Settings) -> list[str]:
+    kind, target = settings.after_upload_action
+    if kind is not AfterUploadKind.MOVE or target is None:
+        return []
+    real = _resolved(target)
+    for folder in [*settings.watch, *(folder for _, folder in settings.shares)]:
+        folder_real = _resolved(folder)
+        if real == folder_real or real.is_relative_to(folder_real):
+            where = "is" if real == folder_real else "is inside"
+            return [
+                f"{settings.label('after_upload')}: got {settings.after_upload!r}: "
+                f"{str(target)!r} {where} the watched folder {str(folder)!r}, watched by "
+                f"{settings.label('watch')}, so every moved file would be found there and "
+                f"uploaded again. Accepted: {AFTER_UPLOAD_FORM}"
+            ]
+    return []
+
+
+def check_daemon_settings(settings: Settings) -> None:
+    """What `tailup run` needs beyond what every subcommand needs."""
+    problems = _watch_problems(settings) + _after_upload_problems(settings)
+    problems.extend(_bucket_problems(settings))
+    if problems:
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
+
+
+def check_storage_settings(settings: Settings) -> None:
+    problems = _bucket_problems(settings)
+    if problems:
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
+
+
+def _bucket_problems(settings: Settings) -> list[str]:
+    if not settings.bucket:
+        return [f"{settings.label('bucket')}: no bucket given. Accepted: a bucket name"]
+    return []
