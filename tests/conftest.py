@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import subprocess
+import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 import tailup
 from tailup.devservers import (
@@ -42,6 +46,38 @@ DEPLOYMENT_PASSWORD = "Qz7k"
 Recorder = Callable[..., "subprocess.Popen[bytes]"]
 
 pytest_plugins = ["pytester"]  # tests/unit/test_ci_skips.py runs pytest on this hook
+
+
+# -- logging, per test -----------------------------------------------------------------------------
+# In-process CLI runs and daemons configure logging for the whole process (structlog, the root
+# logger's handlers and levels, the excepthooks). Each test starts from structlog's defaults, so a
+# test that reads its log lines never depends on which test ran before it on the same worker.
+# Caching a bound logger on first use would pin a module's logger to whatever configuration was in
+# force then: in the test process it is turned off.
+_structlog_configure = structlog.configure
+
+
+def _configure_uncached(*args: Any, **kwargs: Any) -> None:
+    kwargs["cache_logger_on_first_use"] = False
+    _structlog_configure(*args, **kwargs)
+
+
+structlog.configure = _configure_uncached  # type: ignore[assignment]
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, root_level = list(root.handlers), root.level
+    named = {name: logging.getLogger(name).level for name in logging.root.manager.loggerDict}
+    hooks = (sys.excepthook, threading.excepthook)
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(root_level)
+    for name, level in named.items():
+        logging.getLogger(name).setLevel(level)
+    sys.excepthook, threading.excepthook = hooks
 
 
 # -- skips under CI --------------------------------------------------------------------------------
