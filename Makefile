@@ -123,9 +123,27 @@ $(PROMTOOL): | $(VENV)/.installed
 
 test-tools: $(PROMTOOL)
 
-# The venv's bin first on PATH: the tests run its promtool.
+# The venv's bin first on PATH: the tests run its promtool. Workers: most of the suite waits on
+# real servers, recorders and grace periods, so more workers than the 2 cores still gain; each
+# worker starts its own servers (session fixtures are per worker). worksteal keeps the long e2e
+# tests from ending up queued behind one worker.
+PYTEST = PATH="$(abspath $(VENV))/bin:$$PATH" "$(PY)" -m pytest -q -rs
+TEST_WORKERS ?= 4
+XDIST = -n $(TEST_WORKERS) --dist worksteal
+
+# Every kind of test (unit, integration against real servers, e2e with real daemons and ffmpeg),
+# with the long matrices sampled: one kill -9 trial, the property tests' default examples; the
+# tests marked `full` (matrices beyond their sample) run in `make test-all`.
 test: lint test-tools
-	PATH="$(abspath $(VENV))/bin:$$PATH" "$(PY)" -m pytest -q -rs
+	TAILUP_CRASH_TRIALS=$${TAILUP_CRASH_TRIALS:-1} $(PYTEST) $(XDIST) -m "not full" --durations=25 $(PYTEST_ARGS)
+
+# Everything, whole: the `full` matrices, 20 kill -9 trials, 20x the property tests' examples.
+# Before a release, after touching the storage paths or the core, or when `make test` sampled a
+# failure away.
+ALL_ENV = TAILUP_CRASH_TRIALS=$${TAILUP_CRASH_TRIALS:-20} \
+	TAILUP_HYPOTHESIS_EXAMPLES=$${TAILUP_HYPOTHESIS_EXAMPLES:-2000}
+test-all: lint test-tools
+	$(ALL_ENV) $(PYTEST) $(XDIST) --durations=25 $(PYTEST_ARGS)
 
 # The suite on the oldest releases pyproject.toml accepts (requirements/lowest.lock), in a venv of
 # its own; lint runs on the locked tools only (mypy's view of old stubs is not what users run).

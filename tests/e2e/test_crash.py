@@ -42,7 +42,12 @@ EXTENSIONS = {
     "mov": "mov",
 }
 TRIALS = int(os.environ.get("TAILUP_CRASH_TRIALS", "3"))
-BASE_SEED = int(os.environ.get("TAILUP_CRASH_SEED") or random.SystemRandom().randrange(2**31))
+# Under pytest-xdist every worker collects the trials: they share the run's id, so one seed.
+BASE_SEED = int(
+    os.environ.get("TAILUP_CRASH_SEED")
+    or int(os.environ.get("PYTEST_XDIST_TESTRUNUID") or "0", 16) % 2**31
+    or random.SystemRandom().randrange(2**31)
+)
 
 
 @dataclass
