@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from tailup.devservers import (
+from tailup.dev import (
     RECORD_FORMATS,
     DevServerError,
     MotoS3,
