@@ -864,11 +864,11 @@ class _Clock:
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
-    import tailup.checkpoint
+    import tailup.checkpoint.index
     import tailup.dev.memory_checkpoints
 
     fake = _Clock()
-    monkeypatch.setattr(tailup.checkpoint, "time", fake)
+    monkeypatch.setattr(tailup.checkpoint.index, "time", fake)
     monkeypatch.setattr(tailup.dev.memory_checkpoints, "time", fake)
     return fake
 

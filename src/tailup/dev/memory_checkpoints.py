@@ -8,7 +8,7 @@ import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
-from tailup.checkpoint import Claim, RenewResult
+from tailup.checkpoint.protocol import Claim, RenewResult
 from tailup.errors import CheckpointUnavailable, ClaimLost, RecordLost
 from tailup.keys import index_path
 from tailup.model import (
