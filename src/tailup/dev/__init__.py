@@ -22,7 +22,8 @@ folder, and can be stopped (SIGTERM), killed (SIGKILL) and started again on the 
 folder, so tests can restart it in the middle of an upload. Children run in their own session (a
 Ctrl-C in the terminal reaches only the parent, which then stops them in order); they are killed
 when the parent exits, even on an exception, and, on Linux, when the parent dies without cleaning
-up (tailup.dev.process).
+up (tailup.dev.process). Ports come from a slice of the process's own (tailup.dev.port_slices), so
+two processes (pytest-xdist workers) starting servers at once never pick the same one.
 
 Nothing here imports pytest: the demo and the benchmarks use the same classes.
 """

@@ -26,10 +26,10 @@ class RedisCluster(_ServerGroup):
     """A private Redis Cluster of ``masters`` masters and no replicas, on 127.0.0.1.
 
     Each node is a :class:`RedisServer` (no persistence) with ``--cluster-enabled yes`` in a
-    folder of its own; its cluster bus listens on its port + 10000, so ports are picked in
-    20000..30000 with that port free too. :meth:`start` forms the cluster with ``redis-cli
-    --cluster create`` (once: a restarted node finds its ``nodes.conf``) and waits until every
-    node reports ``cluster_state:ok`` with all slots assigned.
+    folder of its own; its cluster bus listens on its port + 10000, so a node's port is picked
+    with that port free too (tailup.dev.port_slices). :meth:`start` forms the cluster with
+    ``redis-cli --cluster create`` (once: a restarted node finds its ``nodes.conf``) and waits
+    until every node reports ``cluster_state:ok`` with all slots assigned.
 
     >>> with RedisCluster() as cluster:
     ...     url = cluster.url  # redis:// to the first node; cluster.cluster_url names them all
