@@ -4,7 +4,7 @@
     python bench/records.py --counts 100000       # one size
     python bench/records.py --record              # append the table to bench/RESULTS.md
 
-For each count it starts a throwaway redis-server on a free loopback port (tailup.devservers),
+For each count it starts a throwaway redis-server on a free loopback port (tailup.dev),
 writes 16 live streams (uploading, as 16 cameras would have) and N ended ones straight into Redis,
 pipelined in batches, with the keys `RedisCheckpointStore` writes for an ended stream: the meta
 hash (every field of StreamRecord, realistic values: 1-minute segments of 20-90 MB, 8 MiB parts),
@@ -57,7 +57,7 @@ sys.path.insert(0, str(ROOT / "src"))
 import redis  # noqa: E402
 
 from tailup.checkpoint import RedisCheckpointStore  # noqa: E402
-from tailup.devservers import RedisServer, free_port  # noqa: E402
+from tailup.dev import RedisServer, free_port  # noqa: E402
 from tailup.keys import RedisKeys, node_scope  # noqa: E402
 from tailup.model import PartRecord, StreamRecord, StreamState, iso  # noqa: E402
 from tailup.plan import MiB  # noqa: E402

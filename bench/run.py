@@ -5,7 +5,7 @@
     python bench/run.py --only a --runs 5 --record   # append the tables to bench/RESULTS.md
     python bench/run.py --only c --profile DIR       # + py-spy (raw) of the daemon and its log
 
-It starts SeaweedFS (S3) and redis-server on 127.0.0.1 (tailup.devservers) and runs
+It starts SeaweedFS (S3) and redis-server on 127.0.0.1 (tailup.dev) and runs
 `python -m tailup run` from this checkout as a subprocess with its defaults, then:
 
 a. drop: a finished file (written elsewhere, then renamed into the watched folder): seconds to the
@@ -81,7 +81,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from tailup.bandwidth import burst_bytes_for, parse_rate  # noqa: E402
-from tailup.devservers import RedisServer, SeaweedS3  # noqa: E402
+from tailup.dev import RedisServer, SeaweedS3  # noqa: E402
 from tailup.keys import RedisKeys, node_scope  # noqa: E402
 from tailup.plan import MiB, PartPlan  # noqa: E402
 

@@ -3,7 +3,7 @@ ffmpeg recordings.
 
 Servers are session-scoped and started only when a test asks for them, so unit tests never pay
 for them. Tests that need to stop, kill or restart a server start their own (see
-``tailup.devservers``) instead of touching the shared ones.
+``tailup.dev``) instead of touching the shared ones.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pytest
 import structlog
 
 import tailup
-from tailup.devservers import (
+from tailup.dev import (
     MotoS3,
     RedisCluster,
     RedisSentinel,

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from tailup.dev import MemoryMultipartStore
 from tailup.errors import TailupError
-from tailup.memory_stores import MemoryMultipartStore
 from tailup.s3 import UploadedPart
 
 T = TypeVar("T")

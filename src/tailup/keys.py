@@ -174,7 +174,7 @@ class RedisKeys:
         return f"{self.prefix}:object:{object_key}"
 
     # Before nodes (tailup <= 0.1): one index for every daemon. Read once at start to take over
-    # this node's entries (tailup.checkpoint.migrate_legacy_index).
+    # this node's entries (tailup.checkpoint.legacy).
     @property
     def legacy_live_streams(self) -> str:
         return f"{self.prefix}:streams:live"

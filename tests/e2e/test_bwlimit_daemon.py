@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from daemonproc import http_get, metric_samples, poll, run_cli, sample, start_daemon
-from tailup.devservers import RedisServer, SeaweedS3, free_port
+from tailup.dev import RedisServer, SeaweedS3, free_port
 from tailup.plan import MiB
 
 DATA = hashlib.shake_256(b"bwlimit e2e").digest(7 * MiB + 4321)

@@ -28,7 +28,7 @@ import pytest
 from daemonproc import DaemonProcess, run_cli, start_daemon
 from faultproxy import FaultProxy
 from tailup.checkpoint import RedisCheckpointStore
-from tailup.devservers import RedisServer, SeaweedS3
+from tailup.dev import RedisServer, SeaweedS3
 from tailup.model import PartRecord, StreamRecord, StreamState, iso, utc_now
 
 pytestmark = pytest.mark.timeout(300)

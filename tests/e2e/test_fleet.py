@@ -27,7 +27,7 @@ import redis.cluster
 
 from daemonproc import DaemonProcess, poll, start_daemon
 from harness import content, object_bytes
-from tailup.devservers import RedisCluster, RedisSentinel, RedisServer, SeaweedS3
+from tailup.dev import RedisCluster, RedisSentinel, RedisServer, SeaweedS3
 from tailup.keys import RedisKeys, metadata_key, node_scope, share_scope
 from tailup.model import StreamRecord, StreamState
 

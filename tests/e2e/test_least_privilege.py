@@ -19,7 +19,7 @@ from typing import Any
 from conftest import POLICY_BUCKET, policy_identity
 from daemonproc import DaemonProcess, poll, run_cli, start_daemon
 from tailup.checkpoint import RedisCheckpointStore
-from tailup.devservers import RedisServer, SeaweedS3
+from tailup.dev import RedisServer, SeaweedS3
 from tailup.model import StreamRecord, StreamState
 from tailup.plan import MiB
 

@@ -19,7 +19,7 @@ import pytest
 from daemonproc import DaemonProcess, poll, run_cli, start_daemon
 from faultproxy import FaultProxy
 from harness import content
-from tailup.devservers import RedisServer, SeaweedS3
+from tailup.dev import RedisServer, SeaweedS3
 from tailup.plan import MiB
 
 pytestmark = pytest.mark.timeout(180)

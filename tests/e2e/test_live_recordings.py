@@ -23,7 +23,7 @@ import pytest
 
 from conftest import TEST_SECRET_KEY
 from tailup.checkpoint import RedisCheckpointStore
-from tailup.devservers import RedisServer, SeaweedS3, ffmpeg_exe
+from tailup.dev import RedisServer, SeaweedS3, ffmpeg_exe
 from tailup.model import StreamRecord, StreamState
 
 FORMATS = {

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY
 from daemonproc import run_cli, start_daemon
-from tailup.devservers import RedisServer, SeaweedS3
+from tailup.dev import RedisServer, SeaweedS3
 from tailup.plan import MiB
 
 REDIS_PASSWORD = "redis-Pa55word-for-redaction"

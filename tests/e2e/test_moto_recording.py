@@ -19,7 +19,7 @@ from typing import Any
 
 from daemonproc import poll, start_daemon
 from tailup.checkpoint import RedisCheckpointStore
-from tailup.devservers import MotoS3, RedisServer, ffmpeg_exe
+from tailup.dev import MotoS3, RedisServer, ffmpeg_exe
 from tailup.model import StreamRecord, StreamState
 
 RECORD_SECONDS = 10

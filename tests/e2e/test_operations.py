@@ -32,7 +32,7 @@ from daemonproc import (
     start_daemon,
     tailup_env,
 )
-from tailup.devservers import RedisServer, SeaweedS3, free_port
+from tailup.dev import RedisServer, SeaweedS3, free_port
 from tailup.plan import MiB
 from tailup.statustable import plain_header
 

@@ -22,7 +22,7 @@ import pytest
 
 from conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, make_tls_files
 from daemonproc import DaemonProcess, run_cli, start_daemon
-from tailup.devservers import RedisServer, SeaweedS3, free_port
+from tailup.dev import RedisServer, SeaweedS3, free_port
 
 REQUIREPASS = "requirepass-Secret-0199"
 SPECIAL_USER, SPECIAL_PW = "special", "S3cr@t:p/a%s&w#rd+x y"  # every character a URL encodes

@@ -28,7 +28,7 @@ from daemonproc import (
     start_daemon,
     tailup_env,
 )
-from tailup.devservers import RedisServer, SeaweedS3
+from tailup.dev import RedisServer, SeaweedS3
 from tailup.plan import MiB
 from tailup.statustable import COLUMNS, PLAIN_COLUMNS, plain_value
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 
 from tailup.cli.demo import demo_with_servers, progress_line
-from tailup.devservers import RedisServer, SeaweedS3
+from tailup.dev import RedisServer, SeaweedS3
 
 
 def test_the_demo_shows_bytes_in_s3_while_recording(

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from tailup.devservers import (
+import tailup
+from tailup.dev import (
     RECORD_FORMATS,
     DevServerError,
     MotoS3,
@@ -32,6 +36,71 @@ def test_free_port_is_bindable() -> None:
     port = free_port()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+def test_ports_asked_before_any_is_bound_differ() -> None:
+    # A Sentinel set-up picks three ports, a SeaweedFS five pairs, before starting anything.
+    ports = [free_port() for _ in range(20)]
+    assert len(set(ports)) == len(ports)
+
+
+_ASK_PORTS = """
+import json, sys
+from tailup.dev.ports import _free_port_with_grpc, _my_slice, free_port
+print(_my_slice().ports.start, flush=True)  # its slice is held from here on
+sys.stdin.readline()  # go
+taken = set()
+pairs = [_free_port_with_grpc(taken) for _ in range(10)]
+plain = [free_port() for _ in range(20)]
+print(json.dumps({"pairs": pairs, "plain": plain}), flush=True)
+sys.stdin.read()  # alive (its slice held) until the test has both answers
+"""
+
+
+@pytest.mark.parametrize(
+    "workers",
+    [("gw0", "gw1"), ("gw0", None), (None, None), ("gw3", "gw3")],
+    ids=["xdist", "xdist-and-other", "two-others", "two-runs-same-worker"],
+)
+def test_two_processes_asking_at_once_get_disjoint_ports(
+    workers: tuple[str | None, str | None],
+) -> None:
+    """Two processes start together and each asks for ports: neither is handed a port, or a
+    port + 10000, that the other was handed: two pytest-xdist workers, a worker and a process
+    outside xdist, two processes outside it (whose pids may share a preferred slice), and the
+    workers of the same number of two runs at once. Before slices each process drew from the
+    same 20000..30000 and could take the other's port between its bind check and its bind."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(tailup.__file__).parent.parent), *sys.path])
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _ASK_PORTS],
+            env=env if worker is None else {**env, "PYTEST_XDIST_WORKER": worker},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for worker in workers
+    ]
+    try:
+        pipes = [(proc.stdin, proc.stdout) for proc in procs]
+        slices = [int(out.readline()) for _, out in pipes if out is not None]
+        assert len(set(slices)) == 2, f"both hold slice {slices[0]}"
+        for stdin, _ in pipes:
+            assert stdin is not None
+            stdin.write("go\n")
+            stdin.flush()
+        answers = [json.loads(out.readline()) for _, out in pipes if out is not None]
+    finally:
+        for proc in procs:
+            proc.communicate(timeout=30)
+    assert [proc.returncode for proc in procs] == [0, 0]
+    handed: list[set[int]] = []
+    for answer in answers:
+        ports = {*answer["plain"], *answer["pairs"], *(p + 10_000 for p in answer["pairs"])}
+        assert len(ports) == 20 + 2 * 10, "one process handed a port twice"
+        handed.append(ports)
+    assert not handed[0] & handed[1]
 
 
 # -- Redis ---------------------------------------------------------------------------------

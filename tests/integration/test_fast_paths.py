@@ -31,7 +31,7 @@ from tailup.body import (
 )
 from tailup.budget import ByteBudget
 from tailup.config import PayloadSigning
-from tailup.devservers import SeaweedS3, record_cmd
+from tailup.dev import SeaweedS3, record_cmd
 from tailup.errors import TailupError
 from tailup.events import EventKind, FileEvent
 from tailup.integrity import crc32_of

@@ -24,7 +24,7 @@ from harness import (
     write_slowly,
 )
 from tailup import metrics
-from tailup.devservers import RedisServer, SeaweedS3
+from tailup.dev import RedisServer, SeaweedS3
 from tailup.model import StreamState
 from tailup.plan import MiB, PartPlan
 from tailup.selection import Selection

@@ -20,7 +20,7 @@ import structlog.testing
 
 from conftest import POLICY_BUCKET, TEST_REGION, policy_actions, policy_identity
 from tailup import permissions
-from tailup.devservers import MotoS3, S3Identity, SeaweedS3
+from tailup.dev import MotoS3, S3Identity, SeaweedS3
 from tailup.errors import AccessRefused
 from tailup.integrity import crc32_of
 from tailup.s3 import S3MultipartStore

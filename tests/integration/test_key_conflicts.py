@@ -11,7 +11,7 @@ import pytest
 from test_store_contracts import mp_store  # noqa: F401  (the fixture: memory and SeaweedFS)
 
 from tailup.checkpoint import RedisCheckpointStore
-from tailup.devservers import RedisServer
+from tailup.dev import RedisServer
 from tailup.errors import KeyTaken
 from tailup.integrity import crc32_of
 from tailup.keyclaim import claim_key

@@ -8,7 +8,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from tailup.checkpoint import RedisCheckpointStore
-from tailup.devservers import RedisServer
+from tailup.dev import RedisServer
 from tailup.keys import RedisKeys, node_scope
 from tailup.model import StreamRecord, StreamState
 

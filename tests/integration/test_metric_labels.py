@@ -12,8 +12,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from harness import IsolatedSettings, wait_until
-from tailup.checkpoint import MemoryCheckpointStore
-from tailup.memory_stores import MemoryMultipartStore
+from tailup.dev import MemoryCheckpointStore, MemoryMultipartStore
 from tailup.metrics import REGISTRY, DaemonCollector
 from tailup.model import StreamState
 from tailup.plan import MiB

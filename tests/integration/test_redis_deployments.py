@@ -1,6 +1,6 @@
 """Redis as it is deployed: a Cluster (named, or found behind a plain redis:// URL), Sentinel with
 a failover, TLS, ACL users, and what tailup says about eviction and persistence. Real servers on
-127.0.0.1 (tests/conftest.py, tailup.devservers)."""
+127.0.0.1 (tests/conftest.py, tailup.dev)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from structlog.testing import capture_logs
 from conftest import DEPLOYMENT_PASSWORD, DEPLOYMENT_USER, add_acl_user, make_tls_files
 from daemonproc import start_daemon
 from tailup.checkpoint import RedisCheckpointStore
-from tailup.devservers import RedisCluster, RedisSentinel, RedisServer, SeaweedS3, free_port
+from tailup.dev import RedisCluster, RedisSentinel, RedisServer, SeaweedS3, free_port
 from tailup.errors import CheckpointRefused, CheckpointUnavailable, ConfigError
 from tailup.keys import RedisKeys, node_scope
 from tailup.model import LIVE_STATES, PartRecord, StreamRecord, StreamState

@@ -20,11 +20,10 @@ import tailup.plan
 from daemonproc import start_daemon
 from harness import content, object_bytes, running_daemon, wait_until
 from tailup.checksums import Checksum, ChecksumAlgorithm, part_checksum, stored_checksum
-from tailup.devservers import SeaweedS3
+from tailup.dev import MemoryMultipartStore, SeaweedS3
 from tailup.errors import StorageUnavailable
 from tailup.integrity import crc32_of, expected_object_checksums
 from tailup.keys import metadata_key
-from tailup.memory_stores import MemoryMultipartStore
 from tailup.model import PartRecord, StreamState
 from tailup.plan import MiB, PartSizing
 from tailup.s3 import MultipartStore, ObjectInfo, S3MultipartStore

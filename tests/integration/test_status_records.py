@@ -20,7 +20,7 @@ from daemonproc import run_cli
 from harness import IsolatedSettings
 from tailup import cli
 from tailup.checkpoint import RedisCheckpointStore
-from tailup.devservers import RedisServer
+from tailup.dev import RedisServer
 from tailup.health import HealthMonitor
 from tailup.keys import node_scope, share_scope
 from tailup.model import StreamRecord, StreamState

@@ -17,7 +17,6 @@ import pytest
 from tailup.checkpoint import (
     CheckpointStore,
     Claim,
-    MemoryCheckpointStore,
     RedisCheckpointStore,
     RenewResult,
 )
@@ -33,7 +32,7 @@ from tailup.checksums import (
     part_checksum,
     stored_checksum,
 )
-from tailup.devservers import MotoS3, RedisServer, SeaweedS3
+from tailup.dev import MemoryCheckpointStore, MemoryMultipartStore, MotoS3, RedisServer, SeaweedS3
 from tailup.errors import (
     ClaimLost,
     NoSuchUpload,
@@ -42,7 +41,6 @@ from tailup.errors import (
     StorageUnavailable,
 )
 from tailup.integrity import crc32_of, multipart_etag
-from tailup.memory_stores import MemoryMultipartStore
 from tailup.model import LIVE_STATES, PartRecord, StreamRecord, StreamState
 from tailup.plan import MiB
 from tailup.s3 import MultipartStore, S3MultipartStore
@@ -855,7 +853,7 @@ async def test_create_new_replaces_a_partial_record(cp_store: CheckpointStore) -
 
 
 class _Clock:
-    """The store's clock for ended-index scores (``tailup.checkpoint.time``)."""
+    """The stores' clock for ended-index scores (their modules' ``time``)."""
 
     def __init__(self) -> None:
         self.now = 1_000_000.0
@@ -866,10 +864,12 @@ class _Clock:
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
-    import tailup.checkpoint
+    import tailup.checkpoint.index
+    import tailup.dev.memory_checkpoints
 
     fake = _Clock()
-    monkeypatch.setattr(tailup.checkpoint, "time", fake)
+    monkeypatch.setattr(tailup.checkpoint.index, "time", fake)
+    monkeypatch.setattr(tailup.dev.memory_checkpoints, "time", fake)
     return fake
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from tailup import cli
 from tailup.checkpoint import RedisCheckpointStore
-from tailup.devservers import RedisServer, SeaweedS3
+from tailup.dev import RedisServer, SeaweedS3
 from tailup.keys import node_scope, share_scope
 from tailup.model import RETRY_FIELD, StreamRecord, StreamState
 from tailup.plan import MiB

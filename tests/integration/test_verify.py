@@ -12,7 +12,7 @@ import pytest
 
 from daemonproc import run_cli
 from harness import running_daemon
-from tailup.devservers import RedisServer, SeaweedS3
+from tailup.dev import RedisServer, SeaweedS3
 from tailup.model import StreamRecord, StreamState
 from tailup.plan import MiB
 

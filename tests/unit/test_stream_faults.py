@@ -23,7 +23,7 @@ import tailup.stream.core
 from fakes import FaultyMemoryStore
 from harness import wait_until
 from tailup.budget import ByteBudget
-from tailup.checkpoint import MemoryCheckpointStore
+from tailup.dev import MemoryCheckpointStore
 from tailup.errors import StorageUnavailable, TailupError
 from tailup.model import LIVE_STATES, StreamRecord, StreamState
 from tailup.plan import MiB, PartPlan

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tailup.checkpoint import MemoryCheckpointStore
+from tailup.dev import MemoryCheckpointStore
 from tailup.model import StreamRecord, StreamState
 from tailup.plan import MiB
 from tailup.streamref import (

@@ -10,10 +10,9 @@ import pytest
 
 from harness import IsolatedSettings
 from tailup.afterupload import may_act
-from tailup.checkpoint import MemoryCheckpointStore
+from tailup.dev import MemoryCheckpointStore, MemoryMultipartStore
 from tailup.events import EventKind, FileEvent
 from tailup.keys import share_scope
-from tailup.memory_stores import MemoryMultipartStore
 from tailup.model import StreamRecord
 from tailup.supervisor import Supervisor, merge_deferred
 

@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
@@ -28,8 +28,11 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.text import Text
 
-from tailup.devservers import RedisServer, SeaweedS3, record_cmd
 from tailup.units import format_size
+
+if TYPE_CHECKING:
+    # The demo imports dev servers when it runs (tests/unit/test_dev_isolation.py).
+    from tailup.dev import SeaweedS3
 
 BUCKET = "tailup-demo"
 REDIS_PREFIX = "tailup-demo"
@@ -98,6 +101,8 @@ class DemoResult:
 
 
 def run_demo(*, seconds: float, workdir: Path) -> int:
+    from tailup.dev import RedisServer, SeaweedS3
+
     console = Console(soft_wrap=True)  # long lines (URLs, hashes) stay whole, piped or not
     workdir = workdir.resolve()
     for sub in ("s3", "redis", "recordings"):
@@ -144,6 +149,8 @@ def demo_with_servers(
 ) -> DemoResult:
     """The demo on servers that run already: `tailup run` on ``workdir``/recordings, a live
     recording into it with a progress line per second, then the verified object."""
+    from tailup.dev import record_cmd
+
     watch = workdir / "recordings"
     watch.mkdir(parents=True, exist_ok=True)
     recording = watch / f"demo-{time.strftime('%Y%m%d-%H%M%S')}.mp4"
