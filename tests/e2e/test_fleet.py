@@ -13,6 +13,7 @@ a real Redis and a real S3 server.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import signal
 import subprocess
@@ -57,13 +58,14 @@ class Fleet:
         wrapper: list[str] | None = None,
         wait: bool = True,
         idle_timeout_s: float = 30,
+        lease_ttl_s: float = LEASE_TTL_S,
     ) -> DaemonProcess:
         args = [
             "--node-id", node, *folder_args,
             "--bucket", self.bucket, "--endpoint-url", self.s3.endpoint_url,
             "--redis-url", self.redis_url, "--redis-prefix", self.prefix,
             "--part-size", "5MiB", "--close-grace", "0.3", "--idle-timeout", str(idle_timeout_s),
-            "--lease-ttl", str(LEASE_TTL_S), "--log-format", "json", "--log-level", "debug",
+            "--lease-ttl", str(lease_ttl_s), "--log-format", "json", "--log-level", "debug",
         ]  # fmt: skip
         log = self.tmp / f"{node}-{len(self.daemons)}.log"
         daemon = start_daemon(args, self.s3.env(), log, self.tmp, wrapper=wrapper or [])
@@ -71,6 +73,25 @@ class Fleet:
         if wait:
             daemon.wait_for_event("watching")
         return daemon
+
+    def wait_for_lease_rounds(self, node: str, rounds: int = 1) -> None:
+        """Until ``node``'s daemon has run ``rounds`` whole lease rounds (renewal, claims, shares,
+        trimming of the ended index). It logs nothing per round at any level; each round's first
+        act after the renewal is to publish the node's info, with the time: a round is whole once
+        the next one has published."""
+        key = RedisKeys(self.prefix).node_info(node)
+
+        def published() -> str:
+            with self.redis() as client:
+                return str(client.hget(key, "updated_at") or "")
+
+        def newer_than(before: str) -> str | None:
+            now = published()
+            return now if now != before else None
+
+        last = published()  # at start, or (on a slow start) a round's already
+        for _ in range(rounds + 1):
+            last = poll(functools.partial(newer_than, last), f"a lease round of {node}")
 
     def redis(self) -> Any:
         if self.client is not None:
@@ -184,7 +205,10 @@ def test_two_nodes_with_their_own_folder_at_one_path_never_touch_each_others_rec
 
     wrapper = _hidden_folder_wrapper(recordings)
     for _ in range(2):  # B starts, and restarts, with A's recording live on the same Redis
-        node_b = fleet.start("site-b", "--watch", str(recordings), wrapper=wrapper)
+        # The shortest lease (a round every second): B holds nothing A waits on.
+        node_b = fleet.start("site-b", "--watch", str(recordings), wrapper=wrapper, lease_ttl_s=3)
+        # Not only its start: a whole lease round too (claims, trimming, its scope's streams).
+        fleet.wait_for_lease_rounds("site-b")
         assert node_b.stop() == 0
         assert not [e for e in node_b.events() if e.get("stream_id") == before.stream_id]
     after = fleet.record(node_scope("site-a"), str(live))
