@@ -272,6 +272,13 @@ def test_a_shared_folder_uploads_each_recording_once_and_a_dead_owners_is_finish
 def test_redis_emptied_mid_recording_uploads_no_finished_recording_again(
     fleet: Fleet, tmp_path: Path
 ) -> None:
+    # FLUSHALL empties the whole server: a redis-server of this test's own, not the session's.
+    with RedisServer(tmp_path / "redis") as own:
+        fleet.redis_url = own.url
+        _redis_emptied_mid_recording(fleet, tmp_path)
+
+
+def _redis_emptied_mid_recording(fleet: Fleet, tmp_path: Path) -> None:
     watch = tmp_path / "rec"
     watch.mkdir()
     scope = node_scope("nvr")
