@@ -318,6 +318,10 @@ def _redis_emptied_mid_recording(fleet: Fleet, tmp_path: Path) -> None:
         e for e in again.events() if e.get("event") == "recording already in S3: not uploaded again"
     ]
     assert sorted(e["path"] for e in recovered) == sorted(str(p) for p in finished)
+    # The absence below means something only if the event is what a new upload logs: the first
+    # daemon logged it for each recording it uploaded.
+    first_started = {e["path"] for e in daemon.events() if e.get("event") == "stream started"}
+    assert first_started == {str(p) for p in [*finished, live]}
     started = [e for e in again.events() if e.get("event") == "stream started"]
     assert started == [], "nothing was uploaded as a new recording"
     assert [e for e in again.events() if e.get("event") == "open upload adopted from S3"]
@@ -360,6 +364,9 @@ def test_records_expired_under_keep_records_cost_no_upload_at_the_next_start(
         assert rec.stream_id == ids[path], "the same recording, found by its identity"
         fleet.exact(rec, body)
     assert fleet.objects() == objects_before, "nothing uploaded again"
+    # What the next line looks for is what the first daemon logged for each upload.
+    first_started = {e["path"] for e in daemon.events() if e.get("event") == "stream started"}
+    assert first_started == {str(p) for p in files}
     assert not [e for e in again.events() if e.get("event") == "stream started"]
     again.signal(signal.SIGTERM)
     assert again.proc.wait(timeout=30) == 0

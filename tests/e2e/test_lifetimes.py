@@ -221,7 +221,17 @@ def test_rename_mid_recording_then_a_new_file_at_the_old_name(deployment: Deploy
     found = deployment.wait_for_objects(head + tail, newer)
     keys = {data: key for key, data in found.items()}
     assert keys[head + tail].endswith("/live.ts"), "a rename keeps the stream and its key"
-    assert not any(e.get("event") == "stream aborted" for e in daemon.events())
+    # Positive control for the absence below: this daemon does log the event, under this name,
+    # when a live recording is deleted (not renamed).
+    gone = deployment.watch / "gone.ts"
+    with gone.open("wb") as out:
+        out.write(b"deleted under its writer")
+        out.flush()
+        started = daemon.wait_for_event("stream started", path=str(gone))
+        gone.unlink()
+        daemon.wait_for_event("stream aborted", stream_id=started["stream_id"])
+    aborted = [e for e in daemon.events() if e.get("event") == "stream aborted"]
+    assert [e["stream_id"] for e in aborted] == [started["stream_id"]], aborted
 
 
 def test_a_file_moved_out_and_back_is_uploaded(deployment: Deployment) -> None:
