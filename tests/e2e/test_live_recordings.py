@@ -35,8 +35,8 @@ FORMATS = {
     "ts": ("transport.ts", "mpegts"),
     "mov": ("quicktime.mov", "mov,mp4,m4a,3gp,3g2,mj2"),
 }
-RECORD_SECONDS = 6
-BITRATE = "10M"  # ~7.5 MB in 6 s: at least one full 5 MiB part goes up while recording
+RECORD_SECONDS = 3
+BITRATE = "16M"  # ~6 MB in 3 s (constant bitrate): one full 5 MiB part goes up while recording
 
 
 def daemon_env() -> dict[str, str]:
