@@ -63,7 +63,7 @@ def _upload_as(
     ]  # fmt: skip
     args = [
         "--watch", str(watch), *connection,
-        "--part-size", "5MiB", "--close-grace", "1", "--idle-timeout", "2",
+        "--part-size", "5MiB", "--close-grace", "0.2", "--idle-timeout", "2",
         "--log-format", "json",
     ]  # fmt: skip
     env = policy_identity(identity).env(server)
@@ -71,7 +71,7 @@ def _upload_as(
     try:
         daemon.wait_for_event("watching")
         live = watch / "live.ts"
-        proc = record(live, "ts", 5, bitrate="10M", gop=25)
+        proc = record(live, "ts", 3, bitrate="16M", gop=25)  # a 5 MiB part while recording
         assert proc.wait(timeout=120) == 0, Path(proc.log_path).read_text()
         paths = [early, live]
         found = poll(
@@ -146,7 +146,7 @@ def test_without_get_object_the_uploads_go_on_and_say_so_once(
               records.values()}  # fmt: skip
     lost = key_prefix + "-lost"
     args = ["--watch", str(tmp_path / "recordings"), *connection[:-1], lost,
-            "--part-size", "5MiB", "--close-grace", "1", "--idle-timeout", "2",
+            "--part-size", "5MiB", "--close-grace", "0.2", "--idle-timeout", "2",
             "--log-format", "json"]  # fmt: skip
     env = policy_identity(identity).env(least_privilege_s3)
     again = start_daemon(args, env, tmp_path / "tailup-again.log", tmp_path)
@@ -180,7 +180,7 @@ def _start_without(
     args = [
         "--watch", str(watch), "--bucket", POLICY_BUCKET, "--endpoint-url", server.endpoint_url,
         "--redis-url", redis_url, "--redis-prefix", key_prefix,
-        "--part-size", "5MiB", "--close-grace", "1", "--idle-timeout", "2",
+        "--part-size", "5MiB", "--close-grace", "0.2", "--idle-timeout", "2",
         "--log-format", "json",
     ]  # fmt: skip
     env = policy_identity(f"without {missing}").env(server)
