@@ -12,6 +12,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 import time
 import urllib.error
@@ -35,15 +36,21 @@ def tailup_env(extra: dict[str, str]) -> dict[str, str]:
     return {**base, "PYTHONUNBUFFERED": "1", "PYTHONPATH": SRC, "TAILUP_ENV_FILE": "", **extra}
 
 
-def run_cli(args: Sequence[str], env: dict[str, str], timeout_s: float = 60) -> Any:
-    """`python -m tailup ARGS`; returns the CompletedProcess (text)."""
-    return subprocess.run(
-        [sys.executable, "-m", "tailup", *args],
-        env=tailup_env(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-    )
+def run_cli(
+    args: Sequence[str], env: dict[str, str], timeout_s: float = 60, *, cwd: Path | None = None
+) -> Any:
+    """`python -m tailup ARGS`; returns the CompletedProcess (text). It runs in ``cwd``, by
+    default an empty folder of its own: tailup reads a .env file in its working folder, and the
+    test's (the checkout, where a developer keeps theirs) must not reach it."""
+    with tempfile.TemporaryDirectory(prefix="tailup-cli-") as empty:
+        return subprocess.run(
+            [sys.executable, "-m", "tailup", *args],
+            env=tailup_env(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            cwd=cwd or empty,
+        )
 
 
 @dataclass(frozen=True)
@@ -67,13 +74,15 @@ def run_cli_in_terminal(
     environ = {k: v for k, v in tailup_env(env).items() if k not in ("COLUMNS", "LINES")}
     environ.setdefault("TERM", "xterm-256color")
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tailup", *args],
-            env=environ,
-            stdin=subprocess.DEVNULL,
-            stdout=child,
-            stderr=subprocess.PIPE,
-        )
+        with tempfile.TemporaryDirectory(prefix="tailup-cli-") as empty:  # no .env (run_cli)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tailup", *args],
+                env=environ,
+                stdin=subprocess.DEVNULL,
+                stdout=child,
+                stderr=subprocess.PIPE,
+                cwd=empty,
+            )
     finally:
         os.close(child)
     chunks: list[bytes] = []

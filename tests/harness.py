@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 import tailup.stream.resuming
@@ -39,6 +41,16 @@ class IsolatedSettings(Settings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings,)
+
+
+def isolate_cli(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """For `cli.main` run in this process: it reads TAILUP_* variables and a .env file in the
+    working folder (a developer's own, in the checkout), so take the first away and work in
+    ``folder`` (a test's tmp_path, with no .env)."""
+    for name in list(os.environ):
+        if name.upper().startswith("TAILUP_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(folder)
 
 
 @dataclass

@@ -13,6 +13,7 @@ a real Redis and a real S3 server.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import signal
 import subprocess
@@ -57,13 +58,14 @@ class Fleet:
         wrapper: list[str] | None = None,
         wait: bool = True,
         idle_timeout_s: float = 30,
+        lease_ttl_s: float = LEASE_TTL_S,
     ) -> DaemonProcess:
         args = [
             "--node-id", node, *folder_args,
             "--bucket", self.bucket, "--endpoint-url", self.s3.endpoint_url,
             "--redis-url", self.redis_url, "--redis-prefix", self.prefix,
             "--part-size", "5MiB", "--close-grace", "0.3", "--idle-timeout", str(idle_timeout_s),
-            "--lease-ttl", str(LEASE_TTL_S), "--log-format", "json", "--log-level", "debug",
+            "--lease-ttl", str(lease_ttl_s), "--log-format", "json", "--log-level", "debug",
         ]  # fmt: skip
         log = self.tmp / f"{node}-{len(self.daemons)}.log"
         daemon = start_daemon(args, self.s3.env(), log, self.tmp, wrapper=wrapper or [])
@@ -71,6 +73,25 @@ class Fleet:
         if wait:
             daemon.wait_for_event("watching")
         return daemon
+
+    def wait_for_lease_rounds(self, node: str, rounds: int = 1) -> None:
+        """Until ``node``'s daemon has run ``rounds`` whole lease rounds (renewal, claims, shares,
+        trimming of the ended index). It logs nothing per round at any level; each round's first
+        act after the renewal is to publish the node's info, with the time: a round is whole once
+        the next one has published."""
+        key = RedisKeys(self.prefix).node_info(node)
+
+        def published() -> str:
+            with self.redis() as client:
+                return str(client.hget(key, "updated_at") or "")
+
+        def newer_than(before: str) -> str | None:
+            now = published()
+            return now if now != before else None
+
+        last = published()  # at start, or (on a slow start) a round's already
+        for _ in range(rounds + 1):
+            last = poll(functools.partial(newer_than, last), f"a lease round of {node}")
 
     def redis(self) -> Any:
         if self.client is not None:
@@ -184,7 +205,10 @@ def test_two_nodes_with_their_own_folder_at_one_path_never_touch_each_others_rec
 
     wrapper = _hidden_folder_wrapper(recordings)
     for _ in range(2):  # B starts, and restarts, with A's recording live on the same Redis
-        node_b = fleet.start("site-b", "--watch", str(recordings), wrapper=wrapper)
+        # The shortest lease (a round every second): B holds nothing A waits on.
+        node_b = fleet.start("site-b", "--watch", str(recordings), wrapper=wrapper, lease_ttl_s=3)
+        # Not only its start: a whole lease round too (claims, trimming, its scope's streams).
+        fleet.wait_for_lease_rounds("site-b")
         assert node_b.stop() == 0
         assert not [e for e in node_b.events() if e.get("stream_id") == before.stream_id]
     after = fleet.record(node_scope("site-a"), str(live))
@@ -248,6 +272,13 @@ def test_a_shared_folder_uploads_each_recording_once_and_a_dead_owners_is_finish
 def test_redis_emptied_mid_recording_uploads_no_finished_recording_again(
     fleet: Fleet, tmp_path: Path
 ) -> None:
+    # FLUSHALL empties the whole server: a redis-server of this test's own, not the session's.
+    with RedisServer(tmp_path / "redis") as own:
+        fleet.redis_url = own.url
+        _redis_emptied_mid_recording(fleet, tmp_path)
+
+
+def _redis_emptied_mid_recording(fleet: Fleet, tmp_path: Path) -> None:
     watch = tmp_path / "rec"
     watch.mkdir()
     scope = node_scope("nvr")
@@ -287,6 +318,10 @@ def test_redis_emptied_mid_recording_uploads_no_finished_recording_again(
         e for e in again.events() if e.get("event") == "recording already in S3: not uploaded again"
     ]
     assert sorted(e["path"] for e in recovered) == sorted(str(p) for p in finished)
+    # The absence below means something only if the event is what a new upload logs: the first
+    # daemon logged it for each recording it uploaded.
+    first_started = {e["path"] for e in daemon.events() if e.get("event") == "stream started"}
+    assert first_started == {str(p) for p in [*finished, live]}
     started = [e for e in again.events() if e.get("event") == "stream started"]
     assert started == [], "nothing was uploaded as a new recording"
     assert [e for e in again.events() if e.get("event") == "open upload adopted from S3"]
@@ -329,6 +364,9 @@ def test_records_expired_under_keep_records_cost_no_upload_at_the_next_start(
         assert rec.stream_id == ids[path], "the same recording, found by its identity"
         fleet.exact(rec, body)
     assert fleet.objects() == objects_before, "nothing uploaded again"
+    # What the next line looks for is what the first daemon logged for each upload.
+    first_started = {e["path"] for e in daemon.events() if e.get("event") == "stream started"}
+    assert first_started == {str(p) for p in files}
     assert not [e for e in again.events() if e.get("event") == "stream started"]
     again.signal(signal.SIGTERM)
     assert again.proc.wait(timeout=30) == 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 
 from conftest import TEST_SECRET_KEY
+from daemonproc import tailup_env
 from tailup.checkpoint import RedisCheckpointStore
 from tailup.dev import RedisServer, SeaweedS3, ffmpeg_exe
 from tailup.model import StreamRecord, StreamState
@@ -35,14 +35,14 @@ FORMATS = {
     "ts": ("transport.ts", "mpegts"),
     "mov": ("quicktime.mov", "mov,mp4,m4a,3gp,3g2,mj2"),
 }
-RECORD_SECONDS = 6
-BITRATE = "10M"  # ~7.5 MB in 6 s: at least one full 5 MiB part goes up while recording
+RECORD_SECONDS = 3
+BITRATE = "16M"  # ~6 MB in 3 s (constant bitrate): one full 5 MiB part goes up while recording
 
 
 def daemon_env() -> dict[str, str]:
-    """Environment that runs this checkout's tailup, whichever copy the interpreter installed."""
-    src = str(Path(__file__).resolve().parents[2] / "src")
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": src}
+    """Environment that runs this checkout's tailup, whichever copy the interpreter installed,
+    with no TAILUP_ setting of the developer's."""
+    return tailup_env({})
 
 
 class DaemonProcess:
@@ -199,7 +199,7 @@ def test_live_recordings_in_every_format_end_up_exact_in_s3(
     status = subprocess.run(
         [sys.executable, "-m", "tailup", "status", "--json", "--redis-url", redis_server.url,
          "--redis-prefix", key_prefix],
-        capture_output=True, text=True, timeout=60, check=True, env=daemon_env(),
+        capture_output=True, text=True, timeout=60, check=True, env=daemon_env(), cwd=tmp_path,
     )  # fmt: skip
     rows = {row["path"]: row for row in json.loads(status.stdout)}
     for path in paths:

@@ -228,6 +228,7 @@ def _watch_shows(ops: Ops, stream_id: str) -> None:
             env=tailup_env({**ops.env, "COLUMNS": "200"}),
             stdout=sink,
             stderr=subprocess.STDOUT,
+            cwd=ops.watch.parent,  # not the checkout's .env
         )  # fmt: skip
     try:
         poll(

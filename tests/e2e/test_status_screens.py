@@ -78,6 +78,7 @@ class Site:
             capture_output=True,
             text=True,
             timeout=60,
+            cwd=self.watch.parent,  # not the checkout's .env
         )
         assert result.returncode == 0, result.stderr
         return result.stdout

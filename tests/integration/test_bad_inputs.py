@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,61 @@ async def test_symlinks_are_not_followed(
     logged = capsys.readouterr().out
     for path in (early, late):
         assert "watcher.symlink_not_followed" in logged and str(path) in logged
+
+
+def make_char_device(path: Path) -> None:
+    """A character device like /dev/null (we run as root); where mknod is refused (a container
+    without CAP_MKNOD), a link to /dev/null, which the watcher does not follow either."""
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        path.symlink_to("/dev/null")
+
+
+async def test_fifos_and_device_nodes_are_never_streams_and_hang_nothing(
+    daemon_args: dict[str, Any],
+    watch: Path,
+    s3_client: Any,
+    bucket: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Named like videos, they are not files: a read of a FIFO blocks for as long as its writer
+    holds it open without writing (or, with no writer, its open does), so a daemon that treated
+    one as a file would hang a thread or a stream; a device never ends."""
+    early_fifo, early_dev = watch / "early-fifo.ts", watch / "early-dev.mp4"
+    os.mkfifo(early_fifo)  # no writer, ever: a blocking open for reading would never return
+    make_char_device(early_dev)  # both found by the startup scan
+    late_fifo, late_dev = watch / "late-fifo.ts", watch / "late-dev.mkv"
+    async with running_daemon(**daemon_args) as daemon:
+        os.mkfifo(late_fifo)
+        make_char_device(late_dev)
+        # Opened for writing (IN_OPEN, then IN_CLOSE_WRITE: the events a recorder's file makes),
+        # the FIFO held open with nothing in it while the daemon looks.
+        held = os.open(late_fifo, os.O_RDWR | os.O_NONBLOCK)
+        try:
+            with late_dev.open("wb") as out:
+                out.write(b"into the device")
+            os.close(os.open(early_fifo, os.O_RDWR | os.O_NONBLOCK))
+            # A normal file beside them, renamed in: the rename is routed after every event
+            # before it (tailup.lanes), so the FIFOs' and devices' events were all handled.
+            data = content(300_000, "beside them")
+            staged = watch / "beside.tmp"
+            staged.write_bytes(data)
+            staged.rename(watch / "beside.ts")
+            record = await daemon.wait_for_state(watch / "beside.ts", {StreamState.COMPLETED})
+            assert object_bytes(s3_client, bucket, record.key) == data
+            for path in (early_fifo, early_dev, late_fifo, late_dev):
+                assert await daemon.record_for(path) is None, path
+        finally:
+            os.close(held)
+    logged = capsys.readouterr().out
+    for path in (late_fifo, early_fifo):  # the ones opened while the daemon ran
+        said = [line for line in logged.splitlines() if str(path) in line]
+        assert any("file cannot be uploaded" in line for line in said), said
+        assert any("is not a regular file" in line for line in said), said
+    if late_dev.is_char_device():
+        said = [line for line in logged.splitlines() if str(late_dev) in line]
+        assert any("is not a regular file" in line for line in said), said
 
 
 async def test_zero_byte_file_is_skipped_then_uploaded_once_recorded_into(

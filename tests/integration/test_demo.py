@@ -19,7 +19,7 @@ def test_the_demo_shows_bytes_in_s3_while_recording(
     out = io.StringIO()
     console = Console(file=out, force_terminal=False, soft_wrap=True)  # piped: a line per sample
     result = demo_with_servers(
-        console, s3_server, bucket, redis_server.url, key_prefix, workdir=tmp_path, seconds=10
+        console, s3_server, bucket, redis_server.url, key_prefix, workdir=tmp_path, seconds=6
     )
     text = out.getvalue()
     lines = text.splitlines()
@@ -29,7 +29,7 @@ def test_the_demo_shows_bytes_in_s3_while_recording(
     assert shown == [progress_line(s) for s in samples]
 
     during = [s for s in samples if s.recording]
-    assert len(during) >= 5, text
+    assert len(during) >= 4, text  # of about 6
     # A sample a second while the recorder writes (not faster, and not only at the end).
     gaps = [b.elapsed_s - a.elapsed_s for a, b in itertools.pairwise(during)]
     assert all(0.9 <= gap < 3.0 for gap in gaps), gaps

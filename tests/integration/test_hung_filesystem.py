@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 import tailup.stream.context
-from harness import content, object_bytes, running_daemon
+from harness import content, object_bytes, running_daemon, wait_until
+from tailup.events import EventKind, FileEvent
 from tailup.model import StreamState
 from tailup.plan import MiB
 from tailup.source import FileStat
@@ -62,7 +63,7 @@ async def test_readers_of_a_finished_file_cause_no_event_storm(
     """inotify reports every open, and tailup's own looks at a file used to open it (for its inode
     generation): an open of a finished file fed itself, a busy loop that starved SIGTERM. Readers
     now cost one look per change of the file, not one per open."""
-    path, fence = watch / "done.ts", watch / "fence.ts"
+    path = watch / "done.ts"
     async with running_daemon(**daemon_args) as daemon:
         looks: list[str] = []
         real = daemon.checkpoints.inner.stream_for_path
@@ -72,13 +73,35 @@ async def test_readers_of_a_finished_file_cause_no_event_storm(
             return await real(p, scope)
 
         daemon.checkpoints.inner.stream_for_path = counted  # type: ignore[method-assign]
+        routed: list[FileEvent] = []
+        real_route = daemon.supervisor._route
+
+        async def noted(event: FileEvent) -> None:
+            await real_route(event)
+            routed.append(event)
+
+        daemon.supervisor._route = noted  # type: ignore[method-assign]
+
+        async def fence(name: str) -> None:
+            """A rename runs alone (tailup.lanes): once it is routed, every event queued before
+            it was routed too, whatever its path (opens of different paths run concurrently)."""
+            staged = watch / f"{name}.tmp"  # not a candidate: writing it makes no event
+            staged.write_bytes(content(1000, name))
+            staged.rename(watch / f"{name}.ts")
+            await wait_until(
+                lambda: any(e.kind is EventKind.MOVED and e.path == staged for e in routed),
+                f"the rename of {staged.name} routed",
+            )
+
         path.write_bytes(content(300_000, "finished"))
         await daemon.wait_for_state(path, {StreamState.COMPLETED})
-        before = looks.count(str(path))
+        before, routed_before = looks.count(str(path)), len(routed)
         for _ in range(5):
             assert path.read_bytes()  # a player, a checksum tool, a backup
-        # Events are handled in order: once a file written after the reads is done, every event
-        # the reads caused (and any they would have caused in turn) was handled before it.
-        fence.write_bytes(content(1000, "fence"))
-        await daemon.wait_for_state(fence, {StreamState.COMPLETED})
+        # The reads' opens were queued before the first fence: all routed once it is. The looks
+        # they caused (each an open, an event in turn, in a storm) happened before it was routed,
+        # so their events were queued before the second fence.
+        await fence("fence1")
+        assert any(e.path == path for e in routed[routed_before:]), "the reads made no event"
+        await fence("fence2")
         assert looks.count(str(path)) - before <= 1

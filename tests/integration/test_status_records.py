@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 import tailup.status
 from daemonproc import run_cli
-from harness import IsolatedSettings
+from harness import IsolatedSettings, isolate_cli
 from tailup import cli
 from tailup.checkpoint import RedisCheckpointStore
 from tailup.dev import RedisServer
@@ -383,11 +383,18 @@ def cli_records(redis_server: RedisServer, key_prefix: str) -> Iterator[dict[str
     yield asyncio.run(write())
 
 
+@pytest.fixture
+def no_developer_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """cli.main runs in this process: no TAILUP_* of the developer's, no .env of the checkout."""
+    isolate_cli(monkeypatch, tmp_path)
+
+
 def _connection(redis_server: RedisServer, key_prefix: str) -> list[str]:
     return ["--redis-url", redis_server.url, "--redis-prefix", key_prefix, "--node-id", NODE_A]
 
 
 def test_cli_status_json_with_limit_state_and_node(
+    no_developer_settings: None,
     cli_records: dict[str, list[str]],
     redis_server: RedisServer,
     key_prefix: str,
@@ -467,7 +474,7 @@ def test_cli_status_plain_rows_table_and_all_as_a_real_subprocess(
     ],
 )
 def test_cli_status_refuses_bad_selections_with_exit_2(
-    args: list[str], says: str, capsys: pytest.CaptureFixture[str]
+    no_developer_settings: None, args: list[str], says: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     conn = ["--redis-url", "redis://127.0.0.1:1/0"]  # never reached: refused before
     try:

@@ -7,9 +7,11 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from harness import isolate_cli
 from tailup import cli
 from tailup.checkpoint import RedisCheckpointStore
 from tailup.dev import RedisServer, SeaweedS3
@@ -22,6 +24,12 @@ pytestmark = pytest.mark.usefixtures("outside_settings_removed")
 
 NODE = "cam-a"
 S = StreamState
+
+
+@pytest.fixture(autouse=True)
+def _no_developer_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """cli.main runs in this process: no TAILUP_* of the developer's, no .env of the checkout."""
+    isolate_cli(monkeypatch, tmp_path)
 
 
 @dataclass

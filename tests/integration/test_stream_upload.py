@@ -26,7 +26,7 @@ async def test_slow_writer_never_sends_a_short_part_and_completes(
     daemon_args: dict[str, Any], watch: Path, s3_client: Any, bucket: str
 ) -> None:
     path = watch / "slow.ts"
-    total = 23 * MiB
+    total = 15 * MiB + 4321  # three full parts and a tail: parts 1 and 2 while writing
     async with running_daemon(**daemon_args) as daemon:
         seen_during_write: list[int] = []
 
@@ -36,8 +36,9 @@ async def test_slow_writer_never_sends_a_short_part_and_completes(
         data = await write_slowly(path, total, bytes_per_s=3_000_000, on_chunk=note_parts)
         record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
 
-    # Streaming, not batch: parts went up while the writer was still writing.
-    assert seen_during_write[-1] >= 3, seen_during_write
+    # Streaming, not batch: parts went up while the writer was still writing (part 2 had
+    # 5 MiB of writing, 1.7 s, to go up in).
+    assert seen_during_write[-1] >= 2, seen_during_write
     layout = PartPlan(MIN_PART_SIZE_BYTES).final_layout(total)
     calls = [c for c in daemon.store.parts if c.key == record.key]
     last_number = layout[-1].number

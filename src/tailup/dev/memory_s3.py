@@ -1,5 +1,5 @@
 """In-process stores for fast tests of stream logic. The contract suites in tests/integration run
-the same checks against these and the real Redis and S3 stores, so they cannot drift apart."""
+the same checks on these and the real stores; where answers differ, per-store tables pin each."""
 
 from __future__ import annotations
 
