@@ -42,9 +42,11 @@ def test_both_would_reach_a_run_that_is_not_isolated(
 ) -> None:
     """The control: what the other tests keep out does reach tailup, each on its own."""
     status = [sys.executable, "-m", "tailup", *_status(redis_server, key_prefix)]
-    with_variable = {**tailup_env({}), VARIABLE[0]: VARIABLE[1]}
+    # tailup_env also turns the .env file off (TAILUP_ENV_FILE=""): the control leaves it on.
+    plain = {k: v for k, v in tailup_env({}).items() if k != "TAILUP_ENV_FILE"}
+    with_variable = {**plain, VARIABLE[0]: VARIABLE[1]}
     runs = {
-        "TAILUP_PART_SIZE": (tailup_env({}), checkout),
+        "TAILUP_PART_SIZE": (plain, checkout),
         VARIABLE[0]: (with_variable, checkout.parent),
     }
     for name, (env, cwd) in runs.items():
