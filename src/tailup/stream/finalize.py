@@ -39,6 +39,7 @@ from tailup.errors import (
     PlanExceeded,
     RetryableError,
     SourceError,
+    SourceGone,
     SourceStalled,
     TailupError,
     VerificationError,
@@ -63,7 +64,8 @@ from tailup.model import PartRecord, StreamState, iso, utc_now
 from tailup.offload import run_blocking
 from tailup.plan import PartRange
 from tailup.s3 import ObjectInfo
-from tailup.source import FileStat, crc32_of_range_blocking, hash_range_blocking
+from tailup.sameupload import UploadedFile, holds_upload
+from tailup.source import FileStat, crc32_of_range_blocking, hash_range_blocking, stat_file
 from tailup.stream.bookkeeping import Bookkeeper
 from tailup.stream.context import Collaborator, Outcome, StreamContext, _first_error
 from tailup.stream.sending import PartSender
@@ -129,7 +131,11 @@ class Finalizer(Collaborator):
             return Outcome.CHANGED_AFTER_COMPLETE
         if when is Sha256When.AFTER and not await self._sha256_after(sent_parts):
             return Outcome.CHANGED_AFTER_COMPLETE
-        if not await self._after_upload(close_seen):
+        uploaded = UploadedFile.of_stat(st, self.record.birth_ns)
+        if not await self._still_holds(uploaded):
+            self._log.info("the path holds another file since the upload; no after-upload action")
+            return Outcome.CHANGED_AFTER_COMPLETE
+        if not await self._after_upload(close_seen, uploaded):
             return Outcome.COMPLETED_WRITER_OPEN
         return Outcome.COMPLETED
 
@@ -566,6 +572,10 @@ class Finalizer(Collaborator):
                     )
                     return False
                 offset += part.size
+        except SourceGone as exc:
+            # Replaced or removed under the pass: whatever the path holds now is not the object.
+            self._log.info("sha256 not recorded: the file is gone or replaced", reason=str(exc))
+            return False
         except (SourceError, SourceStalled) as exc:
             # The object is complete and verified; only its SHA-256 is missing.
             self._log.warning("sha256 not recorded: the file could not be read", reason=str(exc))
@@ -586,7 +596,20 @@ class Finalizer(Collaborator):
         )
         return True
 
-    async def _after_upload(self, close_seen: bool) -> bool:
+    async def _still_holds(self, uploaded: UploadedFile) -> bool:
+        """Whether the path still holds the file uploaded (tailup.sameupload); act() checks
+        again in the thread that deletes or moves it."""
+        if self.deps.after_upload[0] is AfterUploadKind.KEEP:
+            return True
+        try:
+            now: FileStat | None = await run_blocking(
+                stat_file, self.path, timeout_s=self.deps.stat_timeout_s, what=str(self.path)
+            )
+        except SourceGone:
+            now = None
+        return holds_upload(uploaded, now)
+
+    async def _after_upload(self, close_seen: bool, uploaded: UploadedFile) -> bool:
         """The after-upload action, if its writer is known gone. False when it stays pending
         (the record says so already: set with the completion)."""
         result = await run_after_upload(
@@ -596,6 +619,7 @@ class Finalizer(Collaborator):
             close_seen=close_seen,
             proc_sees_all=self.deps.proc_sees_all,
             timeout_s=self.deps.stat_timeout_s,
+            expected=uploaded,
         )
         if result is AfterUpload.PENDING:
             return False
