@@ -126,6 +126,10 @@ class CheckpointStore(Protocol):
         """Claim an S3 key for a stream. None when it is the stream's (now or already), else the
         id of the stream that holds it: two recordings never share a key."""
 
+    async def next_key_number(self, object_key: str) -> int:
+        """1, 2, 3, ...: a counter per taken S3 key, so that a new recording's suffixed key is
+        one guess, not a walk past every earlier one (tailup.keyclaim)."""
+
     async def get_field(self, stream_id: str, name: str) -> str | None:
         """One meta field, without loading the parts (polled by failed streams)."""
 
@@ -803,6 +807,19 @@ class RedisCheckpointStore:
 
         return await _guarded(run)
 
+    async def next_key_number(self, object_key: str) -> int:
+        counter = self._keys.key_counter(object_key)
+
+        async def run() -> int:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.incr(counter)
+                if self._keep_records_s > 0:
+                    pipe.pexpire(counter, _ms(self._keep_records_s))
+                number, *_ = await pipe.execute()
+            return int(number)
+
+        return await _guarded(run)
+
     async def live_stream_ids(self, scope: str | None = None) -> list[str]:
         live = self._keys.scope(scope or self.scope).live
         members = await _guarded(lambda: self._redis.smembers(live))
@@ -988,6 +1005,7 @@ class MemoryCheckpointStore:
         self.ended: dict[str, dict[str, float]] = {}
         self.paths: dict[tuple[str, str], str] = {}
         self.object_keys: dict[str, str] = {}
+        self.key_numbers: dict[str, int] = {}
         self.leases: dict[str, str] = {}  # stream id or "node:ID" -> holder
         self.fences: dict[str, int] = {}
         self._claims: dict[str, Claim] = {}
@@ -1150,6 +1168,11 @@ class MemoryCheckpointStore:
         self._check()
         owner = self.object_keys.setdefault(object_key, stream_id)
         return None if owner == stream_id else owner
+
+    async def next_key_number(self, object_key: str) -> int:
+        self._check()
+        self.key_numbers[object_key] = self.key_numbers.get(object_key, 0) + 1
+        return self.key_numbers[object_key]
 
     async def get_field(self, stream_id: str, name: str) -> str | None:
         self._check()

@@ -25,7 +25,7 @@ from harness import wait_until
 from tailup.budget import ByteBudget
 from tailup.checkpoint import MemoryCheckpointStore
 from tailup.errors import StorageUnavailable, TailupError
-from tailup.model import LIVE_STATES, StreamRecord, StreamState
+from tailup.model import LIVE_STATES, RETRY_FIELD, StreamRecord, StreamState
 from tailup.plan import MiB, PartPlan
 from tailup.retry import Backoff
 from tailup.stream import Outcome, Stream, StreamDeps
@@ -76,7 +76,9 @@ def payload(size: int, seed: str) -> bytes:
 
 
 @asynccontextmanager
-async def streaming(path: Path, *, writer_closed: bool = False) -> AsyncIterator[Rig]:
+async def streaming(
+    path: Path, *, writer_closed: bool = False, **changes: Any
+) -> AsyncIterator[Rig]:
     st = path.stat()
     store = FaultyMemoryStore()
     checkpoints = CountingCheckpoints()
@@ -89,7 +91,7 @@ async def streaming(path: Path, *, writer_closed: bool = False) -> AsyncIterator
         base_part_size=5 * MiB,
         device=st.st_dev,
         inode=st.st_ino,
-    )
+    ).with_changes(**changes)
     await checkpoints.create(record)
     deps = StreamDeps(
         store=store,  # type: ignore[arg-type]
@@ -309,3 +311,33 @@ async def test_a_permanent_error_fails_the_stream_keeps_its_upload_and_waits_for
         reads = rig.checkpoints.field_reads
         await wait_until(lambda: rig.checkpoints.field_reads >= reads + 5, "retry polls again")
         assert rig.checkpoints.failed_writes == 2, "a consumed retry request is not taken again"
+
+
+async def test_a_key_it_cannot_get_fails_the_stream_where_status_and_retry_reach_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """N4: a new recording's key is claimed by its stream; every key taken fails the stream
+    (FAILED with the reason, in the live index), not the event that would have started it, and
+    `tailup retry` claims again."""
+    path = tmp_path / "clip.ts"
+    data = payload(6 * MiB, "no key")
+    path.write_bytes(data)
+    others = ["another recording"]
+
+    async with streaming(path, writer_closed=True, key_pending=True) as rig:
+        free = rig.checkpoints.reserve_key
+
+        async def reserve_key(object_key: str, stream_id: str) -> str | None:
+            return others[0] if others else await free(object_key, stream_id)
+
+        monkeypatch.setattr(rig.checkpoints, "reserve_key", reserve_key)
+        await wait_until(lambda: rig.checkpoints.failed_writes == 1, "the stream failed")
+        assert "no free S3 key" in rig.checkpoints.meta["s1"]["error"]
+        assert rig.state() is StreamState.FAILED
+        assert "s1" in rig.checkpoints.live
+        assert rig.store.calls == [], "nothing sent under a key it does not hold"
+        others.clear()
+        await rig.checkpoints.update("s1", **{RETRY_FIELD: "now"})
+        assert await rig.task is Outcome.COMPLETED
+    assert rig.store.objects[KEY] == data
+    assert rig.checkpoints.meta["s1"]["key_pending"] == "0"

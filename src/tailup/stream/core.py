@@ -325,6 +325,8 @@ class Stream(Collaborator):
         if self._probe_checkpoints:
             await self.deps.checkpoints.ping()
             self._probe_checkpoints = False
+        if self.record.key_pending:
+            await self._resumer.claim_pending_key()
         if self._resuming:
             await self._resumer.resume()
             self._resuming = False
