@@ -198,6 +198,9 @@ class StreamRecord:
     # anything else, so that a key it cannot get fails the stream where `tailup status` shows it
     # and `tailup retry` reaches it.
     key_pending: bool = False
+    # The multipart upload adopted from S3 (tailup.recovery) rather than created by this
+    # record: a Complete or a part refused for its checksum starts the upload again.
+    adopted_upload: str = ""
     # The node that uploads it (tailup.keys.node_scope) and the index it is in: the node's own
     # (``node:ID``) or a shared folder's (``share:NAME``). Empty in records older than nodes.
     owner: str = ""

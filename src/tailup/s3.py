@@ -76,6 +76,12 @@ class UploadInfo:
     key: str
     upload_id: str
     initiated: datetime
+    # What ListMultipartUploads says the upload was created with; None: not said (SeaweedFS says
+    # neither, moto the algorithm only) or, for the algorithm, one tailup does not send.
+    checksum: ChecksumAlgorithm | None = None
+    checksum_type: ChecksumType | None = None
+    # The algorithm was named but is not one of tailup's (SHA1, SHA256): not adoptable.
+    foreign_checksum: bool = False
 
 
 class MultipartStore(Protocol):
@@ -352,6 +358,21 @@ def _blob(body: Body) -> Body:
     return PartBody(body) if isinstance(body, bytes) else body
 
 
+def _upload_info(upload: dict[str, Any]) -> UploadInfo:
+    """One upload of ListMultipartUploads, with the checksum algorithm and type it names."""
+    named = str(upload.get("ChecksumAlgorithm") or "").lower()
+    algorithm = next((a for a in ChecksumAlgorithm if a.s3_name and a.value == named), None)
+    kind = str(upload.get("ChecksumType") or "").lower()
+    return UploadInfo(
+        str(upload["Key"]),
+        str(upload["UploadId"]),
+        upload["Initiated"],
+        checksum=algorithm,
+        checksum_type=next((t for t in ChecksumType if t.value == kind), None),
+        foreign_checksum=bool(named) and algorithm is None,
+    )
+
+
 def _reported_checksum(response: dict[str, Any]) -> Checksum | None:
     for algorithm in ChecksumAlgorithm:
         value = response.get(f"Checksum{algorithm.s3_name}") if algorithm.s3_name else None
@@ -575,10 +596,7 @@ class S3MultipartStore:
             response = await self._call(
                 "list multipart uploads", "list_multipart_uploads", **kwargs
             )
-            uploads.extend(
-                UploadInfo(str(u["Key"]), str(u["UploadId"]), u["Initiated"])
-                for u in response.get("Uploads", [])
-            )
+            uploads.extend(_upload_info(u) for u in response.get("Uploads", []))
             if not response.get("IsTruncated"):
                 return uploads
             kwargs["KeyMarker"] = response["NextKeyMarker"]

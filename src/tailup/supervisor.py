@@ -841,7 +841,7 @@ class Supervisor:
                 )
             return
         if finding.found is Found.IN_FLIGHT:
-            record = record.with_changes(upload_id=finding.upload_id)
+            record = finding.adopt(record)
             if not await self._checkpoints.create_new(record):
                 return  # another event made it meanwhile
             log.info(

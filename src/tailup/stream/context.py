@@ -24,7 +24,14 @@ from tailup.budget import ByteBudget
 from tailup.checkpoint import CheckpointStore
 from tailup.config import AfterUploadKind
 from tailup.digest import FileDigest
-from tailup.errors import PermanentError, RetryableError, SourceGone, TailupError
+from tailup.errors import (
+    AdoptedUploadRefused,
+    PermanentError,
+    RetryableError,
+    SourceGone,
+    TailupError,
+    refused_for_checksum,
+)
 from tailup.hashplan import Sha256Setting
 from tailup.model import PartRecord, StreamRecord
 from tailup.offload import run_blocking
@@ -226,3 +233,14 @@ class Collaborator:
 
     async def _stat(self) -> FileStat:
         return await self._ctx.stat()
+
+    def _adopted_refused(self, exc: TailupError, *, completing: bool) -> None:
+        """Raise AdoptedUploadRefused if ``exc`` is an upload adopted from S3 refusing the
+        checksum this stream sends (its algorithm or type were a guess: tailup.recovery)."""
+        record = self.record
+        adopted = bool(record.adopted_upload) and record.upload_id == record.adopted_upload
+        if adopted and refused_for_checksum(exc, completing=completing):
+            what = "its Complete" if completing else "a part"
+            raise AdoptedUploadRefused(
+                f"the upload adopted from S3 refused {what} for its checksum: {exc}"
+            ) from exc

@@ -13,6 +13,7 @@ import structlog
 from tailup import metrics
 from tailup.errors import (
     AbortedElsewhere,
+    AdoptedUploadRefused,
     CheckpointUnavailable,
     ClaimLost,
     KeyTaken,
@@ -221,6 +222,9 @@ class Stream(Collaborator):
             return Outcome.ABORTED
         except NoSuchUpload as exc:
             return await self._upload_vanished(exc, backoff)
+        except AdoptedUploadRefused as exc:
+            await self._resumer.restart_adopted(str(exc))
+            return None
         except KeyTaken as exc:
             await self._resumer.rekey(str(exc))
             return None

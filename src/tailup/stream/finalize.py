@@ -41,6 +41,8 @@ from tailup.errors import (
     SourceError,
     SourceGone,
     SourceStalled,
+    StoragePermanentError,
+    StorageUnavailable,
     TailupError,
     VerificationError,
 )
@@ -324,7 +326,10 @@ class Finalizer(Collaborator):
                     else None
                 ),
             )
-        except (NoSuchUpload, KeyTaken):
+        except (StoragePermanentError, StorageUnavailable) as exc:
+            self._adopted_refused(exc, completing=True)
+            if not isinstance(exc, (NoSuchUpload, KeyTaken)):
+                raise
             # A previous attempt may have completed it (a crash, a lost reply): the object
             # decides. Otherwise the key holds another recording (KeyTaken: the stream moves
             # to a free key) or the upload is gone (NoSuchUpload: sent again).

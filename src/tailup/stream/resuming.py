@@ -96,6 +96,14 @@ class Resumer(Collaborator):
         self.record = self.record.with_changes(upload_id="", key=key)
         self._ctx.wake.set()
 
+    async def restart_adopted(self, reason: str) -> None:
+        """The upload adopted from S3 was made with another checksum than this stream sends:
+        abort it and send the recording again in one of its own."""
+        if self.record.upload_id:
+            await self._sender.abort_quietly(self.record.upload_id)
+        await self.restart_upload(reason)
+        self._ctx.wake.set()
+
     async def restart_upload(self, reason: str) -> None:
         self._log.warning("starting the multipart upload again from part 1", reason=reason)
         await self.deps.checkpoints.drop_parts(self.stream_id, list(self.parts))
