@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+import tailup.stream.context
 import tailup.stream.core
 from fakes import FaultyMemoryStore
 from harness import wait_until
@@ -341,3 +342,39 @@ async def test_a_key_it_cannot_get_fails_the_stream_where_status_and_retry_reach
         assert await rig.task is Outcome.COMPLETED
     assert rig.store.objects[KEY] == data
     assert rig.checkpoints.meta["s1"]["key_pending"] == "0"
+
+
+async def test_a_rename_seen_first_as_a_vanished_path_is_not_a_delete(tmp_path: Path) -> None:
+    """N6: the poller reports a move up to its interval later, while the stream looks at the
+    path every fraction of a second: ENOENT there waits out the settle time like another file
+    at the path would, and the move, once told, carries the stream on. Nothing is sent again."""
+    path = tmp_path / "live.ts"
+    data = payload(12 * MiB, "renamed")
+    path.write_bytes(data[: 6 * MiB])
+    async with streaming(path) as rig:
+        await wait_until(lambda: rig.committed() == 1, "part 1 checkpointed")
+        moved = tmp_path / "rec-0001.ts"
+        path.rename(moved)
+        rig.stream.on_modified()  # the stream looks before the move is reported
+        await wait_until(lambda: rig.stream.record.state is StreamState.STALLED, "waiting")
+        with moved.open("ab") as out:
+            out.write(data[6 * MiB :])
+        rig.stream.on_moved(moved)
+        rig.stream.on_closed()
+        assert await rig.task is Outcome.COMPLETED
+    assert rig.store.objects[KEY] == data
+    assert rig.store.count("create") == 1, "the same upload, not a new one from part 1"
+
+
+async def test_a_path_gone_with_no_event_ends_the_stream_after_the_settle_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tailup.stream.context, "PATH_SETTLE_S", 0.3)
+    path = tmp_path / "live.ts"
+    path.write_bytes(payload(6 * MiB, "gone"))
+    async with streaming(path) as rig:
+        await wait_until(lambda: rig.committed() == 1, "part 1 checkpointed")
+        path.unlink()
+        rig.stream.on_modified()
+        assert await rig.task is Outcome.ABORTED
+    assert rig.state() is StreamState.ABORTED

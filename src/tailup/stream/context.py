@@ -180,12 +180,23 @@ class StreamContext:
         if st.same_file(record.device, record.inode, record.birth_ns):
             self._unsettled_since = None
             return st
+        unsettled = self.unsettled("shows another file")
+        if unsettled is not None:
+            raise unsettled
+        raise _Replaced(f"{path} was replaced by another file while being uploaded")
+
+    def unsettled(self, why: str) -> _PathUnsettled | None:
+        """The path does not show the stream's file (another one, or none: ENOENT). A rename or
+        a delete whose event has not reached the stream yet looks the same (the poller reports
+        it up to its interval later): a _PathUnsettled to retry until PATH_SETTLE_S has passed
+        since the path first looked so, then None (the caller concludes). A rename is not a
+        delete."""
         now = self.deps.clock()
         if self._unsettled_since is None:
             self._unsettled_since = now
         if now - self._unsettled_since < PATH_SETTLE_S:
-            raise _PathUnsettled(f"{path} shows another file; waiting for its rename or delete")
-        raise _Replaced(f"{path} was replaced by another file while being uploaded")
+            return _PathUnsettled(f"{self.path} {why}; waiting for its rename or delete")
+        return None
 
 
 class Collaborator:

@@ -218,6 +218,12 @@ class Stream(Collaborator):
             await self._book.abort(str(exc), EndCause.REPLACED)
             return Outcome.REPLACED
         except SourceGone as exc:
+            # Told of a delete: gone now. Found gone by a stat or a read: the rename event may
+            # be on its way (the same settle time as another file at the path).
+            unsettled = None if self._gone_reason else self._ctx.unsettled(f"is gone ({exc})")
+            if unsettled is not None:
+                await self._retry_later(unsettled, backoff)
+                return None
             await self._book.abort(str(exc), EndCause.SOURCE_GONE)
             return Outcome.ABORTED
         except NoSuchUpload as exc:
