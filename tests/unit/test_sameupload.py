@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -20,16 +21,19 @@ import pytest
 import tailup.afterupload
 import tailup.hashplan
 import tailup.stream.finalize
+import tailup.stream.sha256after
 from fakes import FaultyMemoryStore
 from tailup.budget import ByteBudget
 from tailup.checkpoint import MemoryCheckpointStore
 from tailup.config import AfterUploadKind
+from tailup.errors import SourceUnreadable
 from tailup.hashplan import Sha256Setting
 from tailup.model import StreamRecord, StreamState
 from tailup.plan import MiB
 from tailup.sameupload import UploadedFile, holds_upload
 from tailup.source import FileStat
 from tailup.stream import Outcome, Stream, StreamDeps
+from tailup.stream.sha256after import Sha256Result, finish_sha256
 
 UP = UploadedFile(device=1, inode=7, birth_ns=100, size=50, mtime_ns=9)
 
@@ -61,7 +65,9 @@ def payload(size: int, seed: str) -> bytes:
     return hashlib.shake_256(seed.encode()).digest(size)
 
 
-async def run_stream(path: Path, sha256: Sha256Setting) -> tuple[Outcome, MemoryCheckpointStore]:
+async def run_stream(
+    path: Path, sha256: Sha256Setting, store: FaultyMemoryStore | None = None
+) -> tuple[Outcome, MemoryCheckpointStore]:
     st = path.stat()
     checkpoints = MemoryCheckpointStore()
     record = StreamRecord(
@@ -76,7 +82,7 @@ async def run_stream(path: Path, sha256: Sha256Setting) -> tuple[Outcome, Memory
     )
     await checkpoints.create(record)
     deps = StreamDeps(
-        store=FaultyMemoryStore(),  # type: ignore[arg-type]
+        store=store or FaultyMemoryStore(),  # type: ignore[arg-type]
         checkpoints=checkpoints,
         budget=ByteBudget(64 * MiB),
         close_grace_s=0.01,
@@ -102,7 +108,7 @@ async def test_a_file_replaced_during_the_sha256_pass_is_not_deleted(
     path.write_bytes(payload(11 * MiB, "first"))
     nxt = payload(3 * MiB, "the next recording")
     monkeypatch.setattr(tailup.hashplan, "INLINE_MAX_BYTES", -1)  # the SHA-256 follows
-    original = tailup.stream.finalize.hash_range_blocking
+    original = tailup.stream.sha256after.hash_range_blocking
     swapped: list[bool] = []
 
     def hash_then_swap(*args: Any) -> tuple[int, int]:
@@ -111,7 +117,7 @@ async def test_a_file_replaced_during_the_sha256_pass_is_not_deleted(
             replace_at(path, nxt)  # the recorder starts its next file under the same name
         return original(*args)
 
-    monkeypatch.setattr(tailup.stream.finalize, "hash_range_blocking", hash_then_swap)
+    monkeypatch.setattr(tailup.stream.sha256after, "hash_range_blocking", hash_then_swap)
     outcome, checkpoints = await run_stream(path, Sha256Setting.AUTO)
     assert swapped
     assert path.read_bytes() == nxt, "the next recording was deleted"
@@ -165,3 +171,38 @@ async def test_the_very_file_uploaded_is_deleted(tmp_path: Path) -> None:
     outcome, _ = await run_stream(path, Sha256Setting.AUTO)
     assert outcome is Outcome.COMPLETED
     assert not path.exists()
+
+
+@pytest.mark.asyncio
+async def test_a_sha256_cut_short_is_left_pending_and_finished_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """N14: a read error in the SHA-256 pass that follows publication leaves sha256_pending in
+    the record (and the after-upload action waiting: a deleted file cannot be hashed); the next
+    look finishes it into the record and metadata.json."""
+    path = tmp_path / "clip.mp4"
+    data = payload(11 * MiB, "long")
+    path.write_bytes(data)
+    monkeypatch.setattr(tailup.hashplan, "INLINE_MAX_BYTES", -1)  # the SHA-256 follows
+    original = tailup.stream.sha256after.hash_range_blocking
+
+    def unreadable(*args: Any) -> tuple[int, int]:
+        raise SourceUnreadable(f"{path} cannot be read: Input/output error")
+
+    monkeypatch.setattr(tailup.stream.sha256after, "hash_range_blocking", unreadable)
+    store = FaultyMemoryStore()
+    outcome, checkpoints = await run_stream(path, Sha256Setting.AUTO, store=store)
+    assert outcome is Outcome.COMPLETED_WRITER_OPEN
+    meta = checkpoints.meta["s1"]
+    assert (meta["state"], meta["sha256"], meta["sha256_pending"]) == ("completed", "", "1")
+    assert meta["after_upload_pending"] == "1" and path.exists(), "not deleted before its hash"
+
+    monkeypatch.setattr(tailup.stream.sha256after, "hash_range_blocking", original)
+    record, parts = await checkpoints.load("s1")  # type: ignore[misc]
+    result = await finish_sha256(store, checkpoints, record, parts, timeout_s=10)
+    assert result is Sha256Result.RECORDED
+    want = hashlib.sha256(data).hexdigest()
+    meta = checkpoints.meta["s1"]
+    assert (meta["sha256"], meta["sha256_pending"]) == (want, "0")
+    document = json.loads(store.objects["k/clip.ts.metadata.json"])
+    assert document["checksums"]["sha256"] == want

@@ -28,7 +28,6 @@ from tailup.checksums import (
     effective_type,
     object_checksum,
     part_checksum,
-    stored_checksum,
 )
 from tailup.config import AfterUploadKind
 from tailup.digest import FinalizeHasher
@@ -38,9 +37,7 @@ from tailup.errors import (
     NoSuchUpload,
     PlanExceeded,
     RetryableError,
-    SourceError,
     SourceGone,
-    SourceStalled,
     StoragePermanentError,
     StorageUnavailable,
     TailupError,
@@ -53,24 +50,23 @@ from tailup.integrity import (
     VerifiedBy,
     check_object_against_parts,
     completion_parts,
-    crc32_of,
     expected_multipart_etag,
     normalize_etag,
     part_action,
     parts_past_end,
     put_reply_proves,
 )
-from tailup.keys import metadata_key
-from tailup.metadata import build_metadata, content_type_for, encode_metadata, probe_media
+from tailup.metadata import build_metadata, content_type_for, probe_media
 from tailup.model import PartRecord, StreamState, iso, utc_now
 from tailup.offload import run_blocking
 from tailup.plan import PartRange
 from tailup.s3 import ObjectInfo
 from tailup.sameupload import UploadedFile, holds_upload
-from tailup.source import FileStat, crc32_of_range_blocking, hash_range_blocking, stat_file
+from tailup.source import FileStat, crc32_of_range_blocking, stat_file
 from tailup.stream.bookkeeping import Bookkeeper
 from tailup.stream.context import Collaborator, Outcome, StreamContext, _first_error
 from tailup.stream.sending import PartSender
+from tailup.stream.sha256after import Sha256Result, put_metadata, record_sha256, sha256_of_object
 
 
 class FileChangedWhileFinalizing(RetryableError):
@@ -125,14 +121,22 @@ class Finalizer(Collaborator):
         changed = (after.size, after.mtime_ns) != (st.size, st.mtime_ns)
         whole = self._whole_object_checksum(kind, sent_parts)
         await self._write_metadata(st, sha256_hex, etag, sent_parts, started, verified_by, whole)
-        await self._record_completed(st, sha256_hex, etag, sent_parts[0], whole)
+        await self._record_completed(
+            st, sha256_hex, etag, sent_parts[0], whole, sha256_follows=when is Sha256When.AFTER
+        )
         await self._sender.sweep_orphans()
         metrics.FINALIZE_SECONDS.observe(self.deps.clock() - started)
         if changed:
             self._log.info("file changed while finalizing; it will be uploaded again")
             return Outcome.CHANGED_AFTER_COMPLETE
-        if when is Sha256When.AFTER and not await self._sha256_after(sent_parts):
-            return Outcome.CHANGED_AFTER_COMPLETE
+        if when is Sha256When.AFTER:
+            hashed = await self._sha256_after(sent_parts)
+            if hashed is Sha256Result.CHANGED:
+                return Outcome.CHANGED_AFTER_COMPLETE
+            if hashed is Sha256Result.PENDING:
+                # The after-upload action waits too: once the file is deleted or moved, its
+                # SHA-256 cannot be finished. The next look does both (sha256_pending).
+                return Outcome.COMPLETED_WRITER_OPEN
         uploaded = UploadedFile.of_stat(st, self.record.birth_ns)
         if not await self._still_holds(uploaded):
             self._log.info("the path holds another file since the upload; no after-upload action")
@@ -511,20 +515,17 @@ class Finalizer(Collaborator):
         )
 
     async def _put_metadata(self, document: dict[str, Any]) -> None:
-        body = encode_metadata(document)
-        crc = crc32_of(body)
-        await self.deps.store.put_object(
-            metadata_key(self.record.key),
-            body,
-            crc,
-            "application/json",
-            checksum=part_checksum(
-                self.record.checksum, crc, stored_checksum(self.record.checksum, body)
-            ),
-        )
+        await put_metadata(self.deps.store, self.record, document)
 
     async def _record_completed(
-        self, st: FileStat, sha256_hex: str, etag: str, first: PartRecord, whole: Checksum | None
+        self,
+        st: FileStat,
+        sha256_hex: str,
+        etag: str,
+        first: PartRecord,
+        whole: Checksum | None,
+        *,
+        sha256_follows: bool,
     ) -> None:
         kind, _ = self.deps.after_upload
         await self._book.set_state(
@@ -539,6 +540,7 @@ class Finalizer(Collaborator):
             head_crc32=first.crc32,
             # Until it is done: a shutdown or a crash before it leaves it to the next start.
             after_upload_pending=kind is not AfterUploadKind.KEEP,
+            sha256_pending=sha256_follows,
         )
         self._log.info(
             "stream completed",
@@ -549,57 +551,31 @@ class Finalizer(Collaborator):
             seconds=round(self.deps.clock() - self._ctx.started_monotonic, 3),
         )
 
-    async def _sha256_after(self, parts: list[PartRecord]) -> bool:
-        """The whole-file SHA-256 of a published object (tailup.hashplan): the file hashed
-        part by part, each part's CRC32 checked against the one sent, then the record and
-        metadata.json get it. False if the file's bytes are no longer the object's: the
-        recording changed after its completion."""
+    async def _sha256_after(self, parts: list[PartRecord]) -> Sha256Result:
+        """The whole-file SHA-256 of a published object (tailup.stream.sha256after); CHANGED if
+        the file's bytes are no longer the object's, PENDING if cut short (the record keeps
+        sha256_pending, set with the completion)."""
         started = self.deps.clock()
-        sha = hashlib.sha256()
-        offset = 0
+        result, digest, why = await sha256_of_object(
+            self.record, parts, timeout_s=self.deps.stat_timeout_s
+        )
+        if result is not Sha256Result.RECORDED:
+            self._log.info(f"sha256 not recorded ({result.value})", reason=why)
+            return result
         try:
-            for part in parts:
-                got, crc = await run_blocking(
-                    hash_range_blocking,
-                    self.path,
-                    offset,
-                    part.size,
-                    self.record.device,
-                    self.record.inode,
-                    sha,
-                    timeout_s=self.deps.stat_timeout_s,
-                    what=f"hashing part {part.number} of {self.path}",
-                )
-                if (got, crc) != (part.size, part.crc32):
-                    self._log.info(
-                        "sha256 not recorded: the file changed after its upload",
-                        part=part.number,
-                    )
-                    return False
-                offset += part.size
-        except SourceGone as exc:
-            # Replaced or removed under the pass: whatever the path holds now is not the object.
-            self._log.info("sha256 not recorded: the file is gone or replaced", reason=str(exc))
-            return False
-        except (SourceError, SourceStalled) as exc:
-            # The object is complete and verified; only its SHA-256 is missing.
-            self._log.warning("sha256 not recorded: the file could not be read", reason=str(exc))
-            return True
-        sha256_hex = sha.hexdigest()
-        try:
-            await self.deps.checkpoints.update(self.stream_id, sha256=sha256_hex)
-            self._metadata["checksums"]["sha256"] = sha256_hex
-            await self._put_metadata(self._metadata)
+            await record_sha256(
+                self.deps.store, self.deps.checkpoints, self.record, digest, self._metadata
+            )
         except TailupError as exc:
-            self._log.warning("sha256 not recorded", reason=str(exc))
-            return True
+            self._log.warning("sha256 not recorded (pending)", reason=str(exc))
+            return Sha256Result.PENDING
         self._log.info(
             "sha256 recorded",
             key=self.record.key,
-            sha256=sha256_hex,
+            sha256=digest,
             seconds=round(self.deps.clock() - started, 3),
         )
-        return True
+        return Sha256Result.RECORDED
 
     async def _still_holds(self, uploaded: UploadedFile) -> bool:
         """Whether the path still holds the file uploaded (tailup.sameupload); act() checks
