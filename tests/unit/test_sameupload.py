@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,10 @@ def payload(size: int, seed: str) -> bytes:
 
 
 async def run_stream(
-    path: Path, sha256: Sha256Setting, store: FaultyMemoryStore | None = None
+    path: Path,
+    sha256: Sha256Setting,
+    store: FaultyMemoryStore | None = None,
+    stat_timeout_s: float = 30.0,
 ) -> tuple[Outcome, MemoryCheckpointStore]:
     st = path.stat()
     checkpoints = MemoryCheckpointStore()
@@ -89,6 +93,7 @@ async def run_stream(
         idle_timeout_s=30,
         after_upload=(AfterUploadKind.DELETE, None),
         sha256=sha256,
+        stat_timeout_s=stat_timeout_s,
     )
     outcome = await asyncio.wait_for(Stream(deps, record, {}, writer_closed=True).run(), 20)
     return outcome, checkpoints
@@ -206,3 +211,28 @@ async def test_a_sha256_cut_short_is_left_pending_and_finished_later(
     assert (meta["sha256"], meta["sha256_pending"]) == (want, "0")
     document = json.loads(store.objects["k/clip.ts.metadata.json"])
     assert document["checksums"]["sha256"] == want
+
+
+@pytest.mark.asyncio
+async def test_a_media_probe_on_a_hung_mount_gives_up_and_the_object_is_published(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """N15: probe_media reads the file; on a hung mount it never returns. Within the stream's
+    I/O deadline the metadata goes without its media section, instead of a finalize (and, on
+    Python 3.11, the exit after SIGTERM) waiting forever."""
+    path = tmp_path / "clip.ts"
+    path.write_bytes(payload(6 * MiB, "probe"))
+    hung = threading.Event()
+
+    def probe_forever(_path: Path) -> None:
+        hung.wait(20)
+
+    monkeypatch.setattr(tailup.stream.finalize, "probe_media", probe_forever)
+    store = FaultyMemoryStore()
+    try:
+        outcome, _ = await run_stream(path, Sha256Setting.AUTO, store=store, stat_timeout_s=0.3)
+    finally:
+        hung.set()
+    assert outcome is Outcome.COMPLETED
+    document = json.loads(store.objects["k/clip.ts.metadata.json"])
+    assert document.get("media") is None

@@ -38,6 +38,7 @@ from tailup.errors import (
     PlanExceeded,
     RetryableError,
     SourceGone,
+    SourceStalled,
     StoragePermanentError,
     StorageUnavailable,
     TailupError,
@@ -385,7 +386,9 @@ class Finalizer(Collaborator):
 
         sha256_hex = ""
         try:
-            with FinalizeHasher(digest, read_part) as hasher:
+            with FinalizeHasher(
+                digest, read_part, read_timeout_s=self.deps.stat_timeout_s
+            ) as hasher:
                 async with asyncio.TaskGroup() as group:
                     for rng in load:
                         if await self._start_check(group, hasher if inline else None, rng):
@@ -480,7 +483,17 @@ class Finalizer(Collaborator):
         verified_by: VerifiedBy,
         whole: Checksum | None,
     ) -> None:
-        media = await asyncio.to_thread(probe_media, self.path)
+        try:
+            media = await run_blocking(
+                probe_media,
+                self.path,
+                timeout_s=self.deps.stat_timeout_s,
+                what=f"probing {self.path} as media",
+            )
+        except SourceStalled as exc:
+            # metadata.json goes without its media section rather than wait on a hung mount.
+            self._log.warning("media probe gave up", reason=str(exc))
+            media = None
         document = build_metadata(
             stream_id=self.stream_id,
             source_path=self.path,
