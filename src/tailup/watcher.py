@@ -75,7 +75,7 @@ from watchdog.observers.polling import PollingObserverVFS
 
 from tailup.errors import SourceStalled
 from tailup.events import EventKind, FileEvent
-from tailup.offload import run_blocking
+from tailup.offload import register_roots, run_blocking, unregister_roots
 
 __all__ = [
     "DEFAULT_INCLUDE",
@@ -529,6 +529,7 @@ class Watcher:
 
     async def _start(self) -> None:
         self._identities = await asyncio.to_thread(_resolve_roots, self._requested)
+        register_roots(self._identities)  # a hung root stalls only its own calls (offload)
         self._translator = _Translator(frozenset(self._identities), self._include, self._poll)
         # The observer watches before the scan runs, so a file written in between is not missed.
         await asyncio.to_thread(self._start_observer, self._translator)
@@ -584,6 +585,7 @@ class Watcher:
         await asyncio.shield(asyncio.to_thread(self._stop_observer))
         for root in self._identities:
             _UNWATCHED.pop(root, None)
+        unregister_roots(self._identities)
 
     def _rearm(self, root: Path) -> bool:  # worker thread
         """Watch a root that came back (remounted, recreated); False once stopping."""
