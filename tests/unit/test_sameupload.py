@@ -21,7 +21,7 @@ import pytest
 
 import tailup.afterupload
 import tailup.hashplan
-import tailup.stream.finalize
+import tailup.stream.publish
 import tailup.stream.sha256after
 from fakes import FaultyMemoryStore
 from tailup.budget import ByteBudget
@@ -227,7 +227,7 @@ async def test_a_media_probe_on_a_hung_mount_gives_up_and_the_object_is_publishe
     def probe_forever(_path: Path) -> None:
         hung.wait(20)
 
-    monkeypatch.setattr(tailup.stream.finalize, "probe_media", probe_forever)
+    monkeypatch.setattr(tailup.stream.publish, "probe_media", probe_forever)
     store = FaultyMemoryStore()
     try:
         outcome, _ = await run_stream(path, Sha256Setting.AUTO, store=store, stat_timeout_s=0.3)
