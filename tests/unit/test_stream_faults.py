@@ -378,3 +378,23 @@ async def test_a_path_gone_with_no_event_ends_the_stream_after_the_settle_time(
         rig.stream.on_modified()
         assert await rig.task is Outcome.ABORTED
     assert rig.state() is StreamState.ABORTED
+
+
+async def test_a_holder_that_lost_its_claim_never_aborts_the_new_holder_s_upload(
+    tmp_path: Path,
+) -> None:
+    """N9: a shared folder's node cut off past its lease, whose file then looks gone (a mount
+    glitch, a delete), used to abort the S3 upload (and sweep the orphans) of the node that took
+    the recording over, and only then learn it from its refused state write. The claim is
+    checked first: the upload stays the new holder's."""
+    path = tmp_path / "clip.ts"
+    path.write_bytes(payload(6 * MiB, "shared"))
+    async with streaming(path, scope="share:nas") as rig:
+        assert not isinstance(await rig.checkpoints.claim("s1", "node-a", 30), str)
+        await wait_until(lambda: rig.committed() == 1, "part 1 checkpointed")
+        rig.checkpoints.leases["s1"] = "node-b|99"  # node b took it over meanwhile
+        rig.stream.on_gone("the file was deleted")
+        assert await rig.task is Outcome.STOPPED
+    assert rig.store.count("abort") == 0, "the new holder's upload was aborted"
+    assert len(rig.store.uploads) == 1
+    assert rig.state() is not StreamState.ABORTED

@@ -215,8 +215,7 @@ class Stream(Collaborator):
             await self._retry_later(exc, backoff)
             return None
         except _Replaced as exc:
-            await self._book.abort(str(exc), EndCause.REPLACED)
-            return Outcome.REPLACED
+            return await self._end_gone(str(exc), EndCause.REPLACED, Outcome.REPLACED, backoff)
         except SourceGone as exc:
             # Told of a delete: gone now. Found gone by a stat or a read: the rename event may
             # be on its way (the same settle time as another file at the path).
@@ -224,8 +223,7 @@ class Stream(Collaborator):
             if unsettled is not None:
                 await self._retry_later(unsettled, backoff)
                 return None
-            await self._book.abort(str(exc), EndCause.SOURCE_GONE)
-            return Outcome.ABORTED
+            return await self._end_gone(str(exc), EndCause.SOURCE_GONE, Outcome.ABORTED, backoff)
         except NoSuchUpload as exc:
             return await self._upload_vanished(exc, backoff)
         except AdoptedUploadRefused as exc:
@@ -239,6 +237,20 @@ class Stream(Collaborator):
             await self._book.fail(str(exc))
             await self._wait_after_failure()
             return None
+
+    async def _end_gone(
+        self, reason: str, cause: EndCause, outcome: Outcome, backoff: Backoff
+    ) -> Outcome | None:
+        """Abort for a file gone or replaced; when Redis cannot confirm the claim first, the
+        upload is kept and the end tried again (the file stays gone)."""
+        try:
+            await self._book.abort(reason, cause)
+        except RecordLost:
+            raise  # written again whole (_restore_record), then the end is tried again
+        except RetryableError as exc:
+            await self._retry_later(exc, backoff)
+            return None
+        return outcome
 
     async def _wait_after_failure(self) -> None:
         """Wait out the failed back-off (doubling from deps.failed_retry_s to 30 min), or until
