@@ -18,8 +18,10 @@ from pathlib import Path
 import structlog
 
 from tailup.config import AfterUploadKind
-from tailup.errors import SourceStalled
+from tailup.errors import SourceError, SourceStalled
 from tailup.offload import run_blocking
+from tailup.sameupload import UploadedFile, holds_upload
+from tailup.source import FileStat, stat_file
 from tailup.watcher import writers_open
 
 log = structlog.get_logger(__name__)
@@ -44,8 +46,18 @@ def may_act(*, close_seen: bool, writer_open: bool | None, proc_sees_all: bool) 
     return close_seen or proc_sees_all
 
 
-def act(kind: AfterUploadKind, target: Path | None, path: Path, watch_root: Path) -> str:
-    """Delete or move the file (blocking: run it off the loop). Returns what was done."""
+def act(
+    kind: AfterUploadKind,
+    target: Path | None,
+    path: Path,
+    watch_root: Path,
+    expected: UploadedFile | None = None,
+) -> str:
+    """Delete or move the file (blocking: run it off the loop). Returns what was done.
+    ``expected``: the file uploaded; the path is left alone unless it still holds that very file
+    (tailup.sameupload), checked in the same thread just before the unlink or the move."""
+    if expected is not None and not holds_upload(expected, _stat_or_none(path)):
+        raise NotTheUpload(f"{path} no longer holds the uploaded file; it is left alone")
     if kind is AfterUploadKind.DELETE:
         os.unlink(path)
         return "deleted"
@@ -59,6 +71,17 @@ def act(kind: AfterUploadKind, target: Path | None, path: Path, watch_root: Path
         shutil.move(path, destination)
         return f"moved to {destination}"
     return "kept"
+
+
+class NotTheUpload(OSError):
+    """The path holds another file than the one uploaded (or none): no action on it."""
+
+
+def _stat_or_none(path: Path) -> FileStat | None:
+    try:
+        return stat_file(path)
+    except (SourceError, SourceStalled):
+        return None
 
 
 class AfterUpload(enum.Enum):
@@ -76,6 +99,7 @@ async def run_after_upload(
     close_seen: bool,
     proc_sees_all: bool,
     timeout_s: float,
+    expected: UploadedFile | None = None,
 ) -> AfterUpload:
     """The after-upload action for a verified object, if its writer is known gone: the one place
     both a finishing stream and a pending action (after a restart, a writer's late close) use."""
@@ -97,7 +121,7 @@ async def run_after_upload(
         return AfterUpload.PENDING
     try:
         done = await run_blocking(
-            act, kind, target, path, watch_root, timeout_s=timeout_s, what=str(path)
+            act, kind, target, path, watch_root, expected, timeout_s=timeout_s, what=str(path)
         )
     except (OSError, SourceStalled) as exc:
         log.warning("after-upload action failed", path=str(path), reason=str(exc))

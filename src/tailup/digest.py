@@ -19,12 +19,15 @@ import functools
 import hashlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tailup.errors import RetryableError
 from tailup.integrity import crc32_of
+from tailup.offload import DEFAULT_TIMEOUT_S, run_blocking
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -80,6 +83,11 @@ class FileDigest:
         with self._lock:
             self._sha, self._hashed = sha, hashed
 
+    def replace(self, sha: Any, hashed: list[tuple[int, int]]) -> None:
+        """Cover exactly the parts ``hashed`` (size, crc32), hashed into ``sha``."""
+        with self._lock:
+            self._sha, self._hashed = sha, list(hashed)
+
     def hexdigest(self) -> str:
         with self._lock:
             return self._sha.hexdigest()
@@ -99,9 +107,18 @@ class FinalizeHasher:
     cover exactly ``parts`` parts.
     """
 
-    def __init__(self, digest: FileDigest, read_part: Callable[[int], Buffer]) -> None:
+    def __init__(
+        self,
+        digest: FileDigest,
+        read_part: Callable[[int], Buffer],
+        *,
+        read_timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
         self._digest = digest
         self._read_part = read_part
+        # Parts read again (a restart) are read on the file-I/O pool within this deadline, not
+        # on the SHA-256 pool: a hung mount stalls this finalize, not every stream's hashing.
+        self._read_timeout_s = read_timeout_s
         self._jobs: list[asyncio.Task[None]] = []
 
     def __enter__(self) -> FinalizeHasher:
@@ -119,30 +136,56 @@ class FinalizeHasher:
         await self._chain(functools.partial(self._trim, parts))
         return self._digest.hexdigest()
 
-    def _chain(self, work: Callable[[], None]) -> asyncio.Task[None]:
+    def _chain(self, work: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
         previous = self._jobs[-1] if self._jobs else None
         job = asyncio.ensure_future(_after(previous, work))
         self._jobs = [j for j in self._jobs if not j.done()]
         self._jobs.append(job)
         return job
 
-    def _take(self, number: int, body: Buffer, crc: int) -> None:
+    async def _take(self, number: int, body: Buffer, crc: int) -> None:
         digest = self._digest
         if digest.covers(number, len(memoryview(body)), crc):
             return
         if digest.parts >= number:
             # This part changed since it was hashed: everything hashed from it on is stale.
-            digest.restart(number - 1, self._read_part)
-        if not digest.offer(number, body, crc):
+            await self._restart(number - 1)
+        if not await _in_pool(digest.offer, number, body, crc):
             raise AssertionError(f"part {number} offered out of order")  # submit() is ordered
 
-    def _trim(self, parts: int) -> None:
+    async def _trim(self, parts: int) -> None:
         # The file shrank to a part boundary: the digest covers parts past the new end.
         if self._digest.parts > parts:
-            self._digest.restart(parts, self._read_part)
+            await self._restart(parts)
+
+    async def _restart(self, parts: int) -> None:
+        """FileDigest.restart with each part read off the SHA-256 pool, within the deadline."""
+        sha = hashlib.sha256()
+        hashed: list[tuple[int, int]] = []
+        for number in range(1, parts + 1):
+            body = await run_blocking(
+                self._read_part,
+                number,
+                timeout_s=self._read_timeout_s,
+                what=f"reading part {number} again to hash it",
+            )
+            seen = await _in_pool(_feed, sha, body)
+            if not self._digest.covers(number, *seen):
+                raise FileChangedWhileHashing(f"part {number} changed while the file was hashed")
+            hashed.append(seen)
+        self._digest.replace(sha, hashed)
 
 
-async def _after(previous: asyncio.Task[None] | None, work: Callable[[], None]) -> None:
+def _feed(sha: Any, body: Buffer) -> tuple[int, int]:
+    sha.update(body)
+    return len(memoryview(body)), crc32_of(body)
+
+
+async def _in_pool(call: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_POOL, functools.partial(call, *args))
+
+
+async def _after(previous: asyncio.Task[None] | None, work: Callable[[], Awaitable[None]]) -> None:
     if previous is not None:
         await previous  # its failure (or cancellation) is ours too: the order is broken
-    await asyncio.get_running_loop().run_in_executor(_POOL, work)
+    await work()

@@ -67,6 +67,20 @@ class NoSuchUpload(StoragePermanentError):
     """The multipart upload no longer exists (aborted or expired)."""
 
 
+class AdoptedUploadRefused(StoragePermanentError):
+    """An upload adopted from S3 refused a part or its Complete for its checksum: it was made
+    with another algorithm or type than the stream sends (tailup.recovery). Started again."""
+
+
+def refused_for_checksum(exc: TailupError, *, completing: bool) -> bool:
+    """Whether S3's refusal says the upload's checksum is not the one sent: InvalidRequest
+    (AWS: a type or algorithm mismatch) and, at Complete, BadDigest (SeaweedFS's answer to a
+    FULL_OBJECT Complete of a COMPOSITE upload; a part's BadDigest is a damaged body)."""
+    if isinstance(exc, StoragePermanentError) and exc.code == "InvalidRequest":
+        return True
+    return completing and isinstance(exc, StorageUnavailable) and "BadDigest" in str(exc)
+
+
 class SourceStalled(RetryableError):
     """The source's file system did not answer, or answered with an error that passes (a network
     mount's EIO, ESTALE, ETIMEDOUT): the stream is stalled, not failed."""

@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -40,10 +41,17 @@ class HealthReport:
 
 
 def evaluate(
-    states: Mapping[str, DependencyState], *, now: float, max_age_s: float
+    states: Mapping[str, DependencyState],
+    *,
+    now: float,
+    max_age_s: float,
+    unwatched: Mapping[str, str] | None = None,
 ) -> HealthReport:
-    """Healthy when every dependency answered within ``max_age_s`` of ``now`` (monotonic)."""
-    problems: list[str] = []
+    """Healthy when every dependency answered within ``max_age_s`` of ``now`` (monotonic) and
+    every watch folder is watched (``unwatched``: the folders that are not, with why)."""
+    problems = [
+        f"watch folder {root} is not watched: {why}" for root, why in (unwatched or {}).items()
+    ]
     details: dict[str, Any] = {}
     for name, state in states.items():
         age = None if state.last_success is None else max(0.0, now - state.last_success)
@@ -59,6 +67,8 @@ def evaluate(
     if problems:
         body["reason"] = "; ".join(problems)
     body["dependencies"] = details
+    if unwatched:
+        body["unwatched"] = dict(unwatched)
     return HealthReport(not problems, body)
 
 
@@ -77,8 +87,10 @@ class HealthMonitor:
         timeout_s: float | None = None,
         max_age_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        unwatched: Callable[[], Mapping[Path, str]] = dict,
     ) -> None:
         self._probes = dict(probes)
+        self._unwatched = unwatched
         self.interval_s = interval_s
         self.timeout_s = timeout_s if timeout_s is not None else max(1.0, min(interval_s, 5.0))
         # Two missed probes in a row plus the time one may take: a single blip is not an outage.
@@ -120,7 +132,10 @@ class HealthMonitor:
             await asyncio.sleep(self.interval_s)
 
     def report(self) -> HealthReport:
-        return evaluate(self.states, now=self._clock(), max_age_s=self.max_age_s)
+        unwatched = {str(root): why for root, why in self._unwatched().items()}
+        return evaluate(
+            self.states, now=self._clock(), max_age_s=self.max_age_s, unwatched=unwatched
+        )
 
     def dependency_status(self) -> dict[str, tuple[bool, float | None]]:
         return {name: (s.last_ok, s.last_success_unix) for name, s in self.states.items()}

@@ -70,8 +70,9 @@ def render_key(template: str, ctx: KeyContext, *, prefix: str = "") -> str:
     return key
 
 
-def suffixed_key(key: str, number: int) -> str:
-    """The ``number``-th choice for a key already taken: ``a/cam1.ts`` -> ``a/cam1-2.ts``."""
+def suffixed_key(key: str, number: int | str) -> str:
+    """The ``number``-th choice for a key already taken: ``a/cam1.ts`` -> ``a/cam1-2.ts`` (or a
+    stream id in place of the number)."""
     folder, slash, name = key.rpartition("/")
     stem, dot, ext = name.rpartition(".")
     if not dot or not stem:
@@ -172,6 +173,11 @@ class RedisKeys:
         """String: id of the stream that owns an S3 key (two recordings never share one);
         expires with the stream's record, after which S3 itself answers (tailup.keyclaim)."""
         return f"{self.prefix}:object:{object_key}"
+
+    def key_counter(self, object_key: str) -> str:
+        """Integer: how many suffixed keys were handed out for a taken S3 key (tailup.keyclaim);
+        expires like ended records."""
+        return f"{self.prefix}:keyseq:{object_key}"
 
     # Before nodes (tailup <= 0.1): one index for every daemon. Read once at start to take over
     # this node's entries (tailup.checkpoint.legacy).

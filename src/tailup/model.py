@@ -194,6 +194,17 @@ class StreamRecord:
     # The after-upload action (delete, move) is still to be done: its writer was not known gone
     # yet, or a shutdown cut it off.
     after_upload_pending: bool = False
+    # ``key`` is the template's, not yet claimed (tailup.keyclaim): the stream claims it before
+    # anything else, so that a key it cannot get fails the stream where `tailup status` shows it
+    # and `tailup retry` reaches it.
+    key_pending: bool = False
+    # The multipart upload adopted from S3 (tailup.recovery) rather than created by this
+    # record: a Complete or a part refused for its checksum starts the upload again.
+    adopted_upload: str = ""
+    # The SHA-256 that follows publication (tailup.hashplan AFTER) is not in the record and
+    # metadata.json yet: cut short (a shutdown, a read error, a failed write), it is finished
+    # when the recording is next looked at (tailup.stream.sha256after.finish_sha256).
+    sha256_pending: bool = False
     # The node that uploads it (tailup.keys.node_scope) and the index it is in: the node's own
     # (``node:ID``) or a shared folder's (``share:NAME``). Empty in records older than nodes.
     owner: str = ""

@@ -28,7 +28,7 @@ import structlog
 from botocore import xform_name
 
 # botocore operation name -> the IAM action it needs. Every operation tailup.s3 calls is here,
-# and nothing else (tests/unit/test_permissions.py reads tailup/s3.py to check it).
+# and nothing else (tests/unit/test_permissions.py reads tailup/s3/client.py to check it).
 IAM_ACTIONS: Final[dict[str, str]] = {
     "HeadBucket": "s3:ListBucket",
     "ListObjectsV2": "s3:ListBucket",

@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from tailup import permissions
+from tailup.checksums import ChecksumAlgorithm, ChecksumType, new_upload_type
 from tailup.errors import AccessRefused, StoragePermanentError
 from tailup.keys import metadata_key
+from tailup.model import StreamRecord
 from tailup.s3 import MultipartStore, UploadInfo
 
 
@@ -43,6 +45,25 @@ class Finding:
     sidecar: dict[str, Any] | None = None
     upload_id: str = ""
     orphans: tuple[str, ...] = ()
+    # IN_FLIGHT: what S3 says the upload was created with (None: it did not say).
+    checksum: ChecksumAlgorithm | None = None
+    checksum_type: ChecksumType | None = None
+
+    def adopt(self, record: StreamRecord) -> StreamRecord:
+        """``record`` (made from today's settings) resuming the upload found: with the upload's
+        own checksum algorithm and type where S3 names them, since its parts and its Complete
+        must use those. Where S3 does not, today's are a guess; a Complete or a part refused
+        for its checksum then starts the upload again (tailup.stream: adopted_upload)."""
+        algorithm = self.checksum or record.checksum
+        kind = self.checksum_type or (
+            None if self.checksum is None else new_upload_type(self.checksum)
+        )
+        return record.with_changes(
+            upload_id=self.upload_id,
+            adopted_upload=self.upload_id,
+            checksum=algorithm,
+            checksum_type=record.checksum_type if kind is None else kind.value,
+        )
 
 
 def s3_may_know(
@@ -90,13 +111,24 @@ def judge(
         return Finding(Found.OTHER, "the key holds another recording (or an older version)")
     if object_size is not None:
         return Finding(Found.OTHER, "the key holds an object tailup did not describe")
-    mine = sorted((u for u in uploads if u.key == key), key=lambda u: u.initiated)
+    at_key = sorted((u for u in uploads if u.key == key), key=lambda u: u.initiated)
+    # One sent with a checksum tailup does not make (another tool's SHA-256) cannot be resumed.
+    mine = [u for u in at_key if not u.foreign_checksum]
     if mine:
+        chosen = mine[-1]
         return Finding(
             Found.IN_FLIGHT,
-            f"{len(mine)} open multipart upload(s) at its key",
-            upload_id=mine[-1].upload_id,
-            orphans=tuple(u.upload_id for u in mine[:-1]),
+            f"{len(at_key)} open multipart upload(s) at its key",
+            upload_id=chosen.upload_id,
+            orphans=tuple(u.upload_id for u in at_key if u is not chosen),
+            checksum=chosen.checksum,
+            checksum_type=chosen.checksum_type,
+        )
+    if at_key:
+        return Finding(
+            Found.NOTHING,
+            "the open uploads at its key use a checksum tailup does not send",
+            orphans=tuple(u.upload_id for u in at_key),
         )
     return Finding(Found.NOTHING, "S3 has nothing at its key")
 

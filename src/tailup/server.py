@@ -26,6 +26,7 @@ from tailup.metrics import REGISTRY, DaemonCollector, StreamOwner, declare_label
 from tailup.s3 import MultipartStore
 from tailup.selection import DEFAULT_LIMIT, STATE_FORM, Selection, parse_limit, parse_states
 from tailup.status import SizeProbe, collect_view
+from tailup.watcher import unwatched_roots
 
 log = structlog.get_logger(__name__)
 
@@ -120,7 +121,9 @@ def health_monitor(
     store: MultipartStore, checkpoints: CheckpointStore, *, interval_s: float
 ) -> HealthMonitor:
     return HealthMonitor(
-        {"redis": checkpoints.ping, "s3": store.check_bucket}, interval_s=interval_s
+        {"redis": checkpoints.ping, "s3": store.check_bucket},
+        interval_s=interval_s,
+        unwatched=unwatched_roots,
     )
 
 

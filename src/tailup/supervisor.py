@@ -71,6 +71,7 @@ from tailup.recovery import Finding, Found, look_up, s3_may_know
 from tailup.retry import Backoff
 from tailup.routing import Action, Facts, route
 from tailup.s3 import MultipartStore
+from tailup.sameupload import UploadedFile
 from tailup.source import (
     FileStat,
     crc32_of_range_blocking,
@@ -840,7 +841,7 @@ class Supervisor:
                 )
             return
         if finding.found is Found.IN_FLIGHT:
-            record = record.with_changes(upload_id=finding.upload_id)
+            record = finding.adopt(record)
             if not await self._checkpoints.create_new(record):
                 return  # another event made it meanwhile
             log.info(
@@ -953,6 +954,7 @@ class Supervisor:
             close_seen=writer_closed,
             proc_sees_all=self._proc_sees_all,
             timeout_s=self._settings.io_timeout,
+            expected=UploadedFile.of_record(record),
         )
         if result is not AfterUpload.PENDING:
             await self._checkpoints.update(record.stream_id, after_upload_pending=False)

@@ -74,7 +74,9 @@ from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserverVFS
 
 from tailup.config.values import DEFAULT_INCLUDE
+from tailup.errors import SourceStalled
 from tailup.events import EventKind, FileEvent
+from tailup.offload import register_roots, run_blocking, unregister_roots
 
 __all__ = [
     "DEFAULT_INCLUDE",
@@ -123,7 +125,18 @@ warnings.filterwarnings(
     module=r"watchdog\.observers\.inotify",
 )
 
-_ROOT_GONE_ERRNOS: Final = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ESTALE})
+# ESTALE is not among them: an NFS failover returns it once, and the root is there again.
+_ROOT_GONE_ERRNOS: Final = frozenset({errno.ENOENT, errno.ENOTDIR})
+# Roots not watched now, in every Watcher of this process, with why: /healthz names them
+# (tailup.server). A root that comes back is watched again and leaves it.
+_UNWATCHED: dict[Path, str] = {}
+
+
+def unwatched_roots() -> dict[Path, str]:
+    """The watch folders not watched now (gone, moved away, replaced), with why."""
+    return dict(_UNWATCHED)
+
+
 _PF_KTHREAD: Final = 0x00200000  # include/linux/sched.h
 
 
@@ -389,6 +402,19 @@ def _resolve_roots(roots: Sequence[Path]) -> dict[Path, tuple[int, int]]:
     return resolved
 
 
+def _back(roots: Iterable[Path]) -> dict[Path, tuple[int, int]]:
+    """The roots that are directories again, with their identity now."""
+    found: dict[Path, tuple[int, int]] = {}
+    for root in roots:
+        try:
+            st = os.stat(root)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            found[root] = (st.st_dev, st.st_ino)
+    return found
+
+
 def _vanished(roots: dict[Path, tuple[int, int]]) -> list[Path]:
     gone: list[Path] = []
     for root, identity in roots.items():
@@ -428,6 +454,7 @@ class Watcher:
         poll: bool = False,
         poll_interval_s: float = 1.0,
         root_check_interval_s: float = 1.0,
+        io_timeout_s: float = 30.0,
     ) -> None:
         if not roots:
             raise ValueError("at least one watch folder is required")
@@ -440,6 +467,9 @@ class Watcher:
         self._poll = poll
         self._poll_interval_s = poll_interval_s
         self._root_check_interval_s = root_check_interval_s
+        # A stat of the roots that takes longer (a hung mount) proves nothing: the next round.
+        self._io_timeout_s = io_timeout_s
+        self._handler: _Bridge | None = None
 
         self._identities: dict[Path, tuple[int, int]] = {}
         self._translator: _Translator | None = None
@@ -499,6 +529,7 @@ class Watcher:
 
     async def _start(self) -> None:
         self._identities = await asyncio.to_thread(_resolve_roots, self._requested)
+        register_roots(self._identities)  # a hung root stalls only its own calls (offload)
         self._translator = _Translator(frozenset(self._identities), self._include, self._poll)
         # The observer watches before the scan runs, so a file written in between is not missed.
         await asyncio.to_thread(self._start_observer, self._translator)
@@ -518,7 +549,7 @@ class Watcher:
                 return
             try:
                 self._observer = observer = self._make_observer()
-                handler = _Bridge(translator.translate, self._deliver_threadsafe)
+                self._handler = handler = _Bridge(translator.translate, self._deliver_threadsafe)
                 for root in self._identities:
                     events = _POLLING_EVENTS if self._poll else _INOTIFY_EVENTS
                     self._watches[root] = observer.schedule(
@@ -537,6 +568,10 @@ class Watcher:
         # Full events keep "moved in from outside" apart from "created".
         return InotifyObserver(generate_full_events=True)
 
+    def _scan_root(self, root: Path) -> list[FileEvent]:  # worker thread
+        assert self._translator is not None
+        return self._translator.discovered(list(_scan_tree(root, self._include)))
+
     def _startup_scan(self, translator: _Translator) -> list[FileEvent]:  # worker thread
         paths = [p for root in self._identities for p in _scan_tree(root, self._include)]
         return translator.discovered(paths)
@@ -548,6 +583,20 @@ class Watcher:
             await asyncio.wait([self._monitor])
         # Shielded: if we are cancelled meanwhile, the observer is still stopped and joined.
         await asyncio.shield(asyncio.to_thread(self._stop_observer))
+        for root in self._identities:
+            _UNWATCHED.pop(root, None)
+        unregister_roots(self._identities)
+
+    def _rearm(self, root: Path) -> bool:  # worker thread
+        """Watch a root that came back (remounted, recreated); False once stopping."""
+        with self._lifecycle:
+            if self._closed or self._observer is None or self._handler is None:
+                return False
+            events = _POLLING_EVENTS if self._poll else _INOTIFY_EVENTS
+            self._watches[root] = self._observer.schedule(
+                self._handler, str(root), recursive=True, event_filter=list(events)
+            )
+            return True
 
     def _stop_observer(self) -> None:  # worker thread
         with self._lifecycle:
@@ -601,6 +650,7 @@ class Watcher:
             if event.path in self._gone:
                 return False
             self._gone.add(event.path)
+            _UNWATCHED[event.path] = "gone, moved away or replaced; watched again once it is back"
             log.warning("watcher.root_gone", root=str(event.path))
             self._spawn(asyncio.to_thread(self._unschedule, event.path))
             return True
@@ -619,14 +669,42 @@ class Watcher:
             await asyncio.sleep(self._root_check_interval_s)
             watched = {r: i for r, i in self._identities.items() if r not in self._gone}
             dead = self._dead_watches()  # before the stat: a deleted root stops its emitter
-            gone = await asyncio.to_thread(_vanished, watched)
+            try:
+                gone = await run_blocking(
+                    _vanished, watched, timeout_s=self._io_timeout_s, what="watch folders"
+                )
+            except SourceStalled:
+                continue  # a hung mount is not a root gone
             self._deliver([FileEvent(EventKind.ROOT_GONE, root) for root in gone])
+            await self._rearm_returned()
             failed = sorted(dead - set(gone) - self._gone)
             if failed:
                 message = f"watching stopped unexpectedly for {', '.join(map(str, failed))}"
                 log.error("watcher.failed", roots=[str(r) for r in failed])
                 self._put(WatcherError(message))
                 return
+
+    async def _rearm_returned(self) -> None:
+        """Watch again the roots that are back, and report what they hold (DISCOVERED)."""
+        if not self._gone:
+            return
+        try:
+            back = await run_blocking(
+                _back, sorted(self._gone), timeout_s=self._io_timeout_s, what="watch folders"
+            )
+        except SourceStalled:
+            return
+        for root, identity in back.items():
+            if not await run_blocking(self._rearm, root, timeout_s=self._io_timeout_s):
+                return
+            self._identities[root] = identity
+            self._gone.discard(root)
+            _UNWATCHED.pop(root, None)
+            log.info("watcher.root_back", root=str(root))
+            found = await run_blocking(
+                self._scan_root, root, timeout_s=self._io_timeout_s, what=str(root)
+            )
+            self._deliver(found)
 
     def _dead_watches(self) -> set[Path]:
         observer = self._observer

@@ -3,11 +3,23 @@ finished by the next start. Real Redis, SeaweedFS and files; the daemon in proce
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+import tailup.hashplan
+import tailup.stream.sha256after
 from harness import content, object_bytes, running_daemon, wait_until
+from tailup.checkpoint import RedisCheckpointStore
+from tailup.errors import SourceUnreadable
+from tailup.keys import metadata_key
 from tailup.model import StreamState
+from tailup.plan import MiB
+from tailup.s3 import S3MultipartStore
+from tailup.stream.sha256after import Sha256Result, finish_sha256
 
 
 async def test_a_pending_delete_is_done_by_the_next_start_once_the_writer_is_gone(
@@ -36,3 +48,45 @@ async def test_a_pending_delete_is_done_by_the_next_start_once_the_writer_is_gon
 
         await wait_until(recorded, "the record says it is done")
     assert object_bytes(s3_client, bucket, record.key) == data
+
+
+async def test_a_sha256_cut_short_is_finished_later_into_redis_and_metadata_json(
+    daemon_args: dict[str, Any],
+    watch: Path,
+    s3_client: Any,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """N14 on the real servers: the SHA-256 that follows a published object fails to read the
+    file once; the record keeps sha256_pending, and finish_sha256 completes it in Redis and in
+    the metadata.json on S3."""
+    path = watch / "long.mp4"
+    data = content(11 * MiB, "hashed later")
+    path.write_bytes(data)
+    monkeypatch.setattr(tailup.hashplan, "INLINE_MAX_BYTES", -1)  # the SHA-256 follows
+    original = tailup.stream.sha256after.hash_range_blocking
+
+    def unreadable(*args: Any) -> tuple[int, int]:
+        raise SourceUnreadable(f"{path} cannot be read: Input/output error")
+
+    monkeypatch.setattr(tailup.stream.sha256after, "hash_range_blocking", unreadable)
+    async with running_daemon(**daemon_args) as daemon:
+        record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
+    assert record.sha256_pending and not record.sha256
+    monkeypatch.setattr(tailup.stream.sha256after, "hash_range_blocking", original)
+    async with (
+        RedisCheckpointStore.connect(daemon_args["redis_url"], daemon_args["key_prefix"]) as cps,
+        S3MultipartStore.connect(
+            bucket, endpoint_url=daemon_args["endpoint_url"], region="us-east-1"
+        ) as store,
+    ):
+        loaded = await cps.load(record.stream_id)
+        assert loaded is not None
+        result = await finish_sha256(store, cps, loaded[0], loaded[1], timeout_s=10)
+        assert result is Sha256Result.RECORDED
+        after = await cps.load(record.stream_id)
+    assert after is not None
+    want = hashlib.sha256(data).hexdigest()
+    assert (after[0].sha256, after[0].sha256_pending) == (want, False)
+    sidecar = json.loads(object_bytes(s3_client, bucket, metadata_key(record.key)))
+    assert sidecar["checksums"]["sha256"] == want

@@ -345,3 +345,50 @@ async def test_ended_stream_still_in_the_live_set_is_not_resumed(
     assert again.generation == record.generation
     assert daemon.store.parts == [] and daemon.store.puts == []
     assert object_bytes(s3_client, bucket, record.key) == data
+
+
+async def test_an_upload_adopted_from_s3_with_another_checksum_type_completes(
+    daemon_args: dict[str, Any], watch: Path, s3_client: Any, bucket: str
+) -> None:
+    """N5: Redis lost its data while a recording's upload was open, and that upload was made by
+    a tailup from before FULL_OBJECT (COMPOSITE CRC32). The next start adopts it from S3; S3
+    (SeaweedFS) does not list its checksum type, and refuses a FULL_OBJECT Complete of it: the
+    upload is started again, never left retrying (or FAILED) forever."""
+    path = watch / "adopted.ts"
+    data = content(8 * MiB, "adopted")
+    with path.open("wb") as out:
+        out.write(data)
+        out.flush()
+        async with running_daemon(**daemon_args) as daemon:
+
+            async def part_one_sent() -> bool:
+                record = await daemon.record_for(path)
+                return record is not None and record.next_part_to_upload > 1
+
+            await wait_until(part_one_sent, "part 1 checkpointed")
+            record = await daemon.record_for(path)
+            assert record is not None
+    # What an older tailup left at the key: a COMPOSITE CRC32 upload holding part 1.
+    s3_client.abort_multipart_upload(Bucket=bucket, Key=record.key, UploadId=record.upload_id)
+    old = s3_client.create_multipart_upload(
+        Bucket=bucket, Key=record.key, ContentType="video/mp2t", ChecksumAlgorithm="CRC32"
+    )["UploadId"]
+    s3_client.upload_part(
+        Bucket=bucket,
+        Key=record.key,
+        UploadId=old,
+        PartNumber=1,
+        Body=part_bytes(data, 1),
+        ChecksumAlgorithm="CRC32",
+    )
+    client = aioredis.Redis.from_url(daemon_args["redis_url"])
+    try:
+        async for name in client.scan_iter(match=f"{daemon_args['key_prefix']}*"):
+            await client.delete(name)  # Redis lost everything of it
+    finally:
+        await client.aclose()
+    async with running_daemon(**daemon_args) as daemon:
+        done = await daemon.wait_for_state(path, {StreamState.COMPLETED}, timeout_s=40)
+    assert done.key == record.key
+    assert object_bytes(s3_client, bucket, record.key) == data
+    assert open_uploads(s3_client, bucket, record.key) == []

@@ -11,7 +11,7 @@ import pytest
 from test_store_contracts import mp_store  # noqa: F401  (the fixture: memory and SeaweedFS)
 
 from tailup.checkpoint import RedisCheckpointStore
-from tailup.dev import RedisServer
+from tailup.dev import MemoryMultipartStore, RedisServer
 from tailup.errors import KeyTaken
 from tailup.integrity import crc32_of
 from tailup.keyclaim import claim_key
@@ -98,3 +98,60 @@ async def test_claims_skip_keys_held_by_streams_or_objects(
         taken: "s3",
         suffixed_key(key, 4): "s3",
     }
+
+
+class Counting:
+    """Counts a store's calls by name (round trips), passing every call through."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return await attr(*args, **kwargs)
+
+        return call
+
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+
+@pytest.mark.timeout(60)  # the linear probe of before takes minutes to fail
+async def test_the_1001st_recording_of_a_name_gets_a_key_in_a_few_round_trips(
+    mp_store: MultipartStore,  # noqa: F811
+    redis_server: RedisServer,
+) -> None:
+    """N4: keys never run out, and a name's n-th recording costs what its 2nd did."""
+    key = _key()
+    async with RedisCheckpointStore.connect(redis_server.url, f"t-{uuid.uuid4().hex[:8]}") as cps:
+        # The first 1,000 against an empty memory S3 (their objects are not written: the real
+        # one would answer every HEAD the same), the 1,001st against the store under test.
+        empty = MemoryMultipartStore()
+        got = [await claim_key(cps, empty, key, f"s{n}", check=True) for n in range(1, 1001)]
+        assert got == [key, *(suffixed_key(key, n) for n in range(2, 1001))]
+        redis, s3 = Counting(cps), Counting(mp_store)
+        assert await claim_key(redis, s3, key, "s1001", check=True) == suffixed_key(key, 1001)  # type: ignore[arg-type]
+        # The name itself (taken), the counter, the next number's claim and its HEAD.
+        assert redis.total() + s3.total() <= 5, (redis.calls, s3.calls)
+
+
+async def test_with_its_counter_lost_a_new_recording_takes_a_key_of_its_own(
+    mp_store: MultipartStore,  # noqa: F811
+    redis_server: RedisServer,
+) -> None:
+    """Redis lost its counters (and claims) while S3 holds the numbered objects: a few guesses,
+    then a key with the stream id in it, never a walk past every object."""
+    key = _key()
+    for taken in (key, *(suffixed_key(key, n) for n in range(2, 30))):
+        await mp_store.put_object(taken, b"x", crc32_of(b"x"), "video/mp2t")
+    async with RedisCheckpointStore.connect(redis_server.url, f"t-{uuid.uuid4().hex[:8]}") as cps:
+        s3 = Counting(mp_store)
+        got = await claim_key(cps, s3, key, "abc123", check=True)  # type: ignore[arg-type]
+        assert got == suffixed_key(key, "abc123")
+        assert s3.calls == {"head_object": 5}

@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
+import os
 import shutil
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -15,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+import tailup.watcher
 from tailup.events import EventKind, FileEvent
-from tailup.watcher import DEFAULT_INCLUDE, Watcher, WatcherError
+from tailup.watcher import DEFAULT_INCLUDE, Watcher, WatcherError, unwatched_roots
 
 pytestmark = [
     pytest.mark.timeout(30),
@@ -441,3 +444,36 @@ async def test_exiting_leaves_no_threads_behind(root: Path) -> None:
         async with watching(root, poll=poll, poll_interval_s=0.05):
             pass
     assert _non_executor_threads() == before
+
+
+@pytest.mark.parametrize("poll", [False, True], ids=["inotify", "poll"])
+async def test_a_root_that_comes_back_is_watched_again_and_named_while_it_is_not(
+    root: Path, poll: bool
+) -> None:
+    """N9: a root that went (unmounted, removed) and returns (remounted, recreated) is watched
+    again, and what it holds is reported; while it is away, unwatched_roots (/healthz) names it."""
+    async with watching(root, poll=poll, poll_interval_s=0.05, root_check_interval_s=0.05) as w:
+        shutil.rmtree(root)
+        await collect_until(w, lambda e: e.kind is EventKind.ROOT_GONE)
+        assert root in unwatched_roots()
+        root.mkdir()
+        back = root / "clip.mp4"
+        back.write_bytes(b"there when it came back")
+        await collect_until(w, kind_at(EventKind.DISCOVERED, back))
+        assert root not in unwatched_roots()
+        later = root / "later.mp4"
+        later.write_bytes(b"written once watched again")
+        await collect_until(w, lambda e: e.path == later)
+    assert root not in unwatched_roots()
+
+
+def test_estale_on_a_root_is_not_a_root_gone(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """N9: an NFS failover answers ESTALE once; the next look finds the root again."""
+
+    def stale(path: object, **_: object) -> os.stat_result:
+        raise OSError(errno.ESTALE, "Stale file handle", str(path))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(tailup.watcher.os, "stat", stale)
+        gone = tailup.watcher._vanished({root: (1, 2)})
+    assert gone == []

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 import weakref
 
 import pytest
 
 from tailup.body import PartBody
 from tailup.digest import FileChangedWhileHashing, FileDigest, FinalizeHasher
+from tailup.errors import SourceStalled
 from tailup.integrity import crc32_of
 
 PART = 1000
@@ -110,3 +112,34 @@ async def test_submit_lets_go_of_each_body_once_hashed() -> None:
         assert [ref() for ref in alive] == [None, None, None], "a hashed body is still held"
         assert digest.parts == 3
         assert await hasher.finish(3) == hashlib.sha256(data).hexdigest()
+
+
+async def test_a_part_read_again_on_a_hung_mount_gives_up_within_its_deadline() -> None:
+    """N15: a restart reads parts from the file; on a hung mount that read never returns. It
+    runs on the file-I/O pool within its deadline (SourceStalled), and the SHA-256 pool every
+    stream's finalize shares stays free."""
+    data = bytearray(b"y" * 5000)
+    digest = fed(bytes(data), [1, 2, 3, 4, 5])
+    data[3500] = 0  # part 4 changed: parts 1-3 are read again
+    hung = threading.Event()
+
+    def read_part(number: int) -> bytes:
+        hung.wait(10)  # the kernel call a hung NFS mount never returns from
+        return bytes(data[(number - 1) * PART : number * PART])
+
+    parts = parts_of(bytes(data))
+    try:
+        with (
+            FinalizeHasher(digest, read_part, read_timeout_s=0.2) as hasher,
+            pytest.raises(SourceStalled),
+        ):
+            async with asyncio.timeout(5):
+                for n, body in enumerate(parts, 1):
+                    await hasher.submit(n, body, crc32_of(body))
+        # Another stream's finalize hashes meanwhile: the shared pool is not held by the read.
+        other = b"o" * 2500
+        async with asyncio.timeout(5):
+            sha, _ = await finalize(FileDigest(), other)
+        assert sha == hashlib.sha256(other).hexdigest()
+    finally:
+        hung.set()

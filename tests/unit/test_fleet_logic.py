@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tailup.checksums import ChecksumAlgorithm, ChecksumType
 from tailup.config import load_settings, parse_shared_watch
 from tailup.errors import ConfigError
 from tailup.identity import FileIdentity, stream_id_for
@@ -286,6 +287,81 @@ def test_judge_one_upload_has_no_orphans() -> None:
         uploads=[upload("only", 0), upload("other-key", 1, "streams/other/cam1.mp4")],
     )
     assert (finding.found, finding.upload_id, finding.orphans) == (Found.IN_FLIGHT, "only", ())
+
+
+def _record(algorithm: ChecksumAlgorithm = ChecksumAlgorithm.CRC32) -> StreamRecord:
+    return StreamRecord(
+        stream_id=SID,
+        path="/w/cam1.mp4",
+        watch_root="/w",
+        bucket="b",
+        key=KEY,
+        base_part_size=5 << 20,
+        checksum=algorithm,
+        checksum_type="full_object",
+    )
+
+
+@pytest.mark.parametrize(
+    ("listed", "algorithm", "kind"),
+    [
+        # AWS names both: the upload's own are kept.
+        ((ChecksumAlgorithm.CRC32, ChecksumType.COMPOSITE), ChecksumAlgorithm.CRC32, "composite"),
+        ((ChecksumAlgorithm.CRC32C, ChecksumType.COMPOSITE), ChecksumAlgorithm.CRC32C, "composite"),
+        # moto names the algorithm only: the type tailup gives it now.
+        ((ChecksumAlgorithm.CRC64NVME, None), ChecksumAlgorithm.CRC64NVME, "full_object"),
+        # SeaweedFS names neither: today's settings, a guess (a refusal restarts the upload).
+        ((None, None), ChecksumAlgorithm.CRC32, "full_object"),
+    ],
+)
+def test_an_adopted_upload_keeps_its_own_checksum(
+    listed: tuple[ChecksumAlgorithm | None, ChecksumType | None],
+    algorithm: ChecksumAlgorithm,
+    kind: str,
+) -> None:
+    found = UploadInfo(KEY, "u1", datetime(2026, 1, 1, tzinfo=UTC), listed[0], listed[1])
+    finding = judge(
+        stream_id=SID,
+        size=SIZE,
+        mtime_ns=MTIME,
+        key=KEY,
+        sidecar=None,
+        object_size=None,
+        uploads=[found],
+    )
+    record = finding.adopt(_record())
+    assert (record.upload_id, record.adopted_upload) == ("u1", "u1")
+    assert (record.checksum, record.checksum_type) == (algorithm, kind)
+
+
+def test_an_upload_with_a_checksum_tailup_does_not_send_is_not_adopted() -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    sha = UploadInfo(KEY, "sha", at + timedelta(seconds=9), foreign_checksum=True)
+    ours = UploadInfo(KEY, "ours", at)
+    finding = judge(
+        stream_id=SID,
+        size=SIZE,
+        mtime_ns=MTIME,
+        key=KEY,
+        sidecar=None,
+        object_size=None,
+        uploads=[sha, ours],
+    )
+    assert (finding.found, finding.upload_id, finding.orphans) == (
+        Found.IN_FLIGHT,
+        "ours",
+        ("sha",),
+    )
+    alone = judge(
+        stream_id=SID,
+        size=SIZE,
+        mtime_ns=MTIME,
+        key=KEY,
+        sidecar=None,
+        object_size=None,
+        uploads=[sha],
+    )
+    assert (alone.found, alone.orphans) == (Found.NOTHING, ("sha",))
 
 
 S = 1_000_000_000

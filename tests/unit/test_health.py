@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from tailup.health import DependencyState, HealthMonitor, evaluate
 
@@ -100,3 +101,23 @@ def test_default_window_tolerates_one_missed_probe() -> None:
     monitor = HealthMonitor({"redis": ok}, interval_s=5.0)
     assert monitor.timeout_s == 5.0
     assert monitor.max_age_s == 15.0
+
+
+def test_a_watch_folder_not_watched_is_named() -> None:
+    """N9: a root that went away (and is not back) is not watched: 503 naming it, not 200."""
+    states = {"redis": DependencyState(last_success=999.0)}
+    report = evaluate(
+        states, now=1000.0, max_age_s=10.0, unwatched={"/mnt/nas": "gone; watched again once back"}
+    )
+    assert not report.healthy
+    assert "watch folder /mnt/nas is not watched: gone" in report.body["reason"]
+    assert report.body["unwatched"] == {"/mnt/nas": "gone; watched again once back"}
+
+
+def test_the_monitor_asks_which_roots_are_not_watched_at_each_report() -> None:
+    away: dict[Path, str] = {Path("/mnt/nas"): "gone"}
+    clock = FakeClock()
+    monitor = HealthMonitor({}, interval_s=1.0, clock=clock, unwatched=lambda: away)
+    assert not monitor.report().healthy
+    away.clear()
+    assert monitor.report().healthy

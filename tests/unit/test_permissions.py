@@ -1,5 +1,6 @@
 """The S3 permissions tailup needs are named in one place (tailup.permissions) and everything else
-agrees with it: the calls tailup/s3.py makes, deploy/iam-policy.json and docs/operations.md."""
+agrees with it: the calls tailup/s3/client.py makes, deploy/iam-policy.json and
+docs/operations.md."""
 
 from __future__ import annotations
 
@@ -15,13 +16,13 @@ from tailup import permissions
 from tailup.permissions import IAM_ACTION_OF_METHOD, IAM_ACTIONS, OPTIONAL, REQUIRED
 
 ROOT = Path(__file__).resolve().parents[2]
-S3_PY = ROOT / "src" / "tailup" / "s3.py"
+S3_PY = ROOT / "src" / "tailup" / "s3" / "client.py"
 POLICY = ROOT / "deploy" / "iam-policy.json"
 OPERATIONS_MD = ROOT / "docs" / "operations.md"
 
 
 def _methods_called_in_s3_py() -> set[str]:
-    """The client methods tailup/s3.py calls: the second argument of every ``self._call``."""
+    """The client methods tailup/s3/client.py calls: the second argument of every ``self._call``."""
     called = set()
     for node in ast.walk(ast.parse(S3_PY.read_text())):
         if (

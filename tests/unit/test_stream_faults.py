@@ -19,13 +19,14 @@ from typing import Any
 
 import pytest
 
+import tailup.stream.context
 import tailup.stream.core
 from fakes import FaultyMemoryStore
 from harness import wait_until
 from tailup.budget import ByteBudget
 from tailup.dev import MemoryCheckpointStore
 from tailup.errors import StorageUnavailable, TailupError
-from tailup.model import LIVE_STATES, StreamRecord, StreamState
+from tailup.model import LIVE_STATES, RETRY_FIELD, StreamRecord, StreamState
 from tailup.plan import MiB, PartPlan
 from tailup.retry import Backoff
 from tailup.stream import Outcome, Stream, StreamDeps
@@ -76,7 +77,9 @@ def payload(size: int, seed: str) -> bytes:
 
 
 @asynccontextmanager
-async def streaming(path: Path, *, writer_closed: bool = False) -> AsyncIterator[Rig]:
+async def streaming(
+    path: Path, *, writer_closed: bool = False, **changes: Any
+) -> AsyncIterator[Rig]:
     st = path.stat()
     store = FaultyMemoryStore()
     checkpoints = CountingCheckpoints()
@@ -89,7 +92,7 @@ async def streaming(path: Path, *, writer_closed: bool = False) -> AsyncIterator
         base_part_size=5 * MiB,
         device=st.st_dev,
         inode=st.st_ino,
-    )
+    ).with_changes(**changes)
     await checkpoints.create(record)
     deps = StreamDeps(
         store=store,  # type: ignore[arg-type]
@@ -309,3 +312,89 @@ async def test_a_permanent_error_fails_the_stream_keeps_its_upload_and_waits_for
         reads = rig.checkpoints.field_reads
         await wait_until(lambda: rig.checkpoints.field_reads >= reads + 5, "retry polls again")
         assert rig.checkpoints.failed_writes == 2, "a consumed retry request is not taken again"
+
+
+async def test_a_key_it_cannot_get_fails_the_stream_where_status_and_retry_reach_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """N4: a new recording's key is claimed by its stream; every key taken fails the stream
+    (FAILED with the reason, in the live index), not the event that would have started it, and
+    `tailup retry` claims again."""
+    path = tmp_path / "clip.ts"
+    data = payload(6 * MiB, "no key")
+    path.write_bytes(data)
+    others = ["another recording"]
+
+    async with streaming(path, writer_closed=True, key_pending=True) as rig:
+        free = rig.checkpoints.reserve_key
+
+        async def reserve_key(object_key: str, stream_id: str) -> str | None:
+            return others[0] if others else await free(object_key, stream_id)
+
+        monkeypatch.setattr(rig.checkpoints, "reserve_key", reserve_key)
+        await wait_until(lambda: rig.checkpoints.failed_writes == 1, "the stream failed")
+        assert "no free S3 key" in rig.checkpoints.meta["s1"]["error"]
+        assert rig.state() is StreamState.FAILED
+        assert "s1" in rig.checkpoints.live
+        assert rig.store.calls == [], "nothing sent under a key it does not hold"
+        others.clear()
+        await rig.checkpoints.update("s1", **{RETRY_FIELD: "now"})
+        assert await rig.task is Outcome.COMPLETED
+    assert rig.store.objects[KEY] == data
+    assert rig.checkpoints.meta["s1"]["key_pending"] == "0"
+
+
+async def test_a_rename_seen_first_as_a_vanished_path_is_not_a_delete(tmp_path: Path) -> None:
+    """N6: the poller reports a move up to its interval later, while the stream looks at the
+    path every fraction of a second: ENOENT there waits out the settle time like another file
+    at the path would, and the move, once told, carries the stream on. Nothing is sent again."""
+    path = tmp_path / "live.ts"
+    data = payload(12 * MiB, "renamed")
+    path.write_bytes(data[: 6 * MiB])
+    async with streaming(path) as rig:
+        await wait_until(lambda: rig.committed() == 1, "part 1 checkpointed")
+        moved = tmp_path / "rec-0001.ts"
+        path.rename(moved)
+        rig.stream.on_modified()  # the stream looks before the move is reported
+        await wait_until(lambda: rig.stream.record.state is StreamState.STALLED, "waiting")
+        with moved.open("ab") as out:
+            out.write(data[6 * MiB :])
+        rig.stream.on_moved(moved)
+        rig.stream.on_closed()
+        assert await rig.task is Outcome.COMPLETED
+    assert rig.store.objects[KEY] == data
+    assert rig.store.count("create") == 1, "the same upload, not a new one from part 1"
+
+
+async def test_a_path_gone_with_no_event_ends_the_stream_after_the_settle_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tailup.stream.context, "PATH_SETTLE_S", 0.3)
+    path = tmp_path / "live.ts"
+    path.write_bytes(payload(6 * MiB, "gone"))
+    async with streaming(path) as rig:
+        await wait_until(lambda: rig.committed() == 1, "part 1 checkpointed")
+        path.unlink()
+        rig.stream.on_modified()
+        assert await rig.task is Outcome.ABORTED
+    assert rig.state() is StreamState.ABORTED
+
+
+async def test_a_holder_that_lost_its_claim_never_aborts_the_new_holder_s_upload(
+    tmp_path: Path,
+) -> None:
+    """N9: a shared folder's node cut off past its lease, whose file then looks gone (a mount
+    glitch, a delete), used to abort the S3 upload (and sweep the orphans) of the node that took
+    the recording over, and only then learn it from its refused state write. The claim is
+    checked first: the upload stays the new holder's."""
+    path = tmp_path / "clip.ts"
+    path.write_bytes(payload(6 * MiB, "shared"))
+    async with streaming(path, scope="share:nas") as rig:
+        assert not isinstance(await rig.checkpoints.claim("s1", "node-a", 30), str)
+        await wait_until(lambda: rig.committed() == 1, "part 1 checkpointed")
+        rig.checkpoints.leases["s1"] = "node-b|99"  # node b took it over meanwhile
+        rig.stream.on_gone("the file was deleted")
+        assert await rig.task is Outcome.STOPPED
+    assert rig.store.count("abort") == 0, "the new holder's upload was aborted"
+    assert len(rig.store.uploads) == 1
+    assert rig.state() is not StreamState.ABORTED

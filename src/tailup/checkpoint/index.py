@@ -131,6 +131,19 @@ class ScopeIndexes:
 
         return await guarded(run)
 
+    async def next_key_number(self, object_key: str) -> int:
+        counter = self._keys.key_counter(object_key)
+
+        async def run() -> int:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.incr(counter)
+                if self._keep_records_s > 0:
+                    pipe.pexpire(counter, ms(self._keep_records_s))
+                number, *_ = await pipe.execute()
+            return int(number)
+
+        return await guarded(run)
+
     async def live_stream_ids(self, scope: str | None = None) -> list[str]:
         live = self._keys.scope(scope or self._scope).live
         members = await guarded(lambda: self._redis.smembers(live))

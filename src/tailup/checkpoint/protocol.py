@@ -81,6 +81,10 @@ class CheckpointStore(Protocol):
         """Claim an S3 key for a stream. None when it is the stream's (now or already), else the
         id of the stream that holds it: two recordings never share a key."""
 
+    async def next_key_number(self, object_key: str) -> int:
+        """1, 2, 3, ...: a counter per taken S3 key, so that a new recording's suffixed key is
+        one guess, not a walk past every earlier one (tailup.keyclaim)."""
+
     async def get_field(self, stream_id: str, name: str) -> str | None:
         """One meta field, without loading the parts (polled by failed streams)."""
 

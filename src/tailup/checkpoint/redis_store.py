@@ -272,6 +272,9 @@ class RedisCheckpointStore:
     async def reserve_key(self, object_key: str, stream_id: str) -> str | None:
         return await self.indexes.reserve_key(object_key, stream_id)
 
+    async def next_key_number(self, object_key: str) -> int:
+        return await self.indexes.next_key_number(object_key)
+
     async def live_stream_ids(self, scope: str | None = None) -> list[str]:
         return await self.indexes.live_stream_ids(scope)
 

@@ -30,6 +30,8 @@ OTHER_VARIABLES: dict[str, str] = {
     "TAILUP_CRASH_TRIALS": "tests: how many kill -9 trials tests/e2e/test_crash.py runs",
     "TAILUP_CRASH_SEED": "tests: the seed of those trials, to replay one",
     "TAILUP_FAULT_SEED": "tests: the seed of tests/integration/test_faults.py, to replay one",
+    "TAILUP_HYPOTHESIS_EXAMPLES": "tests: examples per property test (make test-all raises it)",
+    "TAILUP_CHAOS_ROUNDS": "tests: rounds of tests/e2e/test_chaos.py (make test-all raises it)",
 }
 ENV_FILE_VARIABLE = "TAILUP_ENV_FILE"
 

@@ -35,6 +35,7 @@ class MemoryCheckpointStore:
         self.ended: dict[str, dict[str, float]] = {}
         self.paths: dict[tuple[str, str], str] = {}
         self.object_keys: dict[str, str] = {}
+        self.key_numbers: dict[str, int] = {}
         self.leases: dict[str, str] = {}  # stream id or "node:ID" -> holder
         self.fences: dict[str, int] = {}
         self._claims: dict[str, Claim] = {}
@@ -197,6 +198,11 @@ class MemoryCheckpointStore:
         self._check()
         owner = self.object_keys.setdefault(object_key, stream_id)
         return None if owner == stream_id else owner
+
+    async def next_key_number(self, object_key: str) -> int:
+        self._check()
+        self.key_numbers[object_key] = self.key_numbers.get(object_key, 0) + 1
+        return self.key_numbers[object_key]
 
     async def get_field(self, stream_id: str, name: str) -> str | None:
         self._check()

@@ -205,7 +205,13 @@ class MemoryMultipartStore:
 
     async def list_uploads(self, prefix: str) -> list[UploadInfo]:
         return [
-            UploadInfo(u.key, upload_id, u.initiated)
+            UploadInfo(
+                u.key,
+                upload_id,
+                u.initiated,
+                checksum=None if u.checksum is ChecksumAlgorithm.NONE else u.checksum,
+                checksum_type=u.checksum_type,
+            )
             for upload_id, u in self.uploads.items()
             if u.key.startswith(prefix)
         ]

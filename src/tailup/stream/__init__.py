@@ -19,7 +19,10 @@ The package, by concern, around one shared per-stream state (context.StreamConte
 
 - core: Stream, the loop: supervisor signals, each look at the file, its errors, the timers;
 - sending: PartSender, parts read and uploaded within the budget, the upload created, orphans swept;
-- finalize: Finalizer, the verify pass, completion, the object check, metadata, after-upload;
+- finalize: Finalizer, the verify pass, completion (multipart or one PutObject);
+- objectcheck: ObjectCheck, the object at the key against what was sent, the key and lease ours;
+- publish: Publisher, metadata.json, the COMPLETED record, the SHA-256 that follows
+  (sha256after) and the after-upload action on the very file uploaded;
 - resuming: Resumer, a stream found live at start reconciled, an upload started over;
 - bookkeeping: Bookkeeper, the stream's state in Redis, stalls, aborts, failures.
 """

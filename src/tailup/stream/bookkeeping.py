@@ -45,7 +45,10 @@ class Bookkeeper(Collaborator):
             raise AbortedElsewhere(f"the stream is {refused.value} in Redis")
 
     async def abort(self, reason: str, cause: EndCause) -> None:
-        """The file is gone or replaced: its upload can never be completed."""
+        """The file is gone or replaced: its upload can never be completed. A shared folder's
+        stream proves first that it still holds the recording: a node cut off from Redis past
+        its lease must not abort (nor sweep) the upload of the node that took it over."""
+        await self.confirm_claim()
         if self.record.upload_id:
             await self._sender.abort_quietly(self.record.upload_id)
         await self._sender.sweep_orphans()
@@ -60,6 +63,12 @@ class Bookkeeper(Collaborator):
             head_size=first.size if first else 0,
             head_crc32=first.crc32 if first else 0,
         )
+
+    async def confirm_claim(self) -> None:
+        """One guarded write: ClaimLost if another node holds the stream's claim now (and with
+        it the upload), a RetryableError if Redis cannot tell. Only shared folders have claims."""
+        if self.record.scope.startswith("share:"):
+            await self.deps.checkpoints.update(self.stream_id)
 
     async def fail(self, reason: str) -> None:
         """A permanent error: the upload and its parts are kept (hours of parts must not be lost

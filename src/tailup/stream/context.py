@@ -24,7 +24,14 @@ from tailup.budget import ByteBudget
 from tailup.checkpoint import CheckpointStore
 from tailup.config import AfterUploadKind
 from tailup.digest import FileDigest
-from tailup.errors import PermanentError, RetryableError, SourceGone, TailupError
+from tailup.errors import (
+    AdoptedUploadRefused,
+    PermanentError,
+    RetryableError,
+    SourceGone,
+    TailupError,
+    refused_for_checksum,
+)
 from tailup.hashplan import Sha256Setting
 from tailup.model import PartRecord, StreamRecord
 from tailup.offload import run_blocking
@@ -173,12 +180,23 @@ class StreamContext:
         if st.same_file(record.device, record.inode, record.birth_ns):
             self._unsettled_since = None
             return st
+        unsettled = self.unsettled("shows another file")
+        if unsettled is not None:
+            raise unsettled
+        raise _Replaced(f"{path} was replaced by another file while being uploaded")
+
+    def unsettled(self, why: str) -> _PathUnsettled | None:
+        """The path does not show the stream's file (another one, or none: ENOENT). A rename or
+        a delete whose event has not reached the stream yet looks the same (the poller reports
+        it up to its interval later): a _PathUnsettled to retry until PATH_SETTLE_S has passed
+        since the path first looked so, then None (the caller concludes). A rename is not a
+        delete."""
         now = self.deps.clock()
         if self._unsettled_since is None:
             self._unsettled_since = now
         if now - self._unsettled_since < PATH_SETTLE_S:
-            raise _PathUnsettled(f"{path} shows another file; waiting for its rename or delete")
-        raise _Replaced(f"{path} was replaced by another file while being uploaded")
+            return _PathUnsettled(f"{self.path} {why}; waiting for its rename or delete")
+        return None
 
 
 class Collaborator:
@@ -226,3 +244,14 @@ class Collaborator:
 
     async def _stat(self) -> FileStat:
         return await self._ctx.stat()
+
+    def _adopted_refused(self, exc: TailupError, *, completing: bool) -> None:
+        """Raise AdoptedUploadRefused if ``exc`` is an upload adopted from S3 refusing the
+        checksum this stream sends (its algorithm or type were a guess: tailup.recovery)."""
+        record = self.record
+        adopted = bool(record.adopted_upload) and record.upload_id == record.adopted_upload
+        if adopted and refused_for_checksum(exc, completing=completing):
+            what = "its Complete" if completing else "a part"
+            raise AdoptedUploadRefused(
+                f"the upload adopted from S3 refused {what} for its checksum: {exc}"
+            ) from exc

@@ -13,6 +13,7 @@ import structlog
 from tailup import metrics
 from tailup.errors import (
     AbortedElsewhere,
+    AdoptedUploadRefused,
     CheckpointUnavailable,
     ClaimLost,
     KeyTaken,
@@ -214,13 +215,20 @@ class Stream(Collaborator):
             await self._retry_later(exc, backoff)
             return None
         except _Replaced as exc:
-            await self._book.abort(str(exc), EndCause.REPLACED)
-            return Outcome.REPLACED
+            return await self._end_gone(str(exc), EndCause.REPLACED, Outcome.REPLACED, backoff)
         except SourceGone as exc:
-            await self._book.abort(str(exc), EndCause.SOURCE_GONE)
-            return Outcome.ABORTED
+            # Told of a delete: gone now. Found gone by a stat or a read: the rename event may
+            # be on its way (the same settle time as another file at the path).
+            unsettled = None if self._gone_reason else self._ctx.unsettled(f"is gone ({exc})")
+            if unsettled is not None:
+                await self._retry_later(unsettled, backoff)
+                return None
+            return await self._end_gone(str(exc), EndCause.SOURCE_GONE, Outcome.ABORTED, backoff)
         except NoSuchUpload as exc:
             return await self._upload_vanished(exc, backoff)
+        except AdoptedUploadRefused as exc:
+            await self._resumer.restart_adopted(str(exc))
+            return None
         except KeyTaken as exc:
             await self._resumer.rekey(str(exc))
             return None
@@ -229,6 +237,20 @@ class Stream(Collaborator):
             await self._book.fail(str(exc))
             await self._wait_after_failure()
             return None
+
+    async def _end_gone(
+        self, reason: str, cause: EndCause, outcome: Outcome, backoff: Backoff
+    ) -> Outcome | None:
+        """Abort for a file gone or replaced; when Redis cannot confirm the claim first, the
+        upload is kept and the end tried again (the file stays gone)."""
+        try:
+            await self._book.abort(reason, cause)
+        except RecordLost:
+            raise  # written again whole (_restore_record), then the end is tried again
+        except RetryableError as exc:
+            await self._retry_later(exc, backoff)
+            return None
+        return outcome
 
     async def _wait_after_failure(self) -> None:
         """Wait out the failed back-off (doubling from deps.failed_retry_s to 30 min), or until
@@ -325,6 +347,8 @@ class Stream(Collaborator):
         if self._probe_checkpoints:
             await self.deps.checkpoints.ping()
             self._probe_checkpoints = False
+        if self.record.key_pending:
+            await self._resumer.claim_pending_key()
         if self._resuming:
             await self._resumer.resume()
             self._resuming = False

@@ -14,58 +14,42 @@ import asyncio
 import hashlib
 import os
 import time
-from pathlib import Path
-from typing import Any
 
-from tailup import metrics, permissions
-from tailup.afterupload import AfterUpload, run_after_upload
+from tailup import metrics
 from tailup.body import PART_BUFFERS, PartBody
 from tailup.checksums import (
-    Checksum,
-    ChecksumAlgorithm,
     ChecksumType,
-    PartSum,
     effective_type,
-    object_checksum,
     part_checksum,
-    stored_checksum,
 )
-from tailup.config import AfterUploadKind
 from tailup.digest import FinalizeHasher
 from tailup.errors import (
-    AccessRefused,
     KeyTaken,
     NoSuchUpload,
     PlanExceeded,
     RetryableError,
-    SourceError,
-    SourceStalled,
-    TailupError,
+    StoragePermanentError,
+    StorageUnavailable,
     VerificationError,
 )
 from tailup.hashplan import PartView, Sha256Setting, Sha256When, sha256_plan
 from tailup.integrity import (
-    CompletionCheck,
     PartAction,
-    VerifiedBy,
-    check_object_against_parts,
     completion_parts,
-    crc32_of,
     expected_multipart_etag,
-    normalize_etag,
     part_action,
     parts_past_end,
     put_reply_proves,
 )
-from tailup.keys import metadata_key
-from tailup.metadata import build_metadata, content_type_for, encode_metadata, probe_media
+from tailup.metadata import content_type_for
 from tailup.model import PartRecord, StreamState, iso, utc_now
 from tailup.offload import run_blocking
 from tailup.plan import PartRange
-from tailup.s3 import ObjectInfo
-from tailup.source import FileStat, crc32_of_range_blocking, hash_range_blocking
+from tailup.source import FileStat, crc32_of_range_blocking
 from tailup.stream.bookkeeping import Bookkeeper
 from tailup.stream.context import Collaborator, Outcome, StreamContext, _first_error
+from tailup.stream.objectcheck import ObjectCheck
+from tailup.stream.publish import Publisher, Sent, whole_object_checksum
 from tailup.stream.sending import PartSender
 
 
@@ -87,10 +71,8 @@ class Finalizer(Collaborator):
         super().__init__(ctx)
         self._sender = sender
         self._book = book
-        self._returned_etag = ""  # what S3 answered to the PutObject or Complete
-        self._metadata: dict[str, Any] = {}  # the metadata.json last written
-        # The body MD5 of the last PutObject whose reply proved the object (put_reply_proves).
-        self._proven_etag = ""
+        self._check = ObjectCheck(ctx)
+        self._publisher = Publisher(ctx, sender, book)
 
     async def finalize(self, *, close_seen: bool) -> Outcome:
         """``close_seen``: the writer closed the file (rather than an idle timeout): with no
@@ -111,122 +93,18 @@ class Finalizer(Collaborator):
         else:
             expected_etag, sent_parts, sha256_hex, when = await self._complete_multipart(layout)
             kind = effective_type(self.record.checksum, self.record.checksum_type)
-        check, etag, verified_by = await self._check_object(st.size, expected_etag, sent_parts)
+        check, etag, verified_by = await self._check.verify(st.size, expected_etag, sent_parts)
         if not check.ok:
             raise VerificationError(
                 f"the object s3://{self.record.bucket}/{self.record.key} does not match what was "
                 f"sent: {'; '.join(check.problems)}"
             )
-        after = await self._stat()
-        changed = (after.size, after.mtime_ns) != (st.size, st.mtime_ns)
-        whole = self._whole_object_checksum(kind, sent_parts)
-        await self._write_metadata(st, sha256_hex, etag, sent_parts, started, verified_by, whole)
-        await self._record_completed(st, sha256_hex, etag, sent_parts[0], whole)
-        await self._sender.sweep_orphans()
-        metrics.FINALIZE_SECONDS.observe(self.deps.clock() - started)
-        if changed:
-            self._log.info("file changed while finalizing; it will be uploaded again")
-            return Outcome.CHANGED_AFTER_COMPLETE
-        if when is Sha256When.AFTER and not await self._sha256_after(sent_parts):
-            return Outcome.CHANGED_AFTER_COMPLETE
-        if not await self._after_upload(close_seen):
-            return Outcome.COMPLETED_WRITER_OPEN
-        return Outcome.COMPLETED
-
-    def _if_none_match(self) -> bool:
-        """A first generation's object must not land on an object already there (another
-        recording's); a later generation replaces its own earlier one."""
-        return self.deps.conditional_writes and self.record.generation == 1
-
-    async def _check_key_is_ours(self, *own_etags: str) -> None:
-        """Before a later generation overwrites its key: the object there must be this
-        recording's (its previous generation, or this one from an attempt whose reply was
-        lost), never another's."""
-        if not self.deps.conditional_writes or self.record.generation == 1:
-            return
-        try:
-            info = await self.deps.store.head_object(self.record.key)
-        except AccessRefused as exc:  # no s3:GetObject: this check is off
-            permissions.refused("s3:GetObject", str(exc))
-            return
-        ours = {normalize_etag(e) for e in (self.record.etag, *own_etags) if e}
-        if info is not None and normalize_etag(info.etag) not in ours:
-            raise KeyTaken(
-                f"s3://{self.record.bucket}/{self.record.key} holds an object that is not this "
-                "recording's",
-                code="PreconditionFailed",
-            )
-
-    async def _check_object(
-        self,
-        size: int,
-        expected_etag: str,
-        parts: list[PartRecord],
-        *,
-        trust_returned: bool = True,
-    ) -> tuple[CompletionCheck, str, VerifiedBy]:
-        """The object at the key against what was sent (tailup.integrity.verification_method):
-        the check, the object's ETag as the server reports it, and how it was checked. Without
-        s3:GetObject, the ETag S3 returned to the write is the check (``trust_returned``), else
-        AccessRefused."""
-        if trust_returned and expected_etag and expected_etag == self._proven_etag:
-            # The PutObject's reply named the MD5 of the body sent: that is the object, a HEAD
-            # would tell nothing more (and costs a request per small file).
-            return CompletionCheck(True, ()), self._returned_etag, VerifiedBy.ETAG
-        algorithm = self.record.checksum
-        try:
-            info = await self.deps.store.head_object(
-                self.record.key, checksum=algorithm is not ChecksumAlgorithm.NONE
-            )
-        except AccessRefused as exc:
-            permissions.refused("s3:GetObject", str(exc))
-            if not trust_returned:
-                raise
-            info = ObjectInfo(size, self._returned_etag)
-        if info is None:
-            return CompletionCheck(False, ("there is no object at its key",)), "", VerifiedBy.ETAG
-        check, method = check_object_against_parts(
-            size=size,
-            expected_etag=expected_etag,
-            object_size=info.size,
-            object_etag=info.etag,
-            reported=info.checksum,
-            algorithm=algorithm,
-            parts=parts,
+        return await self._publisher.publish(
+            st,
+            Sent(etag, sent_parts, sha256_hex, kind, when, verified_by),
+            started=started,
+            close_seen=close_seen,
         )
-        if method is not VerifiedBy.ETAG:
-            self._etag_fallback_noted(info.etag, method)
-        return check, info.etag, method
-
-    def _etag_fallback_noted(self, etag: str, method: VerifiedBy) -> None:
-        """Once per daemon run (every stream's deps share the flag): the server's ETags are of
-        another kind, so objects are checked another way."""
-        if not self.deps.etag_fallback.first():
-            return
-        how = (
-            f"their size and the {self.record.checksum.value} checksum the server reports"
-            if method is VerifiedBy.CHECKSUM
-            else "their size only (the server reports no checksum of the object, or --checksum "
-            "is none), after every part was re-read and compared before completion"
-        )
-        self._log.warning(
-            "the S3 server's ETags are not the MD5 of the part MD5s: completed objects are "
-            f"verified by {how}",
-            etag=etag,
-            verified_by=method.value,
-        )
-
-    async def _already_ours(self, expected_etag: str, size: int, parts: list[PartRecord]) -> bool:
-        """After a conditional write was refused: True if the object there is the one this
-        write makes (a previous attempt got through, its reply was lost). Its size alone proves
-        nothing of the kind: another recording may have it."""
-        try:
-            check, _, method = await self._check_object(
-                size, expected_etag, parts, trust_returned=False
-            )
-        except AccessRefused:
-            return False  # no s3:GetObject: cannot tell, so not proven ours
-        return check.ok and method is not VerifiedBy.SIZE
 
     async def _skip_empty(self, st: FileStat) -> Outcome:
         if self.record.upload_id:
@@ -244,8 +122,8 @@ class Finalizer(Collaborator):
 
     async def _put_single(self, rng: PartRange) -> tuple[str, list[PartRecord], str]:
         """The object in one PutObject. The expected ETag returned is the body's own MD5: the
-        check (_check_object) compares S3's object with the bytes read, not with S3's reply."""
-        self._proven_etag = ""
+        check (ObjectCheck.verify) compares S3's object with the bytes read, not with S3's reply."""
+        self._check.proven_etag = ""
         async with self.deps.budget.hold(rng.size):
             loaded = await self._sender.load(rng)
             if len(loaded.body) != rng.size:
@@ -253,8 +131,8 @@ class Finalizer(Collaborator):
             sha256_hex, body_etag = await asyncio.to_thread(
                 _sha256_and_md5_etag, loaded.body, self.deps.sha256 is Sha256Setting.AUTO
             )
-            await self._check_key_is_ours()
-            await self._check_claim()
+            await self._check.key_is_ours()
+            await self._check.claim()
             started = time.monotonic()
             try:
                 etag = await self.deps.store.put_object(
@@ -262,32 +140,24 @@ class Finalizer(Collaborator):
                     loaded.body,
                     loaded.crc,
                     content_type_for(self.path.name),
-                    if_none_match=self._if_none_match(),
+                    if_none_match=self._check.if_none_match(),
                     checksum=part_checksum(self.record.checksum, loaded.crc, loaded.stored),
                 )
             except KeyTaken:
                 etag = body_etag
                 sent = PartRecord(1, rng.size, loaded.crc, etag, checksum=loaded.stored)
-                if not await self._already_ours(etag, rng.size, [sent]):
+                if not await self._check.already_ours(etag, rng.size, [sent]):
                     raise
             else:
                 if put_reply_proves(body_etag, etag):
-                    self._proven_etag = body_etag  # S3's own answer, not what we expected
-            self._returned_etag = etag
+                    self._check.proven_etag = body_etag  # S3's own answer, not what we expected
+            self._check.returned_etag = etag
             metrics.part_uploaded(rng.size, time.monotonic() - started)
             crc, stored = loaded.crc, loaded.stored
             del loaded  # before the budget is given back (see _send_part)
         self._log.debug("uploaded in one request", size=rng.size)  # "stream completed" follows
         part = PartRecord(1, rng.size, crc, etag, iso(utc_now()), stored)
         return body_etag, [part], sha256_hex
-
-    async def _check_claim(self) -> None:
-        """A shared folder's recording is completed only by the holder of its lease: a guarded
-        write (ClaimLost if another node took it over) just before the object is made. A node
-        that stalls past its lease between here and S3's reply is what If-None-Match and the
-        ETag check (_already_ours) catch."""
-        if self.record.scope.startswith("share:"):
-            await self.deps.checkpoints.update(self.stream_id)
 
     async def _complete_multipart(
         self, layout: list[PartRange]
@@ -301,30 +171,33 @@ class Finalizer(Collaborator):
                 self.parts.pop(number, None)
         final_parts = completion_parts(layout, self.parts)
         expected_etag = expected_multipart_etag([p.etag for p in final_parts])
-        await self._check_key_is_ours(expected_etag)
-        await self._check_claim()
+        await self._check.key_is_ours(expected_etag)
+        await self._check.claim()
         algorithm = self.record.checksum
         kind = effective_type(algorithm, self.record.checksum_type)
         try:
-            self._returned_etag = await self.deps.store.complete_upload(
+            self._check.returned_etag = await self.deps.store.complete_upload(
                 self.record.key,
                 self.record.upload_id,
                 [(p.number, p.etag, p.crc32) for p in final_parts],
-                if_none_match=self._if_none_match(),
+                if_none_match=self._check.if_none_match(),
                 checksums=[part_checksum(algorithm, p.crc32, p.checksum) for p in final_parts],
                 object_checksum=(
-                    self._whole_object_checksum(kind, final_parts)
+                    whole_object_checksum(self.record, kind, final_parts)
                     if kind is ChecksumType.FULL_OBJECT
                     else None
                 ),
             )
-        except (NoSuchUpload, KeyTaken):
+        except (StoragePermanentError, StorageUnavailable) as exc:
+            self._adopted_refused(exc, completing=True)
+            if not isinstance(exc, (NoSuchUpload, KeyTaken)):
+                raise
             # A previous attempt may have completed it (a crash, a lost reply): the object
             # decides. Otherwise the key holds another recording (KeyTaken: the stream moves
             # to a free key) or the upload is gone (NoSuchUpload: sent again).
-            if not await self._already_ours(expected_etag, layout[-1].end, final_parts):
+            if not await self._check.already_ours(expected_etag, layout[-1].end, final_parts):
                 raise
-            self._returned_etag = expected_etag  # read back by _already_ours
+            self._check.returned_etag = expected_etag  # read back by _already_ours
         self._log.info(
             "multipart upload completed",
             parts=len(final_parts),
@@ -333,16 +206,6 @@ class Finalizer(Collaborator):
             sha256=when.value,
         )
         return expected_etag, final_parts, sha256_hex, when
-
-    def _whole_object_checksum(
-        self, kind: ChecksumType | None, parts: list[PartRecord]
-    ) -> Checksum | None:
-        """The object's checksum as S3 makes it, combined from the parts' own (no byte read)."""
-        algorithm = self.record.checksum
-        if kind is None or algorithm is ChecksumAlgorithm.NONE:
-            return None
-        sums = [PartSum(p.size, part_checksum(algorithm, p.crc32, p.checksum)) for p in parts]
-        return object_checksum(algorithm, kind, sums)
 
     async def _verify_pass(self, layout: list[PartRange]) -> tuple[list[int], str, Sha256When]:
         """Re-check every part of the final layout against the file, and send the parts whose
@@ -370,7 +233,9 @@ class Finalizer(Collaborator):
 
         sha256_hex = ""
         try:
-            with FinalizeHasher(digest, read_part) as hasher:
+            with FinalizeHasher(
+                digest, read_part, read_timeout_s=self.deps.stat_timeout_s
+            ) as hasher:
                 async with asyncio.TaskGroup() as group:
                     for rng in load:
                         if await self._start_check(group, hasher if inline else None, rng):
@@ -455,167 +320,9 @@ class Finalizer(Collaborator):
             del body
             await self._sender.give_slot(grant)
 
-    async def _write_metadata(
-        self,
-        st: FileStat,
-        sha256_hex: str,
-        etag: str,
-        parts: list[PartRecord],
-        started: float,
-        verified_by: VerifiedBy,
-        whole: Checksum | None,
-    ) -> None:
-        media = await asyncio.to_thread(probe_media, self.path)
-        document = build_metadata(
-            stream_id=self.stream_id,
-            source_path=self.path,
-            bucket=self.record.bucket,
-            key=self.record.key,
-            size_bytes=st.size,
-            sha256_hex=sha256_hex,
-            etag=etag,
-            parts=parts,
-            started_at=self.record.created_at,
-            finished_at=iso(utc_now()),
-            upload_duration_s=self.deps.clock() - self._ctx.started_monotonic,
-            finalize_duration_s=self.deps.clock() - started,
-            generation=self.record.generation,
-            media=media,
-            mtime_ns=st.mtime_ns,
-            inode=st.inode,
-            birth_ns=self.record.birth_ns,
-            node_id=self.record.owner,
-            checksum=self.record.checksum,
-            verified_by=verified_by.value,
-            object_checksum=_described(whole, self._object_type()),
-        )
-        self._metadata = document
-        await self._put_metadata(document)
-
-    def _object_type(self) -> ChecksumType:
-        if not self.record.upload_id:
-            return ChecksumType.FULL_OBJECT  # one PutObject: its checksum is the body's
-        return effective_type(self.record.checksum, self.record.checksum_type) or (
-            ChecksumType.FULL_OBJECT
-        )
-
-    async def _put_metadata(self, document: dict[str, Any]) -> None:
-        body = encode_metadata(document)
-        crc = crc32_of(body)
-        await self.deps.store.put_object(
-            metadata_key(self.record.key),
-            body,
-            crc,
-            "application/json",
-            checksum=part_checksum(
-                self.record.checksum, crc, stored_checksum(self.record.checksum, body)
-            ),
-        )
-
-    async def _record_completed(
-        self, st: FileStat, sha256_hex: str, etag: str, first: PartRecord, whole: Checksum | None
-    ) -> None:
-        kind, _ = self.deps.after_upload
-        await self._book.set_state(
-            StreamState.COMPLETED,
-            completed_at=iso(utc_now()),
-            final_size=st.size,
-            final_mtime_ns=st.mtime_ns,
-            sha256=sha256_hex,
-            etag=etag,
-            error="",
-            head_size=first.size,
-            head_crc32=first.crc32,
-            # Until it is done: a shutdown or a crash before it leaves it to the next start.
-            after_upload_pending=kind is not AfterUploadKind.KEEP,
-        )
-        self._log.info(
-            "stream completed",
-            key=self.record.key,
-            size=st.size,
-            sha256=sha256_hex,
-            checksum=f"{whole.algorithm.value}:{whole.value}" if whole else "",
-            seconds=round(self.deps.clock() - self._ctx.started_monotonic, 3),
-        )
-
-    async def _sha256_after(self, parts: list[PartRecord]) -> bool:
-        """The whole-file SHA-256 of a published object (tailup.hashplan): the file hashed
-        part by part, each part's CRC32 checked against the one sent, then the record and
-        metadata.json get it. False if the file's bytes are no longer the object's: the
-        recording changed after its completion."""
-        started = self.deps.clock()
-        sha = hashlib.sha256()
-        offset = 0
-        try:
-            for part in parts:
-                got, crc = await run_blocking(
-                    hash_range_blocking,
-                    self.path,
-                    offset,
-                    part.size,
-                    self.record.device,
-                    self.record.inode,
-                    sha,
-                    timeout_s=self.deps.stat_timeout_s,
-                    what=f"hashing part {part.number} of {self.path}",
-                )
-                if (got, crc) != (part.size, part.crc32):
-                    self._log.info(
-                        "sha256 not recorded: the file changed after its upload",
-                        part=part.number,
-                    )
-                    return False
-                offset += part.size
-        except (SourceError, SourceStalled) as exc:
-            # The object is complete and verified; only its SHA-256 is missing.
-            self._log.warning("sha256 not recorded: the file could not be read", reason=str(exc))
-            return True
-        sha256_hex = sha.hexdigest()
-        try:
-            await self.deps.checkpoints.update(self.stream_id, sha256=sha256_hex)
-            self._metadata["checksums"]["sha256"] = sha256_hex
-            await self._put_metadata(self._metadata)
-        except TailupError as exc:
-            self._log.warning("sha256 not recorded", reason=str(exc))
-            return True
-        self._log.info(
-            "sha256 recorded",
-            key=self.record.key,
-            sha256=sha256_hex,
-            seconds=round(self.deps.clock() - started, 3),
-        )
-        return True
-
-    async def _after_upload(self, close_seen: bool) -> bool:
-        """The after-upload action, if its writer is known gone. False when it stays pending
-        (the record says so already: set with the completion)."""
-        result = await run_after_upload(
-            self.deps.after_upload,
-            self.path,
-            Path(self.record.watch_root),
-            close_seen=close_seen,
-            proc_sees_all=self.deps.proc_sees_all,
-            timeout_s=self.deps.stat_timeout_s,
-        )
-        if result is AfterUpload.PENDING:
-            return False
-        if result is not AfterUpload.NOTHING:
-            try:
-                await self.deps.checkpoints.update(self.stream_id, after_upload_pending=False)
-            except TailupError as exc:
-                self._log.warning("could not record the after-upload action", reason=str(exc))
-        return True
-
 
 def _sha256_and_md5_etag(data: PartBody, sha256: bool = True) -> tuple[str, str]:
     """The body's SHA-256 ("" unless ``sha256``) and its MD5 as S3 makes a single PUT's ETag, in
     one thread hop."""
     md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
     return _sha256_hex(data) if sha256 else "", f'"{md5}"'
-
-
-def _described(whole: Checksum | None, kind: ChecksumType) -> dict[str, str] | None:
-    """metadata.json's checksum of the whole object, as S3 reports it on HEAD."""
-    if whole is None:
-        return None
-    return {"algorithm": whole.algorithm.value, "type": kind.value, "value": whole.value}

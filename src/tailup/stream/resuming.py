@@ -61,6 +61,15 @@ class Resumer(Collaborator):
         await self.restart_upload(f"the multipart upload vanished: {exc}")
         return None
 
+    async def claim_pending_key(self) -> None:
+        """A new recording's key, claimed by its stream (tailup.keyclaim): a PermanentError
+        here fails the stream (visible, retried) rather than the event that made it."""
+        key = await claim_key(
+            self.deps.checkpoints, self.deps.store, self.record.key, self.stream_id, check=True
+        )
+        await self.deps.checkpoints.update(self.stream_id, key=key, key_pending=False)
+        self.record = self.record.with_changes(key=key, key_pending=False)
+
     async def rekey(self, reason: str) -> None:
         """Completion found the key holding another recording (a key taken behind tailup's
         back): a multipart upload cannot change its key, so the stream starts again under the
@@ -85,6 +94,14 @@ class Resumer(Collaborator):
         await self.deps.checkpoints.update(self.stream_id, upload_id="", key=key)
         self.parts.clear()
         self.record = self.record.with_changes(upload_id="", key=key)
+        self._ctx.wake.set()
+
+    async def restart_adopted(self, reason: str) -> None:
+        """The upload adopted from S3 was made with another checksum than this stream sends:
+        abort it and send the recording again in one of its own."""
+        if self.record.upload_id:
+            await self._sender.abort_quietly(self.record.upload_id)
+        await self.restart_upload(reason)
         self._ctx.wake.set()
 
     async def restart_upload(self, reason: str) -> None:

@@ -153,14 +153,18 @@ class PartSender(Collaborator):
 
     async def _upload_part(self, number: int, data: PartBody, crc: int, stored: str) -> None:
         started = time.monotonic()
-        etag = await self.deps.store.upload_part(
-            self.record.key,
-            self.record.upload_id,
-            number,
-            data,
-            crc,
-            checksum=part_checksum(self.record.checksum, crc, stored),
-        )
+        try:
+            etag = await self.deps.store.upload_part(
+                self.record.key,
+                self.record.upload_id,
+                number,
+                data,
+                crc,
+                checksum=part_checksum(self.record.checksum, crc, stored),
+            )
+        except TailupError as exc:
+            self._adopted_refused(exc, completing=False)
+            raise
         seconds = time.monotonic() - started
         # What S3 acknowledged, before the checkpoint: lets crash tests see every part sent.
         self._log.debug("part sent", part=number, size=len(data), crc32=crc)

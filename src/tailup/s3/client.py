@@ -20,16 +20,12 @@ verifies (BadDigest), guards against corruption either way.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import botocore.exceptions
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
@@ -40,11 +36,8 @@ from tailup.checksums import Checksum, ChecksumAlgorithm, ChecksumType
 from tailup.config import PayloadSigning
 from tailup.errors import (
     AccessRefused,
-    KeyTaken,
     NoSuchUpload,
     StoragePermanentError,
-    StorageUnavailable,
-    TailupError,
 )
 from tailup.integrity import crc32_header, multipart_etag
 
@@ -52,233 +45,8 @@ if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
 
-# A part body: a PartBody (bytearray) read from disk and sent without copies, or small bytes.
-Body: TypeAlias = bytes | bytearray
-
-
-@dataclass(frozen=True, slots=True)
-class UploadedPart:
-    number: int
-    etag: str
-    size: int
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectInfo:
-    size: int
-    etag: str
-    # What the server reports with ChecksumMode=ENABLED (head_object(checksum=True)), if anything.
-    checksum: Checksum | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class UploadInfo:
-    key: str
-    upload_id: str
-    initiated: datetime
-
-
-class MultipartStore(Protocol):
-    """``crc32`` is tailup's own CRC32 of a body. ``checksum`` is the header the body is sent
-    with (tailup.checksums); left out, it is the CRC32 header made from ``crc32``."""
-
-    async def create_upload(
-        self,
-        key: str,
-        content_type: str,
-        *,
-        checksum: ChecksumAlgorithm = ChecksumAlgorithm.CRC32,
-        checksum_type: ChecksumType | None = None,
-    ) -> str:
-        """A multipart upload whose parts carry ``checksum`` (none: no checksum), its object's
-        checksum of ``checksum_type`` (None: the server's default for the algorithm)."""
-
-    async def upload_part(
-        self,
-        key: str,
-        upload_id: str,
-        number: int,
-        body: Body,
-        crc32: int,
-        *,
-        checksum: Checksum | None = None,
-    ) -> str:
-        """Send one part; returns its ETag."""
-
-    async def complete_upload(
-        self,
-        key: str,
-        upload_id: str,
-        parts: Sequence[tuple[int, str, int]],
-        *,
-        if_none_match: bool = False,
-        checksums: Sequence[Checksum] | None = None,
-        object_checksum: Checksum | None = None,
-    ) -> str:
-        """Complete with (number, etag, crc32) per part, in order; returns the object's ETag.
-        ``checksums``: each part's, in the same order (left out: CRC32s from the crc32s).
-        ``object_checksum``: a FULL_OBJECT upload's whole-object checksum, which the server
-        checks (BadDigest). ``if_none_match``: only if no object has the key (KeyTaken
-        otherwise)."""
-
-    async def abort_upload(self, key: str, upload_id: str) -> None:
-        """Abort; an upload that no longer exists counts as aborted."""
-
-    async def list_parts(self, key: str, upload_id: str) -> list[UploadedPart]: ...
-
-    async def put_object(
-        self,
-        key: str,
-        body: Body,
-        crc32: int,
-        content_type: str,
-        *,
-        if_none_match: bool = False,
-        checksum: Checksum | None = None,
-    ) -> str: ...
-
-    async def head_object(self, key: str, *, checksum: bool = False) -> ObjectInfo | None:
-        """Size and ETag; with ``checksum``, also the checksum the server keeps (ChecksumMode)."""
-
-    async def get_object(self, key: str) -> bytes: ...
-
-    async def list_uploads(self, prefix: str) -> list[UploadInfo]: ...
-
-    async def check_bucket(self) -> None:
-        """Raise StoragePermanentError if the bucket is missing or the credentials are refused
-        (a refused s3:ListBucket alone is not an error: tailup.permissions)."""
-
-    def for_bucket(self, bucket: str) -> MultipartStore:
-        """The same store (client, connections) on another bucket: a stream keeps the bucket it
-        started in when --bucket changes."""
-
-
-# Codes that retrying cannot fix. Anything 5xx, throttling and unknown network trouble is retryable.
-_PERMANENT_CODES = {
-    "AccessDenied",
-    "AllAccessDisabled",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "InvalidToken",
-    "NoSuchBucket",
-    "InvalidBucketName",
-    "AccountProblem",
-    "InvalidPart",
-    "InvalidPartOrder",
-    "EntityTooSmall",
-    "EntityTooLarge",
-    "InvalidRequest",
-    "InvalidArgument",
-    "KeyTooLongError",
-    "MethodNotAllowed",
-    "403",
-    "404",
-    "400",
-}
-# Codes that pass, although some come with a 4xx status (throttling, timeouts, a body damaged on
-# the way, a clock that NTP is correcting): botocore's standard retry mode treats them the same way.
-_RETRYABLE_CODES = {
-    "SlowDown",
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "RequestThrottled",
-    "RequestThrottledException",
-    "TooManyRequests",
-    "TooManyRequestsException",
-    "RequestLimitExceeded",
-    "BandwidthLimitExceeded",
-    "RequestTimeout",
-    "RequestTimeoutException",
-    "RequestTimeTooSkewed",
-    "PriorRequestNotComplete",
-    "InternalError",
-    "ServiceUnavailable",
-    "OperationAborted",
-    "BadDigest",
-    "IncompleteBody",
-    "XAmzContentSHA256Mismatch",
-}
-_HINTS = {
-    "InvalidAccessKeyId": "check AWS_ACCESS_KEY_ID / the profile in use",
-    "SignatureDoesNotMatch": "check AWS_SECRET_ACCESS_KEY / the profile in use",
-    "ExpiredToken": "the session credentials expired: refresh them",
-    "RequestTimeTooSkewed": "this machine's clock is off: synchronise it (NTP)",
-    "NoSuchBucket": "create the bucket or fix --bucket",
-}
-# botocore errors raised before any request is sent, about this machine's configuration: no
-# retry fixes them. Every other botocore error is about the network and passes.
-_PERMANENT_BOTOCORE: tuple[type[BaseException], ...] = tuple(
-    getattr(botocore.exceptions, name)
-    for name in (
-        "NoCredentialsError",
-        "PartialCredentialsError",
-        "ProfileNotFound",
-        "ConfigNotFound",
-        "ConfigParseError",
-        "NoRegionError",
-        "ValidationError",  # ParamValidationError, InvalidRegionError and the like
-        "ParamValidationError",
-        "UnknownSignatureVersionError",
-        "UnsupportedSignatureVersionError",
-        "InvalidConfigError",
-        "InvalidS3AddressingStyleError",
-        "InvalidEndpointConfigurationError",
-        "UnauthorizedSSOTokenError",
-        "SSOTokenLoadError",
-    )
-    if hasattr(botocore.exceptions, name)
-)
-
-
-def translate_error(exc: BaseException, action: str) -> TailupError:
-    """Map a botocore/aiohttp error to tailup's family. Never includes signed URLs or secrets."""
-    if isinstance(exc, botocore.exceptions.ClientError):
-        return _translate_client_error(exc, action)
-    if isinstance(exc, botocore.exceptions.NoCredentialsError):
-        return StoragePermanentError(f"S3 {action}: no AWS credentials found", code="NoCredentials")
-    name = type(exc).__name__
-    if isinstance(exc, _PERMANENT_BOTOCORE):
-        return StoragePermanentError(f"S3 {action}: {name}: {exc}", code=name)
-    return StorageUnavailable(f"S3 {action}: {name}: {exc}")
-
-
-def _translate_client_error(exc: Any, action: str) -> TailupError:
-    error = exc.response.get("Error", {})
-    code = str(error.get("Code", "Unknown"))
-    message = str(error.get("Message", "")) or code
-    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    text = f"S3 {action}: {code}: {message}"
-    if code in _HINTS:
-        text += f" ({_HINTS[code]})"
-    if code == "NoSuchUpload":
-        return NoSuchUpload(text, code=code)
-    if code in ("PreconditionFailed", "412") or status == 412:
-        return KeyTaken(text, code="PreconditionFailed")
-    if code in _RETRYABLE_CODES:
-        return StorageUnavailable(text)
-    if code in _PERMANENT_CODES or (400 <= status < 500 and status not in (408, 429)):
-        return StoragePermanentError(text, code=code)
-    return StorageUnavailable(text)
-
-
-def _name_the_permission(error: TailupError, method: str) -> TailupError:
-    """An AccessDenied (or a HEAD's bare 403) as AccessRefused, naming the IAM action it needs."""
-    if not isinstance(error, StoragePermanentError) or error.code not in ("AccessDenied", "403"):
-        return error
-    needs = permissions.action_of(method)
-    text = f"{error} (it needs {needs}: see docs/operations.md, S3 permissions)"
-    return AccessRefused(text, code=error.code, action=needs)
-
-
-_NETWORK_ERRORS = (
-    botocore.exceptions.BotoCoreError,
-    aiohttp.ClientError,
-    asyncio.TimeoutError,
-    ConnectionError,
-    OSError,
-)
+from tailup.s3.errors import _NETWORK_ERRORS, _name_the_permission, translate_error
+from tailup.s3.protocol import Body, ObjectInfo, UploadedPart, UploadInfo
 
 
 def signs_payload(policy: PayloadSigning, endpoint_url: str | None) -> bool:
@@ -350,6 +118,21 @@ def _blob(body: Body) -> Body:
     server's 100, a round trip more per request (every metadata.json). A PartBody is sent as is
     (tailup.body); a copy of a small ``bytes`` body costs less than that round trip."""
     return PartBody(body) if isinstance(body, bytes) else body
+
+
+def _upload_info(upload: dict[str, Any]) -> UploadInfo:
+    """One upload of ListMultipartUploads, with the checksum algorithm and type it names."""
+    named = str(upload.get("ChecksumAlgorithm") or "").lower()
+    algorithm = next((a for a in ChecksumAlgorithm if a.s3_name and a.value == named), None)
+    kind = str(upload.get("ChecksumType") or "").lower()
+    return UploadInfo(
+        str(upload["Key"]),
+        str(upload["UploadId"]),
+        upload["Initiated"],
+        checksum=algorithm,
+        checksum_type=next((t for t in ChecksumType if t.value == kind), None),
+        foreign_checksum=bool(named) and algorithm is None,
+    )
 
 
 def _reported_checksum(response: dict[str, Any]) -> Checksum | None:
@@ -575,10 +358,7 @@ class S3MultipartStore:
             response = await self._call(
                 "list multipart uploads", "list_multipart_uploads", **kwargs
             )
-            uploads.extend(
-                UploadInfo(str(u["Key"]), str(u["UploadId"]), u["Initiated"])
-                for u in response.get("Uploads", [])
-            )
+            uploads.extend(_upload_info(u) for u in response.get("Uploads", []))
             if not response.get("IsTruncated"):
                 return uploads
             kwargs["KeyMarker"] = response["NextKeyMarker"]

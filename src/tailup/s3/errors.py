@@ -1,0 +1,148 @@
+"""S3 and botocore errors as tailup's family: retryable (server errors, throttling, timeouts,
+connection resets, BadDigest) or permanent (credentials, bucket, policy), translated once, at
+the boundary (tailup.s3.client)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import botocore.exceptions
+
+from tailup import permissions
+from tailup.errors import (
+    AccessRefused,
+    KeyTaken,
+    NoSuchUpload,
+    StoragePermanentError,
+    StorageUnavailable,
+    TailupError,
+)
+
+# Codes that retrying cannot fix. Anything 5xx, throttling and unknown network trouble is retryable.
+_PERMANENT_CODES = {
+    "AccessDenied",
+    "AllAccessDisabled",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "NoSuchBucket",
+    "InvalidBucketName",
+    "AccountProblem",
+    "InvalidPart",
+    "InvalidPartOrder",
+    "EntityTooSmall",
+    "EntityTooLarge",
+    "InvalidRequest",
+    "InvalidArgument",
+    "KeyTooLongError",
+    "MethodNotAllowed",
+    "403",
+    "404",
+    "400",
+}
+# Codes that pass, although some come with a 4xx status (throttling, timeouts, a body damaged on
+# the way, a clock that NTP is correcting): botocore's standard retry mode treats them the same way.
+_RETRYABLE_CODES = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequests",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "RequestTimeTooSkewed",
+    "PriorRequestNotComplete",
+    "InternalError",
+    "ServiceUnavailable",
+    "OperationAborted",
+    "BadDigest",
+    "IncompleteBody",
+    "XAmzContentSHA256Mismatch",
+}
+_HINTS = {
+    "InvalidAccessKeyId": "check AWS_ACCESS_KEY_ID / the profile in use",
+    "SignatureDoesNotMatch": "check AWS_SECRET_ACCESS_KEY / the profile in use",
+    "ExpiredToken": "the session credentials expired: refresh them",
+    "RequestTimeTooSkewed": "this machine's clock is off: synchronise it (NTP)",
+    "NoSuchBucket": "create the bucket or fix --bucket",
+}
+# botocore errors raised before any request is sent, about this machine's configuration: no
+# retry fixes them. Every other botocore error is about the network and passes.
+_PERMANENT_BOTOCORE: tuple[type[BaseException], ...] = tuple(
+    getattr(botocore.exceptions, name)
+    for name in (
+        "NoCredentialsError",
+        "PartialCredentialsError",
+        "ProfileNotFound",
+        "ConfigNotFound",
+        "ConfigParseError",
+        "NoRegionError",
+        "ValidationError",  # ParamValidationError, InvalidRegionError and the like
+        "ParamValidationError",
+        "UnknownSignatureVersionError",
+        "UnsupportedSignatureVersionError",
+        "InvalidConfigError",
+        "InvalidS3AddressingStyleError",
+        "InvalidEndpointConfigurationError",
+        "UnauthorizedSSOTokenError",
+        "SSOTokenLoadError",
+    )
+    if hasattr(botocore.exceptions, name)
+)
+
+
+def translate_error(exc: BaseException, action: str) -> TailupError:
+    """Map a botocore/aiohttp error to tailup's family. Never includes signed URLs or secrets."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return _translate_client_error(exc, action)
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return StoragePermanentError(f"S3 {action}: no AWS credentials found", code="NoCredentials")
+    name = type(exc).__name__
+    if isinstance(exc, _PERMANENT_BOTOCORE):
+        return StoragePermanentError(f"S3 {action}: {name}: {exc}", code=name)
+    return StorageUnavailable(f"S3 {action}: {name}: {exc}")
+
+
+def _translate_client_error(exc: Any, action: str) -> TailupError:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", "Unknown"))
+    message = str(error.get("Message", "")) or code
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    text = f"S3 {action}: {code}: {message}"
+    if code in _HINTS:
+        text += f" ({_HINTS[code]})"
+    if code == "NoSuchUpload":
+        return NoSuchUpload(text, code=code)
+    if code in ("PreconditionFailed", "412") or status == 412:
+        return KeyTaken(text, code="PreconditionFailed")
+    if code in _RETRYABLE_CODES:
+        return StorageUnavailable(text)
+    if code in _PERMANENT_CODES or (400 <= status < 500 and status not in (408, 429)):
+        return StoragePermanentError(text, code=code)
+    return StorageUnavailable(text)
+
+
+def _name_the_permission(error: TailupError, method: str) -> TailupError:
+    """An AccessDenied (or a HEAD's bare 403) as AccessRefused, naming the IAM action it needs."""
+    if not isinstance(error, StoragePermanentError) or error.code not in ("AccessDenied", "403"):
+        return error
+    needs = permissions.action_of(method)
+    text = f"{error} (it needs {needs}: see docs/operations.md, S3 permissions)"
+    return AccessRefused(text, code=error.code, action=needs)
+
+
+_NETWORK_ERRORS = (
+    botocore.exceptions.BotoCoreError,
+    aiohttp.ClientError,
+    asyncio.TimeoutError,
+    ConnectionError,
+    OSError,
+)
