@@ -13,7 +13,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
@@ -23,7 +23,6 @@ from tailup.afterupload import AfterUpload, proc_sees_every_writer, run_after_up
 from tailup.bandwidth import BandwidthLimit, describe_rate
 from tailup.budget import ByteBudget
 from tailup.checkpoint import CheckpointStore, Claim, RenewResult
-from tailup.checksums import ChecksumType, new_upload_type
 from tailup.closes import CloseChecks
 from tailup.config import KeyConflict, Settings
 from tailup.errors import (
@@ -48,17 +47,14 @@ from tailup.identity import (
 )
 from tailup.keyclaim import claim_key
 from tailup.keys import (
-    KeyContext,
     index_path,
     node_scope,
-    render_key,
     share_scope,
     template_is_unique,
 )
 from tailup.lanes import Lanes, lane_of
 from tailup.model import (
     LIVE_STATES,
-    EndCause,
     PartRecord,
     StreamRecord,
     StreamState,
@@ -70,6 +66,15 @@ from tailup.offload import run_blocking
 from tailup.recovery import Finding, Found, look_up, s3_may_know
 from tailup.retry import Backoff
 from tailup.routing import Action, Facts, route
+from tailup.rules.records import (
+    Placement,
+    RecordDefaults,
+    completed_from_sidecar,
+    new_record,
+    next_generation,
+    pending_action_may_run,
+)
+from tailup.rules.writers import Sight, seen_writer_open
 from tailup.s3 import MultipartStore
 from tailup.source import (
     FileStat,
@@ -149,7 +154,7 @@ class Supervisor:
             idle_timeout_s=settings.idle_timeout,
             part_concurrency=settings.part_concurrency,
             after_upload=settings.after_upload_action,
-            proc_sees_all=self._proc_sees_all,
+            proc_sees_all=self._proc_sees_all and not settings.poll,
             check_keys=not overwrite and not template_is_unique(settings.key_template),
             conditional_writes=not overwrite,
             failed_retry_s=settings.failed_retry,
@@ -172,12 +177,23 @@ class Supervisor:
         # Paths last judged unchanged, with what they were then (inode, birth, size, mtime).
         self._unchanged: OrderedDict[Path, tuple[int, int, int, int]] = OrderedDict()
         self._flush_handle: asyncio.TimerHandle | None = None
+        # Recordings completed on idle while a writer may hold them: set when a close arrives.
+        self._lingering: dict[Path, asyncio.Event] = {}
         # Closes wait for a /proc pass there, many at once (tailup.closes).
         self._closes: CloseChecks[Stream] = CloseChecks(
             self._writers_open, self._tell_closed, self._retry_closes
         )
         self._stopping = False
-        self._hostname = socket.gethostname()
+        self._defaults = RecordDefaults(
+            bucket=settings.bucket,
+            key_template=settings.key_template,
+            prefix=settings.prefix,
+            part_size=settings.part_size,
+            part_sizing=settings.part_sizing,
+            checksum=settings.checksum,
+            hostname=socket.gethostname(),
+            node_id=settings.node_id,
+        )
         self._group: asyncio.TaskGroup | None = None
         self._lanes: Lanes | None = None
         self.events_routed = 0  # observable progress, for tests and /healthz
@@ -466,7 +482,24 @@ class Supervisor:
 
     # -- routing (the decisions are tailup.routing's and tailup.identity's) --
 
+    def _sight(self, path: Path) -> Sight:
+        """How much of the writers of ``path`` this daemon's /proc can see (tailup.rules.writers):
+        decided per scope."""
+        root = containing_root(path, self._roots)
+        return Sight(
+            proc_sees_all=self._proc_sees_all,
+            shared=root is not None and root in self._shares,
+            polling=self._settings.poll,
+        )
+
+    def _writer_open(self, path: Path, found: bool | None) -> bool | None:
+        """A /proc answer for ``path`` as a FileEvent's writer_open: "none visible" is None (not
+        a close) where /proc cannot see every writer."""
+        return seen_writer_open(found, self._sight(path))
+
     async def _route(self, event: FileEvent) -> None:
+        if event.kind is EventKind.DISCOVERED and event.writer_open is False:
+            event = dataclasses.replace(event, writer_open=self._writer_open(event.path, False))
         dest = event.dest_path
         facts = Facts(
             has_stream=event.path in self._streams,
@@ -496,14 +529,19 @@ class Supervisor:
             assert event.dest_path is not None
             await self._carry_record(path, event.dest_path)
         elif action is Action.OPEN:
+            if event.kind is EventKind.CLOSED and (lingering := self._lingering.get(path)):
+                lingering.set()  # this open looks at the file: the lingering look can stop
             closed = event.kind is EventKind.CLOSED or (
                 event.kind is EventKind.DISCOVERED and event.writer_open is False
             )
             await self._open_stream(path, writer_closed=closed)
         elif action is Action.OPEN_DEST:
             assert event.dest_path is not None
-            found = await self._io(writers_open, [event.dest_path])
-            await self._open_stream(event.dest_path, writer_closed=found[event.dest_path] is False)
+            dest = event.dest_path
+            found = await self._io(writers_open, [dest])
+            await self._open_stream(
+                dest, writer_closed=self._writer_open(dest, found[dest]) is False
+            )
 
     def _root_gone(self, root: Path) -> None:
         log.error("watched folder removed", folder=str(root))
@@ -715,7 +753,7 @@ class Supervisor:
         """Carry out a verdict on a file that has a record (UNCHANGED, RESUME, GREW, RESTART)."""
         verdict = judgement.seen
         if verdict is Seen.UNCHANGED:
-            if previous is not None and previous.after_upload_pending:
+            if previous is not None and pending_action_may_run(previous, st.size, st.mtime_ns):
                 await self._pending_after_upload(previous, writer_closed=writer_closed)
             else:
                 self._remember_unchanged(path, look)
@@ -732,7 +770,7 @@ class Supervisor:
         if seen.generation < 0:
             generation = await self._io(inode_generation, path, st.inode)
             seen = dataclasses.replace(seen, generation=generation)
-        record = _next_generation(previous, st, seen)
+        record = next_generation(previous, st, seen, utc_now())
         await self._checkpoints.create(record)
         self._started_log(record, judgement.reason)
         self._start(record, {}, writer_closed=writer_closed)
@@ -775,7 +813,7 @@ class Supervisor:
                     path, st, now.identity, look, known, known_parts, judgement, writer_closed
                 )
                 return
-            record = await self._new_record(path, st, now.identity, stream_id)
+            record = self._new_record(path, st, now.identity, stream_id)
             if not await self._may_work_on(record):
                 return  # another node's (a shared folder): it uploads it
             finding = await self._s3_finding(record, st)
@@ -784,7 +822,7 @@ class Supervisor:
                 continue
             await self._create_found(record, st, finding, writer_closed=writer_closed)
             return
-        record = await self._new_record(path, st, now.identity, new_stream_id())
+        record = self._new_record(path, st, now.identity, new_stream_id())
         await self._create_found(
             record, st, Finding(Found.NOTHING, ""), writer_closed=writer_closed
         )
@@ -829,7 +867,7 @@ class Supervisor:
             if holder is not None:
                 finding = Finding(Found.OTHER, f"stream {holder} holds its key")
         if finding.found is Found.COMPLETED:
-            record = _completed_from_sidecar(record, st, finding.sidecar or {})
+            record = completed_from_sidecar(record, st, finding.sidecar or {}, utc_now())
             if await self._checkpoints.create_new(record):
                 log.info(
                     "recording already in S3: not uploaded again",
@@ -951,49 +989,20 @@ class Supervisor:
             Path(record.path),
             Path(record.watch_root),
             close_seen=writer_closed,
-            proc_sees_all=self._proc_sees_all,
+            proc_sees_all=self._sight(Path(record.path)).sees_every_writer,
             timeout_s=self._settings.io_timeout,
         )
         if result is not AfterUpload.PENDING:
             await self._checkpoints.update(record.stream_id, after_upload_pending=False)
 
-    async def _new_record(
+    def _new_record(
         self, path: Path, st: FileStat, seen: FileIdentity, stream_id: str
     ) -> StreamRecord:
         scope, found_root = self._scope_of(path)
         root = found_root or path.parent
         watch_name = self._shares[root][0] if root in self._shares else root.name
-        now = utc_now()
-        key = render_key(
-            self._settings.key_template,
-            KeyContext(
-                stream_id=stream_id,
-                relpath=PurePosixPath(path.relative_to(root).as_posix()),
-                watch_name=watch_name,
-                started_at=now,
-                hostname=self._hostname,
-            ),
-            prefix=self._settings.prefix,
-        )
-        return StreamRecord(
-            stream_id=stream_id,
-            path=str(path),
-            watch_root=str(root),
-            bucket=self._settings.bucket,
-            key=key,
-            base_part_size=self._settings.part_size,
-            part_sizing=self._settings.part_sizing,
-            checksum=self._settings.checksum,
-            checksum_type=_type_value(new_upload_type(self._settings.checksum)),
-            device=st.device,
-            inode=st.inode,
-            birth_ns=seen.birth_ns,
-            inode_generation=seen.generation,
-            created_at=iso(now),
-            last_activity_at_utc=iso(now),
-            owner=self._node_id,
-            scope=scope,
-        )
+        place = Placement(root=root, watch_name=watch_name, scope=scope)
+        return new_record(self._defaults, place, path, st, seen, stream_id, utc_now())
 
     def _start(
         self,
@@ -1025,7 +1034,8 @@ class Supervisor:
         deps = self._deps
         if record.bucket and record.bucket != self._settings.bucket:
             deps = dataclasses.replace(deps, store=self._store.for_bucket(record.bucket))
-        if record.scope.startswith("share:"):
+        shared = record.scope.startswith("share:")
+        if shared or not self._sight(Path(record.path)).sees_every_writer:
             deps = dataclasses.replace(deps, proc_sees_all=False)
         return deps
 
@@ -1051,6 +1061,11 @@ class Supervisor:
                 del self._streams[stream.path]
         if self._stopping or outcome is Outcome.STOPPED:
             return
+        if outcome is Outcome.COMPLETED_WRITER_OPEN and stream.close_seen:
+            # Its close came while it finalized on idle: looked at again as closed, which runs
+            # the pending action (where /proc is blind, nothing else would tell the close).
+            self._queue.put_nowait(FileEvent(EventKind.CLOSED, stream.path))
+            return
         if outcome in (Outcome.COMPLETED, Outcome.COMPLETED_WRITER_OPEN):
             assert self._group is not None
             self._group.create_task(
@@ -1067,7 +1082,8 @@ class Supervisor:
                 found = await self._io(writers_open, [stream.path])
             except SourceStalled:
                 found = {stream.path: None}
-            event = FileEvent(EventKind.DISCOVERED, stream.path, writer_open=found[stream.path])
+            writer_open = self._writer_open(stream.path, found[stream.path])
+            event = FileEvent(EventKind.DISCOVERED, stream.path, writer_open=writer_open)
             self._queue.put_nowait(event)
 
     async def _after_completion(self, record: StreamRecord, *, linger: bool) -> None:
@@ -1077,7 +1093,22 @@ class Supervisor:
         timeout until the writer is gone (its later bytes are a new generation, its close
         runs the pending after-upload action)."""
         path = Path(record.path)
-        while not self._stopping:
+        closed = asyncio.Event()
+        if linger:
+            self._lingering[path] = closed
+        try:
+            await self._look_until_settled(record, path, linger=linger, closed=closed)
+        finally:
+            if self._lingering.get(path) is closed:
+                del self._lingering[path]
+
+    async def _look_until_settled(
+        self, record: StreamRecord, path: Path, *, linger: bool, closed: asyncio.Event
+    ) -> None:
+        """Where /proc cannot see every writer (tailup.rules.writers) the writer is never known
+        gone from it: only a close event (``closed``) or growth ends the lingering; the event's
+        own look runs the pending action."""
+        while not self._stopping and not closed.is_set():
             if path in self._streams:
                 return  # a stream runs for the path again
             try:
@@ -1085,14 +1116,18 @@ class Supervisor:
                 changed = (st.size, st.mtime_ns) != (record.final_size, record.final_mtime_ns)
                 if not changed and not linger:
                     return  # the common case: one stat, no /proc pass
-                writer_open = (await self._io(writers_open, [path]))[path]
+                found = (await self._io(writers_open, [path]))[path]
+                writer_open = self._writer_open(path, found)
             except (SourceError, SourceStalled):
                 return
-            if changed or writer_open is not True:
+            if changed or writer_open is False:
                 event = FileEvent(EventKind.DISCOVERED, path, writer_open=writer_open)
                 self._queue.put_nowait(event)
                 return
-            await asyncio.sleep(self._settings.idle_timeout)
+            log.debug("completed while a writer may hold it: looked at again later", path=str(path))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._settings.idle_timeout):
+                    await closed.wait()
 
     async def _io(self, call: Callable[..., T], *args: Any) -> T:
         """A blocking call on the watched file systems or /proc, off the loop, within
@@ -1146,56 +1181,3 @@ def merge_deferred(earlier: FileEvent | None, later: FileEvent) -> FileEvent:
     if earlier is None or later.kind not in _WEIGHT or earlier.kind not in _WEIGHT:
         return later
     return later if _WEIGHT[later.kind] >= _WEIGHT[earlier.kind] else earlier
-
-
-def _completed_from_sidecar(
-    record: StreamRecord, st: FileStat, sidecar: dict[str, Any]
-) -> StreamRecord:
-    """The record of a recording S3 has whole (tailup.recovery found its metadata.json)."""
-    checksums = sidecar.get("checksums") or {}
-    parts = sidecar.get("parts") or [{}]
-    first = parts[0] if isinstance(parts[0], dict) else {}
-    try:
-        head_crc32 = int(str(first.get("crc32", "0")), 16)
-    except ValueError:
-        head_crc32 = 0
-    return record.with_changes(
-        state=StreamState.COMPLETED,
-        generation=int(sidecar.get("generation") or 1),
-        completed_at=str(sidecar.get("finished_at") or iso(utc_now())),
-        final_size=st.size,
-        final_mtime_ns=st.mtime_ns,
-        sha256=str(checksums.get("sha256") or ""),
-        etag='"' + str(checksums.get("multipart_etag") or "").strip('"') + '"',
-        head_size=int(first.get("size_bytes") or 0),
-        head_crc32=head_crc32,
-        note="recovered from S3's metadata.json (Redis had no record of it)",
-    )
-
-
-def _next_generation(prev: StreamRecord, st: FileStat, seen: FileIdentity) -> StreamRecord:
-    """The same recording, uploaded again under its key: it grew after it completed, or came
-    back after it vanished."""
-    now = iso(utc_now())
-    return prev.with_changes(
-        state=StreamState.UPLOADING,
-        generation=prev.generation + 1,
-        upload_id="",
-        next_part_to_upload=1,
-        total_bytes_sent=0,
-        error="",
-        note="",
-        device=st.device,
-        inode=st.inode,
-        birth_ns=seen.birth_ns,
-        inode_generation=seen.generation,
-        end_cause=EndCause.NONE,
-        path_ended=False,
-        created_at=now,
-        completed_at="",
-        last_activity_at_utc=now,
-    )
-
-
-def _type_value(kind: ChecksumType | None) -> str:
-    return kind.value if kind is not None else ""
