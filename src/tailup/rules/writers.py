@@ -64,3 +64,12 @@ def seen_writer_open(found: bool | None, sight: Sight) -> bool | None:
     """``found`` as an event's ``writer_open``: False only where False means closed."""
     state = writer_fact(found, sight).state
     return {Writer.OPEN: True, Writer.CLOSED: False, Writer.UNKNOWN: None}[state]
+
+
+def may_act(*, close_seen: bool, writer_open: bool | None, proc_sees_all: bool) -> bool:
+    """Whether the file's writer is known gone, so that deleting or moving it loses nothing: no
+    writer in /proc, and either a real close was seen or /proc sees every writer (``writer_open``
+    is the raw /proc answer; ``proc_sees_all`` is the scope's Sight.sees_every_writer)."""
+    if writer_open is not False:
+        return False  # a writer holds it, or /proc cannot tell
+    return close_seen or proc_sees_all
