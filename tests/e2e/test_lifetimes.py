@@ -148,13 +148,16 @@ def test_delete_then_a_new_file_on_the_reused_inode_is_a_new_recording(
     inode = write_closed(path, first)
     deployment.wait_for_objects(first)
     second = None
+    written = [first]
     for attempt in range(5):  # the reuse is what this test is about: make sure it happened
         path.unlink()
         candidate = content(6 * MiB + 99, f"second take {attempt}")
         if write_closed(path, candidate) == inode:
             second = candidate
             break
-        deployment.wait_for_objects(first, candidate)  # a new inode: a new recording anyway
+        written.append(candidate)
+        # A new inode: a new recording anyway, beside every one before it.
+        deployment.wait_for_objects(*written)
         first, inode = candidate, path.stat().st_ino
     assert second is not None, "ext4 never reused the inode number in 5 tries"
     found = deployment.wait_for_objects(*(set(deployment.objects().values()) | {second}))
