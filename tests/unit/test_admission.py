@@ -38,6 +38,7 @@ from tailup.rules.vocabulary import (
     LookLater,
     MoveRecord,
     Note,
+    Release,
     Remember,
     Start,
     Unreadable,
@@ -85,6 +86,7 @@ WHERE = Where(
 )
 BEFORE_START = dataclasses.replace(WHERE, started_ns=5_000)
 SHARED = dataclasses.replace(WHERE, placement=Placement(ROOT, "nas", SHARE), shared=True)
+SHARE_SID0 = stream_id_for(SHARE, SEEN, life=0)
 
 
 def rec(sid: str = SID0, **changes: Any) -> StreamRecord:
@@ -365,6 +367,57 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], 
         {AskStat(P): ST, AskHistory(P): (LIVE.with_changes(scope=SHARE), {}), AskClaim(SID0): True},
         ["AskStat", "AskHistory", "AskClaim"],
         lambda act: starts(act)[0].resumed,
+    ),
+    (
+        "a shared file S3 has whole: recorded, and its claim given back (N7)",
+        dataclasses.replace(SHARED, started_ns=5_000),
+        {
+            **NEW_FILE,
+            AskRecord(SHARE_SID0): None,
+            AskClaim(SHARE_SID0): True,
+            AskS3(f"{SHARE_SID0}/cam1.ts", SHARE_SID0, 1000, 50, False): Finding(
+                Found.COMPLETED, "whole", sidecar={}
+            ),
+            AskReserve(f"{SHARE_SID0}/cam1.ts", SHARE_SID0): None,
+            AskCreate(SHARE_SID0, NEW0): True,
+        },
+        [
+            "AskStat",
+            "AskHistory",
+            "AskGeneration",
+            "AskRecord",
+            "AskClaim",
+            "AskS3",
+            "AskReserve",
+            "AskCreate",
+        ],
+        lambda act: not starts(act) and act.commands[-1] == Release(SHARE_SID0),
+    ),
+    (
+        "a shared file whose record another event made meanwhile: its claim given back (N7)",
+        SHARED,
+        {
+            **NEW_FILE,
+            AskRecord(SHARE_SID0): None,
+            AskClaim(SHARE_SID0): True,
+            AskKey(f"{SHARE_SID0}/cam1.ts", SHARE_SID0, False): f"{SHARE_SID0}/cam1.ts",
+            AskCreate(SHARE_SID0, NEW0): False,
+        },
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskClaim", "AskKey", "AskCreate"],
+        lambda act: act.commands == (Release(SHARE_SID0),),
+    ),
+    (
+        "a new shared file: claimed, started, the claim kept",
+        SHARED,
+        {
+            **NEW_FILE,
+            AskRecord(SHARE_SID0): None,
+            AskClaim(SHARE_SID0): True,
+            AskKey(f"{SHARE_SID0}/cam1.ts", SHARE_SID0, False): f"{SHARE_SID0}/cam1.ts",
+            AskCreate(SHARE_SID0, NEW0): True,
+        },
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskClaim", "AskKey", "AskCreate"],
+        lambda act: [type(c) for c in act.commands] == [Start],
     ),
     (
         "grown after completion, first part the same: the next generation",

@@ -52,6 +52,7 @@ from tailup.rules.vocabulary import (
     LookLater,
     MoveRecord,
     Note,
+    Release,
     Remember,
     Start,
     Unreadable,
@@ -251,7 +252,7 @@ class CoreMachine(RuleBasedStateMachine):
                     w.elsewhere[at] = until
                 case FinishAfterUpload(record, close_seen):
                     self.after_upload(record.stream_id, path, close_seen)
-                case Remember() | Note():
+                case Remember() | Note() | Release():
                     pass
 
     def after_upload(self, sid: str, path: Path, close_seen: bool) -> bool:

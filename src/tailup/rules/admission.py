@@ -70,6 +70,7 @@ from tailup.rules.vocabulary import (
     LookLater,
     MoveRecord,
     Note,
+    Release,
     Remember,
     Start,
     Unasked,
@@ -108,9 +109,22 @@ def _need(f: Facts, ask: Ask[T]) -> T:
 def decide(f: Facts, w: Where) -> Ask[Any] | Act:
     """The next question, or what to do (see the module doc for the rules in order)."""
     try:
-        return _decide(f, w)
+        act = _decide(f, w)
     except _Need as need:
         return need.ask
+    return _released(f, w, act)
+
+
+def _released(f: Facts, w: Where, act: Act) -> Act:
+    """Every claim this look took for a recording it starts no stream for is given back (a
+    recording S3 has whole, a record another event made, a life skipped, another node's):
+    kept, it would be renewed forever and hold the recording from every other node (N7)."""
+    started = {c.record.stream_id for c in act.commands if isinstance(c, Start)}
+    claimed = sorted(
+        ask.stream_id for ask, got in f.answers.items() if isinstance(ask, AskClaim) and got is True
+    )
+    releases = tuple(Release(sid) for sid in claimed if sid not in started and sid not in w.running)
+    return Act((*act.commands, *releases), act.why) if releases else act
 
 
 def _decide(f: Facts, w: Where) -> Act:
@@ -220,7 +234,7 @@ def _known(
         if not _claimed(f, w, previous):
             return _elsewhere(f, w)
         note = Note("resuming stream", (("stream_id", previous.stream_id),))
-        return Act((*before, note, Start(previous, parts, True, "")), judgement.reason)
+        return Act((*before, note, Start(previous, parts, resumed=True, why="")), judgement.reason)
     assert verdict in (Seen.GREW, Seen.RESTART), verdict
     if not _claimed(f, w, previous):
         return _elsewhere(f, w)
@@ -230,7 +244,8 @@ def _known(
         )
     record = next_generation(previous, st, seen, w.now)
     return Act(
-        (*before, Write(record), Start(record, {}, False, judgement.reason)), judgement.reason
+        (*before, Write(record), Start(record, {}, resumed=False, why=judgement.reason)),
+        judgement.reason,
     )
 
 
@@ -301,7 +316,7 @@ def _create_found(f: Facts, w: Where, record: StreamRecord, st: FileStat, findin
             return Act((), "another event made it meanwhile")
         fields = (*_named(adopted, finding.reason), ("upload_id", finding.upload_id))
         note = Note("open upload adopted from S3", fields)
-        return Act((note, Start(adopted, {}, True, "")), finding.reason)
+        return Act((note, Start(adopted, {}, resumed=True, why="")), finding.reason)
     # OTHER: the key is another recording's, and claim_key suffixes it even where the template
     # is otherwise unique; NOTHING: the usual claim.
     check = finding.found is Found.OTHER or w.check_keys
@@ -310,7 +325,7 @@ def _create_found(f: Facts, w: Where, record: StreamRecord, st: FileStat, findin
     if not _need(f, AskCreate(sid, fresh)):
         return Act((), "another event made it meanwhile")
     why = finding.reason or "a new recording"
-    return Act((Start(fresh, {}, False, why),), why)
+    return Act((Start(fresh, {}, resumed=False, why=why),), why)
 
 
 def _named(record: StreamRecord, why: str) -> tuple[tuple[str, str], ...]:

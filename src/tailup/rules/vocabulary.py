@@ -7,15 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from tailup.model import PartRecord, StreamRecord
 from tailup.recovery import Finding
 from tailup.rules.records import Placement, RecordDefaults
 from tailup.source import FileStat
-
-if TYPE_CHECKING:
-    pass
 
 T = TypeVar("T")
 
@@ -158,6 +155,13 @@ class FinishAfterUpload:
 
 
 @dataclass(frozen=True, slots=True)
+class Release:
+    """Give back a shared folder's claim taken for a file that starts no stream here (N7)."""
+
+    stream_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Note:
     """An info log line."""
 
@@ -166,7 +170,7 @@ class Note:
     warn: bool = False
 
 
-Command = Start | Write | MoveRecord | Remember | LookLater | FinishAfterUpload | Note
+Command = Start | Write | MoveRecord | Remember | LookLater | FinishAfterUpload | Release | Note
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,9 +219,8 @@ class Facts:
     answers: Mapping[Ask[Any], object] = field(default_factory=dict)
 
     def get(self, ask: Ask[T]) -> T | Unasked:
-        if ask in self.answers:
-            return cast(T, self.answers[ask])
-        return UNASKED
+        got = self.answers.get(ask, UNASKED)
+        return got if isinstance(got, Unasked) else cast(T, got)
 
     def answered(self, ask: Ask[T], answer: T) -> Facts:
         return Facts(self.path, self.writer_closed, {**self.answers, ask: answer})

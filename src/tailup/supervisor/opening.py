@@ -50,6 +50,7 @@ from tailup.rules.vocabulary import (
     LookLater,
     MoveRecord,
     Note,
+    Release,
     Remember,
     Start,
     Unreadable,
@@ -180,6 +181,9 @@ class Opening(SupervisorState):
                     self._elsewhere[at] = until_mono
                 case FinishAfterUpload(record, close_seen):
                     await self._pending_after_upload(record, writer_closed=close_seen)
+                case Release(stream_id):
+                    if stream_id not in self._by_id:
+                        await self._release_claim(stream_id)
                 case Note(event, fields, warn):
                     (log.warning if warn else log.info)(
                         event, **{"path": str(path), **dict(fields)}

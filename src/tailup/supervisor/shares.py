@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import time
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,6 +15,7 @@ from tailup.checkpoint import Claim
 from tailup.errors import (
     RetryableError,
     SourceStalled,
+    TailupError,
 )
 from tailup.keys import (
     index_path,
@@ -63,64 +63,74 @@ class Shares(SupervisorState):
         for _name, scope in self._shares.values():
             await self._resume_scope(scope)
 
-    async def _may_work_on(self, record: StreamRecord) -> bool:
-        """A shared folder's recording is worked on by the node holding its lease only; this
-        node takes it when nobody holds it (new, or its holder died: the lease expired)."""
-        if not record.scope.startswith("share:"):
-            return True
-        got = await self._checkpoints.claim(
-            record.stream_id, self._node_id, self._settings.lease_ttl
-        )
-        if isinstance(got, Claim):
-            self._elsewhere.pop(Path(record.path), None)
-            return True
-        log.debug("another node uploads it", stream_id=record.stream_id, holder=got)
-        # Its writer's events keep coming here too: not a claim attempt per write. A takeover
-        # is the lease round's (_resume_scope), not an event's.
-        self._elsewhere[Path(record.path)] = time.monotonic() + self._settings.lease_ttl / 3
-        return False
-
     async def _resume_scope(self, scope: str) -> None:
+        """Start every live stream of a scope that runs nowhere here. In a shared folder's scope
+        the claim comes first and the record is loaded only once claimed: a round costs one
+        claim per recording other nodes hold, not a load of each with its parts (N11), and a
+        record completed meanwhile is read as completed, not resumed stale. A claim that
+        starts no stream is given back (N7)."""
+        shared = scope != self._scope
         for stream_id in await self._checkpoints.live_stream_ids(scope):
             if stream_id in self._by_id:
                 continue
-            loaded = await self._checkpoints.load(stream_id)
-            if loaded is None:
+            if shared and not await self._claim(stream_id):
                 continue
-            record, parts = self._localize(loaded[0]), loaded[1]
-            if scope != self._scope and record.state.is_resumable:
-                if not await self._may_work_on(record):
-                    continue
-                if record.owner != self._node_id:
-                    log.info(
-                        "taking over a shared folder's recording",
-                        stream_id=stream_id,
-                        previous_owner=record.owner,
-                        path=record.path,
-                    )
-                    await self._checkpoints.update(stream_id, owner=self._node_id)
-                    record = record.with_changes(owner=self._node_id)
-            if not record.state.is_resumable:
-                await self._leave_live_set(record)
-                continue
-            if containing_root(Path(record.path), self._roots) is None:
-                # Not this daemon's folders (any more): touch nothing, delete nothing.
-                log.warning(
-                    "live stream not resumed: its folder is not watched",
-                    stream_id=stream_id,
-                    path=record.path,
-                )
-                continue
-            if Path(record.path) in self._streams:
-                continue
-            log.info(
-                "resuming stream",
+            try:
+                started = await self._resume_one(stream_id, shared=shared)
+            except TailupError:
+                if shared:
+                    await self._release_claim(stream_id)
+                raise
+            if shared and not started:
+                await self._release_claim(stream_id)
+
+    async def _claim(self, stream_id: str) -> bool:
+        got = await self._checkpoints.claim(stream_id, self._node_id, self._settings.lease_ttl)
+        if not isinstance(got, Claim):
+            log.debug("another node uploads it", stream_id=stream_id, holder=got)
+        return isinstance(got, Claim)
+
+    async def _release_claim(self, stream_id: str) -> None:
+        with contextlib.suppress(TailupError):
+            await self._checkpoints.release_claim(stream_id)
+
+    async def _resume_one(self, stream_id: str, *, shared: bool) -> bool:
+        """Resume one live record (claimed already, in a shared folder): whether it started."""
+        loaded = await self._checkpoints.load(stream_id)
+        if loaded is None:
+            return False
+        record, parts = self._localize(loaded[0]), loaded[1]
+        if not record.state.is_resumable:
+            await self._leave_live_set(record)
+            return False
+        if containing_root(Path(record.path), self._roots) is None:
+            # Not this daemon's folders (any more): touch nothing, delete nothing.
+            log.warning(
+                "live stream not resumed: its folder is not watched",
                 stream_id=stream_id,
                 path=record.path,
-                parts=len(parts),
-                state=record.state.value,
             )
-            self._start(record, parts, writer_closed=False, resumed=True)
+            return False
+        if Path(record.path) in self._streams or stream_id in self._by_id:
+            return False
+        if shared and record.owner != self._node_id:
+            log.info(
+                "taking over a shared folder's recording",
+                stream_id=stream_id,
+                previous_owner=record.owner,
+                path=record.path,
+            )
+            await self._checkpoints.update(stream_id, owner=self._node_id)
+            record = record.with_changes(owner=self._node_id)
+        log.info(
+            "resuming stream",
+            stream_id=stream_id,
+            path=record.path,
+            parts=len(parts),
+            state=record.state.value,
+        )
+        self._start(record, parts, writer_closed=False, resumed=True)
+        return True
 
     async def _leave_live_set(self, record: StreamRecord) -> None:
         """A stream that ended, still in the live set: the process died between the state write

@@ -220,7 +220,7 @@ class SupervisorState:
     async def _look_at_shares(self) -> None:
         raise NotImplementedError
 
-    async def _may_work_on(self, record: StreamRecord) -> bool:
+    async def _release_claim(self, stream_id: str) -> None:
         raise NotImplementedError
 
     def _start(
