@@ -59,9 +59,6 @@ ROUTE_RETRY_S = 2.0
 # moved in together, few enough to stay within the S3 client's spare connections.
 ROUTE_CONCURRENCY = 16
 UNCHANGED_REMEMBERED = 10_000
-# Ids derived from one file identity that may belong to other recordings (tailup.identity): past
-# this many, a random id (nothing can be found again by identity then, S3 keys still never clash).
-MAX_LIVES = 64
 TRIM_EVERY_S = 600.0
 
 
