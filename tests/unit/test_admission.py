@@ -320,6 +320,30 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], 
         ),
     ),
     (
+        "a shared file's pending action: done by the node that claims it, claim given back",
+        SHARED,
+        {
+            AskStat(P): ST,
+            AskHistory(P): (DONE.with_changes(after_upload_pending=True, scope=SHARE), {}),
+            AskClaim(SID0): True,
+        },
+        ["AskStat", "AskHistory", "AskClaim"],
+        lambda act: (
+            isinstance(act.commands[0], FinishAfterUpload) and act.commands[1] == Release(SID0)
+        ),
+    ),
+    (
+        "a shared file's pending action another node claimed: not done here",
+        SHARED,
+        {
+            AskStat(P): ST,
+            AskHistory(P): (DONE.with_changes(after_upload_pending=True, scope=SHARE), {}),
+            AskClaim(SID0): False,
+        },
+        ["AskStat", "AskHistory", "AskClaim"],
+        lambda act: act.commands == (LookLater(P, 110.0),),
+    ),
+    (
         "aborted by the operator, a pending flag inherited: never acted on (N3)",
         WHERE,
         {

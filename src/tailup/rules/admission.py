@@ -225,6 +225,10 @@ def _known(
     verdict = judgement.seen
     if verdict is Seen.UNCHANGED:
         if pending_action_may_run(previous, st.size, st.mtime_ns):
+            # In a shared folder every node sees the file: the one that claims the recording
+            # acts (its claim given back after), the others look again later (N1).
+            if not _claimed(f, w, previous):
+                return _elsewhere(f, w)
             finish = FinishAfterUpload(previous, close_seen=f.writer_closed)
             return Act((*before, finish), "a pending after-upload action")
         return Act((*before, Remember(f.path, look)), judgement.reason)
