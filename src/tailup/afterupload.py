@@ -20,11 +20,14 @@ import structlog
 from tailup.config import AfterUploadKind
 from tailup.errors import SourceError, SourceStalled
 from tailup.offload import run_blocking
+from tailup.rules.writers import may_act
 from tailup.sameupload import UploadedFile, holds_upload
 from tailup.source import FileStat, stat_file
 from tailup.watcher import writers_open
 
 log = structlog.get_logger(__name__)
+
+__all__ = ["AfterUpload", "act", "may_act", "proc_sees_every_writer", "run_after_upload"]
 
 # The initial PID namespace has this fixed inode number (include/linux/proc_ns.h).
 _INIT_PID_NS_INODE = 0xEFFFFFFC
@@ -37,13 +40,6 @@ def proc_sees_every_writer(proc: Path = Path("/proc")) -> bool:
         return os.stat(proc / "self" / "ns" / "pid").st_ino == _INIT_PID_NS_INODE
     except OSError:
         return False
-
-
-def may_act(*, close_seen: bool, writer_open: bool | None, proc_sees_all: bool) -> bool:
-    """Whether the file's writer is known gone, so that deleting or moving it loses nothing."""
-    if writer_open is not False:
-        return False  # a writer holds it, or /proc cannot tell
-    return close_seen or proc_sees_all
 
 
 def act(

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +45,9 @@ class Deployment:
         self.s3, self.bucket = s3_client, bucket
         self.daemon: DaemonProcess | None = None
 
-    def start(self, *extra: str, endpoint_url: str | None = None) -> DaemonProcess:
+    def start(
+        self, *extra: str, endpoint_url: str | None = None, wrapper: Sequence[str] = ()
+    ) -> DaemonProcess:
         args = [
             *self.connection,
             "--watch",
@@ -57,7 +62,9 @@ class Deployment:
         ]
         if endpoint_url is not None:
             args = [*args, "--endpoint-url", endpoint_url]
-        self.daemon = start_daemon(args, self.env, self.tmp / "daemon.log", self.tmp)
+        self.daemon = start_daemon(
+            args, self.env, self.tmp / "daemon.log", self.tmp, wrapper=wrapper
+        )
         self.daemon.wait_for_event("watching")
         return self.daemon
 
@@ -150,13 +157,16 @@ def test_delete_then_a_new_file_on_the_reused_inode_is_a_new_recording(
     inode = write_closed(path, first)
     deployment.wait_for_objects(first)
     second = None
+    written = [first]
     for attempt in range(5):  # the reuse is what this test is about: make sure it happened
         path.unlink()
         candidate = content(6 * MiB + 99, f"second take {attempt}")
         if write_closed(path, candidate) == inode:
             second = candidate
             break
-        deployment.wait_for_objects(first, candidate)  # a new inode: a new recording anyway
+        written.append(candidate)
+        # A new inode: a new recording anyway, beside every one before it.
+        deployment.wait_for_objects(*written)
         first, inode = candidate, path.stat().st_ino
     assert second is not None, "ext4 never reused the inode number in 5 tries"
     found = deployment.wait_for_objects(*(set(deployment.objects().values()) | {second}))
@@ -210,6 +220,66 @@ def test_a_paused_writer_is_never_deleted_under_and_its_later_bytes_are_uploaded
     (key,) = deployment.wait_for_objects(before + after)
     poll(lambda: not path.exists(), "the file deleted once its writer closed it", alive=daemon)
     assert key.endswith("cam1.ts")
+
+
+def _own_pid_namespace_works() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True, check=False
+    )
+    return probe.returncode == 0
+
+
+def _stop_inside_namespace(daemon: DaemonProcess) -> int:
+    """SIGTERM to the daemon itself: `unshare --fork` neither forwards it nor dies of it."""
+    unshare_pid = daemon.proc.pid
+    children = Path(f"/proc/{unshare_pid}/task/{unshare_pid}/children").read_text().split()
+    for child in children:
+        os.kill(int(child), signal.SIGTERM)
+    return daemon.proc.wait(timeout=30)
+
+
+@pytest.mark.skipif(not _own_pid_namespace_works(), reason="needs unshare --pid (root)")
+def test_in_its_own_pid_namespace_a_paused_writer_keeps_its_whole_recording(
+    deployment: Deployment,
+) -> None:
+    """The Docker image's case (N1): tailup in a PID namespace of its own, so its /proc does not
+    list the recorder; the feed stalls past --idle-timeout. "No writer visible" is unknown
+    there, not a close: the file stays until its writer really closes it, and every byte after
+    the stall reaches S3."""
+    wrapper = ["unshare", "--pid", "--fork", "--mount-proc"]
+    daemon = deployment.start("--idle-timeout", "1", "--after-upload", "delete", wrapper=wrapper)
+    path = deployment.watch / "cam1.ts"
+    before = content(6 * MiB, "before the stall")
+    after = content(3 * MiB, "after the stall")
+    pending = "after-upload action pending: a writer may still hold the file"
+    handled = "source handled after verified upload"
+    try:
+        with path.open("wb") as out:
+            out.write(before)
+            out.flush()
+            daemon.wait_for_event(pending)
+            deployment.wait_for_objects(before)
+            # The completion's first look again has run once it lingers (or once it acted: it
+            # took the blind /proc's "no writer visible" for a close).
+            lingers = "completed while a writer may hold it: looked at again later"
+            poll(
+                lambda: any(e.get("event") in (handled, lingers) for e in daemon.events()),
+                "the look after the idle completion",
+                alive=daemon,
+            )
+            assert path.exists(), "deleted under its writer, which /proc could not see"
+            out.write(after)
+            out.flush()
+            # Its bytes after the stall are a later generation of the same recording.
+            deployment.wait_for_objects(before + after)
+            assert path.exists(), "deleted under its writer, which /proc could not see"
+        poll(lambda: not path.exists(), "the file deleted after its real close", alive=daemon)
+        (key,) = deployment.wait_for_objects(before + after)
+        assert key.endswith("cam1.ts")
+    finally:
+        assert _stop_inside_namespace(daemon) == 0, daemon.tail()
 
 
 def test_rename_mid_recording_then_a_new_file_at_the_old_name(deployment: Deployment) -> None:

@@ -16,7 +16,7 @@ from harness import content, object_bytes, running_daemon, wait_until
 from tailup.checkpoint import RedisCheckpointStore
 from tailup.errors import SourceUnreadable
 from tailup.keys import metadata_key
-from tailup.model import StreamState
+from tailup.model import EndCause, StreamState
 from tailup.plan import MiB
 from tailup.s3 import S3MultipartStore
 from tailup.stream.sha256after import Sha256Result, finish_sha256
@@ -90,3 +90,35 @@ async def test_a_sha256_cut_short_is_finished_later_into_redis_and_metadata_json
     assert (after[0].sha256, after[0].sha256_pending) == (want, False)
     sidecar = json.loads(object_bytes(s3_client, bucket, metadata_key(record.key)))
     assert sidecar["checksums"]["sha256"] == want
+
+
+async def test_an_aborted_later_generation_never_runs_the_pending_action_of_an_earlier_one(
+    daemon_args: dict[str, Any], watch: Path, s3_client: Any, bucket: str
+) -> None:
+    """N3: generation 1 completed on idle under its writer (the delete pending); the writer went
+    on, so generation 2 started under the same record, and `tailup abort` ended it. The file
+    now holds bytes S3 has not got whole: nothing may delete it, whatever the record's flag says
+    (a record written before the fix still carries generation 1's)."""
+    path = watch / "cam1.ts"
+    first = content(300_000, "before the stall")
+    options = {"idle_timeout": 1, "after_upload": "delete"}
+    with path.open("wb") as out:
+        out.write(first)
+        out.flush()
+        async with running_daemon(**daemon_args, **options) as daemon:
+            record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
+            assert record.after_upload_pending
+            await daemon.checkpoints.inner.update(
+                record.stream_id,
+                state=StreamState.ABORTED,
+                end_cause=EndCause.OPERATOR,
+                generation=2,
+                error="aborted by the operator",
+            )
+        out.write(content(200_000, "after the stall"))
+    async with running_daemon(**daemon_args, **options) as daemon:
+        await wait_until(lambda: daemon.supervisor.events_routed >= 1, "the file looked at")
+        latest = await daemon.record_for(path)
+        assert latest is not None and latest.state is StreamState.ABORTED
+    assert path.exists(), "deleted, though S3 never got its later bytes"
+    assert object_bytes(s3_client, bucket, record.key) == first

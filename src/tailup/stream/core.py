@@ -125,6 +125,12 @@ class Stream(Collaborator):
     def last_seen_size(self) -> int | None:
         return self._ctx.last_seen.size if self._ctx.last_seen else None
 
+    @property
+    def close_seen(self) -> bool:
+        """Its writer's close was told and nothing was written since (also a close told while
+        it finalized on idle, too late for that finalize's after-upload action)."""
+        return self._closed_at is not None
+
     def on_modified(self) -> None:
         """Look at the file now rather than at the next poll (a change seen after a close still
         means the writer came back: _note_change decides that from the file itself)."""

@@ -1,0 +1,613 @@
+"""tailup.rules.admission: every branch of "what now?" for a file, as a row: the facts (canned
+answers to the questions the core asks), the questions asked in order, and the final act. No
+Redis, no S3, no files. The list of questions pins the cost contracts: a new recording born
+since the start costs no S3 request; statx alone unless only the inode generation can tell."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tailup.checksums import ChecksumAlgorithm
+from tailup.identity import FileIdentity, stream_id_for
+from tailup.model import EndCause, PartRecord, StreamRecord, StreamState
+from tailup.plan import PartSizing
+from tailup.recovery import Finding, Found
+from tailup.rules.admission import MAX_LIVES, decide
+from tailup.rules.records import Placement, RecordDefaults, new_record
+from tailup.rules.vocabulary import (
+    Act,
+    Ask,
+    AskClaim,
+    AskCreate,
+    AskGeneration,
+    AskHead,
+    AskHistory,
+    AskKey,
+    AskRecord,
+    AskReserve,
+    AskS3,
+    AskSha256,
+    AskStat,
+    Facts,
+    FinishAfterUpload,
+    LookLater,
+    MoveRecord,
+    Note,
+    Release,
+    Remember,
+    Start,
+    Unreadable,
+    Where,
+    Write,
+)
+from tailup.source import FileStat
+
+NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+ROOT = Path("/rec")
+P = ROOT / "cam1.ts"
+OLD = ROOT / "old.ts"
+SCOPE = "node:n1"
+SHARE = "share:nas"
+INODE, BIRTH, GEN = 42, 1_000, 9
+ST = FileStat(size=1000, mtime_ns=50, device=1, inode=INODE, birth_ns=BIRTH)
+LOOK = (INODE, BIRTH, 1000, 50)
+SEEN = FileIdentity(1, INODE, BIRTH, GEN)  # as recorded: the generation read for a new life
+SID0 = stream_id_for(SCOPE, SEEN, life=0)
+SID1 = stream_id_for(SCOPE, SEEN, life=1)
+DEFAULTS = RecordDefaults(
+    bucket="b",
+    key_template="{stream_id}/{relpath}",
+    prefix="",
+    part_size=5 << 20,
+    part_sizing=PartSizing.GROWING,
+    checksum=ChecksumAlgorithm.CRC32,
+    hostname="h",
+    node_id="n1",
+)
+WHERE = Where(
+    placement=Placement(ROOT, "rec", SCOPE),
+    shared=False,
+    defaults=DEFAULTS,
+    now=NOW,
+    now_ns=10_000,
+    now_mono=100.0,
+    started_ns=500,  # the file (born at 1,000) was born since: S3 cannot know it
+    fresh_id="fresh",
+    redis_lost=False,
+    keep_records_s=0,
+    lease_ttl_s=30.0,
+    unique_template=True,
+    check_keys=False,
+)
+BEFORE_START = dataclasses.replace(WHERE, started_ns=5_000)
+SHARED = dataclasses.replace(WHERE, placement=Placement(ROOT, "nas", SHARE), shared=True)
+SHARE_SID0 = stream_id_for(SHARE, SEEN, life=0)
+
+
+def rec(sid: str = SID0, **changes: Any) -> StreamRecord:
+    base = new_record(DEFAULTS, Placement(ROOT, "rec", SCOPE), P, ST, SEEN, sid, NOW)
+    return base.with_changes(**changes)
+
+
+NEW0 = rec()
+DONE = rec(
+    state=StreamState.COMPLETED,
+    final_size=1000,
+    final_mtime_ns=50,
+    head_size=100,
+    head_crc32=7,
+    total_bytes_sent=1000,
+)
+LIVE = rec(state=StreamState.UPLOADING, total_bytes_sent=500)
+PARTS = {1: PartRecord(number=1, size=100, etag="e", crc32=7)}
+GROWN = dataclasses.replace(ST, size=2000, mtime_ns=60)
+NO_HISTORY: tuple[None, dict[int, PartRecord]] = (None, {})
+
+Answers = Mapping[Ask[Any], object] | Callable[[Ask[Any]], object]
+
+
+def drive(
+    where: Where, answers: Answers, *, path: Path = P, writer_closed: bool = False
+) -> tuple[list[Ask[Any]], Act]:
+    """Feed canned answers until the core acts; the questions it asked, in order."""
+    facts = Facts(path, writer_closed)
+    asked: list[Ask[Any]] = []
+    for _ in range(10 * MAX_LIVES):
+        step = decide(facts, where)
+        if isinstance(step, Act):
+            assert len(set(asked)) == len(asked), f"a question asked twice: {asked}"
+            return asked, step
+        asked.append(step)
+        answer = answers(step) if callable(answers) else answers[step]
+        facts = facts.answered(step, answer)
+    raise AssertionError(f"no act after {len(asked)} questions: {asked[-5:]}")
+
+
+def kinds(asked: list[Ask[Any]]) -> list[str]:
+    return [type(a).__name__ for a in asked]
+
+
+def starts(act: Act) -> list[Start]:
+    return [c for c in act.commands if isinstance(c, Start)]
+
+
+NEW_FILE = {
+    AskStat(P): ST,
+    AskHistory(P): NO_HISTORY,
+    AskGeneration(P, INODE): GEN,
+    AskRecord(SID0): None,
+    AskKey(f"{SID0}/cam1.ts", SID0, False): f"{SID0}/cam1.ts",
+    AskCreate(SID0, NEW0): True,
+}
+S3_KEY = AskS3(f"{SID0}/cam1.ts", SID0, 1000, 50, False)
+
+
+# -- rows: (name, where, answers, questions asked, check of the act) --------------------------
+
+
+def _new_started(act: Act) -> None:
+    (start,) = starts(act)
+    assert start.record.stream_id == SID0 and not start.resumed and start.parts == {}
+    assert (start.record.inode_generation, start.record.birth_ns) == (GEN, BIRTH)
+
+
+def _nothing(act: Act) -> None:
+    assert act.commands == ()
+
+
+ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], None]]] = [
+    (
+        "another node's file is looked at later, without a stat",
+        dataclasses.replace(WHERE, elsewhere_until=101.0),
+        {},
+        [],
+        _nothing,
+    ),
+    (
+        "a file that cannot be read is not uploaded, said why",
+        WHERE,
+        {AskStat(P): Unreadable("permission denied")},
+        ["AskStat"],
+        lambda act: (
+            isinstance(act.commands[0], Note) and act.commands[0].warn and "permission" in act.why
+        ),
+    ),
+    (
+        "judged unchanged already: one stat, nothing loaded",
+        dataclasses.replace(WHERE, unchanged=LOOK),
+        {AskStat(P): ST},
+        ["AskStat"],
+        lambda act: act.commands == (Remember(P, LOOK),),
+    ),
+    (
+        "a new file born since the start: no S3 request",
+        WHERE,
+        NEW_FILE,
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskKey", "AskCreate"],
+        lambda act: _new_started(act) or act.why == "a file born since tailup started",
+    ),
+    (
+        "no free key: the stream claims it first and fails where status shows it (N4)",
+        WHERE,
+        {
+            **NEW_FILE,
+            AskKey(f"{SID0}/cam1.ts", SID0, False): None,
+            AskCreate(SID0, NEW0.with_changes(key_pending=True)): True,
+        },
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskKey", "AskCreate"],
+        lambda act: [s.record.key_pending for s in starts(act)] == [True],
+    ),
+    (
+        "a new file born before the start: S3 asked first, has nothing",
+        BEFORE_START,
+        {**NEW_FILE, S3_KEY: Finding(Found.NOTHING, "")},
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskS3", "AskKey", "AskCreate"],
+        lambda act: _new_started(act) or act.why == "a new recording",
+    ),
+    (
+        "S3 has it whole: recorded as completed, not uploaded",
+        BEFORE_START,
+        {
+            **NEW_FILE,
+            S3_KEY: Finding(Found.COMPLETED, "its metadata.json", sidecar={"generation": 2}),
+            AskReserve(f"{SID0}/cam1.ts", SID0): None,
+        },
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskS3", "AskReserve", "AskCreate"],
+        lambda act: not starts(act) and isinstance(act.commands[0], Note),
+    ),
+    (
+        "S3 has it whole but another stream reserved its key: a key of its own",
+        BEFORE_START,
+        {
+            **NEW_FILE,
+            S3_KEY: Finding(Found.COMPLETED, "its metadata.json", sidecar={}),
+            AskReserve(f"{SID0}/cam1.ts", SID0): "other",
+            AskKey(f"{SID0}/cam1.ts", SID0, True): f"{SID0}/cam1-2.ts",
+        },
+        [
+            "AskStat",
+            "AskHistory",
+            "AskGeneration",
+            "AskRecord",
+            "AskS3",
+            "AskReserve",
+            "AskKey",
+            "AskCreate",
+        ],
+        lambda act: starts(act)[0].record.key == f"{SID0}/cam1-2.ts",
+    ),
+    (
+        "an open upload in S3 is adopted",
+        BEFORE_START,
+        {
+            **NEW_FILE,
+            S3_KEY: Finding(Found.IN_FLIGHT, "an open upload", upload_id="u1"),
+            AskReserve(f"{SID0}/cam1.ts", SID0): None,
+        },
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskS3", "AskReserve", "AskCreate"],
+        lambda act: starts(act)[0].resumed and starts(act)[0].record.upload_id == "u1",
+    ),
+    (
+        "the key holds another recording under a unique template: the next life",
+        BEFORE_START,
+        {
+            **NEW_FILE,
+            S3_KEY: Finding(Found.OTHER, "another object"),
+            AskRecord(SID1): None,
+            AskS3(f"{SID1}/cam1.ts", SID1, 1000, 50, False): Finding(Found.NOTHING, ""),
+            AskKey(f"{SID1}/cam1.ts", SID1, False): f"{SID1}/cam1.ts",
+            AskCreate(SID1, NEW0): True,
+        },
+        [
+            "AskStat",
+            "AskHistory",
+            "AskGeneration",
+            "AskRecord",
+            "AskS3",
+            "AskRecord",
+            "AskS3",
+            "AskKey",
+            "AskCreate",
+        ],
+        lambda act: starts(act)[0].record.stream_id == SID1,
+    ),
+    (
+        "another event created the record meanwhile: nothing",
+        WHERE,
+        {**NEW_FILE, AskCreate(SID0, NEW0): False},
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskKey", "AskCreate"],
+        _nothing,
+    ),
+    (
+        "found by identity under another path, completed: the record follows, unchanged",
+        WHERE,
+        {**NEW_FILE, AskRecord(SID0): (DONE.with_changes(path=str(OLD)), {})},
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord"],
+        lambda act: (
+            isinstance(act.commands[0], MoveRecord)
+            and act.commands[0].new == P
+            and act.commands[1] == Remember(P, LOOK)
+        ),
+    ),
+    (
+        "found by identity under another path while its stream runs here: not moved (N10)",
+        dataclasses.replace(WHERE, running=frozenset({SID0})),
+        {**NEW_FILE, AskRecord(SID0): (LIVE.with_changes(path=str(OLD)), {})},
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord"],
+        _nothing,
+    ),
+    (
+        "the id's record is another recording (rewritten, shorter): the next life",
+        WHERE,
+        {
+            **NEW_FILE,
+            AskRecord(SID0): (DONE.with_changes(path=str(OLD), final_size=5000), {}),
+            AskRecord(SID1): None,
+            AskKey(f"{SID1}/cam1.ts", SID1, False): f"{SID1}/cam1.ts",
+            AskCreate(SID1, NEW0): True,
+        },
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskRecord", "AskKey", "AskCreate"],
+        lambda act: starts(act)[0].record.stream_id == SID1,
+    ),
+    (
+        "the path's completed recording, unchanged: remembered, statx alone",
+        WHERE,
+        {AskStat(P): ST, AskHistory(P): (DONE, {})},
+        ["AskStat", "AskHistory"],
+        lambda act: act.commands == (Remember(P, LOOK),),
+    ),
+    (
+        "unchanged, its SHA-256 cut short and still unfinished: the action waits (N14)",
+        WHERE,
+        {
+            AskStat(P): ST,
+            AskHistory(P): (DONE.with_changes(after_upload_pending=True, sha256_pending=True), {}),
+            AskSha256(DONE.stream_id): False,
+        },
+        ["AskStat", "AskHistory", "AskSha256"],
+        lambda act: act.commands == () and "SHA-256" in act.why,
+    ),
+    (
+        "unchanged, its SHA-256 finished now: then the pending action",
+        WHERE,
+        {
+            AskStat(P): ST,
+            AskHistory(P): (DONE.with_changes(after_upload_pending=True, sha256_pending=True), {}),
+            AskSha256(DONE.stream_id): True,
+        },
+        ["AskStat", "AskHistory", "AskSha256"],
+        lambda act: isinstance(act.commands[0], FinishAfterUpload),
+    ),
+    (
+        "unchanged with its action pending: finished",
+        WHERE,
+        {AskStat(P): ST, AskHistory(P): (DONE.with_changes(after_upload_pending=True), {})},
+        ["AskStat", "AskHistory"],
+        lambda act: (
+            isinstance(act.commands[0], FinishAfterUpload) and not act.commands[0].close_seen
+        ),
+    ),
+    (
+        "a shared file's pending action: done by the node that claims it, claim given back",
+        SHARED,
+        {
+            AskStat(P): ST,
+            AskHistory(P): (DONE.with_changes(after_upload_pending=True, scope=SHARE), {}),
+            AskClaim(SID0): True,
+        },
+        ["AskStat", "AskHistory", "AskClaim"],
+        lambda act: (
+            isinstance(act.commands[0], FinishAfterUpload) and act.commands[1] == Release(SID0)
+        ),
+    ),
+    (
+        "a shared file's pending action another node claimed: not done here",
+        SHARED,
+        {
+            AskStat(P): ST,
+            AskHistory(P): (DONE.with_changes(after_upload_pending=True, scope=SHARE), {}),
+            AskClaim(SID0): False,
+        },
+        ["AskStat", "AskHistory", "AskClaim"],
+        lambda act: act.commands == (LookLater(P, 110.0),),
+    ),
+    (
+        "aborted by the operator, a pending flag inherited: never acted on (N3)",
+        WHERE,
+        {
+            AskStat(P): ST,
+            AskHistory(P): (
+                DONE.with_changes(
+                    state=StreamState.ABORTED,
+                    end_cause=EndCause.OPERATOR,
+                    after_upload_pending=True,
+                ),
+                {},
+            ),
+        },
+        ["AskStat", "AskHistory"],
+        lambda act: act.commands == (Remember(P, LOOK),),
+    ),
+    (
+        "the file of a live stream: resumed",
+        WHERE,
+        {AskStat(P): ST, AskHistory(P): (LIVE, PARTS)},
+        ["AskStat", "AskHistory"],
+        lambda act: starts(act)[0].resumed and starts(act)[0].parts == PARTS,
+    ),
+    (
+        "the file of a live stream that runs here: nothing",
+        dataclasses.replace(WHERE, running=frozenset({SID0})),
+        {AskStat(P): ST, AskHistory(P): (LIVE, PARTS)},
+        ["AskStat", "AskHistory"],
+        _nothing,
+    ),
+    (
+        "a shared folder's live recording another node holds: looked at later",
+        SHARED,
+        {
+            AskStat(P): ST,
+            AskHistory(P): (LIVE.with_changes(scope=SHARE), {}),
+            AskClaim(SID0): False,
+        },
+        ["AskStat", "AskHistory", "AskClaim"],
+        lambda act: act.commands == (LookLater(P, 110.0),),
+    ),
+    (
+        "a shared folder's live recording nobody holds: claimed and resumed",
+        SHARED,
+        {AskStat(P): ST, AskHistory(P): (LIVE.with_changes(scope=SHARE), {}), AskClaim(SID0): True},
+        ["AskStat", "AskHistory", "AskClaim"],
+        lambda act: starts(act)[0].resumed,
+    ),
+    (
+        "a shared file S3 has whole: recorded, and its claim given back (N7)",
+        dataclasses.replace(SHARED, started_ns=5_000),
+        {
+            **NEW_FILE,
+            AskRecord(SHARE_SID0): None,
+            AskClaim(SHARE_SID0): True,
+            AskS3(f"{SHARE_SID0}/cam1.ts", SHARE_SID0, 1000, 50, False): Finding(
+                Found.COMPLETED, "whole", sidecar={}
+            ),
+            AskReserve(f"{SHARE_SID0}/cam1.ts", SHARE_SID0): None,
+            AskCreate(SHARE_SID0, NEW0): True,
+        },
+        [
+            "AskStat",
+            "AskHistory",
+            "AskGeneration",
+            "AskRecord",
+            "AskClaim",
+            "AskS3",
+            "AskReserve",
+            "AskCreate",
+        ],
+        lambda act: not starts(act) and act.commands[-1] == Release(SHARE_SID0),
+    ),
+    (
+        "a shared file whose record another event made meanwhile: its claim given back (N7)",
+        SHARED,
+        {
+            **NEW_FILE,
+            AskRecord(SHARE_SID0): None,
+            AskClaim(SHARE_SID0): True,
+            AskKey(f"{SHARE_SID0}/cam1.ts", SHARE_SID0, False): f"{SHARE_SID0}/cam1.ts",
+            AskCreate(SHARE_SID0, NEW0): False,
+        },
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskClaim", "AskKey", "AskCreate"],
+        lambda act: act.commands == (Release(SHARE_SID0),),
+    ),
+    (
+        "a new shared file: claimed, started, the claim kept",
+        SHARED,
+        {
+            **NEW_FILE,
+            AskRecord(SHARE_SID0): None,
+            AskClaim(SHARE_SID0): True,
+            AskKey(f"{SHARE_SID0}/cam1.ts", SHARE_SID0, False): f"{SHARE_SID0}/cam1.ts",
+            AskCreate(SHARE_SID0, NEW0): True,
+        },
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskClaim", "AskKey", "AskCreate"],
+        lambda act: [type(c) for c in act.commands] == [Start],
+    ),
+    (
+        "grown after completion, first part the same: the next generation",
+        WHERE,
+        {
+            AskStat(P): GROWN,
+            AskHistory(P): (DONE, {}),
+            AskHead(P, 100, 7, 1, INODE): True,
+            AskGeneration(P, INODE): GEN,
+        },
+        ["AskStat", "AskHistory", "AskHead", "AskGeneration"],
+        lambda act: (
+            isinstance(act.commands[0], Write)
+            and act.commands[0].record.generation == 2
+            and starts(act)[0].record is act.commands[0].record
+        ),
+    ),
+    (
+        "grown, first part differs: a new recording",
+        WHERE,
+        {
+            **NEW_FILE,
+            AskStat(P): GROWN,
+            AskHistory(P): (DONE, {}),
+            AskHead(P, 100, 7, 1, INODE): False,
+            AskRecord(SID0): (DONE, {}),  # the id's record: judged again, rewritten
+            AskRecord(SID1): None,
+            AskKey(f"{SID1}/cam1.ts", SID1, False): f"{SID1}/cam1.ts",
+            AskCreate(SID1, NEW0): True,
+        },
+        [
+            "AskStat",
+            "AskHistory",
+            "AskHead",
+            "AskGeneration",
+            "AskRecord",
+            "AskRecord",
+            "AskKey",
+            "AskCreate",
+        ],
+        lambda act: starts(act)[0].record.stream_id == SID1,
+    ),
+    (
+        "no birth time: the inode generation tells the lives apart",
+        WHERE,
+        {
+            AskStat(P): dataclasses.replace(ST, birth_ns=0),
+            AskHistory(P): (DONE.with_changes(birth_ns=0), {}),
+            AskGeneration(P, INODE): GEN,
+        },
+        ["AskStat", "AskHistory", "AskGeneration"],
+        lambda act: isinstance(act.commands[0], Remember),
+    ),
+    (
+        "its upload ended when the file vanished; back with the same head: restarted",
+        WHERE,
+        {
+            AskStat(P): ST,
+            AskHistory(P): (
+                LIVE.with_changes(state=StreamState.ABORTED, end_cause=EndCause.SOURCE_GONE),
+                PARTS,
+            ),
+            AskHead(P, 100, 7, 1, INODE): True,
+            AskGeneration(P, INODE): GEN,
+        },
+        ["AskStat", "AskHistory", "AskHead", "AskGeneration"],
+        lambda act: isinstance(act.commands[0], Write) and len(starts(act)) == 1,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("where", "answers", "questions", "check"),
+    [pytest.param(w, a, q, c, id=name) for name, w, a, q, c in ROWS],
+)
+def test_admission(
+    where: Where,
+    answers: dict[Ask[Any], object],
+    questions: list[str],
+    check: Callable[[Act], object],
+) -> None:
+    asked, act = drive(where, answers)
+    assert kinds(asked) == questions
+    assert check(act) is not False, act
+
+
+def test_a_close_event_reaches_the_pending_action() -> None:
+    _, act = drive(
+        WHERE,
+        {AskStat(P): ST, AskHistory(P): (DONE.with_changes(after_upload_pending=True), {})},
+        writer_closed=True,
+    )
+    (finish,) = act.commands
+    assert isinstance(finish, FinishAfterUpload) and finish.close_seen
+
+
+def test_past_the_last_life_a_fresh_id() -> None:
+    """Every derived id holds another recording: a random id (fresh_id), no S3 lookup."""
+
+    def answer(ask: Ask[Any]) -> object:
+        match ask:
+            case AskStat():
+                return ST
+            case AskHistory():
+                return NO_HISTORY
+            case AskGeneration():
+                return GEN
+            case AskRecord():
+                return (DONE.with_changes(path=str(OLD), inode=INODE + 1), {})
+            case AskKey(key, _, _):
+                return key
+            case AskCreate():
+                return True
+        raise AssertionError(ask)
+
+    asked, act = drive(WHERE, answer)
+    assert kinds(asked).count("AskRecord") == MAX_LIVES
+    assert starts(act)[0].record.stream_id == "fresh"
+
+
+def test_claims_come_before_any_write() -> None:
+    """A record is never moved (or a generation written) for a file this node then declines."""
+    shared_done = DONE.with_changes(path=str(OLD), scope=SHARE)
+    _, act = drive(
+        SHARED,
+        {
+            AskStat(P): GROWN,
+            AskHistory(P): NO_HISTORY,
+            AskGeneration(P, INODE): GEN,
+            AskRecord(stream_id_for(SHARE, SEEN, life=0)): (shared_done, {}),
+            AskHead(P, 100, 7, 1, INODE): True,
+            AskClaim(SID0): False,
+        },
+    )
+    assert [type(c) for c in act.commands] == [LookLater]
