@@ -7,10 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tailup.memory_stores import MemoryMultipartStore
-
 from harness import IsolatedSettings
-from tailup.checkpoint import MemoryCheckpointStore
+from tailup.dev import MemoryCheckpointStore, MemoryMultipartStore
 from tailup.keys import share_scope
 from tailup.model import StreamRecord, StreamState
 from tailup.supervisor import Supervisor
