@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-import tailup.watcher
+import tailup.watcher.roots
 from tailup.events import EventKind, FileEvent
 from tailup.watcher import DEFAULT_INCLUDE, Watcher, WatcherError, unwatched_roots
 
@@ -474,6 +474,6 @@ def test_estale_on_a_root_is_not_a_root_gone(root: Path, monkeypatch: pytest.Mon
         raise OSError(errno.ESTALE, "Stale file handle", str(path))
 
     with monkeypatch.context() as patched:
-        patched.setattr(tailup.watcher.os, "stat", stale)
-        gone = tailup.watcher._vanished({root: (1, 2)})
+        patched.setattr(tailup.watcher.roots.os, "stat", stale)
+        gone = tailup.watcher.roots.vanished({root: (1, 2)})
     assert gone == []

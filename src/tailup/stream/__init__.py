@@ -24,7 +24,9 @@ The package, by concern, around one shared per-stream state (context.StreamConte
 - publish: Publisher, metadata.json, the COMPLETED record, the SHA-256 that follows
   (sha256after) and the after-upload action on the very file uploaded;
 - resuming: Resumer, a stream found live at start reconciled, an upload started over;
-- bookkeeping: Bookkeeper, the stream's state in Redis, stalls, aborts, failures.
+- bookkeeping: Bookkeeper, the stream's state in Redis, stalls, aborts, failures;
+- retrying: Retrier, the waits between attempts (back-off, a FAILED stream's long one that
+  `tailup retry` cuts short) and the Redis probe owed after a checkpoint write failed.
 """
 
 from tailup.stream.context import Outcome, StreamDeps

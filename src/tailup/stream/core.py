@@ -5,7 +5,6 @@ itself is done by the stream's collaborators (see tailup.stream)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 
 import structlog
@@ -14,7 +13,6 @@ from tailup import metrics
 from tailup.errors import (
     AbortedElsewhere,
     AdoptedUploadRefused,
-    CheckpointUnavailable,
     ClaimLost,
     KeyTaken,
     NoSuchUpload,
@@ -23,7 +21,7 @@ from tailup.errors import (
     RetryableError,
     SourceGone,
 )
-from tailup.model import RETRY_FIELD, EndCause, PartRecord, StreamRecord, StreamState
+from tailup.model import EndCause, PartRecord, StreamRecord, StreamState
 from tailup.plan import MAX_PARTS, PartPlan
 from tailup.retry import Backoff
 from tailup.source import FileStat
@@ -38,9 +36,8 @@ from tailup.stream.context import (
 )
 from tailup.stream.finalize import Finalizer
 from tailup.stream.resuming import Resumer
+from tailup.stream.retrying import Retrier
 from tailup.stream.sending import PartSender
-
-FAILED_RETRY_CAP_S = 1800.0
 
 # A file that changed after its upload completed has a writer that closes and comes back: wait at
 # least this long after its closes, whatever close_grace says, rather than complete it each time.
@@ -102,18 +99,11 @@ class Stream(Collaborator):
         self._pending_path: Path | None = None
         # A stream found live at start is reconciled with the file and S3 before anything else.
         self._resuming = resumed
-        # Set after Redis failed: the next attempt first waits for it to answer, rather than read
-        # and send parts that could not be checkpointed.
-        self._probe_checkpoints = False
         self._sender = PartSender(ctx, note_change=self._note_change, may_have_orphans=resumed)
         self._book = Bookkeeper(ctx, self._sender)
         self._finalizer = Finalizer(ctx, self._sender, self._book)
         self._resumer = Resumer(ctx, self._sender, self._book)
-        # The last `tailup retry` request acted on (or there before this stream started).
-        self._retry_seen = record.extra.get(RETRY_FIELD, "")
-        self._failed_backoff = Backoff(
-            base_s=deps.failed_retry_s, cap_s=max(FAILED_RETRY_CAP_S, deps.failed_retry_s)
-        )
+        self._retrier = Retrier(ctx, self._book)
 
     # -- signals from the supervisor (synchronous, cheap) --
 
@@ -199,7 +189,7 @@ class Stream(Collaborator):
         try:
             await self.deps.checkpoints.restore(self.record, self.parts)
         except RetryableError as again:
-            await self._retry_later(again, backoff)
+            await self._retrier.retry_later(again, backoff)
             return None
         self._resuming = True
         self._ctx.wake.set()
@@ -218,7 +208,7 @@ class Stream(Collaborator):
         except RecordLost:
             raise
         except RetryableError as exc:
-            await self._retry_later(exc, backoff)
+            await self._retrier.retry_later(exc, backoff)
             return None
         except _Replaced as exc:
             return await self._end_gone(str(exc), EndCause.REPLACED, Outcome.REPLACED, backoff)
@@ -227,7 +217,7 @@ class Stream(Collaborator):
             # be on its way (the same settle time as another file at the path).
             unsettled = None if self._gone_reason else self._ctx.unsettled(f"is gone ({exc})")
             if unsettled is not None:
-                await self._retry_later(unsettled, backoff)
+                await self._retrier.retry_later(unsettled, backoff)
                 return None
             return await self._end_gone(str(exc), EndCause.SOURCE_GONE, Outcome.ABORTED, backoff)
         except NoSuchUpload as exc:
@@ -241,7 +231,9 @@ class Stream(Collaborator):
         except PermanentError as exc:
             metrics.upload_error(type(exc).__name__)
             await self._book.fail(str(exc))
-            await self._wait_after_failure()
+            if await self._retrier.wait_after_failure():
+                self._resuming = True  # S3 is the truth about which parts arrived
+                self._ctx.wake.set()
             return None
 
     async def _end_gone(
@@ -254,48 +246,15 @@ class Stream(Collaborator):
         except RecordLost:
             raise  # written again whole (_restore_record), then the end is tried again
         except RetryableError as exc:
-            await self._retry_later(exc, backoff)
+            await self._retrier.retry_later(exc, backoff)
             return None
         return outcome
-
-    async def _wait_after_failure(self) -> None:
-        """Wait out the failed back-off (doubling from deps.failed_retry_s to 30 min), or until
-        `tailup retry` asks (a field in the record, polled) or the daemon stops; then try again
-        from the checkpoint, reconciled with S3 like after a restart."""
-        delay = self._failed_backoff.next_delay_s()
-        deadline = self.deps.clock() + delay
-        self._log.info("failed stream waits before its next try", retry_in_s=round(delay, 1))
-        while not self._ctx.stop.is_set() and self.deps.clock() < deadline:
-            await self._sleep_unless_stopped(
-                min(self.deps.retry_poll_s, deadline - self.deps.clock())
-            )
-            with contextlib.suppress(RetryableError):
-                asked = await self.deps.checkpoints.get_field(self.stream_id, RETRY_FIELD) or ""
-                if asked != self._retry_seen:
-                    # Consumed: the next failure waits again rather than take it for a new ask.
-                    self._retry_seen = asked
-                    self._log.info("retry asked for", at=asked)
-                    break
-        if self._ctx.stop.is_set():
-            return
-        self._resuming = True  # S3 is the truth about which parts arrived
-        self._ctx.wake.set()
-
-    async def _retry_later(self, exc: RetryableError, backoff: Backoff) -> None:
-        metrics.upload_error(type(exc).__name__)
-        metrics.RETRIES.inc()
-        if isinstance(exc, CheckpointUnavailable):
-            self._probe_checkpoints = True
-        delay = backoff.next_delay_s()
-        await self._book.stall(exc, delay)
-        await self._sleep_unless_stopped(delay)
-        self._ctx.wake.set()
 
     async def _upload_vanished(self, exc: NoSuchUpload, backoff: Backoff) -> Outcome | None:
         try:
             return await self._resumer.upload_vanished(exc)
         except RetryableError as again:
-            await self._retry_later(again, backoff)
+            await self._retrier.retry_later(again, backoff)
         return None
 
     def _deadline_s(self) -> float | None:
@@ -332,13 +291,6 @@ class Stream(Collaborator):
             min_s=self.deps.growth_poll_s,
         )
 
-    async def _sleep_unless_stopped(self, delay_s: float) -> None:
-        try:
-            async with asyncio.timeout(delay_s):
-                await self._ctx.stop.wait()
-        except TimeoutError:
-            pass
-
     def _ready_to_finalize(self) -> bool:
         now = self.deps.clock()
         if now - self._last_change_at >= self.deps.idle_timeout_s:
@@ -350,9 +302,7 @@ class Stream(Collaborator):
     async def _step(self) -> Outcome | None:
         if self._gone_reason:
             raise SourceGone(self._gone_reason)
-        if self._probe_checkpoints:
-            await self.deps.checkpoints.ping()
-            self._probe_checkpoints = False
+        await self._retrier.probe_checkpoints()
         if self.record.key_pending:
             await self._resumer.claim_pending_key()
         if self._resuming:

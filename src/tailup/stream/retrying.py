@@ -1,0 +1,75 @@
+"""A stream's waits between attempts: the back-off after a retryable error (the stream STALLED
+meanwhile), the long back-off of a FAILED stream that `tailup retry` cuts short, and the Redis
+probe owed after a checkpoint could not be written."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from tailup import metrics
+from tailup.errors import CheckpointUnavailable, RetryableError
+from tailup.model import RETRY_FIELD
+from tailup.retry import Backoff
+from tailup.stream.bookkeeping import Bookkeeper
+from tailup.stream.context import Collaborator, StreamContext
+
+FAILED_RETRY_CAP_S = 1800.0
+
+
+class Retrier(Collaborator):
+    def __init__(self, ctx: StreamContext, book: Bookkeeper) -> None:
+        super().__init__(ctx)
+        self._book = book
+        # Set after Redis failed: the next attempt first waits for it to answer, rather than read
+        # and send parts that could not be checkpointed.
+        self._probe_checkpoints = False
+        # The last `tailup retry` request acted on (or there before this stream started).
+        self._retry_seen = ctx.record.extra.get(RETRY_FIELD, "")
+        self._failed_backoff = Backoff(
+            base_s=ctx.deps.failed_retry_s,
+            cap_s=max(FAILED_RETRY_CAP_S, ctx.deps.failed_retry_s),
+        )
+
+    async def probe_checkpoints(self) -> None:
+        """After a CheckpointUnavailable: a RetryableError until Redis answers again."""
+        if self._probe_checkpoints:
+            await self.deps.checkpoints.ping()
+            self._probe_checkpoints = False
+
+    async def retry_later(self, exc: RetryableError, backoff: Backoff) -> None:
+        metrics.upload_error(type(exc).__name__)
+        metrics.RETRIES.inc()
+        if isinstance(exc, CheckpointUnavailable):
+            self._probe_checkpoints = True
+        delay = backoff.next_delay_s()
+        await self._book.stall(exc, delay)
+        await self.sleep_unless_stopped(delay)
+        self._ctx.wake.set()
+
+    async def wait_after_failure(self) -> bool:
+        """Wait out the failed back-off (doubling from deps.failed_retry_s to 30 min), or until
+        `tailup retry` asks (a field in the record, polled) or the daemon stops. True: try again
+        (from the checkpoint, reconciled with S3 like after a restart); False: stopping."""
+        delay = self._failed_backoff.next_delay_s()
+        deadline = self.deps.clock() + delay
+        self._log.info("failed stream waits before its next try", retry_in_s=round(delay, 1))
+        while not self._ctx.stop.is_set() and self.deps.clock() < deadline:
+            await self.sleep_unless_stopped(
+                min(self.deps.retry_poll_s, deadline - self.deps.clock())
+            )
+            with contextlib.suppress(RetryableError):
+                asked = await self.deps.checkpoints.get_field(self.stream_id, RETRY_FIELD) or ""
+                if asked != self._retry_seen:
+                    # Consumed: the next failure waits again rather than take it for a new ask.
+                    self._retry_seen = asked
+                    self._log.info("retry asked for", at=asked)
+                    break
+        return not self._ctx.stop.is_set()
+
+    async def sleep_unless_stopped(self, delay_s: float) -> None:
+        try:
+            async with asyncio.timeout(delay_s):
+                await self._ctx.stop.wait()
+        except TimeoutError:
+            pass
