@@ -14,8 +14,10 @@ Tests that run ``python -m tailup`` in a subprocess stay: the subprocess runs th
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
+from pathlib import Path
 
 import pytest
 
@@ -46,7 +48,11 @@ def pytest_configure(config: pytest.Config) -> None:
     # state, which its trampolines read when the variable is absent. Without it, a child process
     # the tests start runs the original code; with it, mutmut's code in that child would try to
     # record its calls as the test's ("stats") and fail, a failure no mutant caused.
-    os.environ.pop("MUTANT_UNDER_TEST", None)
+    name = os.environ.pop("MUTANT_UNDER_TEST", None)
+    if name is not None:  # the same when the variable was set by hand, outside mutmut's runs
+        from mutmut.mutation import trampoline
+
+        trampoline._mutant_under_test = name
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -58,4 +64,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         (keep if is_fast(names, markers) else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+    # mutmut stops at the first failure (-x): the quickest tests first, so a mutant one of them
+    # kills costs their time only, not that of the slow ones (tests/unit/test_plan.py's references
+    # run 10 s and more with mutmut's trampolines on every call).
+    duration_s = _durations_s(config.rootpath / "mutmut-stats.json")
+    items[:] = sorted(keep, key=lambda item: duration_s.get(item.nodeid, 0.0))
+
+
+def _durations_s(stats: Path) -> dict[str, float]:
+    """The duration of each test in mutmut's first run (in its mutants/ folder, our rootdir)."""
+    try:
+        durations = json.loads(stats.read_text())["duration_by_test"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {str(k): float(v) for k, v in durations.items()}

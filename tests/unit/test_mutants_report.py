@@ -12,7 +12,7 @@ from types import ModuleType
 
 import pytest
 
-from mutmut_fast import PROCESS_FIXTURES, is_fast
+from mutmut_fast import PROCESS_FIXTURES, _durations_s, is_fast
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -136,3 +136,12 @@ def test_every_process_fixture_is_one_of_conftest() -> None:
     conftest = (ROOT / "tests" / "conftest.py").read_text()
     for name in PROCESS_FIXTURES:
         assert f"def {name}(" in conftest, name
+
+
+def test_durations_come_from_mutmuts_first_run(tmp_path: Path) -> None:
+    stats = tmp_path / "mutmut-stats.json"
+    assert _durations_s(stats) == {}  # before its first run: the collected order stays
+    stats.write_text(json.dumps({"duration_by_test": {"t.py::a": 2.5, "t.py::b": 0.1}}))
+    assert _durations_s(stats) == {"t.py::a": 2.5, "t.py::b": 0.1}
+    stats.write_text("{")
+    assert _durations_s(stats) == {}
