@@ -11,6 +11,7 @@ import pytest
 
 from tailup.keys import (
     KeyContext,
+    index_path,
     render_key,
     suffixed_key,
     template_is_unique,
@@ -81,3 +82,18 @@ def test_template_problems_in_words(template: str, problems: list[str]) -> None:
 def test_suffixed_key(key: str, number: int, expected: str) -> None:
     """The n-th choice for a key already taken (tailup.keyclaim), in the unit tests too."""
     assert suffixed_key(key, number) == expected
+
+
+@pytest.mark.parametrize(
+    ("scope", "path", "root", "name"),
+    [
+        ("share:s", "/mnt/BOX/cam1.ts", "/mnt/BOX", "cam1.ts"),  # a root ending in X
+        ("share:s", "/mnt/BOX/cam1.ts", "/mnt/BOX/", "cam1.ts"),
+        ("share:s", "/mnt/BOXY/cam1.ts", "/mnt/BOX", "/mnt/BOXY/cam1.ts"),  # not below it
+        ("node:n", "/mnt/BOX/cam1.ts", "/mnt/BOX", "/mnt/BOX/cam1.ts"),
+    ],
+)
+def test_index_path_strips_the_roots_slashes_only(
+    scope: str, path: str, root: str, name: str
+) -> None:
+    assert index_path(scope, path, root) == name
