@@ -165,5 +165,17 @@ demo: $(VENV)/.installed-demo
 bench: $(VENV)/.installed-bench
 	"$(PY)" bench/run.py
 
+# Mutation testing of the modules that decide ([tool.mutmut] in pyproject.toml names them), against
+# the unit tests that start no server (tests/mutmut_fast.py); docs/testing.md. Not part of `make
+# test`. mutmut keeps its results in mutants/ and tests again only the functions or tests that
+# changed since; `rm -rf mutants` starts afresh. One worker by default: these machines are shared.
+MUTANTS_CHILDREN ?= 1
+MUTANTS_FAIL_UNDER ?= 90
+mutants: $(VENV)/.installed-mutants
+	@mkdir -p mutants && echo "mutmut run: its progress goes to mutants/mutmut.log"
+	@PATH="$(abspath $(VENV))/bin:$$PATH" "$(VENV)/bin/mutmut" run --max-children $(MUTANTS_CHILDREN) \
+		>mutants/mutmut.log 2>&1 || { tail -n 60 mutants/mutmut.log; exit 1; }
+	"$(PY)" scripts/mutants_report.py --fail-under $(MUTANTS_FAIL_UNDER)
+
 clean:
 	rm -rf "$(VENV)" "$(LOWEST_VENV)" .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info
