@@ -13,7 +13,6 @@ import asyncio
 import hashlib
 import json
 import subprocess
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +57,6 @@ def test_a_live_mp4_recording_ends_up_exact_on_moto(
         path = watch / "camera.mp4"
         proc = record(path, "mp4", RECORD_SECONDS, bitrate=BITRATE, gop=25)
         assert proc.wait(timeout=120) == 0, Path(proc.log_path).read_text()
-        last_write = path.stat().st_mtime
         rec = poll(
             lambda: asyncio.run(_record_of(redis_server.url, key_prefix, path)),
             f"{path.name} completed",
@@ -66,12 +64,14 @@ def test_a_live_mp4_recording_ends_up_exact_on_moto(
             alive=daemon,
         )
         completed = daemon.wait_for_event("multipart upload completed")
+        # Part 1 went up while ffmpeg was still writing: the muxer patches the MP4 header in its
+        # last milliseconds before the close, so part 1 sent again at completion means its first
+        # upload read the file before the close. (The time that upload was logged is no proof
+        # either way: on a loaded machine moto may take seconds to acknowledge it.)
         assert completed["resent"] == [1, 3], "the patched MP4 header was not sent again"
         sent = [e for e in daemon.events() if e.get("event") == "part uploaded"]
         assert sorted(e["part"] for e in sent) == [1, 1, 2, 3], sent
-        # The first upload of part 1 happened while ffmpeg was still writing the file.
-        first = datetime.fromisoformat(sent[0]["timestamp"]).timestamp()
-        assert sent[0]["part"] == 1 and first < last_write, (first, last_write)
+        assert sent[0]["part"] == 1, sent
 
         client = moto_server.boto3_client()
         try:

@@ -285,13 +285,15 @@ class Watcher:
             except SourceStalled:
                 continue  # a hung mount is not a root gone
             self._deliver([FileEvent(EventKind.ROOT_GONE, root) for root in gone])
-            await self._rearm_returned()
+            # Before the re-arm: a root found gone by its own delete event and back already is
+            # re-armed there, and its old emitter (dead since the delete) is no failure.
             failed = sorted(dead - set(gone) - self._gone)
             if failed:
                 message = f"watching stopped unexpectedly for {', '.join(map(str, failed))}"
                 log.error("watcher.failed", roots=[str(r) for r in failed])
                 self._put(WatcherError(message))
                 return
+            await self._rearm_returned()
 
     async def _rearm_returned(self) -> None:
         """Watch again the roots that are back, and report what they hold (DISCOVERED)."""
