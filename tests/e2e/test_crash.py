@@ -381,8 +381,11 @@ def test_sigterm_lets_the_part_in_flight_finish_and_the_restart_completes(
     with FaultProxy(setup.s3.s3_port, seed=0) as proxy:
         in_flight = proxy.hold(nth_upload_part(2))
         daemon = setup.start("--log-level", "debug", endpoint=proxy.endpoint_url)
-        recorder = record(path, "ts", 8, bitrate="16M", gop=25)
+        # Part 2 is ready ~5 s in; the recording goes on well past the SIGTERM, so that even a
+        # loaded machine's late hold never meets a recording already closed (and completed).
+        recorder = record(path, "ts", 14, bitrate="16M", gop=25)
         assert in_flight.held.wait(timeout=60), "part 2 never went up"
+        assert recorder.poll() is None, "the recording ended before part 2 was held: too slow"
         daemon.signal(signal.SIGTERM)
         daemon.wait_for_event("stopping: letting in-flight parts finish")
         in_flight.release()  # S3 answers the part only now, during the shutdown
