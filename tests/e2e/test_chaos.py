@@ -60,11 +60,14 @@ SHORT_EXTENSIONS = ["ts", "mkv", "mp4", "mov", "m4v", "flv"]
 @dataclass
 class ShortFile:
     name: str
-    kind: str  # "whole": one write; "appended": several writes, pauses between; "renamed": written
-    # under a name no --include matches, closed, then renamed to its own
+    # "whole": one write; "appended": several writes, pauses between; "renamed": written under a
+    # name no --include matches, closed, then renamed to its own; "moved": written under another
+    # name --include matches (a recorder's live-NN.ts), closed, then renamed to its own
+    kind: str
     sizes: list[int]
     pauses_s: list[float]  # before each write after the first
     start_s: float
+    rename_after_s: float = 0.0  # after the close, "renamed" and "moved"
     sha256: str = ""  # of what was written, once the writer is done
 
     @property
@@ -99,14 +102,17 @@ def make_plan(seed: int) -> Plan:
     for index in range(rng.randint(30, 60)):
         # Log-uniform 50 KiB .. 6 MiB: mostly single-request uploads, some multipart ones.
         total = int(math.exp(rng.uniform(math.log(50 * KiB), math.log(6 * MiB))))
-        kind = rng.choice(["whole", "appended", "appended", "renamed"])
+        kind = rng.choice(["whole", "appended", "appended", "renamed", "moved"])
         pieces = 1 if kind == "whole" else rng.randint(2, 5)
         cuts = sorted(rng.sample(range(1, total), pieces - 1))
         sizes = [b - a for a, b in zip([0, *cuts], [*cuts, total], strict=True)]
         pauses = [round(rng.uniform(0.05, 1.2), 2) for _ in sizes[1:]]
         ext = rng.choice(SHORT_EXTENSIONS)
         start = round(rng.uniform(0, WRITES_S - sum(pauses)), 2) if sum(pauses) < WRITES_S else 0
-        shorts.append(ShortFile(f"short-{index:02d}.{ext}", kind, sizes, pauses, start))
+        short = ShortFile(f"short-{index:02d}.{ext}", kind, sizes, pauses, start)
+        if kind in ("renamed", "moved"):
+            short.rename_after_s = round(rng.uniform(0.05, 1.5), 2)
+        shorts.append(short)
     runs = []
     while sum(runs) < CHAOS_S:
         runs.append(round(rng.uniform(1.0, 4.0), 2))
@@ -143,8 +149,8 @@ def steps_of(plan: Plan) -> list[Step]:
                 at += short.pauses_s[number - 1]
             steps.append(Step(at, order, short, "write", size))
         steps.append(Step(at, order, short, "close"))
-        if short.kind == "renamed":
-            steps.append(Step(at + 0.05, order, short, "rename"))
+        if short.rename_after_s:
+            steps.append(Step(at + short.rename_after_s, order, short, "rename"))
     return sorted(steps)
 
 
@@ -167,9 +173,13 @@ class ShortWriter(threading.Thread):
                     return
                 short = step.file
                 final = self.folder / short.name
-                staged = self.folder / f"{short.name}.partial"  # no --include matches it
+                staged = self.folder / (
+                    f"{short.name}.partial"  # no --include matches it
+                    if short.kind == "renamed"
+                    else f"live-{short.name}"
+                )
                 if step.op == "open":
-                    target = staged if short.kind == "renamed" else final
+                    target = final if short.kind in ("whole", "appended") else staged
                     open_files[short.name] = target.open("xb")
                     hashes[short.name] = hashlib.sha256()
                 elif step.op == "write":
