@@ -61,6 +61,13 @@ class FaultyMemoryStore(MemoryMultipartStore):
             lambda: base(key, upload_id, parts, if_none_match=if_none_match, **kwargs),
         )
 
+    async def put_object(
+        self, key: str, body: bytes | bytearray, crc32: int, content_type: str, **kwargs: Any
+    ) -> str:
+        base = super().put_object
+        put = lambda: base(key, body, crc32, content_type, **kwargs)  # noqa: E731
+        return await self._around("put", key, put)
+
     async def abort_upload(self, key: str, upload_id: str) -> None:
         base = super().abort_upload
         await self._around("abort", key, lambda: base(key, upload_id))

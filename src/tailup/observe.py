@@ -168,11 +168,19 @@ def truncate_processor(
 _BODY_PREVIEW = 256
 
 
+# botocore's request dict holds the body again at context.s3_redirect.params.Body (depth 4).
+_ELIDE_DEPTH = 8
+
+
 def _elide(value: Any, depth: int = 0) -> Any:
     if isinstance(value, bytes | bytearray | memoryview) and len(value) > _BODY_PREVIEW:
         return f"<{len(value)} bytes>"
-    if isinstance(value, dict) and depth < 3:
+    if depth >= _ELIDE_DEPTH:
+        return value
+    if isinstance(value, dict):
         return {k: _elide(v, depth + 1) for k, v in value.items()}
+    if type(value) in (list, tuple):  # not a namedtuple: its constructor takes fields
+        return type(value)(_elide(v, depth + 1) for v in value)
     return value
 
 

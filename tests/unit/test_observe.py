@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import structlog
 
+from tailup.body import PartBody
 from tailup.observe import (
     REDACTED,
     configure_logging,
@@ -130,6 +131,25 @@ def test_large_request_bodies_are_replaced_by_their_length(configure: Configure)
     )
     text = out.getvalue()
     assert "<5242880 bytes>" in text and "'method': 'PUT'" in text
+    assert len(text) < 2000
+
+
+def test_request_bodies_nested_as_botocore_nests_them_are_elided(configure: Configure) -> None:
+    """botocore's "Making request" dict holds the body a second time four levels down
+    (context -> s3_redirect -> params -> Body). Found by tests/e2e/test_chaos.py at debug
+    level: every 5 MiB part was formatted whole (a 20 MB repr, then redacted and cut), which
+    held the event loop for 4-5 s per part on a loaded machine."""
+    out = configure("json")
+    body = PartBody(b"\x00" * (5 * 1024 * 1024))
+    params = {
+        "body": body,
+        "method": "PUT",
+        "context": {"s3_redirect": {"params": {"Bucket": "b", "Body": body}}},
+        "parts": [body],
+    }
+    logging.getLogger("botocore.endpoint").debug("Making request with params: %s", params)
+    text = out.getvalue()
+    assert text.count("<5242880 bytes>") == 3 and "'Bucket': 'b'" in text
     assert len(text) < 2000
 
 

@@ -26,6 +26,7 @@ from harness import wait_until
 from tailup.budget import ByteBudget
 from tailup.dev import MemoryCheckpointStore
 from tailup.errors import StorageUnavailable, TailupError
+from tailup.keys import metadata_key
 from tailup.model import LIVE_STATES, RETRY_FIELD, StreamRecord, StreamState
 from tailup.plan import MiB, PartPlan
 from tailup.retry import Backoff
@@ -222,6 +223,26 @@ async def test_lost_reply_to_complete_is_settled_by_the_objects_etag(tmp_path: P
     assert rig.store.objects[KEY] == data
     assert rig.state() is StreamState.COMPLETED
     assert rig.checkpoints.meta["s1"]["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+async def test_a_later_generations_lost_put_reply_is_settled_by_the_objects_etag(
+    tmp_path: Path,
+) -> None:
+    """A small file (one PutObject) of a later generation (a recording given up and come back):
+    the PUT lands and its reply is lost, or the daemon dies before recording it. The retry
+    finds the key holding that very object: this recording's, not another's. Found by
+    tests/e2e/test_chaos.py (TAILUP_CHAOS_SEED=21): the retry took the key for another
+    recording's, moved to clip-2.ts and left the first object behind: the file twice in S3."""
+    path = tmp_path / "clip.ts"
+    data = payload(300 * 1024, "lost-put-reply")
+    path.write_bytes(data)
+    async with streaming(path, writer_closed=True, generation=2) as rig:
+        rig.store.lost_reply = fail("put")  # the object's PUT: the sidecar's comes after
+        assert await rig.task is Outcome.COMPLETED
+    assert sorted(rig.store.objects) == [KEY, metadata_key(KEY)]
+    assert rig.store.objects[KEY] == data
+    assert rig.checkpoints.meta["s1"]["key"] == KEY
+    assert rig.state() is StreamState.COMPLETED
 
 
 async def test_truncated_mid_stream_is_noted_and_the_object_is_the_final_file(

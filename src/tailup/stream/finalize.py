@@ -131,7 +131,9 @@ class Finalizer(Collaborator):
             sha256_hex, body_etag = await asyncio.to_thread(
                 _sha256_and_md5_etag, loaded.body, self.deps.sha256 is Sha256Setting.AUTO
             )
-            await self._check.key_is_ours()
+            # The object there may be this very body: a PUT whose reply was lost, or a crash
+            # before its completion was recorded.
+            await self._check.key_is_ours(body_etag)
             await self._check.claim()
             started = time.monotonic()
             try:
