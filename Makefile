@@ -141,7 +141,8 @@ test: lint test-tools
 # Before a release, after touching the storage paths or the core, or when `make test` sampled a
 # failure away.
 ALL_ENV = TAILUP_CRASH_TRIALS=$${TAILUP_CRASH_TRIALS:-20} \
-	TAILUP_HYPOTHESIS_EXAMPLES=$${TAILUP_HYPOTHESIS_EXAMPLES:-2000}
+	TAILUP_HYPOTHESIS_EXAMPLES=$${TAILUP_HYPOTHESIS_EXAMPLES:-2000} \
+	TAILUP_CHAOS_ROUNDS=$${TAILUP_CHAOS_ROUNDS:-5}
 test-all: lint test-tools
 	$(ALL_ENV) $(PYTEST) $(XDIST) --durations=25 $(PYTEST_ARGS)
 

@@ -32,6 +32,7 @@ OTHER_VARIABLES: dict[str, str] = {
     "TAILUP_FAULT_SEED": "tests: the seed of tests/integration/test_faults.py, to replay one",
     "TAILUP_HYPOTHESIS_EXAMPLES": "tests: examples per property test (make test-all raises it)",
     "TAILUP_CHAOS_ROUNDS": "tests: rounds of tests/e2e/test_chaos.py (make test-all raises it)",
+    "TAILUP_CHAOS_SEED": "tests: the seed of the first chaos round, to replay one",
 }
 ENV_FILE_VARIABLE = "TAILUP_ENV_FILE"
 
