@@ -14,9 +14,11 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import tailup.watcher.core
 import tailup.watcher.roots
 from tailup.events import EventKind, FileEvent
 from tailup.watcher import DEFAULT_INCLUDE, Watcher, WatcherError, unwatched_roots
@@ -285,7 +287,23 @@ async def test_removing_the_root_gives_root_gone(root: Path) -> None:
     assert FileEvent(EventKind.DELETED, root / "sub" / "clip.mp4") in events
 
 
-async def test_moving_the_root_away_gives_root_gone_once(root: Path, tmp_path: Path) -> None:
+async def test_moving_the_root_away_gives_root_gone_once(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each root check's look for roots that came back, counted: the new folder at the old path
+    # must live through whole checks while the moved folder's watch still reports.
+    looks_back = 0
+    looked = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    real_roots_back = tailup.watcher.core.roots_back
+
+    def counting_roots_back(*args: Any, **kwargs: Any) -> Any:  # a worker thread
+        nonlocal looks_back
+        looks_back += 1
+        loop.call_soon_threadsafe(looked.set)
+        return real_roots_back(*args, **kwargs)
+
+    monkeypatch.setattr(tailup.watcher.core, "roots_back", counting_roots_back)
     async with watching(root, root_check_interval_s=0.05) as w:
         # Seen from inside: every event handed over by the observer, before the watcher admits it
         # or not; and the root's unscheduling held back, so its watch keeps reporting meanwhile.
@@ -313,6 +331,13 @@ async def test_moving_the_root_away_gives_root_gone_once(root: Path, tmp_path: P
             (tmp_path / "elsewhere" / "late.mp4").write_bytes(b"x")  # inotify: root/late.mp4
             root.mkdir()  # a new folder at the old path is not the watched one
             (root / "new.mp4").write_bytes(b"x")
+            # Two looks for returned roots with the old watch still up: none may re-arm the
+            # root under it (it would let the moved folder's events through as the root's).
+            seen = looks_back
+            async with asyncio.timeout(10):
+                while looks_back < seen + 2:
+                    await looked.wait()
+                    looked.clear()
             # The moved folder's watch reports in order: once its fence is handed over, so was
             # everything before it.
             (tmp_path / "elsewhere" / "fence.mp4").write_bytes(b"x")

@@ -306,6 +306,11 @@ class Watcher:
         except SourceStalled:
             return
         for root, identity in back.items():
+            if root in self._watches:
+                # Its old watch is still being taken down (and still reports, under this
+                # path, what happens in the folder that moved away): watched again next round.
+                # Scheduled now, watchdog would even hand the new watch the old emitter.
+                continue
             if not await run_blocking(self._rearm, root, timeout_s=self._io_timeout_s):
                 return
             self._identities[root] = identity
