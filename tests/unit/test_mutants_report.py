@@ -12,7 +12,7 @@ from types import ModuleType
 
 import pytest
 
-from mutmut_fast import PROCESS_FIXTURES, _durations_s, is_fast
+from mutmut_fast import PROCESS_FIXTURES, _durations_s, is_about_shape, is_fast
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -145,3 +145,18 @@ def test_durations_come_from_mutmuts_first_run(tmp_path: Path) -> None:
     assert _durations_s(stats) == {"t.py::a": 2.5, "t.py::b": 0.1}
     stats.write_text("{")
     assert _durations_s(stats) == {}
+
+
+@pytest.mark.parametrize(
+    ("nodeid", "about_shape"),
+    [
+        ("tests/unit/test_layout.py::test_no_module_is_over_its_size", True),
+        ("tests/unit/test_dev_isolation.py::test_the_daemon_loads_no_dev_module", True),
+        ("tests/unit/test_admission.py::test_rows[a new file]", False),
+        ("tests/unit/test_layout_of_keys.py::test_x", False),
+    ],
+)
+def test_tests_of_the_sources_shape_are_left_to_make_test(nodeid: str, about_shape: bool) -> None:
+    """mutmut's copy of a module holds every mutant beside the original: its size and imports
+    are not the code's, so the layout tests would fail every mutmut run."""
+    assert is_about_shape(nodeid) is about_shape
