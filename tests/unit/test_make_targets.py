@@ -143,13 +143,14 @@ def test_make_test_unpacks_promtool_without_installing_prometheus(tmp_path: Path
     # The tests find it: the venv's bin comes first on their PATH.
     pytest_line = next(line for line in commands.splitlines() if "-m pytest" in line)
     assert ' PATH="VENV/bin:$PATH" ' in f" {pytest_line}"
-    # Sampled: one kill -9 trial unless asked, the `full` matrices left to make test-all.
+    # Sampled: one kill -9 trial unless asked; nothing deselected.
     assert "TAILUP_CRASH_TRIALS=${TAILUP_CRASH_TRIALS:-1}" in pytest_line
-    assert '-m "not full"' in pytest_line
+    assert "-m " not in pytest_line.split("-m pytest")[1]
 
 
 def test_make_test_all_runs_every_test_and_more_trials(tmp_path: Path) -> None:
     commands = _dry_run("test-all", tmp_path)
     pytest_line = next(line for line in commands.splitlines() if "-m pytest" in line)
     assert "TAILUP_CRASH_TRIALS=${TAILUP_CRASH_TRIALS:-20}" in pytest_line
-    assert "not full" not in pytest_line and "-m " not in pytest_line.split("-m pytest")[1]
+    assert "TAILUP_CHAOS_ROUNDS=${TAILUP_CHAOS_ROUNDS:-5}" in pytest_line
+    assert "-m " not in pytest_line.split("-m pytest")[1]
