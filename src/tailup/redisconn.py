@@ -367,7 +367,18 @@ async def open_redis(
             await _close(client)
         finally:
             if sentinel is not None:
-                await asyncio.shield(sentinel.aclose())
+                await asyncio.shield(_close_sentinel(sentinel))
+
+
+async def _close_sentinel(sentinel: Any) -> None:
+    """Sentinel.aclose() exists from redis-py 6.1 on; before it, each Sentinel's own client is
+    closed (the floor in pyproject.toml is older: `make test-lowest`)."""
+    closing = getattr(sentinel, "aclose", None)
+    if closing is not None:
+        await closing()
+        return
+    for client in sentinel.sentinels:
+        await client.aclose()
 
 
 # -- durability -----------------------------------------------------------------------------------

@@ -344,8 +344,11 @@ class S3MultipartStore:
     async def iter_object(self, key: str, chunk_bytes: int = 8 << 20) -> AsyncIterator[bytes]:
         """The object's bytes in chunks, without holding it in memory (for `tailup verify`)."""
         response = await self._call("get object", "get_object", Key=key)
+        body = response["Body"]
         try:
-            async with response["Body"] as body:
+            # Read through the StreamingBody itself: aiobotocore before 2.19 hands aiohttp's
+            # response (whose read() takes no size) to `async with ... as`.
+            async with body:
                 while chunk := await body.read(chunk_bytes):
                     yield bytes(chunk)
         except _NETWORK_ERRORS as exc:
