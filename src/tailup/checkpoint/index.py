@@ -97,7 +97,12 @@ class ScopeIndexes:
             else:
                 pipe.srem(idx.live, stream_id)
                 pipe.zadd(idx.ended, {stream_id: time.time()})
-                how = str(ms(self._keep_records_s)) if self._keep_records_s > 0 else "persist"
+                how = self._ended_lifetime()
+                if how != "persist":
+                    # Every entry is at most this old: once the index has had no new one for
+                    # --keep-records, trim_ended would drop them all (a node that stopped for
+                    # good leaves no index behind).
+                    pipe.pexpire(idx.ended, how)
             if path:
                 pipe.eval(IF_OWNED, 1, idx.path(path), stream_id, how)
             if key:
@@ -109,8 +114,22 @@ class ScopeIndexes:
         result = await guarded(lambda: self._redis.get(key))
         return str(result) if result else None
 
-    async def set_path(self, path: str, stream_id: str, scope: str) -> None:
-        await self._redis.set(self._keys.scope(scope).path(path), stream_id)
+    def _ended_lifetime(self) -> str:
+        """IF_OWNED's expiry for the entries of a record that ends now."""
+        return str(ms(self._keep_records_s)) if self._keep_records_s > 0 else "persist"
+
+    async def follow(self, stream_id: str, scope: str, *, path: str, key: str, pttl_ms: int) -> None:
+        """Give the entries a write outside a state change points at the stream (a new path
+        entry: a rename; a new key's claim: a rekey) the record's own lifetime, ``pttl_ms``
+        (Redis's PTTL of the record: -1 kept), so that none outlives an ended record."""
+        how = str(pttl_ms) if pttl_ms > 0 else "persist"
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if path:
+                name = self._keys.scope(scope).path(path)
+                pipe.set(name, stream_id, px=pttl_ms if pttl_ms > 0 else None)
+            if key:
+                pipe.eval(IF_OWNED, 1, self._keys.object_claim(key), stream_id, how)
+            await pipe.execute()
 
     async def forget_path(self, path: str, stream_id: str, scope: str | None = None) -> None:
         key = self._keys.scope(scope or self._scope).path(path)
@@ -118,11 +137,14 @@ class ScopeIndexes:
 
     async def reserve_key(self, object_key: str, stream_id: str) -> str | None:
         claim = self._keys.object_claim(object_key)
+        # A reservation no record comes to name (its holder crashed before writing the key)
+        # expires like an ended record; the record's writes keep the one it names.
+        px = ms(self._keep_records_s) if self._keep_records_s > 0 else None
 
         async def run() -> str | None:
-            # A lost SET NX means the GET finds the winner (a claim is only ever dropped by its
-            # expiry, long after its stream ended).
-            if await self._redis.set(claim, stream_id, nx=True):
+            # A lost SET NX means the GET finds the winner (a claim is dropped by its expiry,
+            # long after its stream ended, or by its own stream that found it taken).
+            if await self._redis.set(claim, stream_id, nx=True, px=px):
                 return None
             owner = await self._redis.get(claim)
             if owner is None:
@@ -130,6 +152,10 @@ class ScopeIndexes:
             return None if owner == stream_id else str(owner)
 
         return await guarded(run)
+
+    async def release_key(self, object_key: str, stream_id: str) -> None:
+        claim = self._keys.object_claim(object_key)
+        await guarded(lambda: self._scripts.if_owned(keys=[claim], args=[stream_id, "del"]))
 
     async def next_key_number(self, object_key: str) -> int:
         counter = self._keys.key_counter(object_key)
