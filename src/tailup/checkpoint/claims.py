@@ -68,7 +68,11 @@ class ClaimBook:
         k = self._keys
         mine, value = await guarded(
             lambda: self._scripts.claim(
-                keys=[k.stream_lease(stream_id), k.stream_fence(stream_id), k.stream_meta(stream_id)],
+                keys=[
+                    k.stream_lease(stream_id),
+                    k.stream_fence(stream_id),
+                    k.stream_meta(stream_id),
+                ],
                 args=[node_id, ms(ttl_s)],
             )
         )

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 
 from tailup.checkpoint.redis_errors import guarded
 from tailup.checkpoint.scripts import IF_OWNED, Scripts, ms
-from tailup.keys import RedisKeys
+from tailup.keys import RedisKeys, index_path
 from tailup.model import StreamState
 
 _SCOPES_REMEMBERED = 20_000
@@ -102,12 +103,33 @@ class ScopeIndexes:
                     # Every entry is at most this old: once the index has had no new one for
                     # --keep-records, trim_ended would drop them all (a node that stopped for
                     # good leaves no index behind).
-                    pipe.pexpire(idx.ended, how)
+                    pipe.pexpire(idx.ended, int(how))
             if path:
                 pipe.eval(IF_OWNED, 1, idx.path(path), stream_id, how)
             if key:
                 pipe.eval(IF_OWNED, 1, self._keys.object_claim(key), stream_id, how)
             await pipe.execute()
+
+    async def after_update(
+        self, stream_id: str, state: object, fields: Collection[str], reply: Sequence[Any]
+    ) -> None:
+        """Index what the UPDATE script wrote (its reply: key, path, watch root, the record's
+        PTTL, the key before): a new state as index() does, else a new path entry or key claim
+        with the record's lifetime; and a key the record no longer names is let go."""
+        key, path, root, pttl_ms, key_before = (str(value) for value in reply)
+        scope = await self.scope_of(stream_id)
+        entry = index_path(scope, path, root)
+        moved = entry if "path" in fields else ""
+        if isinstance(state, StreamState):
+            entries = {self._keys.scope(scope).path(moved): False} if moved else {}
+            await self.index(stream_id, scope, state, key, entry, entries=entries)
+        elif moved or "key" in fields:
+            rekeyed = key if "key" in fields else ""
+            await self.follow(stream_id, scope, path=moved, key=rekeyed, pttl_ms=int(pttl_ms))
+        if key_before and key_before != key:
+            # The record names another key now (a pending key claimed, a rekey): the old one's
+            # claim is no longer the record's to hold, nor to keep forever.
+            await self.release_key(key_before, stream_id)
 
     async def stream_for_path(self, path: str, scope: str | None = None) -> str | None:
         key = self._keys.scope(scope or self._scope).path(path)
@@ -118,7 +140,9 @@ class ScopeIndexes:
         """IF_OWNED's expiry for the entries of a record that ends now."""
         return str(ms(self._keep_records_s)) if self._keep_records_s > 0 else "persist"
 
-    async def follow(self, stream_id: str, scope: str, *, path: str, key: str, pttl_ms: int) -> None:
+    async def follow(
+        self, stream_id: str, scope: str, *, path: str, key: str, pttl_ms: int
+    ) -> None:
         """Give the entries a write outside a state change points at the stream (a new path
         entry: a rename; a new key's claim: a rekey) the record's own lifetime, ``pttl_ms``
         (Redis's PTTL of the record: -1 kept), so that none outlives an ended record."""

@@ -191,25 +191,10 @@ class RedisCheckpointStore:
         expiry = expiry_arg(state, self._keep_records_s)
 
         async def run() -> None:
-            key, path, root, pttl_ms, key_before = await self.claims.run_guarded(
+            reply = await self.claims.run_guarded(
                 self._scripts.update, stream_id, _field_pairs(fields), expiry=expiry
             )
-            key, key_before = str(key), str(key_before)
-            scope = await self.indexes.scope_of(stream_id)
-            entry = index_path(scope, str(path), str(root))
-            moved = entry if "path" in fields else ""
-            if isinstance(state, StreamState):
-                entries = {self._keys.scope(scope).path(moved): False} if moved else {}
-                await self.indexes.index(stream_id, scope, state, key, entry, entries=entries)
-            elif moved or "key" in fields:
-                rekeyed = key if "key" in fields else ""
-                await self.indexes.follow(
-                    stream_id, scope, path=moved, key=rekeyed, pttl_ms=int(pttl_ms)
-                )
-            if key_before and key_before != key:
-                # The record names another key now (a pending key claimed, a rekey): the old
-                # one's claim is no longer the record's to hold, nor to keep forever.
-                await self.indexes.release_key(key_before, stream_id)
+            await self.indexes.after_update(stream_id, state, fields, reply)
 
         await guarded(run)
 
