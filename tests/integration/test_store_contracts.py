@@ -684,14 +684,17 @@ async def _drop_node_lease(store: CheckpointStore, node_id: str) -> None:
         _memory(store).leases.pop("node:" + node_id, None)
 
 
-def _peer(store: CheckpointStore) -> CheckpointStore:
-    """Another daemon's store on the same data (its own held claims, no cached scopes)."""
+def _peer(store: CheckpointStore, *, keep_records_s: float | None = None) -> CheckpointStore:
+    """Another daemon's store on the same data (its own held claims, no cached scopes), with
+    the same --keep-records unless told another."""
     if isinstance(store, RedisCheckpointStore):
+        keep_s = store.keep_records_s if keep_records_s is None else keep_records_s
         return RedisCheckpointStore(
-            store.client, store.keys, scope=store.scope, keep_records_s=store.keep_records_s
+            store.client, store.keys, scope=store.scope, keep_records_s=keep_s
         )
     memory = _memory(store)
-    other = MemoryCheckpointStore(scope=memory.scope, keep_records_s=memory.keep_records_s)
+    keep_s = memory.keep_records_s if keep_records_s is None else keep_records_s
+    other = MemoryCheckpointStore(scope=memory.scope, keep_records_s=keep_s)
     other.expires_at = memory.expires_at
     other.meta, other.parts, other.lives, other.ended = (
         memory.meta,
@@ -1409,6 +1412,20 @@ async def test_a_claim_taken_just_after_the_end_leaves_no_fence_forever(
     assert isinstance(await keeping.claim(record.stream_id, A_NODE, TTL), Claim)
     await keeping.release_claim(record.stream_id)
     assert await _kept_forever(keeping) == []
+
+
+async def test_the_ended_index_is_kept_forever_once_records_are(
+    keeping: CheckpointStore,
+) -> None:
+    # --keep-records changed to 0 after a run that expired records: the index of the records
+    # now kept forever must not expire with the TTL an earlier end gave it.
+    first, second = _record(), _record()
+    for store, record in ((keeping, first), (_peer(keeping, keep_records_s=0.0), second)):
+        await store.create(record)
+        await store.update(record.stream_id, state=StreamState.COMPLETED)
+    kept = await _kept_forever(keeping)
+    assert [name for name in kept if "ended" in name] != [], kept
+    assert await keeping.ended_stream_ids() == [second.stream_id, first.stream_id]
 
 
 async def test_a_lost_claim_is_forgotten_once_released(cp_store: CheckpointStore) -> None:

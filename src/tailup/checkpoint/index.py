@@ -99,10 +99,12 @@ class ScopeIndexes:
                 pipe.srem(idx.live, stream_id)
                 pipe.zadd(idx.ended, {stream_id: time.time()})
                 how = self._ended_lifetime()
-                if how != "persist":
-                    # Every entry is at most this old: once the index has had no new one for
-                    # --keep-records, trim_ended would drop them all (a node that stopped for
-                    # good leaves no index behind).
+                # Every entry is at most this old: once the index has had no new one for
+                # --keep-records, trim_ended would drop them all (a node that stopped for good
+                # leaves no index behind). With records kept forever, so is the index.
+                if how == "persist":
+                    pipe.persist(idx.ended)
+                else:
                     pipe.pexpire(idx.ended, int(how))
             if path:
                 pipe.eval(IF_OWNED, 1, idx.path(path), stream_id, how)

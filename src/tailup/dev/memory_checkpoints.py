@@ -83,7 +83,7 @@ class MemoryCheckpointStore(MemoryLeases):
         key = self.meta[stream_id].get("key", "")
         if key and self.object_keys.get(key) == stream_id:
             self._until(f"claim {key}", deadline)
-        if deadline is not None:
+        if not state.is_resumable:
             self._until(f"ended {scope}", deadline)
 
     def _fence_written(self, stream_id: str) -> None:
