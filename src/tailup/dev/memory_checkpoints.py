@@ -45,8 +45,9 @@ class MemoryCheckpointStore(MemoryLeases):
         self._claims: dict[str, Claim] = {}
         self._lost_claims: set[str] = set()
         self.infos: dict[str, dict[str, str]] = {}
-        # Unix s at which an entry would expire, by entry (tailup.dev.memory_checkpoints.entry
-        # names); an entry not here is kept forever.
+        # Unix s at which each entry would expire, by name ("meta ID", "parts ID", "fence ID",
+        # "path SCOPE ENTRY", "claim KEY", "counter KEY", "ended SCOPE"); one not here is kept
+        # forever, as a Redis key with no TTL.
         self.expires_at: dict[str, float] = {}
         self.available = True
 
