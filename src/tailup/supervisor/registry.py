@@ -87,9 +87,10 @@ class Registry(SupervisorState):
             self._running.discard(stream)
             if self._by_id.get(stream.stream_id) is stream:
                 del self._by_id[stream.stream_id]
-            if stream.stream_id in self._checkpoints.held_claims():
+            if stream.stream_id not in self._by_id:
                 # Ended or stopped: another node may take it at once (a shutdown), or finds it
-                # ended.
+                # ended. A claim lost to another node is let go of too (N13); no claim at all
+                # (a node's own folder) costs nothing.
                 with contextlib.suppress(TailupError):
                     await self._checkpoints.release_claim(stream.stream_id)
             if self._streams.get(stream.path) is stream:
