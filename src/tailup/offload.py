@@ -47,6 +47,7 @@ class _Pool:
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0
+        self._queued = 0  # jobs submitted that no worker has taken yet
         self._workers = 0
         self._max = max_workers
 
@@ -58,7 +59,11 @@ class _Pool:
     ) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = loop.create_future()
         with self._lock:
-            spawn = self._idle == 0 and self._workers < self._max
+            # A worker for every job no idle one will take: a burst of calls that hang (a hung
+            # mount) must not queue behind one another, nor queue another root's call behind
+            # them (an idle worker counts for one job only).
+            self._queued += 1
+            spawn = self._queued > self._idle and self._workers < self._max
             if spawn:
                 self._workers += 1
         if spawn:
@@ -79,6 +84,7 @@ class _Pool:
                 return
             with self._lock:
                 self._idle -= 1
+                self._queued -= 1
             try:
                 if future.done():
                     continue  # its caller gave up while it was queued: not run late
@@ -179,8 +185,12 @@ def unregister_roots(roots: Iterable[Path]) -> None:
 
 
 def root_of(args: Sequence[Any], roots: Sequence[Path]) -> str:
-    """The registered root the call's first path argument lies under, or "" (none). Pure."""
+    """The registered root the call's first path argument (or the first path of its first list
+    of paths: a /proc pass over some files) lies under, or "" (none). Pure."""
     path = next((a for a in args if isinstance(a, Path)), None)
+    if path is None:
+        lists = (a for a in args if isinstance(a, (list, tuple)) and a)
+        path = next((a[0] for a in lists if isinstance(a[0], Path)), None)
     if path is None:
         return ""
     return next((str(r) for r in roots if path.is_relative_to(r)), "")
@@ -191,10 +201,12 @@ async def run_blocking(
     *args: Any,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     what: str = "the file system",
+    on: Path | None = None,
 ) -> T:
     """``call(*args)`` on a file-I/O thread; raises SourceStalled after ``timeout_s`` (waiting
-    for a slot of the path's watch root included)."""
-    root = root_of(args, _ROOTS)
+    for a slot of the path's watch root included). ``on``: the path whose file system the call
+    touches, when it is not the first path among ``args`` (a move names its target first)."""
+    root = root_of(args if on is None else (on,), _ROOTS)
     future: asyncio.Future[Any] | None = None
     try:
         async with asyncio.timeout(timeout_s):

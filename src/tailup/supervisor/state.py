@@ -233,6 +233,9 @@ class SupervisorState:
     def _defer(self, event: FileEvent) -> None:
         raise NotImplementedError
 
+    async def _after_completion(self, record: StreamRecord, *, linger: bool) -> None:
+        raise NotImplementedError
+
     def _tell_closed(self, path: Path, stream: Stream) -> None:
         raise NotImplementedError
 
