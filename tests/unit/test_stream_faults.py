@@ -296,7 +296,7 @@ async def test_a_permanent_error_fails_the_stream_keeps_its_upload_and_waits_for
     its checkpointed parts kept (hours of parts are not thrown away), no S3 call while it waits
     out its back-off, and `tailup retry` (the record's retry field) tries it again at once."""
     monkeypatch.setattr(
-        tailup.stream.core, "PartPlan", lambda base, sizing: CappedPlan(base, sizing, cap=12 * MiB)
+        tailup.stream.core, "PartPlan", lambda *plan: CappedPlan(*plan, cap=12 * MiB)
     )
     path = tmp_path / "clip.ts"
     path.write_bytes(payload(6 * MiB, "grow"))

@@ -40,6 +40,7 @@ from tailup.model import (
 )
 from tailup.nodelease import this_process
 from tailup.offload import run_blocking
+from tailup.plan import part_size_cap
 from tailup.rules.records import (
     RecordDefaults,
 )
@@ -152,6 +153,7 @@ class SupervisorState:
             prefix=settings.prefix,
             part_size=settings.part_size,
             part_sizing=settings.part_sizing,
+            max_part_size=part_size_cap(settings.max_inflight_bytes),
             checksum=settings.checksum,
             hostname=socket.gethostname(),
             node_id=settings.node_id,
