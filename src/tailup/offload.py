@@ -185,12 +185,8 @@ def unregister_roots(roots: Iterable[Path]) -> None:
 
 
 def root_of(args: Sequence[Any], roots: Sequence[Path]) -> str:
-    """The registered root the call's first path argument (or the first path of its first list
-    of paths: a /proc pass over some files) lies under, or "" (none). Pure."""
+    """The registered root the call's first path argument lies under, or "" (none). Pure."""
     path = next((a for a in args if isinstance(a, Path)), None)
-    if path is None:
-        lists = (a for a in args if isinstance(a, (list, tuple)) and a)
-        path = next((a[0] for a in lists if isinstance(a[0], Path)), None)
     if path is None:
         return ""
     return next((str(r) for r in roots if path.is_relative_to(r)), "")
@@ -205,7 +201,9 @@ async def run_blocking(
 ) -> T:
     """``call(*args)`` on a file-I/O thread; raises SourceStalled after ``timeout_s`` (waiting
     for a slot of the path's watch root included). ``on``: the path whose file system the call
-    touches, when it is not the first path among ``args`` (a move names its target first)."""
+    touches, when it is not the first path among ``args`` (a move names its target first, a
+    /proc pass takes a list). A call over several roots' files (a batch of close checks) has
+    none: held by one root's slots, a hung path in it would stall that root's healthy files."""
     root = root_of(args if on is None else (on,), _ROOTS)
     future: asyncio.Future[Any] | None = None
     try:
