@@ -183,10 +183,10 @@ class SupervisorState:
             )
         self.redis_lost = True
 
-    async def _io(self, call: Callable[..., T], *args: Any) -> T:
+    async def _io(self, call: Callable[..., T], *args: Any, on: Path | None = None) -> T:
         """A blocking call on the watched file systems or /proc, off the loop, within
-        --io-timeout (tailup.offload)."""
-        return await run_blocking(call, *args, timeout_s=self._settings.io_timeout)
+        --io-timeout (tailup.offload; ``on``: the file whose watch root's slots it takes)."""
+        return await run_blocking(call, *args, timeout_s=self._settings.io_timeout, on=on)
 
     # -- what one part of the supervisor asks of another (each defined in its own module) --
 
