@@ -358,6 +358,17 @@ async def test_single_put_and_missing_object(mp_store: MultipartStore) -> None:
     assert await mp_store.get_object(key) == body
 
 
+async def test_delete_removes_the_object_and_a_missing_key_counts_as_deleted(
+    mp_store: MultipartStore,
+) -> None:
+    key = _key()
+    body = os.urandom(100)
+    await mp_store.put_object(key, body, crc32_of(body), "video/mp4")
+    await mp_store.delete_object(key)
+    assert await mp_store.head_object(key) is None
+    await mp_store.delete_object(key)  # as AWS: 204 for a key with no object
+
+
 # A FULL_OBJECT upload's whole-object checksum named at Complete: AWS and SeaweedFS compare it
 # with the one they combine from the parts and refuse a wrong one (BadDigest); moto 5 keeps what
 # it is sent.

@@ -145,11 +145,15 @@ class Registry(SupervisorState):
                 changed = (st.size, st.mtime_ns) != (record.final_size, record.final_mtime_ns)
                 if after_look(changed=changed, linger=linger, writer_open=None) is Settled.DONE:
                     return  # the common case: one stat, no /proc pass
-                found = (await self._io(writers_open, [path]))[path]
+                # On the file's own root: this look comes back while a mount hangs.
+                found = (await self._io(writers_open, [path], on=path))[path]
                 writer_open = self._writer_open(path, found)
-            except (SourceError, SourceStalled):
+            except SourceError:
                 return
-            settled = after_look(changed=changed, linger=linger, writer_open=writer_open)
+            except SourceStalled:
+                settled = Settled.WAIT  # a hung mount: the look is owed, not dropped
+            else:
+                settled = after_look(changed=changed, linger=linger, writer_open=writer_open)
             if settled is Settled.LOOK:
                 event = FileEvent(EventKind.DISCOVERED, path, writer_open=writer_open)
                 self._queue.put_nowait(event)
