@@ -94,36 +94,3 @@ async def test_an_abort_that_races_the_last_request_leaves_no_object(
     assert ended is not None and ended.state is StreamState.ABORTED
     assert not exists(s3_client, bucket, record.key), "the object no record owns was left"
     assert not exists(s3_client, bucket, metadata_key(record.key))
-
-
-@pytest.mark.parametrize("how", ["deleted", "replaced"])
-async def test_a_file_gone_while_its_put_is_in_flight_leaves_no_object(
-    daemon_args: dict[str, Any], watch: Path, s3_client: Any, bucket: str, how: str
-) -> None:
-    """The file went (deleted, or another recording at its name) while its PutObject was in
-    flight: the stream ends ABORTED, as it would had the file gone a moment earlier, and the
-    object that landed meanwhile, which no record owns, is taken back. It used to stay."""
-    held: list[HeldPut] = []
-
-    def wrap(real: S3MultipartStore) -> HeldPut:
-        held.append(HeldPut(real))
-        return held[-1]
-
-    path = watch / "clip.ts"
-    async with running_daemon(**daemon_args, wrap_store=wrap) as daemon:
-        path.write_bytes(content(64 * 1024, "clip"))
-        async with asyncio.timeout(30):
-            await held[0].started.wait()
-        record = await daemon.record_for(path)
-        assert record is not None
-        path.unlink()
-        if how == "replaced":
-            path.write_bytes(content(32 * 1024, "the next recording"))
-        held[0].release.set()
-        await wait_until(
-            lambda: record.stream_id not in daemon.supervisor._by_id, "the stream to end"
-        )
-        assert held[0].landed[:1] == [record.key], "the PutObject went through after the delete"
-        loaded = await daemon.checkpoints.inner.load(record.stream_id)
-    assert loaded is not None and loaded[0].state is StreamState.ABORTED, loaded
-    assert not exists(s3_client, bucket, record.key), "the object no record owns was left"

@@ -64,9 +64,6 @@ class Bookkeeper(Collaborator):
         if self.record.upload_id:
             await self._sender.abort_quietly(self.record.upload_id)
         await self._sender.sweep_orphans()
-        # Gone while its last request was in flight: an aborted stream leaves nothing, as it
-        # would had the file gone a moment earlier.
-        await self._withdraw_landed()
         self._log.warning("stream aborted", reason=reason)
         first = self.parts.get(1)
         await self._record_end(
@@ -110,12 +107,11 @@ class Bookkeeper(Collaborator):
         return Outcome.ABORTED
 
     async def _withdraw_landed(self) -> None:
-        """An abort that raced this stream's PutObject or its completion (`tailup abort`, or
-        the file gone or replaced meanwhile) finds the object in S3 although the record says
-        ABORTED: no record owns it, so it is deleted with its metadata.json, if the key still
-        holds the very object this stream put there (its ETag). Not a later generation's: its
-        object replaced the earlier one, which is gone either way, and the record still names
-        the key."""
+        """An abort that raced this stream's PutObject (or its completion) finds the object in
+        S3 although the record says ABORTED: no record owns it, so it is deleted with its
+        metadata.json, if the key still holds the very object this stream put there (its ETag).
+        Not a later generation's: its object replaced the earlier one, which is gone either
+        way, and the record still names the key."""
         landed = self._ctx.landed
         if landed is None:
             return
