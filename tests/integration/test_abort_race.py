@@ -94,3 +94,37 @@ async def test_an_abort_that_races_the_last_request_leaves_no_object(
     assert ended is not None and ended.state is StreamState.ABORTED
     assert not exists(s3_client, bucket, record.key), "the object no record owns was left"
     assert not exists(s3_client, bucket, metadata_key(record.key))
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+async def test_a_file_gone_while_its_put_is_in_flight_keeps_its_object(
+    daemon_args: dict[str, Any], watch: Path, s3_client: Any, bucket: str, how: str
+) -> None:
+    """Not an abort: the file went (deleted, or another recording at its name) while its one
+    PutObject was in flight. That request carries every byte the file held, so the object is
+    the recording's only copy now and it stays, exact: a local delete (a recorder's own
+    rotation, a person) never takes the off-site copy with it."""
+    held: list[HeldPut] = []
+
+    def wrap(real: S3MultipartStore) -> HeldPut:
+        held.append(HeldPut(real))
+        return held[-1]
+
+    path = watch / "clip.ts"
+    data = content(64 * 1024, "clip")
+    async with running_daemon(**daemon_args, wrap_store=wrap) as daemon:
+        path.write_bytes(data)
+        async with asyncio.timeout(30):
+            await held[0].started.wait()
+        record = await daemon.record_for(path)
+        assert record is not None
+        path.unlink()
+        if how == "replaced":
+            path.write_bytes(content(32 * 1024, "the next recording"))
+        held[0].release.set()
+        await wait_until(
+            lambda: record.stream_id not in daemon.supervisor._by_id, "the stream to end"
+        )
+        assert held[0].landed[:1] == [record.key], "the PutObject went through after the delete"
+    got = s3_client.get_object(Bucket=bucket, Key=record.key)["Body"].read()
+    assert got == data, "the object that landed is not the recording's bytes"
