@@ -32,7 +32,14 @@ from tailup.checksums import (
     part_checksum,
     stored_checksum,
 )
-from tailup.dev import MemoryCheckpointStore, MemoryMultipartStore, MotoS3, RedisServer, SeaweedS3
+from tailup.dev import (
+    MemoryCheckpointStore,
+    MemoryMultipartStore,
+    MotoS3,
+    RcloneS3,
+    RedisServer,
+    SeaweedS3,
+)
 from tailup.errors import (
     ClaimLost,
     NoSuchUpload,
@@ -51,20 +58,20 @@ pytestmark = pytest.mark.asyncio
 # -- multipart store --
 
 
-@pytest.fixture(params=["memory", "seaweedfs", "moto"])
+@pytest.fixture(params=["memory", "seaweedfs", "moto", "rclone"])
 async def mp_store(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[MultipartStore]:
     if request.param == "memory":
         yield MemoryMultipartStore()
         return
-    server: SeaweedS3 | MotoS3
+    server: SeaweedS3 | MotoS3 | RcloneS3
     if request.param == "seaweedfs":
         server = request.getfixturevalue("s3_server")
         bucket: str = request.getfixturevalue("bucket")
     else:
-        server = request.getfixturevalue("moto_server")
-        bucket = request.getfixturevalue("moto_bucket")
+        server = request.getfixturevalue(f"{request.param}_server")
+        bucket = request.getfixturevalue(f"{request.param}_bucket")
     for name, value in server.env().items():
         monkeypatch.setenv(name, value)
     async with S3MultipartStore.connect(

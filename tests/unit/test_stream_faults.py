@@ -25,7 +25,7 @@ from fakes import FaultyMemoryStore
 from harness import wait_until
 from tailup.budget import ByteBudget
 from tailup.dev import MemoryCheckpointStore
-from tailup.errors import StorageUnavailable, TailupError
+from tailup.errors import PartReplaceRefused, StorageUnavailable, TailupError
 from tailup.keys import metadata_key
 from tailup.model import LIVE_STATES, RETRY_FIELD, StreamRecord, StreamState
 from tailup.plan import MiB, PartPlan
@@ -419,3 +419,30 @@ async def test_a_holder_that_lost_its_claim_never_aborts_the_new_holder_s_upload
     assert rig.store.count("abort") == 0, "the new holder's upload was aborted"
     assert len(rig.store.uploads) == 1
     assert rig.state() is not StreamState.ABORTED
+
+
+async def test_a_part_refused_that_no_new_upload_can_fix_fails_the_stream_visibly(
+    tmp_path: Path,
+) -> None:
+    """NotImplemented to a part the upload never held (not a replacement): a new upload would be
+    refused the same way, so the stream fails where status and `tailup retry` reach it, rather
+    than stall retrying it forever."""
+    refusal = "S3 upload part 1: NotImplemented: a header this server lacks"
+
+    def refuse(op: str, _key: str) -> TailupError | None:
+        if op != "upload_part":
+            return None
+        return PartReplaceRefused(refusal, code="NotImplemented", part_number=1)
+
+    path = tmp_path / "clip.ts"
+    path.write_bytes(payload(6 * MiB, "refused"))
+    async with streaming(path) as rig:
+        rig.store.fault = refuse
+        await wait_until(lambda: rig.checkpoints.failed_writes == 1, "the stream failed")
+        reads = rig.checkpoints.field_reads
+        await wait_until(lambda: rig.checkpoints.field_reads >= reads + 5, "retry polls")
+        assert rig.checkpoints.failed_writes == 1, "no busy loop of attempts"
+        assert rig.store.count("upload_part") == 1 and rig.store.count("create") == 1
+        assert rig.state() is StreamState.FAILED
+        error = rig.checkpoints.meta["s1"]["error"]
+        assert "never held" in error and refusal in error

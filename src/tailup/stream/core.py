@@ -16,6 +16,7 @@ from tailup.errors import (
     ClaimLost,
     KeyTaken,
     NoSuchUpload,
+    PartReplaceRefused,
     PermanentError,
     RecordLost,
     RetryableError,
@@ -225,16 +226,25 @@ class Stream(Collaborator):
         except AdoptedUploadRefused as exc:
             await self._resumer.restart_adopted(str(exc))
             return None
+        except PartReplaceRefused as exc:
+            why = await self._resumer.part_refused(exc)
+            if why is not None:
+                await self._fail(type(exc).__name__, why)
+            return None
         except KeyTaken as exc:
             await self._resumer.rekey(str(exc))
             return None
         except PermanentError as exc:
-            metrics.upload_error(type(exc).__name__)
-            await self._book.fail(str(exc))
-            if await self._retrier.wait_after_failure():
-                self._resuming = True  # S3 is the truth about which parts arrived
-                self._ctx.wake.set()
+            await self._fail(type(exc).__name__, str(exc))
             return None
+
+    async def _fail(self, kind: str, reason: str) -> None:
+        """Failed: visible in status, tried again after a long back-off or `tailup retry`."""
+        metrics.upload_error(kind)
+        await self._book.fail(reason)
+        if await self._retrier.wait_after_failure():
+            self._resuming = True  # S3 is the truth about which parts arrived
+            self._ctx.wake.set()
 
     async def _end_gone(
         self, reason: str, cause: EndCause, outcome: Outcome, backoff: Backoff
