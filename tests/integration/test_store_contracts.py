@@ -1,10 +1,12 @@
 """One contract per storage seam, run against every implementation: the in-memory stores used by
-fast tests must behave like Redis and real S3 servers (SeaweedFS, and moto, which emulates AWS) in
-all tailup relies on. Where implementations differ, each one's answer is pinned (the tables after
-the fixture), with AWS's own, so that none changes unnoticed and none is tested for less."""
+fast tests must behave like Redis and real S3 servers (SeaweedFS; moto, which emulates AWS;
+rclone serve s3, the strictest about parts) in all tailup relies on. Where implementations
+differ, each one's answer is pinned (the tables after the fixture), with AWS's own, so that none
+changes unnoticed and none is tested for less; docs/s3-servers.md is the matrix they make."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import uuid
@@ -43,6 +45,7 @@ from tailup.dev import (
 from tailup.errors import (
     ClaimLost,
     NoSuchUpload,
+    PartReplaceRefused,
     RecordLost,
     StoragePermanentError,
     StorageUnavailable,
@@ -88,13 +91,30 @@ async def mp_store(
 # the one whose ETag it names); AWS and moto keep only the latest (an older ETag is InvalidPart).
 # tailup works with both: resume adopts a listed part only by an ETag whose bytes match the file,
 # and Complete always names the ETag of the latest upload (tailup.resume.reconcile_parts).
-KEEPS_EVERY_UPLOAD_OF_A_PART = {"memory": True, "seaweedfs": True, "moto": False}  # AWS: False
+KEEPS_EVERY_UPLOAD_OF_A_PART = {
+    "memory": True,
+    "seaweedfs": True,
+    "moto": False,
+    "rclone": False,
+}  # AWS: False
+# A part number uploaded again with other bytes: rclone serve s3 has streamed the first upload to
+# its backend already and refuses the second (NotImplemented, HTTP 501: PartReplaceRefused); the
+# upload goes on with the first. tailup finishes such a recording in a new upload
+# (tailup.rules.refusals). The same bytes again are accepted everywhere (a retry).
+REPLACES_A_PART = {"memory": True, "seaweedfs": True, "moto": True, "rclone": False}  # AWS: True
 # x-amz-checksum-crc32 on UploadPart/PutObject, and each part's ChecksumCRC32 named at Complete:
 # AWS and SeaweedFS refuse a wrong one (BadDigest); moto 5 stores it unchecked (a TODO in moto).
-VERIFIES_CHECKSUMS = {"memory": True, "seaweedfs": True, "moto": False}  # AWS: True
+# rclone serve s3 1.75 ignores the header too (tailup then verifies by size and its re-read of
+# every part before completion: docs/s3-servers.md).
+VERIFIES_CHECKSUMS = {
+    "memory": True,
+    "seaweedfs": True,
+    "moto": False,
+    "rclone": False,
+}  # AWS: True
 # Complete naming parts out of order: AWS and SeaweedFS refuse it (InvalidPartOrder); moto 5
 # completes the parts in the order named (its order check never advances its previous number).
-CHECKS_PART_ORDER = {"memory": True, "seaweedfs": True, "moto": False}  # AWS: True
+CHECKS_PART_ORDER = {"memory": True, "seaweedfs": True, "moto": False, "rclone": True}  # AWS: True
 # UploadPart to an aborted or completed upload: AWS and SeaweedFS answer NoSuchUpload, which sends
 # a stream to resume; moto 5 answers HTTP 500 (a KeyError inside moto), which tailup can only
 # retry: a stream whose upload vanished on moto stalls instead of starting a new upload.
@@ -102,6 +122,7 @@ PART_TO_AN_ENDED_UPLOAD = {
     "memory": "NoSuchUpload",
     "seaweedfs": "NoSuchUpload",
     "moto": "500",
+    "rclone": "NoSuchUpload",
 }  # AWS: NoSuchUpload
 
 # What ListMultipartUploads names of an upload's checksum (tailup.recovery adopts an upload with
@@ -110,7 +131,21 @@ LISTS_UPLOAD_CHECKSUM = {
     "memory": ("crc32c", "composite"),
     "seaweedfs": (None, None),
     "moto": ("crc32c", None),
+    "rclone": (None, None),
 }  # AWS: ("crc32c", "composite")
+# EntityTooSmall at Complete for a part under 5 MiB but the last: rclone serve s3 completes it
+# (tailup's part plan never makes one: tailup.plan).
+ENFORCES_MIN_PART_SIZE = {"memory": True, "seaweedfs": True, "moto": True, "rclone": False}  # AWS
+# What HEAD names a multipart object by: AWS, SeaweedFS and moto the MD5 of the part MD5s with
+# "-N"; rclone serve s3 the MD5 of all the object's bytes (its Complete answers the "-N" one).
+# tailup's check after completion then falls back to the size (ObjectCheck) and `tailup verify`
+# to the SHA-256 of every byte.
+HEAD_ETAG_OF_A_MULTIPART_OBJECT = {
+    "memory": "md5 of part md5s",
+    "seaweedfs": "md5 of part md5s",
+    "moto": "md5 of part md5s",
+    "rclone": "md5 of the bytes",
+}  # AWS: md5 of part md5s
 
 
 def _impl(request: pytest.FixtureRequest) -> str:
@@ -137,7 +172,9 @@ async def _part(store: MultipartStore, key: str, upload_id: str, number: int, bo
     return await store.upload_part(key, upload_id, number, body, crc32_of(body))
 
 
-async def test_multipart_round_trip_and_etag(mp_store: MultipartStore) -> None:
+async def test_multipart_round_trip_and_etag(
+    mp_store: MultipartStore, request: pytest.FixtureRequest
+) -> None:
     key = _key()
     first, tail = os.urandom(5 * MiB), os.urandom(1234)
     upload_id = await mp_store.create_upload(key, "video/mp4")
@@ -150,16 +187,27 @@ async def test_multipart_round_trip_and_etag(mp_store: MultipartStore) -> None:
     )
     info = await mp_store.head_object(key)
     assert info is not None and info.size == 5 * MiB + 1234
-    assert info.etag.strip('"') == multipart_etag(etags).strip('"')
+    if HEAD_ETAG_OF_A_MULTIPART_OBJECT[_impl(request)] == "md5 of part md5s":
+        assert info.etag.strip('"') == multipart_etag(etags).strip('"')
+    else:
+        assert info.etag.strip('"') == hashlib.md5(first + tail).hexdigest()
     assert await mp_store.get_object(key) == first + tail
 
 
-async def test_short_non_final_part_is_refused_at_complete(mp_store: MultipartStore) -> None:
+async def test_short_non_final_part_is_refused_at_complete(
+    mp_store: MultipartStore, request: pytest.FixtureRequest
+) -> None:
     key = _key()
     upload_id = await mp_store.create_upload(key, "video/mp4")
     small, tail = os.urandom(1024), os.urandom(10)
     e1 = await _part(mp_store, key, upload_id, 1, small)
     e2 = await _part(mp_store, key, upload_id, 2, tail)
+    if not ENFORCES_MIN_PART_SIZE[_impl(request)]:
+        await mp_store.complete_upload(
+            key, upload_id, [(1, e1, crc32_of(small)), (2, e2, crc32_of(tail))]
+        )
+        assert await mp_store.get_object(key) == small + tail
+        return
     with pytest.raises(StoragePermanentError) as info:
         await mp_store.complete_upload(
             key, upload_id, [(1, e1, crc32_of(small)), (2, e2, crc32_of(tail))]
@@ -181,11 +229,22 @@ async def test_unknown_etag_is_refused(mp_store: MultipartStore) -> None:
     await mp_store.abort_upload(key, upload_id)
 
 
-async def test_part_sent_twice_completes_with_the_named_version(mp_store: MultipartStore) -> None:
+async def test_part_sent_twice_completes_with_the_named_version(
+    mp_store: MultipartStore, request: pytest.FixtureRequest
+) -> None:
     key = _key()
     upload_id = await mp_store.create_upload(key, "video/mp4")
     old, new = os.urandom(3000), os.urandom(3000)
-    await _part(mp_store, key, upload_id, 1, old)
+    old_etag = await _part(mp_store, key, upload_id, 1, old)
+    assert await _part(mp_store, key, upload_id, 1, old) == old_etag  # a retry: same bytes
+    if not REPLACES_A_PART[_impl(request)]:
+        with pytest.raises(PartReplaceRefused, match="NotImplemented") as refused:
+            await _part(mp_store, key, upload_id, 1, new)
+        assert refused.value.part_number == 1
+        # Refused, not broken: the upload completes with the bytes it took.
+        await mp_store.complete_upload(key, upload_id, [(1, old_etag, crc32_of(old))])
+        assert await mp_store.get_object(key) == old
+        return
     new_etag = await _part(mp_store, key, upload_id, 1, new)
     await mp_store.complete_upload(key, upload_id, [(1, new_etag, crc32_of(new))])
     assert await mp_store.get_object(key) == new
@@ -218,6 +277,9 @@ async def test_an_old_version_of_a_part_is_listed_and_completes_with_its_own_byt
     upload_id = await mp_store.create_upload(key, "video/mp4")
     old, new = os.urandom(3000), os.urandom(3000)
     old_etag = await _part(mp_store, key, upload_id, 1, old)
+    if not REPLACES_A_PART[_impl(request)]:  # test_part_sent_twice_completes_with_the_named_...
+        await mp_store.abort_upload(key, upload_id)
+        return
     new_etag = await _part(mp_store, key, upload_id, 1, new)
     listed = sorted((p.number, p.etag, p.size) for p in await mp_store.list_parts(key, upload_id))
     if KEEPS_EVERY_UPLOAD_OF_A_PART[_impl(request)]:
@@ -300,6 +362,7 @@ SECOND_COMPLETE = {
     "memory": "NoSuchUpload",
     "seaweedfs": "completes again",
     "moto": "completes again",
+    "rclone": "NoSuchUpload",
 }
 
 
@@ -320,7 +383,11 @@ async def test_complete_twice(mp_store: MultipartStore, request: pytest.FixtureR
         again = await mp_store.complete_upload(key, upload_id, named)
         assert again.strip('"') == etag.strip('"')
     info = await mp_store.head_object(key)
-    assert info is not None and info.etag.strip('"') == etag.strip('"')
+    assert info is not None
+    if HEAD_ETAG_OF_A_MULTIPART_OBJECT[_impl(request)] == "md5 of part md5s":
+        assert info.etag.strip('"') == etag.strip('"')
+    else:  # Complete answered the "-N" ETag, HEAD names the bytes' MD5
+        assert info.etag.strip('"') == hashlib.md5(first + tail).hexdigest() != etag.strip('"')
     assert await mp_store.get_object(key) == first + tail
     assert await mp_store.list_uploads(key) == []
 
@@ -368,10 +435,21 @@ async def test_single_put_and_missing_object(mp_store: MultipartStore) -> None:
 # A FULL_OBJECT upload's whole-object checksum named at Complete: AWS and SeaweedFS compare it
 # with the one they combine from the parts and refuse a wrong one (BadDigest); moto 5 keeps what
 # it is sent.
-CHECKS_OBJECT_CHECKSUM = {"memory": True, "seaweedfs": True, "moto": False}  # AWS: True
+CHECKS_OBJECT_CHECKSUM = {
+    "memory": True,
+    "seaweedfs": True,
+    "moto": False,
+    "rclone": False,
+}  # AWS: True
 # What HEAD reports for it afterwards: the whole-object checksum, except moto 5's CRC32C, which is
 # another value (tailup then verifies by the ETag, which moto makes as AWS does).
-REPORTS_OBJECT_CHECKSUM = {"memory": "all", "seaweedfs": "all", "moto": "crc32 crc64nvme"}
+# rclone serve s3 reports none (tailup then verifies by size: ObjectCheck).
+REPORTS_OBJECT_CHECKSUM = {
+    "memory": "all",
+    "seaweedfs": "all",
+    "moto": "crc32 crc64nvme",
+    "rclone": "none",
+}
 
 
 @pytest.mark.parametrize("algorithm", ["crc32", "crc32c", "crc64nvme"])
@@ -419,6 +497,8 @@ async def test_full_object_checksum_is_checked_at_complete_and_reported(
     reported = REPORTS_OBJECT_CHECKSUM[_impl(request)]
     if reported == "all" or algorithm in reported.split():
         assert info.checksum == whole
+    elif reported == "none":
+        assert info.checksum is None
     else:
         assert info.checksum is not None and info.checksum != whole
     assert await mp_store.get_object(key) == b"".join(bodies)
