@@ -44,6 +44,7 @@ from tailup.dev import (
 )
 from tailup.errors import (
     ClaimLost,
+    KeyTaken,
     NoSuchUpload,
     PartReplaceRefused,
     RecordLost,
@@ -430,6 +431,65 @@ async def test_single_put_and_missing_object(mp_store: MultipartStore) -> None:
     info = await mp_store.head_object(key)
     assert info is not None and (info.size, info.etag) == (777, etag)
     assert await mp_store.get_object(key) == body
+
+
+# If-None-Match: * on PutObject and CompleteMultipartUpload over an existing object: AWS (since
+# 2024), SeaweedFS and moto refuse it (PreconditionFailed: KeyTaken); rclone serve s3 ignores the
+# header and writes over the object. A first generation's completion relies on it to never land
+# on another recording's object; where it is ignored, the key claim in Redis (tailup.keyclaim)
+# is what keeps two recordings of one key apart.
+HONOURS_IF_NONE_MATCH = {"memory": True, "seaweedfs": True, "moto": True, "rclone": False}  # AWS
+
+
+async def test_a_conditional_write_keeps_the_object_there(
+    mp_store: MultipartStore, request: pytest.FixtureRequest
+) -> None:
+    key = _key()
+    there = os.urandom(100)
+    await mp_store.put_object(key, there, crc32_of(there), "video/mp4")
+    body = os.urandom(200)
+    upload_id = await mp_store.create_upload(key, "video/mp4")
+    named = [(1, await _part(mp_store, key, upload_id, 1, body), crc32_of(body))]
+    if not HONOURS_IF_NONE_MATCH[_impl(request)]:
+        await mp_store.put_object(key, body, crc32_of(body), "video/mp4", if_none_match=True)
+        assert await mp_store.get_object(key) == body
+        await mp_store.complete_upload(key, upload_id, named, if_none_match=True)
+        assert await mp_store.get_object(key) == body
+        return
+    with pytest.raises(KeyTaken):
+        await mp_store.put_object(key, body, crc32_of(body), "video/mp4", if_none_match=True)
+    with pytest.raises(KeyTaken):
+        await mp_store.complete_upload(key, upload_id, named, if_none_match=True)
+    assert await mp_store.get_object(key) == there
+    await mp_store.abort_upload(key, upload_id)
+
+
+# A refused Complete (InvalidPart): AWS, SeaweedFS and moto keep the upload, to be completed
+# right; rclone serve s3 ends it (NoSuchUpload next), and the stream then starts a new one.
+KEEPS_THE_UPLOAD_AFTER_A_REFUSED_COMPLETE = {
+    "memory": True,
+    "seaweedfs": True,
+    "moto": True,
+    "rclone": False,
+}  # AWS: True
+
+
+async def test_after_a_refused_complete(
+    mp_store: MultipartStore, request: pytest.FixtureRequest
+) -> None:
+    key = _key()
+    upload_id = await mp_store.create_upload(key, "video/mp4")
+    body = os.urandom(100)
+    etag = await _part(mp_store, key, upload_id, 1, body)
+    with pytest.raises(StoragePermanentError, match="InvalidPart"):
+        await mp_store.complete_upload(key, upload_id, [(1, '"' + "0" * 32 + '"', crc32_of(body))])
+    if KEEPS_THE_UPLOAD_AFTER_A_REFUSED_COMPLETE[_impl(request)]:
+        assert [p.etag for p in await mp_store.list_parts(key, upload_id)] == [etag]
+        await mp_store.complete_upload(key, upload_id, [(1, etag, crc32_of(body))])
+        assert await mp_store.get_object(key) == body
+        return
+    with pytest.raises(NoSuchUpload):
+        await mp_store.list_parts(key, upload_id)
 
 
 # A FULL_OBJECT upload's whole-object checksum named at Complete: AWS and SeaweedFS compare it
