@@ -125,5 +125,16 @@ def test_a_live_recording_ends_up_exact_on_rclone_serve_s3(
             cwd=tmp_path,
         )  # fmt: skip
         assert verify.returncode == 0, verify.stdout + verify.stderr
+
+        # Why the recording went up twice is in its record, where `tailup status` shows it.
+        status = subprocess.run(
+            [sys.executable, "-m", "tailup", "status", "--json", "--redis-url", redis_server.url,
+             "--redis-prefix", key_prefix],
+            capture_output=True, text=True, timeout=60, check=True, env=tailup_env({}),
+            cwd=tmp_path,
+        )  # fmt: skip
+        [row] = [r for r in json.loads(status.stdout) if r["path"] == str(path)]
+        assert row["state"] == "completed" and row["error"] is None
+        assert (row["note"] or "") == rec.note
     finally:
         assert daemon.stop() == 0, daemon.tail()
