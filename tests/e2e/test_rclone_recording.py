@@ -138,3 +138,53 @@ def test_a_live_recording_ends_up_exact_on_rclone_serve_s3(
         assert (row["note"] or "") == rec.note
     finally:
         assert daemon.stop() == 0, daemon.tail()
+
+
+def test_a_daemon_killed_mid_recording_resumes_on_rclone_and_completes_exact(
+    tmp_path: Path,
+    rclone_server: RcloneS3,
+    rclone_bucket: str,
+    redis_server: RedisServer,
+    key_prefix: str,
+    record: Any,
+) -> None:
+    """The daemon path through rclone's ListParts and ListMultipartUploads: killed after part 1
+    of a live MP4 was checkpointed, a new daemon resumes the upload from S3's part list, and at
+    close finds part 1 changed: refused, the recording goes up in a new upload, exact."""
+    watch = tmp_path / "recordings"
+    watch.mkdir()
+    args = [
+        "--watch", str(watch), "--bucket", rclone_bucket,
+        "--endpoint-url", rclone_server.endpoint_url,
+        "--redis-url", redis_server.url, "--redis-prefix", key_prefix,
+        "--part-size", "5MiB", "--close-grace", "1",
+        "--log-format", "json", "--log-level", "debug",  # "part uploaded" is a debug event
+    ]  # fmt: skip
+    path = watch / "camera.mp4"
+    first = start_daemon(args, rclone_server.env(), tmp_path / "first.log", tmp_path)
+    try:
+        first.wait_for_event("watching")
+        proc = record(path, "mp4", 8, bitrate="10M", gop=25)
+        first.wait_for_event("part uploaded", timeout_s=60, part=1)
+    finally:
+        first.kill9()
+    assert proc.wait(timeout=120) == 0, Path(proc.log_path).read_text()
+    second = start_daemon(args, rclone_server.env(), tmp_path / "second.log", tmp_path)
+    try:
+        rec = asyncio.run(_completed(redis_server.url, key_prefix, path, timeout_s=90))
+        resumed = second.wait_for_event("resume decided")
+        # ListParts on rclone confirmed the checkpointed part: the upload goes on.
+        assert resumed["verdict"] == "continue", resumed
+        assert "confirmed by S3" in resumed["reason"], resumed
+        refusals = [e for e in second.events() if e.get("event") == "S3 refused a part"]
+        assert [(e["part"], e["then"]) for e in refusals] == [(1, "new_upload")], refusals
+        client = rclone_server.boto3_client()
+        try:
+            body = client.get_object(Bucket=rclone_bucket, Key=rec.key)["Body"].read()
+            uploads = client.list_multipart_uploads(Bucket=rclone_bucket).get("Uploads", [])
+        finally:
+            client.close()
+        assert body == path.read_bytes(), "the object differs from the file"
+        assert uploads == [], "an upload was left behind"
+    finally:
+        assert second.stop() == 0, second.tail()
