@@ -5,7 +5,7 @@ MP4 (plain and +faststart), MOV and Matroska rewrite the head of the file at clo
 sent while recording, is sent again at finalize with other bytes: rclone has streamed the first
 one to its backend already and refuses (NotImplemented). tailup then finishes the recording in a
 new upload (tailup.rules.refusals); the object must equal the file byte for byte and decode. An
-MPEG-TS is append-only: nothing is refused, nothing sent twice.
+MPEG-TS and a fragmented MP4 are append-only: nothing is refused, nothing sent twice.
 """
 
 from __future__ import annotations
@@ -27,16 +27,24 @@ from tailup.model import StreamRecord, StreamState
 
 # Matroska writes nothing for its first ~5.5 s: a shorter recording is written whole at close,
 # with no part sent before its head is rewritten.
-RECORD_SECONDS = {"ts": 3, "mp4": 3, "faststart": 3, "mkv": 8, "mov": 3}
+RECORD_SECONDS = {"ts": 3, "mp4": 3, "faststart": 3, "fmp4": 3, "mkv": 8, "mov": 3}
 BITRATE = "16M"  # ~6 MB in 3 s: a full 5 MiB part goes up while recording
 NAMES = {
     "ts": "transport.ts",
     "mp4": "plain.mp4",
     "faststart": "faststart.mp4",
+    "fmp4": "fragmented.mp4",
     "mkv": "matroska.mkv",
     "mov": "quicktime.mov",
 }
-REWRITES_ITS_HEAD = {"ts": False, "mp4": True, "faststart": True, "mkv": True, "mov": True}
+REWRITES_ITS_HEAD = {
+    "ts": False,
+    "mp4": True,
+    "faststart": True,
+    "fmp4": False,  # an index is appended; nothing before it changes
+    "mkv": True,
+    "mov": True,
+}
 
 
 async def _completed(redis_url: str, prefix: str, path: Path, timeout_s: float) -> StreamRecord:
