@@ -25,7 +25,12 @@ from fakes import FaultyMemoryStore
 from harness import wait_until
 from tailup.budget import ByteBudget
 from tailup.dev import MemoryCheckpointStore
-from tailup.errors import PartReplaceRefused, StorageUnavailable, TailupError
+from tailup.errors import (
+    CheckpointUnavailable,
+    PartReplaceRefused,
+    StorageUnavailable,
+    TailupError,
+)
 from tailup.keys import metadata_key
 from tailup.model import LIVE_STATES, RETRY_FIELD, StreamRecord, StreamState
 from tailup.plan import MiB, PartPlan
@@ -521,3 +526,33 @@ async def test_a_head_refused_again_after_the_bound_fails_the_stream(tmp_path: P
         error = rig.checkpoints.meta["s1"]["error"]
         assert f"again after {MAX_NEW_UPLOADS} new uploads" in error
         assert rig.state() is StreamState.FAILED
+
+
+async def test_redis_failing_while_a_refused_head_is_handled_is_retried(tmp_path: Path) -> None:
+    """Redis down just as the refusal is noted: the stream backs off like anywhere else, the
+    refusal comes back and is decided again (the bound not spent on the fault), and the
+    recording completes."""
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(payload(6 * MiB, "recording"))
+    patched: list[bool] = []
+
+    def patch_once() -> None:
+        if not patched:
+            patched.append(True)
+            rewrite_head(path, b"patched at close")
+
+    store = RefusesToReplace(patch_once)
+    async with streaming(path, writer_closed=True, store=store) as rig:
+        update = rig.checkpoints.update
+        failed: list[bool] = []
+
+        async def update_failing_once(stream_id: str, **fields: Any) -> None:
+            if "note" in fields and not failed:
+                failed.append(True)
+                raise CheckpointUnavailable("Redis: connection refused (injected)")
+            await update(stream_id, **fields)
+
+        rig.checkpoints.update = update_failing_once  # type: ignore[method-assign]
+        assert await asyncio.wait_for(rig.task, 20) is Outcome.COMPLETED
+    assert failed and store.refused == 2 and store.count("create") == 2
+    assert store.objects[KEY] == path.read_bytes()

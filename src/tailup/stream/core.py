@@ -5,7 +5,9 @@ itself is done by the stream's collaborators (see tailup.stream)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
 
@@ -39,6 +41,8 @@ from tailup.stream.finalize import Finalizer
 from tailup.stream.resuming import Resumer
 from tailup.stream.retrying import Retrier
 from tailup.stream.sending import PartSender
+
+T = TypeVar("T")
 
 # A file that changed after its upload completed has a writer that closes and comes back: wait at
 # least this long after its closes, whatever close_grace says, rather than complete it each time.
@@ -222,12 +226,13 @@ class Stream(Collaborator):
                 return None
             return await self._end_gone(str(exc), EndCause.SOURCE_GONE, Outcome.ABORTED, backoff)
         except NoSuchUpload as exc:
-            return await self._upload_vanished(exc, backoff)
+            return await self._or_retry(self._resumer.upload_vanished(exc), backoff)
         except AdoptedUploadRefused as exc:
             await self._resumer.restart_adopted(str(exc))
             return None
         except PartReplaceRefused as exc:
-            why = await self._resumer.part_refused(exc)
+            # A new upload, or a failure (tailup.rules.refusals).
+            why = await self._or_retry(self._resumer.part_refused(exc), backoff)
             if why is not None:
                 await self._fail(type(exc).__name__, why)
             return None
@@ -260,9 +265,11 @@ class Stream(Collaborator):
             return None
         return outcome
 
-    async def _upload_vanished(self, exc: NoSuchUpload, backoff: Backoff) -> Outcome | None:
+    async def _or_retry(self, work: Awaitable[T], backoff: Backoff) -> T | None:
+        """What the Resumer does after S3 refused something; None if Redis (or S3) failed
+        meanwhile: backed off, and the refusal comes back at the next attempt."""
         try:
-            return await self._resumer.upload_vanished(exc)
+            return await work
         except RetryableError as again:
             await self._retrier.retry_later(again, backoff)
         return None

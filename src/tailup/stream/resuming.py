@@ -111,11 +111,11 @@ class Resumer(Collaborator):
         )
         if decision.action is RefusalAction.FAIL:
             return decision.reason
-        self._ctx.new_uploads_after_refusal += 1
         # Said in the record, so that `tailup status` shows why the recording is sent again.
         await self.deps.checkpoints.update(self.stream_id, note=decision.reason)
         self.record = self.record.with_changes(note=decision.reason)
         await self.restart_adopted(decision.reason)
+        self._ctx.new_uploads_after_refusal += 1  # once started: a Redis fault is retried
         return None
 
     async def restart_adopted(self, reason: str) -> None:
