@@ -26,8 +26,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-# New uploads one stream starts for refused parts before it fails. One is what a head rewritten
-# at close needs; the second covers a writer that came back once while the first was sent.
+# New uploads one stream starts for refused parts before it fails (counted while the daemon
+# runs). One is what a head rewritten at close needs; the second covers a writer that came back
+# once while the first was sent.
 MAX_NEW_UPLOADS = 2
 
 
