@@ -1,10 +1,12 @@
 """One contract per storage seam, run against every implementation: the in-memory stores used by
-fast tests must behave like Redis and real S3 servers (SeaweedFS, and moto, which emulates AWS) in
-all tailup relies on. Where implementations differ, each one's answer is pinned (the tables after
-the fixture), with AWS's own, so that none changes unnoticed and none is tested for less."""
+fast tests must behave like Redis and real S3 servers (SeaweedFS; moto, which emulates AWS;
+rclone serve s3, the strictest about parts) in all tailup relies on. Where implementations
+differ, each one's answer is pinned (the tables after the fixture), with AWS's own, so that none
+changes unnoticed and none is tested for less; docs/s3-servers.md is the matrix they make."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import uuid
@@ -32,10 +34,19 @@ from tailup.checksums import (
     part_checksum,
     stored_checksum,
 )
-from tailup.dev import MemoryCheckpointStore, MemoryMultipartStore, MotoS3, RedisServer, SeaweedS3
+from tailup.dev import (
+    MemoryCheckpointStore,
+    MemoryMultipartStore,
+    MotoS3,
+    RcloneS3,
+    RedisServer,
+    SeaweedS3,
+)
 from tailup.errors import (
     ClaimLost,
+    KeyTaken,
     NoSuchUpload,
+    PartReplaceRefused,
     RecordLost,
     StoragePermanentError,
     StorageUnavailable,
@@ -51,20 +62,20 @@ pytestmark = pytest.mark.asyncio
 # -- multipart store --
 
 
-@pytest.fixture(params=["memory", "seaweedfs", "moto"])
+@pytest.fixture(params=["memory", "seaweedfs", "moto", "rclone"])
 async def mp_store(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[MultipartStore]:
     if request.param == "memory":
         yield MemoryMultipartStore()
         return
-    server: SeaweedS3 | MotoS3
+    server: SeaweedS3 | MotoS3 | RcloneS3
     if request.param == "seaweedfs":
         server = request.getfixturevalue("s3_server")
         bucket: str = request.getfixturevalue("bucket")
     else:
-        server = request.getfixturevalue("moto_server")
-        bucket = request.getfixturevalue("moto_bucket")
+        server = request.getfixturevalue(f"{request.param}_server")
+        bucket = request.getfixturevalue(f"{request.param}_bucket")
     for name, value in server.env().items():
         monkeypatch.setenv(name, value)
     async with S3MultipartStore.connect(
@@ -81,13 +92,30 @@ async def mp_store(
 # the one whose ETag it names); AWS and moto keep only the latest (an older ETag is InvalidPart).
 # tailup works with both: resume adopts a listed part only by an ETag whose bytes match the file,
 # and Complete always names the ETag of the latest upload (tailup.resume.reconcile_parts).
-KEEPS_EVERY_UPLOAD_OF_A_PART = {"memory": True, "seaweedfs": True, "moto": False}  # AWS: False
+KEEPS_EVERY_UPLOAD_OF_A_PART = {
+    "memory": True,
+    "seaweedfs": True,
+    "moto": False,
+    "rclone": False,
+}  # AWS: False
+# A part number uploaded again with other bytes: rclone serve s3 has streamed the first upload to
+# its backend already and refuses the second (NotImplemented, HTTP 501: PartReplaceRefused); the
+# upload goes on with the first. tailup finishes such a recording in a new upload
+# (tailup.rules.refusals). The same bytes again are accepted everywhere (a retry).
+REPLACES_A_PART = {"memory": True, "seaweedfs": True, "moto": True, "rclone": False}  # AWS: True
 # x-amz-checksum-crc32 on UploadPart/PutObject, and each part's ChecksumCRC32 named at Complete:
 # AWS and SeaweedFS refuse a wrong one (BadDigest); moto 5 stores it unchecked (a TODO in moto).
-VERIFIES_CHECKSUMS = {"memory": True, "seaweedfs": True, "moto": False}  # AWS: True
+# rclone serve s3 1.75 ignores the header too (tailup then verifies by size and its re-read of
+# every part before completion: docs/s3-servers.md).
+VERIFIES_CHECKSUMS = {
+    "memory": True,
+    "seaweedfs": True,
+    "moto": False,
+    "rclone": False,
+}  # AWS: True
 # Complete naming parts out of order: AWS and SeaweedFS refuse it (InvalidPartOrder); moto 5
 # completes the parts in the order named (its order check never advances its previous number).
-CHECKS_PART_ORDER = {"memory": True, "seaweedfs": True, "moto": False}  # AWS: True
+CHECKS_PART_ORDER = {"memory": True, "seaweedfs": True, "moto": False, "rclone": True}  # AWS: True
 # UploadPart to an aborted or completed upload: AWS and SeaweedFS answer NoSuchUpload, which sends
 # a stream to resume; moto 5 answers HTTP 500 (a KeyError inside moto), which tailup can only
 # retry: a stream whose upload vanished on moto stalls instead of starting a new upload.
@@ -95,6 +123,7 @@ PART_TO_AN_ENDED_UPLOAD = {
     "memory": "NoSuchUpload",
     "seaweedfs": "NoSuchUpload",
     "moto": "500",
+    "rclone": "NoSuchUpload",
 }  # AWS: NoSuchUpload
 
 # What ListMultipartUploads names of an upload's checksum (tailup.recovery adopts an upload with
@@ -103,7 +132,21 @@ LISTS_UPLOAD_CHECKSUM = {
     "memory": ("crc32c", "composite"),
     "seaweedfs": (None, None),
     "moto": ("crc32c", None),
+    "rclone": (None, None),
 }  # AWS: ("crc32c", "composite")
+# EntityTooSmall at Complete for a part under 5 MiB but the last: rclone serve s3 completes it
+# (tailup's part plan never makes one: tailup.plan).
+ENFORCES_MIN_PART_SIZE = {"memory": True, "seaweedfs": True, "moto": True, "rclone": False}  # AWS
+# What HEAD names a multipart object by: AWS, SeaweedFS and moto the MD5 of the part MD5s with
+# "-N"; rclone serve s3 the MD5 of all the object's bytes (its Complete answers the "-N" one).
+# tailup's check after completion then falls back to the size (ObjectCheck) and `tailup verify`
+# to the SHA-256 of every byte.
+HEAD_ETAG_OF_A_MULTIPART_OBJECT = {
+    "memory": "md5 of part md5s",
+    "seaweedfs": "md5 of part md5s",
+    "moto": "md5 of part md5s",
+    "rclone": "md5 of the bytes",
+}  # AWS: md5 of part md5s
 
 
 def _impl(request: pytest.FixtureRequest) -> str:
@@ -130,7 +173,9 @@ async def _part(store: MultipartStore, key: str, upload_id: str, number: int, bo
     return await store.upload_part(key, upload_id, number, body, crc32_of(body))
 
 
-async def test_multipart_round_trip_and_etag(mp_store: MultipartStore) -> None:
+async def test_multipart_round_trip_and_etag(
+    mp_store: MultipartStore, request: pytest.FixtureRequest
+) -> None:
     key = _key()
     first, tail = os.urandom(5 * MiB), os.urandom(1234)
     upload_id = await mp_store.create_upload(key, "video/mp4")
@@ -143,16 +188,27 @@ async def test_multipart_round_trip_and_etag(mp_store: MultipartStore) -> None:
     )
     info = await mp_store.head_object(key)
     assert info is not None and info.size == 5 * MiB + 1234
-    assert info.etag.strip('"') == multipart_etag(etags).strip('"')
+    if HEAD_ETAG_OF_A_MULTIPART_OBJECT[_impl(request)] == "md5 of part md5s":
+        assert info.etag.strip('"') == multipart_etag(etags).strip('"')
+    else:
+        assert info.etag.strip('"') == hashlib.md5(first + tail).hexdigest()
     assert await mp_store.get_object(key) == first + tail
 
 
-async def test_short_non_final_part_is_refused_at_complete(mp_store: MultipartStore) -> None:
+async def test_short_non_final_part_is_refused_at_complete(
+    mp_store: MultipartStore, request: pytest.FixtureRequest
+) -> None:
     key = _key()
     upload_id = await mp_store.create_upload(key, "video/mp4")
     small, tail = os.urandom(1024), os.urandom(10)
     e1 = await _part(mp_store, key, upload_id, 1, small)
     e2 = await _part(mp_store, key, upload_id, 2, tail)
+    if not ENFORCES_MIN_PART_SIZE[_impl(request)]:
+        await mp_store.complete_upload(
+            key, upload_id, [(1, e1, crc32_of(small)), (2, e2, crc32_of(tail))]
+        )
+        assert await mp_store.get_object(key) == small + tail
+        return
     with pytest.raises(StoragePermanentError) as info:
         await mp_store.complete_upload(
             key, upload_id, [(1, e1, crc32_of(small)), (2, e2, crc32_of(tail))]
@@ -174,11 +230,22 @@ async def test_unknown_etag_is_refused(mp_store: MultipartStore) -> None:
     await mp_store.abort_upload(key, upload_id)
 
 
-async def test_part_sent_twice_completes_with_the_named_version(mp_store: MultipartStore) -> None:
+async def test_part_sent_twice_completes_with_the_named_version(
+    mp_store: MultipartStore, request: pytest.FixtureRequest
+) -> None:
     key = _key()
     upload_id = await mp_store.create_upload(key, "video/mp4")
     old, new = os.urandom(3000), os.urandom(3000)
-    await _part(mp_store, key, upload_id, 1, old)
+    old_etag = await _part(mp_store, key, upload_id, 1, old)
+    assert await _part(mp_store, key, upload_id, 1, old) == old_etag  # a retry: same bytes
+    if not REPLACES_A_PART[_impl(request)]:
+        with pytest.raises(PartReplaceRefused, match="NotImplemented") as refused:
+            await _part(mp_store, key, upload_id, 1, new)
+        assert refused.value.part_number == 1
+        # Refused, not broken: the upload completes with the bytes it took.
+        await mp_store.complete_upload(key, upload_id, [(1, old_etag, crc32_of(old))])
+        assert await mp_store.get_object(key) == old
+        return
     new_etag = await _part(mp_store, key, upload_id, 1, new)
     await mp_store.complete_upload(key, upload_id, [(1, new_etag, crc32_of(new))])
     assert await mp_store.get_object(key) == new
@@ -211,6 +278,9 @@ async def test_an_old_version_of_a_part_is_listed_and_completes_with_its_own_byt
     upload_id = await mp_store.create_upload(key, "video/mp4")
     old, new = os.urandom(3000), os.urandom(3000)
     old_etag = await _part(mp_store, key, upload_id, 1, old)
+    if not REPLACES_A_PART[_impl(request)]:  # test_part_sent_twice_completes_with_the_named_...
+        await mp_store.abort_upload(key, upload_id)
+        return
     new_etag = await _part(mp_store, key, upload_id, 1, new)
     listed = sorted((p.number, p.etag, p.size) for p in await mp_store.list_parts(key, upload_id))
     if KEEPS_EVERY_UPLOAD_OF_A_PART[_impl(request)]:
@@ -293,6 +363,7 @@ SECOND_COMPLETE = {
     "memory": "NoSuchUpload",
     "seaweedfs": "completes again",
     "moto": "completes again",
+    "rclone": "NoSuchUpload",
 }
 
 
@@ -313,7 +384,11 @@ async def test_complete_twice(mp_store: MultipartStore, request: pytest.FixtureR
         again = await mp_store.complete_upload(key, upload_id, named)
         assert again.strip('"') == etag.strip('"')
     info = await mp_store.head_object(key)
-    assert info is not None and info.etag.strip('"') == etag.strip('"')
+    assert info is not None
+    if HEAD_ETAG_OF_A_MULTIPART_OBJECT[_impl(request)] == "md5 of part md5s":
+        assert info.etag.strip('"') == etag.strip('"')
+    else:  # Complete answered the "-N" ETag, HEAD names the bytes' MD5
+        assert info.etag.strip('"') == hashlib.md5(first + tail).hexdigest() != etag.strip('"')
     assert await mp_store.get_object(key) == first + tail
     assert await mp_store.list_uploads(key) == []
 
@@ -369,13 +444,83 @@ async def test_delete_removes_the_object_and_a_missing_key_counts_as_deleted(
     await mp_store.delete_object(key)  # as AWS: 204 for a key with no object
 
 
+# If-None-Match: * on PutObject and CompleteMultipartUpload over an existing object: AWS (since
+# 2024), SeaweedFS and moto refuse it (PreconditionFailed: KeyTaken); rclone serve s3 ignores the
+# header and writes over the object. A first generation's completion relies on it to never land
+# on another recording's object; where it is ignored, the key claim in Redis (tailup.keyclaim)
+# is what keeps two recordings of one key apart.
+HONOURS_IF_NONE_MATCH = {"memory": True, "seaweedfs": True, "moto": True, "rclone": False}  # AWS
+
+
+async def test_a_conditional_write_keeps_the_object_there(
+    mp_store: MultipartStore, request: pytest.FixtureRequest
+) -> None:
+    key = _key()
+    there = os.urandom(100)
+    await mp_store.put_object(key, there, crc32_of(there), "video/mp4")
+    body = os.urandom(200)
+    upload_id = await mp_store.create_upload(key, "video/mp4")
+    named = [(1, await _part(mp_store, key, upload_id, 1, body), crc32_of(body))]
+    if not HONOURS_IF_NONE_MATCH[_impl(request)]:
+        await mp_store.put_object(key, body, crc32_of(body), "video/mp4", if_none_match=True)
+        assert await mp_store.get_object(key) == body
+        await mp_store.complete_upload(key, upload_id, named, if_none_match=True)
+        assert await mp_store.get_object(key) == body
+        return
+    with pytest.raises(KeyTaken):
+        await mp_store.put_object(key, body, crc32_of(body), "video/mp4", if_none_match=True)
+    with pytest.raises(KeyTaken):
+        await mp_store.complete_upload(key, upload_id, named, if_none_match=True)
+    assert await mp_store.get_object(key) == there
+    await mp_store.abort_upload(key, upload_id)
+
+
+# A refused Complete (InvalidPart): AWS, SeaweedFS and moto keep the upload, to be completed
+# right; rclone serve s3 ends it (NoSuchUpload next), and the stream then starts a new one.
+KEEPS_THE_UPLOAD_AFTER_A_REFUSED_COMPLETE = {
+    "memory": True,
+    "seaweedfs": True,
+    "moto": True,
+    "rclone": False,
+}  # AWS: True
+
+
+async def test_after_a_refused_complete(
+    mp_store: MultipartStore, request: pytest.FixtureRequest
+) -> None:
+    key = _key()
+    upload_id = await mp_store.create_upload(key, "video/mp4")
+    body = os.urandom(100)
+    etag = await _part(mp_store, key, upload_id, 1, body)
+    with pytest.raises(StoragePermanentError, match="InvalidPart"):
+        await mp_store.complete_upload(key, upload_id, [(1, '"' + "0" * 32 + '"', crc32_of(body))])
+    if KEEPS_THE_UPLOAD_AFTER_A_REFUSED_COMPLETE[_impl(request)]:
+        assert [p.etag for p in await mp_store.list_parts(key, upload_id)] == [etag]
+        await mp_store.complete_upload(key, upload_id, [(1, etag, crc32_of(body))])
+        assert await mp_store.get_object(key) == body
+        return
+    with pytest.raises(NoSuchUpload):
+        await mp_store.list_parts(key, upload_id)
+
+
 # A FULL_OBJECT upload's whole-object checksum named at Complete: AWS and SeaweedFS compare it
 # with the one they combine from the parts and refuse a wrong one (BadDigest); moto 5 keeps what
 # it is sent.
-CHECKS_OBJECT_CHECKSUM = {"memory": True, "seaweedfs": True, "moto": False}  # AWS: True
+CHECKS_OBJECT_CHECKSUM = {
+    "memory": True,
+    "seaweedfs": True,
+    "moto": False,
+    "rclone": False,
+}  # AWS: True
 # What HEAD reports for it afterwards: the whole-object checksum, except moto 5's CRC32C, which is
 # another value (tailup then verifies by the ETag, which moto makes as AWS does).
-REPORTS_OBJECT_CHECKSUM = {"memory": "all", "seaweedfs": "all", "moto": "crc32 crc64nvme"}
+# rclone serve s3 reports none (tailup then verifies by size: ObjectCheck).
+REPORTS_OBJECT_CHECKSUM = {
+    "memory": "all",
+    "seaweedfs": "all",
+    "moto": "crc32 crc64nvme",
+    "rclone": "none",
+}
 
 
 @pytest.mark.parametrize("algorithm", ["crc32", "crc32c", "crc64nvme"])
@@ -423,6 +568,8 @@ async def test_full_object_checksum_is_checked_at_complete_and_reported(
     reported = REPORTS_OBJECT_CHECKSUM[_impl(request)]
     if reported == "all" or algorithm in reported.split():
         assert info.checksum == whole
+    elif reported == "none":
+        assert info.checksum is None
     else:
         assert info.checksum is not None and info.checksum != whole
     assert await mp_store.get_object(key) == b"".join(bodies)

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
 
-from tailup.s3.errors import _NETWORK_ERRORS, _name_the_permission, translate_error
+from tailup.s3.errors import _NETWORK_ERRORS, _name_the_refusal, translate_error
 from tailup.s3.protocol import Body, ObjectInfo, UploadedPart, UploadInfo
 
 
@@ -186,7 +186,8 @@ class S3MultipartStore:
         try:
             return await getattr(self._s3, method)(Bucket=self._bucket, **kwargs)
         except botocore.exceptions.ClientError as exc:
-            raise _name_the_permission(translate_error(exc, action), method) from exc
+            refusal = translate_error(exc, action)
+            raise _name_the_refusal(refusal, method, int(kwargs.get("PartNumber", 0))) from exc
         except _NETWORK_ERRORS as exc:
             raise translate_error(exc, action) from exc
 

@@ -164,6 +164,8 @@ class StreamContext:
         # the finalize pass hashes what it does not cover).
         self.digest = FileDigest()
         self.started_monotonic = started
+        # New uploads started because S3 refused a part (tailup.rules.refusals bounds them).
+        self.new_uploads_after_refusal = 0
         self.log: FilteringBoundLogger = log.bind(stream_id=record.stream_id, path=record.path)
         self._unsettled_since: float | None = None
         # The object this stream's PutObject or completion put at its key, with the ETag S3 gave

@@ -16,6 +16,7 @@ from tailup.errors import (
     ClaimLost,
     KeyTaken,
     NoSuchUpload,
+    PartReplaceRefused,
     PermanentError,
     RecordLost,
     RetryableError,
@@ -226,20 +227,30 @@ class Stream(Collaborator):
                 return None
             return await self._end_gone(str(exc), EndCause.SOURCE_GONE, Outcome.ABORTED, backoff)
         except NoSuchUpload as exc:
-            return await self._upload_vanished(exc, backoff)
+            return await self._retrier.or_retry(self._resumer.upload_vanished(exc), backoff)
         except AdoptedUploadRefused as exc:
             await self._resumer.restart_adopted(str(exc))
+            return None
+        except PartReplaceRefused as exc:
+            # A new upload, or a failure (tailup.rules.refusals).
+            why = await self._retrier.or_retry(self._resumer.part_refused(exc), backoff)
+            if why is not None:
+                await self._fail(type(exc).__name__, why)
             return None
         except KeyTaken as exc:
             await self._resumer.rekey(str(exc))
             return None
         except PermanentError as exc:
-            metrics.upload_error(type(exc).__name__)
-            await self._book.fail(str(exc))
-            if await self._retrier.wait_after_failure():
-                self._resuming = True  # S3 is the truth about which parts arrived
-                self._ctx.wake.set()
+            await self._fail(type(exc).__name__, str(exc))
             return None
+
+    async def _fail(self, kind: str, reason: str) -> None:
+        """Failed: visible in status, tried again after a long back-off or `tailup retry`."""
+        metrics.upload_error(kind)
+        await self._book.fail(reason)
+        if await self._retrier.wait_after_failure():
+            self._resuming = True  # S3 is the truth about which parts arrived
+            self._ctx.wake.set()
 
     async def _end_gone(
         self, reason: str, cause: EndCause, outcome: Outcome, backoff: Backoff
@@ -254,13 +265,6 @@ class Stream(Collaborator):
             await self._retrier.retry_later(exc, backoff)
             return None
         return outcome
-
-    async def _upload_vanished(self, exc: NoSuchUpload, backoff: Backoff) -> Outcome | None:
-        try:
-            return await self._resumer.upload_vanished(exc)
-        except RetryableError as again:
-            await self._retrier.retry_later(again, backoff)
-        return None
 
     def _deadline_s(self) -> float | None:
         now = self.deps.clock()

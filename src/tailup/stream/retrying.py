@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from tailup import metrics
 from tailup.errors import CheckpointUnavailable, RetryableError
@@ -15,6 +17,8 @@ from tailup.stream.bookkeeping import Bookkeeper
 from tailup.stream.context import Collaborator, StreamContext
 
 FAILED_RETRY_CAP_S = 1800.0
+
+T = TypeVar("T")
 
 
 class Retrier(Collaborator):
@@ -46,6 +50,15 @@ class Retrier(Collaborator):
         await self._book.stall(exc, delay)
         await self.sleep_unless_stopped(delay)
         self._ctx.wake.set()
+
+    async def or_retry(self, work: Awaitable[T], backoff: Backoff) -> T | None:
+        """What the Resumer does after S3 refused something; None if Redis (or S3) failed
+        meanwhile: backed off, and the refusal comes back at the next attempt."""
+        try:
+            return await work
+        except RetryableError as again:
+            await self.retry_later(again, backoff)
+        return None
 
     async def wait_after_failure(self) -> bool:
         """Wait out the failed back-off (doubling from deps.failed_retry_s to 30 min), or until

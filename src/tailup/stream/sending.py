@@ -46,6 +46,7 @@ class PartSender(Collaborator):
         self._note_change = note_change  # Stream._note_change: a look at the file between parts
         self._may_have_orphans = may_have_orphans  # see sweep_orphans
         self._slots = asyncio.Semaphore(ctx.deps.part_concurrency)
+        self._created_upload = ""  # the upload this run created (its sends are all known)
 
     async def send_ready_parts(self, size_bytes: int) -> None:
         self._check_capacity(size_bytes)
@@ -222,7 +223,13 @@ class PartSender(Collaborator):
             await asyncio.shield(self.abort_quietly(upload_id))
             raise
         self.record = self.record.with_changes(upload_id=upload_id)
+        self._created_upload = upload_id
         self._log.info("multipart upload created", key=self.record.key)
+
+    def may_hold(self, number: int) -> bool:
+        """Whether the upload may hold part ``number`` already: recorded as sent, or the upload
+        was made before this run (a part it sent may never have been checkpointed)."""
+        return number in self.parts or self.record.upload_id != self._created_upload
 
     async def sweep_orphans(self) -> None:
         """Abort the other uploads of the stream's own key when it ends: a CreateMultipartUpload
