@@ -507,14 +507,18 @@ class CoreMachine(RuleBasedStateMachine):
 
     @invariant()
     def no_version_uploaded_twice(self) -> None:
-        if self.w.redis_lost:
-            # Known gap, pinned by test_admission's strict xfail: after Redis lost its data the
-            # identity walk stops at the first life S3 has nothing of, so a recording whose id
-            # was a later life (an O_TRUNC rewrite where no birth time tells lives apart) is
-            # uploaded again under the earlier life's key.
-            return
-        versions = [(life, data) for life, data, _ in self.w.objects.values()]
-        assert len(versions) == len(set(versions)), self.w.objects
+        """One version of one recording is under one key. One exemption, after Redis lost its
+        data: two keys of one stream id that differ in the file's name. The key template names
+        the file ({relpath} here, {name} by default), so a recording renamed since its upload
+        gets another key from it, and S3 is asked about that key only (known gap, pinned by
+        test_after_redis_loss_a_renamed_recording_is_not_uploaded_again). Keys of two stream
+        ids (two lives of one identity, or two identities) are never exempt."""
+        keys_of: dict[tuple[int, tuple[int, ...]], set[str]] = {}
+        for key, (life, data, _) in self.w.objects.items():
+            keys_of.setdefault((life, data), set()).add(key)
+        for keys in keys_of.values():
+            renamed_after_loss = self.w.redis_lost and len({k.split("/")[0] for k in keys}) == 1
+            assert len(keys) == 1 or renamed_after_loss, self.w.objects
 
     def teardown(self) -> None:
         """Settle: every writer closes, the other node lets go, every file is looked at until
@@ -571,11 +575,14 @@ def test_a_paused_writer_out_of_sight_is_never_deleted_under_at_a_restart(deploy
     assert A in world.files
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: the identity walk after a Redis loss")
-def test_after_redis_loss_a_later_lifes_recording_is_not_uploaded_again() -> None:
-    """No birth time; an O_TRUNC rewrite made the recording the inode's second life (its id is
-    life 1's). Redis loses its data: the walk asks S3 about life 0's key, finds nothing, and
-    uploads the recording again under it."""
+@pytest.mark.parametrize("birth", [False, True], ids=["no-birth-time", "birth-time"])
+def test_after_redis_loss_a_later_lifes_recording_is_not_uploaded_again(birth: bool) -> None:
+    """An O_TRUNC rewrite ended the inode's first recording before S3 held anything of it (its
+    upload aborted): the rewritten file is the next recording of the same identity (O_TRUNC
+    keeps the birth time and the generation too). Redis loses its data: the walk asks S3 about
+    life 0's key first and stops at the first life S3 has nothing of. The rewritten recording
+    took over life 0's id, so that S3 answers there: recorded, not uploaded again (it was
+    uploaded under life 1's key before, and again under life 0's after the loss)."""
     world = replay(
         "host",
         [
@@ -585,7 +592,28 @@ def test_after_redis_loss_a_later_lifes_recording_is_not_uploaded_again() -> Non
             ("redis_emptied", ()),
             ("pause", (A,)),
         ],
-        birth=False,
+        birth=birth,
+    )
+    versions = [(life, data) for life, data, _ in world.objects.values()]
+    assert len(versions) == len(set(versions)) == 1, world.objects
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: a renamed recording's key after a Redis loss")
+def test_after_redis_loss_a_renamed_recording_is_not_uploaded_again() -> None:
+    """Uploaded as a.ts (its key names the file), then renamed to c.ts. Redis loses its data:
+    the walk renders the key with the file's name now and asks S3 about that key only, finds
+    nothing, and uploads the recording again under c.ts's key."""
+    c = NAMES[2]
+    world = replay(
+        "host",
+        [
+            ("create", (A, False)),
+            ("grow", (A, 2)),
+            ("pause", (A,)),
+            ("rename", (A, c)),
+            ("redis_emptied", ()),
+            ("pause", (c,)),
+        ],
     )
     versions = [(life, data) for life, data, _ in world.objects.values()]
     assert len(versions) == len(set(versions)), world.objects

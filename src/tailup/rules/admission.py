@@ -269,7 +269,10 @@ def _open_new(f: Facts, w: Where, st: FileStat, now: FileNow, look: Look) -> Act
             known, known_parts = loaded
             judgement = _judge(f, known, known_parts, st, now)
             if judgement.seen is Seen.NEW:
-                continue  # another recording's id
+                taken = _take_over(f, w, st, now.identity, known, judgement)
+                if taken is None:
+                    continue  # another recording's id
+                return taken
             before: tuple[Command, ...] = ()
             if known.path != str(f.path):
                 if known.stream_id in w.running:
@@ -288,6 +291,39 @@ def _open_new(f: Facts, w: Where, st: FileStat, now: FileNow, look: Look) -> Act
         return _create_found(f, w, record, st, finding)
     record = new_record(w.defaults, w.placement, f.path, st, now.identity, w.fresh_id, w.now)
     return _create_found(f, w, record, st, Finding(Found.NOTHING, ""))
+
+
+def _take_over(
+    f: Facts, w: Where, st: FileStat, seen: FileIdentity, known: StreamRecord, judged: Judgement
+) -> Act | None:
+    """This recording takes over the id of an ended one S3 holds nothing of (its upload aborted
+    when its file was rewritten, moved away, or aborted by an operator; an empty file): a new
+    record under that id, the key reserved for it kept. None: the id is spent, the walk goes on.
+
+    An id is spent only once S3 holds something at its key: after Redis lost its data, a
+    recording is found by asking S3 about its identity's ids life after life, and that walk
+    stops at the first life S3 has nothing of. A life passed over here would hide every later
+    one: the recording would be uploaded again under this life's key. A completed recording's
+    object is taken to be in S3 (one deleted behind tailup's back is not looked for: that would
+    cost a lookup at every rewrite of a finished file)."""
+    if known.state not in (StreamState.ABORTED, StreamState.SKIPPED):
+        return None  # completed; or live or failed: its upload may be open still
+    if known.stream_id in w.running:
+        return None
+    if not _claimed(f, w, known):
+        return _elsewhere(f, w)  # another node is at this identity's recordings
+    # The object is checked whatever the template: an earlier generation's may be there.
+    held = _need(f, AskS3(known.key, known.stream_id, st.size, st.mtime_ns, True))
+    if held.found is not Found.NOTHING:
+        return None
+    fresh = new_record(w.defaults, w.placement, f.path, st, seen, known.stream_id, w.now)
+    record = fresh.with_changes(
+        key=known.key, key_pending=known.key_pending, generation=known.generation + 1
+    )
+    why = f"{judged.reason}; it takes over the id of an ended recording S3 holds nothing of"
+    fields = (*_named(record, why), ("was", known.state.value), ("was_path", known.path))
+    note = Note("stream id taken over from a recording S3 holds nothing of", fields)
+    return Act((note, Write(record), Start(record, {}, resumed=False, why=why)), why)
 
 
 def _s3_finding(f: Facts, w: Where, record: StreamRecord, st: FileStat) -> Finding:
