@@ -450,3 +450,51 @@ def test_a_sentinel_failover_mid_recording_ends_exact(fleet: Fleet, tmp_path: Pa
         on_sentinel.exact(done, data)
         assert on_sentinel.open_uploads() == []
         assert daemon.stop() == 0
+
+
+def test_redis_emptied_after_an_o_trunc_rewrite_uploads_the_rewritten_recording_once(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """A recording's upload was aborted when its file turned out rewritten from byte 0 (O_TRUNC,
+    same inode: the same identity, its birth time and generation kept), so S3 holds nothing
+    under its id; the rewritten recording is uploaded. Then Redis loses everything: the next
+    start asks S3 about the identity's ids life after life, up to the first S3 has nothing of,
+    and must find the rewritten recording there, not upload it again."""
+    with RedisServer(tmp_path / "redis") as own:  # FLUSHALL: a redis-server of this test's own
+        fleet.redis_url = own.url
+        watch = tmp_path / "rec"
+        watch.mkdir()
+        scope = node_scope("nvr")
+        path = watch / "cam1.ts"
+        first = content(6 * MiB, "before the restart")
+        writer = fleet.live_file(path, first)
+        daemon = fleet.start("nvr", "--watch", str(watch))
+        fleet.wait_record(scope, str(path), {StreamState.UPLOADING}, parts=1)
+        daemon.kill9()
+        writer.close()
+        inode = path.stat().st_ino
+        second = content(3 * MiB, "after the restart")  # shorter than the part uploaded
+        with path.open("wb") as rewrite:  # the recorder's `-y`: O_TRUNC, the same inode
+            rewrite.write(second)
+        assert path.stat().st_ino == inode
+
+        again = fleet.start("nvr", "--watch", str(watch))
+        done = fleet.wait_record(scope, str(path), {StreamState.COMPLETED})
+        fleet.exact(done, second)
+        assert again.wait_for_event("stream aborted")  # the first recording's upload
+        objects = fleet.objects()
+        assert set(objects) == {done.key, metadata_key(done.key)}, objects
+        assert again.stop() == 0
+
+        with fleet.redis() as client:
+            client.flushall()
+        third = fleet.start("nvr", "--watch", str(watch))
+        recovered = fleet.wait_record(scope, str(path), {StreamState.COMPLETED})
+        assert fleet.objects() == objects, "the rewritten recording is in S3 once"
+        assert recovered.key == done.key
+        assert third.wait_for_event("recording already in S3: not uploaded again", path=str(path))
+        assert [e for e in third.events() if e.get("event") == "stream started"] == []
+        assert fleet.open_uploads() == []
+        for run in (again, third):
+            assert not [e for e in run.events() if e.get("level") == "error"]
+        assert third.stop() == 0
