@@ -621,7 +621,7 @@ def test_claims_come_before_any_write() -> None:
 REPLACED = rec(
     state=StreamState.ABORTED,
     end_cause=EndCause.REPLACED,
-    generation=1,
+    generation=2,
     total_bytes_sent=500,
     head_size=100,
     head_crc32=7,
@@ -637,7 +637,8 @@ def _taken_over(act: Act, *, path: Path = P) -> None:
     assert isinstance(note, Note) and isinstance(write, Write) and isinstance(start, Start)
     record = write.record
     assert start.record is record and not start.resumed and start.parts == {}
-    assert (record.stream_id, record.key, record.generation) == (SID0, KEY0, 2)
+    # A first generation: its completion lands only on a free key (If-None-Match).
+    assert (record.stream_id, record.key, record.generation) == (SID0, KEY0, 1)
     assert record.state is StreamState.UPLOADING and record.path == str(path)
     # Nothing of the ended recording describes this one (its head would misjudge the file).
     assert (record.head_size, record.total_bytes_sent, record.note) == (0, 0, "")

@@ -20,7 +20,10 @@ The rules, top to bottom:
    generation and starts it.
 6. Else the recording is looked for by identity, life after life (tailup.identity.stream_id_for):
    a record under that id is this very recording (renamed while tailup was down): it follows to
-   this path (unless its stream runs here: hard links, N10), then as in 5.
+   this path (unless its stream runs here: hard links, N10), then as in 5. A record of another
+   recording that ended with nothing in S3 (aborted, skipped; S3 asked) gives its id to this
+   one: a life is spent only once S3 holds something of it, since the walk after a Redis loss
+   asks S3 life after life and stops at the first life S3 has nothing of.
 7. No record: a new one, claimed in a shared folder; S3 is asked only when it may know
    (tailup.recovery.s3_may_know); a key S3 holds for another recording under a unique template
    means the next life; what S3 has whole is recorded, not uploaded; an open upload is adopted;
@@ -298,7 +301,8 @@ def _take_over(
 ) -> Act | None:
     """This recording takes over the id of an ended one S3 holds nothing of (its upload aborted
     when its file was rewritten, moved away, or aborted by an operator; an empty file): a new
-    record under that id, the key reserved for it kept. None: the id is spent, the walk goes on.
+    record written over that one, the key reserved for it kept. None: the id is spent, the walk
+    goes on.
 
     An id is spent only once S3 holds something at its key: after Redis lost its data, a
     recording is found by asking S3 about its identity's ids life after life, and that walk
@@ -317,9 +321,9 @@ def _take_over(
     if held.found is not Found.NOTHING:
         return None
     fresh = new_record(w.defaults, w.placement, f.path, st, seen, known.stream_id, w.now)
-    record = fresh.with_changes(
-        key=known.key, key_pending=known.key_pending, generation=known.generation + 1
-    )
+    # A first generation: its completion lands only on a free key (If-None-Match), as any new
+    # recording's (a later one's would replace what it takes for its own earlier object).
+    record = fresh.with_changes(key=known.key, key_pending=known.key_pending)
     why = f"{judged.reason}; it takes over the id of an ended recording S3 holds nothing of"
     fields = (*_named(record, why), ("was", known.state.value), ("was_path", known.path))
     note = Note("stream id taken over from a recording S3 holds nothing of", fields)

@@ -130,7 +130,8 @@ class Start:
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """checkpoints.create: a new generation over the same record."""
+    """checkpoints.create: a record written over the one under its id (a new generation of the
+    same recording, or a new recording taking over the id of one S3 holds nothing of)."""
 
     record: StreamRecord
 
