@@ -482,6 +482,10 @@ def test_redis_emptied_after_an_o_trunc_rewrite_uploads_the_rewritten_recording_
         done = fleet.wait_record(scope, str(path), {StreamState.COMPLETED})
         fleet.exact(done, second)
         assert again.wait_for_event("stream aborted")  # the first recording's upload
+        # Its id taken over (what `status` keeps of the aborted one is in the note).
+        taken = again.wait_for_event("stream id taken over from a recording S3 holds nothing of")
+        assert (taken["stream_id"], taken["was"]) == (done.stream_id, "aborted")
+        assert done.note.startswith("took over the id of an earlier recording"), done.note
         objects = fleet.objects()
         assert set(objects) == {done.key, metadata_key(done.key)}, objects
         assert again.stop() == 0

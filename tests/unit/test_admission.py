@@ -626,6 +626,7 @@ REPLACED = rec(
     head_size=100,
     head_crc32=7,
     note="the old recording's",
+    error="the old one's reason",
 )
 KEY0 = f"{SID0}/cam1.ts"
 KEY1 = f"{SID1}/cam1.ts"
@@ -641,7 +642,10 @@ def _taken_over(act: Act, *, path: Path = P) -> None:
     assert (record.stream_id, record.key, record.generation) == (SID0, KEY0, 1)
     assert record.state is StreamState.UPLOADING and record.path == str(path)
     # Nothing of the ended recording describes this one (its head would misjudge the file).
-    assert (record.head_size, record.total_bytes_sent, record.note) == (0, 0, "")
+    assert (record.head_size, record.total_bytes_sent) == (0, 0)
+    # What `status` keeps of the recording whose record this one is written over.
+    assert record.note.startswith("took over the id of an earlier recording (")
+    assert "aborted with nothing in S3: the old one's reason)" in record.note
     assert record.end_cause is EndCause.NONE and not record.path_ended
 
 

@@ -323,11 +323,22 @@ def _take_over(
     fresh = new_record(w.defaults, w.placement, f.path, st, seen, known.stream_id, w.now)
     # A first generation: its completion lands only on a free key (If-None-Match), as any new
     # recording's (a later one's would replace what it takes for its own earlier object).
-    record = fresh.with_changes(key=known.key, key_pending=known.key_pending)
+    record = fresh.with_changes(
+        key=known.key, key_pending=known.key_pending, note=_taken_from(known)
+    )
     why = f"{judged.reason}; it takes over the id of an ended recording S3 holds nothing of"
     fields = (*_named(record, why), ("was", known.state.value), ("was_path", known.path))
     note = Note("stream id taken over from a recording S3 holds nothing of", fields)
     return Act((note, Write(record), Start(record, {}, resumed=False, why=why)), why)
+
+
+def _taken_from(known: StreamRecord) -> str:
+    """What `status` keeps of the recording whose record the new one is written over."""
+    said = f": {known.error}" if known.error else ""
+    return (
+        f"took over the id of an earlier recording ({known.path}, {known.state.value} with "
+        f"nothing in S3{said})"
+    )
 
 
 def _s3_finding(f: Facts, w: Where, record: StreamRecord, st: FileStat) -> Finding:
