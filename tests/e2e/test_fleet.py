@@ -502,3 +502,54 @@ def test_redis_emptied_after_an_o_trunc_rewrite_uploads_the_rewritten_recording_
         for run in (again, third):
             assert not [e for e in run.events() if e.get("level") == "error"]
         assert third.stop() == 0
+
+
+def test_redis_emptied_after_renames_uploads_no_renamed_recording_again(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """Recorders rename (`live.ts` -> `2026-12-07T10.ts`): a finished recording and a live one are
+    renamed after their uploads began, so their keys (`streams/{stream_id}/{name}`) name the old
+    names. Redis loses everything while the daemon is down: at the next start the key the new
+    name gives holds nothing, and each is found under the start of its stream's keys instead:
+    the finished one recorded, the live one's upload adopted and finished under its old key."""
+    with RedisServer(tmp_path / "redis") as own:  # FLUSHALL: a redis-server of this test's own
+        fleet.redis_url = own.url
+        watch = tmp_path / "rec"
+        watch.mkdir()
+        scope = node_scope("nvr")
+        daemon = fleet.start("nvr", "--watch", str(watch))
+        done, live = watch / "done.ts", watch / "live.ts"
+        finished = content(300_000, "finished, then renamed")
+        done.write_bytes(finished)
+        first = fleet.wait_record(scope, str(done), {StreamState.COMPLETED})
+        data = content(12 * MiB, "live, renamed mid-recording")
+        writer = fleet.live_file(live, data[: 6 * MiB])
+        uploading = fleet.wait_record(scope, str(live), {StreamState.UPLOADING}, parts=1)
+        renamed = {done: watch / "2026-12-07T09.ts", live: watch / "2026-12-07T10.ts"}
+        for old, new in renamed.items():
+            old.rename(new)
+        fleet.wait_record(scope, str(renamed[done]), {StreamState.COMPLETED})
+        fleet.wait_record(scope, str(renamed[live]), {StreamState.UPLOADING}, parts=1)
+        daemon.kill9()
+        objects_before = fleet.objects()
+
+        with fleet.redis() as client:
+            client.flushall()
+        again = fleet.start("nvr", "--watch", str(watch))
+        writer.write(data[6 * MiB :])
+        writer.close()
+        ended = fleet.wait_record(scope, str(renamed[live]), {StreamState.COMPLETED})
+        recorded = fleet.wait_record(scope, str(renamed[done]), {StreamState.COMPLETED})
+        assert (recorded.stream_id, recorded.key) == (first.stream_id, first.key)
+        assert (ended.stream_id, ended.key) == (uploading.stream_id, uploading.key)
+        fleet.exact(ended, data)
+        fleet.exact(recorded, finished)
+        assert set(fleet.objects()) == set(objects_before) | {ended.key, metadata_key(ended.key)}
+        assert again.wait_for_event(
+            "recording already in S3: not uploaded again", path=str(renamed[done])
+        )
+        assert again.wait_for_event("open upload adopted from S3", path=str(renamed[live]))
+        assert [e for e in again.events() if e.get("event") == "stream started"] == []
+        assert fleet.open_uploads() == []
+        assert not [e for e in again.events() if e.get("level") == "error"]
+        assert again.stop() == 0

@@ -145,7 +145,7 @@ NEW_FILE = {
     AskKey(f"{SID0}/cam1.ts", SID0, False): f"{SID0}/cam1.ts",
     AskCreate(SID0, NEW0): True,
 }
-S3_KEY = AskS3(f"{SID0}/cam1.ts", SID0, 1000, 50, False)
+S3_KEY = AskS3(f"{SID0}/cam1.ts", SID0, 1000, 50, False, f"{SID0}/")
 
 
 # -- rows: (name, where, answers, questions asked, check of the act) --------------------------
@@ -260,7 +260,7 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], 
             **NEW_FILE,
             S3_KEY: Finding(Found.OTHER, "another object"),
             AskRecord(SID1): None,
-            AskS3(f"{SID1}/cam1.ts", SID1, 1000, 50, False): Finding(Found.NOTHING, ""),
+            AskS3(f"{SID1}/cam1.ts", SID1, 1000, 50, False, f"{SID1}/"): Finding(Found.NOTHING, ""),
             AskKey(f"{SID1}/cam1.ts", SID1, False): f"{SID1}/cam1.ts",
             AskCreate(SID1, NEW0): True,
         },
@@ -433,7 +433,7 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], 
             **NEW_FILE,
             AskRecord(SHARE_SID0): None,
             AskClaim(SHARE_SID0): True,
-            AskS3(f"{SHARE_SID0}/cam1.ts", SHARE_SID0, 1000, 50, False): Finding(
+            AskS3(f"{SHARE_SID0}/cam1.ts", SHARE_SID0, 1000, 50, False, f"{SHARE_SID0}/"): Finding(
                 Found.COMPLETED, "whole", sidecar={}
             ),
             AskReserve(f"{SHARE_SID0}/cam1.ts", SHARE_SID0): None,
@@ -826,3 +826,40 @@ def test_take_over(
     asked, act = drive(where, answers)
     assert kinds(asked) == questions
     assert check(act) is not False, act
+
+
+# -- S3 found the recording under the name it was uploaded as (renamed since) -------------------
+
+OLD_KEY = f"{SID0}/old.ts"  # under S3_KEY's prefix
+
+
+def test_found_whole_under_its_earlier_name_it_is_recorded_at_that_key() -> None:
+    asked, act = drive(
+        BEFORE_START,
+        {
+            **FILE_AT_P,
+            AskRecord(SID0): None,
+            S3_KEY: Finding(Found.COMPLETED, "its metadata.json", sidecar={}, key=OLD_KEY),
+            AskReserve(OLD_KEY, SID0): None,
+            AskCreate(SID0, NEW0): True,
+        },
+    )
+    assert kinds(asked)[-3:] == ["AskS3", "AskReserve", "AskCreate"]
+    (note,) = act.commands
+    assert isinstance(note, Note) and ("key", OLD_KEY) in note.fields
+    assert not starts(act)
+
+
+def test_an_open_upload_under_its_earlier_name_is_adopted_at_that_key() -> None:
+    _, act = drive(
+        BEFORE_START,
+        {
+            **FILE_AT_P,
+            AskRecord(SID0): None,
+            S3_KEY: Finding(Found.IN_FLIGHT, "an open upload", upload_id="u1", key=OLD_KEY),
+            AskReserve(OLD_KEY, SID0): None,
+            AskCreate(SID0, NEW0): True,
+        },
+    )
+    (start,) = starts(act)
+    assert (start.record.key, start.record.upload_id, start.resumed) == (OLD_KEY, "u1", True)

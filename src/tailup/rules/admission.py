@@ -48,6 +48,7 @@ from tailup.model import PartRecord, StreamRecord, StreamState
 from tailup.recovery import Finding, Found, s3_may_know
 from tailup.rules.records import (
     completed_from_sidecar,
+    key_prefix,
     new_record,
     next_generation,
     pending_action_may_run,
@@ -351,7 +352,8 @@ def _s3_finding(f: Facts, w: Where, record: StreamRecord, st: FileStat) -> Findi
     )
     if not may_know:
         return Finding(Found.NOTHING, "a file born since tailup started")
-    ask = AskS3(record.key, record.stream_id, st.size, st.mtime_ns, w.check_keys)
+    prefix = key_prefix(w.defaults, w.placement, f.path, record.stream_id, w.now)
+    ask = AskS3(record.key, record.stream_id, st.size, st.mtime_ns, w.check_keys, prefix)
     return _need(f, ask)
 
 
@@ -360,6 +362,8 @@ def _create_found(f: Facts, w: Where, record: StreamRecord, st: FileStat, findin
     is claimed here, not before: a claim's HEAD would take the recording's own object for
     another one's."""
     sid = record.stream_id
+    if finding.key:
+        record = record.with_changes(key=finding.key)  # renamed since it was uploaded
     if finding.found in (Found.COMPLETED, Found.IN_FLIGHT):
         holder = _need(f, AskReserve(record.key, sid))
         if holder is not None:

@@ -84,11 +84,15 @@ class AskSha256(Ask[bool]):
 
 @dataclass(frozen=True, slots=True)
 class AskS3(Ask[Finding]):
+    """What S3 holds of the recording (tailup.recovery.look_up): at ``key``, else under
+    ``prefix``, the start of every key its stream may have had ("": none)."""
+
     key: str
     stream_id: str
     size: int
     mtime_ns: int
     check_object: bool
+    prefix: str = ""
 
 
 @dataclass(frozen=True, slots=True)
