@@ -737,6 +737,20 @@ TAKE_OVER_ROWS: list[TakeOverRow] = [
         _taken_over,
     ),
     (
+        "taken over under another name: the key its name gives now (the id's own either way)",
+        WHERE,
+        {
+            AskStat(P): ST,
+            AskHistory(P): NO_HISTORY,
+            AskGeneration(P, INODE): GEN,
+            AskRecord(SID0): (REPLACED.with_changes(path=str(OLD), key=f"{SID0}/old.ts"), {}),
+            AskS3(f"{SID0}/old.ts", SID0, 1000, 50, True): Finding(Found.NOTHING, ""),
+            AskKey(KEY0, SID0, False): KEY0,
+        },
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskS3", "AskKey"],
+        _taken_over,
+    ),
+    (
         "a completed recording's id is spent without asking S3: the next life",
         WHERE,
         {

@@ -302,7 +302,8 @@ def _take_over(
 ) -> Act | None:
     """This recording takes over the id of an ended one S3 holds nothing of (its upload aborted
     when its file was rewritten, moved away, or aborted by an operator; an empty file): a new
-    record written over that one, the key reserved for it kept. None: the id is spent, the walk
+    record written over that one; its key is the one reserved for the id, or under a template
+    unique by construction the one its name and time give now. None: the id is spent, the walk
     goes on.
 
     An id is spent only once S3 holds something at its key: after Redis lost its data, a
@@ -322,11 +323,14 @@ def _take_over(
     if held.found is not Found.NOTHING:
         return None
     fresh = new_record(w.defaults, w.placement, f.path, st, seen, known.stream_id, w.now)
+    key, key_pending = known.key, known.key_pending  # reserved for the id, and empty in S3
+    if w.unique_template and fresh.key != known.key:
+        # Its key is the id's own either way: the one its name and start time give now.
+        got = _need(f, AskKey(fresh.key, fresh.stream_id, w.check_keys))
+        key, key_pending = (fresh.key, True) if got is None else (got, False)
     # A first generation: its completion lands only on a free key (If-None-Match), as any new
     # recording's (a later one's would replace what it takes for its own earlier object).
-    record = fresh.with_changes(
-        key=known.key, key_pending=known.key_pending, note=_taken_from(known)
-    )
+    record = fresh.with_changes(key=key, key_pending=key_pending, note=_taken_from(known))
     why = f"{judged.reason}; it takes over the id of an ended recording S3 holds nothing of"
     fields = (*_named(record, why), ("was", known.state.value), ("was_path", known.path))
     note = Note("stream id taken over from a recording S3 holds nothing of", fields)
