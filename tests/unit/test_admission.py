@@ -618,7 +618,7 @@ def test_claims_come_before_any_write() -> None:
 # life, up to the first life S3 has nothing of; so a life is spent only once S3 holds something
 # at its key, and the next recording of the identity takes over one S3 holds nothing of.
 
-REPLACED = rec(
+ABORTED_ON_REWRITE = rec(
     state=StreamState.ABORTED,
     end_cause=EndCause.REPLACED,
     generation=2,
@@ -661,9 +661,9 @@ TAKE_OVER_ROWS: list[TakeOverRow] = [
         WHERE,
         {
             AskStat(P): ST,
-            AskHistory(P): (REPLACED, {}),
+            AskHistory(P): (ABORTED_ON_REWRITE, {}),
             AskGeneration(P, INODE): GEN,
-            AskRecord(SID0): (REPLACED, {}),
+            AskRecord(SID0): (ABORTED_ON_REWRITE, {}),
             HELD: Finding(Found.NOTHING, ""),
         },
         ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskS3"],
@@ -674,9 +674,9 @@ TAKE_OVER_ROWS: list[TakeOverRow] = [
         WHERE,
         {
             AskStat(P): ST,
-            AskHistory(P): (REPLACED.with_changes(generation=2), {}),
+            AskHistory(P): (ABORTED_ON_REWRITE.with_changes(generation=2), {}),
             AskGeneration(P, INODE): GEN,
-            AskRecord(SID0): (REPLACED.with_changes(generation=2), {}),
+            AskRecord(SID0): (ABORTED_ON_REWRITE.with_changes(generation=2), {}),
             HELD: Finding(Found.OTHER, "an older version"),
             AskRecord(SID1): None,
             AskKey(KEY1, SID1, False): KEY1,
@@ -699,9 +699,9 @@ TAKE_OVER_ROWS: list[TakeOverRow] = [
         WHERE,
         {
             AskStat(P): ST,
-            AskHistory(P): (REPLACED, {}),
+            AskHistory(P): (ABORTED_ON_REWRITE, {}),
             AskGeneration(P, INODE): GEN,
-            AskRecord(SID0): (REPLACED, {}),
+            AskRecord(SID0): (ABORTED_ON_REWRITE, {}),
             HELD: Finding(Found.IN_FLIGHT, "an open upload", upload_id="u0"),
             AskRecord(SID1): None,
             AskKey(KEY1, SID1, False): KEY1,
@@ -727,7 +727,7 @@ TAKE_OVER_ROWS: list[TakeOverRow] = [
             AskHistory(P): NO_HISTORY,
             AskGeneration(P, INODE): GEN,
             AskRecord(SID0): (
-                REPLACED.with_changes(end_cause=EndCause.SOURCE_GONE, path=str(OLD)),
+                ABORTED_ON_REWRITE.with_changes(end_cause=EndCause.SOURCE_GONE, path=str(OLD)),
                 {},
             ),
             AskHead(P, 100, 7, 1, INODE): False,
@@ -743,7 +743,10 @@ TAKE_OVER_ROWS: list[TakeOverRow] = [
             AskStat(P): ST,
             AskHistory(P): NO_HISTORY,
             AskGeneration(P, INODE): GEN,
-            AskRecord(SID0): (REPLACED.with_changes(path=str(OLD), key=f"{SID0}/old.ts"), {}),
+            AskRecord(SID0): (
+                ABORTED_ON_REWRITE.with_changes(path=str(OLD), key=f"{SID0}/old.ts"),
+                {},
+            ),
             AskS3(f"{SID0}/old.ts", SID0, 1000, 50, True): Finding(Found.NOTHING, ""),
             AskKey(KEY0, SID0, False): KEY0,
         },
@@ -768,7 +771,7 @@ TAKE_OVER_ROWS: list[TakeOverRow] = [
         dataclasses.replace(WHERE, running=frozenset({SID0})),
         {
             **FILE_AT_P,
-            AskRecord(SID0): (REPLACED, {}),
+            AskRecord(SID0): (ABORTED_ON_REWRITE, {}),
             AskRecord(SID1): None,
             AskKey(KEY1, SID1, False): KEY1,
             AskCreate(SID1, NEW0): True,
@@ -781,7 +784,10 @@ TAKE_OVER_ROWS: list[TakeOverRow] = [
         SHARED,
         {
             **FILE_AT_P,
-            AskRecord(SHARE_SID0): (REPLACED.with_changes(stream_id=SHARE_SID0, scope=SHARE), {}),
+            AskRecord(SHARE_SID0): (
+                ABORTED_ON_REWRITE.with_changes(stream_id=SHARE_SID0, scope=SHARE),
+                {},
+            ),
             AskClaim(SHARE_SID0): False,
         },
         ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskClaim"],
@@ -793,7 +799,7 @@ TAKE_OVER_ROWS: list[TakeOverRow] = [
         {
             **FILE_AT_P,
             AskRecord(SHARE_SID0): (
-                REPLACED.with_changes(stream_id=SHARE_SID0, scope=SHARE, key=KEY0),
+                ABORTED_ON_REWRITE.with_changes(stream_id=SHARE_SID0, scope=SHARE, key=KEY0),
                 {},
             ),
             AskClaim(SHARE_SID0): True,
