@@ -159,6 +159,7 @@ async def look_up(
     the key, one ListObjectsV2 under it finds the recording under the name it was uploaded as
     (renamed since): one request more for a file S3 has nothing of."""
     sidecar: dict[str, Any] | None = None
+    readable = True
     try:
         has_sidecar = await store.head_object(metadata_key(key)) is not None
     except AccessRefused as exc:
@@ -166,8 +167,7 @@ async def look_up(
         # objects cannot be looked at; its open uploads still can. An object already at the key
         # is never written over: completion is If-None-Match.
         permissions.refused("s3:GetObject", str(exc))
-        has_sidecar = check_object = False
-        prefix = ""  # nor can the sidecars under the prefix be read
+        has_sidecar = check_object = readable = False
     if has_sidecar:
         sidecar = await _sidecar(store, key)
     info = await store.head_object(key) if check_object or sidecar is not None else None
@@ -184,7 +184,7 @@ async def look_up(
     )
     if found.found is not Found.NOTHING or found.orphans or not prefix or prefix == key:
         return found
-    moved = await _renamed(store, prefix, stream_id, size, mtime_ns, uploads)
+    moved = await _renamed(store, prefix, stream_id, size, mtime_ns, uploads, read_objects=readable)
     return found if moved is None else moved
 
 
@@ -208,10 +208,13 @@ async def _renamed(
     size: int,
     mtime_ns: int,
     uploads: list[UploadInfo],
+    *,
+    read_objects: bool,
 ) -> Finding | None:
     """The recording under another key of its stream (renamed since it was uploaded): an open
     upload, or an object with its sidecar. Anything else there is another version of it (OTHER:
-    this id is spent). None: S3 has nothing under the prefix."""
+    this id is spent). None: S3 has nothing under the prefix, or its objects cannot be read
+    (``read_objects`` False: no s3:GetObject)."""
     if uploads:
         newest = max(uploads, key=lambda u: u.initiated).key
         found = judge(
@@ -225,6 +228,8 @@ async def _renamed(
         )
         if found.found is Found.IN_FLIGHT:
             return dataclasses.replace(found, key=newest)
+    if not read_objects:
+        return None
     try:
         listed = await store.list_objects(prefix, limit=PREFIX_KEYS_LISTED)
     except AccessRefused as exc:
