@@ -48,26 +48,54 @@ class KeyContext:
 
 def render_key(template: str, ctx: KeyContext, *, prefix: str = "") -> str:
     """The S3 key for a stream. Any UTF-8 file name is kept as is: S3 keys are UTF-8 strings."""
+    return _prefixed(template.format(**_values(ctx)), prefix)
+
+
+# Placeholders a key may render otherwise for the same recording later: a rename changes the
+# name and path, a start on another day or second the time.
+_MOVABLE = frozenset({"name", "stem", "ext", "relpath", "date", "time"})
+
+
+def stable_prefix(template: str, ctx: KeyContext, *, prefix: str = "") -> str:
+    """The start of a stream's key that no rename of its file changes, when it holds the stream
+    id: ``streams/<id>/`` of ``streams/{stream_id}/{name}``. Every key the stream may have had
+    (under an earlier name, or suffixed) begins with it, and no other stream's does. "" when the
+    template has no ``{stream_id}`` before the name, the path or the time."""
+    values = _values(ctx)
+    rendered, holds_id = "", False
+    for literal, field, _, _ in string.Formatter().parse(template):
+        rendered += literal
+        if field is None:
+            continue
+        if field in _MOVABLE:
+            break
+        holds_id = holds_id or field == "stream_id"
+        rendered += values[field]
+    return _prefixed(rendered, prefix) if holds_id else ""
+
+
+def _values(ctx: KeyContext) -> dict[str, str]:
     name = ctx.relpath.name
     stem, dot, ext = name.rpartition(".")
     if not dot or not stem:
         stem, ext = name, ""
-    key = template.format(
-        stream_id=ctx.stream_id,
-        name=name,
-        stem=stem,
-        ext=ext,
-        relpath=str(ctx.relpath),
-        watch=ctx.watch_name,
-        date=ctx.started_at.strftime("%Y-%m-%d"),
-        time=ctx.started_at.strftime("%H%M%S"),
-        hostname=ctx.hostname,
-    )
+    return {
+        "stream_id": ctx.stream_id,
+        "name": name,
+        "stem": stem,
+        "ext": ext,
+        "relpath": str(ctx.relpath),
+        "watch": ctx.watch_name,
+        "date": ctx.started_at.strftime("%Y-%m-%d"),
+        "time": ctx.started_at.strftime("%H%M%S"),
+        "hostname": ctx.hostname,
+    }
+
+
+def _prefixed(key: str, prefix: str) -> str:
     key = key.lstrip("/")
     prefix = prefix.strip("/")
-    if prefix:
-        key = prefix + "/" + key
-    return key
+    return prefix + "/" + key if prefix else key
 
 
 def suffixed_key(key: str, number: int | str) -> str:
@@ -88,8 +116,11 @@ def template_is_unique(template: str) -> bool:
         return False
 
 
+SIDECAR_SUFFIX = ".metadata.json"
+
+
 def metadata_key(object_key: str) -> str:
-    return object_key + ".metadata.json"
+    return object_key + SIDECAR_SUFFIX
 
 
 def node_scope(node_id: str) -> str:

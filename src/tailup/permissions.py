@@ -9,9 +9,12 @@ The daemon needs to write its objects, read them back and manage its own multipa
 actions are optional: without one, only the features that need it are off, said once in the log
 (``refused``), and the daemon goes on:
 
-- ``s3:ListBucket`` (HeadBucket): the bucket check at start. Refused, it is skipped (S3 answering
-  at all is then what /healthz checks). On AWS, ListBucket is also what makes a HEAD of a missing
-  key answer 404; without it, 403, which tailup takes as "cannot tell" (below).
+- ``s3:ListBucket`` (HeadBucket, ListObjectsV2): the bucket check at start, and the lookup of a
+  file Redis has no record of under the start of its stream's keys (renamed since its upload:
+  tailup.recovery). Refused, the check is skipped (S3 answering at all is then what /healthz
+  checks) and the lookup is made at the key the file's name gives now only. On AWS, ListBucket is
+  also what makes a HEAD of a missing key answer 404; without it, 403, which tailup takes as
+  "cannot tell" (below).
 - ``s3:GetObject`` (HeadObject, GetObject): reading objects back. Refused, the object is checked
   after completion by the ETag CompleteMultipartUpload (or PutObject) returned instead of a HEAD;
   a file Redis has no record of is not looked up by its metadata.json (its open uploads still
@@ -65,7 +68,9 @@ REQUIRED: Final[dict[str, str]] = {
 # Optional: what is off without it (said in the log once, at the first refusal).
 OPTIONAL: Final[dict[str, str]] = {
     "s3:ListBucket": "the bucket check at start is skipped (the first upload tells whether the "
-    "bucket takes writes) and /healthz checks only that S3 answers",
+    "bucket takes writes) and /healthz checks only that S3 answers; a file Redis has no record "
+    "of is looked up at the key its name gives now only (one renamed since its upload is "
+    "uploaded again under its new name)",
     "s3:GetObject": "objects are not read back: the ETag S3 returns to the upload is checked "
     "instead after completion; metadata.json is not looked up for a file Redis has no record "
     "of, and keys are taken as free without a HEAD (If-None-Match still refuses to write over "

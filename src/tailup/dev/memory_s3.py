@@ -208,6 +208,10 @@ class MemoryMultipartStore:
             raise StoragePermanentError(f"NoSuchKey: {key}", code="NoSuchKey")
         return body
 
+    async def list_objects(self, prefix: str, *, limit: int) -> dict[str, int]:
+        keys = sorted(k for k in self.objects if k.startswith(prefix))[:limit]
+        return {k: len(self.objects[k]) for k in keys}
+
     async def list_uploads(self, prefix: str) -> list[UploadInfo]:
         return [
             UploadInfo(

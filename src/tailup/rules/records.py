@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from tailup.checksums import ChecksumAlgorithm, ChecksumType, new_upload_type
-from tailup.keys import KeyContext, render_key
+from tailup.keys import KeyContext, render_key, stable_prefix
 from tailup.model import EndCause, StreamRecord, StreamState, iso
 from tailup.plan import MAX_PART_SIZE_BYTES, PartSizing
 
@@ -59,13 +59,7 @@ def new_record(
     """A new recording's record, generation 1, not yet written anywhere."""
     key = render_key(
         defaults.key_template,
-        KeyContext(
-            stream_id=stream_id,
-            relpath=PurePosixPath(path.relative_to(place.root).as_posix()),
-            watch_name=place.watch_name,
-            started_at=now,
-            hostname=defaults.hostname,
-        ),
+        _key_context(defaults, place, path, stream_id, now),
         prefix=defaults.prefix,
     )
     return StreamRecord(
@@ -87,6 +81,27 @@ def new_record(
         last_activity_at_utc=iso(now),
         owner=defaults.node_id,
         scope=place.scope,
+    )
+
+
+def key_prefix(
+    defaults: RecordDefaults, place: Placement, path: Path, stream_id: str, now: datetime
+) -> str:
+    """The start of every key the stream may have had, under any name of its file
+    (tailup.keys.stable_prefix); "" where the template has none."""
+    ctx = _key_context(defaults, place, path, stream_id, now)
+    return stable_prefix(defaults.key_template, ctx, prefix=defaults.prefix)
+
+
+def _key_context(
+    defaults: RecordDefaults, place: Placement, path: Path, stream_id: str, now: datetime
+) -> KeyContext:
+    return KeyContext(
+        stream_id=stream_id,
+        relpath=PurePosixPath(path.relative_to(place.root).as_posix()),
+        watch_name=place.watch_name,
+        started_at=now,
+        hostname=defaults.hostname,
     )
 
 

@@ -84,11 +84,15 @@ class AskSha256(Ask[bool]):
 
 @dataclass(frozen=True, slots=True)
 class AskS3(Ask[Finding]):
+    """What S3 holds of the recording (tailup.recovery.look_up): at ``key``, else under
+    ``prefix``, the start of every key its stream may have had ("": none)."""
+
     key: str
     stream_id: str
     size: int
     mtime_ns: int
     check_object: bool
+    prefix: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +134,8 @@ class Start:
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """checkpoints.create: a new generation over the same record."""
+    """checkpoints.create: a record written over the one under its id (a new generation of the
+    same recording, or a new recording taking over the id of one S3 holds nothing of)."""
 
     record: StreamRecord
 

@@ -358,6 +358,12 @@ class S3MultipartStore:
         except _NETWORK_ERRORS as exc:
             raise translate_error(exc, "read object") from exc
 
+    async def list_objects(self, prefix: str, *, limit: int) -> dict[str, int]:
+        response = await self._call(
+            "list objects", "list_objects_v2", Prefix=prefix, MaxKeys=min(limit, 1000)
+        )
+        return {str(o["Key"]): int(o["Size"]) for o in response.get("Contents", [])}
+
     async def list_uploads(self, prefix: str) -> list[UploadInfo]:
         uploads: list[UploadInfo] = []
         kwargs: dict[str, Any] = {"Prefix": prefix}

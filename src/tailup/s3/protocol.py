@@ -111,6 +111,9 @@ class MultipartStore(Protocol):
 
     async def list_uploads(self, prefix: str) -> list[UploadInfo]: ...
 
+    async def list_objects(self, prefix: str, *, limit: int) -> dict[str, int]:
+        """Key -> size of (at most ``limit`` of) the objects whose key begins with ``prefix``."""
+
     async def check_bucket(self) -> None:
         """Raise StoragePermanentError if the bucket is missing or the credentials are refused
         (a refused s3:ListBucket alone is not an error: tailup.permissions)."""

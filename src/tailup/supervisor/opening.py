@@ -143,9 +143,15 @@ class Opening(SupervisorState):
                 if not isinstance(claim, Claim):
                     log.debug("another node uploads it", stream_id=stream_id, holder=claim)
                 return isinstance(claim, Claim)
-            case AskS3(key, stream_id, size, mtime_ns, check_object):
+            case AskS3(key, stream_id, size, mtime_ns, check_object, prefix):
                 return await look_up(
-                    self._store, key, stream_id, size, mtime_ns, check_object=check_object
+                    self._store,
+                    key,
+                    stream_id,
+                    size,
+                    mtime_ns,
+                    check_object=check_object,
+                    prefix=prefix,
                 )
             case AskReserve(key, stream_id):
                 return await self._checkpoints.reserve_key(key, stream_id)
