@@ -160,6 +160,9 @@ class StreamContext:
         self.started_monotonic = started
         self.log: FilteringBoundLogger = log.bind(stream_id=record.stream_id, path=record.path)
         self._unsettled_since: float | None = None
+        # The file's names at the last stat: past 1, a hard link may carry the stream on if its
+        # own name goes (tailup.rules.names).
+        self.links = 1
 
     @property
     def path(self) -> Path:
@@ -179,6 +182,7 @@ class StreamContext:
         record = self.record
         if st.same_file(record.device, record.inode, record.birth_ns):
             self._unsettled_since = None
+            self.links = st.links
             return st
         unsettled = self.unsettled("shows another file")
         if unsettled is not None:

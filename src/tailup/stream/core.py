@@ -112,6 +112,11 @@ class Stream(Collaborator):
         return sum(part.size for part in self.parts.values())
 
     @property
+    def links(self) -> int:
+        """The file's names (hard links) at the stream's last look."""
+        return self._ctx.links
+
+    @property
     def last_seen_size(self) -> int | None:
         return self._ctx.last_seen.size if self._ctx.last_seen else None
 
