@@ -51,8 +51,7 @@ class Names(SupervisorState):
             names = await self._what_names_hold(sorted(aliases), record)
             new = name_gone(recorded, names, links=stream.links, searched=False, taken=taken)
             if isinstance(new, Search):
-                found = await self._io(files_with_inodes, self._roots_of(record), {record.inode})
-                others = [p for p in found.get(record.inode, []) if p != old]
+                others = [p for p in await self._walk_for(record) if p != old]
                 names = await self._what_names_hold(others, record)
                 new = name_gone(recorded, names, links=stream.links, searched=True, taken=taken)
         except _Stalled:
@@ -94,8 +93,7 @@ class Names(SupervisorState):
             (at_path,) = (await self._what_names_hold([path], record)).values()
             where = resume_at(path, recorded, at_path, taken=self._streams)
             if isinstance(where, Search):
-                found = await self._io(files_with_inodes, self._roots_of(record), {record.inode})
-                held = await self._what_names_hold(found.get(record.inode, []), record)
+                held = await self._what_names_hold(await self._walk_for(record), record)
                 where = resume_at(path, recorded, at_path, held, taken=self._streams)
         except _Stalled:
             return record  # the stream itself waits for its file system
@@ -110,6 +108,14 @@ class Names(SupervisorState):
             new=str(where),
         )
         return record.with_changes(path=str(where), path_ended=False)
+
+    async def _walk_for(self, record: StreamRecord) -> list[Path]:
+        """Every file of the record's watched folders with its inode number."""
+        try:
+            found = await self._io(files_with_inodes, self._roots_of(record), {record.inode})
+        except SourceStalled as exc:  # a hung mount, or a tree too large to walk in time
+            raise _Stalled(str(exc)) from exc
+        return found.get(record.inode, [])
 
     def _roots_of(self, record: StreamRecord) -> list[Path]:
         """The watched folders a record's file may be in: its scope's."""

@@ -88,4 +88,4 @@ def files_with_inodes(tops: Sequence[Path], inodes: Collection[int]) -> dict[int
                         found.setdefault(entry.inode(), []).append(Path(entry.path))
         except OSError as exc:
             log.warning("watcher.scan_error", path=str(folder), error=str(exc))
-    return {inode: sorted(paths) for inode, paths in found.items()}
+    return {inode: sorted(set(paths)) for inode, paths in found.items()}  # roots may nest
