@@ -358,16 +358,21 @@ def test_a_live_recording_renamed_while_tailup_was_down_resumes_under_its_new_na
     assert not resent, "part 1 was uploaded before the restart: resumed, not sent again"
 
 
-@pytest.mark.parametrize("second_name", ["b.ts", "keep.bak"], ids=["alias", "walk"])
+@pytest.mark.parametrize(
+    ("second_name", "mode"),
+    [("b.ts", ()), ("keep.bak", ()), ("b.ts", ("--poll", "--idle-timeout", "15"))],
+    ids=["alias", "walk", "alias-poll"],
+)
 def test_a_hard_link_then_the_first_name_removed_completes_once_under_the_second(
-    deployment: Deployment, second_name: str
+    deployment: Deployment, second_name: str, mode: tuple[str, ...]
 ) -> None:
     """N10: `ln a.ts b.ts; rm a.ts` while a.ts is written (through its open descriptor). The
     second name is an alias of the running stream (b.ts, looked at as a candidate), or is found
     by a walk of the watched folders because the file had two names at the stream's last look
     (keep.bak, never looked at). Either way the stream goes on under it when the first name
-    goes: the recording completes once, with every byte written, nothing aborted."""
-    daemon = deployment.start()
+    goes: the recording completes once, with every byte written, nothing aborted. Under --poll
+    the same, seen a poll later (and finished on idle: no close events)."""
+    daemon = deployment.start(*mode)
     first, second = deployment.watch / "a.ts", deployment.watch / second_name
     head = content(6 * MiB, "hard link: head")
     middle = content(5 * MiB, "hard link: middle")
