@@ -377,31 +377,3 @@ async def retry_streams(settings: Settings, given: str | None, *, failed: bool) 
         if failed and not lines:
             lines.append("no failed stream")
         return lines
-
-
-# The view moved to tailup.statusview; its names stay importable from here, lazily (statusview
-# imports this module, and rich, which `tailup run` does not need).
-_VIEW_NAMES: Final = frozenset(
-    {
-        "Output",
-        "choose_output",
-        "build_status_table",
-        "build_status_view",
-        "render_status_view",
-        "print_plain_view",
-        "print_summary",
-        "print_json_summary",
-        "print_view",
-        "watch_status",
-        "print_every_record",
-        "RateTracker",
-    }
-)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _VIEW_NAMES:
-        import tailup.statusview
-
-        return getattr(tailup.statusview, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

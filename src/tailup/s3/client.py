@@ -286,6 +286,9 @@ class S3MultipartStore:
         except NoSuchUpload:
             return
 
+    async def delete_object(self, key: str) -> None:
+        await self._call("delete object", "delete_object", Key=key)
+
     async def list_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
         parts: list[UploadedPart] = []
         marker = 0

@@ -90,6 +90,9 @@ class MultipartStore(Protocol):
 
     async def list_parts(self, key: str, upload_id: str) -> list[UploadedPart]: ...
 
+    async def delete_object(self, key: str) -> None:
+        """Delete the object at ``key``; a key that holds none counts as deleted."""
+
     async def put_object(
         self,
         key: str,

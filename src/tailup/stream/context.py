@@ -135,6 +135,12 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return leaves[0]
 
 
+@dataclass(frozen=True, slots=True)
+class Landed:
+    key: str
+    etag: str
+
+
 class StreamContext:
     """One stream's shared state."""
 
@@ -163,6 +169,9 @@ class StreamContext:
         # The file's names at the last stat: past 1, a hard link may carry the stream on if its
         # own name goes (tailup.rules.names).
         self.links = 1
+        # The object this stream's PutObject or completion put at its key, with the ETag S3 gave
+        # it, once S3 answered: what an abort that raced it takes back (Bookkeeper).
+        self.landed: Landed | None = None
 
     @property
     def path(self) -> Path:
