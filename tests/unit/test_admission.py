@@ -9,7 +9,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -19,9 +19,11 @@ from tailup.model import EndCause, PartRecord, StreamRecord, StreamState
 from tailup.plan import PartSizing
 from tailup.recovery import Finding, Found
 from tailup.rules.admission import MAX_LIVES, decide
+from tailup.rules.names import SEARCH, Search, name_gone, resume_at
 from tailup.rules.records import Placement, RecordDefaults, new_record
 from tailup.rules.vocabulary import (
     Act,
+    Alias,
     Ask,
     AskClaim,
     AskCreate,
@@ -161,6 +163,10 @@ def _nothing(act: Act) -> None:
     assert act.commands == ()
 
 
+def _alias_only(act: Act) -> None:
+    assert act.commands == (Alias(SID0, P, closed=False),)
+
+
 ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], None]]] = [
     (
         "another node's file is looked at later, without a stat",
@@ -296,11 +302,12 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], 
         ),
     ),
     (
-        "found by identity under another path while its stream runs here: not moved (N10)",
+        "found by identity under another path while its stream runs here: not moved, the "
+        "path is the stream's alias (N10)",
         dataclasses.replace(WHERE, running=frozenset({SID0})),
         {**NEW_FILE, AskRecord(SID0): (LIVE.with_changes(path=str(OLD)), {})},
         ["AskStat", "AskHistory", "AskGeneration", "AskRecord"],
-        _nothing,
+        _alias_only,
     ),
     (
         "the id's record is another recording (rewritten, shorter): the next life",
@@ -883,3 +890,105 @@ def test_an_open_upload_under_its_earlier_name_is_adopted_at_that_key() -> None:
     )
     (start,) = starts(act)
     assert (start.record.key, start.record.upload_id, start.resumed) == (OLD_KEY, "u1", True)
+
+
+def test_a_close_under_a_second_name_is_the_running_streams() -> None:
+    """The writer of a hard-linked file closes it under the second name: the alias carries the
+    close, for the stream's close check (N10)."""
+    answers = cast(Answers, {**NEW_FILE, AskRecord(SID0): (LIVE.with_changes(path=str(OLD)), {})})
+    _, act = drive(
+        dataclasses.replace(WHERE, running=frozenset({SID0})), answers, writer_closed=True
+    )
+    assert act.commands == (Alias(SID0, P, closed=True),)
+
+
+# -- tailup.rules.names: a recording's other names (hard links N10, renames while down N6) ----
+
+B = ROOT / "b.ts"
+C = ROOT / "c.ts"
+SAME = FileIdentity(1, INODE, BIRTH)
+REBORN = FileIdentity(1, INODE, BIRTH + 1)  # the inode number handed out again
+UNTOLD = FileIdentity(1, INODE)  # no birth time, no generation: the number alone
+
+NAME_GONE_ROWS: list[
+    tuple[str, dict[Path, FileIdentity | None], int, bool, frozenset[Path], Path | Search | None]
+] = [
+    ("an alias holds the same life: the stream goes on there", {B: SAME}, 2, False, frozenset(), B),
+    ("the first alias in path order, every time", {C: SAME, B: SAME}, 3, False, frozenset(), B),
+    (
+        "an alias another stream runs at is passed over",
+        {B: SAME, C: SAME},
+        3,
+        False,
+        frozenset({B}),
+        C,
+    ),
+    ("an alias now holding nothing: none", {B: None}, 1, False, frozenset(), None),
+    (
+        "an alias holding a reborn inode: not this recording",
+        {B: REBORN},
+        1,
+        False,
+        frozenset(),
+        None,
+    ),
+    ("an inode number alone is not trusted", {B: UNTOLD}, 1, False, frozenset(), None),
+    ("no alias, one name: ends at once, no walk", {}, 1, False, frozenset(), None),
+    (
+        "no alias, but two names at the last look: walk for the other",
+        {},
+        2,
+        False,
+        frozenset(),
+        SEARCH,
+    ),
+    ("stale aliases, two names: walk", {B: None}, 2, False, frozenset(), SEARCH),
+    ("walked, found", {C: SAME}, 2, True, frozenset(), C),
+    ("walked, the other name is outside the watched folders: ends", {}, 2, True, frozenset(), None),
+]
+
+
+@pytest.mark.parametrize(
+    ("names", "links", "searched", "taken", "expected"),
+    [row[1:] for row in NAME_GONE_ROWS],
+    ids=[row[0] for row in NAME_GONE_ROWS],
+)
+def test_where_a_stream_goes_on_when_its_name_goes(
+    names: dict[Path, FileIdentity | None],
+    links: int,
+    searched: bool,
+    taken: frozenset[Path],
+    expected: Path | Search | None,
+) -> None:
+    assert name_gone(SAME, names, links=links, searched=searched, taken=taken) == expected
+
+
+RESUME_ROWS: list[
+    tuple[str, FileIdentity | None, dict[Path, FileIdentity | None] | None, Path | Search]
+] = [
+    ("its path holds its file: resumed there, no walk", SAME, None, P),
+    ("its path holds the inode number, nothing tells more: resumed there", UNTOLD, None, P),
+    ("its path holds nothing: walk", None, None, SEARCH),
+    ("its path holds another file: walk", REBORN, None, SEARCH),
+    ("renamed while down: resumed under the new name (N6)", None, {B: SAME}, B),
+    ("replaced at its path, its own file renamed: the new name", REBORN, {P: REBORN, B: SAME}, B),
+    ("found nowhere: at its path (ends there as gone)", None, {}, P),
+    ("only a reborn inode elsewhere: at its path", None, {B: REBORN}, P),
+]
+
+
+@pytest.mark.parametrize(
+    ("at_path", "found", "expected"),
+    [row[1:] for row in RESUME_ROWS],
+    ids=[row[0] for row in RESUME_ROWS],
+)
+def test_where_a_live_record_is_resumed_at_start(
+    at_path: FileIdentity | None,
+    found: dict[Path, FileIdentity | None] | None,
+    expected: Path | Search,
+) -> None:
+    assert resume_at(P, SAME, at_path, found) == expected
+
+
+def test_a_live_record_is_not_resumed_at_a_name_another_stream_runs_at() -> None:
+    assert resume_at(P, SAME, None, {B: SAME, C: SAME}, taken={B}) == C

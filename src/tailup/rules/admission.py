@@ -20,10 +20,11 @@ The rules, top to bottom:
    generation and starts it.
 6. Else the recording is looked for by identity, life after life (tailup.identity.stream_id_for):
    a record under that id is this very recording (renamed while tailup was down): it follows to
-   this path (unless its stream runs here: hard links, N10), then as in 5. A record of another
-   recording that ended with nothing in S3 (aborted, skipped; S3 asked) gives its id to this
-   one: a life is spent only once S3 holds something of it, since the walk after a Redis loss
-   asks S3 life after life and stops at the first life S3 has nothing of.
+   this path, then as in 5; unless its stream runs here: the path is a second name (a hard
+   link), the stream's alias (N10, tailup.rules.names). A record of another recording that
+   ended with nothing in S3 (aborted, skipped; S3 asked) gives its id to this one: a life is
+   spent only once S3 holds something of it, since the walk after a Redis loss asks S3 life
+   after life and stops at the first life S3 has nothing of.
 7. No record: a new one, claimed in a shared folder; S3 is asked only when it may know
    (tailup.recovery.s3_may_know); a key S3 holds for another recording under a unique template
    means the next life; what S3 has whole is recorded, not uploaded; an open upload is adopted;
@@ -56,6 +57,7 @@ from tailup.rules.records import (
 from tailup.rules.vocabulary import (
     UNASKED,
     Act,
+    Alias,
     Ask,
     AskClaim,
     AskCreate,
@@ -281,8 +283,10 @@ def _open_new(f: Facts, w: Where, st: FileStat, now: FileNow, look: Look) -> Act
             if known.path != str(f.path):
                 if known.stream_id in w.running:
                     # Its stream runs here under its own name (a hard link): the record stays
-                    # with the stream, never moved under it (N10).
-                    return Act((), "a second name of a recording whose stream runs here")
+                    # with the stream, never moved under it; the name is its alias, which
+                    # carries it on if its own name goes (N10, tailup.rules.names).
+                    alias = Alias(known.stream_id, f.path, closed=f.writer_closed)
+                    return Act((alias,), "a second name of a recording whose stream runs here")
                 before = (MoveRecord(known, f.path),)
                 known = known.with_changes(path=str(f.path), path_ended=False)
             return _known(f, w, st, now.identity, look, known, known_parts, judgement, before)

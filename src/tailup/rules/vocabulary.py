@@ -149,6 +149,17 @@ class MoveRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Alias:
+    """``path`` is a second name (a hard link) of the recording whose stream runs here: kept
+    with the stream, which goes on under it if its own name goes (tailup.rules.names).
+    ``closed``: the look was prompted by a close under this name, the stream's writer's."""
+
+    stream_id: str
+    path: Path
+    closed: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Remember:
     path: Path
     look: Look
@@ -184,7 +195,9 @@ class Note:
     warn: bool = False
 
 
-Command = Start | Write | MoveRecord | Remember | LookLater | FinishAfterUpload | Release | Note
+Command = (
+    Start | Write | MoveRecord | Alias | Remember | LookLater | FinishAfterUpload | Release | Note
+)
 
 
 @dataclass(frozen=True, slots=True)

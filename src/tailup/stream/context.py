@@ -168,6 +168,9 @@ class StreamContext:
         self.new_uploads_after_refusal = 0
         self.log: FilteringBoundLogger = log.bind(stream_id=record.stream_id, path=record.path)
         self._unsettled_since: float | None = None
+        # The file's names at the last stat: past 1, a hard link may carry the stream on if its
+        # own name goes (tailup.rules.names).
+        self.links = 1
         # The object this stream's PutObject or completion put at its key, with the ETag S3 gave
         # it, once S3 answered: what an abort that raced it takes back (Bookkeeper).
         self.landed: Landed | None = None
@@ -190,6 +193,7 @@ class StreamContext:
         record = self.record
         if st.same_file(record.device, record.inode, record.birth_ns):
             self._unsettled_since = None
+            self.links = st.links
             return st
         unsettled = self.unsettled("shows another file")
         if unsettled is not None:

@@ -118,6 +118,11 @@ class Stream(Collaborator):
         return sum(part.size for part in self.parts.values())
 
     @property
+    def links(self) -> int:
+        """The file's names (hard links) at the stream's last look."""
+        return self._ctx.links
+
+    @property
     def last_seen_size(self) -> int | None:
         return self._ctx.last_seen.size if self._ctx.last_seen else None
 
@@ -128,8 +133,7 @@ class Stream(Collaborator):
         return self._closed_at is not None
 
     def on_modified(self) -> None:
-        """Look at the file now rather than at the next poll (a change seen after a close still
-        means the writer came back: _note_change decides that from the file itself)."""
+        """Look now, not at the next poll (_note_change tells a writer back after a close)."""
         self._ctx.wake.set()
 
     def on_closed(self) -> None:

@@ -32,6 +32,7 @@ from tailup.rules.records import (
 )
 from tailup.rules.vocabulary import (
     Act,
+    Alias,
     Ask,
     AskClaim,
     AskCreate,
@@ -189,6 +190,8 @@ class Opening(SupervisorState):
                         old=record.path,
                         new=str(new),
                     )
+                case Alias(stream_id, at, closed):
+                    self._note_alias(stream_id, at, closed=closed)
                 case Remember(at, look):
                     self._remember_unchanged(at, look)
                 case LookLater(at, until_mono):

@@ -87,6 +87,9 @@ class Registry(SupervisorState):
             self._running.discard(stream)
             if self._by_id.get(stream.stream_id) is stream:
                 del self._by_id[stream.stream_id]
+                self._aliases.pop(stream.stream_id, None)
+                for name in [n for n, s in self._former.items() if s is stream]:
+                    del self._former[name]
             if stream.stream_id not in self._by_id:
                 # Ended or stopped: another node may take it at once (a shutdown), or finds it
                 # ended. A claim lost to another node is let go of too (N13); no claim at all

@@ -133,6 +133,10 @@ class SupervisorState:
         # shutdown.
         self._running: set[Stream] = set()
         self._by_id: dict[str, Stream] = {}
+        # A running stream's other names (hard links: tailup.rules.names), by its id.
+        self._aliases: dict[str, set[Path]] = {}
+        # A name a stream went on from under an alias, its writer's close still to come there.
+        self._former: dict[Path, Stream] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[FileEvent] = asyncio.Queue()
         self._deferred: dict[Path, FileEvent] = {}
@@ -211,6 +215,18 @@ class SupervisorState:
         raise NotImplementedError
 
     async def _resume_scope(self, scope: str) -> None:
+        raise NotImplementedError
+
+    def _note_alias(self, stream_id: str, path: Path, *, closed: bool) -> None:
+        raise NotImplementedError
+
+    async def _carry_to_alias(self, stream: Stream, old: Path) -> bool:
+        raise NotImplementedError
+
+    async def _follow_renamed(self, record: StreamRecord) -> StreamRecord:
+        raise NotImplementedError
+
+    def _former_closed(self, path: Path) -> bool:
         raise NotImplementedError
 
     async def _resume_live_streams(self, stop: asyncio.Event) -> None:
