@@ -20,7 +20,7 @@ from tailup.checksums import (
 from tailup.errors import KeyTaken, NoSuchUpload, StoragePermanentError, StorageUnavailable
 from tailup.integrity import crc32_of, multipart_etag
 from tailup.plan import MAX_PARTS, MIN_PART_SIZE_BYTES
-from tailup.s3 import ObjectInfo, UploadedPart, UploadInfo
+from tailup.s3 import ListedObject, ObjectInfo, UploadedPart, UploadInfo
 
 
 def _etag(body: bytes) -> str:
@@ -215,3 +215,13 @@ class MemoryMultipartStore:
             for upload_id, u in self.uploads.items()
             if u.key.startswith(prefix)
         ]
+
+    async def list_objects(self, prefix: str) -> list[ListedObject]:
+        return [
+            ListedObject(k, len(b)) for k, b in sorted(self.objects.items()) if k.startswith(prefix)
+        ]
+
+    async def delete_object(self, key: str) -> None:
+        self.objects.pop(key, None)
+        self.etags.pop(key, None)
+        self.checksums.pop(key, None)

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 
 from tailup.s3.errors import _NETWORK_ERRORS, _name_the_permission, translate_error
-from tailup.s3.protocol import Body, ObjectInfo, UploadedPart, UploadInfo
+from tailup.s3.protocol import Body, ListedObject, ObjectInfo, UploadedPart, UploadInfo
 
 
 def signs_payload(policy: PayloadSigning, endpoint_url: str | None) -> bool:
@@ -366,3 +366,22 @@ class S3MultipartStore:
                 return uploads
             kwargs["KeyMarker"] = response["NextKeyMarker"]
             kwargs["UploadIdMarker"] = response["NextUploadIdMarker"]
+
+    async def list_objects(self, prefix: str) -> list[ListedObject]:
+        found: list[ListedObject] = []
+        kwargs: dict[str, Any] = {"Prefix": prefix}
+        while True:
+            response = await self._call("list objects", "list_objects_v2", **kwargs)
+            found.extend(
+                ListedObject(str(o["Key"]), int(o["Size"])) for o in response.get("Contents", [])
+            )
+            if not response.get("IsTruncated"):
+                return found
+            kwargs["ContinuationToken"] = response["NextContinuationToken"]
+
+    async def delete_object(self, key: str) -> None:
+        try:
+            await self._call("delete object", "delete_object", Key=key)
+        except StoragePermanentError as exc:
+            if exc.code not in ("404", "NoSuchKey", "NotFound"):
+                raise

@@ -30,6 +30,12 @@ class ObjectInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ListedObject:
+    key: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
 class UploadInfo:
     key: str
     upload_id: str
@@ -107,6 +113,12 @@ class MultipartStore(Protocol):
     async def get_object(self, key: str) -> bytes: ...
 
     async def list_uploads(self, prefix: str) -> list[UploadInfo]: ...
+
+    async def list_objects(self, prefix: str) -> list[ListedObject]:
+        """Every object whose key starts with ``prefix`` (--rpo's tail segments: tailup.rpo)."""
+
+    async def delete_object(self, key: str) -> None:
+        """Delete; a key with no object counts as deleted."""
 
     async def check_bucket(self) -> None:
         """Raise StoragePermanentError if the bucket is missing or the credentials are refused

@@ -100,6 +100,9 @@ class StreamDeps:
     # --bwlimit: the one limit every stream's part bodies are sent under; None = unlimited.
     bandwidth: Throttle | None = None
     sha256: Sha256Setting = Sha256Setting.AUTO
+    # --rpo: stage a live recording's newest bytes in S3 within this many seconds (None: off;
+    # tailup.stream.tails).
+    rpo_s: float | None = None
 
 
 class _Replaced(SourceGone):

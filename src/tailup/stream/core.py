@@ -38,6 +38,7 @@ from tailup.stream.finalize import Finalizer
 from tailup.stream.resuming import Resumer
 from tailup.stream.retrying import Retrier
 from tailup.stream.sending import PartSender
+from tailup.stream.tails import TailWriter
 
 # A file that changed after its upload completed has a writer that closes and comes back: wait at
 # least this long after its closes, whatever close_grace says, rather than complete it each time.
@@ -104,6 +105,7 @@ class Stream(Collaborator):
         self._finalizer = Finalizer(ctx, self._sender, self._book)
         self._resumer = Resumer(ctx, self._sender, self._book)
         self._retrier = Retrier(ctx, self._book)
+        self._tails = TailWriter(ctx, self._sender)  # --rpo
 
     # -- signals from the supervisor (synchronous, cheap) --
 
@@ -157,6 +159,8 @@ class Stream(Collaborator):
             except Exception:
                 metrics.stream_ended("crashed")
                 raise
+            finally:
+                await self._tails.halt()
         metrics.stream_ended(outcome.value)
         return outcome
 
@@ -312,9 +316,13 @@ class Stream(Collaborator):
         if self._pending_path is not None:
             await self.deps.checkpoints.update(self.stream_id, path=str(self._pending_path))
             self._pending_path = None
+        await self._tails.on_look(st.size)
         await self._sender.send_ready_parts(st.size)
         if self._ready_to_finalize() and not self._ctx.stop.is_set():
-            return await self._finalizer.finalize(close_seen=self._closed_at is not None)
+            upload = await self._tails.before_finalize()
+            outcome = await self._finalizer.finalize(close_seen=self._closed_at is not None)
+            await self._tails.after_finalize(upload, outcome)
+            return outcome
         return None
 
     async def _observe(self) -> FileStat:
