@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tailup.errors import TailupError
 from tailup.keys import is_staging_key, segment_key, tail_prefix
 from tailup.rules.tails import Piece, StitchPlan, TailSegment, parse_segment, stitch_plan
 from tailup.s3 import MultipartStore
@@ -36,6 +37,7 @@ __all__ = [
     "StitchPlan",
     "TailSegment",
     "delete_tails",
+    "delete_tails_after_abort",
     "is_staging_key",
     "list_tails",
     "read_pieces",
@@ -76,3 +78,15 @@ async def delete_tails(
     for staged in sorted(keys):
         await store.delete_object(staged)
     return len(keys)
+
+
+async def delete_tails_after_abort(store: MultipartStore, key: str, upload_id: str) -> str:
+    """delete_tails for `tailup abort` and `tailup gc`: "" when done, else what went wrong (the
+    abort itself stands; a lifecycle rule on the staging prefix catches what is left)."""
+    try:
+        await delete_tails(store, key, upload_id)
+    except TailupError as exc:
+        return (
+            f"its staged tail segments under {tail_prefix(key, upload_id)} were not deleted: {exc}"
+        )
+    return ""

@@ -160,3 +160,29 @@ async def test_segments_a_part_holds_are_deleted_while_recording(
     assert object_bytes(s3_client, bucket, done.key) == data
     listed = s3_client.list_objects_v2(Bucket=bucket, Prefix=done.key + STAGING_INFIX)
     assert listed.get("KeyCount", 0) == 0, listed.get("Contents")
+
+
+async def test_an_aborted_stream_leaves_no_segment(
+    daemon_args: dict[str, Any], watch: Path, s3_client: Any, bucket: str
+) -> None:
+    """The file deleted mid-recording: the upload is aborted, and its segments deleted."""
+    path = watch / "cam3.ts"
+    data = hashlib.shake_256(b"rpo3").digest(MiB)
+    log: list[tuple[float, int]] = []
+    async with running_daemon(**daemon_args, part_size="8MiB", rpo=1) as daemon:
+        with path.open("wb") as out:
+            await write_live(out, data, start=0, stop=MiB // 2, bytes_per_s=MiB, log=log)
+            record = await daemon.record_for(path)
+            assert record is not None
+
+            async def staged() -> bool:
+                assert record is not None
+                current = await daemon.record_for(path)
+                assert current is not None
+                return bool(await list_tails(daemon.store.inner, current.key, current.upload_id))
+
+            await wait_until(staged, "a tail segment staged", 20)
+            path.unlink()
+        ended = await daemon.wait_for_state(path, {StreamState.ABORTED}, timeout_s=30)
+    listed = s3_client.list_objects_v2(Bucket=bucket, Prefix=ended.key + STAGING_INFIX)
+    assert listed.get("KeyCount", 0) == 0, listed.get("Contents")

@@ -39,6 +39,8 @@ STAGED_CONTENT_TYPE = "application/octet-stream"
 # Tries at deleting an ended upload's segments before `tailup gc`-style cleanup is left to a
 # lifecycle rule (README).
 CLEAN_TRIES = 3
+# How long a halt waits for a segment write under way before it cancels it.
+HALT_WAIT_S = 10.0
 # Outcomes of a finalize after which the upload is an object: its tail segments go.
 _COMPLETED = frozenset(
     {Outcome.COMPLETED, Outcome.COMPLETED_WRITER_OPEN, Outcome.CHANGED_AFTER_COMPLETE}
@@ -55,6 +57,7 @@ class TailWriter(Collaborator):
         if ctx.deps.rpo_s:
             sender.on_upload_ended = self.upload_ended  # every abort of the stream's uploads
         self._task: asyncio.Task[None] | None = None
+        self._halting = asyncio.Event()  # the task ends at its next turn
         self._upload: tuple[str, str] = ("", "")  # (key, upload id) the segments belong to
         self._segments: list[TailSegment] = []  # staged and not deleted yet
         self._tail_end = 0  # end of the last segment staged (0: none)
@@ -71,6 +74,7 @@ class TailWriter(Collaborator):
             return
         await self._sender.ensure_upload()
         if self._task is None or self._task.done():
+            self._halting = asyncio.Event()
             self._task = asyncio.create_task(self._run(), name=f"tails {self.stream_id}")
 
     async def before_finalize(self) -> tuple[str, str]:
@@ -83,13 +87,22 @@ class TailWriter(Collaborator):
             await self.upload_ended(*upload)
 
     async def halt(self) -> None:
-        """Stop the task and wait until no segment write is under way."""
+        """Stop the task once its write under way (if any) ends: a segment cancelled mid-PUT
+        might still land after the deletes that follow. One stuck past HALT_WAIT_S is
+        cancelled."""
         task, self._task = self._task, None
         if task is None or task is asyncio.current_task():
             return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        self._halting.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), HALT_WAIT_S)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        except BaseException:
+            task.cancel()  # the stream itself is cancelled: its tail task goes with it
+            raise
 
     async def upload_ended(self, key: str, upload_id: str) -> None:
         """The upload was completed or aborted: no segment of it may stay. Best effort, a few
@@ -107,6 +120,7 @@ class TailWriter(Collaborator):
                 await asyncio.sleep(0.5 * attempt)
         if self._upload == (key, upload_id):
             self._forget()
+            self._upload = ("", "")
         if deleted:
             self._log.debug("tail segments deleted", count=deleted)
 
@@ -114,7 +128,8 @@ class TailWriter(Collaborator):
 
     async def _run(self) -> None:
         look_s = tail_look_s(self._rpo_s)
-        while True:
+        halting = self._halting
+        while not halting.is_set():
             try:
                 await self._turn()
                 if self._failing:
@@ -125,7 +140,12 @@ class TailWriter(Collaborator):
                 if not self._failing:
                     self._log.warning("tail segment not staged", reason=str(exc))
                 self._failing = True
-            await asyncio.sleep(look_s)
+            except Exception:
+                # A defect here must not end the recording's upload: the RPO is lost, loudly.
+                self._log.exception("tail writer crashed; no more tail segments for this stream")
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(halting.wait(), look_s)
 
     def _forget(self) -> None:
         self._segments, self._tail_end, self._looks = [], 0, []
@@ -135,8 +155,11 @@ class TailWriter(Collaborator):
         if not record.upload_id:
             return
         if self._upload != (record.key, record.upload_id):
-            # A new upload (a start, a restart, a rekey): a previous run's segments are listed
-            # once, so that those a part now holds are deleted too.
+            # A new upload (a start, a restart, a rekey, one that vanished): the old one's
+            # segments go; a previous run's of this one are listed once, so that those a part
+            # now holds are deleted too.
+            if self._upload[1]:
+                await delete_tails(self.deps.store, *self._upload, self._segments)
             self._forget()
             self._upload = (record.key, record.upload_id)
             self._segments = await list_tails(self.deps.store, *self._upload)
@@ -161,7 +184,7 @@ class TailWriter(Collaborator):
             now_s=now,
             rpo_s=self._rpo_s,
             write_s=self._write_s,
-            max_segment_bytes=self.record.base_part_size,
+            max_segment_bytes=min(record.base_part_size, self.deps.budget.capacity_bytes),
         )
         due = tail_due(view)
         if due is not None:
