@@ -131,8 +131,8 @@ async def test_s3_holds_the_recording_to_within_the_rpo_and_nothing_staged_stays
 async def test_segments_a_part_holds_are_deleted_while_recording(
     daemon_args: dict[str, Any], watch: Path, s3_client: Any, bucket: str
 ) -> None:
-    """Past a full part, the segments under it go (storage stays about one part per camera),
-    and the segments after it start where the part ends."""
+    """Past a full part, the segments wholly under it go (storage stays about one part per
+    camera), and those left reach from the part's end to the file's."""
     path = watch / "cam2.ts"
     data = hashlib.shake_256(b"rpo2").digest(7 * MiB)
     log: list[tuple[float, int]] = []
@@ -149,7 +149,7 @@ async def test_segments_a_part_holds_are_deleted_while_recording(
             return (
                 [p.number for p in parts] == [1]
                 and bool(tails)
-                and all(t.start >= 5 * MiB for t in tails)
+                and all(t.end > 5 * MiB for t in tails)
                 and stitch_plan([(1, 5 * MiB)], tails).end_bytes == 7 * MiB
             )
 

@@ -31,7 +31,6 @@ from tailup.rules.tails import (
     TailSegment,
     TailView,
     acked_prefix_bytes,
-    first_seen_past,
     obsolete,
     parse_segment,
     past_end,
@@ -39,6 +38,8 @@ from tailup.rules.tails import (
     stitch_plan,
     tail_due,
     tail_look_s,
+    tail_wait_s,
+    unsent_since,
 )
 from tailup.s3 import MultipartStore
 
@@ -51,7 +52,7 @@ def view(**changes: Any) -> TailView:
         "size_bytes": 1000,
         "acked_bytes": 0,
         "tail_end_bytes": 0,
-        "unsent_seen_at_s": 10.0,
+        "unsent_since_s": 10.0,
         "now_s": 11.0,
         "rpo_s": 2.0,
         "write_s": 0.0,
@@ -67,13 +68,11 @@ def view(**changes: Any) -> TailView:
     [
         ("nothing past S3's bytes", {"size_bytes": 500, "acked_bytes": 500}, None),
         ("the tail already covers the file", {"tail_end_bytes": 1000}, None),
-        ("no look saw unsent bytes yet", {"unsent_seen_at_s": None}, None),
-        # age 1.0 + look 0.2 < 2
-        ("young bytes wait", {}, None),
-        # age 1.8 + look 0.2 = 2: due
-        ("due when a look later would be late", {"now_s": 11.8}, (0, 1000)),
-        # age 1.5 + look 0.2 + write 0.4 >= 2
-        ("a slow write makes it due earlier", {"now_s": 11.5, "write_s": 0.4}, (0, 1000)),
+        ("young bytes wait", {}, None),  # at most 1 s old
+        ("due at the RPO", {"now_s": 12.0}, (0, 1000)),
+        ("just before it, not yet", {"now_s": 11.99}, None),
+        ("a write's duration makes it due earlier", {"now_s": 11.75, "write_s": 0.3}, (0, 1000)),
+        ("bytes of unknown age are due at once", {"unsent_since_s": None}, (0, 1000)),
         ("starts at the parts' end", {"now_s": 12.0, "acked_bytes": 600}, (600, 1000)),
         ("starts at the tail's end", {"now_s": 12.0, "tail_end_bytes": 700}, (700, 1000)),
         (
@@ -82,13 +81,26 @@ def view(**changes: Any) -> TailView:
             (800, 1000),
         ),
         ("capped at a segment", {"now_s": 12.0, "max_segment_bytes": 300}, (0, 300)),
-        # rpo 10: look every 1 s; age 8.9 + 1 < 10
-        ("a longer RPO waits longer", {"now_s": 18.9, "rpo_s": 10.0}, None),
-        ("a longer RPO is due at its time", {"now_s": 19.0, "rpo_s": 10.0}, (0, 1000)),
+        ("a longer RPO waits longer", {"now_s": 19.9, "rpo_s": 10.0}, None),
+        ("a longer RPO is due at its time", {"now_s": 20.0, "rpo_s": 10.0}, (0, 1000)),
     ],
 )
 def test_tail_due(case: str, changes: dict[str, Any], due: tuple[int, int] | None) -> None:
     assert tail_due(view(**changes)) == due, case
+
+
+@pytest.mark.parametrize(
+    ("case", "changes", "wait_s"),
+    [
+        ("nothing unsent: the look interval", {"tail_end_bytes": 1000}, 0.2),
+        ("due far off: the look interval", {"now_s": 10.5}, 0.2),
+        # due at 12.0: 0.05 s from now, not at the next look 0.2 s away
+        ("due before the next look: at its time", {"now_s": 11.95}, 0.05),
+        ("due now", {"now_s": 12.5}, 0.0),
+    ],
+)
+def test_tail_wait_s(case: str, changes: dict[str, Any], wait_s: float) -> None:
+    assert tail_wait_s(view(**changes)) == pytest.approx(wait_s), case
 
 
 @pytest.mark.parametrize(("rpo_s", "look_s"), [(1.0, 0.1), (2.0, 0.2), (10.0, 1.0), (60.0, 1.0)])
@@ -100,10 +112,11 @@ def test_tail_look_s(rpo_s: float, look_s: float) -> None:
     ("looks", "now_s", "size", "covered", "kept"),
     [
         ([], 1.0, 100, 0, [(1.0, 100)]),
-        ([], 1.0, 100, 100, []),  # S3 covers the file: nothing to remember
-        ([(1.0, 100)], 2.0, 100, 0, [(1.0, 100)]),  # same size: the first look stays
+        ([], 1.0, 100, 100, [(1.0, 100)]),  # S3 covers the file: the last such look stays
+        ([(1.0, 100)], 2.0, 100, 0, [(2.0, 100)]),  # same size: the later look
         ([(1.0, 100)], 2.0, 150, 0, [(1.0, 100), (2.0, 150)]),
-        ([(1.0, 100), (2.0, 150)], 3.0, 200, 120, [(2.0, 150), (3.0, 200)]),
+        ([(1.0, 100), (2.0, 150)], 3.0, 200, 160, [(2.0, 150), (3.0, 200)]),
+        ([(1.0, 100), (2.0, 150)], 3.0, 200, 100, [(1.0, 100), (2.0, 150), (3.0, 200)]),
         ([(1.0, 100), (2.0, 150)], 3.0, 120, 0, [(1.0, 100), (3.0, 120)]),  # it shrank
     ],
 )
@@ -117,19 +130,20 @@ def test_record_look(
     assert record_look(looks, now_s=now_s, size_bytes=size, covered_bytes=covered) == kept
 
 
-def test_record_look_thins_out_but_keeps_the_first() -> None:
+def test_record_look_thins_out_but_keeps_the_first_and_the_last() -> None:
     looks: list[tuple[float, int]] = []
     for n in range(1, 3 * MAX_LOOKS):
         looks = record_look(looks, now_s=float(n), size_bytes=n, covered_bytes=0)
     assert len(looks) <= MAX_LOOKS
     assert looks[0] == (1.0, 1)
+    assert looks[-1] == (float(3 * MAX_LOOKS - 1), 3 * MAX_LOOKS - 1)
 
 
 @pytest.mark.parametrize(
-    ("offset", "seen"), [(0, 1.0), (99, 1.0), (100, 2.0), (149, 2.0), (150, None)]
+    ("offset", "since"), [(0, None), (99, None), (100, 1.0), (149, 1.0), (150, 2.0), (999, 2.0)]
 )
-def test_first_seen_past(offset: int, seen: float | None) -> None:
-    assert first_seen_past([(1.0, 100), (2.0, 150)], offset) == seen
+def test_unsent_since(offset: int, since: float | None) -> None:
+    assert unsent_since([(1.0, 100), (2.0, 150)], offset) == since
 
 
 def seg(start: int, end: int) -> TailSegment:

@@ -86,13 +86,15 @@ def tail_look_s(rpo_s: float) -> float:
 class TailView:
     """What the tail writer knows at a look. ``acked_bytes``: the end of the parts S3 holds from
     part 1 on without a gap (checkpointed); ``tail_end_bytes``: the end of the last segment
-    written (0: none); ``unsent_seen_at_s``: when a look first saw bytes past both (None: none
-    yet); ``write_s``: how long a tail write takes (the last one's duration)."""
+    written (0: none); ``unsent_since_s``: the last look that saw the file no longer than that
+    (every byte S3 lacks was written after it; None: no look did, e.g. the first, so their age
+    is unknown); ``write_s``: how long the next write may take (tailup.stream.tails: the last
+    one's, with headroom)."""
 
     size_bytes: int
     acked_bytes: int
     tail_end_bytes: int
-    unsent_seen_at_s: float | None
+    unsent_since_s: float | None
     now_s: float
     rpo_s: float
     write_s: float = 0.0
@@ -105,18 +107,33 @@ class TailView:
 
 
 def tail_due(view: TailView) -> tuple[int, int] | None:
-    """The file range to write as a segment now, or None. Due once the oldest byte S3 lacks
-    would pass the RPO before the next look and a write end: its age as seen, plus the look
-    interval (it may have been written just after the previous look), plus a write's duration.
-    Each segment starts where S3's bytes end and holds at most ``max_segment_bytes`` (a writer
-    far ahead of the parts is caught up over several writes)."""
+    """The file range to write as a segment now, or None. Due when the oldest byte S3 lacks
+    would pass the RPO before a write started now ends (its age is at most the time since
+    ``unsent_since_s``; unknown counts as old). Each segment starts where S3's bytes end and
+    holds at most ``max_segment_bytes`` (a writer far ahead of the parts is caught up over
+    several writes)."""
+    due_in = _due_in_s(view)
+    if due_in is None or due_in > 0:
+        return None
     start = view.covered_bytes
-    if view.size_bytes <= start or view.unsent_seen_at_s is None:
-        return None
-    age_s = view.now_s - view.unsent_seen_at_s
-    if age_s + tail_look_s(view.rpo_s) + view.write_s < view.rpo_s:
-        return None
     return start, min(view.size_bytes, start + view.max_segment_bytes)
+
+
+def tail_wait_s(view: TailView) -> float:
+    """Seconds until the writer's next look: the look interval, or less when a write falls due
+    sooner (so that it starts on time rather than at the next look after it)."""
+    look_s = tail_look_s(view.rpo_s)
+    due_in = _due_in_s(view)
+    return look_s if due_in is None else max(0.0, min(look_s, due_in))
+
+
+def _due_in_s(view: TailView) -> float | None:
+    """Seconds until a write is due (0 or less: now); None while S3 holds every byte seen."""
+    if view.size_bytes <= view.covered_bytes:
+        return None
+    if view.unsent_since_s is None:
+        return 0.0
+    return view.rpo_s - (view.now_s - view.unsent_since_s) - view.write_s
 
 
 # Looks remembered at most (see record_look).
@@ -126,24 +143,25 @@ MAX_LOOKS = 256
 def record_look(
     looks: Sequence[tuple[float, int]], *, now_s: float, size_bytes: int, covered_bytes: int
 ) -> list[tuple[float, int]]:
-    """The (time, size) looks to remember after one at ``now_s`` that saw ``size_bytes``: only
-    those that saw bytes past ``covered_bytes`` (S3 lacks them) and a new size. Past MAX_LOOKS
-    (tails failing for long) every other one goes but the first: first_seen_past then answers
-    earlier, never later, than it would."""
-    kept = [(t, size) for t, size in looks if size > covered_bytes and size <= size_bytes]
-    if size_bytes > covered_bytes and (not kept or kept[-1][1] < size_bytes):
-        kept.append((now_s, size_bytes))
+    """The (time, size) looks to remember after one at ``now_s`` that saw ``size_bytes``: sizes
+    rising, each with the last time a look saw it; of those no longer than ``covered_bytes``
+    only the last. Past MAX_LOOKS (tails failing for long) every other one goes but the first
+    and the last: unsent_since then answers earlier, never later, than it would."""
+    kept = [(t, size) for t, size in looks if size < size_bytes]
+    kept.append((now_s, size_bytes))
+    within = [i for i, (_, size) in enumerate(kept) if size <= covered_bytes]
+    if within:
+        kept = kept[within[-1] :]
     if len(kept) > MAX_LOOKS:
-        kept = [kept[0], *kept[2::2]]
+        kept = [kept[0], *kept[2:-1:2], kept[-1]]
     return kept
 
 
-def first_seen_past(looks: Sequence[tuple[float, int]], offset_bytes: int) -> float | None:
-    """When a look first saw the file longer than ``offset_bytes`` (None: none did)."""
-    for seen_at_s, size in looks:
-        if size > offset_bytes:
-            return seen_at_s
-    return None
+def unsent_since(looks: Sequence[tuple[float, int]], offset_bytes: int) -> float | None:
+    """The last time a look saw the file no longer than ``offset_bytes`` (None: no look did):
+    every byte past the offset was written after it."""
+    seen = [t for t, size in looks if size <= offset_bytes]
+    return max(seen) if seen else None
 
 
 def obsolete(segments: Iterable[TailSegment], acked_bytes: int) -> list[TailSegment]:

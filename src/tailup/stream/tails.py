@@ -24,12 +24,13 @@ from tailup.rules.tails import (
     TailSegment,
     TailView,
     acked_prefix_bytes,
-    first_seen_past,
     obsolete,
     past_end,
     record_look,
     tail_due,
     tail_look_s,
+    tail_wait_s,
+    unsent_since,
 )
 from tailup.source import stat_file
 from tailup.stream.context import Collaborator, Outcome, StreamContext
@@ -39,6 +40,9 @@ STAGED_CONTENT_TYPE = "application/octet-stream"
 # Tries at deleting an ended upload's segments before `tailup gc`-style cleanup is left to a
 # lifecycle rule (README).
 CLEAN_TRIES = 3
+# The next write may take longer than the last: it starts this much earlier than the last one's
+# duration alone says.
+WRITE_HEADROOM = 1.5
 # How long a halt waits for a segment write under way before it cancels it.
 HALT_WAIT_S = 10.0
 # Outcomes of a finalize after which the upload is an object: its tail segments go.
@@ -127,11 +131,11 @@ class TailWriter(Collaborator):
     # -- the task --
 
     async def _run(self) -> None:
-        look_s = tail_look_s(self._rpo_s)
         halting = self._halting
         while not halting.is_set():
+            wait_s = tail_look_s(self._rpo_s)
             try:
-                await self._turn()
+                wait_s = await self._turn()
                 if self._failing:
                     self._failing = False
                     self._log.info("tail segments staged again")
@@ -145,15 +149,17 @@ class TailWriter(Collaborator):
                 self._log.exception("tail writer crashed; no more tail segments for this stream")
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(halting.wait(), look_s)
+                await asyncio.wait_for(halting.wait(), wait_s)
 
     def _forget(self) -> None:
         self._segments, self._tail_end, self._looks = [], 0, []
 
-    async def _turn(self) -> None:
+    async def _turn(self) -> float:
+        """One look (and maybe a segment); returns the seconds until the next."""
+        look_s = tail_look_s(self._rpo_s)
         record = self.record
         if not record.upload_id:
-            return
+            return look_s
         if self._upload != (record.key, record.upload_id):
             # A new upload (a start, a restart, a rekey, one that vanished): the old one's
             # segments go; a previous run's of this one are listed once, so that those a part
@@ -164,42 +170,47 @@ class TailWriter(Collaborator):
             self._upload = (record.key, record.upload_id)
             self._segments = await list_tails(self.deps.store, *self._upload)
             self._tail_end = max((s.end for s in self._segments), default=0)
+        looked_at = self.deps.clock()  # before the stat: bytes it misses came after
         st = await run_blocking(
             stat_file, self.path, timeout_s=self.deps.stat_timeout_s, what=f"stat of {self.path}"
         )
         if not st.same_file(record.device, record.inode, record.birth_ns):
-            return  # replaced or moved: the stream's loop decides
+            return look_s  # replaced or moved: the stream's loop decides
         acked = acked_prefix_bytes({n: p.size for n, p in self.parts.items()})
         await self._drop(past_end(self._segments, st.size) + obsolete(self._segments, acked))
         if self._tail_end > st.size:
             self._tail_end = max((s.end for s in self._segments), default=0)
-        now = self.deps.clock()
         covered = max(acked, self._tail_end)
-        self._looks = record_look(self._looks, now_s=now, size_bytes=st.size, covered_bytes=covered)
+        self._looks = record_look(
+            self._looks, now_s=looked_at, size_bytes=st.size, covered_bytes=covered
+        )
         view = TailView(
             size_bytes=st.size,
             acked_bytes=acked,
             tail_end_bytes=self._tail_end,
-            unsent_seen_at_s=first_seen_past(self._looks, covered),
-            now_s=now,
+            unsent_since_s=unsent_since(self._looks, covered),
+            now_s=self.deps.clock(),
             rpo_s=self._rpo_s,
-            write_s=self._write_s,
+            write_s=self._write_s * WRITE_HEADROOM,
             max_segment_bytes=min(record.base_part_size, self.deps.budget.capacity_bytes),
         )
         due = tail_due(view)
-        if due is not None:
-            await self._stage(*due)
+        if due is None:
+            return tail_wait_s(view)
+        staged = await self._stage(*due)
+        return 0.0 if staged and due[1] < st.size else look_s  # more to catch up: at once
 
-    async def _stage(self, start: int, end: int) -> None:
+    async def _stage(self, start: int, end: int) -> bool:
+        """Stage the file's [start, end); False if it could not now."""
         grant = self.deps.budget.try_acquire(end - start)
         if grant is None:
-            return  # parts are using the memory: the next look tries again
+            return False  # parts are using the memory: the next look tries again
         try:
             started = time.monotonic()
             loaded = await self._sender.load(PartRange(0, start, end))
             end = start + len(loaded.body)  # the file may have shrunk meanwhile
             if end <= start:
-                return
+                return False
             key = segment_key(*self._upload, start, end)
             await self.deps.store.put_object(
                 key,
@@ -215,6 +226,7 @@ class TailWriter(Collaborator):
         self._segments.append(TailSegment(start, end, key))
         self._tail_end = end
         self._log.debug("tail segment staged", start=start, end=end, seconds=self._write_s)
+        return True
 
     async def _drop(self, segments: list[TailSegment]) -> None:
         for segment in sorted(set(segments)):
