@@ -188,9 +188,9 @@ _RPO_FLAGS: list[tuple[str, dict[str, Any]]] = [
             "help": "recovery point: S3 holds each live recording up to SECONDS ago, at any "
             "bitrate, not only up to its last full part (--part-size: 33 s of a 2 Mbit/s "
             "camera at 8MiB), so `tailup salvage` can complete it if the recorder is destroyed. "
-            "Costs a small PUT about every SECONDS per recording (at 2: ~2,000 an hour, ~$7 a "
-            "camera-month on AWS S3 Standard) and sends each byte once more; at least 1; "
-            "default off.",
+            "The cost: a small PUT (and later a free DELETE) about every SECONDS per recording "
+            "(at 2: ~1,800 an hour, ~$6.60 a camera-month on AWS S3 Standard; bench/RESULTS.md) "
+            "and each byte sent twice on the uplink. At least 1; default off.",
         },
     ),
 ]

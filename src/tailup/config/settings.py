@@ -165,7 +165,7 @@ class Settings(BaseSettings):
     rpo: Annotated[float | None, BeforeValidator(parse_rpo)] = Field(
         default=None,
         description="Recovery point: S3 holds each live recording up to this many seconds ago "
-        "(tail segments beside its upload, ~2,000 PUTs per camera-hour at 2 s); off by default.",
+        "(tail segments beside its upload: ~1,800 PUTs per camera-hour at 2 s); off by default.",
     )
     metrics_port: int = Field(default=0, description="Port for /metrics and /healthz; 0 = off.")
     metrics_host: str = Field(

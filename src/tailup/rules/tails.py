@@ -3,11 +3,12 @@ an upload make its last part. Pure: the stream's shell (tailup.stream.tails) and
 (tailup.rpo) do the I/O.
 
 Why segments and not one tail object overwritten each time (numbers for an 8 MiB part, --rpo 2,
-so a write every ~1.7 s): one object holding every byte since the last full part re-sends half a
-part on average per write, ~4 MiB: 9.8x the recording's own bytes at 2 Mbit/s (a part every
-33.6 s) and 2.4x at 8 Mbit/s. Segments send each byte once more (1x at any bitrate) for the same
+so a write every ~2 s): one object holding every byte since the last full part re-sends half a
+part on average per write, ~4 MiB: 8.4x the recording's own bytes at 2 Mbit/s (a part every
+33.6 s) and 2.1x at 8 Mbit/s. Segments send each byte once more (1x at any bitrate) for the same
 number of PUTs; what they add is a DELETE per segment once a part holds its bytes (free on AWS)
-and a LIST for salvage to find them. The uplink of a site with cameras is the scarce resource.
+and a LIST for salvage to find them. The uplink of a site with cameras is the scarce resource
+(bench/RESULTS.md has the measured costs).
 
 A segment is ``<key>.tailup/<upload id>/tail.<start>-<end>`` (tailup.keys.segment_key) and holds
 the file's bytes [start, end).
