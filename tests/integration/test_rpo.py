@@ -186,3 +186,35 @@ async def test_an_aborted_stream_leaves_no_segment(
         ended = await daemon.wait_for_state(path, {StreamState.ABORTED}, timeout_s=30)
     listed = s3_client.list_objects_v2(Bucket=bucket, Prefix=ended.key + STAGING_INFIX)
     assert listed.get("KeyCount", 0) == 0, listed.get("Contents")
+
+
+async def test_segments_of_a_run_before_a_restart_are_deleted_at_completion(
+    daemon_args: dict[str, Any], watch: Path, s3_client: Any, bucket: str
+) -> None:
+    """A daemon stopped mid-recording leaves its segments (the upload is resumed); the next run
+    completes the recording and deletes them with its own."""
+    path = watch / "cam4.ts"
+    data = hashlib.shake_256(b"rpo4").digest(MiB)
+    log: list[tuple[float, int]] = []
+    with path.open("wb") as out:
+        async with running_daemon(**daemon_args, part_size="8MiB", rpo=1) as daemon:
+            await write_live(out, data, start=0, stop=MiB // 2, bytes_per_s=MiB, log=log)
+
+            async def staged() -> bool:
+                current = await daemon.record_for(path)
+                assert current is not None
+                return bool(await list_tails(daemon.store.inner, current.key, current.upload_id))
+
+            await wait_until(staged, "a tail segment staged", 20)
+        first = await daemon.record_for(path)
+        assert first is not None and first.upload_id
+        left = s3_client.list_objects_v2(Bucket=bucket, Prefix=first.key + STAGING_INFIX)
+        assert left.get("KeyCount", 0) > 0  # kept for the resumed upload
+        async with running_daemon(**daemon_args, part_size="8MiB", rpo=1) as daemon:
+            await write_live(out, data, start=MiB // 2, stop=MiB, bytes_per_s=MiB, log=log)
+            out.close()
+            done = await daemon.wait_for_state(path, {StreamState.COMPLETED})
+    assert done.key == first.key
+    assert object_bytes(s3_client, bucket, done.key) == data
+    listed = s3_client.list_objects_v2(Bucket=bucket, Prefix=done.key + STAGING_INFIX)
+    assert listed.get("KeyCount", 0) == 0, listed.get("Contents")

@@ -358,6 +358,26 @@ async def test_single_put_and_missing_object(mp_store: MultipartStore) -> None:
     assert await mp_store.get_object(key) == body
 
 
+async def test_objects_are_listed_by_prefix_and_deleted(mp_store: MultipartStore) -> None:
+    """--rpo's tail segments (tailup.rpo): found by a LIST of their prefix, deleted one by one;
+    deleting a key with no object is no error."""
+    prefix = _key() + ".tailup/up/"
+    bodies = {prefix + "tail.b": b"bb", prefix + "tail.a": b"a", prefix + "x/tail.c": b"ccc"}
+    for key, body in bodies.items():
+        await mp_store.put_object(key, body, crc32_of(body), "application/octet-stream")
+    await mp_store.put_object(prefix[:-1], b"beside", crc32_of(b"beside"), "video/mp2t")
+    listed = await mp_store.list_objects(prefix)
+    assert sorted((o.key, o.size) for o in listed) == sorted((k, len(b)) for k, b in bodies.items())
+    await mp_store.delete_object(prefix + "tail.a")
+    await mp_store.delete_object(prefix + "tail.a")
+    await mp_store.delete_object(prefix + "never-there")
+    assert sorted(o.key for o in await mp_store.list_objects(prefix)) == [
+        prefix + "tail.b",
+        prefix + "x/tail.c",
+    ]
+    assert await mp_store.head_object(prefix[:-1]) is not None
+
+
 # A FULL_OBJECT upload's whole-object checksum named at Complete: AWS and SeaweedFS compare it
 # with the one they combine from the parts and refuse a wrong one (BadDigest); moto 5 keeps what
 # it is sent.
