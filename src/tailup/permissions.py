@@ -41,6 +41,7 @@ IAM_ACTIONS: Final[dict[str, str]] = {
     "ListMultipartUploads": "s3:ListBucketMultipartUploads",
     "HeadObject": "s3:GetObject",
     "GetObject": "s3:GetObject",
+    "DeleteObject": "s3:DeleteObject",
 }
 # The same, by the client method tailup.s3 calls (botocore's snake_case names).
 IAM_ACTION_OF_METHOD: Final[dict[str, str]] = {
@@ -61,11 +62,14 @@ REQUIRED: Final[dict[str, str]] = {
 # Optional: what is off without it (said in the log once, at the first refusal).
 OPTIONAL: Final[dict[str, str]] = {
     "s3:ListBucket": "the bucket check at start is skipped (the first upload tells whether the "
-    "bucket takes writes) and /healthz checks only that S3 answers",
+    "bucket takes writes) and /healthz checks only that S3 answers; with --rpo, the tail "
+    "segments of an earlier run or another node are not found, nor deleted",
     "s3:GetObject": "objects are not read back: the ETag S3 returns to the upload is checked "
     "instead after completion; metadata.json is not looked up for a file Redis has no record "
     "of, and keys are taken as free without a HEAD (If-None-Match still refuses to write over "
     "an object); `tailup verify` cannot run",
+    "s3:DeleteObject": "with --rpo, tail segments are not deleted: they stay beside the object "
+    "under <key>.tailup/ (delete them with other credentials)",
 }
 
 log = structlog.get_logger("tailup.permissions")

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tailup.errors import TailupError
+from tailup import permissions
+from tailup.errors import AccessRefused, TailupError
 from tailup.keys import is_staging_key, segment_key, tail_prefix
 from tailup.rules.tails import Piece, StitchPlan, TailSegment, parse_segment, stitch_plan
 from tailup.s3 import MultipartStore
@@ -85,6 +86,8 @@ async def delete_tails_after_abort(store: MultipartStore, key: str, upload_id: s
     abort itself stands; a lifecycle rule on the staging prefix catches what is left)."""
     try:
         await delete_tails(store, key, upload_id)
+    except AccessRefused as exc:  # optional permissions: said once in the log, not per abort
+        permissions.refused(exc.action, str(exc))
     except TailupError as exc:
         return (
             f"its staged tail segments under {tail_prefix(key, upload_id)} were not deleted: {exc}"

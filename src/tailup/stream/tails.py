@@ -14,8 +14,9 @@ import asyncio
 import contextlib
 import time
 
+from tailup import permissions
 from tailup.checksums import part_checksum
-from tailup.errors import TailupError
+from tailup.errors import AccessRefused, TailupError
 from tailup.keys import segment_key
 from tailup.offload import run_blocking
 from tailup.plan import PartRange
@@ -117,6 +118,9 @@ class TailWriter(Collaborator):
             try:
                 deleted = await delete_tails(self.deps.store, key, upload_id, known)
                 break
+            except AccessRefused as exc:
+                permissions.refused(exc.action, str(exc))
+                return
             except TailupError as exc:
                 if attempt == CLEAN_TRIES:
                     self._log.warning("tail segments not deleted", reason=str(exc))
@@ -165,10 +169,10 @@ class TailWriter(Collaborator):
             # segments go; a previous run's of this one are listed once, so that those a part
             # now holds are deleted too.
             if self._upload[1]:
-                await delete_tails(self.deps.store, *self._upload, self._segments)
+                await self._drop(self._segments + await self._listed(*self._upload))
             self._forget()
             self._upload = (record.key, record.upload_id)
-            self._segments = await list_tails(self.deps.store, *self._upload)
+            self._segments = await self._listed(*self._upload)
             self._tail_end = max((s.end for s in self._segments), default=0)
         looked_at = self.deps.clock()  # before the stat: bytes it misses came after
         st = await run_blocking(
@@ -177,8 +181,9 @@ class TailWriter(Collaborator):
         if not st.same_file(record.device, record.inode, record.birth_ns):
             return look_s  # replaced or moved: the stream's loop decides
         acked = acked_prefix_bytes({n: p.size for n, p in self.parts.items()})
-        await self._drop(past_end(self._segments, st.size) + obsolete(self._segments, acked))
-        if self._tail_end > st.size:
+        beyond = past_end(self._segments, st.size)
+        if beyond:  # it shrank: what was staged past its end is no longer its bytes
+            await self._drop(beyond)
             self._tail_end = max((s.end for s in self._segments), default=0)
         covered = max(acked, self._tail_end)
         self._looks = record_look(
@@ -195,9 +200,10 @@ class TailWriter(Collaborator):
             max_segment_bytes=min(record.base_part_size, self.deps.budget.capacity_bytes),
         )
         due = tail_due(view)
+        staged = due is not None and await self._stage(*due)
+        await self._drop(obsolete(self._segments, acked))  # after: staging comes first
         if due is None:
             return tail_wait_s(view)
-        staged = await self._stage(*due)
         return 0.0 if staged and due[1] < st.size else look_s  # more to catch up: at once
 
     async def _stage(self, start: int, end: int) -> bool:
@@ -230,5 +236,17 @@ class TailWriter(Collaborator):
 
     async def _drop(self, segments: list[TailSegment]) -> None:
         for segment in sorted(set(segments)):
-            await self.deps.store.delete_object(segment.key)
-            self._segments.remove(segment)
+            try:
+                await self.deps.store.delete_object(segment.key)
+            except AccessRefused as exc:  # optional: tailup.permissions
+                permissions.refused(exc.action or "s3:DeleteObject", str(exc))
+            if segment in self._segments:
+                self._segments.remove(segment)
+
+    async def _listed(self, key: str, upload_id: str) -> list[TailSegment]:
+        """The upload's staged segments; none known without s3:ListBucket (optional)."""
+        try:
+            return await list_tails(self.deps.store, key, upload_id)
+        except AccessRefused as exc:
+            permissions.refused(exc.action or "s3:ListBucket", str(exc))
+            return []
