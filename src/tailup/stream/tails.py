@@ -17,7 +17,7 @@ import time
 from tailup import permissions
 from tailup.checksums import part_checksum
 from tailup.errors import AccessRefused, TailupError
-from tailup.keys import segment_key
+from tailup.keys import segment_key, tail_prefix
 from tailup.offload import run_blocking
 from tailup.plan import PartRange
 from tailup.rpo import delete_tails, list_tails
@@ -38,8 +38,8 @@ from tailup.stream.context import Collaborator, Outcome, StreamContext
 from tailup.stream.sending import PartSender
 
 STAGED_CONTENT_TYPE = "application/octet-stream"
-# Tries at deleting an ended upload's segments before `tailup gc`-style cleanup is left to a
-# lifecycle rule (README).
+# Tries at deleting an ended upload's segments (what is left then is warned about, with its
+# prefix; S3 lifecycle rules filter by key prefix, and segments sit beside each recording).
 CLEAN_TRIES = 3
 # The next write may take longer than the last: it starts this much earlier than the last one's
 # duration alone says.
@@ -69,13 +69,14 @@ class TailWriter(Collaborator):
         self._looks: list[tuple[float, int]] = []
         self._write_s = 0.0
         self._failing = False
+        self._broken = False  # a defect ended the task: not started again
 
     # -- the stream's loop drives these --
 
     async def on_look(self, size_bytes: int) -> None:
         """The task runs while the file has bytes, beside an upload made for them (a recording
         shorter than a part is then completed from one part rather than one PutObject)."""
-        if not self._rpo_s or size_bytes == 0 or self._ctx.stop.is_set():
+        if not self._rpo_s or self._broken or size_bytes == 0 or self._ctx.stop.is_set():
             return
         await self._sender.ensure_upload()
         if self._task is None or self._task.done():
@@ -110,20 +111,25 @@ class TailWriter(Collaborator):
             raise
 
     async def upload_ended(self, key: str, upload_id: str) -> None:
-        """The upload was completed or aborted: no segment of it may stay. Best effort, a few
-        tries (a lifecycle rule on ``*.tailup/`` catches what this misses)."""
+        """The upload was completed or aborted: no segment of it may stay. A few tries; what
+        is left then is warned about."""
         await self.halt()
         known = self._segments if self._upload == (key, upload_id) else []
         for attempt in range(1, CLEAN_TRIES + 1):
             try:
-                deleted = await delete_tails(self.deps.store, key, upload_id, known)
+                async with self.deps.tail_requests:
+                    deleted = await delete_tails(self.deps.store, key, upload_id, known)
                 break
             except AccessRefused as exc:
                 permissions.refused(exc.action, str(exc))
                 return
             except TailupError as exc:
                 if attempt == CLEAN_TRIES:
-                    self._log.warning("tail segments not deleted", reason=str(exc))
+                    self._log.warning(
+                        "tail segments not deleted",
+                        prefix=tail_prefix(key, upload_id),
+                        reason=str(exc),
+                    )
                     return
                 await asyncio.sleep(0.5 * attempt)
         if self._upload == (key, upload_id):
@@ -151,6 +157,7 @@ class TailWriter(Collaborator):
             except Exception:
                 # A defect here must not end the recording's upload: the RPO is lost, loudly.
                 self._log.exception("tail writer crashed; no more tail segments for this stream")
+                self._broken = True
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(halting.wait(), wait_s)
@@ -208,26 +215,27 @@ class TailWriter(Collaborator):
 
     async def _stage(self, start: int, end: int) -> bool:
         """Stage the file's [start, end); False if it could not now."""
-        grant = self.deps.budget.try_acquire(end - start)
-        if grant is None:
-            return False  # parts are using the memory: the next look tries again
-        try:
-            started = time.monotonic()
-            loaded = await self._sender.load(PartRange(0, start, end))
-            end = start + len(loaded.body)  # the file may have shrunk meanwhile
-            if end <= start:
-                return False
-            key = segment_key(*self._upload, start, end)
-            await self.deps.store.put_object(
-                key,
-                loaded.body,
-                loaded.crc,
-                STAGED_CONTENT_TYPE,
-                checksum=part_checksum(self.record.checksum, loaded.crc, loaded.stored),
-            )
-            del loaded
-        finally:
-            await asyncio.shield(self.deps.budget.release(grant))
+        async with self.deps.tail_requests:  # before the budget: none held while waiting
+            grant = self.deps.budget.try_acquire(end - start)
+            if grant is None:
+                return False  # parts are using the memory: the next look tries again
+            try:
+                started = time.monotonic()
+                loaded = await self._sender.load(PartRange(0, start, end))
+                end = start + len(loaded.body)  # the file may have shrunk meanwhile
+                if end <= start:
+                    return False
+                key = segment_key(*self._upload, start, end)
+                await self.deps.store.put_object(
+                    key,
+                    loaded.body,
+                    loaded.crc,
+                    STAGED_CONTENT_TYPE,
+                    checksum=part_checksum(self.record.checksum, loaded.crc, loaded.stored),
+                )
+                del loaded
+            finally:
+                await asyncio.shield(self.deps.budget.release(grant))
         self._write_s = time.monotonic() - started
         self._segments.append(TailSegment(start, end, key))
         self._tail_end = end
@@ -237,7 +245,8 @@ class TailWriter(Collaborator):
     async def _drop(self, segments: list[TailSegment]) -> None:
         for segment in sorted(set(segments)):
             try:
-                await self.deps.store.delete_object(segment.key)
+                async with self.deps.tail_requests:
+                    await self.deps.store.delete_object(segment.key)
             except AccessRefused as exc:  # optional: tailup.permissions
                 permissions.refused(exc.action or "s3:DeleteObject", str(exc))
             if segment in self._segments:
@@ -246,7 +255,8 @@ class TailWriter(Collaborator):
     async def _listed(self, key: str, upload_id: str) -> list[TailSegment]:
         """The upload's staged segments; none known without s3:ListBucket (optional)."""
         try:
-            return await list_tails(self.deps.store, key, upload_id)
+            async with self.deps.tail_requests:
+                return await list_tails(self.deps.store, key, upload_id)
         except AccessRefused as exc:
             permissions.refused(exc.action or "s3:ListBucket", str(exc))
             return []
