@@ -2,8 +2,12 @@
 
 A part takes its bytes from the budget *before* it is read from disk, so however many streams there
 are, tailup never holds more than the budget in part buffers (tusd's s3store does the same with its
-upload slots). A part larger than the whole budget waits until the budget is free and then takes
-all of it, so it can never deadlock.
+upload slots). No part is larger than the budget: a stream's part plan stops growing there
+(tailup.plan.part_size_cap) and the settings refuse a budget smaller than --part-size. Only a
+stream whose plan was made under a larger budget may still have one (started before parts were
+capped, or before the budget was lowered, or on another node of a shared folder): such a part
+waits until the budget is free and then takes all of it, so it can never deadlock (its memory is
+then the part's, not the budget's).
 """
 
 from __future__ import annotations

@@ -155,7 +155,8 @@ class ScopeKeys:
     @property
     def ended(self) -> str:
         """Sorted set of ended stream ids scored by end time (Unix s): what `status` lists after
-        the live ones, newest first; trimmed to --keep-records."""
+        the live ones, newest first; trimmed to --keep-records, and expires --keep-records
+        after its newest entry."""
         return f"{self.base}:ended"
 
     def path(self, path: str) -> str:
@@ -199,7 +200,8 @@ class RedisKeys:
 
     def object_claim(self, object_key: str) -> str:
         """String: id of the stream that owns an S3 key (two recordings never share one);
-        expires with the stream's record, after which S3 itself answers (tailup.keyclaim)."""
+        expires with the stream's record, after which S3 itself answers (tailup.keyclaim). A
+        reservation no record names expires after --keep-records."""
         return f"{self.prefix}:object:{object_key}"
 
     def key_counter(self, object_key: str) -> str:

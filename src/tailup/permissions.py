@@ -5,7 +5,7 @@ each action is for, and what tailup does without the optional ones.
 resources, and condition keys for Amazon S3"); deploy/iam-policy.json and docs/operations.md are
 checked against it (tests/unit/test_permissions.py), and S3's refusals name the action from it.
 
-The daemon needs to write its objects, read them back and manage its own multipart uploads. Two
+The daemon needs to write its objects, read them back and manage its own multipart uploads. Three
 actions are optional: without one, only the features that need it are off, said once in the log
 (``refused``), and the daemon goes on:
 
@@ -18,6 +18,10 @@ actions are optional: without one, only the features that need it are off, said 
   are: a completed recording whose record was lost is uploaded again, never over the object
   already there, which If-None-Match keeps); a key is taken as free without a HEAD (If-None-Match
   again keeps any object there). `tailup verify` needs it.
+- ``s3:DeleteObject``: taking back a first generation's object that landed after `tailup abort`
+  (the abort raced its PutObject or its completion: tailup.stream.bookkeeping). Refused, the
+  object stays and the log names it. With --rpo, also its own tail segments (tailup.rpo): refused,
+  they stay beside the object under ``<key>.tailup/``. tailup deletes nothing else, ever.
 """
 
 from __future__ import annotations
@@ -68,8 +72,10 @@ OPTIONAL: Final[dict[str, str]] = {
     "instead after completion; metadata.json is not looked up for a file Redis has no record "
     "of, and keys are taken as free without a HEAD (If-None-Match still refuses to write over "
     "an object); `tailup verify` cannot run",
-    "s3:DeleteObject": "with --rpo, tail segments are not deleted: they stay beside the object "
-    "under <key>.tailup/ (delete them with other credentials)",
+    "s3:DeleteObject": "a recording's object that lands after `tailup abort` (its one PutObject "
+    "or its completion was in flight) stays in the bucket, with its metadata.json, and is named "
+    "in the log; with --rpo, tail segments are not deleted: they stay beside the object under "
+    "<key>.tailup/",
 }
 
 log = structlog.get_logger("tailup.permissions")

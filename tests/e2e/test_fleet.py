@@ -372,6 +372,38 @@ def test_records_expired_under_keep_records_cost_no_upload_at_the_next_start(
     assert again.proc.wait(timeout=30) == 0
 
 
+def test_once_its_recordings_have_ended_a_daemon_leaves_no_redis_key_kept_forever(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """N12: every key the daemon wrote for a recording expires with its record: also one written
+    after the end (the path entry of a completed recording renamed) and a key reserved and found
+    holding an object in S3. A month of recordings leaves a month of keys, not all of them."""
+    watch = tmp_path / "rec"
+    watch.mkdir()
+    scope = node_scope("nvr")
+    cam = watch / "cam.ts"
+    # An object no recording of ours wrote, at the key the second cam.ts is offered next.
+    fleet.s3_client.put_object(Bucket=fleet.bucket, Key="cam-2.ts", Body=b"another tool's")
+    daemon = fleet.start(
+        "nvr", "--watch", str(watch), "--keep-records", "1h", "--key-template", "{relpath}"
+    )
+    cam.write_bytes(content(150_000, "first"))
+    first = fleet.wait_record(scope, str(cam), {StreamState.COMPLETED})
+    cam.rename(watch / "cam-done.ts")
+    daemon.wait_for_event("recording renamed", stream_id=first.stream_id)
+    cam.write_bytes(content(160_000, "second"))
+    second = fleet.wait_record(scope, str(cam), {StreamState.COMPLETED})
+    assert (first.key, second.key) == ("cam.ts", "cam-3.ts")
+    renamed = fleet.record(scope, str(watch / "cam-done.ts"))
+    assert renamed is not None and renamed.stream_id == first.stream_id
+    assert daemon.stop() == 0
+    with fleet.redis() as client:
+        lifetimes_ms = {name: client.pttl(name) for name in client.scan_iter(f"{fleet.prefix}:*")}
+    assert lifetimes_ms, "the daemon wrote nothing?"
+    assert [name for name, ms in lifetimes_ms.items() if ms == -1] == []
+    assert all(0 < ms <= 3600_000 for ms in lifetimes_ms.values()), lifetimes_ms
+
+
 def test_the_hidden_folder_wrapper_hides_the_folder(tmp_path: Path) -> None:
     """The two-node test's premise: under the wrapper the folder is another (empty) one."""
     folder = tmp_path / "f"

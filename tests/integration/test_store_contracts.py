@@ -358,9 +358,20 @@ async def test_single_put_and_missing_object(mp_store: MultipartStore) -> None:
     assert await mp_store.get_object(key) == body
 
 
+async def test_delete_removes_the_object_and_a_missing_key_counts_as_deleted(
+    mp_store: MultipartStore,
+) -> None:
+    key = _key()
+    body = os.urandom(100)
+    await mp_store.put_object(key, body, crc32_of(body), "video/mp4")
+    await mp_store.delete_object(key)
+    assert await mp_store.head_object(key) is None
+    await mp_store.delete_object(key)  # as AWS: 204 for a key with no object
+
+
 async def test_objects_are_listed_by_prefix_and_deleted(mp_store: MultipartStore) -> None:
-    """--rpo's tail segments (tailup.rpo): found by a LIST of their prefix, deleted one by one;
-    deleting a key with no object is no error."""
+    """--rpo's tail segments (tailup.rpo): found by a LIST of their prefix (and nothing
+    beside it), deleted one by one."""
     prefix = _key() + ".tailup/up/"
     bodies = {prefix + "tail.b": b"bb", prefix + "tail.a": b"a", prefix + "x/tail.c": b"ccc"}
     for key, body in bodies.items():
@@ -369,8 +380,6 @@ async def test_objects_are_listed_by_prefix_and_deleted(mp_store: MultipartStore
     listed = await mp_store.list_objects(prefix)
     assert sorted((o.key, o.size) for o in listed) == sorted((k, len(b)) for k, b in bodies.items())
     await mp_store.delete_object(prefix + "tail.a")
-    await mp_store.delete_object(prefix + "tail.a")
-    await mp_store.delete_object(prefix + "never-there")
     assert sorted(o.key for o in await mp_store.list_objects(prefix)) == [
         prefix + "tail.b",
         prefix + "x/tail.c",
@@ -704,12 +713,18 @@ async def _drop_node_lease(store: CheckpointStore, node_id: str) -> None:
         _memory(store).leases.pop("node:" + node_id, None)
 
 
-def _peer(store: CheckpointStore) -> CheckpointStore:
-    """Another daemon's store on the same data (its own held claims, no cached scopes)."""
+def _peer(store: CheckpointStore, *, keep_records_s: float | None = None) -> CheckpointStore:
+    """Another daemon's store on the same data (its own held claims, no cached scopes), with
+    the same --keep-records unless told another."""
     if isinstance(store, RedisCheckpointStore):
-        return RedisCheckpointStore(store.client, store.keys, scope=store.scope)
+        keep_s = store.keep_records_s if keep_records_s is None else keep_records_s
+        return RedisCheckpointStore(
+            store.client, store.keys, scope=store.scope, keep_records_s=keep_s
+        )
     memory = _memory(store)
-    other = MemoryCheckpointStore(scope=memory.scope)
+    keep_s = memory.keep_records_s if keep_records_s is None else keep_records_s
+    other = MemoryCheckpointStore(scope=memory.scope, keep_records_s=keep_s)
+    other.expires_at = memory.expires_at
     other.meta, other.parts, other.lives, other.ended = (
         memory.meta,
         memory.parts,
@@ -718,6 +733,7 @@ def _peer(store: CheckpointStore) -> CheckpointStore:
     )
     other.paths, other.object_keys = memory.paths, memory.object_keys
     other.leases, other.fences = memory.leases, memory.fences
+    other.key_numbers = memory.key_numbers
     return other
 
 
@@ -1259,9 +1275,201 @@ async def test_the_node_lease(cp_store: CheckpointStore) -> None:
     assert await cp_store.acquire_node(node, first, TTL) is None
 
 
-# -- Redis only: ended records expire after --keep-records --
+# -- Every key a record leaves expires with it (N12) --
+# Live records (their record, parts, fence, path entry, key claim and the live set) are kept
+# until they end, by design; once a record has ended, no key it left may be kept forever,
+# whatever wrote it: a rename after the end, a key reserved and not used, a rekey, a part
+# committed as `tailup abort` ended it, a claim taken just after the end. Leases always carry a
+# TTL. The memory store keeps the deadline Redis would give each key.
 
 KEEP_S = 3600.0
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def keeping(request: pytest.FixtureRequest) -> AsyncIterator[CheckpointStore]:
+    """A store whose ended records expire after KEEP_S, on keys of this test's own."""
+    if request.param == "memory":
+        yield MemoryCheckpointStore(keep_records_s=KEEP_S)
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    prefix: str = request.getfixturevalue("key_prefix")
+    async with RedisCheckpointStore.connect(server.url, prefix, keep_records_s=KEEP_S) as store:
+        yield store
+
+
+async def _kept_forever(store: CheckpointStore) -> list[str]:
+    """Every key the store holds with no expiry (Redis: a SCAN of the test's prefix, PTTL -1)."""
+    if isinstance(store, RedisCheckpointStore):
+        client, found = store.client, []
+        async for name in client.scan_iter(match=f"{store.keys.prefix}:*", count=1000):
+            if int(await client.pttl(name)) == -1:
+                found.append(str(name))
+        return sorted(found)
+    return _memory(store).kept_forever()
+
+
+def _unique_key(name: str = "a.mp4") -> str:
+    return f"streams/{uuid.uuid4().hex[:8]}/{name}"
+
+
+async def test_a_record_driven_through_its_life_leaves_no_key_kept_forever(
+    keeping: CheckpointStore,
+) -> None:
+    store = keeping
+    first, taken, suffixed = _unique_key(), _unique_key(), _unique_key()
+    record = _record(path="/rec/cam1.ts", key=first)
+    sid = record.stream_id
+    await store.create(record)
+    await store.commit_part(sid, _p(1, 10))
+    # tailup.keyclaim: a key reserved and found holding an object is let go, the counter
+    # names the next one, and a rekey moves the record to it.
+    assert await store.reserve_key(taken, sid) is None
+    await store.release_key(taken, sid)
+    assert await store.next_key_number(first) == 1
+    assert await store.reserve_key(suffixed, sid) is None
+    await store.update(sid, upload_id="", key=suffixed)
+    await store.commit_part(sid, _p(1, 10))
+    assert await store.set_state(sid, StreamState.COMPLETED, allowed_from=LIVE_STATES) is None
+    # The completed recording is renamed (tailup.supervisor carries its record along).
+    await store.update(sid, path="/rec/cam1-done.ts", path_ended=False)
+    await store.forget_path("/rec/cam1.ts", sid)
+    # A shared folder's recording, claimed, ended by `tailup abort` while a part was committed.
+    shared = _record(path="/mnt/nas/cam2.ts", watch_root="/mnt/nas", scope=SHARE)
+    await store.create(shared)
+    assert isinstance(await store.claim(shared.stream_id, A_NODE, TTL), Claim)
+    await _peer(store).update(shared.stream_id, state=StreamState.ABORTED)
+    await store.commit_part(shared.stream_id, _p(1, 10))
+    await store.release_claim(shared.stream_id)
+    assert await _kept_forever(store) == []
+
+
+async def test_a_path_entry_written_after_the_end_expires_with_the_record(
+    keeping: CheckpointStore,
+) -> None:
+    record = _record(path="/rec/cam1.ts", key=_unique_key())
+    await keeping.create(record)
+    await keeping.update(record.stream_id, state=StreamState.COMPLETED)
+    await keeping.update(record.stream_id, path="/rec/renamed.ts", path_ended=False)
+    assert await keeping.stream_for_path("/rec/renamed.ts") == record.stream_id
+    await keeping.forget_path("/rec/cam1.ts", record.stream_id)
+    assert await _kept_forever(keeping) == []
+
+
+async def test_a_path_entry_written_while_live_is_kept_then_expires_at_the_end(
+    keeping: CheckpointStore,
+) -> None:
+    record = _record(path="/rec/cam1.ts", key=_unique_key())
+    await keeping.create(record)
+    await keeping.update(record.stream_id, path="/rec/renamed.ts")
+    await keeping.forget_path("/rec/cam1.ts", record.stream_id)
+    assert len(await _kept_forever(keeping)) == 4  # meta, live set, path entry, key claim
+    await keeping.update(record.stream_id, state=StreamState.COMPLETED)
+    assert await _kept_forever(keeping) == []
+
+
+async def test_a_path_changed_with_the_state_is_indexed_and_expires(
+    keeping: CheckpointStore,
+) -> None:
+    record = _record(path="/rec/cam1.ts", key=_unique_key())
+    await keeping.create(record)
+    await keeping.update(record.stream_id, state=StreamState.COMPLETED, path="/rec/b.ts")
+    assert await keeping.stream_for_path("/rec/b.ts") == record.stream_id
+    await keeping.forget_path("/rec/cam1.ts", record.stream_id)
+    assert await _kept_forever(keeping) == []
+
+
+async def test_a_key_the_record_no_longer_names_is_let_go(keeping: CheckpointStore) -> None:
+    old, new = _unique_key(), _unique_key()
+    record = _record(key=old)
+    await keeping.create(record)
+    assert await keeping.reserve_key(old, "another") == record.stream_id
+    assert await keeping.reserve_key(new, record.stream_id) is None
+    await keeping.update(record.stream_id, upload_id="", key=new)
+    assert await keeping.reserve_key(new, "another") == record.stream_id
+    assert await keeping.reserve_key(old, "another") is None, "the old key is free again"
+
+
+async def test_a_reserved_key_no_record_names_expires(keeping: CheckpointStore) -> None:
+    # The reserving stream died before its record named the key (or never came to).
+    assert await keeping.reserve_key(_unique_key(), "s1") is None
+    assert await _kept_forever(keeping) == []
+
+
+async def test_a_reserved_key_the_record_names_is_kept_while_it_is_live(
+    keeping: CheckpointStore,
+) -> None:
+    key = _unique_key()
+    record = _record(key=_unique_key(), key_pending=True)
+    await keeping.create(record)
+    assert await keeping.reserve_key(key, record.stream_id) is None
+    await keeping.update(record.stream_id, key=key, key_pending=False)
+    kept = await _kept_forever(keeping)
+    assert len(kept) == 4, kept  # meta, live set, path entry, key claim
+    assert any(key in name for name in kept)
+    await keeping.update(record.stream_id, state=StreamState.COMPLETED)
+    assert await _kept_forever(keeping) == []
+
+
+async def test_release_key_lets_go_of_the_stream_s_own_reservation_only(
+    keeping: CheckpointStore,
+) -> None:
+    key = _unique_key()
+    assert await keeping.reserve_key(key, "s1") is None
+    await keeping.release_key(key, "s2")  # not s2's: nothing happens
+    assert await keeping.reserve_key(key, "s2") == "s1"
+    await keeping.release_key(key, "s1")
+    assert await keeping.reserve_key(key, "s2") is None
+
+
+async def test_parts_committed_after_the_end_expire_with_the_record(
+    keeping: CheckpointStore,
+) -> None:
+    # `tailup abort` ended the record while its stream was sending its first part.
+    record = _record(key=_unique_key())
+    await keeping.create(record)
+    await keeping.update(record.stream_id, state=StreamState.ABORTED)
+    await keeping.commit_part(record.stream_id, _p(1, 10))
+    assert await _kept_forever(keeping) == []
+
+
+async def test_a_claim_taken_just_after_the_end_leaves_no_fence_forever(
+    keeping: CheckpointStore,
+) -> None:
+    record = _record(path="/mnt/nas/cam1.ts", watch_root="/mnt/nas", scope=SHARE)
+    await keeping.create(record)
+    await keeping.update(record.stream_id, state=StreamState.COMPLETED)
+    assert isinstance(await keeping.claim(record.stream_id, A_NODE, TTL), Claim)
+    await keeping.release_claim(record.stream_id)
+    assert await _kept_forever(keeping) == []
+
+
+async def test_the_ended_index_is_kept_forever_once_records_are(
+    keeping: CheckpointStore,
+) -> None:
+    # --keep-records changed to 0 after a run that expired records: the index of the records
+    # now kept forever must not expire with the TTL an earlier end gave it.
+    first, second = _record(), _record()
+    for store, record in ((keeping, first), (_peer(keeping, keep_records_s=0.0), second)):
+        await store.create(record)
+        await store.update(record.stream_id, state=StreamState.COMPLETED)
+    kept = await _kept_forever(keeping)
+    assert [name for name in kept if "ended" in name] != [], kept
+    assert await keeping.ended_stream_ids() == [second.stream_id, first.stream_id]
+
+
+async def test_a_lost_claim_is_forgotten_once_released(cp_store: CheckpointStore) -> None:
+    """N13: one id per recording lost to another node, kept only until this node is done."""
+    record, _b, new = await _taken_over(cp_store)
+    with pytest.raises(ClaimLost):
+        await cp_store.commit_part(record.stream_id, _p(2, 20))
+    assert cp_store.lost_claims() == [record.stream_id]
+    await cp_store.release_claim(record.stream_id)
+    assert cp_store.lost_claims() == []
+    assert cp_store.held_claims() == []
+    assert await _lease(cp_store, record.stream_id) == new.value, "B's lease is untouched"
+
+
+# -- Redis only: ended records expire after --keep-records --
 
 
 @pytest.fixture

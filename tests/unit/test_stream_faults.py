@@ -25,7 +25,7 @@ from fakes import FaultyMemoryStore
 from harness import wait_until
 from tailup.budget import ByteBudget
 from tailup.dev import MemoryCheckpointStore
-from tailup.errors import StorageUnavailable, TailupError
+from tailup.errors import AccessRefused, StorageUnavailable, TailupError
 from tailup.keys import metadata_key
 from tailup.model import LIVE_STATES, RETRY_FIELD, StreamRecord, StreamState
 from tailup.plan import MiB, PartPlan
@@ -185,6 +185,59 @@ async def test_abort_from_outside_is_never_written_over(tmp_path: Path, noticed_
     assert rig.store.uploads == {} and rig.store.objects == {}
 
 
+def aborted_once_put(
+    rig: list[Rig], then: Callable[[Rig], None] = lambda rig: None
+) -> Callable[[str, str], TailupError | None]:
+    """A lost_reply hook: the recording's PutObject lands, and `tailup abort` has set the
+    record ABORTED before the stream hears back (then ``then`` runs)."""
+
+    def hook(op: str, key: str) -> TailupError | None:
+        if op == "put" and key == KEY and rig:
+            rig[0].checkpoints.meta["s1"]["state"] = StreamState.ABORTED.value
+            then(rig[0])
+            rig.clear()
+        return None
+
+    return hook
+
+
+@pytest.mark.parametrize(
+    ("case", "left"),
+    [
+        ("first generation", False),  # no record owns it: taken back
+        ("later generation", True),  # it replaced the earlier one: the record names the key
+        ("another object since", True),  # not the stream's to delete
+        ("delete refused", True),  # no s3:DeleteObject: it stays, said in the log
+    ],
+)
+async def test_an_object_that_landed_after_an_abort(tmp_path: Path, case: str, left: bool) -> None:
+    path = tmp_path / "clip.ts"
+    path.write_bytes(payload(1000, "small"))
+    other = b"another recording's"
+    generation = 2 if case == "later generation" else 1
+
+    def replace_it(rig: Rig) -> None:
+        rig.store.objects[KEY] = other
+        rig.store.etags[KEY] = '"' + hashlib.md5(other).hexdigest() + '"'
+
+    late: list[Rig] = []
+    async with streaming(path, writer_closed=True, generation=generation) as rig:
+        rig.store.lost_reply = aborted_once_put(
+            late, replace_it if case == "another object since" else lambda rig: None
+        )
+        if case == "delete refused":
+            rig.store.fault = lambda op, key: (
+                AccessRefused("AccessDenied", action="s3:DeleteObject") if op == "delete" else None
+            )
+        late.append(rig)
+        rig.stream.on_closed()
+        assert await rig.task is Outcome.ABORTED
+    assert rig.state() is StreamState.ABORTED
+    assert (KEY in rig.store.objects) is left
+    if case == "another object since":
+        assert rig.store.objects[KEY] == other
+
+
 async def test_abort_refused_once_the_stream_completed(tmp_path: Path) -> None:
     path = tmp_path / "clip.ts"
     path.write_bytes(payload(1000, "small"))
@@ -296,7 +349,9 @@ async def test_a_permanent_error_fails_the_stream_keeps_its_upload_and_waits_for
     its checkpointed parts kept (hours of parts are not thrown away), no S3 call while it waits
     out its back-off, and `tailup retry` (the record's retry field) tries it again at once."""
     monkeypatch.setattr(
-        tailup.stream.core, "PartPlan", lambda base, sizing: CappedPlan(base, sizing, cap=12 * MiB)
+        tailup.stream.core,
+        "PartPlan",
+        lambda base, sizing, largest: CappedPlan(base, sizing, largest, cap=12 * MiB),
     )
     path = tmp_path / "clip.ts"
     path.write_bytes(payload(6 * MiB, "grow"))

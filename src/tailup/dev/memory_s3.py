@@ -157,6 +157,11 @@ class MemoryMultipartStore:
     async def abort_upload(self, key: str, upload_id: str) -> None:
         self.uploads.pop(upload_id, None)
 
+    async def delete_object(self, key: str) -> None:
+        self.objects.pop(key, None)
+        self.etags.pop(key, None)
+        self.checksums.pop(key, None)
+
     async def list_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
         upload = self._upload(key, upload_id)
         return [UploadedPart(n, e, len(b)) for n, e, b in sorted(upload.parts, key=lambda p: p[0])]
@@ -220,8 +225,3 @@ class MemoryMultipartStore:
         return [
             ListedObject(k, len(b)) for k, b in sorted(self.objects.items()) if k.startswith(prefix)
         ]
-
-    async def delete_object(self, key: str) -> None:
-        self.objects.pop(key, None)
-        self.etags.pop(key, None)
-        self.checksums.pop(key, None)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from tailup.checksums import ChecksumAlgorithm, ChecksumType, new_upload_type
 from tailup.keys import KeyContext, render_key
 from tailup.model import EndCause, StreamRecord, StreamState, iso
-from tailup.plan import PartSizing
+from tailup.plan import MAX_PART_SIZE_BYTES, PartSizing
 
 if TYPE_CHECKING:
     from tailup.identity import FileIdentity
@@ -34,6 +34,8 @@ class RecordDefaults:
     checksum: ChecksumAlgorithm
     hostname: str
     node_id: str
+    # The largest part a new stream's plan may have (tailup.plan.part_size_cap of the budget).
+    max_part_size: int = MAX_PART_SIZE_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,7 @@ def new_record(
         key=key,
         base_part_size=defaults.part_size,
         part_sizing=defaults.part_sizing,
+        max_part_size=defaults.max_part_size,
         checksum=defaults.checksum,
         checksum_type=_type_value(new_upload_type(defaults.checksum)),
         device=st.device,

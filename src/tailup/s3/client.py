@@ -286,6 +286,9 @@ class S3MultipartStore:
         except NoSuchUpload:
             return
 
+    async def delete_object(self, key: str) -> None:
+        await self._call("delete object", "delete_object", Key=key)
+
     async def list_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
         parts: list[UploadedPart] = []
         marker = 0
@@ -378,10 +381,3 @@ class S3MultipartStore:
             if not response.get("IsTruncated"):
                 return found
             kwargs["ContinuationToken"] = response["NextContinuationToken"]
-
-    async def delete_object(self, key: str) -> None:
-        try:
-            await self._call("delete object", "delete_object", Key=key)
-        except StoragePermanentError as exc:
-            if exc.code not in ("404", "NoSuchKey", "NotFound"):
-                raise

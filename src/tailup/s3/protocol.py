@@ -96,6 +96,9 @@ class MultipartStore(Protocol):
 
     async def list_parts(self, key: str, upload_id: str) -> list[UploadedPart]: ...
 
+    async def delete_object(self, key: str) -> None:
+        """Delete the object at ``key``; a key that holds none counts as deleted."""
+
     async def put_object(
         self,
         key: str,
@@ -116,9 +119,6 @@ class MultipartStore(Protocol):
 
     async def list_objects(self, prefix: str) -> list[ListedObject]:
         """Every object whose key starts with ``prefix`` (--rpo's tail segments: tailup.rpo)."""
-
-    async def delete_object(self, key: str) -> None:
-        """Delete; a key with no object counts as deleted."""
 
     async def check_bucket(self) -> None:
         """Raise StoragePermanentError if the bucket is missing or the credentials are refused

@@ -146,6 +146,12 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return leaves[0]
 
 
+@dataclass(frozen=True, slots=True)
+class Landed:
+    key: str
+    etag: str
+
+
 class StreamContext:
     """One stream's shared state."""
 
@@ -171,6 +177,9 @@ class StreamContext:
         self.started_monotonic = started
         self.log: FilteringBoundLogger = log.bind(stream_id=record.stream_id, path=record.path)
         self._unsettled_since: float | None = None
+        # The object this stream's PutObject or completion put at its key, with the ETag S3 gave
+        # it, once S3 answered: what an abort that raced it takes back (Bookkeeper).
+        self.landed: Landed | None = None
 
     @property
     def path(self) -> Path:

@@ -22,7 +22,7 @@ from tailup.errors import (
     SourceGone,
 )
 from tailup.model import EndCause, PartRecord, StreamRecord, StreamState
-from tailup.plan import MAX_PARTS, PartPlan
+from tailup.plan import MAX_PART_SIZE_BYTES, MAX_PARTS, PartPlan
 from tailup.retry import Backoff
 from tailup.source import FileStat
 from tailup.stream.bookkeeping import Bookkeeper
@@ -85,9 +85,14 @@ class Stream(Collaborator):
         resumed: bool = False,
     ) -> None:
         now = deps.clock()
-        ctx = StreamContext(
-            deps, record, parts, PartPlan(record.base_part_size, record.part_sizing), started=now
+        # The plan it started with: its ranges never change (the cap of records from before the
+        # memory budget capped parts: S3's 5 GiB).
+        plan = PartPlan(
+            record.base_part_size,
+            record.part_sizing,
+            record.max_part_size or MAX_PART_SIZE_BYTES,
         )
+        ctx = StreamContext(deps, record, parts, plan, started=now)
         super().__init__(ctx)
         ctx.wake.set()  # look at the file at once
         self._closed_at: float | None = now if writer_closed else None

@@ -253,5 +253,8 @@ class Opening(SupervisorState):
             timeout_s=self._settings.io_timeout,
             expected=UploadedFile.of_record(record),
         )
-        if result is not AfterUpload.PENDING:
+        if not result.pending:
             await self._checkpoints.update(record.stream_id, after_upload_pending=False)
+        elif result is AfterUpload.STALLED and self._group is not None:
+            # Its mount hangs: looked at again every idle timeout until it answers, then done.
+            self._group.create_task(self._after_completion(record, linger=True))

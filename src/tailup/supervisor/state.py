@@ -40,6 +40,7 @@ from tailup.model import (
 )
 from tailup.nodelease import this_process
 from tailup.offload import run_blocking
+from tailup.plan import part_size_cap
 from tailup.rules.records import (
     RecordDefaults,
 )
@@ -153,6 +154,7 @@ class SupervisorState:
             prefix=settings.prefix,
             part_size=settings.part_size,
             part_sizing=settings.part_sizing,
+            max_part_size=part_size_cap(settings.max_inflight_bytes),
             checksum=settings.checksum,
             hostname=socket.gethostname(),
             node_id=settings.node_id,
@@ -182,10 +184,10 @@ class SupervisorState:
             )
         self.redis_lost = True
 
-    async def _io(self, call: Callable[..., T], *args: Any) -> T:
+    async def _io(self, call: Callable[..., T], *args: Any, on: Path | None = None) -> T:
         """A blocking call on the watched file systems or /proc, off the loop, within
-        --io-timeout (tailup.offload)."""
-        return await run_blocking(call, *args, timeout_s=self._settings.io_timeout)
+        --io-timeout (tailup.offload; ``on``: the file whose watch root's slots it takes)."""
+        return await run_blocking(call, *args, timeout_s=self._settings.io_timeout, on=on)
 
     # -- what one part of the supervisor asks of another (each defined in its own module) --
 
@@ -232,6 +234,9 @@ class SupervisorState:
         raise NotImplementedError
 
     def _defer(self, event: FileEvent) -> None:
+        raise NotImplementedError
+
+    async def _after_completion(self, record: StreamRecord, *, linger: bool) -> None:
         raise NotImplementedError
 
     def _tell_closed(self, path: Path, stream: Stream) -> None:
