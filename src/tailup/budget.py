@@ -23,6 +23,7 @@ class ByteBudget:
             raise ValueError("the byte budget must be positive")
         self.capacity_bytes = capacity_bytes
         self._in_use = 0
+        self._waiting = 0  # acquirers waiting for bytes: try_acquire never goes before them
         self._changed = asyncio.Condition()
 
     @property
@@ -39,9 +40,23 @@ class ByteBudget:
             raise ValueError(f"cannot acquire a negative number of bytes ({requested_bytes})")
         grant = self._grant(requested_bytes)
         async with self._changed:
-            await self._changed.wait_for(lambda: self._in_use + grant <= self.capacity_bytes)
+            self._waiting += 1
+            try:
+                await self._changed.wait_for(lambda: self._in_use + grant <= self.capacity_bytes)
+            finally:
+                self._waiting -= 1
             self._in_use += grant
         return grant
+
+    def try_acquire(self, requested_bytes: int) -> int | None:
+        """Take ``requested_bytes`` now if they are free and nobody waits for bytes, else None:
+        for work that must never hold back a part (--rpo's tail segments)."""
+        if requested_bytes < 0:
+            raise ValueError(f"cannot acquire a negative number of bytes ({requested_bytes})")
+        if self._waiting or self._in_use + requested_bytes > self.capacity_bytes:
+            return None
+        self._in_use += requested_bytes
+        return requested_bytes
 
     async def release(self, granted_bytes: int) -> None:
         async with self._changed:

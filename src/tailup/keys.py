@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 from dataclasses import dataclass
 from datetime import datetime
@@ -48,7 +49,11 @@ class KeyContext:
 
 def render_key(template: str, ctx: KeyContext, *, prefix: str = "") -> str:
     """The S3 key for a stream. Any UTF-8 file name is kept as is: S3 keys are UTF-8 strings."""
-    return _prefixed(template.format(**_values(ctx)), prefix)
+    key = _prefixed(template.format(**_values(ctx)), prefix)
+    if is_staging_key(key):
+        # Another recording's --rpo tail segment could have this key: never a recording's.
+        key = suffixed_key(key, ctx.stream_id)
+    return key
 
 
 # Placeholders a key may render otherwise for the same recording later: a rename changes the
@@ -121,6 +126,30 @@ SIDECAR_SUFFIX = ".metadata.json"
 
 def metadata_key(object_key: str) -> str:
     return object_key + SIDECAR_SUFFIX
+
+
+# --rpo's tail segments (tailup.rpo): ``<key>.tailup/<upload id>/tail.<start>-<end>``, the
+# recording's bytes [start, end) with offsets of SEGMENT_OFFSET_DIGITS digits (a listing is in
+# file order). No recording's key has that shape (render_key), nor any metadata.json.
+STAGING_INFIX = ".tailup/"
+SEGMENT_OFFSET_DIGITS = 15  # 5 TiB (S3's object limit) has 13
+_D = SEGMENT_OFFSET_DIGITS
+_STAGING_KEY = re.compile(rf"{re.escape(STAGING_INFIX)}.+/tail\.\d{{{_D}}}-\d{{{_D}}}$")
+
+
+def tail_prefix(object_key: str, upload_id: str) -> str:
+    """Where an upload's tail segments are staged: a LIST of this finds them all."""
+    return f"{object_key}{STAGING_INFIX}{upload_id}/"
+
+
+def segment_key(object_key: str, upload_id: str, start: int, end: int) -> str:
+    digits = SEGMENT_OFFSET_DIGITS
+    return f"{tail_prefix(object_key, upload_id)}tail.{start:0{digits}d}-{end:0{digits}d}"
+
+
+def is_staging_key(key: str) -> bool:
+    """True for any key a tail segment may have, whatever its recording and upload id."""
+    return _STAGING_KEY.search(key) is not None
 
 
 def node_scope(node_id: str) -> str:

@@ -23,7 +23,8 @@ actions are optional: without one, only the features that need it are off, said 
   again keeps any object there). `tailup verify` needs it.
 - ``s3:DeleteObject``: taking back a first generation's object that landed after `tailup abort`
   (the abort raced its PutObject or its completion: tailup.stream.bookkeeping). Refused, the
-  object stays and the log names it. tailup deletes nothing else, ever.
+  object stays and the log names it. With --rpo, also its own tail segments (tailup.rpo): refused,
+  they stay beside the object under ``<key>.tailup/``. tailup deletes nothing else, ever.
 """
 
 from __future__ import annotations
@@ -70,14 +71,16 @@ OPTIONAL: Final[dict[str, str]] = {
     "s3:ListBucket": "the bucket check at start is skipped (the first upload tells whether the "
     "bucket takes writes) and /healthz checks only that S3 answers; a file Redis has no record "
     "of is looked up at the key its name gives now only (one renamed since its upload is "
-    "uploaded again under its new name)",
+    "uploaded again under its new name); with --rpo, the tail segments of an earlier run or "
+    "another node are not found, nor deleted",
     "s3:GetObject": "objects are not read back: the ETag S3 returns to the upload is checked "
     "instead after completion; metadata.json is not looked up for a file Redis has no record "
     "of, and keys are taken as free without a HEAD (If-None-Match still refuses to write over "
     "an object); `tailup verify` cannot run",
     "s3:DeleteObject": "a recording's object that lands after `tailup abort` (its one PutObject "
     "or its completion was in flight) stays in the bucket, with its metadata.json, and is named "
-    "in the log",
+    "in the log; with --rpo, tail segments are not deleted: they stay beside the object under "
+    "<key>.tailup/",
 }
 
 log = structlog.get_logger("tailup.permissions")

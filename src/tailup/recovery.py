@@ -231,7 +231,7 @@ async def _renamed(
     if not read_objects:
         return None
     try:
-        listed = await store.list_objects(prefix, limit=PREFIX_KEYS_LISTED)
+        listed = {o.key: o.size for o in await store.list_objects(prefix, limit=PREFIX_KEYS_LISTED)}
     except AccessRefused as exc:
         permissions.refused("s3:ListBucket", str(exc))
         return None

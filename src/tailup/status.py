@@ -321,6 +321,7 @@ async def abort_stream(settings: Settings, given: str, reason: str) -> str:
     """Mark the stream ABORTED, then abort its upload. In this order: a daemon working on the
     stream finds ABORTED when its upload vanishes or when it next writes its state, and stops;
     the other order would let it take the vanished upload for an expired one and start again."""
+    from tailup.rpo import delete_tails_after_abort
     from tailup.s3 import S3MultipartStore
 
     async with RedisCheckpointStore.for_settings(settings) as cps:
@@ -340,12 +341,14 @@ async def abort_stream(settings: Settings, given: str, reason: str) -> str:
         # Read again: the daemon may have created the upload since the first read.
         loaded = await cps.load(stream_id)
         upload_id = loaded[0].upload_id if loaded else record.upload_id
+        left = ""
         if upload_id:
             async with S3MultipartStore.connect(
                 record.bucket, endpoint_url=settings.endpoint_url, region=settings.region
             ) as store:
                 await store.abort_upload(record.key, upload_id)
-        return f"stream {shown} aborted: {reason}"
+                left = await delete_tails_after_abort(store, record.key, upload_id)  # --rpo
+        return f"stream {shown} aborted: {reason}" + (f"; {left}" if left else "")
 
 
 def _named(record: StreamRecord) -> str:

@@ -115,7 +115,8 @@ async def test_the_policy_lets_tailup_make_every_call_it_makes(
 ) -> None:
     outcome = await _try_every_call(policy_server, "policy", monkeypatch)
     assert outcome == dict.fromkeys(outcome, "ok")
-    # Optional and not in the policy: the bucket check and taking back an object after an abort.
+    # Optional and not in the policy: the bucket check, taking back an object after an abort,
+    # and --rpo's listing and deleting of its tail segments.
     outside = {"HeadBucket", "ListObjectsV2", "DeleteObject"}
     assert set(outcome) | outside == set(permissions.IAM_ACTIONS)
 

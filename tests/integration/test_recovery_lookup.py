@@ -15,7 +15,7 @@ from tailup.dev import MemoryMultipartStore, SeaweedS3
 from tailup.integrity import crc32_of
 from tailup.keys import metadata_key
 from tailup.recovery import Found, look_up
-from tailup.s3 import MultipartStore, S3MultipartStore
+from tailup.s3 import ListedObject, MultipartStore, S3MultipartStore
 
 pytestmark = pytest.mark.asyncio
 
@@ -63,12 +63,12 @@ async def test_list_objects_names_the_keys_under_a_prefix_with_their_sizes(
     await _put(store, prefix + "a.ts", b"abc")
     await _put(store, prefix + "b é #1.ts", b"")
     await _put(store, prefix.rstrip("/") + "-other/c.ts", b"x")  # not under the prefix
-    assert await store.list_objects(prefix, limit=20) == {
-        prefix + "a.ts": 3,
-        prefix + "b é #1.ts": 0,
-    }
-    assert len(await store.list_objects(prefix, limit=1)) == 1
-    assert await store.list_objects(prefix + "nothing/", limit=20) == {}
+    assert await store.list_objects(prefix, limit=20) == [
+        ListedObject(prefix + "a.ts", 3),
+        ListedObject(prefix + "b é #1.ts", 0),
+    ]
+    assert await store.list_objects(prefix, limit=1) == [ListedObject(prefix + "a.ts", 3)]
+    assert await store.list_objects(prefix + "nothing/", limit=20) == []
 
 
 async def test_a_recording_renamed_since_its_upload_is_found_under_its_earlier_name(

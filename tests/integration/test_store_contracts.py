@@ -503,6 +503,27 @@ async def test_after_a_refused_complete(
         await mp_store.list_parts(key, upload_id)
 
 
+async def test_objects_are_listed_by_prefix_and_deleted(mp_store: MultipartStore) -> None:
+    """--rpo's tail segments (tailup.rpo): found by a LIST of their prefix (and nothing
+    beside it), deleted one by one."""
+    prefix = _key() + ".tailup/up/"
+    bodies = {prefix + "tail.b": b"bb", prefix + "tail.a": b"a", prefix + "x/tail.c": b"ccc"}
+    for key, body in bodies.items():
+        await mp_store.put_object(key, body, crc32_of(body), "application/octet-stream")
+    # Beside the prefix, not under it. (Not at prefix[:-1] itself: rclone serve s3 on a local
+    # folder cannot hold a key that is also a folder of other keys.)
+    beside = prefix[:-1] + ".ts"
+    await mp_store.put_object(beside, b"beside", crc32_of(b"beside"), "video/mp2t")
+    listed = await mp_store.list_objects(prefix)
+    assert sorted((o.key, o.size) for o in listed) == sorted((k, len(b)) for k, b in bodies.items())
+    await mp_store.delete_object(prefix + "tail.a")
+    assert sorted(o.key for o in await mp_store.list_objects(prefix)) == [
+        prefix + "tail.b",
+        prefix + "x/tail.c",
+    ]
+    assert await mp_store.head_object(beside) is not None
+
+
 # A FULL_OBJECT upload's whole-object checksum named at Complete: AWS and SeaweedFS compare it
 # with the one they combine from the parts and refuse a wrong one (BadDigest); moto 5 keeps what
 # it is sent.

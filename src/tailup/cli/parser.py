@@ -179,6 +179,22 @@ _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--log-level", {"choices": ["debug", "info", "warning", "error"], "help": "default info."}),
 ]
 
+# --rpo (issue 18): a block of its own.
+_RPO_FLAGS: list[tuple[str, dict[str, Any]]] = [
+    (
+        "--rpo",
+        {
+            "metavar": "SECONDS",
+            "help": "recovery point: S3 holds each live recording up to SECONDS ago, at any "
+            "bitrate, not only up to its last full part (--part-size: 33 s of a 2 Mbit/s "
+            "camera at 8MiB), so `tailup salvage` can complete it if the recorder is destroyed. "
+            "The cost: a small PUT (and later a free DELETE) about every SECONDS per recording "
+            "(at 2: ~1,800 an hour, ~$6.60 a camera-month on AWS S3 Standard; bench/RESULTS.md) "
+            "and each byte sent twice on the uplink. At least 1; default off.",
+        },
+    ),
+]
+
 
 # What names a stream on the command line (tailup.streamref).
 _STREAM_FORMS = (
@@ -239,7 +255,7 @@ def _add_run(commands: _Commands) -> None:
         help="watch folders and upload (the daemon)",
         description="Watch folders and stream every recording to S3.",
     )
-    _add_flags(run, _CONNECTION_FLAGS + _RUN_FLAGS)
+    _add_flags(run, _CONNECTION_FLAGS + _RUN_FLAGS + _RPO_FLAGS)
 
 
 def _add_status(commands: _Commands) -> None:
@@ -390,6 +406,6 @@ def _add_demo(commands: _Commands) -> None:
 def setting_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given as flags (for tailup.config.load_settings): the flags left unset are
     absent, so that they hide no other source."""
-    flags = _CONNECTION_FLAGS + _STATUS_SETTINGS + _RUN_FLAGS
+    flags = _CONNECTION_FLAGS + _STATUS_SETTINGS + _RUN_FLAGS + _RPO_FLAGS
     names = sorted({flag.lstrip("-").replace("-", "_") for flag, _ in flags})
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}

@@ -20,7 +20,7 @@ from tailup.checksums import (
 from tailup.errors import KeyTaken, NoSuchUpload, StoragePermanentError, StorageUnavailable
 from tailup.integrity import crc32_of, multipart_etag
 from tailup.plan import MAX_PARTS, MIN_PART_SIZE_BYTES
-from tailup.s3 import ObjectInfo, UploadedPart, UploadInfo
+from tailup.s3 import ListedObject, ObjectInfo, UploadedPart, UploadInfo
 
 
 def _etag(body: bytes) -> str:
@@ -208,10 +208,6 @@ class MemoryMultipartStore:
             raise StoragePermanentError(f"NoSuchKey: {key}", code="NoSuchKey")
         return body
 
-    async def list_objects(self, prefix: str, *, limit: int) -> dict[str, int]:
-        keys = sorted(k for k in self.objects if k.startswith(prefix))[:limit]
-        return {k: len(self.objects[k]) for k in keys}
-
     async def list_uploads(self, prefix: str) -> list[UploadInfo]:
         return [
             UploadInfo(
@@ -224,3 +220,9 @@ class MemoryMultipartStore:
             for upload_id, u in self.uploads.items()
             if u.key.startswith(prefix)
         ]
+
+    async def list_objects(self, prefix: str, *, limit: int | None = None) -> list[ListedObject]:
+        found = [
+            ListedObject(k, len(b)) for k, b in sorted(self.objects.items()) if k.startswith(prefix)
+        ]
+        return found if limit is None else found[:limit]

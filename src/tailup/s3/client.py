@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 
 from tailup.s3.errors import _NETWORK_ERRORS, _name_the_refusal, translate_error
-from tailup.s3.protocol import Body, ObjectInfo, UploadedPart, UploadInfo
+from tailup.s3.protocol import Body, ListedObject, ObjectInfo, UploadedPart, UploadInfo
 
 
 def signs_payload(policy: PayloadSigning, endpoint_url: str | None) -> bool:
@@ -358,12 +358,6 @@ class S3MultipartStore:
         except _NETWORK_ERRORS as exc:
             raise translate_error(exc, "read object") from exc
 
-    async def list_objects(self, prefix: str, *, limit: int) -> dict[str, int]:
-        response = await self._call(
-            "list objects", "list_objects_v2", Prefix=prefix, MaxKeys=min(limit, 1000)
-        )
-        return {str(o["Key"]): int(o["Size"]) for o in response.get("Contents", [])}
-
     async def list_uploads(self, prefix: str) -> list[UploadInfo]:
         uploads: list[UploadInfo] = []
         kwargs: dict[str, Any] = {"Prefix": prefix}
@@ -376,3 +370,18 @@ class S3MultipartStore:
                 return uploads
             kwargs["KeyMarker"] = response["NextKeyMarker"]
             kwargs["UploadIdMarker"] = response["NextUploadIdMarker"]
+
+    async def list_objects(self, prefix: str, *, limit: int | None = None) -> list[ListedObject]:
+        found: list[ListedObject] = []
+        kwargs: dict[str, Any] = {"Prefix": prefix}
+        while limit is None or len(found) < limit:
+            if limit is not None:
+                kwargs["MaxKeys"] = min(limit - len(found), 1000)
+            response = await self._call("list objects", "list_objects_v2", **kwargs)
+            found.extend(
+                ListedObject(str(o["Key"]), int(o["Size"])) for o in response.get("Contents", [])
+            )
+            if not response.get("IsTruncated"):
+                break
+            kwargs["ContinuationToken"] = response["NextContinuationToken"]
+        return found if limit is None else found[:limit]

@@ -30,6 +30,12 @@ class ObjectInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ListedObject:
+    key: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
 class UploadInfo:
     key: str
     upload_id: str
@@ -111,8 +117,9 @@ class MultipartStore(Protocol):
 
     async def list_uploads(self, prefix: str) -> list[UploadInfo]: ...
 
-    async def list_objects(self, prefix: str, *, limit: int) -> dict[str, int]:
-        """Key -> size of (at most ``limit`` of) the objects whose key begins with ``prefix``."""
+    async def list_objects(self, prefix: str, *, limit: int | None = None) -> list[ListedObject]:
+        """The objects whose key starts with ``prefix``, in key order; at most ``limit`` of them
+        (the first ones) when given: a lookup that needs a few, --rpo's segments (tailup.rpo)."""
 
     async def check_bucket(self) -> None:
         """Raise StoragePermanentError if the bucket is missing or the credentials are refused

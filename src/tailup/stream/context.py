@@ -100,6 +100,17 @@ class StreamDeps:
     # --bwlimit: the one limit every stream's part bodies are sent under; None = unlimited.
     bandwidth: Throttle | None = None
     sha256: Sha256Setting = Sha256Setting.AUTO
+    # --rpo: stage a live recording's newest bytes in S3 within this many seconds (None: off;
+    # tailup.stream.tails), with at most TAIL_REQUESTS of its requests at once, all streams.
+    rpo_s: float | None = None
+    tail_requests: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(TAIL_REQUESTS)
+    )
+
+
+# --rpo's requests in flight, all streams: half the S3 client's spare connections
+# (tailup.s3.SPARE_CONNECTIONS), so that a part never waits for a connection behind them.
+TAIL_REQUESTS = 16
 
 
 class _Replaced(SourceGone):

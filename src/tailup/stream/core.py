@@ -39,6 +39,7 @@ from tailup.stream.finalize import Finalizer
 from tailup.stream.resuming import Resumer
 from tailup.stream.retrying import Retrier
 from tailup.stream.sending import PartSender
+from tailup.stream.tails import TailWriter
 
 # A file that changed after its upload completed has a writer that closes and comes back: wait at
 # least this long after its closes, whatever close_grace says, rather than complete it each time.
@@ -110,6 +111,7 @@ class Stream(Collaborator):
         self._finalizer = Finalizer(ctx, self._sender, self._book)
         self._resumer = Resumer(ctx, self._sender, self._book)
         self._retrier = Retrier(ctx, self._book)
+        self._tails = TailWriter(ctx, self._sender)  # --rpo
 
     # -- signals from the supervisor (synchronous, cheap) --
 
@@ -167,6 +169,8 @@ class Stream(Collaborator):
             except Exception:
                 metrics.stream_ended("crashed")
                 raise
+            finally:
+                await self._tails.halt()
         metrics.stream_ended(outcome.value)
         return outcome
 
@@ -221,7 +225,9 @@ class Stream(Collaborator):
             await self._retrier.retry_later(exc, backoff)
             return None
         except _Replaced as exc:
-            return await self._end_gone(str(exc), EndCause.REPLACED, Outcome.REPLACED, backoff)
+            return await self._retrier.end_gone(
+                str(exc), EndCause.REPLACED, Outcome.REPLACED, backoff
+            )
         except SourceGone as exc:
             # Told of a delete: gone now. Found gone by a stat or a read: the rename event may
             # be on its way (the same settle time as another file at the path).
@@ -229,7 +235,9 @@ class Stream(Collaborator):
             if unsettled is not None:
                 await self._retrier.retry_later(unsettled, backoff)
                 return None
-            return await self._end_gone(str(exc), EndCause.SOURCE_GONE, Outcome.ABORTED, backoff)
+            return await self._retrier.end_gone(
+                str(exc), EndCause.SOURCE_GONE, Outcome.ABORTED, backoff
+            )
         except NoSuchUpload as exc:
             return await self._retrier.or_retry(self._resumer.upload_vanished(exc), backoff)
         except AdoptedUploadRefused as exc:
@@ -255,20 +263,6 @@ class Stream(Collaborator):
         if await self._retrier.wait_after_failure():
             self._resuming = True  # S3 is the truth about which parts arrived
             self._ctx.wake.set()
-
-    async def _end_gone(
-        self, reason: str, cause: EndCause, outcome: Outcome, backoff: Backoff
-    ) -> Outcome | None:
-        """Abort for a file gone or replaced; when Redis cannot confirm the claim first, the
-        upload is kept and the end tried again (the file stays gone)."""
-        try:
-            await self._book.abort(reason, cause)
-        except RecordLost:
-            raise  # written again whole (_restore_record), then the end is tried again
-        except RetryableError as exc:
-            await self._retrier.retry_later(exc, backoff)
-            return None
-        return outcome
 
     def _deadline_s(self) -> float | None:
         now = self.deps.clock()
@@ -325,9 +319,13 @@ class Stream(Collaborator):
         if self._pending_path is not None:
             await self.deps.checkpoints.update(self.stream_id, path=str(self._pending_path))
             self._pending_path = None
+        await self._tails.on_look(st.size)
         await self._sender.send_ready_parts(st.size)
         if self._ready_to_finalize() and not self._ctx.stop.is_set():
-            return await self._finalizer.finalize(close_seen=self._closed_at is not None)
+            upload = await self._tails.before_finalize()
+            outcome = await self._finalizer.finalize(close_seen=self._closed_at is not None)
+            await self._tails.after_finalize(upload, outcome)
+            return outcome
         return None
 
     async def _observe(self) -> FileStat:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from tailup import metrics
@@ -47,6 +47,8 @@ class PartSender(Collaborator):
         self._may_have_orphans = may_have_orphans  # see sweep_orphans
         self._slots = asyncio.Semaphore(ctx.deps.part_concurrency)
         self._created_upload = ""  # the upload this run created (its sends are all known)
+        # Told (key, upload id) after an abort: --rpo deletes the upload's tail segments.
+        self.on_upload_ended: Callable[[str, str], Awaitable[None]] | None = None
 
     async def send_ready_parts(self, size_bytes: int) -> None:
         self._check_capacity(size_bytes)
@@ -254,7 +256,10 @@ class PartSender(Collaborator):
                 return
 
     async def abort_quietly(self, upload_id: str) -> None:
+        key = self.record.key
         try:
-            await self.deps.store.abort_upload(self.record.key, upload_id)
+            await self.deps.store.abort_upload(key, upload_id)
         except TailupError as exc:
             self._log.warning("abort failed; `tailup gc` will clean it up", reason=str(exc))
+        if self.on_upload_ended is not None:
+            await self.on_upload_ended(key, upload_id)

@@ -125,6 +125,7 @@ class SupervisorState:
             on_redis_lost=self.note_redis_lost,
             bandwidth=self.bandwidth,
             sha256=settings.sha256,
+            rpo_s=settings.rpo,
         )
         # The stream of each path being uploaded. A stream leaves it when its file is deleted,
         # renamed (it moves to the new path) or replaced, at once, before it has ended.
