@@ -1,5 +1,5 @@
 """tailup.rules.admission: every branch of "what now?" for a file, as a row: the facts (canned
-answers to the questions the core asks), the questions asked in order, and the final act. No
+answers to the questions the core asks), the questions asked in order, and the final act, compared whole. No
 Redis, no S3, no files. The list of questions pins the cost contracts: a new recording born
 since the start costs no S3 request; statx alone unless only the inode generation can tell."""
 
@@ -19,7 +19,13 @@ from tailup.model import EndCause, PartRecord, StreamRecord, StreamState
 from tailup.plan import PartSizing
 from tailup.recovery import Finding, Found
 from tailup.rules.admission import MAX_LIVES, decide
-from tailup.rules.records import Placement, RecordDefaults, new_record
+from tailup.rules.records import (
+    Placement,
+    RecordDefaults,
+    completed_from_sidecar,
+    new_record,
+    next_generation,
+)
 from tailup.rules.vocabulary import (
     Act,
     Ask,
@@ -115,7 +121,9 @@ Answers = Mapping[Ask[Any], object] | Callable[[Ask[Any]], object]
 def drive(
     where: Where, answers: Answers, *, path: Path = P, writer_closed: bool = False
 ) -> tuple[list[Ask[Any]], Act]:
-    """Feed canned answers until the core acts; the questions it asked, in order."""
+    """Feed canned answers until the core acts; the questions it asked, in order. A record the
+    core asks to create is the one the row's AskCreate names (AskCreate's equality leaves the
+    record out: it is the answer's key by its id)."""
     facts = Facts(path, writer_closed)
     asked: list[Ask[Any]] = []
     for _ in range(10 * MAX_LIVES):
@@ -124,7 +132,14 @@ def drive(
             assert len(set(asked)) == len(asked), f"a question asked twice: {asked}"
             return asked, step
         asked.append(step)
-        answer = answers(step) if callable(answers) else answers[step]
+        if callable(answers):
+            answer = answers(step)
+        else:
+            answer = answers[step]
+            if isinstance(step, AskCreate):
+                (row_ask,) = [ask for ask in answers if ask == step]
+                assert isinstance(row_ask, AskCreate)
+                assert step.record == row_ask.record, "another record created than the row's"
         facts = facts.answered(step, answer)
     raise AssertionError(f"no act after {len(asked)} questions: {asked[-5:]}")
 
@@ -133,49 +148,72 @@ def kinds(asked: list[Ask[Any]]) -> list[str]:
     return [type(a).__name__ for a in asked]
 
 
-def starts(act: Act) -> list[Start]:
-    return [c for c in act.commands if isinstance(c, Start)]
-
-
-NEW_FILE = {
+NEW_FILE: dict[Ask[Any], object] = {
     AskStat(P): ST,
     AskHistory(P): NO_HISTORY,
     AskGeneration(P, INODE): GEN,
     AskRecord(SID0): None,
     AskKey(f"{SID0}/cam1.ts", SID0, False): f"{SID0}/cam1.ts",
-    AskCreate(SID0, NEW0): True,
 }
+# Rows name the record they expect created in their own AskCreate: a dict merged over another
+# keeps the first AskCreate key of an id (equal keys), and with it the first record.
+CREATE_NEW0: dict[Ask[Any], object] = {AskCreate(SID0, NEW0): True}
 S3_KEY = AskS3(f"{SID0}/cam1.ts", SID0, 1000, 50, False)
 
+# The acts' whole: every command with every field, and the why (Start.why and Note fields are
+# logged, Act.why at debug). The records they carry are made by tailup.rules.records, whose
+# fields tests/unit/test_records.py checks one by one.
+BORN_SINCE = "a file born since tailup started"
+NEW_RECORDING = "a new recording"
+COMPLETED_UNCHANGED = "unchanged since its upload completed"
+PENDING_ACTION = "a pending after-upload action"
+ELSEWHERE = "another node uploads it"
+MADE_MEANWHILE = "another event made it meanwhile"
+NEW1 = rec(SID1)
+SHARED_NEW = rec(SHARE_SID0, scope=SHARE)
+PENDING = DONE.with_changes(after_upload_pending=True)
+SHARED_PENDING = PENDING.with_changes(scope=SHARE)
+LIVE_SHARED = LIVE.with_changes(scope=SHARE)
+IN_S3 = completed_from_sidecar(NEW0, ST, {"generation": 2}, NOW)
+SHARED_IN_S3 = completed_from_sidecar(SHARED_NEW, ST, {}, NOW)
+ADOPTED = NEW0.with_changes(upload_id="u1", adopted_upload="u1")
+GAVE_UP = LIVE.with_changes(state=StreamState.ABORTED, end_cause=EndCause.SOURCE_GONE)
 
-# -- rows: (name, where, answers, questions asked, check of the act) --------------------------
+
+def started(record: StreamRecord, why: str) -> Act:
+    """A new stream (not resumed), logged with ``why``."""
+    return Act((Start(record, {}, resumed=False, why=why),), why)
 
 
-def _new_started(act: Act) -> None:
-    (start,) = starts(act)
-    assert start.record.stream_id == SID0 and not start.resumed and start.parts == {}
-    assert (start.record.inode_generation, start.record.birth_ns) == (GEN, BIRTH)
+def resumed(record: StreamRecord, parts: dict[int, PartRecord], why: str) -> Act:
+    note = Note("resuming stream", (("stream_id", record.stream_id),))
+    return Act((note, Start(record, parts, resumed=True, why="")), why)
 
 
-def _nothing(act: Act) -> None:
-    assert act.commands == ()
+def in_s3_note(record: StreamRecord, why: str) -> Note:
+    fields = (("stream_id", record.stream_id), ("path", record.path), ("key", record.key))
+    return Note("recording already in S3: not uploaded again", (*fields, ("why", why)))
 
 
-ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], None]]] = [
+# -- rows: (name, where, answers, questions asked, the act) ----------------------------------------
+
+
+ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Act]] = [
     (
         "another node's file is looked at later, without a stat",
         dataclasses.replace(WHERE, elsewhere_until=101.0),
         {},
         [],
-        _nothing,
+        Act((), "another node's recording (a shared folder): looked at again later"),
     ),
     (
         "a file that cannot be read is not uploaded, said why",
         WHERE,
         {AskStat(P): Unreadable("permission denied")},
         ["AskStat"],
-        lambda act: (
-            isinstance(act.commands[0], Note) and act.commands[0].warn and "permission" in act.why
+        Act(
+            (Note("file cannot be uploaded", (("reason", "permission denied"),), warn=True),),
+            "permission denied",
         ),
     ),
     (
@@ -183,14 +221,14 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], 
         dataclasses.replace(WHERE, unchanged=LOOK),
         {AskStat(P): ST},
         ["AskStat"],
-        lambda act: act.commands == (Remember(P, LOOK),),
+        Act((Remember(P, LOOK),), "judged unchanged already"),
     ),
     (
         "a new file born since the start: no S3 request",
         WHERE,
-        NEW_FILE,
+        {**NEW_FILE, **CREATE_NEW0},
         ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskKey", "AskCreate"],
-        lambda act: _new_started(act) or act.why == "a file born since tailup started",
+        started(NEW0, BORN_SINCE),
     ),
     (
         "no free key: the stream claims it first and fails where status shows it (N4)",
@@ -201,14 +239,14 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], 
             AskCreate(SID0, NEW0.with_changes(key_pending=True)): True,
         },
         ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskKey", "AskCreate"],
-        lambda act: [s.record.key_pending for s in starts(act)] == [True],
+        started(NEW0.with_changes(key_pending=True), BORN_SINCE),
     ),
     (
         "a new file born before the start: S3 asked first, has nothing",
         BEFORE_START,
-        {**NEW_FILE, S3_KEY: Finding(Found.NOTHING, "")},
+        {**NEW_FILE, **CREATE_NEW0, S3_KEY: Finding(Found.NOTHING, "")},
         ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskS3", "AskKey", "AskCreate"],
-        lambda act: _new_started(act) or act.why == "a new recording",
+        started(NEW0, NEW_RECORDING),
     ),
     (
         "S3 has it whole: recorded as completed, not uploaded",
@@ -217,9 +255,22 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], 
             **NEW_FILE,
             S3_KEY: Finding(Found.COMPLETED, "its metadata.json", sidecar={"generation": 2}),
             AskReserve(f"{SID0}/cam1.ts", SID0): None,
+            AskCreate(SID0, IN_S3): True,
         },
         ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskS3", "AskReserve", "AskCreate"],
-        lambda act: not starts(act) and isinstance(act.commands[0], Note),
+        Act((in_s3_note(IN_S3, "its metadata.json"),), "its metadata.json"),
+    ),
+    (
+        "S3 has it whole but another event recorded it meanwhile: nothing",
+        BEFORE_START,
+        {
+            **NEW_FILE,
+            S3_KEY: Finding(Found.COMPLETED, "its metadata.json", sidecar={"generation": 2}),
+            AskReserve(f"{SID0}/cam1.ts", SID0): None,
+            AskCreate(SID0, IN_S3): False,
+        },
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskS3", "AskReserve", "AskCreate"],
+        Act((), "another event recorded it meanwhile"),
     ),
     (
         "S3 has it whole but another stream reserved its key: a key of its own",
@@ -229,6 +280,7 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], 
             S3_KEY: Finding(Found.COMPLETED, "its metadata.json", sidecar={}),
             AskReserve(f"{SID0}/cam1.ts", SID0): "other",
             AskKey(f"{SID0}/cam1.ts", SID0, True): f"{SID0}/cam1-2.ts",
+            AskCreate(SID0, NEW0.with_changes(key=f"{SID0}/cam1-2.ts")): True,
         },
         [
             "AskStat",
@@ -240,7 +292,7 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], 
             "AskKey",
             "AskCreate",
         ],
-        lambda act: starts(act)[0].record.key == f"{SID0}/cam1-2.ts",
+        started(NEW0.with_changes(key=f"{SID0}/cam1-2.ts"), "stream other holds its key"),
     ),
     (
         "an open upload in S3 is adopted",
@@ -249,9 +301,59 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], 
             **NEW_FILE,
             S3_KEY: Finding(Found.IN_FLIGHT, "an open upload", upload_id="u1"),
             AskReserve(f"{SID0}/cam1.ts", SID0): None,
+            AskCreate(SID0, ADOPTED): True,
         },
         ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskS3", "AskReserve", "AskCreate"],
-        lambda act: starts(act)[0].resumed and starts(act)[0].record.upload_id == "u1",
+        Act(
+            (
+                Note(
+                    "open upload adopted from S3",
+                    (
+                        ("stream_id", SID0),
+                        ("path", str(P)),
+                        ("key", f"{SID0}/cam1.ts"),
+                        ("why", "an open upload"),
+                        ("upload_id", "u1"),
+                    ),
+                ),
+                Start(ADOPTED, {}, resumed=True, why=""),
+            ),
+            "an open upload",
+        ),
+    ),
+    (
+        "an open upload in S3, but another event made the record meanwhile: nothing",
+        BEFORE_START,
+        {
+            **NEW_FILE,
+            S3_KEY: Finding(Found.IN_FLIGHT, "an open upload", upload_id="u1"),
+            AskReserve(f"{SID0}/cam1.ts", SID0): None,
+            AskCreate(SID0, ADOPTED): False,
+        },
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskS3", "AskReserve", "AskCreate"],
+        Act((), MADE_MEANWHILE),
+    ),
+    (
+        "an open upload in S3 under a key another stream reserved: a key of its own",
+        BEFORE_START,
+        {
+            **NEW_FILE,
+            S3_KEY: Finding(Found.IN_FLIGHT, "an open upload", upload_id="u1"),
+            AskReserve(f"{SID0}/cam1.ts", SID0): "other",
+            AskKey(f"{SID0}/cam1.ts", SID0, True): f"{SID0}/cam1-2.ts",
+            AskCreate(SID0, NEW0.with_changes(key=f"{SID0}/cam1-2.ts")): True,
+        },
+        [
+            "AskStat",
+            "AskHistory",
+            "AskGeneration",
+            "AskRecord",
+            "AskS3",
+            "AskReserve",
+            "AskKey",
+            "AskCreate",
+        ],
+        started(NEW0.with_changes(key=f"{SID0}/cam1-2.ts"), "stream other holds its key"),
     ),
     (
         "the key holds another recording under a unique template: the next life",
@@ -262,7 +364,7 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], 
             AskRecord(SID1): None,
             AskS3(f"{SID1}/cam1.ts", SID1, 1000, 50, False): Finding(Found.NOTHING, ""),
             AskKey(f"{SID1}/cam1.ts", SID1, False): f"{SID1}/cam1.ts",
-            AskCreate(SID1, NEW0): True,
+            AskCreate(SID1, NEW1): True,
         },
         [
             "AskStat",
@@ -275,24 +377,63 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], 
             "AskKey",
             "AskCreate",
         ],
-        lambda act: starts(act)[0].record.stream_id == SID1,
+        started(NEW1, NEW_RECORDING),
+    ),
+    (
+        "the key holds another recording, the template not unique: a suffixed key, checked",
+        dataclasses.replace(BEFORE_START, unique_template=False),
+        {
+            **NEW_FILE,
+            S3_KEY: Finding(Found.OTHER, "another object"),
+            AskKey(f"{SID0}/cam1.ts", SID0, True): f"{SID0}/cam1-2.ts",
+            AskCreate(SID0, NEW0.with_changes(key=f"{SID0}/cam1-2.ts")): True,
+        },
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskS3", "AskKey", "AskCreate"],
+        started(NEW0.with_changes(key=f"{SID0}/cam1-2.ts"), "another object"),
+    ),
+    (
+        "keys checked in S3 before use: the key claim is told so",
+        dataclasses.replace(BEFORE_START, check_keys=True),
+        {
+            **NEW_FILE,
+            AskS3(f"{SID0}/cam1.ts", SID0, 1000, 50, True): Finding(Found.NOTHING, ""),
+            AskKey(f"{SID0}/cam1.ts", SID0, True): f"{SID0}/cam1.ts",
+            **CREATE_NEW0,
+        },
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskS3", "AskKey", "AskCreate"],
+        started(NEW0, NEW_RECORDING),
     ),
     (
         "another event created the record meanwhile: nothing",
         WHERE,
         {**NEW_FILE, AskCreate(SID0, NEW0): False},
         ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskKey", "AskCreate"],
-        _nothing,
+        Act((), MADE_MEANWHILE),
     ),
     (
         "found by identity under another path, completed: the record follows, unchanged",
         WHERE,
         {**NEW_FILE, AskRecord(SID0): (DONE.with_changes(path=str(OLD)), {})},
         ["AskStat", "AskHistory", "AskGeneration", "AskRecord"],
-        lambda act: (
-            isinstance(act.commands[0], MoveRecord)
-            and act.commands[0].new == P
-            and act.commands[1] == Remember(P, LOOK)
+        Act(
+            (MoveRecord(DONE.with_changes(path=str(OLD)), P), Remember(P, LOOK)),
+            COMPLETED_UNCHANGED,
+        ),
+    ),
+    (
+        "found by identity under another path, its action pending: moved, then the action",
+        WHERE,
+        {
+            **NEW_FILE,
+            AskRecord(SID0): (PENDING.with_changes(path=str(OLD), path_ended=True), {}),
+        },
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord"],
+        Act(
+            (
+                MoveRecord(PENDING.with_changes(path=str(OLD), path_ended=True), P),
+                FinishAfterUpload(PENDING, close_seen=False),
+            ),
+            PENDING_ACTION,
         ),
     ),
     (
@@ -300,7 +441,7 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], 
         dataclasses.replace(WHERE, running=frozenset({SID0})),
         {**NEW_FILE, AskRecord(SID0): (LIVE.with_changes(path=str(OLD)), {})},
         ["AskStat", "AskHistory", "AskGeneration", "AskRecord"],
-        _nothing,
+        Act((), "a second name of a recording whose stream runs here"),
     ),
     (
         "the id's record is another recording (rewritten, shorter): the next life",
@@ -310,72 +451,81 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], 
             AskRecord(SID0): (DONE.with_changes(path=str(OLD), final_size=5000), {}),
             AskRecord(SID1): None,
             AskKey(f"{SID1}/cam1.ts", SID1, False): f"{SID1}/cam1.ts",
-            AskCreate(SID1, NEW0): True,
+            AskCreate(SID1, NEW1): True,
         },
         ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskRecord", "AskKey", "AskCreate"],
-        lambda act: starts(act)[0].record.stream_id == SID1,
+        started(NEW1, BORN_SINCE),
     ),
     (
         "the path's completed recording, unchanged: remembered, statx alone",
         WHERE,
         {AskStat(P): ST, AskHistory(P): (DONE, {})},
         ["AskStat", "AskHistory"],
-        lambda act: act.commands == (Remember(P, LOOK),),
+        Act((Remember(P, LOOK),), COMPLETED_UNCHANGED),
     ),
     (
         "unchanged, its SHA-256 cut short and still unfinished: the action waits (N14)",
         WHERE,
         {
             AskStat(P): ST,
-            AskHistory(P): (DONE.with_changes(after_upload_pending=True, sha256_pending=True), {}),
+            AskHistory(P): (PENDING.with_changes(sha256_pending=True), {}),
             AskSha256(DONE.stream_id): False,
         },
         ["AskStat", "AskHistory", "AskSha256"],
-        lambda act: act.commands == () and "SHA-256" in act.why,
+        Act((), "its SHA-256 is still pending: finished at a later look"),
     ),
     (
         "unchanged, its SHA-256 finished now: then the pending action",
         WHERE,
         {
             AskStat(P): ST,
-            AskHistory(P): (DONE.with_changes(after_upload_pending=True, sha256_pending=True), {}),
+            AskHistory(P): (PENDING.with_changes(sha256_pending=True), {}),
             AskSha256(DONE.stream_id): True,
         },
         ["AskStat", "AskHistory", "AskSha256"],
-        lambda act: isinstance(act.commands[0], FinishAfterUpload),
+        Act(
+            (FinishAfterUpload(PENDING.with_changes(sha256_pending=True), close_seen=False),),
+            PENDING_ACTION,
+        ),
+    ),
+    (
+        "a SHA-256 left pending by a stream that did not complete: not asked for (N14)",
+        WHERE,
+        {
+            AskStat(P): ST,
+            AskHistory(P): (
+                DONE.with_changes(
+                    state=StreamState.ABORTED, end_cause=EndCause.OPERATOR, sha256_pending=True
+                ),
+                {},
+            ),
+        },
+        ["AskStat", "AskHistory"],
+        Act((Remember(P, LOOK),), "aborted by an operator (`tailup abort` sticks)"),
     ),
     (
         "unchanged with its action pending: finished",
         WHERE,
-        {AskStat(P): ST, AskHistory(P): (DONE.with_changes(after_upload_pending=True), {})},
+        {AskStat(P): ST, AskHistory(P): (PENDING, {})},
         ["AskStat", "AskHistory"],
-        lambda act: (
-            isinstance(act.commands[0], FinishAfterUpload) and not act.commands[0].close_seen
-        ),
+        Act((FinishAfterUpload(PENDING, close_seen=False),), PENDING_ACTION),
     ),
     (
         "a shared file's pending action: done by the node that claims it, claim given back",
         SHARED,
-        {
-            AskStat(P): ST,
-            AskHistory(P): (DONE.with_changes(after_upload_pending=True, scope=SHARE), {}),
-            AskClaim(SID0): True,
-        },
+        {AskStat(P): ST, AskHistory(P): (SHARED_PENDING, {}), AskClaim(SID0): True},
         ["AskStat", "AskHistory", "AskClaim"],
-        lambda act: (
-            isinstance(act.commands[0], FinishAfterUpload) and act.commands[1] == Release(SID0)
+        Act(
+            (FinishAfterUpload(SHARED_PENDING, close_seen=False), Release(SID0)),
+            PENDING_ACTION,
         ),
     ),
     (
         "a shared file's pending action another node claimed: not done here",
         SHARED,
-        {
-            AskStat(P): ST,
-            AskHistory(P): (DONE.with_changes(after_upload_pending=True, scope=SHARE), {}),
-            AskClaim(SID0): False,
-        },
+        {AskStat(P): ST, AskHistory(P): (SHARED_PENDING, {}), AskClaim(SID0): False},
         ["AskStat", "AskHistory", "AskClaim"],
-        lambda act: act.commands == (LookLater(P, 110.0),),
+        Act((LookLater(P, 110.0),), ELSEWHERE),
     ),
     (
         "aborted by the operator, a pending flag inherited: never acted on (N3)",
@@ -383,48 +533,40 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], 
         {
             AskStat(P): ST,
             AskHistory(P): (
-                DONE.with_changes(
-                    state=StreamState.ABORTED,
-                    end_cause=EndCause.OPERATOR,
-                    after_upload_pending=True,
-                ),
+                PENDING.with_changes(state=StreamState.ABORTED, end_cause=EndCause.OPERATOR),
                 {},
             ),
         },
         ["AskStat", "AskHistory"],
-        lambda act: act.commands == (Remember(P, LOOK),),
+        Act((Remember(P, LOOK),), "aborted by an operator (`tailup abort` sticks)"),
     ),
     (
         "the file of a live stream: resumed",
         WHERE,
         {AskStat(P): ST, AskHistory(P): (LIVE, PARTS)},
         ["AskStat", "AskHistory"],
-        lambda act: starts(act)[0].resumed and starts(act)[0].parts == PARTS,
+        resumed(LIVE, PARTS, "the file of a uploading stream"),
     ),
     (
         "the file of a live stream that runs here: nothing",
         dataclasses.replace(WHERE, running=frozenset({SID0})),
         {AskStat(P): ST, AskHistory(P): (LIVE, PARTS)},
         ["AskStat", "AskHistory"],
-        _nothing,
+        Act((), "its stream runs here already"),
     ),
     (
         "a shared folder's live recording another node holds: looked at later",
         SHARED,
-        {
-            AskStat(P): ST,
-            AskHistory(P): (LIVE.with_changes(scope=SHARE), {}),
-            AskClaim(SID0): False,
-        },
+        {AskStat(P): ST, AskHistory(P): (LIVE_SHARED, {}), AskClaim(SID0): False},
         ["AskStat", "AskHistory", "AskClaim"],
-        lambda act: act.commands == (LookLater(P, 110.0),),
+        Act((LookLater(P, 110.0),), ELSEWHERE),
     ),
     (
         "a shared folder's live recording nobody holds: claimed and resumed",
         SHARED,
-        {AskStat(P): ST, AskHistory(P): (LIVE.with_changes(scope=SHARE), {}), AskClaim(SID0): True},
+        {AskStat(P): ST, AskHistory(P): (LIVE_SHARED, {}), AskClaim(SID0): True},
         ["AskStat", "AskHistory", "AskClaim"],
-        lambda act: starts(act)[0].resumed,
+        resumed(LIVE_SHARED, {}, "the file of a uploading stream"),
     ),
     (
         "a shared file S3 has whole: recorded, and its claim given back (N7)",
@@ -437,7 +579,7 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], 
                 Found.COMPLETED, "whole", sidecar={}
             ),
             AskReserve(f"{SHARE_SID0}/cam1.ts", SHARE_SID0): None,
-            AskCreate(SHARE_SID0, NEW0): True,
+            AskCreate(SHARE_SID0, SHARED_IN_S3): True,
         },
         [
             "AskStat",
@@ -449,7 +591,7 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], 
             "AskReserve",
             "AskCreate",
         ],
-        lambda act: not starts(act) and act.commands[-1] == Release(SHARE_SID0),
+        Act((in_s3_note(SHARED_IN_S3, "whole"), Release(SHARE_SID0)), "whole"),
     ),
     (
         "a shared file whose record another event made meanwhile: its claim given back (N7)",
@@ -459,10 +601,10 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], 
             AskRecord(SHARE_SID0): None,
             AskClaim(SHARE_SID0): True,
             AskKey(f"{SHARE_SID0}/cam1.ts", SHARE_SID0, False): f"{SHARE_SID0}/cam1.ts",
-            AskCreate(SHARE_SID0, NEW0): False,
+            AskCreate(SHARE_SID0, SHARED_NEW): False,
         },
         ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskClaim", "AskKey", "AskCreate"],
-        lambda act: act.commands == (Release(SHARE_SID0),),
+        Act((Release(SHARE_SID0),), MADE_MEANWHILE),
     ),
     (
         "a new shared file: claimed, started, the claim kept",
@@ -472,10 +614,17 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], 
             AskRecord(SHARE_SID0): None,
             AskClaim(SHARE_SID0): True,
             AskKey(f"{SHARE_SID0}/cam1.ts", SHARE_SID0, False): f"{SHARE_SID0}/cam1.ts",
-            AskCreate(SHARE_SID0, NEW0): True,
+            AskCreate(SHARE_SID0, SHARED_NEW): True,
         },
         ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskClaim", "AskKey", "AskCreate"],
-        lambda act: [type(c) for c in act.commands] == [Start],
+        started(SHARED_NEW, BORN_SINCE),
+    ),
+    (
+        "a new shared file another node claimed: looked at later",
+        SHARED,
+        {**NEW_FILE, AskRecord(SHARE_SID0): None, AskClaim(SHARE_SID0): False},
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskClaim"],
+        Act((LookLater(P, 110.0),), ELSEWHERE),
     ),
     (
         "grown after completion, first part the same: the next generation",
@@ -487,10 +636,17 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], 
             AskGeneration(P, INODE): GEN,
         },
         ["AskStat", "AskHistory", "AskHead", "AskGeneration"],
-        lambda act: (
-            isinstance(act.commands[0], Write)
-            and act.commands[0].record.generation == 2
-            and starts(act)[0].record is act.commands[0].record
+        Act(
+            (
+                Write(next_generation(DONE, GROWN, SEEN, NOW)),
+                Start(
+                    next_generation(DONE, GROWN, SEEN, NOW),
+                    {},
+                    resumed=False,
+                    why="grew after its upload completed (first part unchanged)",
+                ),
+            ),
+            "grew after its upload completed (first part unchanged)",
         ),
     ),
     (
@@ -504,7 +660,7 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], 
             AskRecord(SID0): (DONE, {}),  # the id's record: judged again, rewritten
             AskRecord(SID1): None,
             AskKey(f"{SID1}/cam1.ts", SID1, False): f"{SID1}/cam1.ts",
-            AskCreate(SID1, NEW0): True,
+            AskCreate(SID1, NEW1): True,
         },
         [
             "AskStat",
@@ -516,7 +672,32 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], 
             "AskKey",
             "AskCreate",
         ],
-        lambda act: starts(act)[0].record.stream_id == SID1,
+        started(NEW1, BORN_SINCE),
+    ),
+    (
+        "its head not recorded: the first part's record is compared",
+        WHERE,
+        {
+            AskStat(P): GROWN,
+            AskHistory(P): (DONE.with_changes(head_size=0, head_crc32=0), {1: PARTS[1]}),
+            AskHead(P, 100, 7, 1, INODE): True,
+            AskGeneration(P, INODE): GEN,
+        },
+        ["AskStat", "AskHistory", "AskHead", "AskGeneration"],
+        Act(
+            (
+                Write(
+                    next_generation(DONE.with_changes(head_size=0, head_crc32=0), GROWN, SEEN, NOW)
+                ),
+                Start(
+                    next_generation(DONE.with_changes(head_size=0, head_crc32=0), GROWN, SEEN, NOW),
+                    {},
+                    resumed=False,
+                    why="grew after its upload completed (first part unchanged)",
+                ),
+            ),
+            "grew after its upload completed (first part unchanged)",
+        ),
     ),
     (
         "no birth time: the inode generation tells the lives apart",
@@ -527,49 +708,49 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], 
             AskGeneration(P, INODE): GEN,
         },
         ["AskStat", "AskHistory", "AskGeneration"],
-        lambda act: isinstance(act.commands[0], Remember),
+        Act((Remember(P, (INODE, 0, 1000, 50)),), COMPLETED_UNCHANGED),
     ),
     (
         "its upload ended when the file vanished; back with the same head: restarted",
         WHERE,
         {
             AskStat(P): ST,
-            AskHistory(P): (
-                LIVE.with_changes(state=StreamState.ABORTED, end_cause=EndCause.SOURCE_GONE),
-                PARTS,
-            ),
+            AskHistory(P): (GAVE_UP, PARTS),
             AskHead(P, 100, 7, 1, INODE): True,
             AskGeneration(P, INODE): GEN,
         },
         ["AskStat", "AskHistory", "AskHead", "AskGeneration"],
-        lambda act: isinstance(act.commands[0], Write) and len(starts(act)) == 1,
+        Act(
+            (
+                Write(next_generation(GAVE_UP, ST, SEEN, NOW)),
+                Start(
+                    next_generation(GAVE_UP, ST, SEEN, NOW),
+                    {},
+                    resumed=False,
+                    why="the file came back after its upload was given up",
+                ),
+            ),
+            "the file came back after its upload was given up",
+        ),
     ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("where", "answers", "questions", "check"),
-    [pytest.param(w, a, q, c, id=name) for name, w, a, q, c in ROWS],
+    ("where", "answers", "questions", "act"),
+    [pytest.param(w, a, q, act, id=name) for name, w, a, q, act in ROWS],
 )
 def test_admission(
-    where: Where,
-    answers: dict[Ask[Any], object],
-    questions: list[str],
-    check: Callable[[Act], object],
+    where: Where, answers: dict[Ask[Any], object], questions: list[str], act: Act
 ) -> None:
-    asked, act = drive(where, answers)
+    asked, got = drive(where, answers)
     assert kinds(asked) == questions
-    assert check(act) is not False, act
+    assert got == act
 
 
 def test_a_close_event_reaches_the_pending_action() -> None:
-    _, act = drive(
-        WHERE,
-        {AskStat(P): ST, AskHistory(P): (DONE.with_changes(after_upload_pending=True), {})},
-        writer_closed=True,
-    )
-    (finish,) = act.commands
-    assert isinstance(finish, FinishAfterUpload) and finish.close_seen
+    _, act = drive(WHERE, {AskStat(P): ST, AskHistory(P): (PENDING, {})}, writer_closed=True)
+    assert act == Act((FinishAfterUpload(PENDING, close_seen=True),), PENDING_ACTION)
 
 
 def test_past_the_last_life_a_fresh_id() -> None:
@@ -593,7 +774,7 @@ def test_past_the_last_life_a_fresh_id() -> None:
 
     asked, act = drive(WHERE, answer)
     assert kinds(asked).count("AskRecord") == MAX_LIVES
-    assert starts(act)[0].record.stream_id == "fresh"
+    assert act == started(rec("fresh"), NEW_RECORDING)
 
 
 def test_claims_come_before_any_write() -> None:
@@ -610,4 +791,4 @@ def test_claims_come_before_any_write() -> None:
             AskClaim(SID0): False,
         },
     )
-    assert [type(c) for c in act.commands] == [LookLater]
+    assert act == Act((LookLater(P, 110.0),), ELSEWHERE)
