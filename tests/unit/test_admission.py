@@ -1,7 +1,8 @@
 """tailup.rules.admission: every branch of "what now?" for a file, as a row: the facts (canned
-answers to the questions the core asks), the questions asked in order, and the final act, compared whole. No
-Redis, no S3, no files. The list of questions pins the cost contracts: a new recording born
-since the start costs no S3 request; statx alone unless only the inode generation can tell."""
+answers to the questions the core asks), the questions asked in order, and the final act,
+compared whole. No Redis, no S3, no files. The list of questions pins the cost contracts: a new
+recording born since the start costs no S3 request; statx alone unless only the inode generation
+can tell."""
 
 from __future__ import annotations
 
