@@ -168,6 +168,7 @@ BORN_SINCE = "a file born since tailup started"
 NEW_RECORDING = "a new recording"
 COMPLETED_UNCHANGED = "unchanged since its upload completed"
 PENDING_ACTION = "a pending after-upload action"
+GREW = "grew after its upload completed (first part unchanged)"
 ELSEWHERE = "another node uploads it"
 MADE_MEANWHILE = "another event made it meanwhile"
 NEW1 = rec(SID1)
@@ -178,6 +179,14 @@ LIVE_SHARED = LIVE.with_changes(scope=SHARE)
 IN_S3 = completed_from_sidecar(NEW0, ST, {"generation": 2}, NOW)
 SHARED_IN_S3 = completed_from_sidecar(SHARED_NEW, ST, {}, NOW)
 ADOPTED = NEW0.with_changes(upload_id="u1", adopted_upload="u1")
+# No birth time: its mtime (600 ns) dates it, after the daemon's start (500 ns).
+NO_BIRTH = dataclasses.replace(ST, birth_ns=0, mtime_ns=600)
+NO_BIRTH_SEEN = FileIdentity(1, INODE, 0, GEN)
+NO_BIRTH_SID = stream_id_for(SCOPE, NO_BIRTH_SEEN, life=0)
+NO_BIRTH_NEW = new_record(
+    DEFAULTS, Placement(ROOT, "rec", SCOPE), P, NO_BIRTH, NO_BIRTH_SEEN, NO_BIRTH_SID, NOW
+)
+NO_HEAD = DONE.with_changes(head_size=0, head_crc32=0)
 GAVE_UP = LIVE.with_changes(state=StreamState.ABORTED, end_cause=EndCause.SOURCE_GONE)
 
 
@@ -189,6 +198,12 @@ def started(record: StreamRecord, why: str) -> Act:
 def resumed(record: StreamRecord, parts: dict[int, PartRecord], why: str) -> Act:
     note = Note("resuming stream", (("stream_id", record.stream_id),))
     return Act((note, Start(record, parts, resumed=True, why="")), why)
+
+
+def next_started(previous: StreamRecord, st: FileStat, why: str) -> Act:
+    """The next generation of ``previous``: written, then started."""
+    record = next_generation(previous, st, SEEN, NOW)
+    return Act((Write(record), Start(record, {}, resumed=False, why=why)), why)
 
 
 def in_s3_note(record: StreamRecord, why: str) -> Note:
@@ -225,6 +240,13 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Act]] = [
         Act((Remember(P, LOOK),), "judged unchanged already"),
     ),
     (
+        "another node's hold ends now: looked at",
+        dataclasses.replace(WHERE, elsewhere_until=100.0, unchanged=LOOK),
+        {AskStat(P): ST},
+        ["AskStat"],
+        Act((Remember(P, LOOK),), "judged unchanged already"),
+    ),
+    (
         "a new file born since the start: no S3 request",
         WHERE,
         {**NEW_FILE, **CREATE_NEW0},
@@ -248,6 +270,34 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Act]] = [
         {**NEW_FILE, **CREATE_NEW0, S3_KEY: Finding(Found.NOTHING, "")},
         ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskS3", "AskKey", "AskCreate"],
         started(NEW0, NEW_RECORDING),
+    ),
+    (
+        "Redis lost its data: S3 asked even for a file born since the start",
+        dataclasses.replace(WHERE, redis_lost=True),
+        {**NEW_FILE, **CREATE_NEW0, S3_KEY: Finding(Found.NOTHING, "")},
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskS3", "AskKey", "AskCreate"],
+        started(NEW0, NEW_RECORDING),
+    ),
+    (
+        "born since the start but before --keep-records: S3 asked (its record may be gone)",
+        dataclasses.replace(WHERE, keep_records_s=0.000_001),  # 1,000 ns: born 9,000 ns ago
+        {**NEW_FILE, **CREATE_NEW0, S3_KEY: Finding(Found.NOTHING, "")},
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskS3", "AskKey", "AskCreate"],
+        started(NEW0, NEW_RECORDING),
+    ),
+    (
+        "no birth time: a new file modified since the start is new, no S3 request",
+        WHERE,
+        {
+            AskStat(P): NO_BIRTH,
+            AskHistory(P): NO_HISTORY,
+            AskGeneration(P, INODE): GEN,
+            AskRecord(NO_BIRTH_SID): None,
+            AskKey(f"{NO_BIRTH_SID}/cam1.ts", NO_BIRTH_SID, False): f"{NO_BIRTH_SID}/cam1.ts",
+            AskCreate(NO_BIRTH_SID, NO_BIRTH_NEW): True,
+        },
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskKey", "AskCreate"],
+        started(NO_BIRTH_NEW, BORN_SINCE),
     ),
     (
         "S3 has it whole: recorded as completed, not uploaded",
@@ -529,6 +579,13 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Act]] = [
         Act((LookLater(P, 110.0),), ELSEWHERE),
     ),
     (
+        "a shared file's pending action whose stream still runs here: its claim is the stream's",
+        dataclasses.replace(SHARED, running=frozenset({SID0})),
+        {AskStat(P): ST, AskHistory(P): (SHARED_PENDING, {}), AskClaim(SID0): True},
+        ["AskStat", "AskHistory", "AskClaim"],
+        Act((FinishAfterUpload(SHARED_PENDING, close_seen=False),), PENDING_ACTION),
+    ),
+    (
         "aborted by the operator, a pending flag inherited: never acted on (N3)",
         WHERE,
         {
@@ -637,18 +694,7 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Act]] = [
             AskGeneration(P, INODE): GEN,
         },
         ["AskStat", "AskHistory", "AskHead", "AskGeneration"],
-        Act(
-            (
-                Write(next_generation(DONE, GROWN, SEEN, NOW)),
-                Start(
-                    next_generation(DONE, GROWN, SEEN, NOW),
-                    {},
-                    resumed=False,
-                    why="grew after its upload completed (first part unchanged)",
-                ),
-            ),
-            "grew after its upload completed (first part unchanged)",
-        ),
+        next_started(DONE, GROWN, GREW),
     ),
     (
         "grown, first part differs: a new recording",
@@ -680,25 +726,19 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Act]] = [
         WHERE,
         {
             AskStat(P): GROWN,
-            AskHistory(P): (DONE.with_changes(head_size=0, head_crc32=0), {1: PARTS[1]}),
+            AskHistory(P): (NO_HEAD, PARTS),
             AskHead(P, 100, 7, 1, INODE): True,
             AskGeneration(P, INODE): GEN,
         },
         ["AskStat", "AskHistory", "AskHead", "AskGeneration"],
-        Act(
-            (
-                Write(
-                    next_generation(DONE.with_changes(head_size=0, head_crc32=0), GROWN, SEEN, NOW)
-                ),
-                Start(
-                    next_generation(DONE.with_changes(head_size=0, head_crc32=0), GROWN, SEEN, NOW),
-                    {},
-                    resumed=False,
-                    why="grew after its upload completed (first part unchanged)",
-                ),
-            ),
-            "grew after its upload completed (first part unchanged)",
-        ),
+        next_started(NO_HEAD, GROWN, GREW),
+    ),
+    (
+        "grown, nothing uploaded to compare its head with: the next generation, no read",
+        WHERE,
+        {AskStat(P): GROWN, AskHistory(P): (NO_HEAD, {}), AskGeneration(P, INODE): GEN},
+        ["AskStat", "AskHistory", "AskGeneration"],
+        next_started(NO_HEAD, GROWN, GREW),
     ),
     (
         "no birth time: the inode generation tells the lives apart",
@@ -721,18 +761,7 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Act]] = [
             AskGeneration(P, INODE): GEN,
         },
         ["AskStat", "AskHistory", "AskHead", "AskGeneration"],
-        Act(
-            (
-                Write(next_generation(GAVE_UP, ST, SEEN, NOW)),
-                Start(
-                    next_generation(GAVE_UP, ST, SEEN, NOW),
-                    {},
-                    resumed=False,
-                    why="the file came back after its upload was given up",
-                ),
-            ),
-            "the file came back after its upload was given up",
-        ),
+        next_started(GAVE_UP, ST, "the file came back after its upload was given up"),
     ),
 ]
 

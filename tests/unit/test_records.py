@@ -329,6 +329,18 @@ RECOVERED = "recovered from S3's metadata.json (Redis had no record of it)"
             id="no parts, an unquoted etag",
         ),
         pytest.param(
+            {"checksums": {"multipart_etag": "X-1X"}},
+            dict(
+                generation=1,
+                completed_at=AT_NOON,
+                sha256="",
+                etag='"X-1X"',
+                head_size=0,
+                head_crc32=0,
+            ),
+            id="only quotes are taken off the etag",
+        ),
+        pytest.param(
             {"parts": ["not a part"]},
             dict(
                 generation=1, completed_at=AT_NOON, sha256="", etag='""', head_size=0, head_crc32=0
