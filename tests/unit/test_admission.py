@@ -168,6 +168,7 @@ BORN_SINCE = "a file born since tailup started"
 NEW_RECORDING = "a new recording"
 COMPLETED_UNCHANGED = "unchanged since its upload completed"
 PENDING_ACTION = "a pending after-upload action"
+RESUMED = "the file of a uploading stream"
 GREW = "grew after its upload completed (first part unchanged)"
 ELSEWHERE = "another node uploads it"
 MADE_MEANWHILE = "another event made it meanwhile"
@@ -186,6 +187,14 @@ NO_BIRTH_SID = stream_id_for(SCOPE, NO_BIRTH_SEEN, life=0)
 NO_BIRTH_NEW = new_record(
     DEFAULTS, Placement(ROOT, "rec", SCOPE), P, NO_BIRTH, NO_BIRTH_SEEN, NO_BIRTH_SID, NOW
 )
+# An inode number reused where no birth time is kept: only its generation (GEN + 1) tells.
+REUSED = dataclasses.replace(ST, birth_ns=0)
+REUSED_SEEN = FileIdentity(1, INODE, 0, GEN + 1)
+REUSED_SID = stream_id_for(SCOPE, REUSED_SEEN, life=0)
+REUSED_NEW = new_record(
+    DEFAULTS, Placement(ROOT, "rec", SCOPE), P, REUSED, REUSED_SEEN, REUSED_SID, NOW
+)
+HEAD_1 = DONE.with_changes(head_size=1, head_crc32=0xABC)
 NO_HEAD = DONE.with_changes(head_size=0, head_crc32=0)
 GAVE_UP = LIVE.with_changes(state=StreamState.ABORTED, end_cause=EndCause.SOURCE_GONE)
 
@@ -488,6 +497,41 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Act]] = [
         ),
     ),
     (
+        "found by identity at its own path (the path's entry was lost): remembered",
+        WHERE,
+        {**NEW_FILE, AskRecord(SID0): (DONE, {})},
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord"],
+        Act((Remember(P, LOOK),), COMPLETED_UNCHANGED),
+    ),
+    (
+        "found by identity under another path, live: moved, resumed with its parts",
+        WHERE,
+        {**NEW_FILE, AskRecord(SID0): (LIVE.with_changes(path=str(OLD)), PARTS)},
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord"],
+        Act(
+            (MoveRecord(LIVE.with_changes(path=str(OLD)), P), *resumed(LIVE, PARTS, "").commands),
+            RESUMED,
+        ),
+    ),
+    (
+        "found by identity under another path, grown, its head in its parts: the next generation",
+        WHERE,
+        {
+            **NEW_FILE,
+            AskStat(P): GROWN,
+            AskRecord(SID0): (NO_HEAD.with_changes(path=str(OLD)), PARTS),
+            AskHead(P, 100, 7, 1, INODE): True,
+        },
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskHead"],
+        Act(
+            (
+                MoveRecord(NO_HEAD.with_changes(path=str(OLD)), P),
+                *next_started(NO_HEAD, GROWN, GREW).commands,
+            ),
+            GREW,
+        ),
+    ),
+    (
         "found by identity under another path while its stream runs here: not moved (N10)",
         dataclasses.replace(WHERE, running=frozenset({SID0})),
         {**NEW_FILE, AskRecord(SID0): (LIVE.with_changes(path=str(OLD)), {})},
@@ -603,7 +647,7 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Act]] = [
         WHERE,
         {AskStat(P): ST, AskHistory(P): (LIVE, PARTS)},
         ["AskStat", "AskHistory"],
-        resumed(LIVE, PARTS, "the file of a uploading stream"),
+        resumed(LIVE, PARTS, RESUMED),
     ),
     (
         "the file of a live stream that runs here: nothing",
@@ -624,7 +668,7 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Act]] = [
         SHARED,
         {AskStat(P): ST, AskHistory(P): (LIVE_SHARED, {}), AskClaim(SID0): True},
         ["AskStat", "AskHistory", "AskClaim"],
-        resumed(LIVE_SHARED, {}, "the file of a uploading stream"),
+        resumed(LIVE_SHARED, {}, RESUMED),
     ),
     (
         "a shared file S3 has whole: recorded, and its claim given back (N7)",
@@ -739,6 +783,45 @@ ROWS: list[tuple[str, Where, dict[Ask[Any], object], list[str], Act]] = [
         {AskStat(P): GROWN, AskHistory(P): (NO_HEAD, {}), AskGeneration(P, INODE): GEN},
         ["AskStat", "AskHistory", "AskGeneration"],
         next_started(NO_HEAD, GROWN, GREW),
+    ),
+    (
+        "a recorded head, however short, is compared rather than the first part's record",
+        WHERE,
+        {
+            AskStat(P): GROWN,
+            AskHistory(P): (HEAD_1, PARTS),
+            AskHead(P, 1, 0xABC, 1, INODE): True,
+            AskGeneration(P, INODE): GEN,
+        },
+        ["AskStat", "AskHistory", "AskHead", "AskGeneration"],
+        next_started(HEAD_1, GROWN, GREW),
+    ),
+    (
+        "a record from before birth times, grown: the next generation has the file's birth time",
+        WHERE,
+        {
+            AskStat(P): GROWN,
+            AskHistory(P): (DONE.with_changes(birth_ns=0), {}),
+            AskGeneration(P, INODE): GEN,
+            AskHead(P, 100, 7, 1, INODE): True,
+        },
+        ["AskStat", "AskHistory", "AskGeneration", "AskHead"],
+        next_started(DONE.with_changes(birth_ns=0), GROWN, GREW),
+    ),
+    (
+        "no birth time, another inode generation: another recording (S3 asked: born unknown)",
+        WHERE,
+        {
+            AskStat(P): REUSED,
+            AskHistory(P): (DONE.with_changes(birth_ns=0), {}),
+            AskGeneration(P, INODE): GEN + 1,
+            AskRecord(REUSED_SID): None,
+            AskS3(f"{REUSED_SID}/cam1.ts", REUSED_SID, 1000, 50, False): Finding(Found.NOTHING, ""),
+            AskKey(f"{REUSED_SID}/cam1.ts", REUSED_SID, False): f"{REUSED_SID}/cam1.ts",
+            AskCreate(REUSED_SID, REUSED_NEW): True,
+        },
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskS3", "AskKey", "AskCreate"],
+        started(REUSED_NEW, NEW_RECORDING),
     ),
     (
         "no birth time: the inode generation tells the lives apart",
