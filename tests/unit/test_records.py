@@ -96,3 +96,282 @@ def test_a_pending_action_runs_only_for_the_completed_file(
     record: StreamRecord, size: int, mtime_ns: int, may: bool
 ) -> None:
     assert pending_action_may_run(record, size, mtime_ns) is may
+
+
+# -- every field of the records the factories build (mutation testing: docs/testing.md) ----------
+# The expected records are spelled out field by field, not made by the factories, and their
+# values differ from StreamRecord's defaults and from each other: a field dropped, defaulted or
+# taken from the wrong source shows.
+
+HOST_ROOT = Path("/srv/videos")
+DEFAULTS_C = RecordDefaults(
+    bucket="media",
+    key_template="{hostname}/{watch}/{date}/{time}/{stream_id}-{stem}.{ext}",
+    prefix="/pre/",
+    part_size=8 << 20,
+    part_sizing=PartSizing.UNIFORM,
+    checksum=ChecksumAlgorithm.CRC32C,
+    hostname="nvr-01",
+    node_id="node-7",
+)
+DEFAULTS_NONE = RecordDefaults(
+    bucket="b2",
+    key_template="{relpath}",
+    prefix="",
+    part_size=5 << 20,
+    part_sizing=PartSizing.GROWING,
+    checksum=ChecksumAlgorithm.NONE,
+    hostname="h",
+    node_id="n2",
+)
+ST_C = FileStat(size=300, mtime_ns=400, device=11, inode=12, birth_ns=13)
+SEEN_C = FileIdentity(device=11, inode=12, birth_ns=13, generation=14)
+AT_NOON = "2026-12-07T12:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("defaults", "place", "path", "expected"),
+    [
+        pytest.param(
+            DEFAULTS_C,
+            Placement(HOST_ROOT, "cams", "share:nas"),
+            HOST_ROOT / "day" / "cam1.ts",
+            StreamRecord(
+                stream_id="sid",
+                path="/srv/videos/day/cam1.ts",
+                watch_root="/srv/videos",
+                bucket="media",
+                key="pre/nvr-01/cams/2026-12-07/120000/sid-cam1.ts",
+                base_part_size=8 << 20,
+                part_sizing=PartSizing.UNIFORM,
+                checksum=ChecksumAlgorithm.CRC32C,
+                checksum_type="full_object",
+                device=11,
+                inode=12,
+                birth_ns=13,
+                inode_generation=14,
+                created_at=AT_NOON,
+                last_activity_at_utc=AT_NOON,
+                owner="node-7",
+                scope="share:nas",
+            ),
+            id="every-setting-in-the-key",
+        ),
+        pytest.param(
+            DEFAULTS_NONE,
+            Placement(HOST_ROOT, "v", "node:n2"),
+            HOST_ROOT / "a" / "b" / "c.mp4",
+            StreamRecord(
+                stream_id="sid",
+                path="/srv/videos/a/b/c.mp4",
+                watch_root="/srv/videos",
+                bucket="b2",
+                key="a/b/c.mp4",  # the path under the watched folder, not the whole path
+                base_part_size=5 << 20,
+                part_sizing=PartSizing.GROWING,
+                checksum=ChecksumAlgorithm.NONE,
+                checksum_type="",  # no checksum: no type either
+                device=11,
+                inode=12,
+                birth_ns=13,
+                inode_generation=14,
+                created_at=AT_NOON,
+                last_activity_at_utc=AT_NOON,
+                owner="n2",
+                scope="node:n2",
+            ),
+            id="no-checksum-relpath",
+        ),
+    ],
+)
+def test_new_record_field_by_field(
+    defaults: RecordDefaults, place: Placement, path: Path, expected: StreamRecord
+) -> None:
+    assert new_record(defaults, place, path, ST_C, SEEN_C, "sid", NOW) == expected
+
+
+# A record that ended in every way a record can, each field set apart from its default.
+ENDED = StreamRecord(
+    stream_id="s9",
+    path="/rec/x.ts",
+    watch_root="/rec",
+    bucket="b",
+    key="k/x.ts",
+    base_part_size=6 << 20,
+    part_sizing=PartSizing.UNIFORM,
+    checksum=ChecksumAlgorithm.CRC64NVME,
+    checksum_type="full_object",
+    state=StreamState.ABORTED,
+    upload_id="u-1",
+    next_part_to_upload=8,
+    total_bytes_sent=7_000,
+    last_activity_at_utc="old-activity",
+    error="boom",
+    note="shrank",
+    device=2,
+    inode=3,
+    birth_ns=4,
+    inode_generation=5,
+    generation=6,
+    created_at="old-created",
+    completed_at="old-completed",
+    final_size=9_000,
+    final_mtime_ns=10,
+    sha256="ab",
+    etag='"e-2"',
+    head_size=11,
+    head_crc32=12,
+    end_cause=EndCause.SOURCE_GONE,
+    path_ended=True,
+    after_upload_pending=True,
+    key_pending=True,
+    adopted_upload="u-0",
+    sha256_pending=True,
+    owner="n1",
+    scope="node:n1",
+    extra={"x-field": "kept"},
+)
+
+
+def test_next_generation_field_by_field() -> None:
+    """What the next generation resets, what it takes from the file now, and what it keeps
+    (the recording's key, settings and the last completion's sums until it completes again)."""
+    expected = StreamRecord(
+        stream_id="s9",
+        path="/rec/x.ts",
+        watch_root="/rec",
+        bucket="b",
+        key="k/x.ts",
+        base_part_size=6 << 20,
+        part_sizing=PartSizing.UNIFORM,
+        checksum=ChecksumAlgorithm.CRC64NVME,
+        checksum_type="full_object",
+        state=StreamState.UPLOADING,
+        upload_id="",
+        next_part_to_upload=1,
+        total_bytes_sent=0,
+        last_activity_at_utc=AT_NOON,
+        error="",
+        note="",
+        device=11,
+        inode=12,
+        birth_ns=13,
+        inode_generation=14,
+        generation=7,
+        created_at=AT_NOON,
+        completed_at="",
+        final_size=9_000,
+        final_mtime_ns=10,
+        sha256="ab",
+        etag='"e-2"',
+        head_size=11,
+        head_crc32=12,
+        end_cause=EndCause.NONE,
+        path_ended=False,
+        after_upload_pending=False,
+        key_pending=True,
+        adopted_upload="u-0",
+        sha256_pending=True,
+        owner="n1",
+        scope="node:n1",
+        extra={"x-field": "kept"},
+    )
+    assert next_generation(ENDED, ST_C, SEEN_C, NOW) == expected
+
+
+RECOVERED = "recovered from S3's metadata.json (Redis had no record of it)"
+
+
+@pytest.mark.parametrize(
+    ("sidecar", "changes"),
+    [
+        pytest.param(
+            {
+                "generation": 3,
+                "checksums": {"sha256": "ab", "multipart_etag": '"e-2"'},
+                "parts": [{"size_bytes": 10, "crc32": "ff"}, {"size_bytes": 20, "crc32": "1"}],
+                "finished_at": "t",
+            },
+            dict(
+                generation=3,
+                completed_at="t",
+                sha256="ab",
+                etag='"e-2"',
+                head_size=10,
+                head_crc32=255,
+            ),
+            id="whole",
+        ),
+        pytest.param(
+            {},
+            dict(
+                generation=1, completed_at=AT_NOON, sha256="", etag='""', head_size=0, head_crc32=0
+            ),
+            id="empty: generation 1, finished now",
+        ),
+        pytest.param(
+            {"generation": 0, "checksums": None, "parts": None, "finished_at": ""},
+            dict(
+                generation=1, completed_at=AT_NOON, sha256="", etag='""', head_size=0, head_crc32=0
+            ),
+            id="nulls",
+        ),
+        pytest.param(
+            {"parts": [], "checksums": {"multipart_etag": "e-3"}},
+            dict(
+                generation=1,
+                completed_at=AT_NOON,
+                sha256="",
+                etag='"e-3"',
+                head_size=0,
+                head_crc32=0,
+            ),
+            id="no parts, an unquoted etag",
+        ),
+        pytest.param(
+            {"checksums": {"multipart_etag": "X-1X"}},
+            dict(
+                generation=1,
+                completed_at=AT_NOON,
+                sha256="",
+                etag='"X-1X"',
+                head_size=0,
+                head_crc32=0,
+            ),
+            id="only quotes are taken off the etag",
+        ),
+        pytest.param(
+            {"parts": ["not a part"]},
+            dict(
+                generation=1, completed_at=AT_NOON, sha256="", etag='""', head_size=0, head_crc32=0
+            ),
+            id="a part that is no object",
+        ),
+        pytest.param(
+            {"parts": [{"size_bytes": 5, "crc32": "zz"}]},
+            dict(
+                generation=1, completed_at=AT_NOON, sha256="", etag='""', head_size=5, head_crc32=0
+            ),
+            id="a crc32 that is no hex",
+        ),
+        pytest.param(
+            {"parts": [{"size_bytes": 5}]},
+            dict(
+                generation=1, completed_at=AT_NOON, sha256="", etag='""', head_size=5, head_crc32=0
+            ),
+            id="no crc32",
+        ),
+    ],
+)
+def test_completed_from_sidecar_field_by_field(
+    sidecar: dict[str, object], changes: dict[str, object]
+) -> None:
+    got = completed_from_sidecar(REC, ST_C, sidecar, NOW)
+    expected = REC.with_changes(
+        state=StreamState.COMPLETED,
+        final_size=300,
+        final_mtime_ns=400,
+        note=RECOVERED,
+        **changes,
+    )
+    assert got == expected
