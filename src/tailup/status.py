@@ -117,7 +117,9 @@ def status_row(
     not visible)."""
     now = now or utc_now()
     completed = record.state is StreamState.COMPLETED
-    uploaded = record.final_size if completed else record.total_bytes_sent
+    # A salvaged recording's object is the prefix S3 held (final_size), not what was sent.
+    ended_whole = completed or record.state is StreamState.SALVAGED
+    uploaded = record.final_size if ended_whole else record.total_bytes_sent
     size = _file_size(record.path) if file_size is STAT_HERE else file_size
     lag = max(0, size - uploaded) if size is not None and record.state.is_live else None
     count = len(parts) if parts is not None else max(0, record.next_part_to_upload - 1)
