@@ -5,7 +5,7 @@ each action is for, and what tailup does without the optional ones.
 resources, and condition keys for Amazon S3"); deploy/iam-policy.json and docs/operations.md are
 checked against it (tests/unit/test_permissions.py), and S3's refusals name the action from it.
 
-The daemon needs to write its objects, read them back and manage its own multipart uploads. Two
+The daemon needs to write its objects, read them back and manage its own multipart uploads. Three
 actions are optional: without one, only the features that need it are off, said once in the log
 (``refused``), and the daemon goes on:
 
@@ -18,6 +18,7 @@ actions are optional: without one, only the features that need it are off, said 
   are: a completed recording whose record was lost is uploaded again, never over the object
   already there, which If-None-Match keeps); a key is taken as free without a HEAD (If-None-Match
   again keeps any object there). `tailup verify` needs it.
+- ``s3:DeleteObject``: deleting a completed upload's card (tailup.uploadcard). Refused, it stays.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ IAM_ACTIONS: Final[dict[str, str]] = {
     "ListMultipartUploads": "s3:ListBucketMultipartUploads",
     "HeadObject": "s3:GetObject",
     "GetObject": "s3:GetObject",
+    "DeleteObject": "s3:DeleteObject",
 }
 # The same, by the client method tailup.s3 calls (botocore's snake_case names).
 IAM_ACTION_OF_METHOD: Final[dict[str, str]] = {
@@ -66,6 +68,9 @@ OPTIONAL: Final[dict[str, str]] = {
     "instead after completion; metadata.json is not looked up for a file Redis has no record "
     "of, and keys are taken as free without a HEAD (If-None-Match still refuses to write over "
     "an object); `tailup verify` cannot run",
+    "s3:DeleteObject": "the upload card beside each open upload (`<key>.upload.json`, what "
+    "`tailup salvage --from-s3` finds it by) stays after the upload completes; salvage ignores "
+    "cards whose upload is no longer open",
 }
 
 log = structlog.get_logger("tailup.permissions")

@@ -99,6 +99,7 @@ async def _try_every_call(
             "PutObject": lambda: store.put_object(_key(), body, crc32_of(body), "video/mp4"),
             "HeadObject": lambda: store.head_object(existing),
             "GetObject": lambda: store.get_object(existing),
+            "DeleteObject": lambda: store.delete_object(_key()),
         }
         outcome = {}
         for operation, call in calls.items():

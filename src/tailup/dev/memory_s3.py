@@ -161,6 +161,11 @@ class MemoryMultipartStore:
         upload = self._upload(key, upload_id)
         return [UploadedPart(n, e, len(b)) for n, e, b in sorted(upload.parts, key=lambda p: p[0])]
 
+    async def delete_object(self, key: str) -> None:
+        self.objects.pop(key, None)
+        self.etags.pop(key, None)
+        self.checksums.pop(key, None)
+
     async def put_object(
         self,
         key: str,

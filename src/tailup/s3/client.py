@@ -294,7 +294,9 @@ class S3MultipartStore:
                 "list parts", "list_parts", Key=key, UploadId=upload_id, PartNumberMarker=marker
             )
             parts.extend(
-                UploadedPart(int(p["PartNumber"]), str(p["ETag"]), int(p["Size"]))
+                UploadedPart(
+                    int(p["PartNumber"]), str(p["ETag"]), int(p["Size"]), p.get("LastModified")
+                )
                 for p in response.get("Parts", [])
             )
             if not response.get("IsTruncated"):
@@ -340,6 +342,10 @@ class S3MultipartStore:
         response = await self._call("get object", "get_object", Key=key)
         async with response["Body"] as body:
             return bytes(await body.read())
+
+    async def delete_object(self, key: str) -> None:
+        # S3 answers 204 for a key with no object too.
+        await self._call("delete object", "delete_object", Key=key)
 
     async def iter_object(self, key: str, chunk_bytes: int = 8 << 20) -> AsyncIterator[bytes]:
         """The object's bytes in chunks, without holding it in memory (for `tailup verify`)."""

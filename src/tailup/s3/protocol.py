@@ -19,6 +19,9 @@ class UploadedPart:
     number: int
     etag: str
     size: int
+    # When S3 received it (ListParts' LastModified): how long an upload has been quiet
+    # (`tailup salvage --older-than`). None where a store does not say.
+    last_modified: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +108,9 @@ class MultipartStore(Protocol):
         """Size and ETag; with ``checksum``, also the checksum the server keeps (ChecksumMode)."""
 
     async def get_object(self, key: str) -> bytes: ...
+
+    async def delete_object(self, key: str) -> None:
+        """Delete; a key with no object counts as deleted."""
 
     async def list_uploads(self, prefix: str) -> list[UploadInfo]: ...
 

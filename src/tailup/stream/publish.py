@@ -73,6 +73,7 @@ class Publisher(Collaborator):
             sha256_follows=sent.when is Sha256When.AFTER,
         )
         await self._sender.sweep_orphans()
+        await self._sender.drop_card()
         metrics.FINALIZE_SECONDS.observe(self.deps.clock() - started)
         if changed:
             self._log.info("file changed while finalizing; it will be uploaded again")
