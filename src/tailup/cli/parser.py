@@ -1,4 +1,5 @@
-"""The command line's grammar: `tailup run | status | verify | abort | retry | gc | demo`, each
+"""The command line's grammar: `tailup run | status | verify | abort | retry | gc | salvage |
+demo`, each
 subcommand with its flags. Every setting is a flag of the commands that take it; which flags are
 settings (passed on to tailup.config) is ``setting_overrides``."""
 
@@ -223,8 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tailup {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
-    adders = (_add_run, _add_status, _add_verify, _add_abort, _add_retry, _add_gc, _add_demo)
-    for add_command in adders:
+    adders = (_add_run, _add_status, _add_verify, _add_abort, _add_retry, _add_gc)
+    for add_command in (*adders, _add_salvage, _add_demo):
         add_command(commands)
     return parser
 
@@ -375,6 +376,54 @@ def _add_gc(commands: _Commands) -> None:
     gc.add_argument("--dry-run", action="store_true", help="list what would be aborted, only")
 
 
+def _add_salvage(commands: _Commands) -> None:
+    salvage = commands.add_parser(
+        "salvage",
+        help="make objects of the open uploads of a node that died with its files",
+        description="Complete what S3 holds of each recording (parts 1..n in a row: a byte "
+        "prefix) at its key (never over another recording's object), with a metadata.json "
+        "saying salvaged, how many bytes, why, and whether it plays cut short (TS, MKV, "
+        "fragmented MP4 do; a plain MP4/MOV does not). The record ends SALVAGED; its file "
+        "coming back is uploaded whole over it; a second run changes nothing. A node whose "
+        "lease is held is refused. Never automatic: a node only cut off from Redis would go "
+        f"on sending to an upload completed under it. STREAM: {_STREAM_FORMS}.",
+    )
+    _add_flags(salvage, _CONNECTION_FLAGS + _STATUS_SETTINGS + _SALVAGE_SETTINGS)
+    salvage.add_argument("streams", metavar="STREAM", nargs="*", help="streams to salvage")
+    salvage.add_argument(
+        "--node",
+        metavar="NODE",
+        help="every live stream of this node (its --node-id) with an open upload; with "
+        "STREAMs, where they are looked for",
+    )
+    salvage.add_argument(
+        "--from-s3",
+        action="store_true",
+        help="when Redis died with the node: every open upload under --prefix that tailup "
+        "created (found by the <key>.upload.json card beside it), quiet for --older-than",
+    )
+    salvage.add_argument(
+        "--older-than",
+        metavar="DURATION",
+        help=f"with --from-s3: only uploads whose last part is this old, e.g. 90s, 15m, 2h "
+        f"(default {DEFAULT_SALVAGE_AGE}): a daemon still sending to one is left alone",
+    )
+    salvage.add_argument(
+        "--dry-run", action="store_true", help="list what would be salvaged; change nothing"
+    )
+
+
+# `salvage --from-s3 --older-than`: without Redis's leases, a recent part means a live daemon.
+DEFAULT_SALVAGE_AGE = "10m"
+
+_SALVAGE_SETTINGS: list[tuple[str, dict[str, Any]]] = [
+    (
+        "--lease-ttl",
+        {"help": "seconds salvage holds a dead node's lease at a time (default 30)."},
+    ),
+]
+
+
 def _add_demo(commands: _Commands) -> None:
     demo = commands.add_parser(
         "demo",
@@ -390,6 +439,6 @@ def _add_demo(commands: _Commands) -> None:
 def setting_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given as flags (for tailup.config.load_settings): the flags left unset are
     absent, so that they hide no other source."""
-    flags = _CONNECTION_FLAGS + _STATUS_SETTINGS + _RUN_FLAGS
+    flags = _CONNECTION_FLAGS + _STATUS_SETTINGS + _RUN_FLAGS + _SALVAGE_SETTINGS
     names = sorted({flag.lstrip("-").replace("-", "_") for flag, _ in flags})
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}

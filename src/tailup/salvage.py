@@ -1,0 +1,320 @@
+"""`tailup salvage`, one upload at a time: S3's parts made into an object (the decisions are
+tailup.rules.salvage; finding the uploads is tailup.salvagefind).
+
+The order makes a second run change nothing, and a run cut short finish the first one's work:
+the upload is completed (If-None-Match where the key was free), then metadata.json written
+(saying ``salvaged``, with the upload id), then the record set SALVAGED, then the upload card
+deleted. A run that finds the upload gone and a salvaged metadata.json naming it at the key
+finishes the record; one that finds the record SALVAGED, or no open upload, changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tailup.checkpoint import CheckpointStore
+from tailup.checksums import NO_CHECKSUM, Checksum, part_checksum
+from tailup.errors import AccessRefused, KeyTaken, NoSuchUpload, StoragePermanentError, TailupError
+from tailup.keys import metadata_key
+from tailup.metadata import build_metadata
+from tailup.model import SALVAGEABLE_STATES, PartRecord, StreamRecord, StreamState, iso
+from tailup.plan import PartPlan
+from tailup.rules.salvage import (
+    AtKey,
+    Listed,
+    PartChoice,
+    Place,
+    Playability,
+    choose_parts,
+    choose_target,
+    judge_playability,
+    upload_age_s,
+)
+from tailup.s3 import MultipartStore, UploadedPart
+from tailup.stream.sha256after import put_metadata
+from tailup.uploadcard import card_key
+
+# What is read of a salvaged MP4/MOV to tell whether it is fragmented (its first boxes).
+HEAD_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An open upload to salvage: its record (from Redis, or from its upload card) and the
+    parts Redis checkpointed ({} from S3 alone)."""
+
+    record: StreamRecord
+    parts: dict[int, PartRecord] = field(default_factory=dict)
+    initiated: datetime | None = None
+    from_card: bool = False
+
+
+@dataclass
+class Row:
+    """One line of salvage's report."""
+
+    stream_id: str
+    key: str
+    outcome: str  # salvaged, would salvage, skipped, failed
+    parts: str = ""  # "3/4": used / held in S3
+    size_bytes: int = 0
+    age_s: float | None = None
+    why: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return self.outcome == "salvaged"
+
+
+class Salvager:
+    def __init__(
+        self,
+        store: MultipartStore,
+        checkpoints: CheckpointStore | None,
+        *,
+        now: datetime,
+        dry_run: bool,
+        older_than_s: float = 0.0,
+    ) -> None:
+        self._store = store
+        self._checkpoints = checkpoints
+        self._now = now
+        self._dry_run = dry_run
+        self._older_than_s = older_than_s
+
+    async def salvage(self, candidate: Candidate) -> Row:
+        record = candidate.record
+        store = self._store.for_bucket(record.bucket)
+        row = Row(record.stream_id, record.key, "skipped")
+        try:
+            listed = await store.list_parts(record.key, record.upload_id)
+        except NoSuchUpload:
+            row.why = await self._upload_gone(store, candidate)
+            return row
+        row.age_s = self._age_s(candidate, listed)
+        if row.age_s is not None and row.age_s < self._older_than_s:
+            row.why = f"a part arrived {row.age_s:.0f} s ago: younger than --older-than"
+            return row
+        plan = PartPlan(record.base_part_size, record.part_sizing)
+        hints = {n: p.etag for n, p in candidate.parts.items()}
+        choice = choose_parts([Listed(p.number, p.etag, p.size) for p in listed], plan, hints)
+        held = len({p.number for p in listed})
+        row.parts, row.size_bytes = f"{len(choice.parts)}/{held}", choice.size_bytes
+        if not choice.parts:
+            row.why = choice.why
+            return row
+        at_key = await store.head_object(record.key)
+        target = choose_target(
+            record.key,
+            record.stream_id,
+            AtKey(at_key.size, at_key.etag) if at_key else None,
+            [record.etag],
+            choice.size_bytes,
+        )
+        row.key = target.key
+        if target.place is Place.KEEP:
+            row.why = target.why
+            return row
+        why = "; ".join(
+            w for w in (choice.why, "" if target.place is Place.FREE else target.why) if w
+        )
+        if self._dry_run:
+            row.outcome = "would salvage"
+            row.why = why or judge_playability(record.key, None).why
+            return row
+        try:
+            etag = await self._complete(store, candidate, choice, target.key, target.conditional)
+        except KeyTaken:
+            row.outcome, row.why = "failed", f"{target.key} was taken meanwhile: not written over"
+            return row
+        playable = judge_playability(record.key, await _head(store, target.key))
+        salvaged = record.with_changes(key=target.key)
+        await put_metadata(store, salvaged, self._document(candidate, choice, etag, playable, why))
+        row.why = await self._record(candidate, salvaged, choice, etag, why, playable)
+        row.outcome = "salvaged"
+        await _drop_card(store, record.key)
+        return row
+
+    def _age_s(self, candidate: Candidate, listed: list[UploadedPart]) -> float | None:
+        stamps = [p.last_modified.timestamp() for p in listed if p.last_modified is not None]
+        if candidate.initiated is None and not stamps:
+            return None
+        initiated = candidate.initiated.timestamp() if candidate.initiated else min(stamps)
+        return upload_age_s(initiated, stamps, self._now.timestamp())
+
+    async def _complete(
+        self,
+        store: MultipartStore,
+        candidate: Candidate,
+        choice: PartChoice,
+        key: str,
+        conditional: bool,
+    ) -> str:
+        """Completed with the checkpoint's checksums where it has every part chosen (AWS wants
+        them named for a COMPOSITE upload); from S3 alone, with none (a FULL_OBJECT upload, the
+        kind tailup creates, does not need them)."""
+        algorithm = candidate.record.checksum
+        known = [candidate.parts.get(p.number) for p in choice.parts]
+        hinted = all(
+            k is not None and _same(k.etag, p.etag)
+            for k, p in zip(known, choice.parts, strict=True)
+        )
+        sums: list[Checksum] = []
+        tuples: list[tuple[int, str, int]] = []
+        for part, recorded in zip(choice.parts, known, strict=True):
+            crc = recorded.crc32 if hinted and recorded is not None else 0
+            tuples.append((part.number, part.etag, crc))
+            checksum = recorded.checksum if recorded is not None else ""
+            sums.append(part_checksum(algorithm, crc, checksum) if hinted else NO_CHECKSUM)
+        return await store.complete_upload(
+            key, candidate.record.upload_id, tuples, if_none_match=conditional, checksums=sums
+        )
+
+    def _document(
+        self,
+        candidate: Candidate,
+        choice: PartChoice,
+        etag: str,
+        playable: Playability,
+        why: str,
+    ) -> dict[str, Any]:
+        record = candidate.record
+        known = candidate.parts
+        parts = [
+            PartRecord(p.number, p.size, known[p.number].crc32 if p.number in known else 0, p.etag)
+            for p in choice.parts
+        ]
+        document = build_metadata(
+            stream_id=record.stream_id,
+            source_path=Path(record.path),
+            bucket=record.bucket,
+            key=record.key,
+            size_bytes=choice.size_bytes,
+            sha256_hex="",
+            etag=etag,
+            parts=parts,
+            started_at=record.created_at,
+            finished_at=iso(self._now),
+            upload_duration_s=0.0,
+            finalize_duration_s=0.0,
+            generation=record.generation,
+            media=None,
+            inode=record.inode,
+            birth_ns=record.birth_ns,
+            node_id=record.owner,
+            checksum=record.checksum,
+            verified_by="salvage",
+        )
+        for listed, part in zip(document["parts"], parts, strict=True):
+            if part.number not in known:
+                listed["crc32"] = None  # not known from S3 alone
+        document["salvaged"] = True
+        document["salvage"] = {
+            "upload_id": record.upload_id,
+            "bytes": choice.size_bytes,
+            "parts_used": len(choice.parts),
+            "parts_left_out": list(choice.left_out),
+            "why": "its node and file are gone: the parts S3 held, completed as a prefix of "
+            "the recording" + (f" ({why})" if why else ""),
+            "plays_truncated": playable.plays.value,
+            "playability": playable.why,
+            "container": playable.container,
+            "found_by": "upload card (Redis had no record)" if candidate.from_card else "Redis",
+            "salvaged_at": iso(self._now),
+            "salvaged_by": socket.gethostname(),
+        }
+        return document
+
+    async def _record(
+        self,
+        candidate: Candidate,
+        salvaged: StreamRecord,
+        choice: PartChoice,
+        etag: str,
+        why: str,
+        playable: Playability,
+    ) -> str:
+        """The record set SALVAGED (written anew when Redis had none but answers)."""
+        first = candidate.parts.get(1)
+        fields: dict[str, Any] = {
+            "key": salvaged.key,
+            "final_size": choice.size_bytes,
+            "etag": etag,
+            "completed_at": iso(self._now),
+            "head_size": choice.parts[0].size,
+            "head_crc32": first.crc32 if first is not None else 0,
+            "error": "",
+            "note": f"salvaged: {choice.size_bytes} bytes in {len(choice.parts)} part(s)"
+            + (f"; {why}" if why else "")
+            + f"; plays truncated: {playable.plays.value}",
+        }
+        if self._checkpoints is None:
+            return f"{fields['note']} (no Redis: no record written)"
+        if candidate.from_card and await self._checkpoints.load(salvaged.stream_id) is None:
+            ended = salvaged.with_changes(state=StreamState.SALVAGED, **fields)
+            await self._checkpoints.create(ended)
+            return f"{fields['note']} (record written anew)"
+        refused = await self._checkpoints.set_state(
+            salvaged.stream_id, StreamState.SALVAGED, allowed_from=SALVAGEABLE_STATES, **fields
+        )
+        if refused is not None:
+            return f"{fields['note']} (its record is {refused.value} meanwhile: left so)"
+        return str(fields["note"])
+
+    async def _upload_gone(self, store: MultipartStore, candidate: Candidate) -> str:
+        """The upload is no longer open: a run cut short after its Complete (the salvaged
+        metadata.json at the key names it: the record is finished), or someone else's."""
+        record = candidate.record
+        try:
+            document = json.loads(await store.get_object(metadata_key(record.key)))
+        except (StoragePermanentError, ValueError):
+            document = None
+        salvage = document.get("salvage") if isinstance(document, dict) else None
+        if not isinstance(salvage, dict) or salvage.get("upload_id") != record.upload_id:
+            return "its upload is no longer open (completed or aborted)"
+        if self._dry_run or self._checkpoints is None:
+            return "salvaged already (its record is not marked yet)"
+        assert isinstance(document, dict)
+        await self._checkpoints.set_state(
+            record.stream_id,
+            StreamState.SALVAGED,
+            allowed_from=SALVAGEABLE_STATES,
+            final_size=int(salvage.get("bytes") or 0),
+            etag='"' + str(document["checksums"]["multipart_etag"]) + '"',
+            completed_at=str(salvage.get("salvaged_at") or iso(self._now)),
+            note="salvaged (its record marked by a later run)",
+        )
+        await _drop_card(store, record.key)
+        return "salvaged already: its record is marked now"
+
+
+def _same(a: str, b: str) -> bool:
+    return a.strip('"') == b.strip('"')
+
+
+async def _head(store: MultipartStore, key: str) -> bytes | None:
+    """The object's first bytes (MP4/MOV only: whether it is fragmented), None if unread."""
+    if judge_playability(key, None).container != "mp4":
+        return None
+    reader = getattr(store, "iter_object", None)
+    if reader is None:
+        return None
+    chunks = reader(key, HEAD_BYTES)
+    try:
+        return bytes(await anext(chunks, b""))
+    except TailupError:
+        return None
+    finally:
+        await chunks.aclose()  # the rest of the object is not read
+
+
+async def _drop_card(store: MultipartStore, key: str) -> None:
+    # s3:DeleteObject is optional: the card of an upload no longer open is ignored.
+    with contextlib.suppress(AccessRefused):
+        await store.delete_object(card_key(key))
