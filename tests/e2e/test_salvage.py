@@ -207,7 +207,8 @@ def test_salvage_by_node_then_again_then_the_node_comes_back_whole(
     assert done.returncode == 0, done
     assert "1 salvaged" in done.stdout, done.stdout
     sidecar = assert_salvaged_prefix(site, at_kill.key, recording)
-    assert site.object_keys() == sorted([at_kill.key, at_kill.key + ".metadata.json"])  # no card left
+    # The object and its sidecar; the upload card is gone with the upload.
+    assert site.object_keys() == sorted([at_kill.key, at_kill.key + ".metadata.json"])
     salvaged = site.record_of(path)
     assert salvaged is not None and salvaged.state is StreamState.SALVAGED
     assert salvaged.final_size == sidecar["size_bytes"]
