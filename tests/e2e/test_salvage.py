@@ -178,9 +178,7 @@ def assert_salvaged_prefix(site: Site, key: str, recording: bytes) -> dict[str, 
     return dict(sidecar)
 
 
-def test_salvage_by_node_then_again_then_the_node_comes_back_whole(
-    site: Site, record: Any
-) -> None:
+def test_salvage_by_node_then_again_then_the_node_comes_back_whole(site: Site, record: Any) -> None:
     # Refused while the node's daemon lives (its lease is held).
     daemon = site.start()
     alive = site.cli("salvage", "--node", NODE, "--dry-run")
