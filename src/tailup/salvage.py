@@ -111,14 +111,9 @@ class Salvager:
             return row
         at_key = await store.head_object(record.key)
         target = choose_target(
-            record.key,
-            record.stream_id,
-            AtKey(at_key.size, at_key.etag) if at_key else None,
-            [record.etag],
-            choice.size_bytes,
+            AtKey(at_key.size, at_key.etag) if at_key else None, [record.etag], choice.size_bytes
         )
-        row.key = target.key
-        if target.place is Place.KEEP:
+        if not target.completes:
             row.why = target.why
             return row
         why = "; ".join(
@@ -129,14 +124,13 @@ class Salvager:
             row.why = why or judge_playability(record.key, None).why
             return row
         try:
-            etag = await self._complete(store, candidate, choice, target.key, target.conditional)
+            etag = await self._complete(store, candidate, choice, target.conditional)
         except KeyTaken:
-            row.outcome, row.why = "failed", f"{target.key} was taken meanwhile: not written over"
+            row.outcome, row.why = "failed", "an object appeared at its key meanwhile: kept"
             return row
-        playable = judge_playability(record.key, await _head(store, target.key))
-        salvaged = record.with_changes(key=target.key)
-        await put_metadata(store, salvaged, self._document(candidate, choice, etag, playable, why))
-        row.why = await self._record(candidate, salvaged, choice, etag, why, playable)
+        playable = judge_playability(record.key, await _head(store, record.key))
+        await put_metadata(store, record, self._document(candidate, choice, etag, playable, why))
+        row.why = await self._record(candidate, choice, etag, why, playable)
         row.outcome = "salvaged"
         await _drop_card(store, record.key)
         return row
@@ -153,7 +147,6 @@ class Salvager:
         store: MultipartStore,
         candidate: Candidate,
         choice: PartChoice,
-        key: str,
         conditional: bool,
     ) -> str:
         """Completed with the checkpoint's checksums where it has every part chosen (AWS wants
@@ -172,8 +165,9 @@ class Salvager:
             tuples.append((part.number, part.etag, crc))
             checksum = recorded.checksum if recorded is not None else ""
             sums.append(part_checksum(algorithm, crc, checksum) if hinted else NO_CHECKSUM)
+        record = candidate.record
         return await store.complete_upload(
-            key, candidate.record.upload_id, tuples, if_none_match=conditional, checksums=sums
+            record.key, record.upload_id, tuples, if_none_match=conditional, checksums=sums
         )
 
     def _document(
@@ -234,16 +228,14 @@ class Salvager:
     async def _record(
         self,
         candidate: Candidate,
-        salvaged: StreamRecord,
         choice: PartChoice,
         etag: str,
         why: str,
         playable: Playability,
     ) -> str:
         """The record set SALVAGED (written anew when Redis had none but answers)."""
-        first = candidate.parts.get(1)
+        salvaged, first = candidate.record, candidate.parts.get(1)
         fields: dict[str, Any] = {
-            "key": salvaged.key,
             "final_size": choice.size_bytes,
             "etag": etag,
             "completed_at": iso(self._now),

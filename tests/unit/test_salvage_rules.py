@@ -114,19 +114,19 @@ def test_boxes_read_a_64_bit_size_and_stop_at_garbage() -> None:
 
 
 @pytest.mark.parametrize(
-    ("at_key", "size", "place", "key", "conditional"),
+    ("at_key", "size", "place", "conditional", "completes"),
     [
-        (None, 100, Place.FREE, "v/cam1.ts", True),
-        (AtKey(50, '"own"'), 100, Place.REPLACE, "v/cam1.ts", False),
-        (AtKey(100, '"own"'), 100, Place.KEEP, "v/cam1.ts", False),
-        (AtKey(10, '"other"'), 100, Place.ELSEWHERE, "v/cam1-salvaged-0123456789ab.ts", True),
+        (None, 100, Place.FREE, True, True),
+        (AtKey(50, '"own"'), 100, Place.REPLACE, False, True),
+        (AtKey(100, '"own"'), 100, Place.KEEP, False, False),
+        (AtKey(10, '"other"'), 100, Place.TAKEN, True, False),
     ],
 )
 def test_choose_target(
-    at_key: AtKey | None, size: int, place: Place, key: str, conditional: bool
+    at_key: AtKey | None, size: int, place: Place, conditional: bool, completes: bool
 ) -> None:
-    target = choose_target("v/cam1.ts", "0123456789abcdef", at_key, ['"own"', ""], size)
-    assert (target.place, target.key, target.conditional) == (place, key, conditional)
+    target = choose_target(at_key, ['"own"', ""], size)
+    assert (target.place, target.conditional, target.completes) == (place, conditional, completes)
     assert target.why
 
 

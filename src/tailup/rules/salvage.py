@@ -12,6 +12,8 @@ upload with what S3 holds that is a *byte prefix* of the recording:
   range). A shorter part is the recording's end (or a tail sent while finalizing) and ends the
   object; S3 would refuse anything after a part under 5 MiB anyway (EntityTooSmall). A longer
   one cannot be where the plan puts it: the object ends before it;
+- never over another recording's object (S3 completes an upload only at its own key: such an
+  upload is left open);
 - where S3 holds a part number twice (SeaweedFS keeps every upload of a number), the one Redis's
   checkpoint names, else the last listed.
 """
@@ -24,7 +26,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from tailup.keys import suffixed_key
 from tailup.plan import MiB, PartPlan
 
 # S3's minimum for every part but the last (EntityTooSmall at Complete otherwise).
@@ -204,15 +205,18 @@ class Place(enum.Enum):
     FREE = "free"  # nothing at the key: completed there, If-None-Match
     REPLACE = "replace"  # the recording's own earlier, shorter object: completed over it
     KEEP = "keep"  # the recording's own earlier object is not shorter: not salvaged
-    ELSEWHERE = "elsewhere"  # another recording's object: completed at a key beside it
+    TAKEN = "taken"  # another recording's object: not salvaged (the upload is left open)
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
     place: Place
-    key: str
     conditional: bool  # If-None-Match: * (never over an object that appeared meanwhile)
     why: str
+
+    @property
+    def completes(self) -> bool:
+        return self.place in (Place.FREE, Place.REPLACE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,26 +227,30 @@ class AtKey:
     etag: str
 
 
-def choose_target(
-    key: str, stream_id: str, at_key: AtKey | None, own_etags: Sequence[str], size_bytes: int
-) -> Target:
-    """Where a salvaged object of ``size_bytes`` goes. ``own_etags``: ETags of objects this
-    recording made before (its earlier generation). Another recording's object is never written
-    over: the salvage goes beside it, ``cam1-salvaged-<id>.ts``."""
+def choose_target(at_key: AtKey | None, own_etags: Sequence[str], size_bytes: int) -> Target:
+    """Whether a salvaged object of ``size_bytes`` may go to the recording's key. An upload
+    completes only at the key it was created for (S3 has no other way to read its parts), so
+    another recording's object there means no salvage: it is never written over, and the upload
+    is left open (its key claimed for the recording, this takes a writer outside tailup).
+    ``own_etags``: ETags of objects this recording made before (its earlier generation)."""
     if at_key is None:
-        return Target(Place.FREE, key, True, "its key is free")
+        return Target(Place.FREE, True, "its key is free")
     if _norm(at_key.etag) in {_norm(e) for e in own_etags if e}:
         if at_key.size >= size_bytes:
             return Target(
                 Place.KEEP,
-                key,
                 False,
                 f"its key holds its earlier generation of {at_key.size} bytes, not shorter than "
-                f"the {size_bytes} salvageable: kept",
+                f"the {size_bytes} salvageable: kept, the upload left open",
             )
-        return Target(Place.REPLACE, key, False, "replaces its earlier, shorter generation")
-    beside = suffixed_key(key, f"salvaged-{stream_id[:12]}")
-    return Target(Place.ELSEWHERE, beside, True, f"{key} holds another recording's object")
+        return Target(Place.REPLACE, False, "replaces its earlier, shorter generation")
+    return Target(
+        Place.TAKEN,
+        True,
+        "its key holds another recording's object, never written over; S3 completes an upload "
+        "only at its own key, so the upload is left open (move that object away and salvage "
+        "again, or abort it with `tailup gc`)",
+    )
 
 
 def upload_age_s(initiated_s: float, parts_modified_s: Sequence[float], now_s: float) -> float:
