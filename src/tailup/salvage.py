@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tailup.checkpoint import CheckpointStore
-from tailup.checksums import NO_CHECKSUM, Checksum, part_checksum
+from tailup.checksums import NO_CHECKSUM, Checksum, ChecksumAlgorithm, part_checksum
 from tailup.errors import AccessRefused, KeyTaken, NoSuchUpload, StoragePermanentError, TailupError
 from tailup.keys import metadata_key
 from tailup.metadata import build_metadata
@@ -124,7 +124,7 @@ class Salvager:
             row.why = why or judge_playability(record.key, None).why
             return row
         try:
-            etag = await self._complete(store, candidate, choice, target.conditional)
+            etag = await self._complete(store, candidate, choice, listed, target.conditional)
         except KeyTaken:
             row.outcome, row.why = "failed", "an object appeared at its key meanwhile: kept"
             return row
@@ -147,11 +147,13 @@ class Salvager:
         store: MultipartStore,
         candidate: Candidate,
         choice: PartChoice,
+        listed: list[UploadedPart],
         conditional: bool,
     ) -> str:
         """Completed with the checkpoint's checksums where it has every part chosen (AWS wants
-        them named for a COMPOSITE upload); from S3 alone, with none (a FULL_OBJECT upload, the
-        kind tailup creates, does not need them)."""
+        them named for a COMPOSITE upload), else with those ListParts names (AWS, moto), else
+        none (SeaweedFS names none; a FULL_OBJECT upload, the kind tailup creates, needs
+        none)."""
         algorithm = candidate.record.checksum
         known = [candidate.parts.get(p.number) for p in choice.parts]
         hinted = all(
@@ -165,6 +167,8 @@ class Salvager:
             tuples.append((part.number, part.etag, crc))
             checksum = recorded.checksum if recorded is not None else ""
             sums.append(part_checksum(algorithm, crc, checksum) if hinted else NO_CHECKSUM)
+        if not hinted:
+            sums = _listed_checksums(choice, listed, algorithm) or sums
         record = candidate.record
         return await store.complete_upload(
             record.key, record.upload_id, tuples, if_none_match=conditional, checksums=sums
@@ -284,6 +288,16 @@ class Salvager:
         )
         await _drop_card(store, record.key)
         return "salvaged already: its record is marked now"
+
+
+def _listed_checksums(
+    choice: PartChoice, listed: list[UploadedPart], algorithm: ChecksumAlgorithm
+) -> list[Checksum] | None:
+    """The chosen parts' checksums as ListParts named them, if it named every one's."""
+    named = {(p.number, p.etag): p.checksum for p in listed}
+    sums = [named.get((p.number, p.etag)) for p in choice.parts]
+    found = [s for s in sums if s is not None and s.algorithm is algorithm]
+    return found if len(found) == len(sums) else None
 
 
 def _same(a: str, b: str) -> bool:

@@ -295,7 +295,11 @@ class S3MultipartStore:
             )
             parts.extend(
                 UploadedPart(
-                    int(p["PartNumber"]), str(p["ETag"]), int(p["Size"]), p.get("LastModified")
+                    int(p["PartNumber"]),
+                    str(p["ETag"]),
+                    int(p["Size"]),
+                    p.get("LastModified"),
+                    _reported_checksum(p),
                 )
                 for p in response.get("Parts", [])
             )
