@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from tailup.checkpoint import CheckpointStore
-from tailup.checksums import NO_CHECKSUM, Checksum, ChecksumAlgorithm, part_checksum
+from tailup.checksums import (
+    NO_CHECKSUM,
+    Checksum,
+    ChecksumAlgorithm,
+    effective_type,
+    part_checksum,
+)
 from tailup.errors import AccessRefused, KeyTaken, NoSuchUpload, StoragePermanentError, TailupError
 from tailup.keys import metadata_key
 from tailup.metadata import build_metadata
@@ -37,6 +43,7 @@ from tailup.rules.salvage import (
     upload_age_s,
 )
 from tailup.s3 import MultipartStore, UploadedPart
+from tailup.stream.publish import whole_object_checksum
 from tailup.stream.sha256after import put_metadata
 from tailup.uploadcard import card_key
 
@@ -183,10 +190,13 @@ class Salvager:
         why: str,
     ) -> dict[str, Any]:
         record = candidate.record
-        known = candidate.parts
+        known = {
+            n: p
+            for n, p in candidate.parts.items()
+            if any(c.number == n and _same(c.etag, p.etag) for c in choice.parts)
+        }
         parts = [
-            PartRecord(p.number, p.size, known[p.number].crc32 if p.number in known else 0, p.etag)
-            for p in choice.parts
+            known.get(p.number) or PartRecord(p.number, p.size, 0, p.etag) for p in choice.parts
         ]
         document = build_metadata(
             stream_id=record.stream_id,
@@ -208,6 +218,7 @@ class Salvager:
             node_id=record.owner,
             checksum=record.checksum,
             verified_by="salvage",
+            object_checksum=_whole(record, parts) if len(known) == len(parts) else None,
         )
         for listed, part in zip(document["parts"], parts, strict=True):
             if part.number not in known:
@@ -298,6 +309,16 @@ def _listed_checksums(
     sums = [named.get((p.number, p.etag)) for p in choice.parts]
     found = [s for s in sums if s is not None and s.algorithm is algorithm]
     return found if len(found) == len(sums) else None
+
+
+def _whole(record: StreamRecord, parts: list[PartRecord]) -> dict[str, str] | None:
+    """The whole object's checksum, combined from the checkpointed parts' (as publish does):
+    what `tailup verify` checks the salvaged object against, having no SHA-256 of it."""
+    kind = effective_type(record.checksum, record.checksum_type)
+    whole = whole_object_checksum(record, kind, parts)
+    if whole is None or kind is None:
+        return None
+    return {"algorithm": whole.algorithm.value, "type": kind.value, "value": whole.value}
 
 
 def _same(a: str, b: str) -> bool:

@@ -78,6 +78,7 @@ async def test_a_hole_ends_the_object_before_it() -> None:
     sidecar = json.loads(store.objects[metadata_key(KEY)])
     assert sidecar["salvage"]["parts_left_out"] == [4]
     assert "part 3 is missing" in sidecar["salvage"]["why"]
+    assert sidecar["checksums"]["object"]["algorithm"] == "crc32"  # from the checkpoint
     assert card_key(KEY) not in store.objects
     loaded = await checkpoints.load("s1")
     assert loaded is not None and loaded[0].state is StreamState.SALVAGED
@@ -142,5 +143,6 @@ async def test_from_s3_alone_it_completes_without_checksums_and_writes_the_recor
     assert store.objects[KEY] == body(1) + body(2, 5)
     sidecar = json.loads(store.objects[metadata_key(KEY)])
     assert [p["crc32"] for p in sidecar["parts"]] == [None, None]
+    assert sidecar["checksums"]["object"] is None
     loaded = await checkpoints.load("s1")
     assert loaded is not None and loaded[0].state is StreamState.SALVAGED
