@@ -87,12 +87,24 @@ async def salvage(settings: Settings, request: Request, now: datetime) -> list[R
             settings.bucket, endpoint_url=settings.endpoint_url, region=settings.region
         ) as store,
     ):
-        leases = Leases(checkpoints, settings.lease_ttl) if checkpoints else None
-        try:
-            return await _salvage(settings, request, now, store, checkpoints, leases)
-        finally:
-            if leases is not None:
-                await leases.release()
+        return await salvage_with(settings, request, now, store, checkpoints)
+
+
+async def salvage_with(
+    settings: Settings,
+    request: Request,
+    now: datetime,
+    store: MultipartStore,
+    checkpoints: CheckpointStore | None,
+) -> list[Row]:
+    """``request`` on these stores (a daemon's own, for --salvage-after), the node leases held
+    while it works."""
+    leases = Leases(checkpoints, settings.lease_ttl) if checkpoints else None
+    try:
+        return await _salvage(settings, request, now, store, checkpoints, leases)
+    finally:
+        if leases is not None:
+            await leases.release()
 
 
 async def _salvage(

@@ -3,7 +3,7 @@ are killed together (SIGKILL) with two parts or more in S3, the file gone; `tail
 makes an object of the parts S3 held, a byte prefix of the recording that plays, found through
 Redis's records (--node) or, with Redis emptied, from S3 alone (--from-s3). A second salvage
 changes nothing; the node coming back with its file intact uploads the whole recording over the
-salvaged object.
+salvaged object. A live node with --salvage-after does it by itself.
 """
 
 from __future__ import annotations
@@ -58,11 +58,14 @@ class Site:
             "--redis-prefix", self.prefix,
         ]  # fmt: skip
 
-    def start(self) -> DaemonProcess:
+    def start(
+        self, node: str = NODE, watch: Path | None = None, extra: tuple[str, ...] = ()
+    ) -> DaemonProcess:
         args = [
-            "--watch", str(self.watch),
+            "--watch", str(watch or self.watch),
             *self.connection(),
-            "--node-id", NODE,
+            "--node-id", node,
+            *extra,
             "--part-size", "5MiB",
             "--lease-ttl", "3",
             "--close-grace", "0.2",
@@ -284,6 +287,27 @@ def test_salvage_from_s3_with_redis_emptied(site: Site, record: Any) -> None:
     after = client.head_object(Bucket=site.bucket, Key=at_kill.key)
     assert after["ETag"] == head["ETag"] and after["LastModified"] == head["LastModified"]
     assert json.loads(site.get(at_kill.key + ".metadata.json")) == sidecar
+
+
+def test_a_live_node_salvages_a_node_gone_longer_than_salvage_after(
+    site: Site, record: Any
+) -> None:
+    path, recording, at_kill = destroy_mid_recording(site, record, "cam3.ts")
+    path.unlink()
+    elsewhere = site.tmp / "elsewhere"
+    elsewhere.mkdir()
+    rescuer = site.start("rescuer", elsewhere, ("--salvage-after", "1"))
+
+    def salvaged() -> StreamRecord | None:
+        rec = site.record_of(path)
+        return rec if rec is not None and rec.state is StreamState.SALVAGED else None
+
+    done = poll(salvaged, "the dead node's recording salvaged", timeout_s=60, alive=rescuer)
+    assert done.stream_id == at_kill.stream_id
+    assert_salvaged_prefix(site, at_kill.key, recording)
+    said = rescuer.wait_for_event("--salvage-after: salvaged", stream_id=at_kill.stream_id)
+    assert said["size"] == done.final_size
+    assert rescuer.stop() == 0
 
 
 def test_salvage_refuses_bad_input(site: Site) -> None:

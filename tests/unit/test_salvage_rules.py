@@ -16,6 +16,7 @@ from tailup.rules.salvage import (
     choose_parts,
     choose_target,
     judge_playability,
+    nodes_due,
     top_level_boxes,
     upload_age_s,
 )
@@ -133,3 +134,25 @@ def test_choose_target(
 def test_upload_age_counts_from_its_last_part() -> None:
     assert upload_age_s(100.0, [150.0, 120.0], 200.0) == 50.0
     assert upload_age_s(100.0, [], 200.0) == 100.0
+
+
+@pytest.mark.parametrize(
+    ("alive", "gone_since", "now", "due", "since"),
+    [
+        # first seen gone: the clock starts
+        ({"a": False}, {}, 100.0, [], {"a": 100.0}),
+        # gone long enough
+        ({"a": False}, {"a": 100.0}, 160.0, ["a"], {"a": 100.0}),
+        ({"a": False}, {"a": 100.0}, 159.0, [], {"a": 100.0}),
+        # back alive: starts over; a node no longer listed is forgotten
+        ({"a": True, "b": False}, {"a": 10.0, "c": 1.0}, 200.0, [], {"b": 200.0}),
+    ],
+)
+def test_nodes_due(
+    alive: dict[str, bool],
+    gone_since: dict[str, float],
+    now: float,
+    due: list[str],
+    since: dict[str, float],
+) -> None:
+    assert nodes_due(alive, gone_since, now, 60.0) == (due, since)

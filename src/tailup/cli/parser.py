@@ -73,6 +73,15 @@ _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
         {"help": "seconds before a dead node's streams are taken over (default 30)."},
     ),
     (
+        "--salvage-after",
+        {
+            "metavar": "DURATION",
+            "help": "salvage the open uploads of another node gone this long (`tailup salvage "
+            "--node`), e.g. 10m; 0 = never (default): a node only cut off from Redis, not dead, "
+            "would go on sending to uploads completed under it. Set it above any partition.",
+        },
+    ),
+    (
         "--keep-records",
         {
             "help": "how long ended stream records stay in Redis, e.g. 30d (default); 0 = forever. "
@@ -385,10 +394,11 @@ def _add_salvage(commands: _Commands) -> None:
         "saying salvaged, how many bytes, why, and whether it plays cut short (TS, MKV, "
         "fragmented MP4 do; a plain MP4/MOV does not). The record ends SALVAGED; its file "
         "coming back is uploaded whole over it; a second run changes nothing. A node whose "
-        "lease is held is refused. Never automatic: a node only cut off from Redis would go "
-        f"on sending to an upload completed under it. STREAM: {_STREAM_FORMS}.",
+        "lease is held is refused. `run --salvage-after` does it by itself, off by default: a "
+        "node only cut off from Redis would go on sending to an upload completed under it. "
+        f"STREAM: {_STREAM_FORMS}.",
     )
-    _add_flags(salvage, _CONNECTION_FLAGS + _STATUS_SETTINGS + _SALVAGE_SETTINGS)
+    _add_flags(salvage, _CONNECTION_FLAGS + _STATUS_SETTINGS)
     salvage.add_argument("streams", metavar="STREAM", nargs="*", help="streams to salvage")
     salvage.add_argument(
         "--node",
@@ -416,13 +426,6 @@ def _add_salvage(commands: _Commands) -> None:
 # `salvage --from-s3 --older-than`: without Redis's leases, a recent part means a live daemon.
 DEFAULT_SALVAGE_AGE = "10m"
 
-_SALVAGE_SETTINGS: list[tuple[str, dict[str, Any]]] = [
-    (
-        "--lease-ttl",
-        {"help": "seconds salvage holds a dead node's lease at a time (default 30)."},
-    ),
-]
-
 
 def _add_demo(commands: _Commands) -> None:
     demo = commands.add_parser(
@@ -439,6 +442,6 @@ def _add_demo(commands: _Commands) -> None:
 def setting_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given as flags (for tailup.config.load_settings): the flags left unset are
     absent, so that they hide no other source."""
-    flags = _CONNECTION_FLAGS + _STATUS_SETTINGS + _RUN_FLAGS + _SALVAGE_SETTINGS
+    flags = _CONNECTION_FLAGS + _STATUS_SETTINGS + _RUN_FLAGS
     names = sorted({flag.lstrip("-").replace("-", "_") for flag, _ in flags})
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}

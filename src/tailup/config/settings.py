@@ -42,6 +42,7 @@ DURATION_FIELDS = (
     "io_timeout",
     "keep_records",
     "lease_ttl",
+    "salvage_after",
 )
 
 
@@ -88,6 +89,9 @@ class Settings(BaseSettings):
     lease_ttl: float = Field(
         default=30.0,
         description="Seconds a dead node's leases last before another node takes its streams.",
+    )
+    salvage_after: float = Field(
+        default=0.0, description="Seconds before a gone node's uploads are salvaged (0 = never)."
     )
     keep_records: float = Field(
         default=30 * 86400.0,
@@ -200,6 +204,13 @@ class Settings(BaseSettings):
     def _lease_ttl(cls, value: float) -> float:
         if not 3 <= value <= 3600:
             raise ValueError(f"{value:g} s is outside 3 s..1 h")
+        return value
+
+    @field_validator("salvage_after")
+    @classmethod
+    def _salvage_after(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError(f"{value:g} is negative (0 turns it off)")
         return value
 
     @field_validator("keep_records")

@@ -256,3 +256,13 @@ def choose_target(at_key: AtKey | None, own_etags: Sequence[str], size_bytes: in
 def upload_age_s(initiated_s: float, parts_modified_s: Sequence[float], now_s: float) -> float:
     """How long an upload has been quiet: since its last part, else since it was created."""
     return now_s - max([initiated_s, *parts_modified_s])
+
+
+def nodes_due(
+    alive: Mapping[str, bool], gone_since_s: Mapping[str, float], now_s: float, after_s: float
+) -> tuple[list[str], dict[str, float]]:
+    """--salvage-after: the nodes (among ``alive``: node -> whether a daemon of it runs) whose
+    uploads a daemon salvages now, gone at least ``after_s``; and when each node still gone was
+    first seen gone (the next call's ``gone_since_s``). A node seen alive starts over."""
+    since = {node: gone_since_s.get(node, now_s) for node, up in alive.items() if not up}
+    return sorted(n for n, t in since.items() if now_s - t >= after_s), since
