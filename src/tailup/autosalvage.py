@@ -53,6 +53,9 @@ class AutoSalvage:
         self._store = store
         self._clock = clock
         self._gone_since: dict[str, float] = {}
+        # Nodes salvaged since last seen alive: what was left (an upload with no part 1, a key
+        # taken) is not tried again every round.
+        self._done: set[str] = set()
 
     @classmethod
     def for_settings(
@@ -67,7 +70,7 @@ class AutoSalvage:
         while not stop.is_set():
             try:
                 for row in await self.round():
-                    if row.outcome != "skipped" or row.why:
+                    if row.why:
                         log.warning(
                             f"--salvage-after: {row.outcome}",
                             stream_id=row.stream_id,
@@ -90,8 +93,9 @@ class AutoSalvage:
         due, self._gone_since = nodes_due(
             alive, self._gone_since, self._clock(), self._settings.salvage_after
         )
+        self._done &= set(self._gone_since)
         rows: list[Row] = []
-        for node in due:
+        for node in (n for n in due if n not in self._done):
             log.warning("--salvage-after: salvaging a node gone that long", node=node)
             try:
                 rows += await salvage_with(
@@ -104,4 +108,6 @@ class AutoSalvage:
             except NodeAlive as exc:
                 self._gone_since.pop(node, None)
                 log.info("--salvage-after: the node is back", node=node, reason=str(exc))
+                continue
+            self._done.add(node)
         return rows

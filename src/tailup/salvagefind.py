@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import structlog
+
 from tailup.checkpoint import CheckpointStore, RedisCheckpointStore
 from tailup.config import Settings
 from tailup.errors import PermanentError, RetryableError, StoragePermanentError, TailupError
@@ -30,6 +32,8 @@ from tailup.salvage import Candidate, Row, Salvager
 from tailup.status import share_roots, status_scopes
 from tailup.streamref import find_stream, short_id
 from tailup.uploadcard import card_key, decode_card
+
+log = structlog.get_logger("tailup.salvage")
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +157,14 @@ async def _redis(settings: Settings, *, required: bool) -> AsyncIterator[Checkpo
     async with RedisCheckpointStore.for_settings(settings) as checkpoints:
         try:
             await checkpoints.ping()
-        except RetryableError:
+        except RetryableError as exc:
             if required:
                 raise
+            log.warning(
+                "Redis does not answer: salvaging from S3 alone, without the node leases "
+                "(--older-than keeps away from uploads still sent to)",
+                reason=str(exc),
+            )
             yield None
             return
         yield checkpoints
