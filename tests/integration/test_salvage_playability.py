@@ -4,6 +4,7 @@ comes at the end, does not). The prefix is uploaded as a stream's first parts on
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from collections.abc import AsyncIterator
@@ -61,7 +62,7 @@ async def test_a_salvaged_prefix_plays_as_its_metadata_says(
     store, bucket = seaweed
     source = tmp_path / f"rec.{ext}"
     cmd = record_cmd(source, fmt, 8, live=False, bitrate="12M", gop=25)
-    subprocess.run(cmd, check=True, timeout=120, capture_output=True)
+    await asyncio.to_thread(subprocess.run, cmd, check=True, timeout=120, capture_output=True)
     data = source.read_bytes()
     assert len(data) > PART + MiB
     prefix = data[: PART + MiB]
