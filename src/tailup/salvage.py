@@ -79,6 +79,23 @@ class Row:
         return self.outcome == "salvaged"
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    choice: PartChoice
+    listed: list[UploadedPart]
+    conditional: bool  # If-None-Match: the key was free
+    why: str  # what is left out, or where it goes, if anything
+
+
+def _part_plan(record: StreamRecord) -> PartPlan | None:
+    """The stream's part plan; None if its record names none tailup makes (then only S3's
+    5 MiB rule is checked)."""
+    try:
+        return PartPlan(record.base_part_size, record.part_sizing)
+    except ValueError:
+        return None
+
+
 class Salvager:
     def __init__(
         self,
@@ -99,48 +116,56 @@ class Salvager:
         record = candidate.record
         store = self._store.for_bucket(record.bucket)
         row = Row(record.stream_id, record.key, "skipped")
+        plan = await self._plan(store, candidate, row)
+        if plan is None:
+            return row  # row.why says why not
+        if self._dry_run:
+            row.outcome = "would salvage"
+            row.why = plan.why or judge_playability(record.key, None).why
+            return row
+        try:
+            etag = await self._complete(store, candidate, plan)
+        except KeyTaken:
+            row.outcome, row.why = "failed", "an object appeared at its key meanwhile: kept"
+            return row
+        playable = judge_playability(record.key, await _head(store, record.key))
+        document = self._document(candidate, plan.choice, etag, playable, plan.why)
+        await put_metadata(store, record, document)
+        row.why = await self._record(candidate, plan.choice, etag, plan.why, playable)
+        row.outcome = "salvaged"
+        await _drop_card(store, record.key)
+        return row
+
+    async def _plan(self, store: MultipartStore, candidate: Candidate, row: Row) -> _Plan | None:
+        """What S3 holds of the upload, and what to make of it; None (``row.why`` says why)
+        when nothing is to be made."""
+        record = candidate.record
         try:
             listed = await store.list_parts(record.key, record.upload_id)
         except NoSuchUpload:
             row.why = await self._upload_gone(store, candidate)
-            return row
+            return None
         row.age_s = self._age_s(candidate, listed)
         if row.age_s is not None and row.age_s < self._older_than_s:
             row.why = f"a part arrived {row.age_s:.0f} s ago: younger than --older-than"
-            return row
-        plan = PartPlan(record.base_part_size, record.part_sizing)
+            return None
         hints = {n: p.etag for n, p in candidate.parts.items()}
-        choice = choose_parts([Listed(p.number, p.etag, p.size) for p in listed], plan, hints)
-        held = len({p.number for p in listed})
-        row.parts, row.size_bytes = f"{len(choice.parts)}/{held}", choice.size_bytes
+        parts = [Listed(p.number, p.etag, p.size) for p in listed]
+        choice = choose_parts(parts, _part_plan(record), hints)
+        row.parts = f"{len(choice.parts)}/{len({p.number for p in listed})}"
+        row.size_bytes = choice.size_bytes
         if not choice.parts:
             row.why = choice.why
-            return row
+            return None
         at_key = await store.head_object(record.key)
         target = choose_target(
             AtKey(at_key.size, at_key.etag) if at_key else None, [record.etag], choice.size_bytes
         )
         if not target.completes:
             row.why = target.why
-            return row
-        why = "; ".join(
-            w for w in (choice.why, "" if target.place is Place.FREE else target.why) if w
-        )
-        if self._dry_run:
-            row.outcome = "would salvage"
-            row.why = why or judge_playability(record.key, None).why
-            return row
-        try:
-            etag = await self._complete(store, candidate, choice, listed, target.conditional)
-        except KeyTaken:
-            row.outcome, row.why = "failed", "an object appeared at its key meanwhile: kept"
-            return row
-        playable = judge_playability(record.key, await _head(store, record.key))
-        await put_metadata(store, record, self._document(candidate, choice, etag, playable, why))
-        row.why = await self._record(candidate, choice, etag, why, playable)
-        row.outcome = "salvaged"
-        await _drop_card(store, record.key)
-        return row
+            return None
+        said = (choice.why, "" if target.place is Place.FREE else target.why)
+        return _Plan(choice, listed, target.conditional, "; ".join(w for w in said if w))
 
     def _age_s(self, candidate: Candidate, listed: list[UploadedPart]) -> float | None:
         stamps = [p.last_modified.timestamp() for p in listed if p.last_modified is not None]
@@ -153,15 +178,13 @@ class Salvager:
         self,
         store: MultipartStore,
         candidate: Candidate,
-        choice: PartChoice,
-        listed: list[UploadedPart],
-        conditional: bool,
+        plan: _Plan,
     ) -> str:
         """Completed with the checkpoint's checksums where it has every part chosen (AWS wants
         them named for a COMPOSITE upload), else with those ListParts names (AWS, moto), else
         none (SeaweedFS names none; a FULL_OBJECT upload, the kind tailup creates, needs
         none)."""
-        algorithm = candidate.record.checksum
+        algorithm, choice = candidate.record.checksum, plan.choice
         known = [candidate.parts.get(p.number) for p in choice.parts]
         hinted = all(
             k is not None and _same(k.etag, p.etag)
@@ -175,10 +198,10 @@ class Salvager:
             checksum = recorded.checksum if recorded is not None else ""
             sums.append(part_checksum(algorithm, crc, checksum) if hinted else NO_CHECKSUM)
         if not hinted:
-            sums = _listed_checksums(choice, listed, algorithm) or sums
+            sums = _listed_checksums(choice, plan.listed, algorithm) or sums
         record = candidate.record
         return await store.complete_upload(
-            record.key, record.upload_id, tuples, if_none_match=conditional, checksums=sums
+            record.key, record.upload_id, tuples, if_none_match=plan.conditional, checksums=sums
         )
 
     def _document(
