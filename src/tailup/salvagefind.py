@@ -22,7 +22,13 @@ import structlog
 
 from tailup.checkpoint import CheckpointStore, RedisCheckpointStore
 from tailup.config import Settings
-from tailup.errors import PermanentError, RetryableError, StoragePermanentError, TailupError
+from tailup.errors import (
+    AccessRefused,
+    PermanentError,
+    RetryableError,
+    StoragePermanentError,
+    TailupError,
+)
 from tailup.hygiene import describe_age
 from tailup.keys import node_scope
 from tailup.model import SALVAGEABLE_STATES, StreamState
@@ -216,6 +222,8 @@ async def from_s3(
             continue
         try:
             data = await store.get_object(card_key(upload.key))
+        except AccessRefused:
+            raise  # without s3:GetObject no card can be read: said, not taken for "none"
         except StoragePermanentError:
             continue  # no card: not tailup's (or its card could not be written)
         record, why = decode_card(data, key=upload.key, upload_id=upload.upload_id)
