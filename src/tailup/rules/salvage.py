@@ -16,6 +16,10 @@ upload with what S3 holds that is a *byte prefix* of the recording:
   upload is left open);
 - where S3 holds a part number twice (SeaweedFS keeps every upload of a number), the one Redis's
   checkpoint names, else the last listed.
+
+A recovery point finer than a part (issue 18.2, ``--rpo``) fits here: bytes staged beside the
+upload past part n become part n+1 (UploadPartCopy of the staged object) before the Complete,
+the short last part ``choose_parts`` already allows.
 """
 
 from __future__ import annotations
