@@ -350,8 +350,8 @@ async def abort_stream(settings: Settings, given: str, reason: str) -> str:
             async with S3MultipartStore.connect(
                 record.bucket, endpoint_url=settings.endpoint_url, region=settings.region
             ) as store:
+                await _drop_card(store, record.key)  # first: never a card left for good
                 await store.abort_upload(record.key, upload_id)
-                await _drop_card(store, record.key)
         return f"stream {shown} aborted: {reason}"
 
 

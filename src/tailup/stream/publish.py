@@ -64,6 +64,9 @@ class Publisher(Collaborator):
         await self._write_metadata(
             st, sent.sha256_hex, sent.etag, sent.parts, started, sent.verified_by, whole
         )
+        # Before the record says COMPLETED: a crash after it would leave the card for good; one
+        # before it publishes again at the next start, and deletes it then.
+        await self._sender.drop_card()
         await self._record_completed(
             st,
             sent.sha256_hex,
@@ -73,7 +76,6 @@ class Publisher(Collaborator):
             sha256_follows=sent.when is Sha256When.AFTER,
         )
         await self._sender.sweep_orphans()
-        await self._sender.drop_card()
         metrics.FINALIZE_SECONDS.observe(self.deps.clock() - started)
         if changed:
             self._log.info("file changed while finalizing; it will be uploaded again")

@@ -283,10 +283,11 @@ class PartSender(Collaborator):
                 return
 
     async def abort_quietly(self, upload_id: str) -> None:
+        if upload_id == self.record.upload_id:
+            # The card names the stream's own upload only. Deleted first: a crash between the
+            # two leaves an open upload that `tailup gc` aborts, never a card for good.
+            await self.drop_card()
         try:
             await self.deps.store.abort_upload(self.record.key, upload_id)
         except TailupError as exc:
             self._log.warning("abort failed; `tailup gc` will clean it up", reason=str(exc))
-            return
-        if upload_id == self.record.upload_id:
-            await self.drop_card()  # the card names the stream's own upload only
