@@ -76,6 +76,10 @@ class FaultyMemoryStore(MemoryMultipartStore):
         base = super().list_parts
         return await self._around("list_parts", key, lambda: base(key, upload_id))
 
+    async def delete_object(self, key: str) -> None:
+        base = super().delete_object
+        await self._around("delete", key, lambda: base(key))
+
 
 def _raise_from(hook: FaultHook | None, operation: str, key: str) -> None:
     error = hook(operation, key) if hook is not None else None

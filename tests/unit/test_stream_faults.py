@@ -31,6 +31,7 @@ from tailup.model import LIVE_STATES, RETRY_FIELD, StreamRecord, StreamState
 from tailup.plan import MiB, PartPlan
 from tailup.retry import Backoff
 from tailup.stream import Outcome, Stream, StreamDeps
+from tailup.uploadcard import card_key
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(30)]
 
@@ -419,3 +420,21 @@ async def test_a_holder_that_lost_its_claim_never_aborts_the_new_holder_s_upload
     assert rig.store.count("abort") == 0, "the new holder's upload was aborted"
     assert len(rig.store.uploads) == 1
     assert rig.state() is not StreamState.ABORTED
+
+
+async def test_the_upload_card_is_written_and_never_left_behind(tmp_path: Path) -> None:
+    """The card beside an open upload (tailup.uploadcard: what `tailup salvage --from-s3` finds
+    it by) names it while it is open; a 503 to its deletion retries the publication rather than
+    leave it."""
+    path = tmp_path / "clip.ts"
+    data = payload(12 * MiB, "card")
+    path.write_bytes(data)
+    async with streaming(path, writer_closed=True) as rig:
+        rig.store.fault = fail("delete")
+        assert await rig.task is Outcome.COMPLETED
+    card = card_key(KEY)
+    assert ("put", card) in rig.store.calls
+    assert rig.store.count("delete") == 2
+    assert sorted(rig.store.objects) == [KEY, metadata_key(KEY)]
+    assert rig.store.objects[KEY] == data
+    assert rig.state() is StreamState.COMPLETED

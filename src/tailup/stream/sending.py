@@ -249,14 +249,19 @@ class PartSender(Collaborator):
                 reason=str(exc),
             )
 
-    async def drop_card(self) -> None:
-        """The completed upload's card is not needed any more (best effort)."""
+    async def drop_card(self, *, quiet: bool = False) -> None:
+        """The upload's card, not needed once it is completed or aborted. S3 unreachable raises
+        (the publication is tried again, so no card is left behind) unless ``quiet``."""
         if not self.record.upload_id:
             return  # one PutObject: there was no upload, hence no card
         try:
             await self.deps.store.delete_object(card_key(self.record.key))
         except AccessRefused as exc:
             permissions.refused("s3:DeleteObject", str(exc))
+        except RetryableError as exc:
+            if not quiet:
+                raise
+            self._log.warning("upload card not deleted", reason=str(exc))
         except TailupError as exc:
             self._log.warning("upload card not deleted", reason=str(exc))
 
@@ -286,7 +291,7 @@ class PartSender(Collaborator):
         if upload_id == self.record.upload_id:
             # The card names the stream's own upload only. Deleted first: a crash between the
             # two leaves an open upload that `tailup gc` aborts, never a card for good.
-            await self.drop_card()
+            await self.drop_card(quiet=True)
         try:
             await self.deps.store.abort_upload(self.record.key, upload_id)
         except TailupError as exc:
