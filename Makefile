@@ -99,7 +99,7 @@ upgrade-deps: $(UV)
 	$(call WRITE_LOCKS,--upgrade)
 
 lint: $(VENV)/.installed
-	"$(PY)" -m ruff check src tests bench
+	"$(PY)" -m ruff check src tests bench scripts
 	"$(PY)" -m mypy
 
 # promtool checks deploy/prometheus-alerts.yml in the tests. Debian ships it only inside its

@@ -1,5 +1,5 @@
-"""Shared fixtures: real S3 servers (SeaweedFS, and moto for AWS's semantics), a real Redis and real
-ffmpeg recordings.
+"""Shared fixtures: real S3 servers (SeaweedFS, moto for AWS's semantics, and rclone serve s3,
+which refuses to replace a part), a real Redis and real ffmpeg recordings.
 
 Servers are session-scoped and started only when a test asks for them, so unit tests never pay
 for them. Tests that need to stop, kill or restart a server start their own (see
@@ -26,6 +26,7 @@ import structlog
 import tailup
 from tailup.dev import (
     MotoS3,
+    RcloneS3,
     RedisCluster,
     RedisSentinel,
     RedisServer,
@@ -219,6 +220,20 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
 def moto_bucket(moto_server: MotoS3) -> str:
     """A fresh, empty bucket on ``moto_server``."""
     return moto_server.create_bucket(f"t-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(scope="session")
+def rclone_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
+    """rclone's ``serve s3`` on 127.0.0.1 over a local folder: a third S3 implementation, which
+    refuses a part number sent again with other bytes (docs/s3-servers.md)."""
+    with RcloneS3(tmp_path_factory.mktemp("rclone"), region=TEST_REGION) as server:
+        yield server
+
+
+@pytest.fixture
+def rclone_bucket(rclone_server: RcloneS3) -> str:
+    """A fresh, empty bucket on ``rclone_server``."""
+    return rclone_server.create_bucket(f"t-{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture(scope="session")

@@ -72,13 +72,13 @@ class FaultyMemoryStore(MemoryMultipartStore):
         base = super().abort_upload
         await self._around("abort", key, lambda: base(key, upload_id))
 
-    async def list_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
-        base = super().list_parts
-        return await self._around("list_parts", key, lambda: base(key, upload_id))
-
     async def delete_object(self, key: str) -> None:
         base = super().delete_object
         await self._around("delete", key, lambda: base(key))
+
+    async def list_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
+        base = super().list_parts
+        return await self._around("list_parts", key, lambda: base(key, upload_id))
 
 
 def _raise_from(hook: FaultHook | None, operation: str, key: str) -> None:

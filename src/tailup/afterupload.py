@@ -85,6 +85,14 @@ class AfterUpload(enum.Enum):
     DONE = "done"  # deleted or moved
     PENDING = "pending"  # a writer may still hold the file: later
     FAILED = "failed"  # tried and refused (logged): the upload is verified, nothing is lost
+    # The file system did not answer within the deadline (a hung mount): not done, not refused;
+    # it stays pending and is tried again later.
+    STALLED = "stalled"
+
+    @property
+    def pending(self) -> bool:
+        """The action is still to be done: the record keeps after_upload_pending."""
+        return self in (AfterUpload.PENDING, AfterUpload.STALLED)
 
 
 async def run_after_upload(
@@ -102,11 +110,13 @@ async def run_after_upload(
     kind, target = action
     if kind is AfterUploadKind.KEEP:
         return AfterUpload.NOTHING
+    # Both calls count against the file's own watch root (tailup.offload): on a hung mount they
+    # wait for that root's slots, never for the workers every other root needs.
     try:
-        found = await run_blocking(writers_open, [path], timeout_s=timeout_s, what="/proc")
-        writer_open = found[path]
-    except SourceStalled:
-        writer_open = None
+        found = await run_blocking(writers_open, [path], timeout_s=timeout_s, what="/proc", on=path)
+    except SourceStalled as exc:
+        return _stalled(path, exc)  # realpath on the file's mount: the act would hang too
+    writer_open = found[path]
     if not may_act(close_seen=close_seen, writer_open=writer_open, proc_sees_all=proc_sees_all):
         log.info(
             "after-upload action pending: a writer may still hold the file",
@@ -117,10 +127,25 @@ async def run_after_upload(
         return AfterUpload.PENDING
     try:
         done = await run_blocking(
-            act, kind, target, path, watch_root, expected, timeout_s=timeout_s, what=str(path)
+            act,
+            kind,
+            target,
+            path,
+            watch_root,
+            expected,
+            timeout_s=timeout_s,
+            what=str(path),
+            on=path,
         )
-    except (OSError, SourceStalled) as exc:
+    except SourceStalled as exc:
+        return _stalled(path, exc)
+    except OSError as exc:
         log.warning("after-upload action failed", path=str(path), reason=str(exc))
         return AfterUpload.FAILED
     log.info("source handled after verified upload", path=str(path), action=done)
     return AfterUpload.DONE
+
+
+def _stalled(path: Path, exc: SourceStalled) -> AfterUpload:
+    log.warning("after-upload action stalled; it stays pending", path=str(path), reason=str(exc))
+    return AfterUpload.STALLED

@@ -67,6 +67,17 @@ class NoSuchUpload(StoragePermanentError):
     """The multipart upload no longer exists (aborted or expired)."""
 
 
+class PartReplaceRefused(StoragePermanentError):
+    """S3 refused a part (NotImplemented to UploadPart): a server that streams each part to its
+    backend as it arrives (rclone serve s3) cannot take a part number again with other bytes, as
+    when a muxer rewrote the file's head at close. What the stream does next is
+    tailup.rules.refusals's to decide: a new upload, or a failure."""
+
+    def __init__(self, message: str, *, code: str = "", part_number: int = 0) -> None:
+        super().__init__(message, code=code)
+        self.part_number = part_number
+
+
 class AdoptedUploadRefused(StoragePermanentError):
     """An upload adopted from S3 refused a part or its Complete for its checksum: it was made
     with another algorithm or type than the stream sends (tailup.recovery). Started again."""

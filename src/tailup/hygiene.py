@@ -13,9 +13,14 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+import structlog
+
 from tailup.checkpoint import RedisCheckpointStore
 from tailup.config import Settings
+from tailup.rpo import delete_tails_after_abort
 from tailup.s3 import S3MultipartStore, UploadInfo
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +79,9 @@ async def collect_garbage(
         if not dry_run:
             for item in garbage:
                 await store.abort_upload(item.key, item.upload_id)
+                left = await delete_tails_after_abort(store, item.key, item.upload_id)  # --rpo
+                if left:
+                    log.warning("gc left staged segments", key=item.key, problem=left)
     return garbage
 
 

@@ -67,8 +67,13 @@ async def _free(
     if await checkpoints.reserve_key(candidate, stream_id) is not None:
         return False  # another recording's
     try:
-        return await store.head_object(candidate) is None
+        free = await store.head_object(candidate) is None
     except AccessRefused as exc:
         # No s3:GetObject: taken as free; completion's If-None-Match refuses an object there.
         permissions.refused("s3:GetObject", str(exc))
         return True
+    if not free:
+        # Not the stream's key after all: its reservation would otherwise outlive the record,
+        # which never names it (N12).
+        await checkpoints.release_key(candidate, stream_id)
+    return free

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 from dataclasses import dataclass
 from datetime import datetime
@@ -48,26 +49,58 @@ class KeyContext:
 
 def render_key(template: str, ctx: KeyContext, *, prefix: str = "") -> str:
     """The S3 key for a stream. Any UTF-8 file name is kept as is: S3 keys are UTF-8 strings."""
+    key = _prefixed(template.format(**_values(ctx)), prefix)
+    if is_staging_key(key):
+        # Another recording's --rpo tail segment could have this key: never a recording's.
+        key = suffixed_key(key, ctx.stream_id)
+    return key
+
+
+# Placeholders a key may render otherwise for the same recording later: a rename changes the
+# name and path, a start on another day or second the time.
+_MOVABLE = frozenset({"name", "stem", "ext", "relpath", "date", "time"})
+
+
+def stable_prefix(template: str, ctx: KeyContext, *, prefix: str = "") -> str:
+    """The start of a stream's key that no rename of its file changes, when it holds the stream
+    id: ``streams/<id>/`` of ``streams/{stream_id}/{name}``. Every key the stream may have had
+    (under an earlier name, or suffixed) begins with it, and no other stream's does. "" when the
+    template has no ``{stream_id}`` before the name, the path or the time."""
+    values = _values(ctx)
+    rendered, holds_id = "", False
+    for literal, field, _, _ in string.Formatter().parse(template):
+        rendered += literal
+        if field is None:
+            continue
+        if field in _MOVABLE:
+            break
+        holds_id = holds_id or field == "stream_id"
+        rendered += values[field]
+    return _prefixed(rendered, prefix) if holds_id else ""
+
+
+def _values(ctx: KeyContext) -> dict[str, str]:
     name = ctx.relpath.name
     stem, dot, ext = name.rpartition(".")
     if not dot or not stem:
         stem, ext = name, ""
-    key = template.format(
-        stream_id=ctx.stream_id,
-        name=name,
-        stem=stem,
-        ext=ext,
-        relpath=str(ctx.relpath),
-        watch=ctx.watch_name,
-        date=ctx.started_at.strftime("%Y-%m-%d"),
-        time=ctx.started_at.strftime("%H%M%S"),
-        hostname=ctx.hostname,
-    )
+    return {
+        "stream_id": ctx.stream_id,
+        "name": name,
+        "stem": stem,
+        "ext": ext,
+        "relpath": str(ctx.relpath),
+        "watch": ctx.watch_name,
+        "date": ctx.started_at.strftime("%Y-%m-%d"),
+        "time": ctx.started_at.strftime("%H%M%S"),
+        "hostname": ctx.hostname,
+    }
+
+
+def _prefixed(key: str, prefix: str) -> str:
     key = key.lstrip("/")
     prefix = prefix.strip("/")
-    if prefix:
-        key = prefix + "/" + key
-    return key
+    return prefix + "/" + key if prefix else key
 
 
 def suffixed_key(key: str, number: int | str) -> str:
@@ -88,8 +121,35 @@ def template_is_unique(template: str) -> bool:
         return False
 
 
+SIDECAR_SUFFIX = ".metadata.json"
+
+
 def metadata_key(object_key: str) -> str:
-    return object_key + ".metadata.json"
+    return object_key + SIDECAR_SUFFIX
+
+
+# --rpo's tail segments (tailup.rpo): ``<key>.tailup/<upload id>/tail.<start>-<end>``, the
+# recording's bytes [start, end) with offsets of SEGMENT_OFFSET_DIGITS digits (a listing is in
+# file order). No recording's key has that shape (render_key), nor any metadata.json.
+STAGING_INFIX = ".tailup/"
+SEGMENT_OFFSET_DIGITS = 15  # 5 TiB (S3's object limit) has 13
+_D = SEGMENT_OFFSET_DIGITS
+_STAGING_KEY = re.compile(rf"{re.escape(STAGING_INFIX)}.+/tail\.\d{{{_D}}}-\d{{{_D}}}$")
+
+
+def tail_prefix(object_key: str, upload_id: str) -> str:
+    """Where an upload's tail segments are staged: a LIST of this finds them all."""
+    return f"{object_key}{STAGING_INFIX}{upload_id}/"
+
+
+def segment_key(object_key: str, upload_id: str, start: int, end: int) -> str:
+    digits = SEGMENT_OFFSET_DIGITS
+    return f"{tail_prefix(object_key, upload_id)}tail.{start:0{digits}d}-{end:0{digits}d}"
+
+
+def is_staging_key(key: str) -> bool:
+    """True for any key a tail segment may have, whatever its recording and upload id."""
+    return _STAGING_KEY.search(key) is not None
 
 
 def node_scope(node_id: str) -> str:
@@ -127,7 +187,8 @@ class ScopeKeys:
     @property
     def ended(self) -> str:
         """Sorted set of ended stream ids scored by end time (Unix s): what `status` lists after
-        the live ones, newest first; trimmed to --keep-records."""
+        the live ones, newest first; trimmed to --keep-records, and expires --keep-records
+        after its newest entry."""
         return f"{self.base}:ended"
 
     def path(self, path: str) -> str:
@@ -171,7 +232,8 @@ class RedisKeys:
 
     def object_claim(self, object_key: str) -> str:
         """String: id of the stream that owns an S3 key (two recordings never share one);
-        expires with the stream's record, after which S3 itself answers (tailup.keyclaim)."""
+        expires with the stream's record, after which S3 itself answers (tailup.keyclaim). A
+        reservation no record names expires after --keep-records."""
         return f"{self.prefix}:object:{object_key}"
 
     def key_counter(self, object_key: str) -> str:

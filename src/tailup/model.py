@@ -184,6 +184,9 @@ class StreamRecord:
     # How part sizes go on from the base (tailup.plan), kept for the stream's whole life like the
     # base part size. Records older than the setting are growing, the only plan they knew.
     part_sizing: PartSizing = PartSizing.GROWING
+    # No part grows past this (the memory budget it started under: tailup.plan.part_size_cap),
+    # kept for the stream's life too. 0 in records from before: S3's 5 GiB.
+    max_part_size: int = 0
     # The checksum its parts are sent with (--checksum, tailup.checksums): its multipart upload was
     # created for it, so it too is kept for the stream's life. Older records: crc32.
     checksum: ChecksumAlgorithm = ChecksumAlgorithm.CRC32

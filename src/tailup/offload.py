@@ -47,6 +47,7 @@ class _Pool:
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0
+        self._queued = 0  # jobs submitted that no worker has taken yet
         self._workers = 0
         self._max = max_workers
 
@@ -58,7 +59,11 @@ class _Pool:
     ) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = loop.create_future()
         with self._lock:
-            spawn = self._idle == 0 and self._workers < self._max
+            # A worker for every job no idle one will take: a burst of calls that hang (a hung
+            # mount) must not queue behind one another, nor queue another root's call behind
+            # them (an idle worker counts for one job only).
+            self._queued += 1
+            spawn = self._queued > self._idle and self._workers < self._max
             if spawn:
                 self._workers += 1
         if spawn:
@@ -79,6 +84,7 @@ class _Pool:
                 return
             with self._lock:
                 self._idle -= 1
+                self._queued -= 1
             try:
                 if future.done():
                     continue  # its caller gave up while it was queued: not run late
@@ -191,10 +197,14 @@ async def run_blocking(
     *args: Any,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     what: str = "the file system",
+    on: Path | None = None,
 ) -> T:
     """``call(*args)`` on a file-I/O thread; raises SourceStalled after ``timeout_s`` (waiting
-    for a slot of the path's watch root included)."""
-    root = root_of(args, _ROOTS)
+    for a slot of the path's watch root included). ``on``: the path whose file system the call
+    touches, when it is not the first path among ``args`` (a move names its target first, a
+    /proc pass takes a list). A call over several roots' files (a batch of close checks) has
+    none: held by one root's slots, a hung path in it would stall that root's healthy files."""
+    root = root_of(args if on is None else (on,), _ROOTS)
     future: asyncio.Future[Any] | None = None
     try:
         async with asyncio.timeout(timeout_s):

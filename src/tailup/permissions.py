@@ -9,16 +9,24 @@ The daemon needs to write its objects, read them back and manage its own multipa
 actions are optional: without one, only the features that need it are off, said once in the log
 (``refused``), and the daemon goes on:
 
-- ``s3:ListBucket`` (HeadBucket): the bucket check at start. Refused, it is skipped (S3 answering
-  at all is then what /healthz checks). On AWS, ListBucket is also what makes a HEAD of a missing
-  key answer 404; without it, 403, which tailup takes as "cannot tell" (below).
+- ``s3:ListBucket`` (HeadBucket, ListObjectsV2): the bucket check at start, and the lookup of a
+  file Redis has no record of under the start of its stream's keys (renamed since its upload:
+  tailup.recovery). Refused, the check is skipped (S3 answering at all is then what /healthz
+  checks) and the lookup is made at the key the file's name gives now only. On AWS, ListBucket is
+  also what makes a HEAD of a missing key answer 404; without it, 403, which tailup takes as
+  "cannot tell" (below).
 - ``s3:GetObject`` (HeadObject, GetObject): reading objects back. Refused, the object is checked
   after completion by the ETag CompleteMultipartUpload (or PutObject) returned instead of a HEAD;
   a file Redis has no record of is not looked up by its metadata.json (its open uploads still
   are: a completed recording whose record was lost is uploaded again, never over the object
   already there, which If-None-Match keeps); a key is taken as free without a HEAD (If-None-Match
   again keeps any object there). `tailup verify` needs it.
-- ``s3:DeleteObject``: deleting a completed upload's card (tailup.uploadcard). Refused, it stays.
+- ``s3:DeleteObject``: taking back a first generation's object that landed after `tailup abort`
+  (the abort raced its PutObject or its completion: tailup.stream.bookkeeping). Refused, the
+  object stays and the log names it. With --rpo, also its own tail segments (tailup.rpo): refused,
+  they stay beside the object under ``<key>.tailup/``. And the card beside an open upload
+  (tailup.uploadcard) once the upload is completed or aborted: refused, it stays. tailup deletes
+  nothing else, ever.
 """
 
 from __future__ import annotations
@@ -63,14 +71,20 @@ REQUIRED: Final[dict[str, str]] = {
 # Optional: what is off without it (said in the log once, at the first refusal).
 OPTIONAL: Final[dict[str, str]] = {
     "s3:ListBucket": "the bucket check at start is skipped (the first upload tells whether the "
-    "bucket takes writes) and /healthz checks only that S3 answers",
+    "bucket takes writes) and /healthz checks only that S3 answers; a file Redis has no record "
+    "of is looked up at the key its name gives now only (one renamed since its upload is "
+    "uploaded again under its new name); with --rpo, the tail segments of an earlier run or "
+    "another node are not found, nor deleted",
     "s3:GetObject": "objects are not read back: the ETag S3 returns to the upload is checked "
     "instead after completion; metadata.json is not looked up for a file Redis has no record "
     "of, and keys are taken as free without a HEAD (If-None-Match still refuses to write over "
     "an object); `tailup verify` cannot run",
-    "s3:DeleteObject": "the upload card beside each open upload (`<key>.upload.json`, what "
-    "`tailup salvage --from-s3` finds it by) stays after the upload completes; salvage ignores "
-    "cards whose upload is no longer open",
+    "s3:DeleteObject": "a recording's object that lands after `tailup abort` (its one PutObject "
+    "or its completion was in flight) stays in the bucket, with its metadata.json, and is named "
+    "in the log; with --rpo, tail segments are not deleted: they stay beside the object under "
+    "<key>.tailup/; the upload card beside each open upload (`<key>.upload.json`, what `tailup "
+    "salvage --from-s3` finds it by) stays after the upload completes (salvage ignores cards "
+    "whose upload is no longer open)",
 }
 
 log = structlog.get_logger("tailup.permissions")

@@ -10,6 +10,13 @@ recording (8 MiB x 10,000 = 78 GiB), so part sizes double every ``PARTS_PER_TIER
 10,000 (see tests/unit/test_plan.py), while the first 2.4 GiB of a recording still go up in
 small parts, which keeps the lag behind a live writer low.
 
+No part is larger than the memory budget (--max-inflight-bytes) the stream started under: a part is
+read whole into memory before it is sent, so a larger one would be allocated past the budget
+however the budget grants it. ``max_part_size_bytes`` caps the growth there (``part_size_cap``);
+it is kept in the stream's record with the base part size. The price is capacity: 1.26 TiB for
+the default 160 MiB budget and 8 MiB parts, past which a recording fails (PlanExceeded, naming a
+larger budget). Records from before the cap have none: S3's 5 GiB.
+
 Some servers refuse parts of different sizes: Cloudflare R2 ("All non-trailing parts must have
 the same length", InvalidPart at Complete) and Backblaze B2 Live Read. ``PartSizing.UNIFORM``
 makes every part the base size; the price is a capacity of 10,000 x the base part size (78.1 GiB
@@ -53,10 +60,21 @@ class PartRange:
         return self.end - self.start
 
 
+def part_size_cap(budget_bytes: int) -> int:
+    """The largest part of a plan made under a memory budget of ``budget_bytes``: the whole
+    budget (one part in flight at a time, daemon-wide, is the least that still moves), at most
+    S3's 5 GiB. A budget below S3's smallest part is refused by the settings."""
+    if budget_bytes < MIN_PART_SIZE_BYTES:
+        raise ValueError(f"a budget of {budget_bytes} bytes is below one part (5 MiB)")
+    return min(budget_bytes, MAX_PART_SIZE_BYTES)
+
+
 @dataclass(frozen=True, slots=True)
 class PartPlan:
     base_part_size_bytes: int
     sizing: PartSizing = PartSizing.GROWING
+    # No part is larger (part_size_cap); at least the base part size.
+    max_part_size_bytes: int = MAX_PART_SIZE_BYTES
 
     def __post_init__(self) -> None:
         if not MIN_PART_SIZE_BYTES <= self.base_part_size_bytes <= MAX_PART_SIZE_BYTES:
@@ -64,6 +82,16 @@ class PartPlan:
                 f"base part size {self.base_part_size_bytes} bytes is outside "
                 f"{MIN_PART_SIZE_BYTES}..{MAX_PART_SIZE_BYTES} (5 MiB..5 GiB)"
             )
+        if not self.base_part_size_bytes <= self.max_part_size_bytes <= MAX_PART_SIZE_BYTES:
+            raise ValueError(
+                f"largest part size {self.max_part_size_bytes} bytes is outside "
+                f"{self.base_part_size_bytes}..{MAX_PART_SIZE_BYTES} (the base part size..5 GiB)"
+            )
+
+    @property
+    def capped(self) -> bool:
+        """Parts stop growing below S3's limit (a memory budget smaller than 5 GiB)."""
+        return self.max_part_size_bytes < MAX_PART_SIZE_BYTES
 
     @property
     def _tier_parts(self) -> int:
@@ -75,7 +103,7 @@ class PartPlan:
         _check_number(number)
         tier = (number - 1) // self._tier_parts
         # The shift is bounded: tier <= 19, so base << 19 fits easily before the cap applies.
-        return min(self.base_part_size_bytes << tier, MAX_PART_SIZE_BYTES)
+        return min(self.base_part_size_bytes << tier, self.max_part_size_bytes)
 
     def part_start(self, number: int) -> int:
         """Offset of the first byte of part ``number``: the sum of the sizes of parts before it."""
@@ -143,6 +171,9 @@ class PartPlan:
         if self.sizing is PartSizing.UNIFORM:
             parts = f"{MAX_PARTS:,} parts of {format_size(self.base_part_size_bytes)}"
             return f"{format_size(capacity)} ({capacity} bytes, {parts}, --part-sizing uniform)"
+        if self.capped:
+            largest = format_size(self.max_part_size_bytes)
+            return f"{format_size(capacity)} ({capacity} bytes, parts of {largest} at most)"
         return f"{format_size(capacity)} ({capacity} bytes)"
 
     def exceeded_reason(self, size_bytes: int) -> str:
@@ -154,6 +185,11 @@ class PartPlan:
             reason += (
                 f"; a larger --part-size (at least {larger // MiB}MiB) holds it: recordings "
                 "started after the change use it"
+            )
+        elif self.sizing is PartSizing.GROWING and self.capped:
+            reason += (
+                "; parts stop growing at the memory budget: a larger --max-inflight-bytes holds "
+                "it (recordings started after the change use it)"
             )
         return reason
 

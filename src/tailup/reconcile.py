@@ -5,16 +5,14 @@ Thin I/O: every decision is in ``tailup.resume``. Reads happen in worker threads
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tailup import permissions
-from tailup.body import PartBody
-from tailup.checksums import ChecksumAlgorithm, stored_checksum
+from tailup.checksums import ChecksumAlgorithm, crc_of, encode
 from tailup.errors import AccessRefused, NoSuchUpload, SourceGone
-from tailup.integrity import crc32_of
 from tailup.model import PartRecord, StreamRecord, iso, utc_now
 from tailup.offload import run_blocking
 from tailup.plan import PartPlan, PartRange
@@ -32,7 +30,10 @@ from tailup.resume import (
     upload_gone,
 )
 from tailup.s3 import MultipartStore
-from tailup.source import crc32_of_range_blocking, read_range_blocking, stat_file
+from tailup.source import crc32_of_range_blocking, hash_range_blocking, stat_file
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
 
 async def plan_resume(
@@ -90,23 +91,39 @@ async def file_facts(
 async def _digests(record: StreamRecord, ranges: list[PartRange]) -> dict[int, PartDigest]:
     digests: dict[int, PartDigest] = {}
     for rng in ranges:
-        data = await run_blocking(
-            read_range_blocking,
+        digests[rng.number] = await run_blocking(
+            digest_range_blocking,
             Path(record.path),
-            rng.start,
-            rng.size,
+            rng,
             record.device,
             record.inode,
+            record.checksum,
+            what=f"reading part {rng.number} of {record.path}",
         )
-        digests[rng.number] = await asyncio.to_thread(_digest, data, record.checksum)
     return digests
 
 
-def _digest(data: PartBody, algorithm: ChecksumAlgorithm) -> PartDigest:
-    # Runs in a worker thread: hashlib, zlib and awscrt release the GIL on large buffers.
-    return PartDigest(
-        len(data),
-        hashlib.md5(data, usedforsecurity=False).hexdigest(),
-        crc32_of(data),
-        stored_checksum(algorithm, data),
-    )
+class _PartHashes:
+    """The MD5 (a part's ETag) and the stored CRC of the bytes fed to it, as they go by."""
+
+    def __init__(self, algorithm: ChecksumAlgorithm) -> None:
+        self.algorithm = algorithm
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.crc = 0
+
+    def update(self, data: Buffer, /) -> None:
+        self.md5.update(data)
+        if self.algorithm.stored:
+            self.crc = crc_of(self.algorithm, data, self.crc)
+
+
+def digest_range_blocking(
+    path: Path, rng: PartRange, device: int, inode: int, algorithm: ChecksumAlgorithm
+) -> PartDigest:
+    """A part's digest (what S3 holds is compared with it), read through the small buffer of
+    this thread (tailup.source.hash_range_blocking): a resume that compares whole parts holds
+    no part-sized buffer outside the memory budget, however large its parts."""
+    hashes = _PartHashes(algorithm)
+    got, crc = hash_range_blocking(path, rng.start, rng.size, device, inode, hashes)
+    stored = encode(algorithm, hashes.crc) if algorithm.stored else ""
+    return PartDigest(got, hashes.md5.hexdigest(), crc, stored)

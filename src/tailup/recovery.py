@@ -13,11 +13,14 @@ and Redis a cache of it: before a file with no record is uploaded as a new recor
 The decisions are pure (``judge``); ``look_up`` gathers the facts (a HEAD of the sidecar and a
 GET of it when there is one, else a ListMultipartUploads; a HEAD of the key where the template
 can name one key for two recordings). Without s3:GetObject only the open uploads are looked up
-(tailup.permissions).
+(tailup.permissions). A recording renamed since its upload has a key with its old name: where
+the template puts ``{stream_id}`` before the name, every key of the stream begins with the same
+prefix (tailup.keys.stable_prefix), and the uploads and objects under it find it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 from dataclasses import dataclass
@@ -26,7 +29,7 @@ from typing import Any
 from tailup import permissions
 from tailup.checksums import ChecksumAlgorithm, ChecksumType, new_upload_type
 from tailup.errors import AccessRefused, StoragePermanentError
-from tailup.keys import metadata_key
+from tailup.keys import SIDECAR_SUFFIX, metadata_key
 from tailup.model import StreamRecord
 from tailup.s3 import MultipartStore, UploadInfo
 
@@ -48,6 +51,9 @@ class Finding:
     # IN_FLIGHT: what S3 says the upload was created with (None: it did not say).
     checksum: ChecksumAlgorithm | None = None
     checksum_type: ChecksumType | None = None
+    # COMPLETED, IN_FLIGHT: the key it was found at, where that is not the key asked about (the
+    # recording was renamed since; tailup.keys.stable_prefix). "": the key asked about.
+    key: str = ""
 
     def adopt(self, record: StreamRecord) -> StreamRecord:
         """``record`` (made from today's settings) resuming the upload found: with the upload's
@@ -141,12 +147,19 @@ async def look_up(
     mtime_ns: int,
     *,
     check_object: bool = True,
+    prefix: str = "",
 ) -> Finding:
     """Two requests for a file S3 has nothing of (a HEAD of the sidecar, a ListMultipartUploads),
     one more when ``check_object``. Without it (a key that carries the stream id) an object
     there without a sidecar is found at completion instead: If-None-Match refuses it, and the
-    ETag tells whether it is this very upload (tailup.stream.finalize)."""
+    ETag tells whether it is this very upload (tailup.stream.finalize).
+
+    ``prefix``: the start of every key the stream may have had (tailup.keys.stable_prefix).
+    The open uploads are listed under it rather than under the key, and when S3 has nothing at
+    the key, one ListObjectsV2 under it finds the recording under the name it was uploaded as
+    (renamed since): one request more for a file S3 has nothing of."""
     sidecar: dict[str, Any] | None = None
+    readable = True
     try:
         has_sidecar = await store.head_object(metadata_key(key)) is not None
     except AccessRefused as exc:
@@ -154,17 +167,13 @@ async def look_up(
         # objects cannot be looked at; its open uploads still can. An object already at the key
         # is never written over: completion is If-None-Match.
         permissions.refused("s3:GetObject", str(exc))
-        has_sidecar = check_object = False
+        has_sidecar = check_object = readable = False
     if has_sidecar:
-        try:
-            sidecar = json.loads(await store.get_object(metadata_key(key)))
-        except (StoragePermanentError, ValueError):
-            sidecar = {}  # there, but unreadable: not proof of anything but "taken"
-        if not isinstance(sidecar, dict):
-            sidecar = {}
+        sidecar = await _sidecar(store, key)
     info = await store.head_object(key) if check_object or sidecar is not None else None
-    uploads = [] if sidecar is not None or info is not None else await store.list_uploads(key)
-    return judge(
+    listed = sidecar is None and info is None
+    uploads = await store.list_uploads(prefix or key) if listed else []
+    found = judge(
         stream_id=stream_id,
         size=size,
         mtime_ns=mtime_ns,
@@ -173,3 +182,75 @@ async def look_up(
         object_size=info.size if info is not None else None,
         uploads=uploads,
     )
+    if found.found is not Found.NOTHING or found.orphans or not prefix or prefix == key:
+        return found
+    moved = await _renamed(store, prefix, stream_id, size, mtime_ns, uploads, read_objects=readable)
+    return found if moved is None else moved
+
+
+async def _sidecar(store: MultipartStore, key: str) -> dict[str, Any]:
+    try:
+        sidecar = json.loads(await store.get_object(metadata_key(key)))
+    except (StoragePermanentError, ValueError):
+        return {}  # there, but unreadable: not proof of anything but "taken"
+    return sidecar if isinstance(sidecar, dict) else {}
+
+
+# Keys under one stream's prefix: its object and sidecar, a suffixed key's (KeyTaken), an
+# earlier name's. More means the prefix is not one stream's.
+PREFIX_KEYS_LISTED = 20
+
+
+async def _renamed(
+    store: MultipartStore,
+    prefix: str,
+    stream_id: str,
+    size: int,
+    mtime_ns: int,
+    uploads: list[UploadInfo],
+    *,
+    read_objects: bool,
+) -> Finding | None:
+    """The recording under another key of its stream (renamed since it was uploaded): an open
+    upload, or an object with its sidecar. Anything else there is another version of it (OTHER:
+    this id is spent). None: S3 has nothing under the prefix, or its objects cannot be read
+    (``read_objects`` False: no s3:GetObject)."""
+    if uploads:
+        newest = max(uploads, key=lambda u: u.initiated).key
+        found = judge(
+            stream_id=stream_id,
+            size=size,
+            mtime_ns=mtime_ns,
+            key=newest,
+            sidecar=None,
+            object_size=None,
+            uploads=uploads,
+        )
+        if found.found is Found.IN_FLIGHT:
+            return dataclasses.replace(found, key=newest)
+    if not read_objects:
+        return None
+    try:
+        listed = {o.key: o.size for o in await store.list_objects(prefix, limit=PREFIX_KEYS_LISTED)}
+    except AccessRefused as exc:
+        permissions.refused("s3:ListBucket", str(exc))
+        return None
+    for name in sorted(listed):
+        other = name.removesuffix(SIDECAR_SUFFIX)
+        if other == name or other not in listed:
+            continue
+        found = judge(
+            stream_id=stream_id,
+            size=size,
+            mtime_ns=mtime_ns,
+            key=other,
+            sidecar=await _sidecar(store, other),
+            object_size=listed[other],
+            uploads=[],
+        )
+        if found.found is Found.COMPLETED:
+            why = f"{found.reason}, under {other} (renamed since)"
+            return dataclasses.replace(found, key=other, reason=why)
+    if listed:
+        return Finding(Found.OTHER, f"S3 holds another version of this recording under {prefix}")
+    return None

@@ -9,7 +9,7 @@ import os
 import stat as stat_mod
 import struct
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -47,6 +47,9 @@ class FileStat:
     device: int
     inode: int
     birth_ns: int = 0  # 0: the file system keeps no birth time
+    # Its names (hard links): past 1, a stream whose name goes may go on under another
+    # (tailup.rules.names). Not part of what the file is.
+    links: int = field(default=1, compare=False)
 
     def same_file(self, device: int, inode: int, birth_ns: int = 0) -> bool:
         """The same inode life: same number and, where both are known, the same birth time."""
@@ -75,7 +78,7 @@ def stat_file(path: Path) -> FileStat:
         raise translate_os_error(path, exc) from exc
     if not stat_mod.S_ISREG(st.mode):
         raise SourceUnreadable(f"{path} is not a regular file")
-    return FileStat(st.size, st.mtime_ns, st.device, st.inode, st.birth_ns)
+    return FileStat(st.size, st.mtime_ns, st.device, st.inode, st.birth_ns, st.links)
 
 
 def inode_generation(path: Path, inode: int) -> int:
@@ -116,6 +119,7 @@ class _RawStat:
     device: int
     inode: int
     birth_ns: int
+    links: int = 1
 
 
 class _StatxTimestamp(ctypes.Structure):
@@ -194,12 +198,13 @@ def _statx(path: Path) -> _RawStat:
         os.makedev(buf.dev_major, buf.dev_minor),
         buf.ino,
         birth,
+        buf.nlink,
     )
 
 
 def _plain_stat(path: Path) -> _RawStat:
     st = os.stat(path, follow_symlinks=False)
-    return _RawStat(st.st_mode, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, 0)
+    return _RawStat(st.st_mode, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, 0, st.st_nlink)
 
 
 def read_range_blocking(path: Path, start: int, length: int, device: int, inode: int) -> PartBody:

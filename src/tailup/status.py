@@ -327,6 +327,7 @@ async def abort_stream(settings: Settings, given: str, reason: str) -> str:
     """Mark the stream ABORTED, then abort its upload. In this order: a daemon working on the
     stream finds ABORTED when its upload vanishes or when it next writes its state, and stops;
     the other order would let it take the vanished upload for an expired one and start again."""
+    from tailup.rpo import delete_tails_after_abort
     from tailup.s3 import S3MultipartStore
 
     async with RedisCheckpointStore.for_settings(settings) as cps:
@@ -346,13 +347,15 @@ async def abort_stream(settings: Settings, given: str, reason: str) -> str:
         # Read again: the daemon may have created the upload since the first read.
         loaded = await cps.load(stream_id)
         upload_id = loaded[0].upload_id if loaded else record.upload_id
+        left = ""
         if upload_id:
             async with S3MultipartStore.connect(
                 record.bucket, endpoint_url=settings.endpoint_url, region=settings.region
             ) as store:
                 await _drop_card(store, record.key)  # first: never a card left for good
                 await store.abort_upload(record.key, upload_id)
-        return f"stream {shown} aborted: {reason}"
+                left = await delete_tails_after_abort(store, record.key, upload_id)  # --rpo
+        return f"stream {shown} aborted: {reason}" + (f"; {left}" if left else "")
 
 
 async def _drop_card(store: MultipartStore, key: str) -> None:
@@ -393,31 +396,3 @@ async def retry_streams(settings: Settings, given: str | None, *, failed: bool) 
         if failed and not lines:
             lines.append("no failed stream")
         return lines
-
-
-# The view moved to tailup.statusview; its names stay importable from here, lazily (statusview
-# imports this module, and rich, which `tailup run` does not need).
-_VIEW_NAMES: Final = frozenset(
-    {
-        "Output",
-        "choose_output",
-        "build_status_table",
-        "build_status_view",
-        "render_status_view",
-        "print_plain_view",
-        "print_summary",
-        "print_json_summary",
-        "print_view",
-        "watch_status",
-        "print_every_record",
-        "RateTracker",
-    }
-)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _VIEW_NAMES:
-        import tailup.statusview
-
-        return getattr(tailup.statusview, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

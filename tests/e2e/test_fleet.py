@@ -372,6 +372,38 @@ def test_records_expired_under_keep_records_cost_no_upload_at_the_next_start(
     assert again.proc.wait(timeout=30) == 0
 
 
+def test_once_its_recordings_have_ended_a_daemon_leaves_no_redis_key_kept_forever(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """N12: every key the daemon wrote for a recording expires with its record: also one written
+    after the end (the path entry of a completed recording renamed) and a key reserved and found
+    holding an object in S3. A month of recordings leaves a month of keys, not all of them."""
+    watch = tmp_path / "rec"
+    watch.mkdir()
+    scope = node_scope("nvr")
+    cam = watch / "cam.ts"
+    # An object no recording of ours wrote, at the key the second cam.ts is offered next.
+    fleet.s3_client.put_object(Bucket=fleet.bucket, Key="cam-2.ts", Body=b"another tool's")
+    daemon = fleet.start(
+        "nvr", "--watch", str(watch), "--keep-records", "1h", "--key-template", "{relpath}"
+    )
+    cam.write_bytes(content(150_000, "first"))
+    first = fleet.wait_record(scope, str(cam), {StreamState.COMPLETED})
+    cam.rename(watch / "cam-done.ts")
+    daemon.wait_for_event("recording renamed", stream_id=first.stream_id)
+    cam.write_bytes(content(160_000, "second"))
+    second = fleet.wait_record(scope, str(cam), {StreamState.COMPLETED})
+    assert (first.key, second.key) == ("cam.ts", "cam-3.ts")
+    renamed = fleet.record(scope, str(watch / "cam-done.ts"))
+    assert renamed is not None and renamed.stream_id == first.stream_id
+    assert daemon.stop() == 0
+    with fleet.redis() as client:
+        lifetimes_ms = {name: client.pttl(name) for name in client.scan_iter(f"{fleet.prefix}:*")}
+    assert lifetimes_ms, "the daemon wrote nothing?"
+    assert [name for name, ms in lifetimes_ms.items() if ms == -1] == []
+    assert all(0 < ms <= 3600_000 for ms in lifetimes_ms.values()), lifetimes_ms
+
+
 def test_the_hidden_folder_wrapper_hides_the_folder(tmp_path: Path) -> None:
     """The two-node test's premise: under the wrapper the folder is another (empty) one."""
     folder = tmp_path / "f"
@@ -450,3 +482,106 @@ def test_a_sentinel_failover_mid_recording_ends_exact(fleet: Fleet, tmp_path: Pa
         on_sentinel.exact(done, data)
         assert on_sentinel.open_uploads() == []
         assert daemon.stop() == 0
+
+
+def test_redis_emptied_after_an_o_trunc_rewrite_uploads_the_rewritten_recording_once(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """A recording's upload was aborted when its file turned out rewritten from byte 0 (O_TRUNC,
+    same inode: the same identity, its birth time and generation kept), so S3 holds nothing
+    under its id; the rewritten recording is uploaded. Then Redis loses everything: the next
+    start asks S3 about the identity's ids life after life, up to the first S3 has nothing of,
+    and must find the rewritten recording there, not upload it again."""
+    with RedisServer(tmp_path / "redis") as own:  # FLUSHALL: a redis-server of this test's own
+        fleet.redis_url = own.url
+        watch = tmp_path / "rec"
+        watch.mkdir()
+        scope = node_scope("nvr")
+        path = watch / "cam1.ts"
+        first = content(6 * MiB, "before the restart")
+        writer = fleet.live_file(path, first)
+        daemon = fleet.start("nvr", "--watch", str(watch))
+        fleet.wait_record(scope, str(path), {StreamState.UPLOADING}, parts=1)
+        daemon.kill9()
+        writer.close()
+        inode = path.stat().st_ino
+        second = content(3 * MiB, "after the restart")  # shorter than the part uploaded
+        with path.open("wb") as rewrite:  # the recorder's `-y`: O_TRUNC, the same inode
+            rewrite.write(second)
+        assert path.stat().st_ino == inode
+
+        again = fleet.start("nvr", "--watch", str(watch))
+        done = fleet.wait_record(scope, str(path), {StreamState.COMPLETED})
+        fleet.exact(done, second)
+        assert again.wait_for_event("stream aborted")  # the first recording's upload
+        # Its id taken over (what `status` keeps of the aborted one is in the note).
+        taken = again.wait_for_event("stream id taken over from a recording S3 holds nothing of")
+        assert (taken["stream_id"], taken["was"]) == (done.stream_id, "aborted")
+        assert done.note.startswith("took over the id of an earlier recording"), done.note
+        objects = fleet.objects()
+        assert set(objects) == {done.key, metadata_key(done.key)}, objects
+        assert again.stop() == 0
+
+        with fleet.redis() as client:
+            client.flushall()
+        third = fleet.start("nvr", "--watch", str(watch))
+        recovered = fleet.wait_record(scope, str(path), {StreamState.COMPLETED})
+        assert fleet.objects() == objects, "the rewritten recording is in S3 once"
+        assert recovered.key == done.key
+        assert third.wait_for_event("recording already in S3: not uploaded again", path=str(path))
+        assert [e for e in third.events() if e.get("event") == "stream started"] == []
+        assert fleet.open_uploads() == []
+        for run in (again, third):
+            assert not [e for e in run.events() if e.get("level") == "error"]
+        assert third.stop() == 0
+
+
+def test_redis_emptied_after_renames_uploads_no_renamed_recording_again(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """Recorders rename (`live.ts` -> `2026-12-07T10.ts`): a finished recording and a live one are
+    renamed after their uploads began, so their keys (`streams/{stream_id}/{name}`) name the old
+    names. Redis loses everything while the daemon is down: at the next start the key the new
+    name gives holds nothing, and each is found under the start of its stream's keys instead:
+    the finished one recorded, the live one's upload adopted and finished under its old key."""
+    with RedisServer(tmp_path / "redis") as own:  # FLUSHALL: a redis-server of this test's own
+        fleet.redis_url = own.url
+        watch = tmp_path / "rec"
+        watch.mkdir()
+        scope = node_scope("nvr")
+        daemon = fleet.start("nvr", "--watch", str(watch))
+        done, live = watch / "done.ts", watch / "live.ts"
+        finished = content(300_000, "finished, then renamed")
+        done.write_bytes(finished)
+        first = fleet.wait_record(scope, str(done), {StreamState.COMPLETED})
+        data = content(12 * MiB, "live, renamed mid-recording")
+        writer = fleet.live_file(live, data[: 6 * MiB])
+        uploading = fleet.wait_record(scope, str(live), {StreamState.UPLOADING}, parts=1)
+        renamed = {done: watch / "2026-12-07T09.ts", live: watch / "2026-12-07T10.ts"}
+        for old, new in renamed.items():
+            old.rename(new)
+        fleet.wait_record(scope, str(renamed[done]), {StreamState.COMPLETED})
+        fleet.wait_record(scope, str(renamed[live]), {StreamState.UPLOADING}, parts=1)
+        daemon.kill9()
+        objects_before = fleet.objects()
+
+        with fleet.redis() as client:
+            client.flushall()
+        again = fleet.start("nvr", "--watch", str(watch))
+        writer.write(data[6 * MiB :])
+        writer.close()
+        ended = fleet.wait_record(scope, str(renamed[live]), {StreamState.COMPLETED})
+        recorded = fleet.wait_record(scope, str(renamed[done]), {StreamState.COMPLETED})
+        assert (recorded.stream_id, recorded.key) == (first.stream_id, first.key)
+        assert (ended.stream_id, ended.key) == (uploading.stream_id, uploading.key)
+        fleet.exact(ended, data)
+        fleet.exact(recorded, finished)
+        assert set(fleet.objects()) == set(objects_before) | {ended.key, metadata_key(ended.key)}
+        assert again.wait_for_event(
+            "recording already in S3: not uploaded again", path=str(renamed[done])
+        )
+        assert again.wait_for_event("open upload adopted from S3", path=str(renamed[live]))
+        assert [e for e in again.events() if e.get("event") == "stream started"] == []
+        assert fleet.open_uploads() == []
+        assert not [e for e in again.events() if e.get("level") == "error"]
+        assert again.stop() == 0

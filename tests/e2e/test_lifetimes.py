@@ -314,6 +314,94 @@ def test_rename_mid_recording_then_a_new_file_at_the_old_name(deployment: Deploy
     assert [e["stream_id"] for e in aborted] == [started["stream_id"]], aborted
 
 
+def test_a_live_recording_renamed_while_tailup_was_down_resumes_under_its_new_name(
+    deployment: Deployment,
+) -> None:
+    """N6: kill -9 mid-recording; while tailup is down, live.ts is renamed to take1.ts (its
+    writer goes on to the end) and a recorder starts a new live.ts. At start the live record is
+    found under take1.ts by its inode life and resumed there: completed once, under the key it
+    had, part 1 not sent again, nothing aborted; the new live.ts is a recording of its own. (At
+    its old path it ended as replaced, and take1.ts waited for the next restart.)"""
+    daemon = deployment.start()
+    live, take1 = deployment.watch / "live.ts", deployment.watch / "take1.ts"
+    head = content(6 * MiB, "renamed while down: head")
+    tail = content(2 * MiB + 11, "renamed while down: tail")
+    newer = content(5 * MiB + 3, "renamed while down: the next take")
+    with live.open("wb") as out:
+        out.write(head)
+        out.flush()
+        started = daemon.wait_for_event("stream started", path=str(live))
+        daemon.wait_for_event("part uploaded", part=1)
+        daemon.kill9()
+        os.rename(live, take1)
+        write_closed(live, newer)
+        out.write(tail)
+    daemon = deployment.start()
+    found = deployment.wait_for_objects(head + tail, newer)
+    keys = {data: key for key, data in found.items()}
+    assert keys[head + tail] == started["key"], "the record was carried with its key"
+    record = deployment.record(take1)
+    assert record is not None and record.stream_id == started["stream_id"]
+    poll(
+        lambda: sum(1 for e in daemon.events() if e.get("event") == "stream completed") == 2,
+        "both recordings completed",
+        alive=daemon,
+    )
+    events = daemon.events()
+    assert not [e for e in events if e.get("event") == "stream aborted"], daemon.tail()
+    resent = [
+        e
+        for e in events
+        if e.get("event") == "part uploaded"
+        and e.get("part") == 1
+        and e.get("stream_id") == started["stream_id"]
+    ]
+    assert not resent, "part 1 was uploaded before the restart: resumed, not sent again"
+
+
+@pytest.mark.parametrize(
+    ("second_name", "mode"),
+    [("b.ts", ()), ("keep.bak", ()), ("b.ts", ("--poll", "--idle-timeout", "15"))],
+    ids=["alias", "walk", "alias-poll"],
+)
+def test_a_hard_link_then_the_first_name_removed_completes_once_under_the_second(
+    deployment: Deployment, second_name: str, mode: tuple[str, ...]
+) -> None:
+    """N10: `ln a.ts b.ts; rm a.ts` while a.ts is written (through its open descriptor). The
+    second name is an alias of the running stream (b.ts, looked at as a candidate), or is found
+    by a walk of the watched folders because the file had two names at the stream's last look
+    (keep.bak, never looked at). Either way the stream goes on under it when the first name
+    goes: the recording completes once, with every byte written, nothing aborted. Under --poll
+    the same, seen a poll later (and finished on idle: no close events)."""
+    daemon = deployment.start(*mode)
+    first, second = deployment.watch / "a.ts", deployment.watch / second_name
+    head = content(6 * MiB, "hard link: head")
+    middle = content(5 * MiB, "hard link: middle")
+    tail = content(2 * MiB + 5, "hard link: tail")
+    with first.open("wb") as out:
+        out.write(head)
+        out.flush()
+        started = daemon.wait_for_event("stream started", path=str(first))
+        daemon.wait_for_event("part uploaded", part=1)
+        os.link(first, second)
+        if second_name.endswith(".ts"):
+            daemon.wait_for_event("opened", path=str(second))  # the second name looked at
+        out.write(middle)
+        out.flush()
+        daemon.wait_for_event("part uploaded", part=2)  # a look since the link
+        first.unlink()
+        out.write(tail)
+    (key,) = deployment.wait_for_objects(head + middle + tail)
+    assert key.endswith("/a.ts"), "the stream kept its key"
+    daemon.wait_for_event("stream completed")
+    events = daemon.events()
+    assert not [e for e in events if e.get("event") == "stream aborted"], daemon.tail()
+    assert deployment.completions() == 1
+    record = deployment.record(second)
+    assert record is not None and record.state is StreamState.COMPLETED
+    assert record.stream_id == started["stream_id"]
+
+
 def test_a_file_moved_out_and_back_is_uploaded(deployment: Deployment) -> None:
     daemon = deployment.start()
     path = deployment.watch / "cam1.ts"

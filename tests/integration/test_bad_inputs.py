@@ -322,7 +322,7 @@ async def test_file_growing_past_what_the_plan_allows(
     monkeypatch.setattr(
         tailup.stream.core,
         "PartPlan",
-        lambda base, *sizing: CappedPlan(base, *sizing, cap=12 * MiB),
+        lambda base, sizing, largest: CappedPlan(base, sizing, largest, cap=12 * MiB),
     )
     path = watch / "endless.ts"
     async with running_daemon(**daemon_args) as daemon:

@@ -18,6 +18,7 @@ from tailup.dev import (
     RECORD_FORMATS,
     DevServerError,
     MotoS3,
+    RcloneS3,
     RedisServer,
     S3Identity,
     SeaweedS3,
@@ -305,6 +306,31 @@ def test_moto_serves_s3_on_loopback_and_starts_empty_after_a_restart(tmp_path: P
             client.close()
     assert not server.running
     assert (tmp_path / "moto" / "moto.log").is_file()
+
+
+# -- rclone serve s3 ------------------------------------------------------------------------
+
+
+def test_rclone_serves_a_folder_over_s3_with_its_credentials_and_keeps_it_over_a_restart(
+    tmp_path: Path,
+) -> None:
+    with RcloneS3(tmp_path / "rclone") as server:
+        assert server.endpoint_url.startswith("http://127.0.0.1:")
+        server.create_bucket("rclone-bucket")
+        client = server.boto3_client(max_attempts=1)
+        stranger = server.boto3_client(access_key="someone-else", max_attempts=1)
+        try:
+            client.put_object(Bucket="rclone-bucket", Key="a/k", Body=b"1")
+            assert (server.data_dir / "rclone-bucket" / "a" / "k").read_bytes() == b"1"
+            with pytest.raises(Exception, match="InvalidAccessKeyId"):
+                stranger.get_object(Bucket="rclone-bucket", Key="a/k")
+            server.restart()
+            assert client.get_object(Bucket="rclone-bucket", Key="a/k")["Body"].read() == b"1"
+        finally:
+            client.close()
+            stranger.close()
+    assert not server.running
+    assert (tmp_path / "rclone" / "rclone.log").is_file()
 
 
 # -- ffmpeg recordings ---------------------------------------------------------------------

@@ -436,8 +436,8 @@ async def test_recordings_are_known_within_the_format_probe_and_junk_is_not_chas
     assert media is not None and {s.codec for s in media.streams} == {"h264", "aac"}
     if fmt == "ts":  # the one format that can be found mid-file
         late = tmp_path / "late.ts"
-        # Seeded: some random byte strings do probe as a raw h263 stream (CI saw one), which is
-        # ffmpeg reading junk, not the recording past it; the claim is that the recording is not found.
+        # Seeded: some random byte strings probe as a raw h263 stream (CI saw one): ffmpeg reading
+        # junk, not the recording past it. The claim is that the recording is not found.
         junk = random.Random(15).randbytes(FORMAT_PROBE_BYTES + 16 * 1024)
         late.write_bytes(junk + recording.read_bytes())
         found = probe_media(late)

@@ -24,7 +24,7 @@ from harness import (
     write_slowly,
 )
 from tailup import metrics
-from tailup.dev import RedisServer, SeaweedS3
+from tailup.dev import RcloneS3, RedisServer, SeaweedS3
 from tailup.model import StreamState
 from tailup.plan import MiB, PartPlan
 from tailup.selection import Selection
@@ -272,3 +272,57 @@ async def test_lost_reply_to_complete_is_settled(
     assert head["ETag"].strip('"') == record.etag.strip('"')
     assert object_bytes(s3_client, bucket, record.key) == data
     assert open_uploads(s3_client, bucket, {record.key}) == []
+
+
+async def test_lost_reply_to_complete_on_rclone(
+    rclone_server: RcloneS3,
+    rclone_bucket: str,
+    redis_url: str,
+    key_prefix: str,
+    watch: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """rclone serve s3 completes the upload and the answer is lost; the retry finds
+    NoSuchUpload, and the object cannot be proved this upload's (rclone reports no checksum
+    and names it by the MD5 of its bytes, never by size alone): the recording is sent again in
+    a new upload, to the same key (rclone ignores If-None-Match), and ends up exact, once."""
+    for name, value in rclone_server.env().items():
+        monkeypatch.setenv(name, value)
+    first: list[str] = []
+
+    def first_complete(op: str, target: str) -> bool:
+        if op == "CompleteMultipartUpload" and not first:
+            first.append(upload_id_of(target))
+            return True
+        return False
+
+    with FaultProxy(rclone_server.port, seed=0) as proxy:
+        proxy.aim(first_complete, "reset_after")
+        path = watch / "lost-complete.ts"
+        async with running_daemon(
+            watch=watch,
+            bucket=rclone_bucket,
+            endpoint_url=proxy.endpoint_url,
+            redis_url=redis_url,
+            key_prefix=key_prefix,
+            store_options=OPTIONS,
+        ) as daemon:
+            data = content(12 * MiB, "lost-complete")
+            path.write_bytes(data)
+            record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
+    completes = proxy.outcomes("CompleteMultipartUpload")
+    # The lost one, the retry (NoSuchUpload), the new upload's.
+    assert completes == ["reset_after", "forwarded", "forwarded"], completes
+    layout = [r.number for r in PartPlan(5 * MiB).final_layout(len(data))]
+    sent = sorted(n for k, n in daemon.store.part_attempts if k == record.key)
+    assert sent == sorted(layout * 2), "every part sent once more, in the new upload"
+    client = rclone_server.boto3_client()
+    try:
+        assert object_bytes(client, rclone_bucket, record.key) == data
+        listed = client.list_objects_v2(Bucket=rclone_bucket).get("Contents", [])
+        assert sorted(o["Key"] for o in listed) == sorted(
+            [record.key, record.key + ".metadata.json"]
+        )
+        assert client.list_multipart_uploads(Bucket=rclone_bucket).get("Uploads", []) == []
+    finally:
+        client.close()

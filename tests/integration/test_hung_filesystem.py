@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import tailup.afterupload
 import tailup.stream.context
 from harness import content, object_bytes, running_daemon, wait_until
 from tailup.events import EventKind, FileEvent
@@ -105,3 +106,50 @@ async def test_readers_of_a_finished_file_cause_no_event_storm(
         assert any(e.path == path for e in routed[routed_before:]), "the reads made no event"
         await fence("fence2")
         assert looks.count(str(path)) - before <= 1
+
+
+async def test_an_after_upload_action_on_a_hung_mount_stays_pending_and_is_done_later(
+    daemon_args: dict[str, Any],
+    watch: Path,
+    s3_client: Any,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 17 (N8): the delete hangs past --io-timeout. It was counted as failed, which cleared
+    the record's pending flag: the file stayed for good. It stays pending now, is tried again,
+    and is done once the mount answers."""
+    answer = threading.Event()
+    tries: list[Path] = []
+    real_act = tailup.afterupload.act
+
+    def hanging_act(kind: Any, target: Any, path: Path, *args: Any) -> str:
+        if not answer.is_set():
+            tries.append(path)
+            answer.wait(600)  # the unlink on a dead NFS server
+        return real_act(kind, target, path, *args)
+
+    monkeypatch.setattr(tailup.afterupload, "act", hanging_act)
+    path = watch / "clip.ts"
+    data = content(64 * 1024, "clip")
+    options: dict[str, Any] = {"io_timeout": 0.5, "idle_timeout": 1, "after_upload": "delete"}
+
+    async def pending() -> bool:
+        latest = await daemon.record_for(path)
+        return latest is not None and latest.after_upload_pending
+
+    async def done() -> bool:
+        return not path.exists() and not await pending()
+
+    try:
+        async with running_daemon(**daemon_args, **options) as daemon:
+            path.write_bytes(data)
+            record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
+            # The first try gave up at its deadline; a second one proves the action was kept.
+            await wait_until(lambda: len(tries) >= 2, "the delete to be tried again")
+            assert await pending(), "the pending flag was cleared while the mount hangs"
+            assert path.exists()
+            answer.set()
+            await wait_until(done, "the delete once the mount answers, the flag cleared")
+        assert object_bytes(s3_client, bucket, record.key) == data
+    finally:
+        answer.set()

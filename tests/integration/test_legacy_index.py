@@ -69,3 +69,54 @@ async def test_a_node_takes_over_the_legacy_entries_of_its_own_folders_only(
             assert await other.live_stream_ids() == ["live-other"]
     finally:
         await client.aclose()
+
+
+async def test_legacy_records_taken_over_expire_like_any_other(
+    redis_server: RedisServer, key_prefix: str
+) -> None:
+    """N12: tailup before nodes never expired a record. Once the nodes have taken the old index
+    over, every key left is a live record's; ended ones, their path entries and key claims
+    expire after --keep-records, and so does a claim whose record is gone."""
+    keep_s = 3600.0
+    keys = RedisKeys(key_prefix)
+    client: Any = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    streams = {
+        "live-mine": ("/rec/a/cam1.ts", StreamState.UPLOADING),
+        "done-mine": ("/rec/a/cam0.ts", StreamState.COMPLETED),
+        "done-other": ("/rec/b/cam9.ts", StreamState.ABORTED),
+    }
+    try:
+        for sid, (path, state) in streams.items():
+            await client.hset(keys.stream_meta(sid), mapping=_legacy_record(sid, path, state))
+            await client.hset(keys.stream_parts(sid), "1", '{"size": 1}')
+            await client.zadd(keys.legacy_all_streams, {sid: 1_700_000_000})
+            await client.hset(keys.legacy_paths, path, sid)
+            await client.hset(keys.legacy_object_keys, f"streams/{sid}/x.ts", sid)
+            if state.is_live:
+                await client.sadd(keys.legacy_live_streams, sid)
+        await client.hset(keys.legacy_object_keys, "streams/gone/x.ts", "gone")  # no record
+        for node, root in (("a", "/rec/a"), ("b", "/rec/b")):
+            async with RedisCheckpointStore.connect(
+                redis_server.url, key_prefix, scope=node_scope(node), keep_records_s=keep_s
+            ) as cps:
+                assert await cps.adopt_legacy([root]) == (2 if node == "a" else 1)
+        lifetimes_ms = {
+            str(name): int(await client.pttl(name))
+            async for name in client.scan_iter(match=f"{key_prefix}:*")
+        }
+        kept = sorted(name for name, ms in lifetimes_ms.items() if ms == -1)
+        mine = keys.scope(node_scope("a"))
+        assert kept == sorted(
+            [
+                keys.stream_meta("live-mine"),
+                keys.stream_parts("live-mine"),
+                mine.live,
+                mine.path("/rec/a/cam1.ts"),
+                keys.object_claim("streams/live-mine/x.ts"),
+            ]
+        )
+        assert all(ms <= keep_s * 1000 for ms in lifetimes_ms.values())
+        for sid in ("done-mine", "done-other", "gone"):
+            assert lifetimes_ms[keys.object_claim(f"streams/{sid}/x.ts")] > 0
+    finally:
+        await client.aclose()

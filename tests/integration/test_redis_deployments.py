@@ -20,7 +20,7 @@ from structlog.testing import capture_logs
 
 from conftest import DEPLOYMENT_PASSWORD, DEPLOYMENT_USER, add_acl_user, make_tls_files
 from daemonproc import start_daemon
-from tailup.checkpoint import RedisCheckpointStore
+from tailup.checkpoint import Claim, RedisCheckpointStore
 from tailup.dev import RedisCluster, RedisSentinel, RedisServer, SeaweedS3, free_port
 from tailup.errors import CheckpointRefused, CheckpointUnavailable, ConfigError
 from tailup.keys import RedisKeys, node_scope
@@ -153,6 +153,17 @@ async def test_the_checkpoint_store_works_on_a_cluster(
         assert await store.reserve_key("k/1.mp4", sid) is None
         assert await store.reserve_key("k/1.mp4", sid) is None
         assert await store.reserve_key("k/1.mp4", ids[2]) == sid
+        await store.release_key("k/1.mp4", sid)
+        assert await store.reserve_key("k/1.mp4", ids[2]) is None
+        # A rename and a rekey: the script's reply says where the index writes go (N12).
+        await store.update(ids[4], path="/rec/renamed.mp4")
+        assert await store.stream_for_path("/rec/renamed.mp4") == ids[4]
+        assert await store.reserve_key("k/2.mp4", ids[4]) is None
+        await store.update(ids[4], upload_id="", key="k/2.mp4")
+        assert await store.reserve_key(_record(ids[4]).key, ids[2]) is None, "the old key let go"
+        claim = await store.claim(ids[5], "node-a", 30)  # the lease, fence and record: one slot
+        assert isinstance(claim, Claim)
+        await store.release_claim(ids[5])
         await store.create(_record(sid, generation=2))  # a new generation: no parts
         loaded = await store.load(sid)
         assert loaded is not None and loaded[1] == {} and loaded[0].generation == 2

@@ -1,10 +1,12 @@
 """One contract per storage seam, run against every implementation: the in-memory stores used by
-fast tests must behave like Redis and real S3 servers (SeaweedFS, and moto, which emulates AWS) in
-all tailup relies on. Where implementations differ, each one's answer is pinned (the tables after
-the fixture), with AWS's own, so that none changes unnoticed and none is tested for less."""
+fast tests must behave like Redis and real S3 servers (SeaweedFS; moto, which emulates AWS;
+rclone serve s3, the strictest about parts) in all tailup relies on. Where implementations
+differ, each one's answer is pinned (the tables after the fixture), with AWS's own, so that none
+changes unnoticed and none is tested for less; docs/s3-servers.md is the matrix they make."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import uuid
@@ -32,10 +34,19 @@ from tailup.checksums import (
     part_checksum,
     stored_checksum,
 )
-from tailup.dev import MemoryCheckpointStore, MemoryMultipartStore, MotoS3, RedisServer, SeaweedS3
+from tailup.dev import (
+    MemoryCheckpointStore,
+    MemoryMultipartStore,
+    MotoS3,
+    RcloneS3,
+    RedisServer,
+    SeaweedS3,
+)
 from tailup.errors import (
     ClaimLost,
+    KeyTaken,
     NoSuchUpload,
+    PartReplaceRefused,
     RecordLost,
     StoragePermanentError,
     StorageUnavailable,
@@ -51,20 +62,20 @@ pytestmark = pytest.mark.asyncio
 # -- multipart store --
 
 
-@pytest.fixture(params=["memory", "seaweedfs", "moto"])
+@pytest.fixture(params=["memory", "seaweedfs", "moto", "rclone"])
 async def mp_store(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[MultipartStore]:
     if request.param == "memory":
         yield MemoryMultipartStore()
         return
-    server: SeaweedS3 | MotoS3
+    server: SeaweedS3 | MotoS3 | RcloneS3
     if request.param == "seaweedfs":
         server = request.getfixturevalue("s3_server")
         bucket: str = request.getfixturevalue("bucket")
     else:
-        server = request.getfixturevalue("moto_server")
-        bucket = request.getfixturevalue("moto_bucket")
+        server = request.getfixturevalue(f"{request.param}_server")
+        bucket = request.getfixturevalue(f"{request.param}_bucket")
     for name, value in server.env().items():
         monkeypatch.setenv(name, value)
     async with S3MultipartStore.connect(
@@ -81,13 +92,30 @@ async def mp_store(
 # the one whose ETag it names); AWS and moto keep only the latest (an older ETag is InvalidPart).
 # tailup works with both: resume adopts a listed part only by an ETag whose bytes match the file,
 # and Complete always names the ETag of the latest upload (tailup.resume.reconcile_parts).
-KEEPS_EVERY_UPLOAD_OF_A_PART = {"memory": True, "seaweedfs": True, "moto": False}  # AWS: False
+KEEPS_EVERY_UPLOAD_OF_A_PART = {
+    "memory": True,
+    "seaweedfs": True,
+    "moto": False,
+    "rclone": False,
+}  # AWS: False
+# A part number uploaded again with other bytes: rclone serve s3 has streamed the first upload to
+# its backend already and refuses the second (NotImplemented, HTTP 501: PartReplaceRefused); the
+# upload goes on with the first. tailup finishes such a recording in a new upload
+# (tailup.rules.refusals). The same bytes again are accepted everywhere (a retry).
+REPLACES_A_PART = {"memory": True, "seaweedfs": True, "moto": True, "rclone": False}  # AWS: True
 # x-amz-checksum-crc32 on UploadPart/PutObject, and each part's ChecksumCRC32 named at Complete:
 # AWS and SeaweedFS refuse a wrong one (BadDigest); moto 5 stores it unchecked (a TODO in moto).
-VERIFIES_CHECKSUMS = {"memory": True, "seaweedfs": True, "moto": False}  # AWS: True
+# rclone serve s3 1.75 ignores the header too (tailup then verifies by size and its re-read of
+# every part before completion: docs/s3-servers.md).
+VERIFIES_CHECKSUMS = {
+    "memory": True,
+    "seaweedfs": True,
+    "moto": False,
+    "rclone": False,
+}  # AWS: True
 # Complete naming parts out of order: AWS and SeaweedFS refuse it (InvalidPartOrder); moto 5
 # completes the parts in the order named (its order check never advances its previous number).
-CHECKS_PART_ORDER = {"memory": True, "seaweedfs": True, "moto": False}  # AWS: True
+CHECKS_PART_ORDER = {"memory": True, "seaweedfs": True, "moto": False, "rclone": True}  # AWS: True
 # UploadPart to an aborted or completed upload: AWS and SeaweedFS answer NoSuchUpload, which sends
 # a stream to resume; moto 5 answers HTTP 500 (a KeyError inside moto), which tailup can only
 # retry: a stream whose upload vanished on moto stalls instead of starting a new upload.
@@ -95,6 +123,7 @@ PART_TO_AN_ENDED_UPLOAD = {
     "memory": "NoSuchUpload",
     "seaweedfs": "NoSuchUpload",
     "moto": "500",
+    "rclone": "NoSuchUpload",
 }  # AWS: NoSuchUpload
 
 # What ListMultipartUploads names of an upload's checksum (tailup.recovery adopts an upload with
@@ -103,7 +132,21 @@ LISTS_UPLOAD_CHECKSUM = {
     "memory": ("crc32c", "composite"),
     "seaweedfs": (None, None),
     "moto": ("crc32c", None),
+    "rclone": (None, None),
 }  # AWS: ("crc32c", "composite")
+# EntityTooSmall at Complete for a part under 5 MiB but the last: rclone serve s3 completes it
+# (tailup's part plan never makes one: tailup.plan).
+ENFORCES_MIN_PART_SIZE = {"memory": True, "seaweedfs": True, "moto": True, "rclone": False}  # AWS
+# What HEAD names a multipart object by: AWS, SeaweedFS and moto the MD5 of the part MD5s with
+# "-N"; rclone serve s3 the MD5 of all the object's bytes (its Complete answers the "-N" one).
+# tailup's check after completion then falls back to the size (ObjectCheck) and `tailup verify`
+# to the SHA-256 of every byte.
+HEAD_ETAG_OF_A_MULTIPART_OBJECT = {
+    "memory": "md5 of part md5s",
+    "seaweedfs": "md5 of part md5s",
+    "moto": "md5 of part md5s",
+    "rclone": "md5 of the bytes",
+}  # AWS: md5 of part md5s
 
 
 def _impl(request: pytest.FixtureRequest) -> str:
@@ -130,7 +173,9 @@ async def _part(store: MultipartStore, key: str, upload_id: str, number: int, bo
     return await store.upload_part(key, upload_id, number, body, crc32_of(body))
 
 
-async def test_multipart_round_trip_and_etag(mp_store: MultipartStore) -> None:
+async def test_multipart_round_trip_and_etag(
+    mp_store: MultipartStore, request: pytest.FixtureRequest
+) -> None:
     key = _key()
     first, tail = os.urandom(5 * MiB), os.urandom(1234)
     upload_id = await mp_store.create_upload(key, "video/mp4")
@@ -143,16 +188,27 @@ async def test_multipart_round_trip_and_etag(mp_store: MultipartStore) -> None:
     )
     info = await mp_store.head_object(key)
     assert info is not None and info.size == 5 * MiB + 1234
-    assert info.etag.strip('"') == multipart_etag(etags).strip('"')
+    if HEAD_ETAG_OF_A_MULTIPART_OBJECT[_impl(request)] == "md5 of part md5s":
+        assert info.etag.strip('"') == multipart_etag(etags).strip('"')
+    else:
+        assert info.etag.strip('"') == hashlib.md5(first + tail).hexdigest()
     assert await mp_store.get_object(key) == first + tail
 
 
-async def test_short_non_final_part_is_refused_at_complete(mp_store: MultipartStore) -> None:
+async def test_short_non_final_part_is_refused_at_complete(
+    mp_store: MultipartStore, request: pytest.FixtureRequest
+) -> None:
     key = _key()
     upload_id = await mp_store.create_upload(key, "video/mp4")
     small, tail = os.urandom(1024), os.urandom(10)
     e1 = await _part(mp_store, key, upload_id, 1, small)
     e2 = await _part(mp_store, key, upload_id, 2, tail)
+    if not ENFORCES_MIN_PART_SIZE[_impl(request)]:
+        await mp_store.complete_upload(
+            key, upload_id, [(1, e1, crc32_of(small)), (2, e2, crc32_of(tail))]
+        )
+        assert await mp_store.get_object(key) == small + tail
+        return
     with pytest.raises(StoragePermanentError) as info:
         await mp_store.complete_upload(
             key, upload_id, [(1, e1, crc32_of(small)), (2, e2, crc32_of(tail))]
@@ -174,11 +230,22 @@ async def test_unknown_etag_is_refused(mp_store: MultipartStore) -> None:
     await mp_store.abort_upload(key, upload_id)
 
 
-async def test_part_sent_twice_completes_with_the_named_version(mp_store: MultipartStore) -> None:
+async def test_part_sent_twice_completes_with_the_named_version(
+    mp_store: MultipartStore, request: pytest.FixtureRequest
+) -> None:
     key = _key()
     upload_id = await mp_store.create_upload(key, "video/mp4")
     old, new = os.urandom(3000), os.urandom(3000)
-    await _part(mp_store, key, upload_id, 1, old)
+    old_etag = await _part(mp_store, key, upload_id, 1, old)
+    assert await _part(mp_store, key, upload_id, 1, old) == old_etag  # a retry: same bytes
+    if not REPLACES_A_PART[_impl(request)]:
+        with pytest.raises(PartReplaceRefused, match="NotImplemented") as refused:
+            await _part(mp_store, key, upload_id, 1, new)
+        assert refused.value.part_number == 1
+        # Refused, not broken: the upload completes with the bytes it took.
+        await mp_store.complete_upload(key, upload_id, [(1, old_etag, crc32_of(old))])
+        assert await mp_store.get_object(key) == old
+        return
     new_etag = await _part(mp_store, key, upload_id, 1, new)
     await mp_store.complete_upload(key, upload_id, [(1, new_etag, crc32_of(new))])
     assert await mp_store.get_object(key) == new
@@ -211,6 +278,9 @@ async def test_an_old_version_of_a_part_is_listed_and_completes_with_its_own_byt
     upload_id = await mp_store.create_upload(key, "video/mp4")
     old, new = os.urandom(3000), os.urandom(3000)
     old_etag = await _part(mp_store, key, upload_id, 1, old)
+    if not REPLACES_A_PART[_impl(request)]:  # test_part_sent_twice_completes_with_the_named_...
+        await mp_store.abort_upload(key, upload_id)
+        return
     new_etag = await _part(mp_store, key, upload_id, 1, new)
     listed = sorted((p.number, p.etag, p.size) for p in await mp_store.list_parts(key, upload_id))
     if KEEPS_EVERY_UPLOAD_OF_A_PART[_impl(request)]:
@@ -293,6 +363,7 @@ SECOND_COMPLETE = {
     "memory": "NoSuchUpload",
     "seaweedfs": "completes again",
     "moto": "completes again",
+    "rclone": "NoSuchUpload",
 }
 
 
@@ -313,7 +384,11 @@ async def test_complete_twice(mp_store: MultipartStore, request: pytest.FixtureR
         again = await mp_store.complete_upload(key, upload_id, named)
         assert again.strip('"') == etag.strip('"')
     info = await mp_store.head_object(key)
-    assert info is not None and info.etag.strip('"') == etag.strip('"')
+    assert info is not None
+    if HEAD_ETAG_OF_A_MULTIPART_OBJECT[_impl(request)] == "md5 of part md5s":
+        assert info.etag.strip('"') == etag.strip('"')
+    else:  # Complete answered the "-N" ETag, HEAD names the bytes' MD5
+        assert info.etag.strip('"') == hashlib.md5(first + tail).hexdigest() != etag.strip('"')
     assert await mp_store.get_object(key) == first + tail
     assert await mp_store.list_uploads(key) == []
 
@@ -358,13 +433,115 @@ async def test_single_put_and_missing_object(mp_store: MultipartStore) -> None:
     assert await mp_store.get_object(key) == body
 
 
+async def test_delete_removes_the_object_and_a_missing_key_counts_as_deleted(
+    mp_store: MultipartStore,
+) -> None:
+    key = _key()
+    body = os.urandom(100)
+    await mp_store.put_object(key, body, crc32_of(body), "video/mp4")
+    await mp_store.delete_object(key)
+    assert await mp_store.head_object(key) is None
+    await mp_store.delete_object(key)  # as AWS: 204 for a key with no object
+
+
+# If-None-Match: * on PutObject and CompleteMultipartUpload over an existing object: AWS (since
+# 2024), SeaweedFS and moto refuse it (PreconditionFailed: KeyTaken); rclone serve s3 ignores the
+# header and writes over the object. A first generation's completion relies on it to never land
+# on another recording's object; where it is ignored, the key claim in Redis (tailup.keyclaim)
+# is what keeps two recordings of one key apart.
+HONOURS_IF_NONE_MATCH = {"memory": True, "seaweedfs": True, "moto": True, "rclone": False}  # AWS
+
+
+async def test_a_conditional_write_keeps_the_object_there(
+    mp_store: MultipartStore, request: pytest.FixtureRequest
+) -> None:
+    key = _key()
+    there = os.urandom(100)
+    await mp_store.put_object(key, there, crc32_of(there), "video/mp4")
+    body = os.urandom(200)
+    upload_id = await mp_store.create_upload(key, "video/mp4")
+    named = [(1, await _part(mp_store, key, upload_id, 1, body), crc32_of(body))]
+    if not HONOURS_IF_NONE_MATCH[_impl(request)]:
+        await mp_store.put_object(key, body, crc32_of(body), "video/mp4", if_none_match=True)
+        assert await mp_store.get_object(key) == body
+        await mp_store.complete_upload(key, upload_id, named, if_none_match=True)
+        assert await mp_store.get_object(key) == body
+        return
+    with pytest.raises(KeyTaken):
+        await mp_store.put_object(key, body, crc32_of(body), "video/mp4", if_none_match=True)
+    with pytest.raises(KeyTaken):
+        await mp_store.complete_upload(key, upload_id, named, if_none_match=True)
+    assert await mp_store.get_object(key) == there
+    await mp_store.abort_upload(key, upload_id)
+
+
+# A refused Complete (InvalidPart): AWS, SeaweedFS and moto keep the upload, to be completed
+# right; rclone serve s3 ends it (NoSuchUpload next), and the stream then starts a new one.
+KEEPS_THE_UPLOAD_AFTER_A_REFUSED_COMPLETE = {
+    "memory": True,
+    "seaweedfs": True,
+    "moto": True,
+    "rclone": False,
+}  # AWS: True
+
+
+async def test_after_a_refused_complete(
+    mp_store: MultipartStore, request: pytest.FixtureRequest
+) -> None:
+    key = _key()
+    upload_id = await mp_store.create_upload(key, "video/mp4")
+    body = os.urandom(100)
+    etag = await _part(mp_store, key, upload_id, 1, body)
+    with pytest.raises(StoragePermanentError, match="InvalidPart"):
+        await mp_store.complete_upload(key, upload_id, [(1, '"' + "0" * 32 + '"', crc32_of(body))])
+    if KEEPS_THE_UPLOAD_AFTER_A_REFUSED_COMPLETE[_impl(request)]:
+        assert [p.etag for p in await mp_store.list_parts(key, upload_id)] == [etag]
+        await mp_store.complete_upload(key, upload_id, [(1, etag, crc32_of(body))])
+        assert await mp_store.get_object(key) == body
+        return
+    with pytest.raises(NoSuchUpload):
+        await mp_store.list_parts(key, upload_id)
+
+
+async def test_objects_are_listed_by_prefix_and_deleted(mp_store: MultipartStore) -> None:
+    """--rpo's tail segments (tailup.rpo): found by a LIST of their prefix (and nothing
+    beside it), deleted one by one."""
+    prefix = _key() + ".tailup/up/"
+    bodies = {prefix + "tail.b": b"bb", prefix + "tail.a": b"a", prefix + "x/tail.c": b"ccc"}
+    for key, body in bodies.items():
+        await mp_store.put_object(key, body, crc32_of(body), "application/octet-stream")
+    # Beside the prefix, not under it. (Not at prefix[:-1] itself: rclone serve s3 on a local
+    # folder cannot hold a key that is also a folder of other keys.)
+    beside = prefix[:-1] + ".ts"
+    await mp_store.put_object(beside, b"beside", crc32_of(b"beside"), "video/mp2t")
+    listed = await mp_store.list_objects(prefix)
+    assert sorted((o.key, o.size) for o in listed) == sorted((k, len(b)) for k, b in bodies.items())
+    await mp_store.delete_object(prefix + "tail.a")
+    assert sorted(o.key for o in await mp_store.list_objects(prefix)) == [
+        prefix + "tail.b",
+        prefix + "x/tail.c",
+    ]
+    assert await mp_store.head_object(beside) is not None
+
+
 # A FULL_OBJECT upload's whole-object checksum named at Complete: AWS and SeaweedFS compare it
 # with the one they combine from the parts and refuse a wrong one (BadDigest); moto 5 keeps what
 # it is sent.
-CHECKS_OBJECT_CHECKSUM = {"memory": True, "seaweedfs": True, "moto": False}  # AWS: True
+CHECKS_OBJECT_CHECKSUM = {
+    "memory": True,
+    "seaweedfs": True,
+    "moto": False,
+    "rclone": False,
+}  # AWS: True
 # What HEAD reports for it afterwards: the whole-object checksum, except moto 5's CRC32C, which is
 # another value (tailup then verifies by the ETag, which moto makes as AWS does).
-REPORTS_OBJECT_CHECKSUM = {"memory": "all", "seaweedfs": "all", "moto": "crc32 crc64nvme"}
+# rclone serve s3 reports none (tailup then verifies by size: ObjectCheck).
+REPORTS_OBJECT_CHECKSUM = {
+    "memory": "all",
+    "seaweedfs": "all",
+    "moto": "crc32 crc64nvme",
+    "rclone": "none",
+}
 
 
 @pytest.mark.parametrize("algorithm", ["crc32", "crc32c", "crc64nvme"])
@@ -412,6 +589,8 @@ async def test_full_object_checksum_is_checked_at_complete_and_reported(
     reported = REPORTS_OBJECT_CHECKSUM[_impl(request)]
     if reported == "all" or algorithm in reported.split():
         assert info.checksum == whole
+    elif reported == "none":
+        assert info.checksum is None
     else:
         assert info.checksum is not None and info.checksum != whole
     assert await mp_store.get_object(key) == b"".join(bodies)
@@ -684,12 +863,18 @@ async def _drop_node_lease(store: CheckpointStore, node_id: str) -> None:
         _memory(store).leases.pop("node:" + node_id, None)
 
 
-def _peer(store: CheckpointStore) -> CheckpointStore:
-    """Another daemon's store on the same data (its own held claims, no cached scopes)."""
+def _peer(store: CheckpointStore, *, keep_records_s: float | None = None) -> CheckpointStore:
+    """Another daemon's store on the same data (its own held claims, no cached scopes), with
+    the same --keep-records unless told another."""
     if isinstance(store, RedisCheckpointStore):
-        return RedisCheckpointStore(store.client, store.keys, scope=store.scope)
+        keep_s = store.keep_records_s if keep_records_s is None else keep_records_s
+        return RedisCheckpointStore(
+            store.client, store.keys, scope=store.scope, keep_records_s=keep_s
+        )
     memory = _memory(store)
-    other = MemoryCheckpointStore(scope=memory.scope)
+    keep_s = memory.keep_records_s if keep_records_s is None else keep_records_s
+    other = MemoryCheckpointStore(scope=memory.scope, keep_records_s=keep_s)
+    other.expires_at = memory.expires_at
     other.meta, other.parts, other.lives, other.ended = (
         memory.meta,
         memory.parts,
@@ -698,6 +883,7 @@ def _peer(store: CheckpointStore) -> CheckpointStore:
     )
     other.paths, other.object_keys = memory.paths, memory.object_keys
     other.leases, other.fences = memory.leases, memory.fences
+    other.key_numbers = memory.key_numbers
     return other
 
 
@@ -1239,9 +1425,201 @@ async def test_the_node_lease(cp_store: CheckpointStore) -> None:
     assert await cp_store.acquire_node(node, first, TTL) is None
 
 
-# -- Redis only: ended records expire after --keep-records --
+# -- Every key a record leaves expires with it (N12) --
+# Live records (their record, parts, fence, path entry, key claim and the live set) are kept
+# until they end, by design; once a record has ended, no key it left may be kept forever,
+# whatever wrote it: a rename after the end, a key reserved and not used, a rekey, a part
+# committed as `tailup abort` ended it, a claim taken just after the end. Leases always carry a
+# TTL. The memory store keeps the deadline Redis would give each key.
 
 KEEP_S = 3600.0
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def keeping(request: pytest.FixtureRequest) -> AsyncIterator[CheckpointStore]:
+    """A store whose ended records expire after KEEP_S, on keys of this test's own."""
+    if request.param == "memory":
+        yield MemoryCheckpointStore(keep_records_s=KEEP_S)
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    prefix: str = request.getfixturevalue("key_prefix")
+    async with RedisCheckpointStore.connect(server.url, prefix, keep_records_s=KEEP_S) as store:
+        yield store
+
+
+async def _kept_forever(store: CheckpointStore) -> list[str]:
+    """Every key the store holds with no expiry (Redis: a SCAN of the test's prefix, PTTL -1)."""
+    if isinstance(store, RedisCheckpointStore):
+        client, found = store.client, []
+        async for name in client.scan_iter(match=f"{store.keys.prefix}:*", count=1000):
+            if int(await client.pttl(name)) == -1:
+                found.append(str(name))
+        return sorted(found)
+    return _memory(store).kept_forever()
+
+
+def _unique_key(name: str = "a.mp4") -> str:
+    return f"streams/{uuid.uuid4().hex[:8]}/{name}"
+
+
+async def test_a_record_driven_through_its_life_leaves_no_key_kept_forever(
+    keeping: CheckpointStore,
+) -> None:
+    store = keeping
+    first, taken, suffixed = _unique_key(), _unique_key(), _unique_key()
+    record = _record(path="/rec/cam1.ts", key=first)
+    sid = record.stream_id
+    await store.create(record)
+    await store.commit_part(sid, _p(1, 10))
+    # tailup.keyclaim: a key reserved and found holding an object is let go, the counter
+    # names the next one, and a rekey moves the record to it.
+    assert await store.reserve_key(taken, sid) is None
+    await store.release_key(taken, sid)
+    assert await store.next_key_number(first) == 1
+    assert await store.reserve_key(suffixed, sid) is None
+    await store.update(sid, upload_id="", key=suffixed)
+    await store.commit_part(sid, _p(1, 10))
+    assert await store.set_state(sid, StreamState.COMPLETED, allowed_from=LIVE_STATES) is None
+    # The completed recording is renamed (tailup.supervisor carries its record along).
+    await store.update(sid, path="/rec/cam1-done.ts", path_ended=False)
+    await store.forget_path("/rec/cam1.ts", sid)
+    # A shared folder's recording, claimed, ended by `tailup abort` while a part was committed.
+    shared = _record(path="/mnt/nas/cam2.ts", watch_root="/mnt/nas", scope=SHARE)
+    await store.create(shared)
+    assert isinstance(await store.claim(shared.stream_id, A_NODE, TTL), Claim)
+    await _peer(store).update(shared.stream_id, state=StreamState.ABORTED)
+    await store.commit_part(shared.stream_id, _p(1, 10))
+    await store.release_claim(shared.stream_id)
+    assert await _kept_forever(store) == []
+
+
+async def test_a_path_entry_written_after_the_end_expires_with_the_record(
+    keeping: CheckpointStore,
+) -> None:
+    record = _record(path="/rec/cam1.ts", key=_unique_key())
+    await keeping.create(record)
+    await keeping.update(record.stream_id, state=StreamState.COMPLETED)
+    await keeping.update(record.stream_id, path="/rec/renamed.ts", path_ended=False)
+    assert await keeping.stream_for_path("/rec/renamed.ts") == record.stream_id
+    await keeping.forget_path("/rec/cam1.ts", record.stream_id)
+    assert await _kept_forever(keeping) == []
+
+
+async def test_a_path_entry_written_while_live_is_kept_then_expires_at_the_end(
+    keeping: CheckpointStore,
+) -> None:
+    record = _record(path="/rec/cam1.ts", key=_unique_key())
+    await keeping.create(record)
+    await keeping.update(record.stream_id, path="/rec/renamed.ts")
+    await keeping.forget_path("/rec/cam1.ts", record.stream_id)
+    assert len(await _kept_forever(keeping)) == 4  # meta, live set, path entry, key claim
+    await keeping.update(record.stream_id, state=StreamState.COMPLETED)
+    assert await _kept_forever(keeping) == []
+
+
+async def test_a_path_changed_with_the_state_is_indexed_and_expires(
+    keeping: CheckpointStore,
+) -> None:
+    record = _record(path="/rec/cam1.ts", key=_unique_key())
+    await keeping.create(record)
+    await keeping.update(record.stream_id, state=StreamState.COMPLETED, path="/rec/b.ts")
+    assert await keeping.stream_for_path("/rec/b.ts") == record.stream_id
+    await keeping.forget_path("/rec/cam1.ts", record.stream_id)
+    assert await _kept_forever(keeping) == []
+
+
+async def test_a_key_the_record_no_longer_names_is_let_go(keeping: CheckpointStore) -> None:
+    old, new = _unique_key(), _unique_key()
+    record = _record(key=old)
+    await keeping.create(record)
+    assert await keeping.reserve_key(old, "another") == record.stream_id
+    assert await keeping.reserve_key(new, record.stream_id) is None
+    await keeping.update(record.stream_id, upload_id="", key=new)
+    assert await keeping.reserve_key(new, "another") == record.stream_id
+    assert await keeping.reserve_key(old, "another") is None, "the old key is free again"
+
+
+async def test_a_reserved_key_no_record_names_expires(keeping: CheckpointStore) -> None:
+    # The reserving stream died before its record named the key (or never came to).
+    assert await keeping.reserve_key(_unique_key(), "s1") is None
+    assert await _kept_forever(keeping) == []
+
+
+async def test_a_reserved_key_the_record_names_is_kept_while_it_is_live(
+    keeping: CheckpointStore,
+) -> None:
+    key = _unique_key()
+    record = _record(key=_unique_key(), key_pending=True)
+    await keeping.create(record)
+    assert await keeping.reserve_key(key, record.stream_id) is None
+    await keeping.update(record.stream_id, key=key, key_pending=False)
+    kept = await _kept_forever(keeping)
+    assert len(kept) == 4, kept  # meta, live set, path entry, key claim
+    assert any(key in name for name in kept)
+    await keeping.update(record.stream_id, state=StreamState.COMPLETED)
+    assert await _kept_forever(keeping) == []
+
+
+async def test_release_key_lets_go_of_the_stream_s_own_reservation_only(
+    keeping: CheckpointStore,
+) -> None:
+    key = _unique_key()
+    assert await keeping.reserve_key(key, "s1") is None
+    await keeping.release_key(key, "s2")  # not s2's: nothing happens
+    assert await keeping.reserve_key(key, "s2") == "s1"
+    await keeping.release_key(key, "s1")
+    assert await keeping.reserve_key(key, "s2") is None
+
+
+async def test_parts_committed_after_the_end_expire_with_the_record(
+    keeping: CheckpointStore,
+) -> None:
+    # `tailup abort` ended the record while its stream was sending its first part.
+    record = _record(key=_unique_key())
+    await keeping.create(record)
+    await keeping.update(record.stream_id, state=StreamState.ABORTED)
+    await keeping.commit_part(record.stream_id, _p(1, 10))
+    assert await _kept_forever(keeping) == []
+
+
+async def test_a_claim_taken_just_after_the_end_leaves_no_fence_forever(
+    keeping: CheckpointStore,
+) -> None:
+    record = _record(path="/mnt/nas/cam1.ts", watch_root="/mnt/nas", scope=SHARE)
+    await keeping.create(record)
+    await keeping.update(record.stream_id, state=StreamState.COMPLETED)
+    assert isinstance(await keeping.claim(record.stream_id, A_NODE, TTL), Claim)
+    await keeping.release_claim(record.stream_id)
+    assert await _kept_forever(keeping) == []
+
+
+async def test_the_ended_index_is_kept_forever_once_records_are(
+    keeping: CheckpointStore,
+) -> None:
+    # --keep-records changed to 0 after a run that expired records: the index of the records
+    # now kept forever must not expire with the TTL an earlier end gave it.
+    first, second = _record(), _record()
+    for store, record in ((keeping, first), (_peer(keeping, keep_records_s=0.0), second)):
+        await store.create(record)
+        await store.update(record.stream_id, state=StreamState.COMPLETED)
+    kept = await _kept_forever(keeping)
+    assert [name for name in kept if "ended" in name] != [], kept
+    assert await keeping.ended_stream_ids() == [second.stream_id, first.stream_id]
+
+
+async def test_a_lost_claim_is_forgotten_once_released(cp_store: CheckpointStore) -> None:
+    """N13: one id per recording lost to another node, kept only until this node is done."""
+    record, _b, new = await _taken_over(cp_store)
+    with pytest.raises(ClaimLost):
+        await cp_store.commit_part(record.stream_id, _p(2, 20))
+    assert cp_store.lost_claims() == [record.stream_id]
+    await cp_store.release_claim(record.stream_id)
+    assert cp_store.lost_claims() == []
+    assert cp_store.held_claims() == []
+    assert await _lease(cp_store, record.stream_id) == new.value, "B's lease is untouched"
+
+
+# -- Redis only: ended records expire after --keep-records --
 
 
 @pytest.fixture

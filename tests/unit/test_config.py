@@ -360,6 +360,23 @@ def test_daemon_watch_folder_must_be_an_existing_folder(tmp_path: Path, case: st
         assert watch[0] in message
 
 
+@pytest.mark.parametrize(
+    ("part_size", "budget", "accepted"),
+    [("8MiB", "160MiB", True), ("8MiB", "8MiB", True), ("256MiB", "160MiB", False)],
+)
+def test_daemon_budget_holds_at_least_one_part(
+    tmp_path: Path, part_size: str, budget: str, accepted: bool
+) -> None:
+    settings = {"part_size": part_size, "max_inflight_bytes": budget}
+    if accepted:
+        check_daemon_settings(load_settings({"watch": [str(tmp_path)], "bucket": "b", **settings}))
+        return
+    message = daemon_problem(watch=[str(tmp_path)], bucket="b", **settings)
+    assert "--max-inflight-bytes (TAILUP_MAX_INFLIGHT_BYTES): 160.0 MiB is smaller" in message
+    assert "(--part-size (TAILUP_PART_SIZE) 256.0 MiB)" in message
+    assert "Accepted: at least the part size" in message
+
+
 def test_daemon_settings_accepted(tmp_path: Path) -> None:
     check_daemon_settings(load_settings({"watch": [str(tmp_path)], "bucket": "b"}))
 

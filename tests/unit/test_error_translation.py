@@ -16,11 +16,13 @@ from tailup.errors import (
     CheckpointRefused,
     CheckpointUnavailable,
     NoSuchUpload,
+    PartReplaceRefused,
     RetryableError,
     StoragePermanentError,
     StorageUnavailable,
 )
 from tailup.s3 import translate_error
+from tailup.s3.errors import _name_the_refusal
 
 
 def client_error(code: str, status: int, message: str = "") -> bex.ClientError:
@@ -56,6 +58,8 @@ S3_CASES = [
     ("InvalidPart", 400, StoragePermanentError),
     ("403", 403, StoragePermanentError),
     ("NoSuchUpload", 404, NoSuchUpload),
+    # The same request to the same server is refused again: retried, a stream stalled forever.
+    ("NotImplemented", 501, StoragePermanentError),
 ]
 
 
@@ -64,6 +68,23 @@ def test_s3_client_errors(code: str, status: int, expected: type[Exception]) -> 
     translated = translate_error(client_error(code, status, "said the server"), "upload part 3")
     assert type(translated) is expected
     assert f"S3 upload part 3: {code}" in str(translated)
+
+
+REPLACE_REFUSAL = (
+    "part 1 has already been streamed to the backend and cannot be replaced with different "
+    "contents"
+)  # rclone serve s3 1.75.2
+
+
+def test_a_part_the_server_cannot_take_is_refused_for_that_part() -> None:
+    error = translate_error(client_error("NotImplemented", 501, REPLACE_REFUSAL), "upload part 1")
+    refused = _name_the_refusal(error, "upload_part", 1)
+    assert isinstance(refused, PartReplaceRefused) and refused.part_number == 1
+    assert REPLACE_REFUSAL in str(refused)
+    # Any other call the server has not implemented is a plain permanent refusal.
+    other = translate_error(client_error("NotImplemented", 501), "complete multipart upload")
+    named = _name_the_refusal(other, "complete_multipart_upload", 0)
+    assert type(named) is StoragePermanentError
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from tailup.keys import (
     node_scope,
     render_key,
     share_scope,
+    stable_prefix,
     template_problems,
 )
 
@@ -268,3 +269,28 @@ def test_a_streams_lease_and_fence_share_its_hash_tag(stream_id: str) -> None:
 
 def test_default_prefix_is_tailup() -> None:
     assert RedisKeys().stream_meta("x").startswith("tailup:")
+
+
+@pytest.mark.parametrize(
+    ("template", "prefix", "expected"),
+    [
+        (DEFAULT_KEY_TEMPLATE, "", "streams/s-0123abcd/"),
+        (DEFAULT_KEY_TEMPLATE, "/tenant-a/", "tenant-a/streams/s-0123abcd/"),
+        ("{hostname}/{watch}/{stream_id}-{stem}.{ext}", "", "nvr-01/recordings/s-0123abcd-"),
+        ("/{stream_id}/{relpath}", "", "s-0123abcd/"),
+        ("{stream_id}.ts", "", "s-0123abcd.ts"),  # the key itself: nothing moves in it
+        ("{name}/{stream_id}", "", ""),  # the name first: a rename moves every key
+        ("{date}/{stream_id}/{name}", "", ""),  # another day, another start
+        ("{relpath}", "", ""),  # no stream id: other recordings' keys start so too
+    ],
+)
+def test_stable_prefix_is_what_no_rename_changes_and_holds_the_stream_id(
+    template: str, prefix: str, expected: str
+) -> None:
+    ctx = context()
+    assert stable_prefix(template, ctx, prefix=prefix) == expected
+    renamed = context(relpath="site-b/2026-12-07T10.mp4")
+    assert stable_prefix(template, renamed, prefix=prefix) == expected
+    if expected:
+        assert render_key(template, ctx, prefix=prefix).startswith(expected)
+        assert render_key(template, renamed, prefix=prefix).startswith(expected)

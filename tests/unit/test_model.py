@@ -180,9 +180,19 @@ def full_record(**changes: object) -> StreamRecord:
         full_record(state=S.ABORTED, error="line 1\nline 2: ü"),
         full_record(part_sizing=PartSizing.UNIFORM, checksum=ChecksumAlgorithm.CRC64NVME),
         full_record(checksum=ChecksumAlgorithm.NONE),
+        full_record(max_part_size=160 * 1024 * 1024),
         StreamRecord("s-2", "/p", "/", "b", "k", 5 * 1024 * 1024),
     ],
-    ids=["full", "uploading", "completed", "aborted", "uniform-crc64nvme", "none", "defaults"],
+    ids=[
+        "full",
+        "uploading",
+        "completed",
+        "aborted",
+        "uniform-crc64nvme",
+        "none",
+        "capped",
+        "defaults",
+    ],
 )
 def test_stream_record_hash_round_trip(record: StreamRecord) -> None:
     data = record.to_hash()
@@ -318,3 +328,13 @@ def test_part_record_json_of_older_tailup_has_no_checksum() -> None:
 )
 def test_lowest_gap(numbers: set[int], expected: int) -> None:
     assert lowest_gap(numbers) == expected
+
+
+def test_a_record_keeps_the_largest_part_it_started_with() -> None:
+    capped = full_record(max_part_size=160 * 1024 * 1024).to_hash()
+    assert capped["max_part_size"] == str(160 * 1024 * 1024)
+    assert StreamRecord.from_hash(capped).max_part_size == 160 * 1024 * 1024
+    # A record from before the cap: 0, which the stream takes for S3's 5 GiB (tailup.stream.core).
+    before = full_record().to_hash()
+    before.pop("max_part_size")
+    assert StreamRecord.from_hash(before).max_part_size == 0

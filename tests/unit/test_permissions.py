@@ -72,7 +72,7 @@ def test_every_action_in_the_policy_is_one_tailup_calls() -> None:
     assert set(named) <= set(IAM_ACTIONS.values())
     # Least privilege: what the daemon needs to write, read back its objects and manage its
     # uploads; s3:ListBucket (the bucket check at start) is optional and left out.
-    assert set(named) == set(REQUIRED) | {"s3:GetObject", "s3:DeleteObject"}
+    assert set(named) == set(REQUIRED) | {"s3:GetObject"}
 
 
 def test_the_policy_scopes_object_actions_to_keys_and_bucket_actions_to_the_bucket() -> None:

@@ -15,7 +15,7 @@ from functools import cache
 
 import pytest
 
-from tailup.plan import PartPlan, PartRange, PartSizing, part_size_for
+from tailup.plan import PartPlan, PartRange, PartSizing, part_size_cap, part_size_for
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -581,3 +581,75 @@ def test_exceeded_reason_names_the_capacity_and_what_would_do(
         assert text in reason
     for text in absent:
         assert text not in reason
+
+
+# -- parts capped at the memory budget (issue 17: a part is held in memory whole) --
+
+
+@pytest.mark.parametrize(
+    ("budget", "cap"),
+    [
+        (5 * MIB, 5 * MIB),  # the smallest budget the settings take: one smallest part
+        (12 * MIB, 12 * MIB),
+        (160 * MIB, 160 * MIB),  # the default budget
+        (5 * GIB, 5 * GIB),
+        (64 * GIB, 5 * GIB),  # S3's largest part, whatever the budget
+    ],
+)
+def test_part_size_cap_is_the_budget_within_s3s_largest_part(budget: int, cap: int) -> None:
+    assert part_size_cap(budget) == cap
+
+
+def test_a_budget_below_one_part_has_no_cap() -> None:
+    with pytest.raises(ValueError, match="below one part"):
+        part_size_cap(5 * MIB - 1)
+
+
+@pytest.mark.parametrize(
+    ("base", "cap", "number", "size"),
+    [
+        (8 * MIB, 160 * MIB, 1, 8 * MIB),
+        (8 * MIB, 160 * MIB, 2001, 128 * MIB),  # tier 4, below the cap
+        (8 * MIB, 160 * MIB, 2501, 160 * MIB),  # 256 MiB uncapped
+        (8 * MIB, 160 * MIB, 10_000, 160 * MIB),
+        (5 * MIB, 12 * MIB, 501, 10 * MIB),
+        (5 * MIB, 12 * MIB, 1001, 12 * MIB),  # not a doubling of the base: the budget itself
+        (8 * MIB, 8 * MIB, 10_000, 8 * MIB),  # a budget of one part: no growth at all
+    ],
+)
+def test_capped_part_sizes_literal_values(base: int, cap: int, number: int, size: int) -> None:
+    assert PartPlan(base, PartSizing.GROWING, cap).part_size(number) == size
+
+
+@pytest.mark.parametrize("cap", [8 * MIB, 12 * MIB, 160 * MIB, 1 * GIB])
+def test_no_capped_part_is_larger_than_the_cap(cap: int) -> None:
+    plan = PartPlan(8 * MIB, PartSizing.GROWING, cap)
+    assert max(plan.part_size(n) for n in range(1, S3_MAX_PARTS + 1)) == cap
+    # The ranges still tile the file: the plan's own arithmetic agrees with the sizes.
+    end = 0
+    for number in (1, 500, 501, 2500, 2501, 10_000):
+        rng = plan.part_range(number)
+        assert rng.size == plan.part_size(number)
+        assert plan.part_containing(rng.start) == number
+        assert rng.start >= end
+        end = rng.end
+    assert plan.capacity_bytes() == min(plan.part_range(S3_MAX_PARTS).end, S3_MAX_OBJECT)
+
+
+def test_the_default_budget_holds_1_26_tib() -> None:
+    plan = PartPlan(8 * MIB, PartSizing.GROWING, part_size_cap(160 * MIB))
+    # 500 parts each of 8, 16, 32, 64 and 128 MiB, then 7,500 of 160 MiB.
+    assert plan.capacity_bytes() == 500 * (8 + 16 + 32 + 64 + 128) * MIB + 7500 * 160 * MIB
+    assert "parts of 160.0 MiB at most" in plan.describe_capacity()
+    assert "--max-inflight-bytes" in plan.exceeded_reason(plan.capacity_bytes() + 1)
+
+
+def test_an_uncapped_plan_is_the_plan_of_records_from_before() -> None:
+    assert PartPlan(8 * MIB) == PartPlan(8 * MIB, PartSizing.GROWING, S3_MAX_PART)
+    assert "--max-inflight-bytes" not in PartPlan(8 * MIB).exceeded_reason(6 * TIB)
+
+
+@pytest.mark.parametrize("cap", [8 * MIB - 1, 5 * GIB + 1])
+def test_a_cap_below_the_base_or_past_s3s_largest_part_is_refused(cap: int) -> None:
+    with pytest.raises(ValueError, match="largest part size"):
+        PartPlan(8 * MIB, PartSizing.GROWING, cap)

@@ -1,6 +1,7 @@
 """A lease round over a shared folder's live recordings (tailup.supervisor.shares): the claim
 comes before the load (N11: a round costs one claim per recording another node holds, not a
-load of it with all its parts), and a claim that starts no stream is given back (N7)."""
+load of it with all its parts), and a claim that starts no stream is given back (N7); a claim
+lost to another node is forgotten once its stream has ended (N13)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from harness import IsolatedSettings
+from tailup.checkpoint import Claim, RenewResult
 from tailup.dev import MemoryCheckpointStore, MemoryMultipartStore
 from tailup.keys import share_scope
 from tailup.model import StreamRecord, StreamState
+from tailup.stream import Outcome
 from tailup.supervisor import Supervisor
 
 SCOPE = share_scope("nas")
@@ -78,3 +81,35 @@ async def test_an_ended_record_left_live_is_moved_out_without_a_claim_kept(tmp_p
     await supervisor._resume_scope(SCOPE)
     assert checkpoints.held_claims() == []
     assert "s3" not in await checkpoints.live_stream_ids(SCOPE)
+
+
+class TakenOverStream:
+    """A stream another node took over: the lease round stopped it (renew said TAKEN)."""
+
+    def __init__(self, record: StreamRecord) -> None:
+        self.record = record
+        self.stream_id = record.stream_id
+        self.path = Path(record.path)
+        self.close_seen = False
+
+    async def run(self) -> Outcome:
+        return Outcome.STOPPED
+
+
+async def test_a_claim_lost_to_another_node_is_forgotten_when_its_stream_ends(
+    tmp_path: Path,
+) -> None:
+    """N13: else the store keeps one id for every recording another node ever took over."""
+    supervisor, checkpoints, root = await make(tmp_path)
+    record = shared_record(root, "s4")
+    await checkpoints.create(record)
+    assert isinstance(await checkpoints.claim("s4", "n2", 30), Claim)
+    checkpoints.leases["s4"] = "n1|9"  # node n1 took it over
+    assert await checkpoints.renew_claim("s4", 30) is RenewResult.TAKEN
+    assert checkpoints.lost_claims() == ["s4"]
+    stream: Any = TakenOverStream(record)
+    supervisor._running.add(stream)
+    supervisor._by_id["s4"] = stream
+    await supervisor._run_stream(stream)
+    assert checkpoints.lost_claims() == []
+    assert checkpoints.leases["s4"] == "n1|9", "n1's lease is untouched"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from rich.console import Console
 
 from tailup.model import PartRecord, StreamRecord, StreamState, iso, utc_now
@@ -94,14 +93,3 @@ def test_a_single_put_counts_as_one_part(tmp_path: Path) -> None:
     record = _record(tmp_path / "small.mp4", StreamState.COMPLETED, final_size=1000)
     assert status_row(record, {})["parts"] == 1
     assert status_row(_record(tmp_path / "x.mp4", StreamState.UPLOADING), {})["parts"] == 0
-
-
-def test_the_view_is_still_importable_from_tailup_status() -> None:
-    # Moved to tailup.statusview (issue 17); code written against tailup.status keeps working.
-    import tailup.status
-    import tailup.statusview
-
-    assert tailup.status.print_view is tailup.statusview.print_view
-    assert tailup.status.RateTracker is RateTracker
-    with pytest.raises(AttributeError, match="no_such_name"):
-        _ = tailup.status.no_such_name

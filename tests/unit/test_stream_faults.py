@@ -25,11 +25,18 @@ from fakes import FaultyMemoryStore
 from harness import wait_until
 from tailup.budget import ByteBudget
 from tailup.dev import MemoryCheckpointStore
-from tailup.errors import StorageUnavailable, TailupError
+from tailup.errors import (
+    AccessRefused,
+    CheckpointUnavailable,
+    PartReplaceRefused,
+    StorageUnavailable,
+    TailupError,
+)
 from tailup.keys import metadata_key
 from tailup.model import LIVE_STATES, RETRY_FIELD, StreamRecord, StreamState
 from tailup.plan import MiB, PartPlan
 from tailup.retry import Backoff
+from tailup.rules.refusals import MAX_NEW_UPLOADS
 from tailup.stream import Outcome, Stream, StreamDeps
 from tailup.uploadcard import card_key
 
@@ -80,10 +87,14 @@ def payload(size: int, seed: str) -> bytes:
 
 @asynccontextmanager
 async def streaming(
-    path: Path, *, writer_closed: bool = False, **changes: Any
+    path: Path,
+    *,
+    writer_closed: bool = False,
+    store: FaultyMemoryStore | None = None,
+    **changes: Any,
 ) -> AsyncIterator[Rig]:
     st = path.stat()
-    store = FaultyMemoryStore()
+    store = store if store is not None else FaultyMemoryStore()
     checkpoints = CountingCheckpoints()
     record = StreamRecord(
         stream_id="s1",
@@ -184,6 +195,59 @@ async def test_abort_from_outside_is_never_written_over(tmp_path: Path, noticed_
     assert rig.checkpoints.meta["s1"]["error"] == "by the operator"
     assert "s1" not in rig.checkpoints.live
     assert rig.store.uploads == {} and rig.store.objects == {}
+
+
+def aborted_once_put(
+    rig: list[Rig], then: Callable[[Rig], None] = lambda rig: None
+) -> Callable[[str, str], TailupError | None]:
+    """A lost_reply hook: the recording's PutObject lands, and `tailup abort` has set the
+    record ABORTED before the stream hears back (then ``then`` runs)."""
+
+    def hook(op: str, key: str) -> TailupError | None:
+        if op == "put" and key == KEY and rig:
+            rig[0].checkpoints.meta["s1"]["state"] = StreamState.ABORTED.value
+            then(rig[0])
+            rig.clear()
+        return None
+
+    return hook
+
+
+@pytest.mark.parametrize(
+    ("case", "left"),
+    [
+        ("first generation", False),  # no record owns it: taken back
+        ("later generation", True),  # it replaced the earlier one: the record names the key
+        ("another object since", True),  # not the stream's to delete
+        ("delete refused", True),  # no s3:DeleteObject: it stays, said in the log
+    ],
+)
+async def test_an_object_that_landed_after_an_abort(tmp_path: Path, case: str, left: bool) -> None:
+    path = tmp_path / "clip.ts"
+    path.write_bytes(payload(1000, "small"))
+    other = b"another recording's"
+    generation = 2 if case == "later generation" else 1
+
+    def replace_it(rig: Rig) -> None:
+        rig.store.objects[KEY] = other
+        rig.store.etags[KEY] = '"' + hashlib.md5(other).hexdigest() + '"'
+
+    late: list[Rig] = []
+    async with streaming(path, writer_closed=True, generation=generation) as rig:
+        rig.store.lost_reply = aborted_once_put(
+            late, replace_it if case == "another object since" else lambda rig: None
+        )
+        if case == "delete refused":
+            rig.store.fault = lambda op, key: (
+                AccessRefused("AccessDenied", action="s3:DeleteObject") if op == "delete" else None
+            )
+        late.append(rig)
+        rig.stream.on_closed()
+        assert await rig.task is Outcome.ABORTED
+    assert rig.state() is StreamState.ABORTED
+    assert (KEY in rig.store.objects) is left
+    if case == "another object since":
+        assert rig.store.objects[KEY] == other
 
 
 async def test_abort_refused_once_the_stream_completed(tmp_path: Path) -> None:
@@ -297,7 +361,9 @@ async def test_a_permanent_error_fails_the_stream_keeps_its_upload_and_waits_for
     its checkpointed parts kept (hours of parts are not thrown away), no S3 call while it waits
     out its back-off, and `tailup retry` (the record's retry field) tries it again at once."""
     monkeypatch.setattr(
-        tailup.stream.core, "PartPlan", lambda base, sizing: CappedPlan(base, sizing, cap=12 * MiB)
+        tailup.stream.core,
+        "PartPlan",
+        lambda base, sizing, largest: CappedPlan(base, sizing, largest, cap=12 * MiB),
     )
     path = tmp_path / "clip.ts"
     path.write_bytes(payload(6 * MiB, "grow"))
@@ -420,6 +486,133 @@ async def test_a_holder_that_lost_its_claim_never_aborts_the_new_holder_s_upload
     assert rig.store.count("abort") == 0, "the new holder's upload was aborted"
     assert len(rig.store.uploads) == 1
     assert rig.state() is not StreamState.ABORTED
+
+
+async def test_a_part_refused_that_no_new_upload_can_fix_fails_the_stream_visibly(
+    tmp_path: Path,
+) -> None:
+    """NotImplemented to a part the upload never held (not a replacement): a new upload would be
+    refused the same way, so the stream fails where status and `tailup retry` reach it, rather
+    than stall retrying it forever."""
+    refusal = "S3 upload part 1: NotImplemented: a header this server lacks"
+
+    def refuse(op: str, _key: str) -> TailupError | None:
+        if op != "upload_part":
+            return None
+        return PartReplaceRefused(refusal, code="NotImplemented", part_number=1)
+
+    path = tmp_path / "clip.ts"
+    path.write_bytes(payload(6 * MiB, "refused"))
+    async with streaming(path) as rig:
+        rig.store.fault = refuse
+        await wait_until(lambda: rig.checkpoints.failed_writes == 1, "the stream failed")
+        reads = rig.checkpoints.field_reads
+        await wait_until(lambda: rig.checkpoints.field_reads >= reads + 5, "retry polls")
+        assert rig.checkpoints.failed_writes == 1, "no busy loop of attempts"
+        assert rig.store.count("upload_part") == 1 and rig.store.count("create") == 1
+        assert rig.state() is StreamState.FAILED
+        error = rig.checkpoints.meta["s1"]["error"]
+        assert "never held" in error and refusal in error
+
+
+class RefusesToReplace(FaultyMemoryStore):
+    """Like rclone serve s3: a part number held already is refused with other bytes.
+    ``after_part_1`` runs once part 1 is taken (a writer rewriting the head behind it)."""
+
+    def __init__(self, after_part_1: Callable[[], None] = lambda: None) -> None:
+        super().__init__()
+        self.after_part_1 = after_part_1
+        self.refused = 0
+
+    async def upload_part(
+        self, key: str, upload_id: str, number: int, body: bytes, crc32: int, **kwargs: Any
+    ) -> str:
+        held = self.uploads[upload_id].parts if upload_id in self.uploads else []
+        if any(n == number and b != bytes(body) for n, _, b in held):
+            self.refused += 1
+            raise PartReplaceRefused(
+                f"S3 upload part {number}: NotImplemented: cannot be replaced",
+                code="NotImplemented",
+                part_number=number,
+            )
+        etag = await super().upload_part(key, upload_id, number, body, crc32, **kwargs)
+        if number == 1:
+            self.after_part_1()
+        return etag
+
+
+def rewrite_head(path: Path, head: bytes) -> None:
+    """New bytes at the start, size and mtime kept: a change only a re-read finds (as a
+    muxer's patch at close, seen after the close)."""
+    st = path.stat()
+    with path.open("r+b") as out:
+        out.write(head)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+async def test_a_head_the_server_cannot_replace_goes_up_in_a_new_upload(tmp_path: Path) -> None:
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(payload(6 * MiB, "recording"))
+    patched: list[bool] = []
+
+    def patch_once() -> None:  # the muxer's patch at close, once
+        if not patched:
+            patched.append(True)
+            rewrite_head(path, b"patched at close")
+
+    store = RefusesToReplace(patch_once)
+    async with streaming(path, writer_closed=True, store=store) as rig:
+        assert await asyncio.wait_for(rig.task, 20) is Outcome.COMPLETED
+    assert store.refused == 1
+    assert store.count("create") == 2 and store.count("abort") >= 1
+    assert store.objects[KEY] == path.read_bytes()
+    assert "sent again in a new upload" in rig.checkpoints.meta["s1"]["note"]
+
+
+async def test_a_head_refused_again_after_the_bound_fails_the_stream(tmp_path: Path) -> None:
+    """A head that changes behind every upload: refused each time; after MAX_NEW_UPLOADS new
+    uploads the stream fails, visibly, instead of sending the recording again forever."""
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(payload(6 * MiB, "recording"))
+    heads = iter(range(1000))
+    store = RefusesToReplace(lambda: rewrite_head(path, b"head %03d" % next(heads)))
+    async with streaming(path, writer_closed=True, store=store) as rig:
+        await wait_until(lambda: rig.checkpoints.failed_writes == 1, "the stream failed")
+        assert store.refused == MAX_NEW_UPLOADS + 1
+        assert store.count("create") == MAX_NEW_UPLOADS + 1
+        error = rig.checkpoints.meta["s1"]["error"]
+        assert f"again after {MAX_NEW_UPLOADS} new uploads" in error
+        assert rig.state() is StreamState.FAILED
+
+
+async def test_redis_failing_while_a_refused_head_is_handled_is_retried(tmp_path: Path) -> None:
+    """Redis down just as the refusal is noted: the stream backs off like anywhere else, the
+    refusal comes back and is decided again (the bound not spent on the fault), and the
+    recording completes."""
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(payload(6 * MiB, "recording"))
+    patched: list[bool] = []
+
+    def patch_once() -> None:
+        if not patched:
+            patched.append(True)
+            rewrite_head(path, b"patched at close")
+
+    store = RefusesToReplace(patch_once)
+    async with streaming(path, writer_closed=True, store=store) as rig:
+        update = rig.checkpoints.update
+        failed: list[bool] = []
+
+        async def update_failing_once(stream_id: str, **fields: Any) -> None:
+            if "note" in fields and not failed:
+                failed.append(True)
+                raise CheckpointUnavailable("Redis: connection refused (injected)")
+            await update(stream_id, **fields)
+
+        rig.checkpoints.update = update_failing_once  # type: ignore[method-assign]
+        assert await asyncio.wait_for(rig.task, 20) is Outcome.COMPLETED
+    assert failed and store.refused == 2 and store.count("create") == 2
+    assert store.objects[KEY] == path.read_bytes()
 
 
 async def test_the_upload_card_is_written_and_never_left_behind(tmp_path: Path) -> None:

@@ -138,8 +138,16 @@ def test_no_checks_is_not_a_match() -> None:
             "not compared",
             ["sha256 (metadata.json)"],
         ),
+        # rclone serve s3: the multipart object's ETag is the MD5 of all its bytes, no "-N".
+        (
+            hashlib.md5(DATA).hexdigest(),
+            None,
+            "3 parts match",
+            "not compared: the server's ETag " + hashlib.md5(DATA).hexdigest(),
+            ["sha256 (metadata.json)", "parts (metadata.json)"],
+        ),
     ],
-    ids=["opaque-object-etag", "opaque-part-etags"],
+    ids=["opaque-object-etag", "opaque-part-etags", "whole-object-md5"],
 )
 def test_etags_of_another_kind_are_not_compared_and_the_sha256_still_is(
     etag: str,

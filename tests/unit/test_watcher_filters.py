@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tailup.watcher import DEFAULT_INCLUDE, is_candidate, writers_open
+from tailup.watcher.scan import files_with_inodes
 
 CANDIDATES = [
     "clip.mp4",
@@ -155,3 +156,22 @@ def test_writers_open_same_file_twice(tmp_path: Path) -> None:
         assert writers_open([target, via_dotdot]) == {target: True, via_dotdot: True}
     finally:
         os.close(fd)
+
+
+def test_files_with_inodes_finds_every_name_of_an_inode_and_nothing_else(tmp_path: Path) -> None:
+    """The walk for a recording's other names (tailup.rules.names): any name, in subfolders,
+    hard links included; symlinks (to files or folders) neither listed nor entered."""
+    root, outside = tmp_path / "rec", tmp_path / "outside"
+    (root / "day1").mkdir(parents=True)
+    outside.mkdir()
+    first = root / "a.ts"
+    first.write_bytes(b"x")
+    os.link(first, root / "day1" / "keep.bak")
+    os.link(first, outside / "a.ts")  # not under the folders walked
+    (root / "other.ts").write_bytes(b"y")
+    (root / "link.ts").symlink_to(first)
+    (root / "into-outside").symlink_to(outside, target_is_directory=True)
+    inode = first.stat().st_ino
+    found = files_with_inodes([root], {inode})
+    assert found == {inode: [root / "a.ts", root / "day1" / "keep.bak"]}
+    assert files_with_inodes([root], {inode + 10**9}) == {}

@@ -68,7 +68,11 @@ class ClaimBook:
         k = self._keys
         mine, value = await guarded(
             lambda: self._scripts.claim(
-                keys=[k.stream_lease(stream_id), k.stream_fence(stream_id)],
+                keys=[
+                    k.stream_lease(stream_id),
+                    k.stream_fence(stream_id),
+                    k.stream_meta(stream_id),
+                ],
                 args=[node_id, ms(ttl_s)],
             )
         )
@@ -96,6 +100,9 @@ class ClaimBook:
         return RENEWED[int(result)]
 
     async def release_claim(self, stream_id: str) -> None:
+        # This node is done with the stream: a claim it lost is forgotten too (N13), or the
+        # book would keep one id for every recording another node ever took over.
+        self._lost_claims.discard(stream_id)
         claim = self._claims.pop(stream_id, None)
         if claim is not None:
             lease = self._keys.stream_lease(stream_id)
@@ -103,6 +110,10 @@ class ClaimBook:
 
     def held_claims(self) -> list[str]:
         return list(self._claims)
+
+    def lost_claims(self) -> list[str]:
+        """Streams whose claim this node lost and has not yet let go of (release_claim)."""
+        return list(self._lost_claims)
 
 
 class NodeLeases:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 
 from tailup.checkpoint.redis_errors import guarded
 from tailup.checkpoint.scripts import IF_OWNED, Scripts, ms
-from tailup.keys import RedisKeys
+from tailup.keys import RedisKeys, index_path
 from tailup.model import StreamState
 
 _SCOPES_REMEMBERED = 20_000
@@ -97,20 +98,64 @@ class ScopeIndexes:
             else:
                 pipe.srem(idx.live, stream_id)
                 pipe.zadd(idx.ended, {stream_id: time.time()})
-                how = str(ms(self._keep_records_s)) if self._keep_records_s > 0 else "persist"
+                how = self._ended_lifetime()
+                # Every entry is at most this old: once the index has had no new one for
+                # --keep-records, trim_ended would drop them all (a node that stopped for good
+                # leaves no index behind). With records kept forever, so is the index.
+                if how == "persist":
+                    pipe.persist(idx.ended)
+                else:
+                    pipe.pexpire(idx.ended, int(how))
             if path:
                 pipe.eval(IF_OWNED, 1, idx.path(path), stream_id, how)
             if key:
                 pipe.eval(IF_OWNED, 1, self._keys.object_claim(key), stream_id, how)
             await pipe.execute()
 
+    async def after_update(
+        self, stream_id: str, state: object, fields: Collection[str], reply: Sequence[Any]
+    ) -> None:
+        """Index what the UPDATE script wrote (its reply: key, path, watch root, the record's
+        PTTL, the key before): a new state as index() does, else a new path entry or key claim
+        with the record's lifetime; and a key the record no longer names is let go."""
+        key, path, root, pttl_ms, key_before = (str(value) for value in reply)
+        scope = await self.scope_of(stream_id)
+        entry = index_path(scope, path, root)
+        moved = entry if "path" in fields else ""
+        if isinstance(state, StreamState):
+            entries = {self._keys.scope(scope).path(moved): False} if moved else {}
+            await self.index(stream_id, scope, state, key, entry, entries=entries)
+        elif moved or "key" in fields:
+            rekeyed = key if "key" in fields else ""
+            await self.follow(stream_id, scope, path=moved, key=rekeyed, pttl_ms=int(pttl_ms))
+        if key_before and key_before != key:
+            # The record names another key now (a pending key claimed, a rekey): the old one's
+            # claim is no longer the record's to hold, nor to keep forever.
+            await self.release_key(key_before, stream_id)
+
     async def stream_for_path(self, path: str, scope: str | None = None) -> str | None:
         key = self._keys.scope(scope or self._scope).path(path)
         result = await guarded(lambda: self._redis.get(key))
         return str(result) if result else None
 
-    async def set_path(self, path: str, stream_id: str, scope: str) -> None:
-        await self._redis.set(self._keys.scope(scope).path(path), stream_id)
+    def _ended_lifetime(self) -> str:
+        """IF_OWNED's expiry for the entries of a record that ends now."""
+        return str(ms(self._keep_records_s)) if self._keep_records_s > 0 else "persist"
+
+    async def follow(
+        self, stream_id: str, scope: str, *, path: str, key: str, pttl_ms: int
+    ) -> None:
+        """Give the entries a write outside a state change points at the stream (a new path
+        entry: a rename; a new key's claim: a rekey) the record's own lifetime, ``pttl_ms``
+        (Redis's PTTL of the record: -1 kept), so that none outlives an ended record."""
+        how = str(pttl_ms) if pttl_ms > 0 else "persist"
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if path:
+                name = self._keys.scope(scope).path(path)
+                pipe.set(name, stream_id, px=pttl_ms if pttl_ms > 0 else None)
+            if key:
+                pipe.eval(IF_OWNED, 1, self._keys.object_claim(key), stream_id, how)
+            await pipe.execute()
 
     async def forget_path(self, path: str, stream_id: str, scope: str | None = None) -> None:
         key = self._keys.scope(scope or self._scope).path(path)
@@ -118,11 +163,14 @@ class ScopeIndexes:
 
     async def reserve_key(self, object_key: str, stream_id: str) -> str | None:
         claim = self._keys.object_claim(object_key)
+        # A reservation no record comes to name (its holder crashed before writing the key)
+        # expires like an ended record; the record's writes keep the one it names.
+        px = ms(self._keep_records_s) if self._keep_records_s > 0 else None
 
         async def run() -> str | None:
-            # A lost SET NX means the GET finds the winner (a claim is only ever dropped by its
-            # expiry, long after its stream ended).
-            if await self._redis.set(claim, stream_id, nx=True):
+            # A lost SET NX means the GET finds the winner (a claim is dropped by its expiry,
+            # long after its stream ended, or by its own stream that found it taken).
+            if await self._redis.set(claim, stream_id, nx=True, px=px):
                 return None
             owner = await self._redis.get(claim)
             if owner is None:
@@ -130,6 +178,10 @@ class ScopeIndexes:
             return None if owner == stream_id else str(owner)
 
         return await guarded(run)
+
+    async def release_key(self, object_key: str, stream_id: str) -> None:
+        claim = self._keys.object_claim(object_key)
+        await guarded(lambda: self._scripts.if_owned(keys=[claim], args=[stream_id, "del"]))
 
     async def next_key_number(self, object_key: str) -> int:
         counter = self._keys.key_counter(object_key)

@@ -81,6 +81,11 @@ class CheckpointStore(Protocol):
         """Claim an S3 key for a stream. None when it is the stream's (now or already), else the
         id of the stream that holds it: two recordings never share a key."""
 
+    async def release_key(self, object_key: str, stream_id: str) -> None:
+        """Give up a key reserved for the stream that it will not use (S3 holds an object
+        there), if the stream still holds it. A key the record names is let go by the update
+        that names another."""
+
     async def next_key_number(self, object_key: str) -> int:
         """1, 2, 3, ...: a counter per taken S3 key, so that a new recording's suffixed key is
         one guess, not a walk past every earlier one (tailup.keyclaim)."""
@@ -119,9 +124,13 @@ class CheckpointStore(Protocol):
 
     async def release_claim(self, stream_id: str) -> None:
         """Give the lease up (the stream ended, or this node stops): another node may take it
-        at once rather than after the TTL."""
+        at once rather than after the TTL. A lease already lost is forgotten."""
 
     def held_claims(self) -> list[str]: ...
+
+    def lost_claims(self) -> list[str]:
+        """Streams whose claim another node took from this one, until release_claim says this
+        node is done with them: each write of them is refused meanwhile."""
 
     async def acquire_node(
         self, node_id: str, holder: str, ttl_s: float, *, replacing: str = ""

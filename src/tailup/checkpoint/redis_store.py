@@ -110,6 +110,10 @@ class RedisCheckpointStore:
     def keys(self) -> RedisKeys:
         return self._keys
 
+    @property
+    def keep_records_s(self) -> float:
+        return self._keep_records_s
+
     async def ping(self) -> None:
         await guarded(lambda: self._redis.ping())
 
@@ -187,15 +191,10 @@ class RedisCheckpointStore:
         expiry = expiry_arg(state, self._keep_records_s)
 
         async def run() -> None:
-            key, path, root = await self.claims.run_guarded(
+            reply = await self.claims.run_guarded(
                 self._scripts.update, stream_id, _field_pairs(fields), expiry=expiry
             )
-            scope = await self.indexes.scope_of(stream_id)
-            entry = index_path(scope, str(path), str(root))
-            if isinstance(state, StreamState):
-                await self.indexes.index(stream_id, scope, state, str(key), entry)
-            elif "path" in fields:
-                await self.indexes.set_path(entry, stream_id, scope)
+            await self.indexes.after_update(stream_id, state, fields, reply)
 
         await guarded(run)
 
@@ -272,6 +271,9 @@ class RedisCheckpointStore:
     async def reserve_key(self, object_key: str, stream_id: str) -> str | None:
         return await self.indexes.reserve_key(object_key, stream_id)
 
+    async def release_key(self, object_key: str, stream_id: str) -> None:
+        await self.indexes.release_key(object_key, stream_id)
+
     async def next_key_number(self, object_key: str) -> int:
         return await self.indexes.next_key_number(object_key)
 
@@ -293,7 +295,11 @@ class RedisCheckpointStore:
         return await self.indexes.trim_ended(before_unix_s, scope)
 
     async def adopt_legacy(self, roots: Sequence[str]) -> int:
-        return await guarded(lambda: adopt_legacy(self._redis, self._keys, self.scope, roots))
+        return await guarded(
+            lambda: adopt_legacy(
+                self._redis, self._keys, self.scope, roots, keep_records_s=self._keep_records_s
+            )
+        )
 
     # -- leases (ClaimBook, NodeLeases) --
 
@@ -308,6 +314,9 @@ class RedisCheckpointStore:
 
     def held_claims(self) -> list[str]:
         return self.claims.held_claims()
+
+    def lost_claims(self) -> list[str]:
+        return self.claims.lost_claims()
 
     async def acquire_node(
         self, node_id: str, holder: str, ttl_s: float, *, replacing: str = ""

@@ -52,6 +52,12 @@ local function expiry()
     end
   end
 end
+-- A key the script creates (the parts of a record that had none) expires with the record: a
+-- part committed just after a `tailup abort` ended it must not outlive it.
+local function follow(key)
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+end
 """
 GUARD_ARGS = 5
 
@@ -77,6 +83,7 @@ local old = redis.call('HGET', KEYS[2], ARGV[6])
 local delta = cjson.decode(ARGV[7])['size']
 if old then delta = delta - cjson.decode(old)['size'] end
 redis.call('HSET', KEYS[2], ARGV[6], ARGV[7])
+follow(KEYS[2])
 redis.call('HINCRBY', KEYS[1], 'total_bytes_sent', delta)
 local nxt = tonumber(redis.call('HGET', KEYS[1], 'next_part_to_upload') or '1')
 while redis.call('HEXISTS', KEYS[2], nxt) == 1 do nxt = nxt + 1 end
@@ -84,14 +91,16 @@ redis.call('HSET', KEYS[1], 'next_part_to_upload', nxt, 'last_activity_at_utc', 
 return nxt
 """
 )
-# ARGV[6..]: field pairs.
+# ARGV[6..]: field pairs. Returns {key, path, watch root, the record's PTTL, the key before}: the
+# store gives a new path entry or key claim the record's lifetime, and releases a replaced key.
 UPDATE = (
     GUARD
     + """
+local before = redis.call('HGET', KEYS[1], 'key') or ''
 redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 expiry()
 return {redis.call('HGET', KEYS[1], 'key') or '', redis.call('HGET', KEYS[1], 'path') or '',
-        redis.call('HGET', KEYS[1], 'watch_root') or ''}
+        redis.call('HGET', KEYS[1], 'watch_root') or '', redis.call('PTTL', KEYS[1]), before}
 """
 )
 # A state change that a `tailup abort` (or any state outside the allowed ones) wins over.
@@ -147,8 +156,9 @@ if ARGV[2] == 'del' then return redis.call('DEL', KEYS[1]) end
 if ARGV[2] == 'persist' then return redis.call('PERSIST', KEYS[1]) end
 return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 """
-# Claims of a shared recording. KEYS: lease, fence. ARGV[1]: node id, ARGV[2]: TTL (ms).
-# Returns {1, value} when this node holds it now, {0, value} for another live holder.
+# Claims of a shared recording. KEYS: lease, fence, meta. ARGV[1]: node id, ARGV[2]: TTL (ms).
+# Returns {1, value} when this node holds it now, {0, value} for another live holder. A fence
+# the claim creates expires with the record (one that ended just before it was claimed).
 CLAIM = """
 local held = redis.call('GET', KEYS[1])
 if held then
@@ -159,6 +169,8 @@ if held then
   return {0, held}
 end
 local value = ARGV[1] .. '|' .. redis.call('INCR', KEYS[2])
+local ttl = redis.call('PTTL', KEYS[3])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
 return {1, value}
 """

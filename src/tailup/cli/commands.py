@@ -133,7 +133,7 @@ def cmd_gc(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _salvage_request(args: argparse.Namespace, settings: Settings) -> Any:
-    from tailup.cli.parser import DEFAULT_SALVAGE_AGE
+    from tailup.cli.salvageargs import DEFAULT_SALVAGE_AGE
     from tailup.salvagefind import Request
     from tailup.units import DURATION_FORM, parse_duration
 

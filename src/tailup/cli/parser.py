@@ -11,6 +11,7 @@ from typing import Any, TypeAlias
 
 from tailup import __version__
 from tailup.cli.exits import EXIT_USAGE
+from tailup.cli.salvageargs import add_salvage
 from tailup.selection import DEFAULT_LIMIT, DEFAULT_SCAN_LIMIT, STATE_VALUES
 
 _CONNECTION_FLAGS: list[tuple[str, dict[str, Any]]] = [
@@ -189,6 +190,22 @@ _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--log-level", {"choices": ["debug", "info", "warning", "error"], "help": "default info."}),
 ]
 
+# --rpo (issue 18): a block of its own.
+_RPO_FLAGS: list[tuple[str, dict[str, Any]]] = [
+    (
+        "--rpo",
+        {
+            "metavar": "SECONDS",
+            "help": "recovery point: S3 holds each live recording up to SECONDS ago, at any "
+            "bitrate, not only up to its last full part (--part-size: 33 s of a 2 Mbit/s "
+            "camera at 8MiB), so `tailup salvage` can complete it if the recorder is destroyed. "
+            "The cost: a small PUT (and later a free DELETE) about every SECONDS per recording "
+            "(at 2: ~1,800 an hour, ~$6.60 a camera-month on AWS S3 Standard; bench/RESULTS.md) "
+            "and each byte sent twice on the uplink. At least 1; default off.",
+        },
+    ),
+]
+
 
 # What names a stream on the command line (tailup.streamref).
 _STREAM_FORMS = (
@@ -249,7 +266,7 @@ def _add_run(commands: _Commands) -> None:
         help="watch folders and upload (the daemon)",
         description="Watch folders and stream every recording to S3.",
     )
-    _add_flags(run, _CONNECTION_FLAGS + _RUN_FLAGS)
+    _add_flags(run, _CONNECTION_FLAGS + _RUN_FLAGS + _RPO_FLAGS)
 
 
 def _add_status(commands: _Commands) -> None:
@@ -386,45 +403,8 @@ def _add_gc(commands: _Commands) -> None:
 
 
 def _add_salvage(commands: _Commands) -> None:
-    salvage = commands.add_parser(
-        "salvage",
-        help="make objects of the open uploads of a node that died with its files",
-        description="Complete what S3 holds of each recording (parts 1..n in a row: a byte "
-        "prefix) at its key (never over another recording's object), with a metadata.json "
-        "saying salvaged, how many bytes, why, and whether it plays cut short (TS, MKV, "
-        "fragmented MP4 do; a plain MP4/MOV does not). The record ends SALVAGED; its file "
-        "coming back is uploaded whole over it; a second run changes nothing. A node whose "
-        "lease is held is refused. `run --salvage-after` does it by itself, off by default: a "
-        "node only cut off from Redis would go on sending to an upload completed under it. "
-        f"STREAM: {_STREAM_FORMS}.",
-    )
+    salvage = add_salvage(commands, _STREAM_FORMS)
     _add_flags(salvage, _CONNECTION_FLAGS + _STATUS_SETTINGS)
-    salvage.add_argument("streams", metavar="STREAM", nargs="*", help="streams to salvage")
-    salvage.add_argument(
-        "--node",
-        metavar="NODE",
-        help="every live stream of this node (its --node-id) with an open upload; with "
-        "STREAMs, where they are looked for",
-    )
-    salvage.add_argument(
-        "--from-s3",
-        action="store_true",
-        help="when Redis died with the node: every open upload under --prefix that tailup "
-        "created (found by the <key>.upload.json card beside it), quiet for --older-than",
-    )
-    salvage.add_argument(
-        "--older-than",
-        metavar="DURATION",
-        help=f"with --from-s3: only uploads whose last part is this old, e.g. 90s, 15m, 2h "
-        f"(default {DEFAULT_SALVAGE_AGE}): a daemon still sending to one is left alone",
-    )
-    salvage.add_argument(
-        "--dry-run", action="store_true", help="list what would be salvaged; change nothing"
-    )
-
-
-# `salvage --from-s3 --older-than`: without Redis's leases, a recent part means a live daemon.
-DEFAULT_SALVAGE_AGE = "10m"
 
 
 def _add_demo(commands: _Commands) -> None:
@@ -442,6 +422,6 @@ def _add_demo(commands: _Commands) -> None:
 def setting_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given as flags (for tailup.config.load_settings): the flags left unset are
     absent, so that they hide no other source."""
-    flags = _CONNECTION_FLAGS + _STATUS_SETTINGS + _RUN_FLAGS
+    flags = _CONNECTION_FLAGS + _STATUS_SETTINGS + _RUN_FLAGS + _RPO_FLAGS
     names = sorted({flag.lstrip("-").replace("-", "_") for flag, _ in flags})
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}

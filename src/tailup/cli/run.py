@@ -31,7 +31,7 @@ async def _run_daemon(settings: Settings) -> int:
     import structlog
 
     from tailup.checkpoint import RedisCheckpointStore
-    from tailup.plan import PartPlan
+    from tailup.plan import PartPlan, part_size_cap
     from tailup.s3 import S3MultipartStore, pool_size
     from tailup.server import ops_server
     from tailup.status import status_scopes
@@ -62,7 +62,9 @@ async def _run_daemon(settings: Settings) -> int:
             part_sizing=settings.part_sizing.value,
             checksum=settings.checksum.value,
             # What one recording can reach with these settings (a stream keeps its own).
-            capacity=PartPlan(settings.part_size, settings.part_sizing).describe_capacity(),
+            capacity=PartPlan(
+                settings.part_size, settings.part_sizing, part_size_cap(settings.max_inflight_bytes)
+            ).describe_capacity(),
             bwlimit=settings.bwlimit,
         )
         supervisor = Supervisor(settings, store, cps)

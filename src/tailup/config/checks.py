@@ -10,6 +10,7 @@ from tailup.config.forms import ACCEPTED_FORMS, AFTER_UPLOAD_FORM
 from tailup.config.settings import Settings
 from tailup.config.values import AfterUploadKind
 from tailup.errors import ConfigError
+from tailup.units import format_size
 
 
 def _resolved(path: Path) -> Path:
@@ -66,9 +67,22 @@ def _after_upload_problems(settings: Settings) -> list[str]:
     return []
 
 
+def _budget_problems(settings: Settings) -> list[str]:
+    """Every part is held in memory whole while it is sent: the first one must fit the budget."""
+    if settings.part_size <= settings.max_inflight_bytes:
+        return []
+    budget, part = settings.label("max_inflight_bytes"), settings.label("part_size")
+    return [
+        f"{budget}: {format_size(settings.max_inflight_bytes)} is smaller than one part "
+        f"({part} {format_size(settings.part_size)}): each part is held in memory whole while "
+        f"it is sent. Accepted: at least the part size; or a smaller {part}"
+    ]
+
+
 def check_daemon_settings(settings: Settings) -> None:
     """What `tailup run` needs beyond what every subcommand needs."""
     problems = _watch_problems(settings) + _after_upload_problems(settings)
+    problems.extend(_budget_problems(settings))
     problems.extend(_bucket_problems(settings))
     if problems:
         raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))

@@ -41,6 +41,7 @@ ACCEPTED_FORMS: dict[str, str] = {
     "checksum": "crc32, crc32c, crc64nvme or none",
     "sha256": "auto or off",
     "bwlimit": BWLIMIT_FORM,
+    "rpo": f"off, or {DURATION_FORM}, at least 1",
     "metrics_port": "a port number from 0 (off) to 65535",
     "metrics_host": "an address to listen on, e.g. 127.0.0.1 or 0.0.0.0",
     "health_interval": f"{DURATION_FORM}, above 0",

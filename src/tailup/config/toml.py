@@ -49,7 +49,7 @@ class FileKind(enum.Enum):
 def file_kind(field: str) -> FileKind:
     if field in SIZE_FIELDS:
         return FileKind.SIZE
-    if field in DURATION_FIELDS:
+    if field in DURATION_FIELDS or field == "rpo":  # rpo: a duration, or "off"
         return FileKind.DURATION
     annotation = Settings.model_fields[field].annotation
     if annotation is bool:

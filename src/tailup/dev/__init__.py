@@ -12,6 +12,8 @@ daemon (`tailup run` loads only what it runs: tests/unit/test_dev_isolation.py).
 - :class:`MotoS3` runs a private moto S3 server (``moto_server``) on 127.0.0.1 and a free port: a
   second S3 implementation, with AWS's part semantics (only the latest upload of a part is kept),
   optionally with its IAM enforced and a user per IAM policy document.
+- :class:`RcloneS3` runs a private rclone ``serve s3`` on 127.0.0.1 and a free port, over a local
+  folder: a third S3 implementation, which refuses a part sent again with other bytes.
 - :func:`record_cmd` builds an ffmpeg command that records a synthetic live source, the way a
   recorder writes a growing file.
 - :class:`MemoryMultipartStore` and :class:`MemoryCheckpointStore` are in-process stores for fast
@@ -33,6 +35,7 @@ from tailup.dev.memory_s3 import MemoryMultipartStore
 from tailup.dev.moto import MotoS3, with_operation_names
 from tailup.dev.ports import LOOPBACK, free_port
 from tailup.dev.process import DevServerError
+from tailup.dev.rclone import RcloneS3
 from tailup.dev.recorder import RECORD_FORMATS, ffmpeg_exe, record_cmd
 from tailup.dev.redis import RedisServer
 from tailup.dev.redis_cluster import RedisCluster
@@ -47,6 +50,7 @@ __all__ = [
     "MemoryCheckpointStore",
     "MemoryMultipartStore",
     "MotoS3",
+    "RcloneS3",
     "RedisCluster",
     "RedisSentinel",
     "RedisServer",

@@ -1,5 +1,7 @@
 """In-process checkpoint store for fast tests of stream logic. The contract suite in
-tests/integration/test_store_contracts.py holds it to the Redis store's behaviour."""
+tests/integration/test_store_contracts.py holds it to the Redis store's behaviour, lifetimes
+included: each entry it keeps has the deadline Redis would give its key (nothing is dropped at
+the deadline: no test here runs that long)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
-from tailup.checkpoint.protocol import Claim, RenewResult
+from tailup.checkpoint.protocol import Claim
+from tailup.dev.memory_leases import MemoryLeases
 from tailup.errors import CheckpointUnavailable, ClaimLost, RecordLost
 from tailup.keys import index_path
 from tailup.model import (
@@ -23,12 +26,13 @@ from tailup.model import (
 )
 
 
-class MemoryCheckpointStore:
+class MemoryCheckpointStore(MemoryLeases):
     """In-process store for unit tests of stream logic; the contract suite holds it to Redis's
-    behaviour (expiry aside: records here never expire)."""
+    behaviour. ``keep_records_s``: --keep-records (0: ended records are kept forever)."""
 
-    def __init__(self, *, scope: str = "node:test") -> None:
+    def __init__(self, *, scope: str = "node:test", keep_records_s: float = 0.0) -> None:
         self.scope = scope
+        self.keep_records_s = keep_records_s
         self.meta: dict[str, dict[str, str]] = {}
         self.parts: dict[str, dict[int, PartRecord]] = {}
         self.lives: dict[str, set[str]] = {}
@@ -41,11 +45,63 @@ class MemoryCheckpointStore:
         self._claims: dict[str, Claim] = {}
         self._lost_claims: set[str] = set()
         self.infos: dict[str, dict[str, str]] = {}
+        # Unix s at which each entry would expire, by name ("meta ID", "parts ID", "fence ID",
+        # "path SCOPE ENTRY", "claim KEY", "counter KEY", "ended SCOPE"); one not here is kept
+        # forever, as a Redis key with no TTL.
+        self.expires_at: dict[str, float] = {}
         self.available = True
 
-    def _drop_claim(self, stream_id: str) -> None:
-        if self._claims.pop(stream_id, None) is not None:
-            self._lost_claims.add(stream_id)
+    # -- lifetimes: Redis's TTLs, as deadlines --
+
+    def _until(self, entry: str, deadline: float | None) -> None:
+        if deadline is None:
+            self.expires_at.pop(entry, None)
+        else:
+            self.expires_at[entry] = deadline
+
+    def _ended_deadline(self) -> float | None:
+        """When an entry of a record that ends now expires (None: --keep-records 0)."""
+        return time.time() + self.keep_records_s if self.keep_records_s > 0 else None
+
+    def _record_deadline(self, stream_id: str) -> float | None:
+        return self.expires_at.get(f"meta {stream_id}")
+
+    def _path_entry(self, stream_id: str) -> tuple[str, str]:
+        meta = self.meta[stream_id]
+        scope = self._scope_of(stream_id)
+        return scope, index_path(scope, meta.get("path", ""), meta.get("watch_root", ""))
+
+    def _live_for(self, stream_id: str, state: StreamState) -> None:
+        """A state write: the record, its parts, fence, path entry and key claim are kept while
+        it is resumable and expire after --keep-records once it ends (Redis's scripts and
+        ScopeIndexes.index)."""
+        deadline = None if state.is_resumable else self._ended_deadline()
+        for kind in ("meta", "parts", "fence"):
+            self._until(f"{kind} {stream_id}", deadline)
+        scope, entry = self._path_entry(stream_id)
+        if self.paths.get((scope, entry)) == stream_id:
+            self._until(f"path {scope} {entry}", deadline)
+        key = self.meta[stream_id].get("key", "")
+        if key and self.object_keys.get(key) == stream_id:
+            self._until(f"claim {key}", deadline)
+        if not state.is_resumable:
+            self._until(f"ended {scope}", deadline)
+
+    def _fence_written(self, stream_id: str) -> None:
+        if (deadline := self._record_deadline(stream_id)) is not None:
+            self._until(f"fence {stream_id}", deadline)
+
+    def kept_forever(self) -> list[str]:
+        """Every entry with no deadline (a key Redis would keep with no TTL), by name."""
+        names = [f"meta {sid}" for sid in self.meta]
+        names += [f"parts {sid}" for sid, parts in self.parts.items() if parts]
+        names += [f"fence {sid}" for sid in self.fences]
+        names += [f"path {scope} {entry}" for scope, entry in self.paths]
+        names += [f"claim {key}" for key in self.object_keys]
+        names += [f"counter {key}" for key in self.key_numbers]
+        names += [f"live {scope}" for scope, live in self.lives.items() if live]
+        names += [f"ended {scope}" for scope, ended in self.ended.items() if ended]
+        return sorted(name for name in names if name not in self.expires_at)
 
     @property
     def live(self) -> set[str]:
@@ -99,6 +155,7 @@ class MemoryCheckpointStore:
         if record.key:
             self.object_keys.setdefault(record.key, sid)
         self._index(sid, record.state)
+        self._live_for(sid, record.state)
 
     async def create(self, record: StreamRecord) -> None:
         self._check()
@@ -137,16 +194,23 @@ class MemoryCheckpointStore:
 
     async def update(self, stream_id: str, **fields: Any) -> None:
         meta = self._guard(stream_id)
+        key_before = meta.get("key", "")
         # Like Redis's update: every write refreshes it unless the caller gives it.
         for k, v in {"last_activity_at_utc": iso(utc_now()), **fields}.items():
             meta[k] = encode_field(v)
+        if "path" in fields:
+            scope, entry = self._path_entry(stream_id)
+            self.paths[(scope, entry)] = stream_id
+            self._until(f"path {scope} {entry}", self._record_deadline(stream_id))
+        key = meta.get("key", "")
+        if "key" in fields and key and self.object_keys.get(key) == stream_id:
+            self._until(f"claim {key}", self._record_deadline(stream_id))
         state = fields.get("state")
         if isinstance(state, StreamState):
             self._index(stream_id, state)
-        if "path" in fields:
-            scope = self._scope_of(stream_id)
-            entry = index_path(scope, str(fields["path"]), meta.get("watch_root", ""))
-            self.paths[(scope, entry)] = stream_id
+            self._live_for(stream_id, state)
+        if key_before and key_before != key:
+            await self.release_key(key_before, stream_id)
 
     def _derive(self, stream_id: str) -> None:
         parts = self.parts.setdefault(stream_id, {})
@@ -173,6 +237,8 @@ class MemoryCheckpointStore:
     async def commit_part(self, stream_id: str, part: PartRecord) -> None:
         self._guard(stream_id)
         self.parts.setdefault(stream_id, {})[part.number] = part
+        if (deadline := self._record_deadline(stream_id)) is not None:
+            self._until(f"parts {stream_id}", deadline)
         self._derive(stream_id)
 
     async def drop_parts(self, stream_id: str, numbers: Iterable[int]) -> None:
@@ -193,15 +259,27 @@ class MemoryCheckpointStore:
         entry = (scope or self.scope, path)
         if self.paths.get(entry) == stream_id:
             del self.paths[entry]
+            self._until(f"path {entry[0]} {path}", None)
 
     async def reserve_key(self, object_key: str, stream_id: str) -> str | None:
         self._check()
-        owner = self.object_keys.setdefault(object_key, stream_id)
+        if object_key not in self.object_keys:
+            self.object_keys[object_key] = stream_id
+            self._until(f"claim {object_key}", self._ended_deadline())
+        owner = self.object_keys[object_key]
         return None if owner == stream_id else owner
+
+    async def release_key(self, object_key: str, stream_id: str) -> None:
+        self._check()
+        if self.object_keys.get(object_key) == stream_id:
+            del self.object_keys[object_key]
+            self._until(f"claim {object_key}", None)
 
     async def next_key_number(self, object_key: str) -> int:
         self._check()
         self.key_numbers[object_key] = self.key_numbers.get(object_key, 0) + 1
+        if (deadline := self._ended_deadline()) is not None:
+            self._until(f"counter {object_key}", deadline)
         return self.key_numbers[object_key]
 
     async def get_field(self, stream_id: str, name: str) -> str | None:
@@ -242,79 +320,6 @@ class MemoryCheckpointStore:
             del ended[sid]
         return len(old)
 
-    async def claim(self, stream_id: str, node_id: str, ttl_s: float) -> Claim | str:
-        self._check()
-        held = self.leases.get(stream_id)
-        if held is not None and not held.startswith(node_id + "|"):
-            self._drop_claim(stream_id)
-            return held
-        if held is None:
-            self.fences[stream_id] = self.fences.get(stream_id, 0) + 1
-            held = f"{node_id}|{self.fences[stream_id]}"
-            self.leases[stream_id] = held
-        claim = Claim(held, int(held.rpartition("|")[2]))
-        self._claims[stream_id] = claim
-        self._lost_claims.discard(stream_id)
-        return claim
-
-    async def renew_claim(self, stream_id: str, ttl_s: float) -> RenewResult:
-        self._check()
-        claim = self._claims.get(stream_id)
-        if claim is None:
-            return RenewResult.TAKEN
-        held = self.leases.get(stream_id)
-        if held == claim.value:
-            return RenewResult.RENEWED
-        if held is None and self.fences.get(stream_id) == claim.fence:
-            self.leases[stream_id] = claim.value
-            return RenewResult.RESTORED
-        self._drop_claim(stream_id)
-        return RenewResult.TAKEN
-
-    async def release_claim(self, stream_id: str) -> None:
-        self._check()
-        claim = self._claims.pop(stream_id, None)
-        if claim is not None and self.leases.get(stream_id) == claim.value:
-            del self.leases[stream_id]
-
-    def held_claims(self) -> list[str]:
-        return list(self._claims)
-
-    async def acquire_node(
-        self, node_id: str, holder: str, ttl_s: float, *, replacing: str = ""
-    ) -> str | None:
-        self._check()
-        lease = "node:" + node_id
-        held = self.leases.get(lease)
-        if held is not None and held not in (holder, replacing):
-            return held
-        self.leases[lease] = holder
-        return None
-
-    async def renew_node(self, node_id: str, holder: str, ttl_s: float) -> RenewResult:
-        self._check()
-        lease = "node:" + node_id
-        held = self.leases.get(lease)
-        if held == holder:
-            return RenewResult.RENEWED
-        if held is None:
-            self.leases[lease] = holder
-            return RenewResult.RESTORED
-        return RenewResult.TAKEN
-
     async def adopt_legacy(self, roots: Sequence[str]) -> int:
         self._check()
         return 0
-
-    async def publish_node_info(self, node_id: str, info: Mapping[str, str], ttl_s: float) -> None:
-        self._check()
-        self.infos[node_id] = dict(info)
-
-    async def node_info(self, node_id: str) -> dict[str, str]:
-        self._check()
-        return dict(self.infos.get(node_id, {}))
-
-    async def release_node(self, node_id: str, holder: str) -> None:
-        self._check()
-        if self.leases.get("node:" + node_id) == holder:
-            del self.leases["node:" + node_id]

@@ -20,7 +20,7 @@ from tailup.checksums import (
 from tailup.errors import KeyTaken, NoSuchUpload, StoragePermanentError, StorageUnavailable
 from tailup.integrity import crc32_of, multipart_etag
 from tailup.plan import MAX_PARTS, MIN_PART_SIZE_BYTES
-from tailup.s3 import ObjectInfo, UploadedPart, UploadInfo
+from tailup.s3 import ListedObject, ObjectInfo, UploadedPart, UploadInfo
 
 
 def _etag(body: bytes) -> str:
@@ -158,14 +158,14 @@ class MemoryMultipartStore:
     async def abort_upload(self, key: str, upload_id: str) -> None:
         self.uploads.pop(upload_id, None)
 
-    async def list_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
-        upload = self._upload(key, upload_id)
-        return [UploadedPart(n, e, len(b)) for n, e, b in sorted(upload.parts, key=lambda p: p[0])]
-
     async def delete_object(self, key: str) -> None:
         self.objects.pop(key, None)
         self.etags.pop(key, None)
         self.checksums.pop(key, None)
+
+    async def list_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
+        upload = self._upload(key, upload_id)
+        return [UploadedPart(n, e, len(b)) for n, e, b in sorted(upload.parts, key=lambda p: p[0])]
 
     async def put_object(
         self,
@@ -221,3 +221,9 @@ class MemoryMultipartStore:
             for upload_id, u in self.uploads.items()
             if u.key.startswith(prefix)
         ]
+
+    async def list_objects(self, prefix: str, *, limit: int | None = None) -> list[ListedObject]:
+        found = [
+            ListedObject(k, len(b)) for k, b in sorted(self.objects.items()) if k.startswith(prefix)
+        ]
+        return found if limit is None else found[:limit]

@@ -20,7 +20,11 @@ The rules, top to bottom:
    generation and starts it.
 6. Else the recording is looked for by identity, life after life (tailup.identity.stream_id_for):
    a record under that id is this very recording (renamed while tailup was down): it follows to
-   this path (unless its stream runs here: hard links, N10), then as in 5.
+   this path, then as in 5; unless its stream runs here: the path is a second name (a hard
+   link), the stream's alias (N10, tailup.rules.names). A record of another recording that
+   ended with nothing in S3 (aborted, skipped; S3 asked) gives its id to this one: a life is
+   spent only once S3 holds something of it, since the walk after a Redis loss asks S3 life
+   after life and stops at the first life S3 has nothing of.
 7. No record: a new one, claimed in a shared folder; S3 is asked only when it may know
    (tailup.recovery.s3_may_know); a key S3 holds for another recording under a unique template
    means the next life; what S3 has whole is recorded, not uploaded; an open upload is adopted;
@@ -45,6 +49,7 @@ from tailup.model import PartRecord, StreamRecord, StreamState
 from tailup.recovery import Finding, Found, s3_may_know
 from tailup.rules.records import (
     completed_from_sidecar,
+    key_prefix,
     new_record,
     next_generation,
     pending_action_may_run,
@@ -52,6 +57,7 @@ from tailup.rules.records import (
 from tailup.rules.vocabulary import (
     UNASKED,
     Act,
+    Alias,
     Ask,
     AskClaim,
     AskCreate,
@@ -269,13 +275,18 @@ def _open_new(f: Facts, w: Where, st: FileStat, now: FileNow, look: Look) -> Act
             known, known_parts = loaded
             judgement = _judge(f, known, known_parts, st, now)
             if judgement.seen is Seen.NEW:
-                continue  # another recording's id
+                taken = _take_over(f, w, st, now.identity, known, judgement)
+                if taken is None:
+                    continue  # another recording's id
+                return taken
             before: tuple[Command, ...] = ()
             if known.path != str(f.path):
                 if known.stream_id in w.running:
                     # Its stream runs here under its own name (a hard link): the record stays
-                    # with the stream, never moved under it (N10).
-                    return Act((), "a second name of a recording whose stream runs here")
+                    # with the stream, never moved under it; the name is its alias, which
+                    # carries it on if its own name goes (N10, tailup.rules.names).
+                    alias = Alias(known.stream_id, f.path, closed=f.writer_closed)
+                    return Act((alias,), "a second name of a recording whose stream runs here")
                 before = (MoveRecord(known, f.path),)
                 known = known.with_changes(path=str(f.path), path_ended=False)
             return _known(f, w, st, now.identity, look, known, known_parts, judgement, before)
@@ -290,6 +301,55 @@ def _open_new(f: Facts, w: Where, st: FileStat, now: FileNow, look: Look) -> Act
     return _create_found(f, w, record, st, Finding(Found.NOTHING, ""))
 
 
+def _take_over(
+    f: Facts, w: Where, st: FileStat, seen: FileIdentity, known: StreamRecord, judged: Judgement
+) -> Act | None:
+    """This recording takes over the id of an ended one S3 holds nothing of (its upload aborted
+    when its file was rewritten, moved away, or aborted by an operator; an empty file): a new
+    record written over that one; its key is the one reserved for the id, or under a template
+    unique by construction the one its name and time give now. None: the id is spent, the walk
+    goes on.
+
+    An id is spent only once S3 holds something at its key: after Redis lost its data, a
+    recording is found by asking S3 about its identity's ids life after life, and that walk
+    stops at the first life S3 has nothing of. A life passed over here would hide every later
+    one: the recording would be uploaded again under this life's key. A completed recording's
+    object is taken to be in S3 (one deleted behind tailup's back is not looked for: that would
+    cost a lookup at every rewrite of a finished file)."""
+    if known.state not in (StreamState.ABORTED, StreamState.SKIPPED):
+        return None  # completed; or live or failed: its upload may be open still
+    if known.stream_id in w.running:
+        return None
+    if not _claimed(f, w, known):
+        return _elsewhere(f, w)  # another node is at this identity's recordings
+    # The object is checked whatever the template: an earlier generation's may be there.
+    held = _need(f, AskS3(known.key, known.stream_id, st.size, st.mtime_ns, True))
+    if held.found is not Found.NOTHING:
+        return None
+    fresh = new_record(w.defaults, w.placement, f.path, st, seen, known.stream_id, w.now)
+    key, key_pending = known.key, known.key_pending  # reserved for the id, and empty in S3
+    if w.unique_template and fresh.key != known.key:
+        # Its key is the id's own either way: the one its name and start time give now.
+        got = _need(f, AskKey(fresh.key, fresh.stream_id, w.check_keys))
+        key, key_pending = (fresh.key, True) if got is None else (got, False)
+    # A first generation: its completion lands only on a free key (If-None-Match), as any new
+    # recording's (a later one's would replace what it takes for its own earlier object).
+    record = fresh.with_changes(key=key, key_pending=key_pending, note=_taken_from(known))
+    why = f"{judged.reason}; it takes over the id of an ended recording S3 holds nothing of"
+    fields = (*_named(record, why), ("was", known.state.value), ("was_path", known.path))
+    note = Note("stream id taken over from a recording S3 holds nothing of", fields)
+    return Act((note, Write(record), Start(record, {}, resumed=False, why=why)), why)
+
+
+def _taken_from(known: StreamRecord) -> str:
+    """What `status` keeps of the recording whose record the new one is written over."""
+    said = f": {known.error}" if known.error else ""
+    return (
+        f"took over the id of an earlier recording ({known.path}, {known.state.value} with "
+        f"nothing in S3{said})"
+    )
+
+
 def _s3_finding(f: Facts, w: Where, record: StreamRecord, st: FileStat) -> Finding:
     may_know = s3_may_know(
         born_ns=record.birth_ns or st.mtime_ns,
@@ -300,7 +360,8 @@ def _s3_finding(f: Facts, w: Where, record: StreamRecord, st: FileStat) -> Findi
     )
     if not may_know:
         return Finding(Found.NOTHING, "a file born since tailup started")
-    ask = AskS3(record.key, record.stream_id, st.size, st.mtime_ns, w.check_keys)
+    prefix = key_prefix(w.defaults, w.placement, f.path, record.stream_id, w.now)
+    ask = AskS3(record.key, record.stream_id, st.size, st.mtime_ns, w.check_keys, prefix)
     return _need(f, ask)
 
 
@@ -309,6 +370,8 @@ def _create_found(f: Facts, w: Where, record: StreamRecord, st: FileStat, findin
     is claimed here, not before: a claim's HEAD would take the recording's own object for
     another one's."""
     sid = record.stream_id
+    if finding.key:
+        record = record.with_changes(key=finding.key)  # renamed since it was uploaded
     if finding.found in (Found.COMPLETED, Found.IN_FLIGHT):
         holder = _need(f, AskReserve(record.key, sid))
         if holder is not None:

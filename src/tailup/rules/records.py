@@ -13,9 +13,9 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from tailup.checksums import ChecksumAlgorithm, ChecksumType, new_upload_type
-from tailup.keys import KeyContext, render_key
+from tailup.keys import KeyContext, render_key, stable_prefix
 from tailup.model import EndCause, StreamRecord, StreamState, iso
-from tailup.plan import PartSizing
+from tailup.plan import MAX_PART_SIZE_BYTES, PartSizing
 
 if TYPE_CHECKING:
     from tailup.identity import FileIdentity
@@ -34,6 +34,8 @@ class RecordDefaults:
     checksum: ChecksumAlgorithm
     hostname: str
     node_id: str
+    # The largest part a new stream's plan may have (tailup.plan.part_size_cap of the budget).
+    max_part_size: int = MAX_PART_SIZE_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +59,7 @@ def new_record(
     """A new recording's record, generation 1, not yet written anywhere."""
     key = render_key(
         defaults.key_template,
-        KeyContext(
-            stream_id=stream_id,
-            relpath=PurePosixPath(path.relative_to(place.root).as_posix()),
-            watch_name=place.watch_name,
-            started_at=now,
-            hostname=defaults.hostname,
-        ),
+        _key_context(defaults, place, path, stream_id, now),
         prefix=defaults.prefix,
     )
     return StreamRecord(
@@ -74,6 +70,7 @@ def new_record(
         key=key,
         base_part_size=defaults.part_size,
         part_sizing=defaults.part_sizing,
+        max_part_size=defaults.max_part_size,
         checksum=defaults.checksum,
         checksum_type=_type_value(new_upload_type(defaults.checksum)),
         device=st.device,
@@ -84,6 +81,27 @@ def new_record(
         last_activity_at_utc=iso(now),
         owner=defaults.node_id,
         scope=place.scope,
+    )
+
+
+def key_prefix(
+    defaults: RecordDefaults, place: Placement, path: Path, stream_id: str, now: datetime
+) -> str:
+    """The start of every key the stream may have had, under any name of its file
+    (tailup.keys.stable_prefix); "" where the template has none."""
+    ctx = _key_context(defaults, place, path, stream_id, now)
+    return stable_prefix(defaults.key_template, ctx, prefix=defaults.prefix)
+
+
+def _key_context(
+    defaults: RecordDefaults, place: Placement, path: Path, stream_id: str, now: datetime
+) -> KeyContext:
+    return KeyContext(
+        stream_id=stream_id,
+        relpath=PurePosixPath(path.relative_to(place.root).as_posix()),
+        watch_name=place.watch_name,
+        started_at=now,
+        hostname=defaults.hostname,
     )
 
 

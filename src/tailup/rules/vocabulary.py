@@ -84,11 +84,15 @@ class AskSha256(Ask[bool]):
 
 @dataclass(frozen=True, slots=True)
 class AskS3(Ask[Finding]):
+    """What S3 holds of the recording (tailup.recovery.look_up): at ``key``, else under
+    ``prefix``, the start of every key its stream may have had ("": none)."""
+
     key: str
     stream_id: str
     size: int
     mtime_ns: int
     check_object: bool
+    prefix: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +134,8 @@ class Start:
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """checkpoints.create: a new generation over the same record."""
+    """checkpoints.create: a record written over the one under its id (a new generation of the
+    same recording, or a new recording taking over the id of one S3 holds nothing of)."""
 
     record: StreamRecord
 
@@ -141,6 +146,17 @@ class MoveRecord:
 
     record: StreamRecord
     new: Path
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    """``path`` is a second name (a hard link) of the recording whose stream runs here: kept
+    with the stream, which goes on under it if its own name goes (tailup.rules.names).
+    ``closed``: the look was prompted by a close under this name, the stream's writer's."""
+
+    stream_id: str
+    path: Path
+    closed: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +195,9 @@ class Note:
     warn: bool = False
 
 
-Command = Start | Write | MoveRecord | Remember | LookLater | FinishAfterUpload | Release | Note
+Command = (
+    Start | Write | MoveRecord | Alias | Remember | LookLater | FinishAfterUpload | Release | Note
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,8 +45,8 @@ if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
 
-from tailup.s3.errors import _NETWORK_ERRORS, _name_the_permission, translate_error
-from tailup.s3.protocol import Body, ObjectInfo, UploadedPart, UploadInfo
+from tailup.s3.errors import _NETWORK_ERRORS, _name_the_refusal, translate_error
+from tailup.s3.protocol import Body, ListedObject, ObjectInfo, UploadedPart, UploadInfo
 
 
 def signs_payload(policy: PayloadSigning, endpoint_url: str | None) -> bool:
@@ -186,7 +186,8 @@ class S3MultipartStore:
         try:
             return await getattr(self._s3, method)(Bucket=self._bucket, **kwargs)
         except botocore.exceptions.ClientError as exc:
-            raise _name_the_permission(translate_error(exc, action), method) from exc
+            refusal = translate_error(exc, action)
+            raise _name_the_refusal(refusal, method, int(kwargs.get("PartNumber", 0))) from exc
         except _NETWORK_ERRORS as exc:
             raise translate_error(exc, action) from exc
 
@@ -286,6 +287,9 @@ class S3MultipartStore:
         except NoSuchUpload:
             return
 
+    async def delete_object(self, key: str) -> None:
+        await self._call("delete object", "delete_object", Key=key)
+
     async def list_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
         parts: list[UploadedPart] = []
         marker = 0
@@ -347,10 +351,6 @@ class S3MultipartStore:
         async with response["Body"] as body:
             return bytes(await body.read())
 
-    async def delete_object(self, key: str) -> None:
-        # S3 answers 204 for a key with no object too.
-        await self._call("delete object", "delete_object", Key=key)
-
     async def iter_object(self, key: str, chunk_bytes: int = 8 << 20) -> AsyncIterator[bytes]:
         """The object's bytes in chunks, without holding it in memory (for `tailup verify`)."""
         response = await self._call("get object", "get_object", Key=key)
@@ -376,3 +376,18 @@ class S3MultipartStore:
                 return uploads
             kwargs["KeyMarker"] = response["NextKeyMarker"]
             kwargs["UploadIdMarker"] = response["NextUploadIdMarker"]
+
+    async def list_objects(self, prefix: str, *, limit: int | None = None) -> list[ListedObject]:
+        found: list[ListedObject] = []
+        kwargs: dict[str, Any] = {"Prefix": prefix}
+        while limit is None or len(found) < limit:
+            if limit is not None:
+                kwargs["MaxKeys"] = min(limit - len(found), 1000)
+            response = await self._call("list objects", "list_objects_v2", **kwargs)
+            found.extend(
+                ListedObject(str(o["Key"]), int(o["Size"])) for o in response.get("Contents", [])
+            )
+            if not response.get("IsTruncated"):
+                break
+            kwargs["ContinuationToken"] = response["NextContinuationToken"]
+        return found if limit is None else found[:limit]

@@ -15,6 +15,7 @@ from tailup.errors import (
     AccessRefused,
     KeyTaken,
     NoSuchUpload,
+    PartReplaceRefused,
     StoragePermanentError,
     StorageUnavailable,
     TailupError,
@@ -39,6 +40,10 @@ _PERMANENT_CODES = {
     "InvalidArgument",
     "KeyTooLongError",
     "MethodNotAllowed",
+    # HTTP 501: the server lacks what the request needs (AWS: a header naming functionality it
+    # has not implemented; rclone serve s3: replacing a part already streamed). Retrying sends
+    # the same request to the same server: the stream would stall forever.
+    "NotImplemented",
     "403",
     "404",
     "400",
@@ -137,6 +142,18 @@ def _name_the_permission(error: TailupError, method: str) -> TailupError:
     needs = permissions.action_of(method)
     text = f"{error} (it needs {needs}: see docs/operations.md, S3 permissions)"
     return AccessRefused(text, code=error.code, action=needs)
+
+
+def _name_the_refusal(error: TailupError, method: str, part_number: int) -> TailupError:
+    """A refusal as what it means for the call made: a permission (_name_the_permission), or an
+    UploadPart the server cannot take (PartReplaceRefused)."""
+    if (
+        method == "upload_part"
+        and isinstance(error, StoragePermanentError)
+        and error.code == "NotImplemented"
+    ):
+        return PartReplaceRefused(str(error), code=error.code, part_number=part_number)
+    return _name_the_permission(error, method)
 
 
 _NETWORK_ERRORS = (

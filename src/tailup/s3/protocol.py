@@ -36,6 +36,12 @@ class ObjectInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ListedObject:
+    key: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
 class UploadInfo:
     key: str
     upload_id: str
@@ -96,6 +102,9 @@ class MultipartStore(Protocol):
 
     async def list_parts(self, key: str, upload_id: str) -> list[UploadedPart]: ...
 
+    async def delete_object(self, key: str) -> None:
+        """Delete the object at ``key``; a key that holds none counts as deleted."""
+
     async def put_object(
         self,
         key: str,
@@ -112,10 +121,11 @@ class MultipartStore(Protocol):
 
     async def get_object(self, key: str) -> bytes: ...
 
-    async def delete_object(self, key: str) -> None:
-        """Delete; a key with no object counts as deleted."""
-
     async def list_uploads(self, prefix: str) -> list[UploadInfo]: ...
+
+    async def list_objects(self, prefix: str, *, limit: int | None = None) -> list[ListedObject]:
+        """The objects whose key starts with ``prefix``, in key order; at most ``limit`` of them
+        (the first ones) when given: a lookup that needs a few, --rpo's segments (tailup.rpo)."""
 
     async def check_bucket(self) -> None:
         """Raise StoragePermanentError if the bucket is missing or the credentials are refused

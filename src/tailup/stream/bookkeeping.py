@@ -3,9 +3,21 @@ abort from outside; stalls, aborts and failures, and how the stream ends."""
 
 from __future__ import annotations
 
-from tailup.errors import AbortedElsewhere, CheckpointUnavailable, RetryableError
+import json
+
+from tailup import permissions
+from tailup.errors import (
+    AbortedElsewhere,
+    AccessRefused,
+    CheckpointUnavailable,
+    RetryableError,
+    StoragePermanentError,
+    TailupError,
+)
+from tailup.integrity import normalize_etag
+from tailup.keys import metadata_key
 from tailup.model import EndCause, StreamState, check_transition
-from tailup.stream.context import Collaborator, Outcome, StreamContext
+from tailup.stream.context import Collaborator, Landed, Outcome, StreamContext
 from tailup.stream.sending import PartSender
 
 # States this daemon may write over. Not ABORTED: `tailup abort` may have set it behind our back.
@@ -91,4 +103,51 @@ class Bookkeeper(Collaborator):
         if self.record.upload_id:
             await self._sender.abort_quietly(self.record.upload_id)
         await self._sender.sweep_orphans()
+        await self._withdraw_landed()
         return Outcome.ABORTED
+
+    async def _withdraw_landed(self) -> None:
+        """An abort that raced this stream's PutObject (or its completion) finds the object in
+        S3 although the record says ABORTED: no record owns it, so it is deleted with its
+        metadata.json, if the key still holds the very object this stream put there (its ETag).
+        Not a later generation's: its object replaced the earlier one, which is gone either
+        way, and the record still names the key."""
+        landed = self._ctx.landed
+        if landed is None:
+            return
+        where = f"s3://{self.record.bucket}/{landed.key}"
+        if self.record.generation > 1:
+            self._log.warning("the object landed before the abort was seen; kept", key=landed.key)
+            return
+        try:
+            info = await self.deps.store.head_object(landed.key)
+            if info is None or normalize_etag(info.etag) != normalize_etag(landed.etag):
+                return  # gone already, or another object now: not this stream's to delete
+            await self._delete_own_metadata(landed)
+            await self.deps.store.delete_object(landed.key)
+        except AccessRefused as exc:
+            permissions.refused(exc.action or "s3:DeleteObject", str(exc))
+            self._log.warning("an object that landed after the abort stays", object=where)
+            return
+        except TailupError as exc:
+            self._log.warning(
+                "an object that landed after the abort stays", object=where, reason=str(exc)
+            )
+            return
+        self._ctx.landed = None
+        self._log.info("the object that landed after the abort was deleted", object=where)
+
+    async def _delete_own_metadata(self, landed: Landed) -> None:
+        key = metadata_key(landed.key)
+        try:
+            document = json.loads(await self.deps.store.get_object(key))
+        except StoragePermanentError as exc:
+            if exc.code in ("404", "NoSuchKey", "NotFound"):
+                return
+            raise
+        except ValueError:
+            return  # not a metadata.json tailup wrote: left alone
+        checksums = document.get("checksums") if isinstance(document, dict) else None
+        etag = checksums.get("multipart_etag") if isinstance(checksums, dict) else None
+        if document.get("stream_id") == self.stream_id and etag == landed.etag.strip('"'):
+            await self.deps.store.delete_object(key)

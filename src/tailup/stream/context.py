@@ -100,6 +100,17 @@ class StreamDeps:
     # --bwlimit: the one limit every stream's part bodies are sent under; None = unlimited.
     bandwidth: Throttle | None = None
     sha256: Sha256Setting = Sha256Setting.AUTO
+    # --rpo: stage a live recording's newest bytes in S3 within this many seconds (None: off;
+    # tailup.stream.tails), with at most TAIL_REQUESTS of its requests at once, all streams.
+    rpo_s: float | None = None
+    tail_requests: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(TAIL_REQUESTS)
+    )
+
+
+# --rpo's requests in flight, all streams: half the S3 client's spare connections
+# (tailup.s3.SPARE_CONNECTIONS), so that a part never waits for a connection behind them.
+TAIL_REQUESTS = 16
 
 
 class _Replaced(SourceGone):
@@ -135,6 +146,12 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return leaves[0]
 
 
+@dataclass(frozen=True, slots=True)
+class Landed:
+    key: str
+    etag: str
+
+
 class StreamContext:
     """One stream's shared state."""
 
@@ -158,8 +175,16 @@ class StreamContext:
         # the finalize pass hashes what it does not cover).
         self.digest = FileDigest()
         self.started_monotonic = started
+        # New uploads started because S3 refused a part (tailup.rules.refusals bounds them).
+        self.new_uploads_after_refusal = 0
         self.log: FilteringBoundLogger = log.bind(stream_id=record.stream_id, path=record.path)
         self._unsettled_since: float | None = None
+        # The file's names at the last stat: past 1, a hard link may carry the stream on if its
+        # own name goes (tailup.rules.names).
+        self.links = 1
+        # The object this stream's PutObject or completion put at its key, with the ETag S3 gave
+        # it, once S3 answered: what an abort that raced it takes back (Bookkeeper).
+        self.landed: Landed | None = None
 
     @property
     def path(self) -> Path:
@@ -179,6 +204,7 @@ class StreamContext:
         record = self.record
         if st.same_file(record.device, record.inode, record.birth_ns):
             self._unsettled_since = None
+            self.links = st.links
             return st
         unsettled = self.unsettled("shows another file")
         if unsettled is not None:

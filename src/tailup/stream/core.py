@@ -16,13 +16,14 @@ from tailup.errors import (
     ClaimLost,
     KeyTaken,
     NoSuchUpload,
+    PartReplaceRefused,
     PermanentError,
     RecordLost,
     RetryableError,
     SourceGone,
 )
 from tailup.model import EndCause, PartRecord, StreamRecord, StreamState
-from tailup.plan import MAX_PARTS, PartPlan
+from tailup.plan import MAX_PART_SIZE_BYTES, MAX_PARTS, PartPlan
 from tailup.retry import Backoff
 from tailup.source import FileStat
 from tailup.stream.bookkeeping import Bookkeeper
@@ -38,6 +39,7 @@ from tailup.stream.finalize import Finalizer
 from tailup.stream.resuming import Resumer
 from tailup.stream.retrying import Retrier
 from tailup.stream.sending import PartSender
+from tailup.stream.tails import TailWriter
 
 # A file that changed after its upload completed has a writer that closes and comes back: wait at
 # least this long after its closes, whatever close_grace says, rather than complete it each time.
@@ -84,9 +86,14 @@ class Stream(Collaborator):
         resumed: bool = False,
     ) -> None:
         now = deps.clock()
-        ctx = StreamContext(
-            deps, record, parts, PartPlan(record.base_part_size, record.part_sizing), started=now
+        # The plan it started with: its ranges never change (the cap of records from before the
+        # memory budget capped parts: S3's 5 GiB).
+        plan = PartPlan(
+            record.base_part_size,
+            record.part_sizing,
+            record.max_part_size or MAX_PART_SIZE_BYTES,
         )
+        ctx = StreamContext(deps, record, parts, plan, started=now)
         super().__init__(ctx)
         ctx.wake.set()  # look at the file at once
         self._closed_at: float | None = now if writer_closed else None
@@ -104,12 +111,18 @@ class Stream(Collaborator):
         self._finalizer = Finalizer(ctx, self._sender, self._book)
         self._resumer = Resumer(ctx, self._sender, self._book)
         self._retrier = Retrier(ctx, self._book)
+        self._tails = TailWriter(ctx, self._sender)  # --rpo
 
     # -- signals from the supervisor (synchronous, cheap) --
 
     @property
     def bytes_in_s3(self) -> int:
         return sum(part.size for part in self.parts.values())
+
+    @property
+    def links(self) -> int:
+        """The file's names (hard links) at the stream's last look."""
+        return self._ctx.links
 
     @property
     def last_seen_size(self) -> int | None:
@@ -122,8 +135,7 @@ class Stream(Collaborator):
         return self._closed_at is not None
 
     def on_modified(self) -> None:
-        """Look at the file now rather than at the next poll (a change seen after a close still
-        means the writer came back: _note_change decides that from the file itself)."""
+        """Look now, not at the next poll (_note_change tells a writer back after a close)."""
         self._ctx.wake.set()
 
     def on_closed(self) -> None:
@@ -157,6 +169,8 @@ class Stream(Collaborator):
             except Exception:
                 metrics.stream_ended("crashed")
                 raise
+            finally:
+                await self._tails.halt()
         metrics.stream_ended(outcome.value)
         return outcome
 
@@ -211,7 +225,9 @@ class Stream(Collaborator):
             await self._retrier.retry_later(exc, backoff)
             return None
         except _Replaced as exc:
-            return await self._end_gone(str(exc), EndCause.REPLACED, Outcome.REPLACED, backoff)
+            return await self._retrier.end_gone(
+                str(exc), EndCause.REPLACED, Outcome.REPLACED, backoff
+            )
         except SourceGone as exc:
             # Told of a delete: gone now. Found gone by a stat or a read: the rename event may
             # be on its way (the same settle time as another file at the path).
@@ -219,43 +235,34 @@ class Stream(Collaborator):
             if unsettled is not None:
                 await self._retrier.retry_later(unsettled, backoff)
                 return None
-            return await self._end_gone(str(exc), EndCause.SOURCE_GONE, Outcome.ABORTED, backoff)
+            return await self._retrier.end_gone(
+                str(exc), EndCause.SOURCE_GONE, Outcome.ABORTED, backoff
+            )
         except NoSuchUpload as exc:
-            return await self._upload_vanished(exc, backoff)
+            return await self._retrier.or_retry(self._resumer.upload_vanished(exc), backoff)
         except AdoptedUploadRefused as exc:
             await self._resumer.restart_adopted(str(exc))
+            return None
+        except PartReplaceRefused as exc:
+            # A new upload, or a failure (tailup.rules.refusals).
+            why = await self._retrier.or_retry(self._resumer.part_refused(exc), backoff)
+            if why is not None:
+                await self._fail(type(exc).__name__, why)
             return None
         except KeyTaken as exc:
             await self._resumer.rekey(str(exc))
             return None
         except PermanentError as exc:
-            metrics.upload_error(type(exc).__name__)
-            await self._book.fail(str(exc))
-            if await self._retrier.wait_after_failure():
-                self._resuming = True  # S3 is the truth about which parts arrived
-                self._ctx.wake.set()
+            await self._fail(type(exc).__name__, str(exc))
             return None
 
-    async def _end_gone(
-        self, reason: str, cause: EndCause, outcome: Outcome, backoff: Backoff
-    ) -> Outcome | None:
-        """Abort for a file gone or replaced; when Redis cannot confirm the claim first, the
-        upload is kept and the end tried again (the file stays gone)."""
-        try:
-            await self._book.abort(reason, cause)
-        except RecordLost:
-            raise  # written again whole (_restore_record), then the end is tried again
-        except RetryableError as exc:
-            await self._retrier.retry_later(exc, backoff)
-            return None
-        return outcome
-
-    async def _upload_vanished(self, exc: NoSuchUpload, backoff: Backoff) -> Outcome | None:
-        try:
-            return await self._resumer.upload_vanished(exc)
-        except RetryableError as again:
-            await self._retrier.retry_later(again, backoff)
-        return None
+    async def _fail(self, kind: str, reason: str) -> None:
+        """Failed: visible in status, tried again after a long back-off or `tailup retry`."""
+        metrics.upload_error(kind)
+        await self._book.fail(reason)
+        if await self._retrier.wait_after_failure():
+            self._resuming = True  # S3 is the truth about which parts arrived
+            self._ctx.wake.set()
 
     def _deadline_s(self) -> float | None:
         now = self.deps.clock()
@@ -312,9 +319,13 @@ class Stream(Collaborator):
         if self._pending_path is not None:
             await self.deps.checkpoints.update(self.stream_id, path=str(self._pending_path))
             self._pending_path = None
+        await self._tails.on_look(st.size)
         await self._sender.send_ready_parts(st.size)
         if self._ready_to_finalize() and not self._ctx.stop.is_set():
-            return await self._finalizer.finalize(close_seen=self._closed_at is not None)
+            upload = await self._tails.before_finalize()
+            outcome = await self._finalizer.finalize(close_seen=self._closed_at is not None)
+            await self._tails.after_finalize(upload, outcome)
+            return outcome
         return None
 
     async def _observe(self) -> FileStat:

@@ -47,7 +47,7 @@ from tailup.offload import run_blocking
 from tailup.plan import PartRange
 from tailup.source import FileStat, crc32_of_range_blocking
 from tailup.stream.bookkeeping import Bookkeeper
-from tailup.stream.context import Collaborator, Outcome, StreamContext, _first_error
+from tailup.stream.context import Collaborator, Landed, Outcome, StreamContext, _first_error
 from tailup.stream.objectcheck import ObjectCheck
 from tailup.stream.publish import Publisher, Sent, whole_object_checksum
 from tailup.stream.sending import PartSender
@@ -154,6 +154,7 @@ class Finalizer(Collaborator):
                 if put_reply_proves(body_etag, etag):
                     self._check.proven_etag = body_etag  # S3's own answer, not what we expected
             self._check.returned_etag = etag
+            self._ctx.landed = Landed(self.record.key, etag)
             metrics.part_uploaded(rng.size, time.monotonic() - started)
             crc, stored = loaded.crc, loaded.stored
             del loaded  # before the budget is given back (see _send_part)
@@ -200,6 +201,7 @@ class Finalizer(Collaborator):
             if not await self._check.already_ours(expected_etag, layout[-1].end, final_parts):
                 raise
             self._check.returned_etag = expected_etag  # read back by _already_ours
+        self._ctx.landed = Landed(self.record.key, self._check.returned_etag)
         self._log.info(
             "multipart upload completed",
             parts=len(final_parts),

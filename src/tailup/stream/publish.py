@@ -238,8 +238,8 @@ class Publisher(Collaborator):
             timeout_s=self.deps.stat_timeout_s,
             expected=uploaded,
         )
-        if result is AfterUpload.PENDING:
-            return False
+        if result.pending:
+            return False  # a writer may hold it, or its mount hangs: looked at again later
         if result is not AfterUpload.NOTHING:
             try:
                 await self.deps.checkpoints.update(self.stream_id, after_upload_pending=False)

@@ -3,11 +3,12 @@ else), and starting its multipart upload over when the old one cannot be used.""
 
 from __future__ import annotations
 
-from tailup.errors import NoSuchUpload, SourceGone
+from tailup.errors import NoSuchUpload, PartReplaceRefused, SourceGone
 from tailup.keyclaim import claim_key
 from tailup.model import StreamState
 from tailup.reconcile import plan_resume
 from tailup.resume import ResumeDecision, Verdict
+from tailup.rules.refusals import RefusalAction, after_part_refused
 from tailup.stream.bookkeeping import Bookkeeper
 from tailup.stream.context import Collaborator, Outcome, StreamContext, _Replaced
 from tailup.stream.sending import PartSender
@@ -96,9 +97,31 @@ class Resumer(Collaborator):
         self.record = self.record.with_changes(upload_id="", key=key)
         self._ctx.wake.set()
 
+    async def part_refused(self, exc: PartReplaceRefused) -> str | None:
+        """S3 refused a part (tailup.rules.refusals decides what follows): a new upload is
+        started and None returned, or the reason the stream fails is."""
+        decision = after_part_refused(
+            part_number=exc.part_number,
+            replacing=self._sender.may_hold(exc.part_number),
+            new_uploads=self._ctx.new_uploads_after_refusal,
+            refusal=str(exc),
+        )
+        self._log.warning(
+            "S3 refused a part", part=exc.part_number, then=decision.action.value, reason=str(exc)
+        )
+        if decision.action is RefusalAction.FAIL:
+            return decision.reason
+        # Said in the record, so that `tailup status` shows why the recording is sent again.
+        await self.deps.checkpoints.update(self.stream_id, note=decision.reason)
+        self.record = self.record.with_changes(note=decision.reason)
+        await self.restart_adopted(decision.reason)
+        self._ctx.new_uploads_after_refusal += 1  # once started: a Redis fault is retried
+        return None
+
     async def restart_adopted(self, reason: str) -> None:
-        """The upload adopted from S3 was made with another checksum than this stream sends:
-        abort it and send the recording again in one of its own."""
+        """The upload cannot be completed with what the stream sends (adopted from S3 with
+        another checksum, or refusing a part): abort it and send the recording again in a new
+        one."""
         if self.record.upload_id:
             await self._sender.abort_quietly(self.record.upload_id)
         await self.restart_upload(reason)

@@ -1,20 +1,25 @@
 """A stream's waits between attempts: the back-off after a retryable error (the stream STALLED
-meanwhile), the long back-off of a FAILED stream that `tailup retry` cuts short, and the Redis
-probe owed after a checkpoint could not be written."""
+meanwhile), the long back-off of a FAILED stream that `tailup retry` cuts short, the Redis probe
+owed after a checkpoint could not be written, and the end of a stream whose file went, tried
+again while Redis cannot confirm it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from tailup import metrics
-from tailup.errors import CheckpointUnavailable, RetryableError
-from tailup.model import RETRY_FIELD
+from tailup.errors import CheckpointUnavailable, RecordLost, RetryableError
+from tailup.model import RETRY_FIELD, EndCause
 from tailup.retry import Backoff
 from tailup.stream.bookkeeping import Bookkeeper
-from tailup.stream.context import Collaborator, StreamContext
+from tailup.stream.context import Collaborator, Outcome, StreamContext
 
 FAILED_RETRY_CAP_S = 1800.0
+
+T = TypeVar("T")
 
 
 class Retrier(Collaborator):
@@ -46,6 +51,29 @@ class Retrier(Collaborator):
         await self._book.stall(exc, delay)
         await self.sleep_unless_stopped(delay)
         self._ctx.wake.set()
+
+    async def or_retry(self, work: Awaitable[T], backoff: Backoff) -> T | None:
+        """What the Resumer does after S3 refused something; None if Redis (or S3) failed
+        meanwhile: backed off, and the refusal comes back at the next attempt."""
+        try:
+            return await work
+        except RetryableError as again:
+            await self.retry_later(again, backoff)
+        return None
+
+    async def end_gone(
+        self, reason: str, cause: EndCause, outcome: Outcome, backoff: Backoff
+    ) -> Outcome | None:
+        """Abort for a file gone or replaced; when Redis cannot confirm the claim first, the
+        upload is kept and the end tried again (the file stays gone)."""
+        try:
+            await self._book.abort(reason, cause)
+        except RecordLost:
+            raise  # written again whole (Stream._restore_record), then the end is tried again
+        except RetryableError as exc:
+            await self.retry_later(exc, backoff)
+            return None
+        return outcome
 
     async def wait_after_failure(self) -> bool:
         """Wait out the failed back-off (doubling from deps.failed_retry_s to 30 min), or until

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from tailup import metrics, permissions
@@ -48,6 +48,9 @@ class PartSender(Collaborator):
         self._note_change = note_change  # Stream._note_change: a look at the file between parts
         self._may_have_orphans = may_have_orphans  # see sweep_orphans
         self._slots = asyncio.Semaphore(ctx.deps.part_concurrency)
+        self._created_upload = ""  # the upload this run created (its sends are all known)
+        # Told (key, upload id) after an abort: --rpo deletes the upload's tail segments.
+        self.on_upload_ended: Callable[[str, str], Awaitable[None]] | None = None
 
     async def send_ready_parts(self, size_bytes: int) -> None:
         self._check_capacity(size_bytes)
@@ -224,6 +227,7 @@ class PartSender(Collaborator):
             await asyncio.shield(self.abort_quietly(upload_id))
             raise
         self.record = self.record.with_changes(upload_id=upload_id)
+        self._created_upload = upload_id
         self._log.info("multipart upload created", key=self.record.key)
         await self._put_card(upload_id)
 
@@ -265,6 +269,11 @@ class PartSender(Collaborator):
         except TailupError as exc:
             self._log.warning("upload card not deleted", reason=str(exc))
 
+    def may_hold(self, number: int) -> bool:
+        """Whether the upload may hold part ``number`` already: recorded as sent, or the upload
+        was made before this run (a part it sent may never have been checkpointed)."""
+        return number in self.parts or self.record.upload_id != self._created_upload
+
     async def sweep_orphans(self) -> None:
         """Abort the other uploads of the stream's own key when it ends: a CreateMultipartUpload
         whose reply was lost (the retry made another) or that a crash cut off from its checkpoint
@@ -292,7 +301,10 @@ class PartSender(Collaborator):
             # The card names the stream's own upload only. Deleted first: a crash between the
             # two leaves an open upload that `tailup gc` aborts, never a card for good.
             await self.drop_card(quiet=True)
+        key = self.record.key
         try:
-            await self.deps.store.abort_upload(self.record.key, upload_id)
+            await self.deps.store.abort_upload(key, upload_id)
         except TailupError as exc:
             self._log.warning("abort failed; `tailup gc` will clean it up", reason=str(exc))
+        if self.on_upload_ended is not None:
+            await self.on_upload_ended(key, upload_id)

@@ -3,7 +3,8 @@ restarts them, and drains them on shutdown. One stream's failure never reaches a
 
 Its parts, one concern each: leases (node lease rounds), dispatch (events in, routing carried
 out), opening (the shell of tailup.rules.admission), shares (scopes, claims, takeovers),
-registry (running streams and their outcomes); state holds what they share."""
+names (a recording's other names: hard links, renames while down), registry (running
+streams and their outcomes); state holds what they share."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tailup.errors import (
 from tailup.lanes import Lanes
 from tailup.supervisor.dispatch import Dispatch
 from tailup.supervisor.leases import LeaseRounds
+from tailup.supervisor.names import Names
 from tailup.supervisor.opening import Opening
 from tailup.supervisor.registry import Registry
 from tailup.supervisor.shares import Shares
@@ -28,7 +30,7 @@ from tailup.watcher import Watcher
 log = structlog.get_logger("tailup.supervisor")
 
 
-class Supervisor(LeaseRounds, Dispatch, Opening, Shares, Registry):
+class Supervisor(LeaseRounds, Dispatch, Opening, Shares, Names, Registry):
     async def run(self, stop: asyncio.Event) -> None:
         if not await self._take_node(stop):
             return

@@ -162,6 +162,10 @@ class Dispatch(SupervisorState):
         elif action is Action.OPEN:
             if event.kind is EventKind.CLOSED and (lingering := self._lingering.get(path)):
                 lingering.set()  # this open looks at the file: the lingering look can stop
+            if event.kind is EventKind.CREATED:
+                self._former.pop(path, None)  # another file has the name now
+            elif event.kind is EventKind.CLOSED and self._former_closed(path):
+                return  # the writer of a stream gone on under another name (N10)
             closed = event.kind is EventKind.CLOSED or (
                 event.kind is EventKind.DISCOVERED and event.writer_open is False
             )
@@ -185,6 +189,8 @@ class Dispatch(SupervisorState):
         # The stream leaves the path at once: a file created there next is a new recording,
         # even on the same inode number.
         stream = self._streams.pop(event.path)
+        if await self._carry_to_alias(stream, event.path):
+            return  # a hard link still holds its file: not an end (N10)
         if event.kind is EventKind.DELETED:
             stream.on_gone(f"{event.path} was deleted before its upload completed")
         else:

@@ -32,6 +32,7 @@ from tailup.rules.records import (
 )
 from tailup.rules.vocabulary import (
     Act,
+    Alias,
     Ask,
     AskClaim,
     AskCreate,
@@ -143,9 +144,15 @@ class Opening(SupervisorState):
                 if not isinstance(claim, Claim):
                     log.debug("another node uploads it", stream_id=stream_id, holder=claim)
                 return isinstance(claim, Claim)
-            case AskS3(key, stream_id, size, mtime_ns, check_object):
+            case AskS3(key, stream_id, size, mtime_ns, check_object, prefix):
                 return await look_up(
-                    self._store, key, stream_id, size, mtime_ns, check_object=check_object
+                    self._store,
+                    key,
+                    stream_id,
+                    size,
+                    mtime_ns,
+                    check_object=check_object,
+                    prefix=prefix,
                 )
             case AskReserve(key, stream_id):
                 return await self._checkpoints.reserve_key(key, stream_id)
@@ -183,6 +190,8 @@ class Opening(SupervisorState):
                         old=record.path,
                         new=str(new),
                     )
+                case Alias(stream_id, at, closed):
+                    self._note_alias(stream_id, at, closed=closed)
                 case Remember(at, look):
                     self._remember_unchanged(at, look)
                 case LookLater(at, until_mono):
@@ -253,5 +262,8 @@ class Opening(SupervisorState):
             timeout_s=self._settings.io_timeout,
             expected=UploadedFile.of_record(record),
         )
-        if result is not AfterUpload.PENDING:
+        if not result.pending:
             await self._checkpoints.update(record.stream_id, after_upload_pending=False)
+        elif result is AfterUpload.STALLED and self._group is not None:
+            # Its mount hangs: looked at again every idle timeout until it answers, then done.
+            self._group.create_task(self._after_completion(record, linger=True))

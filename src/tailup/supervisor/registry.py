@@ -87,9 +87,13 @@ class Registry(SupervisorState):
             self._running.discard(stream)
             if self._by_id.get(stream.stream_id) is stream:
                 del self._by_id[stream.stream_id]
-            if stream.stream_id in self._checkpoints.held_claims():
+                self._aliases.pop(stream.stream_id, None)
+                for name in [n for n, s in self._former.items() if s is stream]:
+                    del self._former[name]
+            if stream.stream_id not in self._by_id:
                 # Ended or stopped: another node may take it at once (a shutdown), or finds it
-                # ended.
+                # ended. A claim lost to another node is let go of too (N13); no claim at all
+                # (a node's own folder) costs nothing.
                 with contextlib.suppress(TailupError):
                     await self._checkpoints.release_claim(stream.stream_id)
             if self._streams.get(stream.path) is stream:
@@ -144,11 +148,15 @@ class Registry(SupervisorState):
                 changed = (st.size, st.mtime_ns) != (record.final_size, record.final_mtime_ns)
                 if after_look(changed=changed, linger=linger, writer_open=None) is Settled.DONE:
                     return  # the common case: one stat, no /proc pass
-                found = (await self._io(writers_open, [path]))[path]
+                # On the file's own root: this look comes back while a mount hangs.
+                found = (await self._io(writers_open, [path], on=path))[path]
                 writer_open = self._writer_open(path, found)
-            except (SourceError, SourceStalled):
+            except SourceError:
                 return
-            settled = after_look(changed=changed, linger=linger, writer_open=writer_open)
+            except SourceStalled:
+                settled = Settled.WAIT  # a hung mount: the look is owed, not dropped
+            else:
+                settled = after_look(changed=changed, linger=linger, writer_open=writer_open)
             if settled is Settled.LOOK:
                 event = FileEvent(EventKind.DISCOVERED, path, writer_open=writer_open)
                 self._queue.put_nowait(event)

@@ -111,6 +111,7 @@ class Shares(SupervisorState):
                 path=record.path,
             )
             return False
+        record = await self._follow_renamed(record)  # renamed while tailup was down (N6)
         if Path(record.path) in self._streams or stream_id in self._by_id:
             return False
         if shared and record.owner != self._node_id:

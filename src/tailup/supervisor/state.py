@@ -41,6 +41,7 @@ from tailup.model import (
 )
 from tailup.nodelease import this_process
 from tailup.offload import run_blocking
+from tailup.plan import part_size_cap
 from tailup.rules.records import (
     RecordDefaults,
 )
@@ -127,6 +128,7 @@ class SupervisorState:
             on_redis_lost=self.note_redis_lost,
             bandwidth=self.bandwidth,
             sha256=settings.sha256,
+            rpo_s=settings.rpo,
         )
         # The stream of each path being uploaded. A stream leaves it when its file is deleted,
         # renamed (it moves to the new path) or replaced, at once, before it has ended.
@@ -135,6 +137,10 @@ class SupervisorState:
         # shutdown.
         self._running: set[Stream] = set()
         self._by_id: dict[str, Stream] = {}
+        # A running stream's other names (hard links: tailup.rules.names), by its id.
+        self._aliases: dict[str, set[Path]] = {}
+        # A name a stream went on from under an alias, its writer's close still to come there.
+        self._former: dict[Path, Stream] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[FileEvent] = asyncio.Queue()
         self._deferred: dict[Path, FileEvent] = {}
@@ -155,6 +161,7 @@ class SupervisorState:
             prefix=settings.prefix,
             part_size=settings.part_size,
             part_sizing=settings.part_sizing,
+            max_part_size=part_size_cap(settings.max_inflight_bytes),
             checksum=settings.checksum,
             hostname=socket.gethostname(),
             node_id=settings.node_id,
@@ -184,10 +191,10 @@ class SupervisorState:
             )
         self.redis_lost = True
 
-    async def _io(self, call: Callable[..., T], *args: Any) -> T:
+    async def _io(self, call: Callable[..., T], *args: Any, on: Path | None = None) -> T:
         """A blocking call on the watched file systems or /proc, off the loop, within
-        --io-timeout (tailup.offload)."""
-        return await run_blocking(call, *args, timeout_s=self._settings.io_timeout)
+        --io-timeout (tailup.offload; ``on``: the file whose watch root's slots it takes)."""
+        return await run_blocking(call, *args, timeout_s=self._settings.io_timeout, on=on)
 
     # -- what one part of the supervisor asks of another (each defined in its own module) --
 
@@ -214,6 +221,18 @@ class SupervisorState:
     async def _resume_scope(self, scope: str) -> None:
         raise NotImplementedError
 
+    def _note_alias(self, stream_id: str, path: Path, *, closed: bool) -> None:
+        raise NotImplementedError
+
+    async def _carry_to_alias(self, stream: Stream, old: Path) -> bool:
+        raise NotImplementedError
+
+    async def _follow_renamed(self, record: StreamRecord) -> StreamRecord:
+        raise NotImplementedError
+
+    def _former_closed(self, path: Path) -> bool:
+        raise NotImplementedError
+
     async def _resume_live_streams(self, stop: asyncio.Event) -> None:
         raise NotImplementedError
 
@@ -234,6 +253,9 @@ class SupervisorState:
         raise NotImplementedError
 
     def _defer(self, event: FileEvent) -> None:
+        raise NotImplementedError
+
+    async def _after_completion(self, record: StreamRecord, *, linger: bool) -> None:
         raise NotImplementedError
 
     def _tell_closed(self, path: Path, stream: Stream) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -68,3 +68,24 @@ def scan_tree(top: Path, include: Sequence[str], *, recursive: bool = True) -> l
 
 def _log_walk_error(exc: OSError) -> None:
     log.warning("watcher.scan_error", path=exc.filename, error=str(exc))
+
+
+def files_with_inodes(tops: Sequence[Path], inodes: Collection[int]) -> dict[int, list[Path]]:
+    """Regular files under ``tops`` whose inode number is one of ``inodes``, any name (a
+    running stream follows its file to any name in the watched folders), sorted. The inode
+    number comes with each directory entry, so the walk stats only what it finds (a live
+    record's file renamed while tailup was down: tailup.rules.names)."""
+    found: dict[int, list[Path]] = {}
+    pending = list(tops)
+    while pending:
+        folder = pending.pop()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(Path(entry.path))
+                    elif entry.inode() in inodes and entry.is_file(follow_symlinks=False):
+                        found.setdefault(entry.inode(), []).append(Path(entry.path))
+        except OSError as exc:
+            log.warning("watcher.scan_error", path=str(folder), error=str(exc))
+    return {inode: sorted(set(paths)) for inode, paths in found.items()}  # roots may nest
