@@ -11,27 +11,29 @@ finishes the record; one that finds the record SALVAGED, or no open upload, chan
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
-import socket
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
+from tailup import permissions
 from tailup.checkpoint import CheckpointStore
 from tailup.checksums import (
     NO_CHECKSUM,
     Checksum,
     ChecksumAlgorithm,
-    effective_type,
     part_checksum,
+    stored_checksum,
 )
 from tailup.errors import AccessRefused, KeyTaken, NoSuchUpload, StoragePermanentError, TailupError
+from tailup.integrity import crc32_of
 from tailup.keys import metadata_key
-from tailup.metadata import build_metadata
 from tailup.model import SALVAGEABLE_STATES, PartRecord, StreamRecord, StreamState, iso
 from tailup.plan import PartPlan
+from tailup.rpo import StitchPlan, TailSegment, delete_tails, list_tails, read_pieces, stitch_plan
 from tailup.rules.salvage import (
+    MIN_PART_BYTES,
     AtKey,
     Listed,
     PartChoice,
@@ -43,7 +45,7 @@ from tailup.rules.salvage import (
     upload_age_s,
 )
 from tailup.s3 import MultipartStore, UploadedPart
-from tailup.stream.publish import whole_object_checksum
+from tailup.salvagedoc import salvaged_document
 from tailup.stream.sha256after import put_metadata
 from tailup.uploadcard import card_key
 
@@ -85,6 +87,51 @@ class _Plan:
     listed: list[UploadedPart]
     conditional: bool  # If-None-Match: the key was free
     why: str  # what is left out, or where it goes, if anything
+    # --rpo: the upload's staged tail segments, and how they extend the parts (None: they
+    # do not, or there are none).
+    tails: list[TailSegment] = dataclasses.field(default_factory=list)
+    stitch: StitchPlan | None = None
+
+    @property
+    def size_bytes(self) -> int:
+        return self.stitch.end_bytes if self.stitch is not None else self.choice.size_bytes
+
+
+async def _list_tails(store: MultipartStore, record: StreamRecord) -> list[TailSegment]:
+    """--rpo's staged segments of the upload; none where s3:ListBucket (optional) is refused."""
+    try:
+        return await list_tails(store, record.key, record.upload_id)
+    except AccessRefused as exc:
+        permissions.refused("s3:ListBucket", str(exc))
+        return []
+
+
+def _stitch_plan(
+    choice: PartChoice, tails: list[TailSegment], plan: PartPlan | None
+) -> StitchPlan | None:
+    """How the segments extend the parts chosen, if they do: only past a last part that is
+    whole (one shorter than its plan is where the recording ended, as finalized)."""
+    if not tails:
+        return None
+    if choice.parts:
+        last = choice.parts[-1]
+        whole = plan.part_size(last.number) if plan is not None else MIN_PART_BYTES
+        if last.size < whole:
+            return None
+    stitch = stitch_plan([(p.number, p.size) for p in choice.parts], tails)
+    return stitch if stitch.final_parts else None
+
+
+async def _drop_tails(store: MultipartStore, record: StreamRecord, known: list[TailSegment]) -> str:
+    """The upload's staged segments, deleted once it is completed (tailup.rpo); "" or what
+    went wrong, for the report."""
+    try:
+        await delete_tails(store, record.key, record.upload_id, known)
+    except AccessRefused as exc:
+        permissions.refused(exc.action, str(exc))
+    except TailupError as exc:
+        return f"; its --rpo tail segments were not deleted: {exc}"
+    return ""
 
 
 def _part_plan(record: StreamRecord) -> PartPlan | None:
@@ -124,16 +171,18 @@ class Salvager:
             row.why = plan.why or judge_playability(record.key, None).why
             return row
         try:
+            candidate, plan = await self._stitch(store, candidate, plan)
             etag = await self._complete(store, candidate, plan)
         except KeyTaken:
             row.outcome, row.why = "failed", "an object appeared at its key meanwhile: kept"
             return row
         playable = judge_playability(record.key, await _head(store, record.key))
-        document = self._document(candidate, plan.choice, etag, playable, plan.why)
+        document = salvaged_document(candidate, plan.choice, etag, playable, plan.why, self._now)
         await put_metadata(store, record, document)
         row.why = await self._record(candidate, plan.choice, etag, plan.why, playable)
         row.outcome = "salvaged"
         await _drop_card(store, record.key)
+        row.why += await _drop_tails(store, record, plan.tails)
         return row
 
     async def _plan(self, store: MultipartStore, candidate: Candidate, row: Row) -> _Plan | None:
@@ -152,20 +201,59 @@ class Salvager:
         hints = {n: p.etag for n, p in candidate.parts.items()}
         parts = [Listed(p.number, p.etag, p.size) for p in listed]
         choice = choose_parts(parts, _part_plan(record), hints)
-        row.parts = f"{len(choice.parts)}/{len({p.number for p in listed})}"
-        row.size_bytes = choice.size_bytes
-        if not choice.parts:
+        tails = await _list_tails(store, record)
+        stitch = _stitch_plan(choice, tails, _part_plan(record))
+        stitched = f"+{len(stitch.final_parts)}" if stitch else ""  # parts made of segments
+        row.parts = f"{len(choice.parts)}{stitched}/{len({p.number for p in listed})}"
+        row.size_bytes = stitch.end_bytes if stitch else choice.size_bytes
+        if not choice.parts and stitch is None:
             row.why = choice.why
             return None
         at_key = await store.head_object(record.key)
         target = choose_target(
-            AtKey(at_key.size, at_key.etag) if at_key else None, [record.etag], choice.size_bytes
+            AtKey(at_key.size, at_key.etag) if at_key else None, [record.etag], row.size_bytes
         )
         if not target.completes:
             row.why = target.why
             return None
-        said = (choice.why, "" if target.place is Place.FREE else target.why)
-        return _Plan(choice, listed, target.conditional, "; ".join(w for w in said if w))
+        staged = (
+            f"{stitch.end_bytes - stitch.parts_bytes} bytes past the parts from --rpo's staged "
+            "tail segments"
+            if stitch
+            else ""
+        )
+        said = (choice.why, staged, "" if target.place is Place.FREE else target.why)
+        why = "; ".join(w for w in said if w)
+        return _Plan(choice, listed, target.conditional, why, tails, stitch)
+
+    async def _stitch(
+        self, store: MultipartStore, candidate: Candidate, plan: _Plan
+    ) -> tuple[Candidate, _Plan]:
+        """--rpo: the staged tail segments past the parts, uploaded as the last part(s)
+        (tailup.rpo's contract); the candidate and plan then name those parts too."""
+        if plan.stitch is None:
+            return candidate, plan
+        record, algorithm = candidate.record, candidate.record.checksum
+        known, chosen, listed = dict(candidate.parts), list(plan.choice.parts), list(plan.listed)
+        for pieces in plan.stitch.final_parts:
+            number = chosen[-1].number + 1 if chosen else 1
+            body = await read_pieces(store, pieces)
+            crc, stored = crc32_of(body), stored_checksum(algorithm, body)
+            checksum = part_checksum(algorithm, crc, stored)
+            etag = await store.upload_part(
+                record.key, record.upload_id, number, body, crc, checksum=checksum
+            )
+            known[number] = PartRecord(number, len(body), crc, etag, checksum=stored)
+            chosen.append(Listed(number, etag, len(body)))
+            sent = None if algorithm is ChecksumAlgorithm.NONE else checksum
+            listed.append(UploadedPart(number, etag, len(body), None, sent))
+        used = {p.number for p in chosen}
+        left_out = tuple(n for n in plan.choice.left_out if n not in used)
+        choice = PartChoice(tuple(chosen), left_out, plan.choice.why)
+        return (
+            dataclasses.replace(candidate, parts=known),
+            dataclasses.replace(plan, choice=choice, listed=listed),
+        )
 
     def _age_s(self, candidate: Candidate, listed: list[UploadedPart]) -> float | None:
         stamps = [p.last_modified.timestamp() for p in listed if p.last_modified is not None]
@@ -203,65 +291,6 @@ class Salvager:
         return await store.complete_upload(
             record.key, record.upload_id, tuples, if_none_match=plan.conditional, checksums=sums
         )
-
-    def _document(
-        self,
-        candidate: Candidate,
-        choice: PartChoice,
-        etag: str,
-        playable: Playability,
-        why: str,
-    ) -> dict[str, Any]:
-        record = candidate.record
-        known = {
-            n: p
-            for n, p in candidate.parts.items()
-            if any(c.number == n and _same(c.etag, p.etag) for c in choice.parts)
-        }
-        parts = [
-            known.get(p.number) or PartRecord(p.number, p.size, 0, p.etag) for p in choice.parts
-        ]
-        document = build_metadata(
-            stream_id=record.stream_id,
-            source_path=Path(record.path),
-            bucket=record.bucket,
-            key=record.key,
-            size_bytes=choice.size_bytes,
-            sha256_hex="",
-            etag=etag,
-            parts=parts,
-            started_at=record.created_at,
-            finished_at=iso(self._now),
-            upload_duration_s=0.0,
-            finalize_duration_s=0.0,
-            generation=record.generation,
-            media=None,
-            inode=record.inode,
-            birth_ns=record.birth_ns,
-            node_id=record.owner,
-            checksum=record.checksum,
-            verified_by="salvage",
-            object_checksum=_whole(record, parts) if len(known) == len(parts) else None,
-        )
-        for listed, part in zip(document["parts"], parts, strict=True):
-            if part.number not in known:
-                listed["crc32"] = None  # not known from S3 alone
-        document["salvaged"] = True
-        document["salvage"] = {
-            "upload_id": record.upload_id,
-            "bytes": choice.size_bytes,
-            "parts_used": len(choice.parts),
-            "parts_left_out": list(choice.left_out),
-            "why": "its node and file are gone: the parts S3 held, completed as a prefix of "
-            "the recording" + (f" ({why})" if why else ""),
-            "plays_truncated": playable.plays.value,
-            "playability": playable.why,
-            "container": playable.container,
-            "found_by": "upload card (Redis had no record)" if candidate.from_card else "Redis",
-            "salvaged_at": iso(self._now),
-            "salvaged_by": socket.gethostname(),
-        }
-        return document
 
     async def _record(
         self,
@@ -332,16 +361,6 @@ def _listed_checksums(
     sums = [named.get((p.number, p.etag)) for p in choice.parts]
     found = [s for s in sums if s is not None and s.algorithm is algorithm]
     return found if len(found) == len(sums) else None
-
-
-def _whole(record: StreamRecord, parts: list[PartRecord]) -> dict[str, str] | None:
-    """The whole object's checksum, combined from the checkpointed parts' (as publish does):
-    what `tailup verify` checks the salvaged object against, having no SHA-256 of it."""
-    kind = effective_type(record.checksum, record.checksum_type)
-    whole = whole_object_checksum(record, kind, parts)
-    if whole is None or kind is None:
-        return None
-    return {"algorithm": whole.algorithm.value, "type": kind.value, "value": whole.value}
 
 
 def _same(a: str, b: str) -> bool:

@@ -12,7 +12,7 @@ import pytest
 
 from tailup.checksums import ChecksumAlgorithm
 from tailup.dev import MemoryCheckpointStore, MemoryMultipartStore
-from tailup.keys import metadata_key
+from tailup.keys import is_staging_key, metadata_key, segment_key
 from tailup.model import PartRecord, StreamRecord, StreamState
 from tailup.plan import MiB
 from tailup.s3 import MultipartStore
@@ -146,3 +146,48 @@ async def test_from_s3_alone_it_completes_without_checksums_and_writes_the_recor
     assert sidecar["checksums"]["object"] is None
     loaded = await checkpoints.load("s1")
     assert loaded is not None and loaded[0].state is StreamState.SALVAGED
+
+
+async def stage(store: MemoryMultipartStore, upload_id: str, start: int, data: bytes) -> None:
+    """An --rpo tail segment of the upload: the recording's bytes [start, start + len)."""
+    key = segment_key(KEY, upload_id, start, start + len(data))
+    await store.put_object(key, data, zlib.crc32(data), "application/octet-stream")
+
+
+def staged_keys(store: MemoryMultipartStore) -> list[str]:
+    return [k for k in store.objects if is_staging_key(k)]
+
+
+async def test_rpo_tail_segments_past_the_parts_are_stitched_in_then_deleted() -> None:
+    store, checkpoints, candidate = await rig({1: PART, 2: PART})
+    upload_id = candidate.record.upload_id
+    await stage(store, upload_id, 2 * PART, b"t" * 1000)
+    await stage(store, upload_id, 2 * PART + 600, b"u" * 900)  # overlaps it, reaches further
+    row = await salvager(store, checkpoints).salvage(candidate)
+    assert (row.outcome, row.parts, row.size_bytes) == ("salvaged", "2+1/2", 2 * PART + 1500)
+    assert store.objects[KEY] == body(1) + body(2) + b"t" * 1000 + b"u" * 500
+    assert staged_keys(store) == []
+    sidecar = json.loads(store.objects[metadata_key(KEY)])
+    assert sidecar["salvage"]["bytes"] == 2 * PART + 1500
+    assert "from --rpo's staged tail segments" in sidecar["salvage"]["why"]
+    assert sidecar["checksums"]["object"] is not None  # the stitched part's CRC is known too
+    loaded = await checkpoints.load("s1")
+    assert loaded is not None and loaded[0].final_size == 2 * PART + 1500
+
+
+async def test_rpo_tail_segments_alone_make_a_recording_shorter_than_a_part() -> None:
+    store, checkpoints, candidate = await rig({})
+    await stage(store, candidate.record.upload_id, 0, b"s" * 4000)
+    row = await salvager(store, checkpoints).salvage(candidate)
+    assert (row.outcome, row.parts) == ("salvaged", "0+1/0")
+    assert store.objects[KEY] == b"s" * 4000
+
+
+async def test_rpo_tail_segments_past_a_short_last_part_are_not_the_recording() -> None:
+    """A last part shorter than its plan is where the recording ended as finalized."""
+    store, checkpoints, candidate = await rig({1: PART, 2: 100})
+    await stage(store, candidate.record.upload_id, PART + 100, b"x" * 10)
+    row = await salvager(store, checkpoints).salvage(candidate)
+    assert (row.outcome, row.parts) == ("salvaged", "2/2")
+    assert store.objects[KEY] == body(1) + body(2, 100)
+    assert staged_keys(store) == []  # deleted all the same
