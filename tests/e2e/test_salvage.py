@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -313,6 +314,47 @@ def test_a_live_node_salvages_a_node_gone_longer_than_salvage_after(
     said = rescuer.wait_for_event("--salvage-after: salvaged", stream_id=at_kill.stream_id)
     assert said["size"] == done.final_size
     assert rescuer.stop() == 0
+
+
+def test_with_rpo_the_salvaged_prefix_reaches_to_within_the_rpo_of_the_kill(
+    site: Site, record: Any
+) -> None:
+    """Issue 18's done-when for --rpo 2: the object salvage makes of a recorder killed with its
+    daemon reaches to within 2.5 s of the kill (the RPO plus the write cadence)."""
+    daemon = site.start(extra=("--rpo", "2"))
+    path = site.watch / "cam4.ts"
+    recorder = record(path, "ts", 120, bitrate="4M", size="640x360")
+    sizes: list[tuple[float, int]] = []  # (monotonic s, file size): the recording's progress
+
+    def part_sent_and_then_some() -> StreamRecord | None:
+        sizes.append((time.monotonic(), path.stat().st_size if path.exists() else 0))
+        rec = site.record_of(path)
+        ahead = rec is not None and rec.next_part_to_upload >= 2
+        return rec if ahead and sizes[-1][1] >= PART_BYTES + 2 * MiB else None
+
+    poll(part_sent_and_then_some, "a part and 2 MiB more", timeout_s=90, alive=daemon)
+    os.kill(recorder.pid, signal.SIGKILL)
+    os.kill(daemon.proc.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    recorder.wait(timeout=10)
+    daemon.proc.wait(timeout=10)
+    recording = path.read_bytes()
+    at_kill = site.record_of(path)
+    assert at_kill is not None
+    path.unlink()
+    poll(site.lease_gone, "the dead node's lease to expire", timeout_s=30)
+
+    done = site.cli("salvage", "--node", NODE)
+    assert done.returncode == 0, done
+    assert "1 salvaged" in done.stdout, done.stdout
+    obj = site.get(at_kill.key)
+    assert recording[: len(obj)] == obj
+    must_hold = max(size for at, size in sizes if at <= killed_at - 2.5)
+    assert len(obj) >= must_hold, (len(obj), must_hold, len(recording))
+    assert len(obj) > PART_BYTES  # past the last part: the staged tail is in it
+    assert not [k for k in site.object_keys() if ".tailup/" in k]  # nothing staged stays
+    sidecar = json.loads(site.get(at_kill.key + ".metadata.json"))
+    assert "--rpo's staged tail segments" in sidecar["salvage"]["why"]
 
 
 def test_salvage_refuses_bad_input(site: Site) -> None:
