@@ -76,10 +76,6 @@ class Row:
     age_s: float | None = None
     why: str = ""
 
-    @property
-    def changed(self) -> bool:
-        return self.outcome == "salvaged"
-
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
@@ -91,10 +87,6 @@ class _Plan:
     # do not, or there are none).
     tails: list[TailSegment] = dataclasses.field(default_factory=list)
     stitch: StitchPlan | None = None
-
-    @property
-    def size_bytes(self) -> int:
-        return self.stitch.end_bytes if self.stitch is not None else self.choice.size_bytes
 
 
 async def _list_tails(store: MultipartStore, record: StreamRecord) -> list[TailSegment]:
@@ -350,6 +342,7 @@ class Salvager:
             note="salvaged (its record marked by a later run)",
         )
         await _drop_card(store, record.key)
+        await _drop_tails(store, record, [])
         return "salvaged already: its record is marked now"
 
 
