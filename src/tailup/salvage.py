@@ -342,8 +342,7 @@ class Salvager:
             note="salvaged (its record marked by a later run)",
         )
         await _drop_card(store, record.key)
-        await _drop_tails(store, record, [])
-        return "salvaged already: its record is marked now"
+        return "salvaged already: its record is marked now" + await _drop_tails(store, record, [])
 
 
 def _listed_checksums(
