@@ -143,6 +143,8 @@ def judge_file(
         return Judgement(Seen.GREW, "written to after it was closed empty")
     if state is StreamState.COMPLETED:
         return _judge_completed(previous, now, head_unchanged)
+    if state is StreamState.SALVAGED:
+        return _judge_salvaged(previous, now, head_unchanged)
     # ABORTED
     if previous.end_cause is EndCause.REPLACED:
         return Judgement(Seen.NEW, "its recording ended when the file was rewritten or replaced")
@@ -170,6 +172,24 @@ def _judge_completed(previous: StreamRecord, now: FileNow, head: bool | None) ->
     if not head:
         return Judgement(Seen.NEW, "its first part differs from the uploaded one: rewritten")
     return Judgement(Seen.GREW, "grew after its upload completed (first part unchanged)")
+
+
+def _judge_salvaged(previous: StreamRecord, now: FileNow, head: bool | None) -> Judgement:
+    """Its node came back with its file: the whole recording goes over the salvaged prefix
+    (a new generation, same key), unless the file is shorter than that prefix or starts with
+    other bytes (rewritten: a recording of its own)."""
+    if now.size < previous.final_size:
+        return Judgement(
+            Seen.NEW,
+            f"{now.size} bytes, shorter than the {previous.final_size} salvaged: rewritten",
+        )
+    if head is None:
+        return _check_head(previous, "the file of a salvaged recording came back")
+    if not head:
+        return Judgement(Seen.NEW, "its first part differs from the salvaged one: rewritten")
+    return Judgement(
+        Seen.GREW, "the file of a salvaged recording came back: uploaded whole over the prefix"
+    )
 
 
 def _check_head(previous: StreamRecord, why: str) -> Judgement:

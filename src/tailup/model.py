@@ -20,6 +20,10 @@ class StreamState(enum.Enum):
     SKIPPED = "skipped"  # nothing to upload (the file was closed empty)
     FAILED = "failed"  # a permanent error; the reason is in `error`
     ABORTED = "aborted"  # the source went away or a user aborted; the upload was aborted
+    # Its node died with its file: `tailup salvage` completed the parts S3 held (a prefix of the
+    # recording, described by a metadata.json that says so). Its file coming back is uploaded
+    # whole over it (a new generation, same key).
+    SALVAGED = "salvaged"
 
     @property
     def is_live(self) -> bool:
@@ -48,10 +52,22 @@ RESUMABLE_STATES = LIVE_STATES | {StreamState.FAILED}
 
 _ALLOWED: dict[StreamState, frozenset[StreamState]] = {
     StreamState.UPLOADING: frozenset(
-        {StreamState.STALLED, StreamState.FINALIZING, StreamState.FAILED, StreamState.ABORTED}
+        {
+            StreamState.STALLED,
+            StreamState.FINALIZING,
+            StreamState.FAILED,
+            StreamState.ABORTED,
+            StreamState.SALVAGED,
+        }
     ),
     StreamState.STALLED: frozenset(
-        {StreamState.UPLOADING, StreamState.FINALIZING, StreamState.FAILED, StreamState.ABORTED}
+        {
+            StreamState.UPLOADING,
+            StreamState.FINALIZING,
+            StreamState.FAILED,
+            StreamState.ABORTED,
+            StreamState.SALVAGED,
+        }
     ),
     StreamState.FINALIZING: frozenset(
         {
@@ -61,17 +77,28 @@ _ALLOWED: dict[StreamState, frozenset[StreamState]] = {
             StreamState.STALLED,
             StreamState.FAILED,
             StreamState.ABORTED,
+            StreamState.SALVAGED,
         }
     ),
     # A completed or skipped file that changes later is uploaded again (a new generation).
     StreamState.COMPLETED: frozenset({StreamState.UPLOADING}),
     StreamState.SKIPPED: frozenset({StreamState.UPLOADING}),
+    StreamState.SALVAGED: frozenset({StreamState.UPLOADING}),
     StreamState.FAILED: frozenset(
-        {StreamState.UPLOADING, StreamState.STALLED, StreamState.FINALIZING, StreamState.ABORTED}
+        {
+            StreamState.UPLOADING,
+            StreamState.STALLED,
+            StreamState.FINALIZING,
+            StreamState.ABORTED,
+            StreamState.SALVAGED,
+        }
     ),
     StreamState.ABORTED: frozenset(),
 }
 
+
+# What `tailup salvage` takes over: a stream its daemon was still uploading.
+SALVAGEABLE_STATES = RESUMABLE_STATES
 
 # A meta field that `tailup retry` sets to ask a failed stream to try again now.
 RETRY_FIELD = "retry_requested_at"

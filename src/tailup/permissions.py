@@ -24,7 +24,9 @@ actions are optional: without one, only the features that need it are off, said 
 - ``s3:DeleteObject``: taking back a first generation's object that landed after `tailup abort`
   (the abort raced its PutObject or its completion: tailup.stream.bookkeeping). Refused, the
   object stays and the log names it. With --rpo, also its own tail segments (tailup.rpo): refused,
-  they stay beside the object under ``<key>.tailup/``. tailup deletes nothing else, ever.
+  they stay beside the object under ``<key>.tailup/``. And the card beside an open upload
+  (tailup.uploadcard) once the upload is completed or aborted: refused, it stays. tailup deletes
+  nothing else, ever.
 """
 
 from __future__ import annotations
@@ -80,7 +82,9 @@ OPTIONAL: Final[dict[str, str]] = {
     "s3:DeleteObject": "a recording's object that lands after `tailup abort` (its one PutObject "
     "or its completion was in flight) stays in the bucket, with its metadata.json, and is named "
     "in the log; with --rpo, tail segments are not deleted: they stay beside the object under "
-    "<key>.tailup/",
+    "<key>.tailup/; the upload card beside each open upload (`<key>.upload.json`, what `tailup "
+    "salvage --from-s3` finds it by) stays after the upload completes (salvage ignores cards "
+    "whose upload is no longer open)",
 }
 
 log = structlog.get_logger("tailup.permissions")

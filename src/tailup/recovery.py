@@ -32,6 +32,7 @@ from tailup.errors import AccessRefused, StoragePermanentError
 from tailup.keys import SIDECAR_SUFFIX, metadata_key
 from tailup.model import StreamRecord
 from tailup.s3 import MultipartStore, UploadInfo
+from tailup.uploadcard import CARD_SUFFIX
 
 
 class Found(enum.Enum):
@@ -231,7 +232,10 @@ async def _renamed(
     if not read_objects:
         return None
     try:
-        listed = {o.key: o.size for o in await store.list_objects(prefix, limit=PREFIX_KEYS_LISTED)}
+        objects = await store.list_objects(prefix, limit=PREFIX_KEYS_LISTED)
+        # An upload's card (tailup.uploadcard) is no version of the recording: one stays after
+        # its upload without s3:DeleteObject.
+        listed = {o.key: o.size for o in objects if not o.key.endswith(CARD_SUFFIX)}
     except AccessRefused as exc:
         permissions.refused("s3:ListBucket", str(exc))
         return None

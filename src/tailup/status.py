@@ -7,6 +7,7 @@ not. The file's current size comes from the local file system when the file is v
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import threading
@@ -14,11 +15,11 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from tailup.checkpoint import CheckpointStore, RedisCheckpointStore
 from tailup.config import Settings
-from tailup.errors import SourceStalled
+from tailup.errors import SourceStalled, TailupError
 from tailup.keys import node_scope, share_scope
 from tailup.model import (
     RESUMABLE_STATES,
@@ -34,6 +35,9 @@ from tailup.model import (
 from tailup.offload import run_blocking
 from tailup.selection import ALL_PAGE, LOAD_CHUNK, Selection, Tally, summary_lines
 from tailup.streamref import find_stream, short_id
+
+if TYPE_CHECKING:
+    from tailup.s3 import MultipartStore
 
 
 def _file_size(path: str) -> int | None:
@@ -117,7 +121,9 @@ def status_row(
     not visible)."""
     now = now or utc_now()
     completed = record.state is StreamState.COMPLETED
-    uploaded = record.final_size if completed else record.total_bytes_sent
+    # A salvaged recording's object is the prefix S3 held (final_size), not what was sent.
+    ended_whole = completed or record.state is StreamState.SALVAGED
+    uploaded = record.final_size if ended_whole else record.total_bytes_sent
     size = _file_size(record.path) if file_size is STAT_HERE else file_size
     lag = max(0, size - uploaded) if size is not None and record.state.is_live else None
     count = len(parts) if parts is not None else max(0, record.next_part_to_upload - 1)
@@ -346,9 +352,19 @@ async def abort_stream(settings: Settings, given: str, reason: str) -> str:
             async with S3MultipartStore.connect(
                 record.bucket, endpoint_url=settings.endpoint_url, region=settings.region
             ) as store:
+                await _drop_card(store, record.key)  # first: never a card left for good
                 await store.abort_upload(record.key, upload_id)
                 left = await delete_tails_after_abort(store, record.key, upload_id)  # --rpo
         return f"stream {shown} aborted: {reason}" + (f"; {left}" if left else "")
+
+
+async def _drop_card(store: MultipartStore, key: str) -> None:
+    """The aborted upload's card (tailup.uploadcard), best effort: salvage ignores the card of
+    an upload that is no longer open."""
+    from tailup.uploadcard import card_key
+
+    with contextlib.suppress(TailupError):
+        await store.delete_object(card_key(key))
 
 
 def _named(record: StreamRecord) -> str:

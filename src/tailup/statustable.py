@@ -41,6 +41,7 @@ _STATE_STYLE = {
     "skipped": "dim",
     "failed": "bold red",
     "aborted": "red",
+    "salvaged": "magenta",
 }
 LIVE_STATE_VALUES = frozenset({"uploading", "stalled", "finalizing"})
 BAR_WIDTH = 10
@@ -87,7 +88,7 @@ def _has_bar(row: Mapping[str, Any]) -> bool:
 def progress_text(row: Mapping[str, Any]) -> str:
     """'83% 10.0/12.0 MiB' while live, the final size once completed."""
     uploaded, size = row["bytes_uploaded"], row["file_size"]
-    if row["state"] == "completed":
+    if row["state"] in ("completed", "salvaged"):
         return format_size(uploaded)
     text = _size_pair(uploaded, size)
     if not _has_bar(row):

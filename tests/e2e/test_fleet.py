@@ -31,6 +31,7 @@ from harness import content, object_bytes
 from tailup.dev import RedisCluster, RedisSentinel, RedisServer, SeaweedS3
 from tailup.keys import RedisKeys, metadata_key, node_scope, share_scope
 from tailup.model import StreamRecord, StreamState
+from tailup.uploadcard import CARD_SUFFIX
 
 MiB = 1024 * 1024
 LEASE_TTL_S = 6  # short for a test; a loaded 2-core CI machine still renews well within it
@@ -122,8 +123,10 @@ class Fleet:
         return poll(probe, f"{path} in {sorted(s.value for s in states)}", timeout_s)
 
     def objects(self) -> dict[str, int]:
+        """Recordings and their sidecars (not the card beside an upload in flight,
+        tailup.uploadcard, deleted when it completes)."""
         listed = self.s3_client.list_objects_v2(Bucket=self.bucket).get("Contents", [])
-        return {o["Key"]: o["Size"] for o in listed}
+        return {o["Key"]: o["Size"] for o in listed if not o["Key"].endswith(CARD_SUFFIX)}
 
     def open_uploads(self) -> list[str]:
         listed = self.s3_client.list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])

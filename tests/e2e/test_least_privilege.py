@@ -107,8 +107,10 @@ def test_the_daemon_runs_with_the_policy_and_only_skips_the_bucket_check(
         "policy", tmp_path, least_privilege_s3, redis_server.url, key_prefix, record
     )
     refusals = _refusals(daemon)
-    assert [e["action"] for e in refusals] == ["s3:ListBucket"], refusals
-    assert refusals[0]["level"] == "warning"
+    # s3:DeleteObject is out of the policy too: each upload's card (tailup.uploadcard) stays.
+    assert [e["action"] for e in refusals] == ["s3:ListBucket", "s3:DeleteObject"], refusals
+    assert {e["level"] for e in refusals} == {"warning"}
+    assert "upload card" in refusals[1]["event"]
     assert not [e for e in daemon.events() if e.get("level") == "error"]
 
     # The operator's commands work with the same identity: verify reads back, gc lists uploads.
@@ -133,7 +135,8 @@ def test_without_get_object_the_uploads_go_on_and_say_so_once(
         identity, tmp_path, least_privilege_s3, redis_server.url, key_prefix, record
     )
     refusals = _refusals(daemon)
-    assert sorted(e["action"] for e in refusals) == ["s3:GetObject", "s3:ListBucket"], refusals
+    actions = sorted(e["action"] for e in refusals)
+    assert actions == ["s3:DeleteObject", "s3:GetObject", "s3:ListBucket"], refusals
     get_object = next(e for e in refusals if e["action"] == "s3:GetObject")
     assert "objects are not read back" in get_object["event"]
     assert "metadata.json is not looked up" in get_object["event"]

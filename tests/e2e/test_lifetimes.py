@@ -69,12 +69,13 @@ class Deployment:
         return self.daemon
 
     def objects(self) -> dict[str, bytes]:
-        """Every recording object in the bucket (metadata.json sidecars left out)."""
+        """Every recording object in the bucket (metadata.json sidecars left out, and the card
+        beside an open upload, tailup.uploadcard, deleted at its completion)."""
         listed = self.s3.list_objects_v2(Bucket=self.bucket).get("Contents", [])
         return {
             o["Key"]: self.s3.get_object(Bucket=self.bucket, Key=o["Key"])["Body"].read()
             for o in listed
-            if not o["Key"].endswith(".metadata.json")
+            if not o["Key"].endswith((".metadata.json", ".upload.json"))
         }
 
     def wait_for_objects(self, *expected: bytes, timeout_s: float = 60) -> dict[str, bytes]:

@@ -16,6 +16,7 @@ from tailup.integrity import crc32_of
 from tailup.keys import metadata_key
 from tailup.recovery import Found, look_up
 from tailup.s3 import ListedObject, MultipartStore, S3MultipartStore
+from tailup.uploadcard import card_key
 
 pytestmark = pytest.mark.asyncio
 
@@ -106,5 +107,16 @@ async def test_a_live_recording_renamed_since_its_upload_began_is_adopted_there(
 
 async def test_nothing_under_the_prefix_is_nothing(store: MultipartStore) -> None:
     sid, prefix = _stream()
+    found = await look_up(store, prefix + "now.ts", sid, SIZE, MTIME_NS, prefix=prefix)
+    assert (found.found, found.key) == (Found.NOTHING, "")
+
+
+async def test_an_upload_card_left_behind_is_no_version_of_the_recording(
+    store: MultipartStore,
+) -> None:
+    """Without s3:DeleteObject (out of the recommended policy) the card of an aborted upload
+    stays (tailup.uploadcard): it is not a recording, and spends no id."""
+    sid, prefix = _stream()
+    await _put(store, card_key(prefix + "live.ts"), b'{"schema": "tailup.upload/1"}')
     found = await look_up(store, prefix + "now.ts", sid, SIZE, MTIME_NS, prefix=prefix)
     assert (found.found, found.key) == (Found.NOTHING, "")

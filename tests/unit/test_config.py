@@ -558,6 +558,7 @@ MINIMAL_ARGS = {
     "abort": ["some-stream-id"],
     "retry": ["some-stream-id"],
     "gc": ["--older-than", "1h"],
+    "salvage": ["--node", "n1"],
     "demo": [],
 }
 

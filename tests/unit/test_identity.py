@@ -93,6 +93,11 @@ CASES: list[tuple[str, StreamRecord | None, FileNow, bool | None, Seen]] = [
     ("appended after completion", record(C), now(size=200 << 20, mtime=6_000), True, Seen.GREW),
     ("touched, same size, same head", record(C), now(mtime=6_000), True, Seen.GREW),
     ("unchanged since completion", record(C), now(), None, Seen.UNCHANGED),
+    # A salvaged recording's file came back (issue 18): uploaded whole over the salvaged prefix.
+    ("salvaged, back: compare", record(StreamState.SALVAGED), now(), None, Seen.CHECK_HEAD),
+    ("salvaged, back whole", record(StreamState.SALVAGED), now(size=300 << 20), True, Seen.GREW),
+    ("salvaged, back rewritten", record(StreamState.SALVAGED), now(), False, Seen.NEW),
+    ("salvaged, back shorter", record(StreamState.SALVAGED), now(size=1 << 20), None, Seen.NEW),
     # Live and failed streams of this very file are resumed.
     ("live stream", record(StreamState.UPLOADING), now(), None, Seen.RESUME),
     ("stalled stream", record(StreamState.STALLED), now(), None, Seen.RESUME),

@@ -54,6 +54,14 @@ TRANSITIONS = [
     (S.FAILED, S.FINALIZING, True, "retried, every part already sent"),
     (S.FAILED, S.STALLED, True, "retried into a transient fault"),
     *[(S.ABORTED, target, False, "aborted is final") for target in S if target is not S.ABORTED],
+    # `tailup salvage` ends a stream whose node died with its file (issue 18).
+    *[(live, S.SALVAGED, True, "its node died: salvaged") for live in (S.UPLOADING, S.STALLED)],
+    (S.FINALIZING, S.SALVAGED, True, "died while finalizing: salvaged"),
+    (S.FAILED, S.SALVAGED, True, "a failed stream's parts salvaged"),
+    (S.COMPLETED, S.SALVAGED, False, "a whole object is never salvaged"),
+    (S.SALVAGED, S.UPLOADING, True, "its file came back: uploaded whole over the prefix"),
+    (S.SALVAGED, S.COMPLETED, False, "only the new generation completes"),
+    (S.SALVAGED, S.SALVAGED, True, "salvaged twice changes nothing"),
 ]
 
 
@@ -108,6 +116,7 @@ def test_only_finalizing_leads_to_completed() -> None:
         (S.SKIPPED, False),
         (S.FAILED, False),
         (S.ABORTED, False),
+        (S.SALVAGED, False),
     ],
 )
 def test_is_live(state: StreamState, live: bool) -> None:
@@ -127,6 +136,7 @@ def test_state_values_are_the_stored_ones() -> None:
         "SKIPPED": "skipped",
         "FAILED": "failed",
         "ABORTED": "aborted",
+        "SALVAGED": "salvaged",
     }
 
 

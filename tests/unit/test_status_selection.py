@@ -75,7 +75,7 @@ def test_which_indexes_a_filter_reads(states: set[StreamState], live: bool, ende
 
 
 def test_ended_states_are_those_outside_the_live_set() -> None:
-    assert frozenset({S.COMPLETED, S.SKIPPED, S.ABORTED}) == ENDED_STATES
+    assert frozenset({S.COMPLETED, S.SKIPPED, S.ABORTED, S.SALVAGED}) == ENDED_STATES
 
 
 @pytest.mark.parametrize(

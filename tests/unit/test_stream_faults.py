@@ -38,6 +38,7 @@ from tailup.plan import MiB, PartPlan
 from tailup.retry import Backoff
 from tailup.rules.refusals import MAX_NEW_UPLOADS
 from tailup.stream import Outcome, Stream, StreamDeps
+from tailup.uploadcard import card_key
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(30)]
 
@@ -612,3 +613,21 @@ async def test_redis_failing_while_a_refused_head_is_handled_is_retried(tmp_path
         assert await asyncio.wait_for(rig.task, 20) is Outcome.COMPLETED
     assert failed and store.refused == 2 and store.count("create") == 2
     assert store.objects[KEY] == path.read_bytes()
+
+
+async def test_the_upload_card_is_written_and_never_left_behind(tmp_path: Path) -> None:
+    """The card beside an open upload (tailup.uploadcard: what `tailup salvage --from-s3` finds
+    it by) names it while it is open; a 503 to its deletion retries the publication rather than
+    leave it."""
+    path = tmp_path / "clip.ts"
+    data = payload(12 * MiB, "card")
+    path.write_bytes(data)
+    async with streaming(path, writer_closed=True) as rig:
+        rig.store.fault = fail("delete")
+        assert await rig.task is Outcome.COMPLETED
+    card = card_key(KEY)
+    assert ("put", card) in rig.store.calls
+    assert rig.store.count("delete") == 2
+    assert sorted(rig.store.objects) == [KEY, metadata_key(KEY)]
+    assert rig.store.objects[KEY] == data
+    assert rig.state() is StreamState.COMPLETED

@@ -1,4 +1,5 @@
-"""The commands besides the daemon: `status`, `verify`, `abort`, `retry`, `gc` and `demo`. Each
+"""The commands besides the daemon: `status`, `verify`, `abort`, `retry`, `gc`, `salvage` and
+`demo`. Each
 imports what it needs when it runs, so that every command starts without loading the others'
 libraries (rich, aiobotocore)."""
 
@@ -8,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import sys
+from typing import Any
 
 from tailup.cli.exits import EXIT_FAILURE, EXIT_OK
 from tailup.config import NODE_ID_FORM, Settings, check_storage_settings, is_node_id
@@ -125,6 +127,53 @@ def cmd_gc(args: argparse.Namespace, settings: Settings) -> int:
     done = "to abort (dry run: none aborted)" if args.dry_run else "aborted"
     print(f"{len(garbage)} upload(s) {done} {where}")
     return EXIT_OK
+
+
+# -- salvage --
+
+
+def _salvage_request(args: argparse.Namespace, settings: Settings) -> Any:
+    from tailup.cli.salvageargs import DEFAULT_SALVAGE_AGE
+    from tailup.salvagefind import Request
+    from tailup.units import DURATION_FORM, parse_duration
+
+    if args.node is not None and not is_node_id(args.node):
+        raise ConfigError(f"--node: {args.node!r} is not a node id. Accepted: {NODE_ID_FORM}")
+    if args.from_s3 and (args.streams or args.node is not None):
+        raise ConfigError("--from-s3 finds the uploads in S3: it takes no STREAM and no --node")
+    if not (args.from_s3 or args.streams or args.node is not None):
+        raise ConfigError("salvage what? Give --node NODE, STREAM..., or --from-s3")
+    if args.older_than is not None and not args.from_s3:
+        raise ConfigError("--older-than goes with --from-s3 (Redis's node leases say the rest)")
+    given = args.older_than if args.older_than is not None else DEFAULT_SALVAGE_AGE
+    try:
+        older_than_s = parse_duration(given)
+    except ValueError:
+        raise ConfigError(f"--older-than: got {given!r}. Accepted: {DURATION_FORM}") from None
+    return Request(
+        node=args.node,
+        streams=tuple(args.streams),
+        from_s3=args.from_s3,
+        prefix=settings.prefix,
+        older_than_s=older_than_s,
+        dry_run=args.dry_run,
+    )
+
+
+def cmd_salvage(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime
+
+    from tailup.salvagefind import format_rows, salvage
+
+    request = _salvage_request(args, settings)
+    check_storage_settings(settings)
+    rows = asyncio.run(salvage(settings, request, datetime.now(UTC)))
+    for line in format_rows(rows):
+        print(line)
+    counts = {o: sum(r.outcome == o for r in rows) for o in dict.fromkeys(r.outcome for r in rows)}
+    said = ", ".join(f"{n} {o}" for o, n in counts.items()) or "nothing to salvage"
+    print(said + (" (dry run: nothing changed)" if request.dry_run else ""))
+    return EXIT_FAILURE if counts.get("failed") else EXIT_OK
 
 
 # -- demo --

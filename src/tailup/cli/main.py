@@ -28,6 +28,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "abort": commands.cmd_abort,
     "retry": commands.cmd_retry,
     "gc": commands.cmd_gc,
+    "salvage": commands.cmd_salvage,
     "demo": commands.cmd_demo,
 }
 

@@ -1,4 +1,5 @@
-"""The command line's grammar: `tailup run | status | verify | abort | retry | gc | demo`, each
+"""The command line's grammar: `tailup run | status | verify | abort | retry | gc | salvage |
+demo`, each
 subcommand with its flags. Every setting is a flag of the commands that take it; which flags are
 settings (passed on to tailup.config) is ``setting_overrides``."""
 
@@ -10,6 +11,7 @@ from typing import Any, TypeAlias
 
 from tailup import __version__
 from tailup.cli.exits import EXIT_USAGE
+from tailup.cli.salvageargs import add_salvage
 from tailup.selection import DEFAULT_LIMIT, DEFAULT_SCAN_LIMIT, STATE_VALUES
 
 _CONNECTION_FLAGS: list[tuple[str, dict[str, Any]]] = [
@@ -70,6 +72,15 @@ _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     (
         "--lease-ttl",
         {"help": "seconds before a dead node's streams are taken over (default 30)."},
+    ),
+    (
+        "--salvage-after",
+        {
+            "metavar": "DURATION",
+            "help": "salvage the open uploads of another node gone this long (`tailup salvage "
+            "--node`), e.g. 10m; 0 = never (default): a node only cut off from Redis, not dead, "
+            "would go on sending to uploads completed under it. Set it above any partition.",
+        },
     ),
     (
         "--keep-records",
@@ -239,8 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tailup {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
-    adders = (_add_run, _add_status, _add_verify, _add_abort, _add_retry, _add_gc, _add_demo)
-    for add_command in adders:
+    adders = (_add_run, _add_status, _add_verify, _add_abort, _add_retry, _add_gc)
+    for add_command in (*adders, _add_salvage, _add_demo):
         add_command(commands)
     return parser
 
@@ -389,6 +400,11 @@ def _add_gc(commands: _Commands) -> None:
         help="minimum age, e.g. 1h, 2d, 90m (keeps away from uploads a daemon just created)",
     )
     gc.add_argument("--dry-run", action="store_true", help="list what would be aborted, only")
+
+
+def _add_salvage(commands: _Commands) -> None:
+    salvage = add_salvage(commands, _STREAM_FORMS)
+    _add_flags(salvage, _CONNECTION_FLAGS + _STATUS_SETTINGS)
 
 
 def _add_demo(commands: _Commands) -> None:

@@ -53,6 +53,7 @@ ACCEPTED_FORMS: dict[str, str] = {
     "node_id": NODE_ID_FORM,
     "lease_ttl": f"{DURATION_FORM}, from 3s to 1h",
     "keep_records": f"{DURATION_FORM} like 30d, or 0 to keep records forever",
+    "salvage_after": f"{DURATION_FORM} like 10m, or 0 (never, the default)",
     "include": "one or more file name globs like *.mp4",
 }
 

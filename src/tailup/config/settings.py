@@ -43,6 +43,7 @@ DURATION_FIELDS = (
     "io_timeout",
     "keep_records",
     "lease_ttl",
+    "salvage_after",
 )
 
 
@@ -89,6 +90,9 @@ class Settings(BaseSettings):
     lease_ttl: float = Field(
         default=30.0,
         description="Seconds a dead node's leases last before another node takes its streams.",
+    )
+    salvage_after: float = Field(
+        default=0.0, description="Seconds before a gone node's uploads are salvaged (0 = never)."
     )
     keep_records: float = Field(
         default=30 * 86400.0,
@@ -247,7 +251,7 @@ class Settings(BaseSettings):
             raise ValueError(f"{value:g} is not above 0")
         return value
 
-    @field_validator("close_grace", "shutdown_grace")
+    @field_validator("close_grace", "shutdown_grace", "salvage_after")
     @classmethod
     def _not_negative(cls, value: float) -> float:
         if value < 0:

@@ -298,7 +298,13 @@ class S3MultipartStore:
                 "list parts", "list_parts", Key=key, UploadId=upload_id, PartNumberMarker=marker
             )
             parts.extend(
-                UploadedPart(int(p["PartNumber"]), str(p["ETag"]), int(p["Size"]))
+                UploadedPart(
+                    int(p["PartNumber"]),
+                    str(p["ETag"]),
+                    int(p["Size"]),
+                    p.get("LastModified"),
+                    _reported_checksum(p),
+                )
                 for p in response.get("Parts", [])
             )
             if not response.get("IsTruncated"):

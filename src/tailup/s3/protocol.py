@@ -19,6 +19,12 @@ class UploadedPart:
     number: int
     etag: str
     size: int
+    # When S3 received it (ListParts' LastModified): how long an upload has been quiet
+    # (`tailup salvage --older-than`). None where a store does not say.
+    last_modified: datetime | None = None
+    # The checksum it was sent with, where ListParts names it (AWS, moto): what salvage names in
+    # CompleteMultipartUpload when no checkpoint has the part.
+    checksum: Checksum | None = None
 
 
 @dataclass(frozen=True, slots=True)

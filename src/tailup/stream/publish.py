@@ -64,6 +64,9 @@ class Publisher(Collaborator):
         await self._write_metadata(
             st, sent.sha256_hex, sent.etag, sent.parts, started, sent.verified_by, whole
         )
+        # Before the record says COMPLETED: a crash after it would leave the card for good; one
+        # before it publishes again at the next start, and deletes it then.
+        await self._sender.drop_card()
         await self._record_completed(
             st,
             sent.sha256_hex,

@@ -5,14 +5,15 @@ and sweeping the uploads of the stream's key that nothing records."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from tailup import metrics
+from tailup import metrics, permissions
 from tailup.body import PART_BUFFERS, PartBody
 from tailup.checksums import effective_type, part_checksum, stored_checksum
-from tailup.errors import PlanExceeded, RetryableError, TailupError
+from tailup.errors import AccessRefused, PlanExceeded, RetryableError, TailupError
 from tailup.hashplan import Sha256Setting
 from tailup.integrity import crc32_of
 from tailup.metadata import content_type_for
@@ -22,6 +23,7 @@ from tailup.plan import PartRange
 from tailup.resume import orphan_uploads
 from tailup.source import FileStat, read_range_blocking
 from tailup.stream.context import Collaborator, StreamContext, _first_error
+from tailup.uploadcard import card_key, encode_card
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +229,45 @@ class PartSender(Collaborator):
         self.record = self.record.with_changes(upload_id=upload_id)
         self._created_upload = upload_id
         self._log.info("multipart upload created", key=self.record.key)
+        await self._put_card(upload_id)
+
+    async def _put_card(self, upload_id: str) -> None:
+        """The upload card (tailup.uploadcard): what `tailup salvage --from-s3` finds the
+        upload by when Redis died with the node. Without it the upload goes on; only that
+        salvage cannot tell it is tailup's."""
+        body = encode_card(self.record, upload_id, host=socket.gethostname())
+        crc = crc32_of(body)
+        try:
+            await self.deps.store.put_object(
+                card_key(self.record.key),
+                body,
+                crc,
+                "application/json",
+                checksum=part_checksum(
+                    self.record.checksum, crc, stored_checksum(self.record.checksum, body)
+                ),
+            )
+        except TailupError as exc:
+            self._log.warning(
+                "upload card not written: `tailup salvage --from-s3` will not find this upload",
+                reason=str(exc),
+            )
+
+    async def drop_card(self, *, quiet: bool = False) -> None:
+        """The upload's card, not needed once it is completed or aborted. S3 unreachable raises
+        (the publication is tried again, so no card is left behind) unless ``quiet``."""
+        if not self.record.upload_id:
+            return  # one PutObject: there was no upload, hence no card
+        try:
+            await self.deps.store.delete_object(card_key(self.record.key))
+        except AccessRefused as exc:
+            permissions.refused("s3:DeleteObject", str(exc))
+        except RetryableError as exc:
+            if not quiet:
+                raise
+            self._log.warning("upload card not deleted", reason=str(exc))
+        except TailupError as exc:
+            self._log.warning("upload card not deleted", reason=str(exc))
 
     def may_hold(self, number: int) -> bool:
         """Whether the upload may hold part ``number`` already: recorded as sent, or the upload
@@ -256,6 +297,10 @@ class PartSender(Collaborator):
                 return
 
     async def abort_quietly(self, upload_id: str) -> None:
+        if upload_id == self.record.upload_id:
+            # The card names the stream's own upload only. Deleted first: a crash between the
+            # two leaves an open upload that `tailup gc` aborts, never a card for good.
+            await self.drop_card(quiet=True)
         key = self.record.key
         try:
             await self.deps.store.abort_upload(key, upload_id)

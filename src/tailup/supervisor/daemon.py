@@ -62,6 +62,11 @@ class Supervisor(LeaseRounds, Dispatch, Opening, Shares, Names, Registry):
                 if self.bandwidth is not None
                 else None
             )
+            salvaging = (
+                group.create_task(self._auto_salvage.run(stop), name="salvage-after")
+                if self._auto_salvage is not None
+                else None
+            )
             if not self._proc_sees_all:
                 log.warning(
                     "tailup runs in a PID namespace of its own (a container): /proc does not "
@@ -74,6 +79,8 @@ class Supervisor(LeaseRounds, Dispatch, Opening, Shares, Names, Registry):
             await self._dispatch_until(stop)
             forward.cancel()
             leases.cancel()
+            if salvaging is not None:
+                salvaging.cancel()
             # Before the streams are stopped: an event still being routed may start one.
             await lanes.join(self._settings.shutdown_grace)
             await self._drain()

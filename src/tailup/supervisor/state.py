@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import structlog
 
 from tailup.afterupload import proc_sees_every_writer
+from tailup.autosalvage import AutoSalvage
 from tailup.bandwidth import BandwidthLimit
 from tailup.budget import ByteBudget
 from tailup.checkpoint import CheckpointStore
@@ -107,6 +108,8 @@ class SupervisorState:
         self.redis_lost = False
         self._store = store
         self._checkpoints = checkpoints
+        # --salvage-after (tailup.autosalvage): None when off.
+        self._auto_salvage = AutoSalvage.for_settings(settings, checkpoints, store)
         self._proc_sees_all = proc_sees_every_writer()
         overwrite = settings.key_conflict is KeyConflict.OVERWRITE
         self._deps = StreamDeps(

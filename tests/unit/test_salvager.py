@@ -1,0 +1,193 @@
+"""tailup.salvage.Salvager on the memory stores: the cases the e2e test does not reach (a hole in
+the parts, another recording's object at the key, a run cut short after its Complete)."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from datetime import UTC, datetime
+from typing import cast
+
+import pytest
+
+from tailup.checksums import ChecksumAlgorithm
+from tailup.dev import MemoryCheckpointStore, MemoryMultipartStore
+from tailup.keys import is_staging_key, metadata_key, segment_key
+from tailup.model import PartRecord, StreamRecord, StreamState
+from tailup.plan import MiB
+from tailup.s3 import MultipartStore
+from tailup.salvage import Candidate, Salvager
+from tailup.uploadcard import card_key, encode_card
+
+pytestmark = pytest.mark.asyncio
+
+KEY = "streams/s1/cam1.ts"
+NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+PART = 5 * MiB
+
+
+def salvager(
+    store: MemoryMultipartStore, checkpoints: MemoryCheckpointStore, *, dry_run: bool = False
+) -> Salvager:
+    # The memory store is a MultipartStore but for the Body types mypy compares.
+    return Salvager(cast(MultipartStore, store), checkpoints, now=NOW, dry_run=dry_run)
+
+
+def body(number: int, size: int = PART) -> bytes:
+    return bytes([number]) * size
+
+
+async def rig(
+    sizes: dict[int, int],
+) -> tuple[MemoryMultipartStore, MemoryCheckpointStore, Candidate]:
+    """An upload holding parts of ``sizes`` (number -> bytes), its record live in Redis with
+    those parts checkpointed, and its card beside it."""
+    store, checkpoints = MemoryMultipartStore(), MemoryCheckpointStore(scope="node:n1")
+    upload_id = await store.create_upload(KEY, "video/mp2t")
+    parts: dict[int, PartRecord] = {}
+    for number, size in sizes.items():
+        data = body(number, size)
+        crc = zlib.crc32(data)
+        etag = await store.upload_part(KEY, upload_id, number, data, crc)
+        parts[number] = PartRecord(number, size, crc, etag)
+    record = StreamRecord(
+        stream_id="s1",
+        path="/rec/cam1.ts",
+        watch_root="/rec",
+        bucket="b",
+        key=KEY,
+        base_part_size=PART,
+        checksum=ChecksumAlgorithm.CRC32,
+        upload_id=upload_id,
+        owner="n1",
+        scope="node:n1",
+    )
+    await checkpoints.restore(record, parts)
+    card = encode_card(record, upload_id, host="h")
+    await store.put_object(card_key(KEY), card, zlib.crc32(card), "application/json")
+    loaded = await checkpoints.load("s1")
+    assert loaded is not None
+    return store, checkpoints, Candidate(*loaded)
+
+
+async def test_a_hole_ends_the_object_before_it() -> None:
+    store, checkpoints, candidate = await rig({1: PART, 2: PART, 4: 100})
+    row = await salvager(store, checkpoints).salvage(candidate)
+    assert row.outcome == "salvaged" and row.parts == "2/3"
+    assert store.objects[KEY] == body(1) + body(2)
+    sidecar = json.loads(store.objects[metadata_key(KEY)])
+    assert sidecar["salvage"]["parts_left_out"] == [4]
+    assert "part 3 is missing" in sidecar["salvage"]["why"]
+    assert sidecar["checksums"]["object"]["algorithm"] == "crc32"  # from the checkpoint
+    assert card_key(KEY) not in store.objects
+    loaded = await checkpoints.load("s1")
+    assert loaded is not None and loaded[0].state is StreamState.SALVAGED
+    assert loaded[0].final_size == 2 * PART and "part 3 is missing" in loaded[0].note
+
+
+async def test_a_dry_run_changes_nothing() -> None:
+    store, checkpoints, candidate = await rig({1: PART, 2: 77})
+    row = await salvager(store, checkpoints, dry_run=True).salvage(candidate)
+    assert (row.outcome, row.parts, row.size_bytes) == ("would salvage", "2/2", PART + 77)
+    assert sorted(store.objects) == [card_key(KEY)]
+    loaded = await checkpoints.load("s1")
+    assert loaded is not None and loaded[0].state is StreamState.UPLOADING
+
+
+async def test_another_recordings_object_at_the_key_is_never_written_over() -> None:
+    store, checkpoints, candidate = await rig({1: PART, 2: 10})
+    theirs = b"another recording"
+    await store.put_object(KEY, theirs, zlib.crc32(theirs), "video/mp2t")
+    row = await salvager(store, checkpoints).salvage(candidate)
+    assert row.outcome == "skipped" and "another recording's object" in row.why
+    assert store.objects[KEY] == theirs
+    assert candidate.record.upload_id in store.uploads  # left open
+    loaded = await checkpoints.load("s1")
+    assert loaded is not None and loaded[0].state is StreamState.UPLOADING
+
+
+async def test_a_run_cut_short_after_its_complete_is_finished_by_the_next() -> None:
+    store, checkpoints, candidate = await rig({1: PART, 2: 10})
+    salvaging = salvager(store, checkpoints)
+    assert (await salvaging.salvage(candidate)).outcome == "salvaged"
+    # As if the first run died before it marked the record: it is live again, upload gone.
+    await checkpoints.set_state(
+        "s1", StreamState.UPLOADING, allowed_from=[StreamState.SALVAGED], final_size=0
+    )
+    row = await salvaging.salvage(candidate)
+    assert (row.outcome, row.why) == ("skipped", "salvaged already: its record is marked now")
+    loaded = await checkpoints.load("s1")
+    assert loaded is not None and loaded[0].state is StreamState.SALVAGED
+    assert loaded[0].final_size == PART + 10
+
+
+async def test_an_upload_gone_otherwise_is_left_alone() -> None:
+    store, checkpoints, candidate = await rig({1: PART})
+    await store.abort_upload(KEY, candidate.record.upload_id)
+    row = await salvager(store, checkpoints).salvage(candidate)
+    assert (row.outcome, row.why) == (
+        "skipped",
+        "its upload is no longer open (completed or aborted)",
+    )
+    loaded = await checkpoints.load("s1")
+    assert loaded is not None and loaded[0].state is StreamState.UPLOADING
+
+
+async def test_from_s3_alone_it_completes_without_checksums_and_writes_the_record() -> None:
+    store, checkpoints, candidate = await rig({1: PART, 2: 5})
+    await checkpoints.set_state("s1", StreamState.ABORTED, allowed_from=[StreamState.UPLOADING])
+    checkpoints.meta.clear()  # Redis emptied
+    bare = Candidate(candidate.record, {}, None, from_card=True)
+    row = await salvager(store, checkpoints).salvage(bare)
+    assert row.outcome == "salvaged" and "record written anew" in row.why
+    assert store.objects[KEY] == body(1) + body(2, 5)
+    sidecar = json.loads(store.objects[metadata_key(KEY)])
+    assert [p["crc32"] for p in sidecar["parts"]] == [None, None]
+    assert sidecar["checksums"]["object"] is None
+    loaded = await checkpoints.load("s1")
+    assert loaded is not None and loaded[0].state is StreamState.SALVAGED
+
+
+async def stage(store: MemoryMultipartStore, upload_id: str, start: int, data: bytes) -> None:
+    """An --rpo tail segment of the upload: the recording's bytes [start, start + len)."""
+    key = segment_key(KEY, upload_id, start, start + len(data))
+    await store.put_object(key, data, zlib.crc32(data), "application/octet-stream")
+
+
+def staged_keys(store: MemoryMultipartStore) -> list[str]:
+    return [k for k in store.objects if is_staging_key(k)]
+
+
+async def test_rpo_tail_segments_past_the_parts_are_stitched_in_then_deleted() -> None:
+    store, checkpoints, candidate = await rig({1: PART, 2: PART})
+    upload_id = candidate.record.upload_id
+    await stage(store, upload_id, 2 * PART, b"t" * 1000)
+    await stage(store, upload_id, 2 * PART + 600, b"u" * 900)  # overlaps it, reaches further
+    row = await salvager(store, checkpoints).salvage(candidate)
+    assert (row.outcome, row.parts, row.size_bytes) == ("salvaged", "2+1/2", 2 * PART + 1500)
+    assert store.objects[KEY] == body(1) + body(2) + b"t" * 1000 + b"u" * 500
+    assert staged_keys(store) == []
+    sidecar = json.loads(store.objects[metadata_key(KEY)])
+    assert sidecar["salvage"]["bytes"] == 2 * PART + 1500
+    assert "from --rpo's staged tail segments" in sidecar["salvage"]["why"]
+    assert sidecar["checksums"]["object"] is not None  # the stitched part's CRC is known too
+    loaded = await checkpoints.load("s1")
+    assert loaded is not None and loaded[0].final_size == 2 * PART + 1500
+
+
+async def test_rpo_tail_segments_alone_make_a_recording_shorter_than_a_part() -> None:
+    store, checkpoints, candidate = await rig({})
+    await stage(store, candidate.record.upload_id, 0, b"s" * 4000)
+    row = await salvager(store, checkpoints).salvage(candidate)
+    assert (row.outcome, row.parts) == ("salvaged", "0+1/0")
+    assert store.objects[KEY] == b"s" * 4000
+
+
+async def test_rpo_tail_segments_past_a_short_last_part_are_not_the_recording() -> None:
+    """A last part shorter than its plan is where the recording ended as finalized."""
+    store, checkpoints, candidate = await rig({1: PART, 2: 100})
+    await stage(store, candidate.record.upload_id, PART + 100, b"x" * 10)
+    row = await salvager(store, checkpoints).salvage(candidate)
+    assert (row.outcome, row.parts) == ("salvaged", "2/2")
+    assert store.objects[KEY] == body(1) + body(2, 100)
+    assert staged_keys(store) == []  # deleted all the same
