@@ -97,8 +97,11 @@ def test_a_live_recording_ends_up_exact_on_rclone_serve_s3(
 
         refusals = [e for e in daemon.events() if e.get("event") == "S3 refused a part"]
         if REWRITES_ITS_HEAD[fmt]:
-            assert [(e["part"], e["then"]) for e in refusals] == [(1, "new_upload")], refusals
-            assert "sent again in a new upload" in rec.note
+            # Refused when part 1 went up before the muxer rewrote it, which is usual but not
+            # certain on a loaded machine (the daemon may look first after the close); the
+            # kill-and-resume test below holds part 1 in S3 first, so the refusal is certain.
+            assert [(e["part"], e["then"]) for e in refusals] in ([], [(1, "new_upload")])
+            assert not refusals or "sent again in a new upload" in rec.note
         else:
             assert refusals == []
 
