@@ -158,6 +158,26 @@ def test_the_daemon_runs_with_the_policy_and_only_skips_the_bucket_check(
     assert gc.returncode == 0, gc.stdout + gc.stderr
 
 
+def test_without_deleting_helper_objects_the_cards_stay_said_once(
+    tmp_path: Path,
+    least_privilege_s3: SeaweedS3,
+    redis_server: RedisServer,
+    key_prefix: str,
+    record: Any,
+) -> None:
+    # A policy without its third statement: each recording's card stays, said once per run.
+    identity = "without s3:DeleteObject"
+    daemon, records, _ = _upload_as(
+        identity, tmp_path, least_privilege_s3, redis_server.url, key_prefix, record
+    )
+    refusals = _refusals(daemon)
+    assert [e["action"] for e in refusals] == ["s3:ListBucket", "s3:DeleteObject"], refusals
+    assert "the upload card beside each open upload" in refusals[1]["event"]
+    assert sorted(_cards_left(least_privilege_s3, records)) == sorted(
+        card_key(r.key) for r in records.values()
+    )
+
+
 def test_without_get_object_the_uploads_go_on_and_say_so_once(
     tmp_path: Path,
     least_privilege_s3: SeaweedS3,
