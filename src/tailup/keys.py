@@ -50,9 +50,10 @@ class KeyContext:
 def render_key(template: str, ctx: KeyContext, *, prefix: str = "") -> str:
     """The S3 key for a stream. Any UTF-8 file name is kept as is: S3 keys are UTF-8 strings."""
     key = _prefixed(template.format(**_values(ctx)), prefix)
-    if is_staging_key(key):
-        # Another recording's --rpo tail segment could have this key: never a recording's.
-        key = suffixed_key(key, ctx.stream_id)
+    if is_helper_key(key):
+        # An upload card's or a --rpo tail segment's shape, which the recommended policy lets the
+        # node delete (deploy/iam-policy.json): never a recording's key.
+        key = suffixed_key(key.replace(STAGING_INFIX, HELPER_FOLDER_RENAMED), ctx.stream_id)
     return key
 
 
@@ -128,6 +129,10 @@ def metadata_key(object_key: str) -> str:
     return object_key + SIDECAR_SUFFIX
 
 
+# The upload card beside an open multipart upload (tailup.uploadcard): ``<key>.upload.json``.
+CARD_SUFFIX = ".upload.json"
+
+
 # --rpo's tail segments (tailup.rpo): ``<key>.tailup/<upload id>/tail.<start>-<end>``, the
 # recording's bytes [start, end) with offsets of SEGMENT_OFFSET_DIGITS digits (a listing is in
 # file order). No recording's key has that shape (render_key), nor any metadata.json.
@@ -150,6 +155,18 @@ def segment_key(object_key: str, upload_id: str, start: int, end: int) -> str:
 def is_staging_key(key: str) -> bool:
     """True for any key a tail segment may have, whatever its recording and upload id."""
     return _STAGING_KEY.search(key) is not None
+
+
+# What a folder ``x.tailup`` in a recording's key becomes (render_key).
+HELPER_FOLDER_RENAMED = "-tailup/"
+
+
+def is_helper_key(key: str) -> bool:
+    """True for any key the recommended policy lets the node delete: the shapes of tailup's own
+    helper objects, ``*.upload.json`` (a card) and ``*.tailup/*`` (a tail segment), as its
+    ``DeleteItsOwnHelperObjectsOnly`` statement names them (an IAM ``*`` spans slashes). No
+    recording's key has either shape (render_key), hence nor its metadata.json."""
+    return key.endswith(CARD_SUFFIX) or STAGING_INFIX in key
 
 
 def node_scope(node_id: str) -> str:

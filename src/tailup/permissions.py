@@ -21,12 +21,16 @@ actions are optional: without one, only the features that need it are off, said 
   are: a completed recording whose record was lost is uploaded again, never over the object
   already there, which If-None-Match keeps); a key is taken as free without a HEAD (If-None-Match
   again keeps any object there). `tailup verify` needs it.
-- ``s3:DeleteObject``: taking back a first generation's object that landed after `tailup abort`
-  (the abort raced its PutObject or its completion: tailup.stream.bookkeeping). Refused, the
-  object stays and the log names it. With --rpo, also its own tail segments (tailup.rpo): refused,
-  they stay beside the object under ``<key>.tailup/``. And the card beside an open upload
-  (tailup.uploadcard) once the upload is completed or aborted: refused, it stays. tailup deletes
-  nothing else, ever.
+- ``s3:DeleteObject``: deleting tailup's own helper objects once they are of no use: the card
+  beside an open upload (tailup.uploadcard, ``<key>.upload.json``) once the upload is completed
+  or aborted, and with --rpo its tail segments (tailup.rpo, under ``<key>.tailup/``). The
+  recommended policy grants it on those two key shapes only (``*.upload.json``, ``*.tailup/*``;
+  no recording's key has either, tailup.keys.render_key), so a recorder node's credentials
+  cannot delete a recording or its metadata.json. Refused, those helper objects stay. Taking back
+  a first generation's object that landed after `tailup abort` (the abort raced its PutObject or
+  its completion: tailup.stream.bookkeeping) needs it on the recording's keys, which the policy
+  does not grant: refused, the object stays and the log names it. tailup deletes nothing else,
+  ever.
 """
 
 from __future__ import annotations
@@ -81,10 +85,11 @@ OPTIONAL: Final[dict[str, str]] = {
     "an object); `tailup verify` cannot run",
     "s3:DeleteObject": "a recording's object that lands after `tailup abort` (its one PutObject "
     "or its completion was in flight) stays in the bucket, with its metadata.json, and is named "
-    "in the log; with --rpo, tail segments are not deleted: they stay beside the object under "
-    "<key>.tailup/; the upload card beside each open upload (`<key>.upload.json`, what `tailup "
-    "salvage --from-s3` finds it by) stays after the upload completes (salvage ignores cards "
-    "whose upload is no longer open)",
+    "in the log (the recommended policy grants s3:DeleteObject on tailup's own helper objects "
+    "only); where it is refused on those too, the upload card beside each open upload "
+    "(`<key>.upload.json`, what `tailup salvage --from-s3` finds it by) stays after the upload "
+    "completes (salvage ignores cards whose upload is no longer open), and with --rpo, tail "
+    "segments stay beside the object under <key>.tailup/",
 }
 
 log = structlog.get_logger("tailup.permissions")

@@ -29,10 +29,9 @@ from typing import Any
 from tailup import permissions
 from tailup.checksums import ChecksumAlgorithm, ChecksumType, new_upload_type
 from tailup.errors import AccessRefused, StoragePermanentError
-from tailup.keys import SIDECAR_SUFFIX, metadata_key
+from tailup.keys import CARD_SUFFIX, SIDECAR_SUFFIX, metadata_key
 from tailup.model import StreamRecord
 from tailup.s3 import MultipartStore, UploadInfo
-from tailup.uploadcard import CARD_SUFFIX
 
 
 class Found(enum.Enum):

@@ -9,8 +9,9 @@ runs Redis on the recorder), `tailup salvage --from-s3` finds the recording's up
 an upload with no card naming it is not tailup's and is left alone.
 
 The card is written once, just after the upload is created and checkpointed (one small PutObject
-per recording), and deleted after completion (s3:DeleteObject, optional: refused, the card stays,
-and salvage ignores cards whose upload is no longer open).
+per recording), and deleted after completion (s3:DeleteObject, which the recommended policy grants
+on cards and tail segments only; refused, the card stays, and salvage ignores cards whose upload
+is no longer open).
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tailup.keys import CARD_SUFFIX as CARD_SUFFIX  # the name is keys.py's (render_key avoids it)
 from tailup.model import PartialRecord, StreamRecord
 
 CARD_SCHEMA = "tailup.upload/1"
-CARD_SUFFIX = ".upload.json"
 
 
 def card_key(object_key: str) -> str:

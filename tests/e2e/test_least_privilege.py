@@ -2,10 +2,11 @@
 deploy/iam-policy.json allows (SeaweedFS evaluates the policy document), while a real ffmpeg
 recording grows and a file written before the start waits in the watched folder.
 
-The daemon writes, reads back its own objects and manages its own multipart uploads, and nothing
-more. A missing optional permission turns off only its feature, said once in the log: without
-s3:ListBucket (not in the policy) the bucket check at start; without s3:GetObject the read-back
-after completion and the lookup of a file Redis has no record of.
+The daemon writes, reads back its own objects, manages its own multipart uploads and deletes its
+own upload cards (none is left behind), and nothing more: it cannot delete a recording. A missing
+optional permission turns off only its feature, said once in the log: without s3:ListBucket (not
+in the policy) the bucket check at start; without s3:GetObject the read-back after completion and
+the lookup of a file Redis has no record of.
 """
 
 from __future__ import annotations
@@ -15,12 +16,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+import botocore.exceptions
+import pytest
+
 from conftest import POLICY_BUCKET, policy_identity
 from daemonproc import DaemonProcess, poll, run_cli, start_daemon
 from tailup.checkpoint import RedisCheckpointStore
 from tailup.dev import RedisServer, SeaweedS3
+from tailup.keys import metadata_key
 from tailup.model import StreamRecord, StreamState
 from tailup.plan import MiB
+from tailup.uploadcard import card_key
 
 BEFORE_START = bytes(range(256)) * (6 * MiB // 256 + 123)  # two parts, the second short
 
@@ -37,6 +43,19 @@ async def _completed(redis_url: str, prefix: str, paths: list[Path]) -> list[Str
                 return None
             records.append(loaded[0])
     return records
+
+
+def _cards_left(server: SeaweedS3, records: dict[Path, StreamRecord]) -> list[str]:
+    """The upload cards of ``records`` still in the bucket (the main identity looks)."""
+    client = server.boto3_client()
+    try:
+        listed = [
+            client.list_objects_v2(Bucket=POLICY_BUCKET, Prefix=card_key(r.key))
+            for r in records.values()
+        ]
+    finally:
+        client.close()
+    return [o["Key"] for found in listed for o in found.get("Contents", [])]
 
 
 def _refusals(daemon: DaemonProcess) -> list[dict[str, Any]]:
@@ -107,11 +126,27 @@ def test_the_daemon_runs_with_the_policy_and_only_skips_the_bucket_check(
         "policy", tmp_path, least_privilege_s3, redis_server.url, key_prefix, record
     )
     refusals = _refusals(daemon)
-    # s3:DeleteObject is out of the policy too: each upload's card (tailup.uploadcard) stays.
-    assert [e["action"] for e in refusals] == ["s3:ListBucket", "s3:DeleteObject"], refusals
+    # The policy grants s3:DeleteObject on tailup's own helper objects: each upload's card
+    # (tailup.uploadcard) is deleted once the upload is completed, and no refusal says it stays.
+    assert [e["action"] for e in refusals] == ["s3:ListBucket"], refusals
     assert {e["level"] for e in refusals} == {"warning"}
-    assert "upload card" in refusals[1]["event"]
     assert not [e for e in daemon.events() if e.get("level") == "error"]
+    assert _cards_left(least_privilege_s3, records) == []
+    # ...and on nothing else: the node's credentials cannot delete a recording nor its
+    # metadata.json.
+    identity = policy_identity("policy")
+    client = least_privilege_s3.boto3_client(
+        access_key=identity.access_key, secret_key=identity.secret_key
+    )
+    try:
+        for rec in records.values():
+            for key in (rec.key, metadata_key(rec.key)):
+                with pytest.raises(botocore.exceptions.ClientError) as refused:
+                    client.delete_object(Bucket=POLICY_BUCKET, Key=key)
+                assert refused.value.response["Error"]["Code"] == "AccessDenied", key
+                assert client.head_object(Bucket=POLICY_BUCKET, Key=key)["ContentLength"] > 0
+    finally:
+        client.close()
 
     # The operator's commands work with the same identity: verify reads back, gc lists uploads.
     env = policy_identity("policy").env(least_privilege_s3)
@@ -121,6 +156,26 @@ def test_the_daemon_runs_with_the_policy_and_only_skips_the_bucket_check(
         assert "MATCH" in verified.stdout
     gc = run_cli(["gc", "--dry-run", "--older-than", "1h", *connection], env)
     assert gc.returncode == 0, gc.stdout + gc.stderr
+
+
+def test_without_deleting_helper_objects_the_cards_stay_said_once(
+    tmp_path: Path,
+    least_privilege_s3: SeaweedS3,
+    redis_server: RedisServer,
+    key_prefix: str,
+    record: Any,
+) -> None:
+    # A policy without its third statement: each recording's card stays, said once per run.
+    identity = "without s3:DeleteObject"
+    daemon, records, _ = _upload_as(
+        identity, tmp_path, least_privilege_s3, redis_server.url, key_prefix, record
+    )
+    refusals = _refusals(daemon)
+    assert [e["action"] for e in refusals] == ["s3:ListBucket", "s3:DeleteObject"], refusals
+    assert "the upload card beside each open upload" in refusals[1]["event"]
+    assert sorted(_cards_left(least_privilege_s3, records)) == sorted(
+        card_key(r.key) for r in records.values()
+    )
 
 
 def test_without_get_object_the_uploads_go_on_and_say_so_once(
@@ -136,7 +191,7 @@ def test_without_get_object_the_uploads_go_on_and_say_so_once(
     )
     refusals = _refusals(daemon)
     actions = sorted(e["action"] for e in refusals)
-    assert actions == ["s3:DeleteObject", "s3:GetObject", "s3:ListBucket"], refusals
+    assert actions == ["s3:GetObject", "s3:ListBucket"], refusals
     get_object = next(e for e in refusals if e["action"] == "s3:GetObject")
     assert "objects are not read back" in get_object["event"]
     assert "metadata.json is not looked up" in get_object["event"]

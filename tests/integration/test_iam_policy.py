@@ -23,7 +23,9 @@ from tailup import permissions
 from tailup.dev import MotoS3, S3Identity, SeaweedS3
 from tailup.errors import AccessRefused
 from tailup.integrity import crc32_of
+from tailup.keys import metadata_key, segment_key
 from tailup.s3 import S3MultipartStore
+from tailup.uploadcard import card_key
 
 pytestmark = pytest.mark.asyncio
 
@@ -77,6 +79,8 @@ async def _try_every_call(
     async with _store_as(server, None, monkeypatch) as admin:
         existing = _key()
         await admin.put_object(existing, body, crc32_of(body), "video/mp4")
+        card = card_key(_key())
+        await admin.put_object(card, body, crc32_of(body), "application/json")
         uploads = {}
         for purpose in ("part", "list", "complete", "abort"):
             key = _key()
@@ -99,6 +103,7 @@ async def _try_every_call(
             "PutObject": lambda: store.put_object(_key(), body, crc32_of(body), "video/mp4"),
             "HeadObject": lambda: store.head_object(existing),
             "GetObject": lambda: store.get_object(existing),
+            "DeleteObject": lambda: store.delete_object(card),
         }
         outcome = {}
         for operation, call in calls.items():
@@ -115,24 +120,36 @@ async def test_the_policy_lets_tailup_make_every_call_it_makes(
 ) -> None:
     outcome = await _try_every_call(policy_server, "policy", monkeypatch)
     assert outcome == dict.fromkeys(outcome, "ok")
-    # Optional and not in the policy: the bucket check, taking back an object after an abort,
-    # and --rpo's listing and deleting of its tail segments.
-    outside = {"HeadBucket", "ListObjectsV2", "DeleteObject"}
+    # Optional and not in the policy: the bucket check and --rpo's listing of its tail segments.
+    outside = {"HeadBucket", "ListObjectsV2"}
     assert set(outcome) | outside == set(permissions.IAM_ACTIONS)
 
 
-async def test_the_policy_lets_tailup_delete_nothing(
+async def test_the_policy_lets_tailup_delete_its_helper_objects_only(
     policy_server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # s3:DeleteObject is granted on the card beside an upload and --rpo's tail segments only:
+    # the node's credentials cannot delete a recording, nor its metadata.json.
     body = b"a recording"
     key = _key()
+    helpers = [card_key(key), segment_key(key, "upload-1", 0, len(body))]
+    recording = [key, metadata_key(key)]
     async with _store_as(policy_server, None, monkeypatch) as admin:
-        await admin.put_object(key, body, crc32_of(body), "video/mp4")
+        for name in recording + helpers:
+            await admin.put_object(name, body, crc32_of(body), "application/octet-stream")
     async with _store_as(policy_server, "policy", monkeypatch) as store:
-        with pytest.raises(AccessRefused) as refused:
-            await store.delete_object(key)
-        assert refused.value.action == "s3:DeleteObject"
-        assert await store.head_object(key) is not None
+        for name in recording:
+            with pytest.raises(AccessRefused) as refused:
+                await store.delete_object(name)
+            assert refused.value.action == "s3:DeleteObject", name
+        for name in helpers:
+            await store.delete_object(name)
+        assert [await store.head_object(name) is not None for name in recording + helpers] == [
+            True,
+            True,
+            False,
+            False,
+        ]
 
 
 async def test_the_policy_covers_only_its_keys(

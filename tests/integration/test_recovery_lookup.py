@@ -114,7 +114,7 @@ async def test_nothing_under_the_prefix_is_nothing(store: MultipartStore) -> Non
 async def test_an_upload_card_left_behind_is_no_version_of_the_recording(
     store: MultipartStore,
 ) -> None:
-    """Without s3:DeleteObject (out of the recommended policy) the card of an aborted upload
+    """Without s3:DeleteObject (which the recommended policy grants on cards) the card of an upload
     stays (tailup.uploadcard): it is not a recording, and spends no id."""
     sid, prefix = _stream()
     await _put(store, card_key(prefix + "live.ts"), b'{"schema": "tailup.upload/1"}')

@@ -294,3 +294,18 @@ def test_stable_prefix_is_what_no_rename_changes_and_holds_the_stream_id(
     if expected:
         assert render_key(template, ctx, prefix=prefix).startswith(expected)
         assert render_key(template, renamed, prefix=prefix).startswith(expected)
+
+
+@pytest.mark.parametrize(
+    ("template", "relpath", "expected"),
+    [
+        # A file named like an upload card: the recommended policy lets the node delete cards.
+        ("streams/{stream_id}/{name}", "cam1.upload.json", "streams/s-1/cam1.upload-s-1.json"),
+        # A folder named like --rpo's staging folder: the policy lets the node delete under it.
+        ("streams/{relpath}", "site.tailup/cam1.ts", "streams/site-tailup/cam1-s-1.ts"),
+        ("{relpath}", "a.tailup/b.tailup/c.upload.json", "a-tailup/b-tailup/c.upload-s-1.json"),
+        ("streams/{relpath}", "site.tailup.ts", "streams/site.tailup.ts"),  # no folder: kept
+    ],
+)
+def test_a_key_never_has_a_helper_objects_shape(template: str, relpath: str, expected: str) -> None:
+    assert render_key(template, context(relpath=relpath, stream_id="s-1")) == expected

@@ -7,13 +7,17 @@ from __future__ import annotations
 import ast
 import json
 import re
-from pathlib import Path
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
 
 import botocore.session
+import pytest
 import structlog.testing
 
 from tailup import permissions
+from tailup.keys import DEFAULT_KEY_TEMPLATE, KeyContext, metadata_key, render_key, segment_key
 from tailup.permissions import IAM_ACTION_OF_METHOD, IAM_ACTIONS, OPTIONAL, REQUIRED
+from tailup.uploadcard import card_key
 
 ROOT = Path(__file__).resolve().parents[2]
 S3_PY = ROOT / "src" / "tailup" / "s3" / "client.py"
@@ -71,8 +75,9 @@ def test_every_action_in_the_policy_is_one_tailup_calls() -> None:
     assert len(named) == len(set(named)), "an action is named twice"
     assert set(named) <= set(IAM_ACTIONS.values())
     # Least privilege: what the daemon needs to write, read back its objects and manage its
-    # uploads; s3:ListBucket (the bucket check at start) is optional and left out.
-    assert set(named) == set(REQUIRED) | {"s3:GetObject"}
+    # uploads, and to delete its own helper objects; s3:ListBucket (the bucket check at start)
+    # is optional and left out.
+    assert set(named) == set(REQUIRED) | {"s3:GetObject", "s3:DeleteObject"}
 
 
 def test_the_policy_scopes_object_actions_to_keys_and_bucket_actions_to_the_bucket() -> None:
@@ -89,9 +94,65 @@ def test_the_policy_scopes_object_actions_to_keys_and_bucket_actions_to_the_buck
             assert resource.startswith("arn:aws:s3:::") and "*" not in resource.split("/")[0]
             if actions <= bucket_level:
                 assert "/" not in resource, statement
+            elif actions == {"s3:DeleteObject"}:  # tailup's own helper objects only
+                assert resource in DELETABLE, statement
             else:
                 assert not actions & bucket_level, statement
                 assert resource.endswith("/*") and resource.count("/") >= 2, statement
+
+
+DELETABLE = [
+    "arn:aws:s3:::recordings/streams/*.upload.json",
+    "arn:aws:s3:::recordings/streams/*.tailup/*",
+]
+
+
+def _deletable(key: str) -> bool:
+    """Whether the policy grants s3:DeleteObject on ``key`` of the bucket ``recordings``, as IAM
+    matches an ARN: ``*`` any run of characters (slashes too), ``?`` one, the rest literally."""
+    arn = f"arn:aws:s3:::recordings/{key}"
+    for statement in json.loads(POLICY.read_text())["Statement"]:
+        named = statement["Action"]
+        resources = statement["Resource"]
+        if "s3:DeleteObject" not in ([named] if isinstance(named, str) else named):
+            continue
+        for resource in [resources] if isinstance(resources, str) else resources:
+            pattern = "".join(
+                ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in resource
+            )
+            if re.fullmatch(pattern, arn, re.DOTALL):
+                return True
+    return False
+
+
+def _context(relpath: str) -> KeyContext:
+    started = datetime(2026, 12, 7, tzinfo=UTC)
+    return KeyContext("s-0123abcd", PurePosixPath(relpath), "w", started, "h")
+
+
+# Files whose key would have a helper object's shape: a folder or a file named like one.
+HELPER_LOOKALIKES = [
+    "cam1.mp4",
+    "cam1.upload.json",
+    "site.tailup/cam1.mp4",
+    "cam1.ts.tailup/up-1/tail.000000000000000-000000000000005",
+    "a.tailup/b.tailup/cam1.upload.json",
+]
+
+
+@pytest.mark.parametrize("relpath", HELPER_LOOKALIKES)
+@pytest.mark.parametrize("template", [DEFAULT_KEY_TEMPLATE, "streams/{relpath}", "streams/{name}"])
+def test_the_policy_lets_the_node_delete_its_helper_objects_but_no_recording(
+    template: str, relpath: str
+) -> None:
+    # A recorder node's credentials must not delete recordings: s3:DeleteObject is granted on
+    # the card beside an upload and --rpo's tail segments, and no recording's key (nor its
+    # metadata.json) has either shape, whatever its file is named.
+    key = render_key(template, _context(relpath))
+    assert not _deletable(key), key
+    assert not _deletable(metadata_key(key)), key
+    assert _deletable(card_key(key))
+    assert _deletable(segment_key(key, "upload-1", 0, 5 * 2**20))
 
 
 def test_the_docs_show_the_policy_and_every_action() -> None:
