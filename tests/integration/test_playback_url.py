@@ -106,6 +106,13 @@ async def test_url_downloads_the_recording_byte_for_byte_and_refuses_what_it_can
     assert _get(only) == DATA
     assert parse_qs(urlsplit(only).query)["X-Amz-Expires"] == ["3600"]
 
+    # Another upload replaced the object since: the URL (of what is there), and a note saying so.
+    s3_client.put_object(Bucket=bucket, Key=records[gone].key, Body=b"something else")
+    replaced = await _cli(["url", records[gone].stream_id, *connection], env)
+    assert replaced.returncode == 0, replaced.stderr
+    assert _get(replaced.stdout.strip()) == b"something else"
+    assert "another upload replaced it since" in replaced.stderr
+
     # The object is gone though the stream completed: said, after the HEAD, with no URL.
     s3_client.delete_object(Bucket=bucket, Key=records[gone].key)
     missing = await _cli(["url", records[gone].stream_id, *connection], env)
