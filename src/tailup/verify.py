@@ -289,7 +289,7 @@ def compare_with_local(report: VerifyReport, digest: Digest, path: Path, size: i
         report.add("bytes (local file)", False, f"first different byte at offset {first}")
 
 
-async def _resolve(settings: Settings, target: str) -> tuple[StreamRecord | None, str]:
+async def resolve_target(settings: Settings, target: str) -> tuple[StreamRecord | None, str]:
     """(record, note): the stream ``target`` names (its id, a unique prefix of it or its file's
     path: tailup.streamref), if any; AmbiguousStream when it names several."""
     from tailup.status import resolve_stream
@@ -314,7 +314,7 @@ async def _metadata(store: S3MultipartStore, key: str) -> dict[str, Any] | None:
 
 
 async def verify_target(settings: Settings, target: str) -> VerifyReport:
-    record, note = await _resolve(settings, target)
+    record, note = await resolve_target(settings, target)
     if record is None:
         check_storage_settings(settings)
     bucket, key = (record.bucket, record.key) if record else (settings.bucket, target)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
+import re
 from pathlib import Path
 
 from rich.console import Console
@@ -45,3 +47,10 @@ def test_the_demo_shows_bytes_in_s3_while_recording(
     assert result.completed_s >= result.recorded_s
     assert "MATCH: the object in S3 is the recording, byte for byte" in text
     assert "were in S3 already" in text
+    # Piped, metadata.json comes whole (no panel cutting it at 80 columns): valid JSON, with the
+    # recording's full SHA-256.
+    title = f"s3://{bucket}/{result.record['key']}.metadata.json\n"
+    assert title in text, text
+    document, _ = json.JSONDecoder().raw_decode(text.split(title, 1)[1])
+    assert document["checksums"]["sha256"] == result.record["sha256"]
+    assert re.fullmatch(r"[0-9a-f]{64}", document["checksums"]["sha256"])

@@ -559,6 +559,7 @@ MINIMAL_ARGS = {
     "retry": ["some-stream-id"],
     "gc": ["--older-than", "1h"],
     "salvage": ["--node", "n1"],
+    "url": ["some/key.mp4"],
     "demo": [],
 }
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import re
+from typing import Any
 
 import pytest
 from rich.console import Console
 
-from tailup.cli.demo import Progress, ProgressView, progress_line
+from tailup.cli.demo import Progress, ProgressView, progress_line, show_metadata
 from tailup.plan import MiB
 
 
@@ -78,3 +82,32 @@ def test_on_a_terminal_one_line_rewritten_in_place() -> None:
     assert text.count("\x1b[2K") >= len(SAMPLES)
     assert text.count("\n") == 1
     assert text.split("\x1b[2K")[-1].startswith(progress_line(SAMPLES[-1]) + "\n")
+
+
+# The end of the demo: metadata.json, whose SHA-256 (64 hex digits) and paths are longer than a
+# panel's line at 80 columns.
+METADATA: dict[str, Any] = {
+    "key": "streams/0123456789abcdef/demo-20261207-163000.mp4",
+    "source": {"path": "/home/someone/projects/tailup/.demo/recordings/demo-20261207-163000.mp4"},
+    "checksums": {"sha256": hashlib.sha256(b"demo").hexdigest(), "multipart_etag": "abc-3"},
+}
+TITLE = "s3://tailup-demo/streams/0123456789abcdef/demo-20261207-163000.mp4.metadata.json"
+
+
+def test_piped_metadata_json_is_printed_whole() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False, width=80, soft_wrap=True)
+    show_metadata(console, TITLE, json.dumps(METADATA).encode())
+    title, _, rest = out.getvalue().partition("\n")
+    assert title == TITLE
+    assert json.loads(rest) == METADATA  # valid JSON, every value whole
+    assert re.search(r'"sha256": "[0-9a-f]{64}"', rest)
+
+
+def test_on_a_terminal_metadata_json_is_in_a_panel() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=160, color_system=None)
+    show_metadata(console, TITLE, json.dumps(METADATA).encode())
+    text = out.getvalue()
+    assert TITLE in text and "╭" in text and "│" in text
+    assert METADATA["checksums"]["sha256"] in text  # wide enough here

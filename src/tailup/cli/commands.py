@@ -1,5 +1,5 @@
-"""The commands besides the daemon: `status`, `verify`, `abort`, `retry`, `gc`, `salvage` and
-`demo`. Each
+"""The commands besides the daemon: `status`, `verify`, `abort`, `retry`, `gc`, `salvage`, `url`
+and `demo`. Each
 imports what it needs when it runs, so that every command starts without loading the others'
 libraries (rich, aiobotocore)."""
 
@@ -174,6 +174,40 @@ def cmd_salvage(args: argparse.Namespace, settings: Settings) -> int:
     said = ", ".join(f"{n} {o}" for o, n in counts.items()) or "nothing to salvage"
     print(said + (" (dry run: nothing changed)" if request.dry_run else ""))
     return EXIT_FAILURE if counts.get("failed") else EXIT_OK
+
+
+# -- url --
+
+
+def cmd_url(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime
+
+    from tailup.playback import parse_expires, presign_target
+    from tailup.units import format_size
+
+    expires_s = parse_expires(args.expires)
+    playback = asyncio.run(
+        presign_target(
+            settings,
+            args.target,
+            expires_s=expires_s,
+            metadata=args.metadata,
+            now=datetime.now(UTC),
+        )
+    )
+    for note in playback.notes:
+        print(f"tailup: note: {note}", file=sys.stderr)
+    # The URLs alone on stdout, for `curl "$(tailup url ...)"`; what they are on stderr.
+    print(playback.url)
+    if playback.metadata_url is not None:
+        print(playback.metadata_url)
+    until = playback.expires_at.isoformat(timespec="seconds")
+    print(
+        f"s3://{playback.bucket}/{playback.key} ({format_size(playback.size_bytes)}), "
+        f"URL valid until {until}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
 
 
 # -- demo --

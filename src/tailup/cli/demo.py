@@ -320,12 +320,7 @@ def _show_result(
     local_sha = hashlib.sha256(path.read_bytes()).hexdigest()
     object_sha = hashlib.sha256(body).hexdigest()
     console.print(f"object  s3://{bucket}/{key}  ({len(body):,} bytes)")
-    console.print(
-        Panel(
-            Syntax(json.dumps(json.loads(metadata), indent=2), "json"),
-            title=f"s3://{bucket}/{key}.metadata.json",
-        )
-    )
+    show_metadata(console, f"s3://{bucket}/{key}.metadata.json", metadata)
     console.print(f"sha256 of the file:   {local_sha}")
     console.print(f"sha256 of the object: {object_sha}")
     if local_sha == object_sha == record["sha256"]:
@@ -333,3 +328,14 @@ def _show_result(
     else:
         console.print("[bold red]MISMATCH[/]")
         raise SystemExit(1)
+
+
+def show_metadata(console: Console, title: str, metadata: bytes) -> None:
+    """metadata.json in a panel on a terminal; elsewhere (a pipe, a file, a CI log) whole, as
+    plain JSON under its title: a panel cuts long lines (the SHA-256) at the console's width."""
+    text = json.dumps(json.loads(metadata), indent=2)
+    if console.is_terminal:
+        console.print(Panel(Syntax(text, "json"), title=title))
+        return
+    console.print(title, highlight=False, markup=False, soft_wrap=True)
+    console.out(text, highlight=False)

@@ -29,6 +29,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "retry": commands.cmd_retry,
     "gc": commands.cmd_gc,
     "salvage": commands.cmd_salvage,
+    "url": commands.cmd_url,
     "demo": commands.cmd_demo,
 }
 

@@ -1,5 +1,5 @@
 """The command line's grammar: `tailup run | status | verify | abort | retry | gc | salvage |
-demo`, each
+url | demo`, each
 subcommand with its flags. Every setting is a flag of the commands that take it; which flags are
 settings (passed on to tailup.config) is ``setting_overrides``."""
 
@@ -12,6 +12,7 @@ from typing import Any, TypeAlias
 from tailup import __version__
 from tailup.cli.exits import EXIT_USAGE
 from tailup.cli.salvageargs import add_salvage
+from tailup.cli.urlargs import add_url
 from tailup.selection import DEFAULT_LIMIT, DEFAULT_SCAN_LIMIT, STATE_VALUES
 
 _CONNECTION_FLAGS: list[tuple[str, dict[str, Any]]] = [
@@ -251,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
     adders = (_add_run, _add_status, _add_verify, _add_abort, _add_retry, _add_gc)
-    for add_command in (*adders, _add_salvage, _add_demo):
+    for add_command in (*adders, _add_salvage, _add_url, _add_demo):
         add_command(commands)
     return parser
 
@@ -405,6 +406,12 @@ def _add_gc(commands: _Commands) -> None:
 def _add_salvage(commands: _Commands) -> None:
     salvage = add_salvage(commands, _STREAM_FORMS)
     _add_flags(salvage, _CONNECTION_FLAGS + _STATUS_SETTINGS)
+
+
+# `tailup url` (issue 20.5): a block of its own.
+def _add_url(commands: _Commands) -> None:
+    url = add_url(commands, _STREAM_FORMS)
+    _add_flags(url, _CONNECTION_FLAGS + _STATUS_SETTINGS)
 
 
 def _add_demo(commands: _Commands) -> None:
