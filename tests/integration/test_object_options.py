@@ -13,10 +13,14 @@ from typing import Any
 import pytest
 
 from harness import content, running_daemon, wait_until
-from tailup.dev import MotoS3, RedisServer
+from tailup.dev import MotoS3, RedisServer, SeaweedS3
+from tailup.errors import StorageOptionRefused
+from tailup.integrity import crc32_of
 from tailup.keys import metadata_key
 from tailup.model import StreamState
+from tailup.objectoptions import ObjectOptions
 from tailup.plan import MiB
+from tailup.s3 import S3MultipartStore
 from tailup.uploadcard import card_key
 
 pytestmark = pytest.mark.timeout(120)
@@ -158,3 +162,69 @@ async def test_seaweedfs_refuses_sse_kms_and_the_stream_fails_naming_the_flag(
         rec = await daemon.wait_for_state(path, {StreamState.FAILED, StreamState.COMPLETED}, 60)
     assert rec.state is StreamState.FAILED
     assert "--sse aws:kms" in rec.error and "InternalError" in rec.error, rec.error
+
+
+async def test_a_class_moto_refuses_fails_the_stream_naming_the_flag(
+    moto_args: dict[str, Any], watch: Path
+) -> None:
+    """moto, like AWS outside an Outpost or a Snow device, refuses SNOW: InvalidStorageClass is
+    permanent, and the stream fails naming the flag instead of backing off for ever."""
+    path = watch / "cam.ts"
+    path.write_bytes(content(100_000, "snow"))
+    async with running_daemon(
+        **moto_args, idle_timeout=1, storage_class="SNOW", failed_retry=3600
+    ) as daemon:
+        rec = await daemon.wait_for_state(path, {StreamState.FAILED, StreamState.COMPLETED}, 60)
+    assert rec.state is StreamState.FAILED
+    assert "InvalidStorageClass" in rec.error and "--storage-class SNOW" in rec.error, rec.error
+
+
+@pytest.mark.parametrize(
+    ("options", "kept"),
+    [
+        (ObjectOptions(storage_class="GLACIER"), {"StorageClass": "GLACIER"}),
+        (ObjectOptions(storage_class="SNOW"), {"StorageClass": "SNOW"}),
+        (ObjectOptions(sse="AES256"), {"ServerSideEncryption": "AES256"}),
+        # Taken, and not kept: HEAD names no encryption (docs/s3-servers.md).
+        (ObjectOptions(sse="aws:kms:dsse"), {}),
+    ],
+    ids=["glacier", "snow", "aes256", "dsse-dropped"],
+)
+async def test_what_seaweedfs_keeps(
+    s3_server: SeaweedS3,
+    bucket: str,
+    s3_client: Any,
+    daemon_args: dict[str, Any],  # (sets the credentials in the environment)
+    options: ObjectOptions,
+    kept: dict[str, str],
+) -> None:
+    async with S3MultipartStore.connect(
+        bucket, endpoint_url=s3_server.endpoint_url, region="us-east-1"
+    ) as store:
+        await store.put_object("k", b"hi", crc32_of(b"hi"), "text/plain", options=options)
+    head = s3_client.head_object(Bucket=bucket, Key="k")
+    shown = {name: head[name] for name in ("StorageClass", "ServerSideEncryption") if name in head}
+    assert shown == kept
+
+
+@pytest.mark.parametrize(
+    ("options", "code"),
+    [
+        (ObjectOptions(storage_class="EXPRESS_ONEZONE"), "InvalidStorageClass"),
+        (ObjectOptions(sse="aws:kms"), "InternalError"),
+    ],
+    ids=["express-onezone", "sse-kms"],
+)
+async def test_what_seaweedfs_refuses(
+    s3_server: SeaweedS3,
+    bucket: str,
+    daemon_args: dict[str, Any],
+    options: ObjectOptions,
+    code: str,
+) -> None:
+    async with S3MultipartStore.connect(
+        bucket, endpoint_url=s3_server.endpoint_url, region="us-east-1"
+    ) as store:
+        with pytest.raises(StorageOptionRefused) as refused:
+            await store.put_object("k", b"hi", crc32_of(b"hi"), "text/plain", options=options)
+    assert refused.value.code == code and options.flags() in str(refused.value)
