@@ -59,6 +59,11 @@ class AccessRefused(StoragePermanentError):
         self.action = action
 
 
+class StorageOptionRefused(StoragePermanentError):
+    """S3 refused to create an object as --storage-class, --sse or --tag ask (an unknown class,
+    an encryption or a header the server lacks, a KMS key it cannot use): its text names them."""
+
+
 class KeyTaken(StoragePermanentError):
     """A conditional write found the key holding an object already (PreconditionFailed)."""
 

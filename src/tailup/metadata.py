@@ -143,11 +143,14 @@ def build_metadata(
     checksum: ChecksumAlgorithm = ChecksumAlgorithm.CRC32,
     verified_by: str = "etag",
     object_checksum: dict[str, str] | None = None,
+    storage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``checksum``: the header every part was sent with (its value per part when it is not the
     part's crc32); ``verified_by``: how the completed object was checked (tailup.integrity);
     ``object_checksum``: the whole object's (algorithm, type, value: as HEAD reports it).
-    ``sha256_hex`` may be "" while the SHA-256 follows (tailup.hashplan), or with --sha256 off."""
+    ``sha256_hex`` may be "" while the SHA-256 follows (tailup.hashplan), or with --sha256 off.
+    ``storage``: the class, encryption and tags the object was created with
+    (tailup.objectoptions.ObjectOptions.summary), left out when all are the bucket's defaults."""
     return {
         "schema": "tailup.metadata/1",
         "stream_id": stream_id,
@@ -165,6 +168,7 @@ def build_metadata(
         "key": key,
         "size_bytes": size_bytes,
         "content_type": content_type_for(source_path.name),
+        **({"storage": storage} if storage else {}),
         "checksums": {
             "sha256": sha256_hex,
             "object": object_checksum,

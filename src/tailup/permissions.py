@@ -92,6 +92,14 @@ OPTIONAL: Final[dict[str, str]] = {
     "segments stay beside the object under <key>.tailup/",
 }
 
+# Needed only when a flag asks for it (issue 20.2; tailup.objectoptions), hence not in
+# deploy/iam-policy.json: flag -> the actions its CreateMultipartUpload and PutObject need (the
+# AWS API reference of both). docs/operations.md names them (tests/unit/test_permissions.py).
+FLAG_ACTIONS: Final[dict[str, tuple[str, ...]]] = {
+    "--tag": ("s3:PutObjectTagging",),
+    "--sse aws:kms": ("kms:GenerateDataKey", "kms:Decrypt"),
+}
+
 log = structlog.get_logger("tailup.permissions")
 _said: set[str] = set()
 

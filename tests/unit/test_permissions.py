@@ -172,3 +172,15 @@ def test_a_refusal_is_said_once_per_action() -> None:
     assert all(e["log_level"] == "warning" for e in logs)
     assert logs[0]["event"] == f"S3 refuses s3:GetObject: {OPTIONAL['s3:GetObject']}"
     permissions.forget_refusals()
+
+
+def test_the_docs_name_what_each_storage_flag_needs() -> None:
+    docs = OPERATIONS_MD.read_text()
+    for flag, actions in permissions.FLAG_ACTIONS.items():
+        row = next((line for line in docs.splitlines() if line.startswith(f"| `{flag}`")), "")
+        assert row, f"docs/operations.md has no row for {flag}"
+        for action in actions:
+            assert f"`{action}`" in row, (flag, action)
+    # Off by default: not in the least-privilege policy.
+    flagged = {action for actions in permissions.FLAG_ACTIONS.values() for action in actions}
+    assert not flagged & set(_policy_actions())

@@ -12,6 +12,7 @@ from typing import Any, TypeAlias
 from tailup import __version__
 from tailup.cli.exits import EXIT_USAGE
 from tailup.cli.salvageargs import add_salvage
+from tailup.cli.storageargs import STORAGE_FLAGS
 from tailup.cli.urlargs import add_url
 from tailup.selection import DEFAULT_LIMIT, DEFAULT_SCAN_LIMIT, STATE_VALUES
 
@@ -267,7 +268,7 @@ def _add_run(commands: _Commands) -> None:
         help="watch folders and upload (the daemon)",
         description="Watch folders and stream every recording to S3.",
     )
-    _add_flags(run, _CONNECTION_FLAGS + _RUN_FLAGS + _RPO_FLAGS)
+    _add_flags(run, _CONNECTION_FLAGS + _RUN_FLAGS + _RPO_FLAGS + STORAGE_FLAGS)
 
 
 def _add_status(commands: _Commands) -> None:
@@ -429,6 +430,6 @@ def _add_demo(commands: _Commands) -> None:
 def setting_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given as flags (for tailup.config.load_settings): the flags left unset are
     absent, so that they hide no other source."""
-    flags = _CONNECTION_FLAGS + _STATUS_SETTINGS + _RUN_FLAGS + _RPO_FLAGS
+    flags = _CONNECTION_FLAGS + _STATUS_SETTINGS + _RUN_FLAGS + _RPO_FLAGS + STORAGE_FLAGS
     names = sorted({flag.lstrip("-").replace("-", "_") for flag, _ in flags})
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}

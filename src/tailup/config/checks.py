@@ -10,6 +10,7 @@ from tailup.config.forms import ACCEPTED_FORMS, AFTER_UPLOAD_FORM
 from tailup.config.settings import Settings
 from tailup.config.values import AfterUploadKind
 from tailup.errors import ConfigError
+from tailup.objectoptions import kms_key_problem
 from tailup.units import format_size
 
 
@@ -79,9 +80,18 @@ def _budget_problems(settings: Settings) -> list[str]:
     ]
 
 
+def _kms_key_problems(settings: Settings) -> list[str]:
+    problem = kms_key_problem(settings.sse, settings.sse_kms_key_id)
+    if problem is None:
+        return []
+    accepted = ACCEPTED_FORMS["sse_kms_key_id"]
+    return [f"{settings.label('sse_kms_key_id')}: {problem}. Accepted: {accepted}"]
+
+
 def check_daemon_settings(settings: Settings) -> None:
     """What `tailup run` needs beyond what every subcommand needs."""
     problems = _watch_problems(settings) + _after_upload_problems(settings)
+    problems.extend(_kms_key_problems(settings))
     problems.extend(_budget_problems(settings))
     problems.extend(_bucket_problems(settings))
     if problems:

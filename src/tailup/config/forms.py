@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tailup.bandwidth import BWLIMIT_FORM
 from tailup.keys import PLACEHOLDERS
+from tailup.objectoptions import SSE_FORM, SSE_KMS_KEY_ID_FORM, STORAGE_CLASS_FORM, TAG_FORM
 from tailup.redisconn import REDIS_URL_FORMS
 from tailup.units import DURATION_FORM, SIZE_FORM
 
@@ -55,6 +56,10 @@ ACCEPTED_FORMS: dict[str, str] = {
     "keep_records": f"{DURATION_FORM} like 30d, or 0 to keep records forever",
     "salvage_after": f"{DURATION_FORM} like 10m, or 0 (never, the default)",
     "include": "one or more file name globs like *.mp4",
+    "storage_class": STORAGE_CLASS_FORM,
+    "sse": SSE_FORM,
+    "sse_kms_key_id": SSE_KMS_KEY_ID_FORM,
+    "tag": TAG_FORM,
 }
 
 

@@ -9,11 +9,12 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, PrivateAttr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from tailup.bandwidth import parse_bwlimit
 from tailup.checksums import ChecksumAlgorithm
 from tailup.config.forms import setting_label
+from tailup.config.storage import StorageSettings
 from tailup.config.values import (
     DEFAULT_INCLUDE,
     AfterUploadKind,
@@ -47,8 +48,9 @@ DURATION_FIELDS = (
 )
 
 
-class Settings(BaseSettings):
-    """Everything `tailup run` needs. Connection settings are shared by every subcommand."""
+class Settings(StorageSettings):
+    """Everything `tailup run` needs. Connection settings are shared by every subcommand; how
+    objects are stored (--storage-class, --sse, --tag) is StorageSettings's."""
 
     model_config = SettingsConfigDict(
         env_prefix="TAILUP_",

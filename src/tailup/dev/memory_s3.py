@@ -19,6 +19,7 @@ from tailup.checksums import (
 )
 from tailup.errors import KeyTaken, NoSuchUpload, StoragePermanentError, StorageUnavailable
 from tailup.integrity import crc32_of, multipart_etag
+from tailup.objectoptions import ObjectOptions
 from tailup.plan import MAX_PARTS, MIN_PART_SIZE_BYTES
 from tailup.s3 import ListedObject, ObjectInfo, UploadedPart, UploadInfo
 
@@ -77,6 +78,7 @@ class MemoryMultipartStore:
         *,
         checksum: ChecksumAlgorithm = ChecksumAlgorithm.CRC32,
         checksum_type: ChecksumType | None = None,
+        options: ObjectOptions | None = None,  # kept by real servers only
     ) -> str:
         self._counter += 1
         upload_id = f"mem-{self._counter}"
@@ -102,6 +104,7 @@ class MemoryMultipartStore:
         crc32: int,
         *,
         checksum: Checksum | None = None,
+        options: ObjectOptions | None = None,
     ) -> str:
         upload = self._upload(key, upload_id)
         if not 1 <= number <= MAX_PARTS:
@@ -176,6 +179,7 @@ class MemoryMultipartStore:
         *,
         if_none_match: bool = False,
         checksum: Checksum | None = None,
+        options: ObjectOptions | None = None,
     ) -> str:
         self._refuse_if_taken(key, if_none_match)
         if crc32_of(body) != crc32:

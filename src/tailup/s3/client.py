@@ -40,12 +40,18 @@ from tailup.errors import (
     StoragePermanentError,
 )
 from tailup.integrity import crc32_header, multipart_etag
+from tailup.objectoptions import ObjectOptions
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
 
-from tailup.s3.errors import _NETWORK_ERRORS, _name_the_refusal, translate_error
+from tailup.s3.errors import (
+    _NETWORK_ERRORS,
+    _name_the_refusal,
+    name_the_option_refusal,
+    translate_error,
+)
 from tailup.s3.protocol import Body, ListedObject, ObjectInfo, UploadedPart, UploadInfo
 
 
@@ -182,12 +188,18 @@ class S3MultipartStore:
         ) as client:
             yield cls(client, bucket)
 
-    async def _call(self, action: str, method: str, **kwargs: Any) -> Any:
+    async def _call(
+        self, action: str, method: str, made_as: ObjectOptions | None = None, /, **kwargs: Any
+    ) -> Any:
+        """``made_as``: what the object is stored as (--storage-class, --sse, --tag), for a
+        refusal of them to name the flags."""
         try:
             return await getattr(self._s3, method)(Bucket=self._bucket, **kwargs)
         except botocore.exceptions.ClientError as exc:
             refusal = translate_error(exc, action)
-            raise _name_the_refusal(refusal, method, int(kwargs.get("PartNumber", 0))) from exc
+            refusal = _name_the_refusal(refusal, method, int(kwargs.get("PartNumber", 0)))
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            raise name_the_option_refusal(refusal, made_as, code) from exc
         except _NETWORK_ERRORS as exc:
             raise translate_error(exc, action) from exc
 
@@ -221,13 +233,16 @@ class S3MultipartStore:
         *,
         checksum: ChecksumAlgorithm = ChecksumAlgorithm.CRC32,
         checksum_type: ChecksumType | None = None,
+        options: ObjectOptions | None = None,
     ) -> str:
         response = await self._call(
             "create multipart upload",
             "create_multipart_upload",
+            options,
             Key=key,
             ContentType=content_type,
             **_upload_checksum(checksum, checksum_type),
+            **(options.request_params() if options else {}),
         )
         return str(response["UploadId"])
 
@@ -240,10 +255,12 @@ class S3MultipartStore:
         crc32: int,
         *,
         checksum: Checksum | None = None,
+        options: ObjectOptions | None = None,
     ) -> str:
         response = await self._call(
             f"upload part {number}",
             "upload_part",
+            options,
             Key=key,
             UploadId=upload_id,
             PartNumber=number,
@@ -320,15 +337,18 @@ class S3MultipartStore:
         *,
         if_none_match: bool = False,
         checksum: Checksum | None = None,
+        options: ObjectOptions | None = None,
     ) -> str:
         response = await self._call(
             "put object",
             "put_object",
+            options,
             Key=key,
             **_conditional(if_none_match),
             Body=_blob(body),
             ContentType=content_type,
             **_sent_checksum(checksum, crc32),
+            **(options.request_params() if options else {}),
         )
         return str(response["ETag"])
 

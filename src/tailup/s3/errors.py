@@ -16,10 +16,12 @@ from tailup.errors import (
     KeyTaken,
     NoSuchUpload,
     PartReplaceRefused,
+    StorageOptionRefused,
     StoragePermanentError,
     StorageUnavailable,
     TailupError,
 )
+from tailup.objectoptions import KMS_KINDS, ObjectOptions
 
 # Codes that retrying cannot fix. Anything 5xx, throttling and unknown network trouble is retryable.
 _PERMANENT_CODES = {
@@ -154,6 +156,52 @@ def _name_the_refusal(error: TailupError, method: str, part_number: int) -> Tail
     ):
         return PartReplaceRefused(str(error), code=error.code, part_number=part_number)
     return _name_the_permission(error, method)
+
+
+# What a server answers when it cannot store an object as --storage-class, --sse or --tag ask:
+# an unknown class, an encryption or a header it lacks (SeaweedFS: NotImplemented for SSE-KMS),
+# a KMS key it cannot use, a tag it refuses.
+_OPTION_REFUSALS = frozenset(
+    {
+        "InvalidStorageClass",
+        "NotImplemented",
+        "InvalidArgument",
+        "InvalidRequest",
+        "InvalidTag",
+        "InvalidEncryptionAlgorithmError",
+        "KMS.NotFoundException",
+        "KMS.DisabledException",
+        "KMS.KMSInvalidStateException",
+        "KMS.AccessDeniedException",
+    }
+)
+
+
+def name_the_option_refusal(
+    error: TailupError, options: ObjectOptions | None, code: str
+) -> TailupError:
+    """A refusal of a request for an object made with --storage-class, --sse or --tag, naming
+    those flags, as permanent: the same request is refused again until they change. SeaweedFS
+    without a KMS answers InternalError to the parts (and PUTs) of an SSE-KMS object, which
+    would otherwise be retried for ever."""
+    if options is None or not options.request_params():
+        return error
+    if isinstance(error, KeyTaken | PartReplaceRefused | NoSuchUpload):
+        return error
+    if isinstance(error, AccessRefused):
+        text = (
+            f"{error}; with {options.flags()} it may need s3:PutObjectTagging (--tag) or "
+            "kms:GenerateDataKey and kms:Decrypt on the key (--sse aws:kms)"
+        )
+        return AccessRefused(text, code=error.code, action=error.action)
+    kms = options.sse in KMS_KINDS
+    if code in _OPTION_REFUSALS or code.startswith("KMS.") or (kms and code == "InternalError"):
+        return StorageOptionRefused(
+            f"{error} (the server refuses an object stored as {options.flags()} asks: "
+            "change or drop those flags)",
+            code=code,
+        )
+    return error
 
 
 _NETWORK_ERRORS = (

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Protocol, TypeAlias
 
 from tailup.checksums import Checksum, ChecksumAlgorithm, ChecksumType
+from tailup.objectoptions import ObjectOptions
 
 # A part body: a PartBody (bytearray) read from disk and sent without copies, or small bytes.
 Body: TypeAlias = bytes | bytearray
@@ -65,9 +66,11 @@ class MultipartStore(Protocol):
         *,
         checksum: ChecksumAlgorithm = ChecksumAlgorithm.CRC32,
         checksum_type: ChecksumType | None = None,
+        options: ObjectOptions | None = None,
     ) -> str:
         """A multipart upload whose parts carry ``checksum`` (none: no checksum), its object's
-        checksum of ``checksum_type`` (None: the server's default for the algorithm)."""
+        checksum of ``checksum_type`` (None: the server's default for the algorithm), the object
+        stored as ``options`` say (class, encryption, tags; None: the bucket's defaults)."""
 
     async def upload_part(
         self,
@@ -78,8 +81,10 @@ class MultipartStore(Protocol):
         crc32: int,
         *,
         checksum: Checksum | None = None,
+        options: ObjectOptions | None = None,
     ) -> str:
-        """Send one part; returns its ETag."""
+        """Send one part; returns its ETag. ``options``: what its upload was created with, not
+        sent again: a refusal of them names the flags."""
 
     async def complete_upload(
         self,
@@ -114,6 +119,7 @@ class MultipartStore(Protocol):
         *,
         if_none_match: bool = False,
         checksum: Checksum | None = None,
+        options: ObjectOptions | None = None,
     ) -> str: ...
 
     async def head_object(self, key: str, *, checksum: bool = False) -> ObjectInfo | None:

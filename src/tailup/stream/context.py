@@ -34,6 +34,7 @@ from tailup.errors import (
 )
 from tailup.hashplan import Sha256Setting
 from tailup.model import PartRecord, StreamRecord
+from tailup.objectoptions import ObjectOptions
 from tailup.offload import run_blocking
 from tailup.plan import PartPlan
 from tailup.retry import Backoff
@@ -106,6 +107,8 @@ class StreamDeps:
     tail_requests: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(TAIL_REQUESTS)
     )
+    # --storage-class, --sse, --tag: what new objects are created with (tailup.objectoptions).
+    object_options: ObjectOptions = field(default_factory=ObjectOptions)
 
 
 # --rpo's requests in flight, all streams: half the S3 client's spare connections

@@ -144,6 +144,7 @@ class Finalizer(Collaborator):
                     content_type_for(self.path.name),
                     if_none_match=self._check.if_none_match(),
                     checksum=part_checksum(self.record.checksum, loaded.crc, loaded.stored),
+                    options=self.deps.object_options,
                 )
             except KeyTaken:
                 etag = body_etag

@@ -139,6 +139,7 @@ class Publisher(Collaborator):
             checksum=self.record.checksum,
             verified_by=verified_by.value,
             object_checksum=_described(whole, self._object_type()),
+            storage=self.deps.object_options.summary(),
         )
         self._metadata = document
         await self._put_metadata(document)

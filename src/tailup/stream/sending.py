@@ -166,6 +166,7 @@ class PartSender(Collaborator):
                 data,
                 crc,
                 checksum=part_checksum(self.record.checksum, crc, stored),
+                options=self.deps.object_options,
             )
         except TailupError as exc:
             self._adopted_refused(exc, completing=False)
@@ -219,6 +220,7 @@ class PartSender(Collaborator):
             content_type_for(self.path.name),
             checksum=self.record.checksum,
             checksum_type=effective_type(self.record.checksum, self.record.checksum_type),
+            options=self.deps.object_options,
         )
         try:
             await self.deps.checkpoints.update(self.stream_id, upload_id=upload_id)
@@ -246,6 +248,7 @@ class PartSender(Collaborator):
                 checksum=part_checksum(
                     self.record.checksum, crc, stored_checksum(self.record.checksum, body)
                 ),
+                options=self.deps.object_options.side_object,
             )
         except TailupError as exc:
             self._log.warning(

@@ -25,6 +25,7 @@ from tailup.integrity import crc32_of
 from tailup.keys import metadata_key
 from tailup.metadata import encode_metadata
 from tailup.model import PartRecord, StreamRecord
+from tailup.objectoptions import ObjectOptions
 from tailup.offload import run_blocking
 from tailup.s3 import MultipartStore
 from tailup.source import hash_range_blocking
@@ -65,7 +66,8 @@ async def hash_parts(
 async def put_metadata(
     store: MultipartStore, record: StreamRecord, document: dict[str, Any]
 ) -> None:
-    """Write metadata.json beside the object, sent with the stream's checksum."""
+    """Write metadata.json beside the object, sent with the stream's checksum and stored as the
+    recording is (the ``storage`` section it names, written again the same way)."""
     body = encode_metadata(document)
     crc = crc32_of(body)
     await store.put_object(
@@ -74,6 +76,7 @@ async def put_metadata(
         crc,
         "application/json",
         checksum=part_checksum(record.checksum, crc, stored_checksum(record.checksum, body)),
+        options=ObjectOptions.from_summary(document.get("storage")).metadata_object,
     )
 
 

@@ -232,6 +232,7 @@ class TailWriter(Collaborator):
                     loaded.crc,
                     STAGED_CONTENT_TYPE,
                     checksum=part_checksum(self.record.checksum, loaded.crc, loaded.stored),
+                    options=self.deps.object_options.side_object,
                 )
                 del loaded
             finally:

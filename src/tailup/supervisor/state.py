@@ -129,6 +129,7 @@ class SupervisorState:
             bandwidth=self.bandwidth,
             sha256=settings.sha256,
             rpo_s=settings.rpo,
+            object_options=settings.object_options,
         )
         # The stream of each path being uploaded. A stream leaves it when its file is deleted,
         # renamed (it moves to the new path) or replaced, at once, before it has ended.
