@@ -11,6 +11,7 @@ from tailup.config.settings import Settings
 from tailup.config.values import AfterUploadKind
 from tailup.errors import ConfigError
 from tailup.objectoptions import kms_key_problem
+from tailup.rules.hls import HLS_KEY_TEMPLATE
 from tailup.units import format_size
 
 
@@ -88,9 +89,21 @@ def _kms_key_problems(settings: Settings) -> list[str]:
     return [f"{settings.label('sse_kms_key_id')}: {problem}. Accepted: {accepted}"]
 
 
+def _hls_problems(settings: Settings) -> list[str]:
+    if not settings.hls or settings.key_template == HLS_KEY_TEMPLATE:
+        return []
+    return [
+        f"{settings.label('key_template')}: {settings.key_template!r} cannot be used with "
+        f"{settings.label('hls')}, which keys every file by its path below the watched folder "
+        f"({HLS_KEY_TEMPLATE}) so that a playlist's segments are beside it. Accepted: no key "
+        "template (use --prefix for a folder in the bucket)"
+    ]
+
+
 def check_daemon_settings(settings: Settings) -> None:
     """What `tailup run` needs beyond what every subcommand needs."""
     problems = _watch_problems(settings) + _after_upload_problems(settings)
+    problems.extend(_hls_problems(settings))
     problems.extend(_kms_key_problems(settings))
     problems.extend(_budget_problems(settings))
     problems.extend(_bucket_problems(settings))

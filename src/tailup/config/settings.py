@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field, PrivateAttr, field_validator
+from pydantic import BeforeValidator, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from tailup.bandwidth import parse_bwlimit
@@ -30,6 +30,7 @@ from tailup.hashplan import Sha256Setting
 from tailup.keys import DEFAULT_KEY_TEMPLATE, template_problems
 from tailup.plan import MAX_PART_SIZE_BYTES, MIN_PART_SIZE_BYTES, MiB, PartSizing
 from tailup.redisconn import RedisUrlError, parse_redis_url
+from tailup.rules.hls import HLS_INCLUDE, HLS_KEY_TEMPLATE
 from tailup.rules.tails import parse_rpo
 from tailup.units import parse_duration, parse_size
 
@@ -139,6 +140,11 @@ class Settings(StorageSettings):
         default="keep", description="What to do with the file after a verified upload."
     )
     poll: bool = Field(default=False, description="Poll instead of inotify (network folders).")
+    hls: bool = Field(
+        default=False,
+        description="Live HLS: playlists and segments keyed by their path below the folder "
+        "({relpath}); a playlist is published in place once every segment it names is in S3.",
+    )
     poll_interval: float = Field(default=1.0, description="Seconds between polls with --poll.")
     part_concurrency: int = Field(default=4, description="Parts of one stream uploaded at once.")
     # The daemon's peak RSS is ~115 MiB plus this budget; 20 parts of 8 MiB in flight keep the
@@ -335,6 +341,16 @@ class Settings(StorageSettings):
         if not value:
             raise ValueError("no pattern given")
         return value
+
+    @model_validator(mode="after")
+    def _hls_defaults(self) -> Settings:
+        """--hls keys files by {relpath} (a template given with it is refused by
+        tailup.config.checks) and includes playlists and fMP4 segments."""
+        if self.hls:
+            if self.key_template == DEFAULT_KEY_TEMPLATE:
+                self.key_template = HLS_KEY_TEMPLATE
+            self.include = list(dict.fromkeys([*self.include, *HLS_INCLUDE]))
+        return self
 
     @property
     def shares(self) -> list[tuple[str, Path]]:

@@ -29,6 +29,7 @@ from tailup.model import (
 )
 from tailup.routing import Action, route
 from tailup.routing import Facts as RouteFacts
+from tailup.rules.hls import is_playlist
 from tailup.rules.writers import Sight, seen_writer_open
 from tailup.source import (
     stat_file,
@@ -129,6 +130,8 @@ class Dispatch(SupervisorState):
         return seen_writer_open(found, self._sight(path))
 
     async def _route(self, event: FileEvent) -> None:
+        if self._hls is not None and await self._playlist_event(event):
+            return
         if event.kind is EventKind.DISCOVERED and event.writer_open is False:
             event = dataclasses.replace(event, writer_open=self._writer_open(event.path, False))
         dest = event.dest_path
@@ -140,6 +143,28 @@ class Dispatch(SupervisorState):
         )
         for action in route(event, facts):
             await self._carry_out(action, event)
+
+    async def _playlist_event(self, event: FileEvent) -> bool:
+        """--hls: a playlist's events go to its publisher (tailup.hlspublish), never to a
+        stream. True when the event was a playlist's."""
+        assert self._hls is not None
+        dest = event.dest_path
+        if dest is not None and is_playlist(dest.name):
+            # ffmpeg's x.m3u8.tmp renamed over x.m3u8: the new playlist, whole.
+            if is_playlist(event.path.name):
+                self._hls.forget(event.path)
+            await self._hls.playlist_changed(dest)
+            return True
+        if not is_playlist(event.path.name):
+            return False
+        if event.kind in (EventKind.DELETED, EventKind.MOVED):
+            self._hls.forget(event.path)
+        elif event.kind is EventKind.CLOSED or (
+            event.kind is EventKind.DISCOVERED and event.writer_open is not True
+        ):
+            # Written in place: whole once its writer closed it (an open is a partial write).
+            await self._hls.playlist_changed(event.path)
+        return True
 
     async def _carry_out(self, action: Action, event: FileEvent) -> None:
         path = event.path
