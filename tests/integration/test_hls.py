@@ -97,11 +97,11 @@ async def test_live_hls_plays_from_s3_with_no_missing_segment(
         )
         done.set()
         await playing
+        # The player read the playlist while it grew and never met a missing segment.
+        assert player.reads >= 2 and player.segment_reads > 0
+        assert player.missing == []
         names = named_files(local.decode(), PurePosixPath(playlist.name)).inside
         await _each_segment_one_stream(daemon, cam, names)
-    # The player read the playlist while it grew and never met a missing segment.
-    assert player.reads >= 2 and player.segment_reads > 0
-    assert player.missing == []
     for rel in names:
         assert object_bytes(s3_client, bucket, f"{prefix}/cam1/{rel}") == (cam / rel).read_bytes()
     head = s3_client.head_object(Bucket=bucket, Key=player.key)
@@ -116,10 +116,10 @@ async def test_live_hls_plays_from_s3_with_no_missing_segment(
 async def _each_segment_one_stream(daemon: Daemon, folder: Path, names: Any) -> None:
     """Every segment completed as one stream, sent once: one PUT or one completed upload of its
     key, never a second; the playlist has no record at all."""
+    records = [await daemon.wait_for_state(folder / r, {StreamState.COMPLETED}) for r in names]
     sent = Counter(k for k in daemon.store.puts if not k.endswith(SIDECAR_SUFFIX))
     sent.update(k for k, _ in daemon.store.completes)
-    for rel in names:
-        record = await daemon.wait_for_state(folder / rel, {StreamState.COMPLETED})
+    for record in records:
         assert record.generation == 1
         assert sent[record.key] == 1, (record.key, sent)
     assert await daemon.record_for(folder / "live.m3u8") is None

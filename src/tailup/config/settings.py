@@ -8,17 +8,15 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BeforeValidator, Field, PrivateAttr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from tailup.bandwidth import parse_bwlimit
 from tailup.checksums import ChecksumAlgorithm
 from tailup.config.forms import setting_label
-from tailup.config.storage import StorageSettings
+from tailup.config.layout import LayoutSettings
 from tailup.config.values import (
-    DEFAULT_INCLUDE,
     AfterUploadKind,
-    KeyConflict,
     LogFormat,
     PayloadSigning,
     is_node_id,
@@ -27,10 +25,8 @@ from tailup.config.values import (
     split_list,
 )
 from tailup.hashplan import Sha256Setting
-from tailup.keys import DEFAULT_KEY_TEMPLATE, template_problems
 from tailup.plan import MAX_PART_SIZE_BYTES, MIN_PART_SIZE_BYTES, MiB, PartSizing
 from tailup.redisconn import RedisUrlError, parse_redis_url
-from tailup.rules.hls import HLS_INCLUDE, HLS_KEY_TEMPLATE
 from tailup.rules.tails import parse_rpo
 from tailup.units import parse_duration, parse_size
 
@@ -49,7 +45,7 @@ DURATION_FIELDS = (
 )
 
 
-class Settings(StorageSettings):
+class Settings(LayoutSettings):
     """Everything `tailup run` needs. Connection settings are shared by every subcommand; how
     objects are stored (--storage-class, --sse, --tag) is StorageSettings's."""
 
@@ -102,9 +98,6 @@ class Settings(StorageSettings):
         description="How long ended stream records stay in Redis (0 = forever); S3 answers "
         "for older ones.",
     )
-    include: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: list(DEFAULT_INCLUDE), description="File name globs to upload."
-    )
     part_size: int = Field(default=8 * MiB, description="Base S3 part size (5MiB..5GiB).")
     part_sizing: PartSizing = Field(
         default=PartSizing.GROWING,
@@ -121,12 +114,6 @@ class Settings(StorageSettings):
         default=0.0,
         description="Finalize this many seconds after the last writer closed the file.",
     )
-    key_template: str = Field(default=DEFAULT_KEY_TEMPLATE, description="S3 key of each file.")
-    key_conflict: KeyConflict = Field(
-        default=KeyConflict.SUFFIX,
-        description="When a template names a key that holds another recording: suffix "
-        "(cam1-2.ts) or overwrite.",
-    )
     io_timeout: float = Field(
         default=30.0,
         description="Seconds a stat or read of a watched file may take before its stream counts "
@@ -140,11 +127,6 @@ class Settings(StorageSettings):
         default="keep", description="What to do with the file after a verified upload."
     )
     poll: bool = Field(default=False, description="Poll instead of inotify (network folders).")
-    hls: bool = Field(
-        default=False,
-        description="Live HLS: playlists and segments keyed by their path below the folder "
-        "({relpath}); a playlist is published in place once every segment it names is in S3.",
-    )
     poll_interval: float = Field(default=1.0, description="Seconds between polls with --poll.")
     part_concurrency: int = Field(default=4, description="Parts of one stream uploaded at once.")
     # The daemon's peak RSS is ~115 MiB plus this budget; 20 parts of 8 MiB in flight keep the
@@ -228,11 +210,6 @@ class Settings(StorageSettings):
             raise ValueError(f"{value:g} is negative (0 keeps records forever)")
         return value
 
-    @field_validator("include", mode="before")
-    @classmethod
-    def _globs(cls, value: Any) -> Any:
-        return split_list(value, r"[,\s]+")
-
     @field_validator(*SIZE_FIELDS, mode="before")
     @classmethod
     def _size(cls, value: Any) -> int:
@@ -287,14 +264,6 @@ class Settings(StorageSettings):
             raise ValueError(f"{value} is outside 0..65535")
         return value
 
-    @field_validator("key_template")
-    @classmethod
-    def _template(cls, value: str) -> str:
-        problems = template_problems(value)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return value
-
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
@@ -334,23 +303,6 @@ class Settings(StorageSettings):
         if value.lower() not in {"debug", "info", "warning", "error"}:
             raise ValueError(f"{value!r} is not a log level")
         return value.lower()
-
-    @field_validator("include")
-    @classmethod
-    def _include(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("no pattern given")
-        return value
-
-    @model_validator(mode="after")
-    def _hls_defaults(self) -> Settings:
-        """--hls keys files by {relpath} (a template given with it is refused by
-        tailup.config.checks) and includes playlists and fMP4 segments."""
-        if self.hls:
-            if self.key_template == DEFAULT_KEY_TEMPLATE:
-                self.key_template = HLS_KEY_TEMPLATE
-            self.include = list(dict.fromkeys([*self.include, *HLS_INCLUDE]))
-        return self
 
     @property
     def shares(self) -> list[tuple[str, Path]]:

@@ -159,10 +159,7 @@ class Dispatch(SupervisorState):
             return False
         if event.kind in (EventKind.DELETED, EventKind.MOVED):
             self._hls.forget(event.path)
-        elif event.kind is EventKind.CLOSED or (
-            event.kind is EventKind.DISCOVERED and event.writer_open is not True
-        ):
-            # Written in place: whole once its writer closed it (an open is a partial write).
+        elif _playlist_whole(event, polling=self._settings.poll):
             await self._hls.playlist_changed(event.path)
         return True
 
@@ -252,6 +249,17 @@ class Dispatch(SupervisorState):
 
     async def _latest_record(self, path: Path) -> StreamRecord | None:
         return (await self._path_history(path))[0]
+
+
+def _playlist_whole(event: FileEvent, *, polling: bool) -> bool:
+    """A playlist written in place is whole once its writer closed it (an open may see a partial
+    write). Polling sees no close: a change seen is the playlist (recorders write a playlist
+    whole and rename it over the old one, as ffmpeg does)."""
+    if event.kind is EventKind.CLOSED:
+        return True
+    if event.kind is EventKind.DISCOVERED:
+        return event.writer_open is not True
+    return polling and event.kind in (EventKind.CREATED, EventKind.MODIFIED)
 
 
 # Which of two events for one path says more, when both wait for a retry.
