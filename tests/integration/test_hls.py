@@ -164,7 +164,7 @@ async def test_a_playlist_naming_files_outside_the_folder_is_published_with_a_wa
 async def test_hls_never_suffixes_a_taken_key(redis_server: RedisServer) -> None:
     """A segment's key is its path: taken by another recording (or an object tailup does not
     know), it is an error naming the key and --hls, not a renamed segment the playlist misses."""
-    store = MemoryMultipartStore()
+    store: Any = MemoryMultipartStore()  # a MultipartStore (its memory twin)
     key = f"hls/{uuid.uuid4().hex[:8]}/live0.ts"
     async with RedisCheckpointStore.connect(redis_server.url, f"t-{uuid.uuid4().hex[:8]}") as cps:
         assert await claim_key(cps, store, key, "s1", check=True, exact=True) == key

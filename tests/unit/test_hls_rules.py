@@ -7,6 +7,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from tailup.cli import main
 from tailup.config import Settings, check_daemon_settings
 from tailup.errors import ConfigError
 from tailup.keys import DEFAULT_KEY_TEMPLATE
@@ -166,3 +167,13 @@ def test_hls_refuses_another_key_template(tmp_path: Path) -> None:
     settings = _settings(tmp_path, hls=True, key_template="{date}/{name}")
     with pytest.raises(ConfigError, match=r"--key-template.*cannot be used with.*--hls"):
         check_daemon_settings(settings)
+
+
+@pytest.mark.usefixtures("outside_settings_removed")
+def test_tailup_run_refuses_hls_with_a_key_template(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["run", "--watch", str(tmp_path), "--bucket", "b", "--hls", "--key-template", "{name}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--key-template (TAILUP_KEY_TEMPLATE): '{name}' cannot be used with --hls" in err
