@@ -174,3 +174,29 @@ async def test_hls_never_suffixes_a_taken_key(redis_server: RedisServer) -> None
         await store.put_object(other, b"x", crc32_of(b"x"), "video/mp2t")
         with pytest.raises(PermanentError, match=r"live1\.ts.*--hls"):
             await claim_key(cps, store, other, "s3", check=True, exact=True)
+
+
+async def test_after_a_restart_a_playlist_finds_its_segments_in_s3_and_none_is_sent_again(
+    daemon_args: dict[str, Any], s3_client: Any
+) -> None:
+    """Segments completed before this daemon started (no completion of theirs reaches its
+    publisher) are looked up in S3: the playlist goes up, and no segment is sent a second time."""
+    watch: Path = daemon_args["watch"]
+    bucket = daemon_args["bucket"]
+    segments = {name: bytes([n]) * 188 * 20 for n, name in enumerate(("a.ts", "b.ts"), 1)}
+    async with running_daemon(**daemon_args, hls=True) as first:
+        for name, data in segments.items():
+            (watch / name).write_bytes(data)
+        for name in segments:
+            await first.wait_for_state(watch / name, {StreamState.COMPLETED})
+    text = b"#EXTM3U\n#EXTINF:1,\na.ts\n#EXTINF:1,\nb.ts\n#EXT-X-ENDLIST\n"
+    async with running_daemon(**daemon_args, hls=True) as second:
+        tmp = watch / "live.m3u8.tmp"
+        tmp.write_bytes(text)
+        os.rename(tmp, watch / "live.m3u8")
+        await wait_until(lambda: _in_s3(s3_client, bucket, "live.m3u8", text), "the playlist in S3")
+        resent = [k for k in second.store.puts if k in segments]
+        resent += [k for k, _ in second.store.completes if k in segments]
+        assert resent == []
+    for name, data in segments.items():
+        assert _get(s3_client, bucket, name) == data
