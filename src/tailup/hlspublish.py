@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -32,6 +33,9 @@ from tailup.rules.hls import (
 from tailup.s3 import MultipartStore
 
 log = structlog.get_logger("tailup.hls")
+# Completions remembered apart from the playlists that name them (a bound on memory: an older
+# one a playlist names later is looked up in S3 instead).
+RECENT_KEPT = 10_000
 RETRY_S = 2.0  # a playlist whose read or PUT failed for a passing reason is tried again then
 
 Io = Callable[..., Awaitable[Any]]
@@ -43,6 +47,7 @@ class _Pending:
 
     body: bytes
     missing: set[Path]
+    inside: frozenset[Path]  # every file it names inside the folder
 
 
 class HlsPublisher:
@@ -61,7 +66,10 @@ class HlsPublisher:
         self._io = io
         self._root_of = root_of
         self._tasks: set[asyncio.Task[None]] = set()
-        self._in_s3: set[Path] = set()  # segments completed and playlists published
+        # What is known in S3: recent completions (segments, playlists), and what each published
+        # playlist names (so that memory follows the playlists, not the hours recorded).
+        self._in_s3: OrderedDict[Path, None] = OrderedDict()
+        self._named_by: dict[Path, frozenset[Path]] = {}
         self._published: dict[Path, bytes] = {}
         self._pending: dict[Path, _Pending] = {}
         self._warned: dict[Path, tuple[str, ...]] = {}
@@ -95,18 +103,19 @@ class HlsPublisher:
             self._warn_outside(path, named)
             # Less what completed during the lookups (file_in_s3 found no pending entry then):
             # no await between this and the entry, so no completion is missed.
-            missing = await self._missing(root, named) - self._in_s3
+            missing = {p for p in await self._missing(root, named) if not self._known(p)}
+            inside = frozenset(root / p for p in named.inside)
             if missing:
-                self._pending[path] = _Pending(body, missing)
+                self._pending[path] = _Pending(body, missing, inside)
                 log.debug("playlist waits for its segments", path=str(path), missing=len(missing))
                 return
             self._pending.pop(path, None)
-            await self._put(path, rel, body)
+            await self._put(path, rel, body, inside)
 
     async def file_in_s3(self, path: Path) -> None:
         """``path``'s object is in S3 (a segment's verified completion): publish what waited
         for it alone."""
-        self._in_s3.add(path)
+        self._note_in_s3(path)
         for playlist, pending in list(self._pending.items()):
             if path not in pending.missing:
                 continue
@@ -120,7 +129,7 @@ class HlsPublisher:
                 del self._pending[playlist]
                 root = self._root_of(playlist)
                 if root is not None:
-                    await self._put(playlist, _relpath(playlist, root), now.body)
+                    await self._put(playlist, _relpath(playlist, root), now.body, now.inside)
 
     def forget(self, path: Path) -> None:
         """The playlist was deleted or moved away: nothing of it waits any more (what S3 has
@@ -133,14 +142,14 @@ class HlsPublisher:
     async def _missing(self, root: Path, named: Named) -> set[Path]:
         """What the playlist names that is not known in S3, looked up there once (a segment
         completed before this daemon started): an object at its key of the file's size."""
-        known = frozenset(p for p in named.inside if root / p in self._in_s3)
+        known = frozenset(p for p in named.inside if self._known(root / p))
         decision = may_publish(named, known)
         if isinstance(decision, Publish):
             return set()
         missing: set[Path] = set()
         for rel in decision.missing:
             if await self._found_in_s3(root / rel, rel):
-                self._in_s3.add(root / rel)
+                self._note_in_s3(root / rel)
             else:
                 missing.add(root / rel)
         return missing
@@ -153,7 +162,9 @@ class HlsPublisher:
             return False  # not known there: its completion is waited for
         return info is not None and (size is None or info.size == size)
 
-    async def _put(self, path: Path, rel: PurePosixPath, body: bytes) -> None:
+    async def _put(
+        self, path: Path, rel: PurePosixPath, body: bytes, inside: frozenset[Path]
+    ) -> None:
         key = hls_key(rel, self._prefix)
         try:
             await self._store.put_object(
@@ -171,7 +182,10 @@ class HlsPublisher:
             log.error("playlist not published", path=str(path), key=key, reason=str(exc))
             return
         self._published[path] = body
-        self._in_s3.add(path)  # a master playlist may wait for this one
+        self._named_by[path] = inside
+        for named in inside:
+            self._in_s3.pop(named, None)  # remembered as this playlist's now
+        self._note_in_s3(path)  # a master playlist may wait for this one
         self.puts += 1
         log.info("playlist published", path=str(path), key=key, bytes=len(body))
         self.spawn(self.file_in_s3(path))
@@ -200,6 +214,15 @@ class HlsPublisher:
     def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+
+    def _known(self, path: Path) -> bool:
+        return path in self._in_s3 or any(path in named for named in self._named_by.values())
+
+    def _note_in_s3(self, path: Path) -> None:
+        self._in_s3[path] = None
+        self._in_s3.move_to_end(path)
+        while len(self._in_s3) > RECENT_KEPT:
+            self._in_s3.popitem(last=False)
 
     def _lock(self, path: Path) -> asyncio.Lock:
         return self._locks.setdefault(path, asyncio.Lock())
