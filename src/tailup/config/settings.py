@@ -186,6 +186,8 @@ class Settings(StorageSettings):
     # Where the settings came from, for naming them in refusals after loading (check_*_settings).
     _config_file: Path | None = PrivateAttr(default=None)
     _file_keys: frozenset[str] = PrivateAttr(default=frozenset())
+    # The config file's [[watch]] tables, as read (tailup.config.folders resolves them).
+    _watch_tables: tuple[dict[str, Any], ...] = PrivateAttr(default=())
 
     @field_validator("watch", "shared_watch", mode="before")
     @classmethod
