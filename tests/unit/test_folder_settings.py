@@ -48,7 +48,7 @@ def _by_folder(folders: tuple[FolderSettings, ...]) -> dict[str, FolderSettings]
 
 def test_a_table_sets_its_own_fields_and_inherits_every_other() -> None:
     settings = _settings(watch=["/srv/plain"])
-    tables = [
+    tables: list[dict[str, Any]] = [
         {"path": "/srv/cams", "prefix": "site-a", "key_template": "{watch}/{date}/{name}"},
         {"path": "/srv/guest", "after_upload": "delete", "include": ["*.mp4"]},
         {"path": "/srv/cold", "storage_class": "GLACIER_IR", "tag": ["site=cold", "t=1"]},

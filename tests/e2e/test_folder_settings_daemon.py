@@ -70,15 +70,13 @@ def test_each_folder_uploads_under_its_own_settings(
         procs = [record(cam, "ts", 3), record(visitor, "mp4", 3), record(plain_file, "mkv", 3)]
         for proc in procs:
             assert proc.wait(timeout=120) == 0, Path(proc.log_path).read_text()
-        done = {
-            path: poll(
-                lambda path=path: _completed(redis_server.url, key_prefix, path),
-                f"{path.name} completed",
-                90,
-                alive=daemon,
-            )
-            for path in (cam, visitor, plain_file)
-        }
+        done: dict[Path, StreamRecord] = {}
+        for path in (cam, visitor, plain_file):
+
+            def completed(path: Path = path) -> StreamRecord | None:
+                return _completed(redis_server.url, key_prefix, path)
+
+            done[path] = poll(completed, f"{path.name} completed", 90, alive=daemon)
         # after_upload delete in guest only: its recording goes, the others stay.
         poll(lambda: not visitor.exists(), "visitor.mp4 deleted after its upload", 60, alive=daemon)
         status = run_cli(
