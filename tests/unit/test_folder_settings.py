@@ -15,6 +15,7 @@ import pytest
 from tailup.config import Settings, load_settings
 from tailup.config.folders import FolderSettings, all_includes, folder_settings, resolve_folders
 from tailup.errors import ConfigError
+from tailup.hygiene import gc_prefixes
 from tailup.objectoptions import ObjectOptions
 from tailup.status import daemon_line
 
@@ -274,3 +275,22 @@ def test_status_shows_each_folders_effective_settings() -> None:
     assert lines[1].startswith("  folder /srv/cams: prefix 'a' *, key_template streams/")
     assert lines[2].startswith("  folder /srv/plain: prefix 'global', key_template streams/")
     assert "after_upload keep" in lines[2]
+
+
+@pytest.mark.parametrize(
+    ("global_prefix", "folder_prefixes", "expected"),
+    [
+        ("", ["site-a", "b"], [""]),  # the whole bucket covers every folder's
+        ("nvr/", ["nvr/site-a", "guest/"], ["guest/", "nvr/"]),
+        ("nvr/", [], ["nvr/"]),
+    ],
+)
+def test_gc_looks_under_each_folders_prefix_once(
+    global_prefix: str, folder_prefixes: list[str], expected: list[str]
+) -> None:
+    settings = _settings(prefix=global_prefix)
+    settings._watch_tables = tuple(
+        {"path": f"/srv/{n}", "prefix": p} for n, p in enumerate(folder_prefixes)
+    )
+
+    assert gc_prefixes(settings) == expected
