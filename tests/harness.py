@@ -217,12 +217,14 @@ async def running_daemon(
     faults: dict[str, int] | None = None,
     wrap_store: Callable[[S3MultipartStore], Any] | None = None,
     bandwidth: BandwidthLimit | None = None,
+    watch_tables: Sequence[dict[str, Any]] = (),
     **overrides: Any,
 ) -> AsyncIterator[Daemon]:
     """The daemon in this process. ``store_options`` go to S3MultipartStore.connect (timeouts);
     ``faults`` make the spy fail calls before the real ones run; ``wrap_store`` wraps the real
     store before the spy does (to play a server that answers otherwise);
-    ``bandwidth`` replaces the limit --bwlimit would make (an instrumented one, on a fake clock)."""
+    ``bandwidth`` replaces the limit --bwlimit would make (an instrumented one, on a fake clock);
+    ``watch_tables``: a config file's [[watch]] tables (per-folder settings) of the folders."""
     settings = IsolatedSettings(
         watch=watch if isinstance(watch, list) else [watch],
         bucket=bucket,
@@ -231,6 +233,7 @@ async def running_daemon(
         redis_prefix=key_prefix,
         **{"part_size": "5MiB", "close_grace": 0.5, "idle_timeout": 30, **overrides},
     )
+    settings._watch_tables = tuple(watch_tables)
     async with (
         S3MultipartStore.connect(
             bucket, endpoint_url=endpoint_url, region="us-east-1", **(store_options or {})

@@ -17,6 +17,7 @@ import structlog
 
 from tailup.checkpoint import RedisCheckpointStore
 from tailup.config import Settings
+from tailup.config.folders import folder_settings
 from tailup.rpo import delete_tails_after_abort
 from tailup.s3 import S3MultipartStore, UploadInfo
 
@@ -67,14 +68,17 @@ async def owned_upload_ids(checkpoints: RedisCheckpointStore) -> set[str]:
 async def collect_garbage(
     settings: Settings, *, older_than_s: float, dry_run: bool, now: datetime
 ) -> list[Garbage]:
-    """Find (and unless ``dry_run``, abort) the garbage under ``settings.prefix``. Redis must
-    answer: without it, which uploads are owned is unknown, and nothing is aborted blind."""
+    """Find (and unless ``dry_run``, abort) the garbage under ``settings.prefix`` and each
+    folder's own prefix ([[watch]] tables). Redis must answer: without it, which uploads are
+    owned is unknown, and nothing is aborted blind."""
     async with RedisCheckpointStore.for_settings(settings) as cps:
         owned = await owned_upload_ids(cps)
     async with S3MultipartStore.connect(
         settings.bucket, endpoint_url=settings.endpoint_url, region=settings.region
     ) as store:
-        uploads = await store.list_uploads(settings.prefix)
+        uploads = []
+        for prefix in gc_prefixes(settings):
+            uploads.extend(await store.list_uploads(prefix))
         garbage = select_garbage(uploads, owned, now=now, older_than_s=older_than_s)
         if not dry_run:
             for item in garbage:
@@ -83,6 +87,13 @@ async def collect_garbage(
                 if left:
                     log.warning("gc left staged segments", key=item.key, problem=left)
     return garbage
+
+
+def gc_prefixes(settings: Settings) -> list[str]:
+    """The prefixes whose uploads gc looks at: the global one and each folder's, none inside
+    another (its uploads would be listed twice)."""
+    given = sorted({settings.prefix, *(f.prefix for f in folder_settings(settings))})
+    return [p for p in given if not any(p != q and p.startswith(q) for q in given)]
 
 
 def describe_age(seconds: float) -> str:

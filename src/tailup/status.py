@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import json
 import os
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -259,7 +260,8 @@ class StatusView:
 
     def report_lines(self) -> list[str]:
         """The summary, then a line per node on whether its daemon runs (and its --bwlimit)."""
-        return self.summary() + [daemon_line(n, info) for n, info in self.daemons.items()]
+        daemons = [daemon_line(n, info) for n, info in self.daemons.items()]
+        return self.summary() + [line for text in daemons for line in text.splitlines()]
 
     def summary(self) -> list[str]:
         lines = summary_lines(self.tallies, self.selection)
@@ -296,10 +298,26 @@ def daemon_line(node: str, info: Mapping[str, str]) -> str:
     limit = info.get("bwlimit", "off")
     timetable = info.get("bwlimit_timetable", "")
     shown = f"{limit} (timetable {timetable!r})" if timetable else limit
-    return (
+    line = (
         f"node {node}: daemon pid {info.get('pid', '?')} on {info.get('host', '?')}, "
         f"--bwlimit {shown}"
     )
+    return "\n".join([line, *folder_lines(info.get("folders", ""))])
+
+
+def folder_lines(published: str) -> list[str]:
+    """A line per watched folder with its effective settings (* where its [[watch]] table set
+    them), from what the daemon published (tailup.config.folders.FolderSettings.describe)."""
+    try:
+        folders = json.loads(published) if published else []
+    except ValueError:
+        return []
+    return [
+        f"  folder {f.get('folder', '?')}: "
+        + ", ".join(f"{k} {v}" for k, v in f.items() if k != "folder")
+        for f in folders
+        if isinstance(f, dict)
+    ]
 
 
 async def collect_status(

@@ -505,7 +505,9 @@ def test_redis_refusing_tailup_stops_the_start_with_a_clear_message(
 def test_abort_a_stream_of_a_running_daemon(setup: Setup, record: Any, s3_client: Any) -> None:
     path = setup.watch / "unwanted.ts"
     daemon = setup.start("--log-level", "debug")
-    recorder = record(path, "ts", 6, bitrate="16M", gop=25)
+    # Long enough to be still recording when `tailup abort` (a process of its own, seconds to
+    # start on a loaded machine) comes: a recording completed first has nothing to abort.
+    recorder = record(path, "ts", 15, bitrate="16M", gop=25)
     first = daemon.wait_for_event("part sent", part=1)
     stream_id = first["stream_id"]
     result = run_cli(

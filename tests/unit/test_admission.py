@@ -934,22 +934,44 @@ ABORTED_ON_REWRITE = rec(
 KEY0 = f"{SID0}/cam1.ts"
 KEY1 = f"{SID1}/cam1.ts"
 HELD = AskS3(KEY0, SID0, 1000, 50, True)  # the object checked whatever the template
+SHARE_SID1 = stream_id_for(SHARE, SEEN, life=1)
+SHARED_NEW1 = rec(SHARE_SID1, scope=SHARE, key="k1")
 
 
-def _taken_over(act: Act, *, path: Path = P) -> None:
-    note, write, start = act.commands
-    assert isinstance(note, Note) and isinstance(write, Write) and isinstance(start, Start)
-    record = write.record
-    assert start.record is record and not start.resumed and start.parts == {}
-    # A first generation: its completion lands only on a free key (If-None-Match).
-    assert (record.stream_id, record.key, record.generation) == (SID0, KEY0, 1)
-    assert record.state is StreamState.UPLOADING and record.path == str(path)
-    # Nothing of the ended recording describes this one (its head would misjudge the file).
-    assert (record.head_size, record.total_bytes_sent) == (0, 0)
-    # What `status` keeps of the recording whose record this one is written over.
-    assert record.note.startswith("took over the id of an earlier recording (")
-    assert "aborted with nothing in S3: the old one's reason)" in record.note
-    assert record.end_cause is EndCause.NONE and not record.path_ended
+TAKES_OVER = "; it takes over the id of an ended recording S3 holds nothing of"
+REWRITTEN = "its recording ended when the file was rewritten or replaced"
+
+
+def taken_over(
+    why: str,
+    *,
+    was: str = "aborted",
+    was_path: Path = P,
+    said: str = ": the old one's reason",
+    key: str = KEY0,
+    key_pending: bool = False,
+) -> Act:
+    """This recording written over the ended one's record, under its id, and started: a first
+    generation (its completion lands only on a free key, If-None-Match) that keeps nothing of
+    the ended recording (its head would misjudge the file) but what `status` says of it."""
+    record = rec(
+        key=key,
+        key_pending=key_pending,
+        note=(
+            f"took over the id of an earlier recording ({was_path}, {was} with nothing in S3{said})"
+        ),
+    )
+    why = why + TAKES_OVER
+    fields = (
+        ("stream_id", SID0),
+        ("path", str(P)),
+        ("key", key),
+        ("why", why),
+        ("was", was),
+        ("was_path", str(was_path)),
+    )
+    note = Note("stream id taken over from a recording S3 holds nothing of", fields)
+    return Act((note, Write(record), Start(record, {}, resumed=False, why=why)), why)
 
 
 FILE_AT_P: dict[Ask[Any], object] = {
@@ -957,7 +979,7 @@ FILE_AT_P: dict[Ask[Any], object] = {
     AskHistory(P): NO_HISTORY,
     AskGeneration(P, INODE): GEN,
 }
-TakeOverRow = tuple[str, Where, dict[Ask[Any], object], list[str], Callable[[Act], object]]
+TakeOverRow = tuple[str, Where, dict[Ask[Any], object], list[str], Act]
 TAKE_OVER_ROWS: list[TakeOverRow] = [
     (
         "rewritten after its upload was aborted, S3 holds nothing at its key: the id taken over",
@@ -970,7 +992,7 @@ TAKE_OVER_ROWS: list[TakeOverRow] = [
             HELD: Finding(Found.NOTHING, ""),
         },
         ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskS3"],
-        _taken_over,
+        taken_over(REWRITTEN),
     ),
     (
         "rewritten after its upload was aborted, S3 holds an earlier generation: the next life",
@@ -995,7 +1017,7 @@ TAKE_OVER_ROWS: list[TakeOverRow] = [
             "AskKey",
             "AskCreate",
         ],
-        lambda act: [s.record.stream_id for s in starts(act)] == [SID1],
+        started(NEW1, BORN_SINCE),
     ),
     (
         "an open upload at the ended recording's key (its abort failed): the next life",
@@ -1020,7 +1042,7 @@ TAKE_OVER_ROWS: list[TakeOverRow] = [
             "AskKey",
             "AskCreate",
         ],
-        lambda act: [s.record.stream_id for s in starts(act)] == [SID1],
+        started(NEW1, BORN_SINCE),
     ),
     (
         "came back rewritten under another name after its upload ended: taken over, here",
@@ -1037,7 +1059,7 @@ TAKE_OVER_ROWS: list[TakeOverRow] = [
             HELD: Finding(Found.NOTHING, ""),
         },
         ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskHead", "AskS3"],
-        _taken_over,
+        taken_over("came back rewritten from byte 0", was_path=OLD),
     ),
     (
         "taken over under another name: the key its name gives now (the id's own either way)",
@@ -1054,7 +1076,38 @@ TAKE_OVER_ROWS: list[TakeOverRow] = [
             AskKey(KEY0, SID0, False): KEY0,
         },
         ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskS3", "AskKey"],
-        _taken_over,
+        taken_over(REWRITTEN, was_path=OLD),
+    ),
+    (
+        "taken over where the template is not unique: the key reserved for the id, kept",
+        dataclasses.replace(WHERE, unique_template=False),
+        {
+            **FILE_AT_P,
+            AskRecord(SID0): (
+                ABORTED_ON_REWRITE.with_changes(
+                    path=str(OLD), key="x/old.ts", key_pending=True, error=""
+                ),
+                {},
+            ),
+            AskS3("x/old.ts", SID0, 1000, 50, True): Finding(Found.NOTHING, ""),
+        },
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskS3"],
+        taken_over(REWRITTEN, was_path=OLD, said="", key="x/old.ts", key_pending=True),
+    ),
+    (
+        "taken over under another name, its key checked and taken: claimed by the stream",
+        dataclasses.replace(WHERE, check_keys=True),
+        {
+            **FILE_AT_P,
+            AskRecord(SID0): (
+                ABORTED_ON_REWRITE.with_changes(path=str(OLD), key=f"{SID0}/old.ts"),
+                {},
+            ),
+            AskS3(f"{SID0}/old.ts", SID0, 1000, 50, True): Finding(Found.NOTHING, ""),
+            AskKey(KEY0, SID0, True): None,
+        },
+        ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskS3", "AskKey"],
+        taken_over(REWRITTEN, was_path=OLD, key_pending=True),
     ),
     (
         "a completed recording's id is spent without asking S3: the next life",
@@ -1067,7 +1120,7 @@ TAKE_OVER_ROWS: list[TakeOverRow] = [
             AskCreate(SID1, NEW1): True,
         },
         ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskRecord", "AskKey", "AskCreate"],
-        lambda act: [s.record.stream_id for s in starts(act)] == [SID1],
+        started(NEW1, BORN_SINCE),
     ),
     (
         "an ended record whose stream still runs here: never taken over, S3 not asked",
@@ -1080,7 +1133,7 @@ TAKE_OVER_ROWS: list[TakeOverRow] = [
             AskCreate(SID1, NEW1): True,
         },
         ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskRecord", "AskKey", "AskCreate"],
-        lambda act: [s.record.stream_id for s in starts(act)] == [SID1],
+        started(NEW1, BORN_SINCE),
     ),
     (
         "a shared folder's ended recording another node claims: looked at later",
@@ -1094,7 +1147,7 @@ TAKE_OVER_ROWS: list[TakeOverRow] = [
             AskClaim(SHARE_SID0): False,
         },
         ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskClaim"],
-        lambda act: act.commands == (LookLater(P, 110.0),),
+        Act((LookLater(P, 110.0),), ELSEWHERE),
     ),
     (
         "a shared folder's ended recording S3 holds something of: its claim given back",
@@ -1107,17 +1160,10 @@ TAKE_OVER_ROWS: list[TakeOverRow] = [
             ),
             AskClaim(SHARE_SID0): True,
             AskS3(KEY0, SHARE_SID0, 1000, 50, True): Finding(Found.OTHER, "an older version"),
-            AskRecord(stream_id_for(SHARE, SEEN, life=1)): None,
-            AskClaim(stream_id_for(SHARE, SEEN, life=1)): True,
-            AskKey(
-                f"{stream_id_for(SHARE, SEEN, life=1)}/cam1.ts",
-                stream_id_for(SHARE, SEEN, life=1),
-                False,
-            ): "k1",
-            AskCreate(
-                stream_id_for(SHARE, SEEN, life=1),
-                rec(stream_id_for(SHARE, SEEN, life=1), scope=SHARE, key="k1"),
-            ): True,
+            AskRecord(SHARE_SID1): None,
+            AskClaim(SHARE_SID1): True,
+            AskKey(f"{SHARE_SID1}/cam1.ts", SHARE_SID1, False): "k1",
+            AskCreate(SHARE_SID1, SHARED_NEW1): True,
         },
         [
             "AskStat",
@@ -1131,27 +1177,27 @@ TAKE_OVER_ROWS: list[TakeOverRow] = [
             "AskKey",
             "AskCreate",
         ],
-        lambda act: (
-            [s.record.stream_id for s in starts(act)] == [stream_id_for(SHARE, SEEN, life=1)]
-            and act.commands[-1] == Release(SHARE_SID0)
+        Act(
+            (
+                Start(SHARED_NEW1, {}, resumed=False, why=BORN_SINCE),
+                Release(SHARE_SID0),  # the claim of the life it did not take
+            ),
+            BORN_SINCE,
         ),
     ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("where", "answers", "questions", "check"),
-    [pytest.param(w, a, q, c, id=name) for name, w, a, q, c in TAKE_OVER_ROWS],
+    ("where", "answers", "questions", "act"),
+    [pytest.param(w, a, q, act, id=name) for name, w, a, q, act in TAKE_OVER_ROWS],
 )
 def test_take_over(
-    where: Where,
-    answers: dict[Ask[Any], object],
-    questions: list[str],
-    check: Callable[[Act], object],
+    where: Where, answers: dict[Ask[Any], object], questions: list[str], act: Act
 ) -> None:
-    asked, act = drive(where, answers)
+    asked, got = drive(where, answers)
     assert kinds(asked) == questions
-    assert check(act) is not False, act
+    assert got == act
 
 
 # -- S3 found the recording under the name it was uploaded as (renamed since) -------------------

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from tailup.rules.records import (
     Placement,
     RecordDefaults,
     completed_from_sidecar,
+    key_prefix,
     new_record,
     next_generation,
     pending_action_may_run,
@@ -191,6 +193,29 @@ def test_new_record_field_by_field(
     defaults: RecordDefaults, place: Placement, path: Path, expected: StreamRecord
 ) -> None:
     assert new_record(defaults, place, path, ST_C, SEEN_C, "sid", NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("defaults", "template", "prefix"),
+    [
+        pytest.param(DEFAULTS, DEFAULTS.key_template, "p/s1/", id="the id first, under the prefix"),
+        pytest.param(
+            DEFAULTS_C,
+            "{hostname}/{watch}/{stream_id}/{name}",
+            "pre/nvr-01/v/s1/",
+            id="every field up to the id",
+        ),
+        pytest.param(DEFAULTS_C, DEFAULTS_C.key_template, "", id="the time before the id: none"),
+        pytest.param(DEFAULTS_NONE, DEFAULTS_NONE.key_template, "", id="no id: none"),
+    ],
+)
+def test_key_prefix(defaults: RecordDefaults, template: str, prefix: str) -> None:
+    """The start of every key a stream may have had (the Redis-loss lookup lists under it): the
+    daemon's prefix and the template's fields up to the stream id, none where a rename or the
+    time could change it."""
+    defaults = dataclasses.replace(defaults, key_template=template)
+    place = Placement(HOST_ROOT, "v", "node:n2")
+    assert key_prefix(defaults, place, HOST_ROOT / "a" / "c.ts", "s1", NOW) == prefix
 
 
 # A record that ended in every way a record can, each field set apart from its default.

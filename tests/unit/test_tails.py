@@ -68,6 +68,9 @@ def view(**changes: Any) -> TailView:
     [
         ("nothing past S3's bytes", {"size_bytes": 500, "acked_bytes": 500}, None),
         ("the tail already covers the file", {"tail_end_bytes": 1000}, None),
+        # S3 holds every byte seen: nothing is due, whatever the looks say of their age
+        ("covered, no look's time", {"tail_end_bytes": 1000, "unsent_since_s": None}, None),
+        ("parts cover it, no look's time", {"acked_bytes": 1000, "unsent_since_s": None}, None),
         ("young bytes wait", {}, None),  # at most 1 s old
         ("due at the RPO", {"now_s": 12.0}, (0, 1000)),
         ("just before it, not yet", {"now_s": 11.99}, None),
@@ -117,6 +120,8 @@ def test_tail_look_s(rpo_s: float, look_s: float) -> None:
         ([(1.0, 100)], 2.0, 150, 0, [(1.0, 100), (2.0, 150)]),
         ([(1.0, 100), (2.0, 150)], 3.0, 200, 160, [(2.0, 150), (3.0, 200)]),
         ([(1.0, 100), (2.0, 150)], 3.0, 200, 100, [(1.0, 100), (2.0, 150), (3.0, 200)]),
+        # a look that saw exactly the bytes S3 holds is the last one needed
+        ([(1.0, 100), (2.0, 150)], 3.0, 200, 150, [(2.0, 150), (3.0, 200)]),
         ([(1.0, 100), (2.0, 150)], 3.0, 120, 0, [(1.0, 100), (3.0, 120)]),  # it shrank
     ],
 )
@@ -137,6 +142,31 @@ def test_record_look_thins_out_but_keeps_the_first_and_the_last() -> None:
     assert len(looks) <= MAX_LOOKS
     assert looks[0] == (1.0, 1)
     assert looks[-1] == (float(3 * MAX_LOOKS - 1), 3 * MAX_LOOKS - 1)
+
+
+def rising(count: int) -> list[tuple[float, int]]:
+    """``count`` looks, each later and longer than the one before."""
+    return [(float(n), n) for n in range(1, count + 1)]
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        (MAX_LOOKS - 1, MAX_LOOKS),  # up to MAX_LOOKS, every one
+        (MAX_LOOKS, MAX_LOOKS // 2 + 1),  # one past: every other one, the first and the last
+        # (a longer history than it ever keeps, given: the same rule, odd count or even)
+        (MAX_LOOKS + 1, MAX_LOOKS // 2 + 2),
+    ],
+)
+def test_record_look_thins_every_other_look(given: int, kept: int) -> None:
+    looks = rising(given)
+    now = (float(given + 1), given + 1)
+    got = record_look(looks, now_s=now[0], size_bytes=now[1], covered_bytes=0)
+    every = [*looks, now]
+    if len(every) > MAX_LOOKS:
+        every = [look for i, look in enumerate(every) if i % 2 == 0 or i == len(every) - 1]
+    assert got == every
+    assert len(got) == kept
 
 
 @pytest.mark.parametrize(
@@ -297,6 +327,25 @@ def pieces(*spec: tuple[tuple[int, int], int, int]) -> tuple[Piece, ...]:
             (3,),
         ),
         (
+            "parts of the least size are not short",
+            [(1, 5 * MIB), (2, 5 * MIB)],
+            [(10 * MIB, 10 * MIB + 3)],
+            (1, 2),
+            (pieces(((10 * MIB, 10 * MIB + 3), 0, 3)),),
+            10 * MIB + 3,
+            (),
+        ),
+        (
+            "the furthest-reaching of the tails covering the position, not the latest-starting",
+            [],
+            [(0, 10), (5, 30), (8, 20)],
+            (),
+            (pieces(((0, 10), 0, 10), ((5, 30), 5, 20)),),
+            30,
+            (),
+        ),
+        ("a one-byte tail", [], [(0, 1)], (), (pieces(((0, 1), 0, 1)),), 1, ()),
+        (
             "a short part is the last",
             [(1, 8 * MIB), (2, 100), (3, 8 * MIB)],
             [(8 * MIB + 100, 8 * MIB + 200)],
@@ -383,7 +432,17 @@ async def test_try_acquire_yields_to_waiting_parts() -> None:
 
 @pytest.mark.parametrize(
     ("given", "seconds"),
-    [(None, None), ("off", None), ("2", 2.0), ("1.5", 1.5), ("1m", 60.0), (3, 3.0)],
+    [
+        (None, None),
+        ("off", None),
+        (" OFF ", None),
+        ("", None),  # TAILUP_RPO= set empty
+        ("1", 1.0),  # the least it takes
+        ("2", 2.0),
+        ("1.5", 1.5),
+        ("1m", 60.0),
+        (3, 3.0),
+    ],
 )
 def test_rpo_setting(given: object, seconds: float | None) -> None:
     overrides = {"bucket": "b"} | ({} if given is None else {"rpo": given})

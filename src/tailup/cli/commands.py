@@ -102,7 +102,7 @@ def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_gc(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import UTC, datetime
 
-    from tailup.hygiene import collect_garbage, describe_age
+    from tailup.hygiene import collect_garbage, describe_age, gc_prefixes
     from tailup.units import DURATION_FORM, parse_duration
 
     check_storage_settings(settings)
@@ -123,7 +123,8 @@ def cmd_gc(args: argparse.Namespace, settings: Settings) -> int:
             f"{verb} s3://{settings.bucket}/{item.key} upload {item.upload_id} "
             f"(initiated {item.initiated.isoformat()}, {describe_age(item.age_s)} ago)"
         )
-    where = f"under {settings.prefix!r}" if settings.prefix else "in the bucket"
+    prefixes = [p for p in gc_prefixes(settings) if p]
+    where = "under " + ", ".join(map(repr, prefixes)) if prefixes else "in the bucket"
     done = "to abort (dry run: none aborted)" if args.dry_run else "aborted"
     print(f"{len(garbage)} upload(s) {done} {where}")
     return EXIT_OK

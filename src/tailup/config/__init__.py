@@ -11,6 +11,7 @@ The layers, each importing only those above it:
   forms     what a refusal says: accepted forms, setting labels
   values    what a value means: the enums, pure parsers (shares, after-upload, node ids)
   settings  the Settings fields and the check of each on its own
+  folders   the config file's [[watch]] tables -> each watched folder's settings (pure)
   toml      the config file's TOML types and its refusals
   load      the sources in order (flags, env, .env, file), loading, warnings of unknown variables
   checks    checks across settings, for the commands that need them

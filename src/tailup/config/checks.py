@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tailup.config.folders import folder_settings
 from tailup.config.forms import ACCEPTED_FORMS, AFTER_UPLOAD_FORM
 from tailup.config.settings import Settings
 from tailup.config.values import AfterUploadKind
@@ -52,21 +53,35 @@ def _watch_problems(settings: Settings) -> list[str]:
 
 
 def _after_upload_problems(settings: Settings) -> list[str]:
-    kind, target = settings.after_upload_action
-    if kind is not AfterUploadKind.MOVE or target is None:
-        return []
+    """A move target inside a watched folder, for the global setting and each folder's own."""
+    watched = [*settings.watch, *(folder for _, folder in settings.shares)]
+    problems = []
+    for folder in folder_settings(settings):
+        kind, target = folder.after_upload_action
+        if kind is not AfterUploadKind.MOVE or target is None:
+            continue
+        if "after_upload" in folder.own:
+            label = f"after_upload of the [[watch]] table of {str(folder.folder)!r}"
+        else:
+            label = settings.label("after_upload")
+        problem = _move_problem(target, watched, settings.label("watch"))
+        line = f"{label}: got {folder.after_upload!r}: {problem}. Accepted: {AFTER_UPLOAD_FORM}"
+        if problem and line not in problems:
+            problems.append(line)
+    return problems
+
+
+def _move_problem(target: Path, watched: list[Path], watch_label: str) -> str:
     real = _resolved(target)
-    for folder in [*settings.watch, *(folder for _, folder in settings.shares)]:
+    for folder in watched:
         folder_real = _resolved(folder)
         if real == folder_real or real.is_relative_to(folder_real):
             where = "is" if real == folder_real else "is inside"
-            return [
-                f"{settings.label('after_upload')}: got {settings.after_upload!r}: "
+            return (
                 f"{str(target)!r} {where} the watched folder {str(folder)!r}, watched by "
-                f"{settings.label('watch')}, so every moved file would be found there and "
-                f"uploaded again. Accepted: {AFTER_UPLOAD_FORM}"
-            ]
-    return []
+                f"{watch_label}, so every moved file would be found there and uploaded again"
+            )
+    return ""
 
 
 def _budget_problems(settings: Settings) -> list[str]:

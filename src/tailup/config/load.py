@@ -13,11 +13,12 @@ from typing import Any
 
 from dotenv import dotenv_values
 from pydantic import ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, TomlConfigSettingsSource
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource
 
+from tailup.config.folders import resolve_folders
 from tailup.config.forms import ACCEPTED_FORMS, setting_label
 from tailup.config.settings import Settings
-from tailup.config.toml import read_config_file
+from tailup.config.toml import read_config_file, split_watch
 from tailup.errors import ConfigError
 
 # TAILUP_ variables that are not settings but are read by tailup or its tests: never warned about.
@@ -37,10 +38,9 @@ OTHER_VARIABLES: dict[str, str] = {
 ENV_FILE_VARIABLE = "TAILUP_ENV_FILE"
 
 
-def _settings_class(config_file: Path | None) -> type[Settings]:
+def _settings_class(config_file: Path | None, in_file: dict[str, Any]) -> type[Settings]:
     if config_file is None:
         return Settings
-    toml_file = config_file
 
     class FileSettings(Settings):
         @classmethod
@@ -53,7 +53,8 @@ def _settings_class(config_file: Path | None) -> type[Settings]:
             file_secret_settings: PydanticBaseSettingsSource,
         ) -> tuple[PydanticBaseSettingsSource, ...]:
             # Earlier sources win: flags, environment, .env, the config file, then defaults.
-            toml = TomlConfigSettingsSource(settings_cls, toml_file=toml_file)
+            # The file as read_config_file checked it, its [[watch]] tables left out.
+            toml = InitSettingsSource(settings_cls, init_kwargs=in_file)
             return init_settings, env_settings, dotenv_settings, toml, file_secret_settings
 
     return FileSettings
@@ -63,10 +64,15 @@ def load_settings(overrides: dict[str, Any], config_file: Path | None = None) ->
     """Settings from flags (``overrides``), env, .env (``dotenv_file``) and ``config_file``;
     ConfigError names what is wrong."""
     in_file = read_config_file(config_file) if config_file is not None else {}
+    folders, tables = split_watch(in_file.get("watch", []))
+    file_values = {k: v for k, v in in_file.items() if k != "watch"}
+    if folders:  # as given when there is no table ("a,b" is split as from the environment)
+        file_values["watch"] = folders if tables else in_file["watch"]
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         # _env_file: pydantic-settings' documented init argument, unknown to the mypy plugin.
-        settings = _settings_class(config_file)(_env_file=dotenv_file(), **given)  # type: ignore[call-arg]
+        cls = _settings_class(config_file, file_values)
+        settings = cls(_env_file=dotenv_file(), **given)  # type: ignore[call-arg]
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
@@ -81,6 +87,18 @@ def load_settings(overrides: dict[str, Any], config_file: Path | None = None) ->
         raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
     settings._config_file = config_file
     settings._file_keys = frozenset(in_file)
+    settings._watch_tables = tuple(tables)
+    # Refused now, whatever the command; and the tables' folders are watched (with --watch's).
+    resolved = resolve_folders(settings, tables, config_file)
+    given_folders = {os.path.normpath(folder) for folder in settings.watch}
+    settings.watch = [
+        *settings.watch,
+        *(
+            f.folder
+            for f in resolved[: len(tables)]
+            if os.path.normpath(f.folder) not in given_folders
+        ),
+    ]
     return settings
 
 

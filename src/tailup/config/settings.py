@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, PrivateAttr, field_validator
-from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tailup.bandwidth import parse_bwlimit
 from tailup.checksums import ChecksumAlgorithm
@@ -45,7 +45,21 @@ DURATION_FIELDS = (
 )
 
 
-class Settings(LayoutSettings):
+class Origin(BaseSettings):
+    """Where loaded settings came from (tailup.config.load sets it): to name a setting as it
+    was given in refusals after loading (check_*_settings), and the config file's [[watch]]
+    tables as read (tailup.config.folders resolves them)."""
+
+    _config_file: Path | None = PrivateAttr(default=None)
+    _file_keys: frozenset[str] = PrivateAttr(default=frozenset())
+    _watch_tables: tuple[dict[str, Any], ...] = PrivateAttr(default=())
+
+    def label(self, field: str) -> str:
+        """``field`` as it can be given, naming the config file when it has that key."""
+        return setting_label(field, self._config_file if field in self._file_keys else None)
+
+
+class Settings(LayoutSettings, Origin):
     """Everything `tailup run` needs. Connection settings are shared by every subcommand; how
     objects are stored (--storage-class, --sse, --tag) is StorageSettings's."""
 
@@ -170,10 +184,6 @@ class Settings(LayoutSettings):
     )
     log_format: LogFormat = Field(default=LogFormat.AUTO, description="json, console or auto.")
     log_level: str = Field(default="info", description="debug, info, warning or error.")
-
-    # Where the settings came from, for naming them in refusals after loading (check_*_settings).
-    _config_file: Path | None = PrivateAttr(default=None)
-    _file_keys: frozenset[str] = PrivateAttr(default=frozenset())
 
     @field_validator("watch", "shared_watch", mode="before")
     @classmethod
@@ -312,7 +322,3 @@ class Settings(LayoutSettings):
     @property
     def after_upload_action(self) -> tuple[AfterUploadKind, Path | None]:
         return parse_after_upload(self.after_upload)
-
-    def label(self, field: str) -> str:
-        """``field`` as it can be given, naming the config file when it has that key."""
-        return setting_label(field, self._config_file if field in self._file_keys else None)

@@ -11,6 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, get_origin
 
+from tailup.config.folders import FOLDER_FIELDS, table_label
 from tailup.config.forms import ACCEPTED_FORMS, setting_label
 from tailup.config.settings import DURATION_FIELDS, SIZE_FIELDS, Settings
 from tailup.errors import ConfigError
@@ -27,6 +28,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
     known = set(Settings.model_fields)
     problems = [_unknown_key_problem(key, known) for key in data if key not in known]
     for key, value in data.items():
+        if key == "watch":
+            problems.extend(_watch_value_problems(value, path))
+            continue
         problem = _file_value_problem(key, value, path) if key in known else None
         if problem:
             problems.append(problem)
@@ -108,6 +112,36 @@ def _file_value_problem(key: str, value: Any, path: Path) -> str | None:
     accepted = ACCEPTED_FORMS.get(key)
     form = f"{accepted}; in the file, {kind.value}" if accepted else kind.value
     return f"{setting_label(key, path)}: got {shown!r}, {what}. Accepted: {form}"
+
+
+def split_watch(value: Any) -> tuple[list[str], list[dict[str, Any]]]:
+    """The file's ``watch``: its folders given as strings, and its [[watch]] tables."""
+    items = value if isinstance(value, list) else [value]
+    tables = [item for item in items if isinstance(item, dict)]
+    return [item for item in items if not isinstance(item, dict)], tables
+
+
+def _watch_value_problems(value: Any, path: Path) -> list[str]:
+    """``watch``: strings (folders), or [[watch]] tables whose fields have their settings' types
+    (their values are checked when the folders are resolved: tailup.config.folders)."""
+    folders, tables = split_watch(value)
+    problems = [p for p in [_file_value_problem("watch", folders, path)] if p]
+    for index, table in enumerate(tables, start=1):
+        label = table_label(index, table, path)
+        if "path" in table and not isinstance(table["path"], str):
+            got = table["path"]
+            problems.append(
+                f"{label}: path: got {got!r}, a TOML {_toml_type(got)}. Accepted: "
+                f"{ACCEPTED_FORMS['watch']}; in the file, {FileKind.TEXT.value}"
+            )
+        for field, given in table.items():
+            kind = file_kind(field) if field in FOLDER_FIELDS else None
+            if kind is not None and not _file_value_ok(kind, given):
+                problems.append(
+                    f"{label}: {field}: got {given!r}, a TOML {_toml_type(given)}. Accepted: "
+                    f"{ACCEPTED_FORMS[field]}; in the file, {kind.value}"
+                )
+    return problems
 
 
 def _unknown_key_problem(key: str, known: set[str]) -> str:

@@ -46,7 +46,7 @@ class Supervisor(LeaseRounds, Dispatch, Opening, Shares, Names, Registry):
         async with (
             Watcher(
                 self._roots,
-                self._settings.include,
+                self._folders.includes,  # each folder's own: tailup.supervisor.folders
                 poll=self._settings.poll,
                 poll_interval_s=self._settings.poll_interval,
                 io_timeout_s=self._settings.io_timeout,
@@ -75,6 +75,8 @@ class Supervisor(LeaseRounds, Dispatch, Opening, Shares, Names, Registry):
                 )
             await self._resume_live_streams(stop)
             log.info("watching", folders=[str(r) for r in self._roots])
+            for folder in self._folders.described():
+                log.info("folder settings (* its [[watch]] table's)", **folder)
             self.ready.set()
             await self._dispatch_until(stop)
             forward.cancel()

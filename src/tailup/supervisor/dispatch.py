@@ -39,7 +39,7 @@ from tailup.supervisor.state import (
     SupervisorState,
     containing_root,
 )
-from tailup.watcher import Watcher, is_candidate, writers_open
+from tailup.watcher import Watcher, writers_open
 
 log = structlog.get_logger("tailup.supervisor")
 T = TypeVar("T")
@@ -134,12 +134,13 @@ class Dispatch(SupervisorState):
             return
         if event.kind is EventKind.DISCOVERED and event.writer_open is False:
             event = dataclasses.replace(event, writer_open=self._writer_open(event.path, False))
-        dest = event.dest_path
+        dest, roots = event.dest_path, self._roots
+        dest_root = containing_root(dest, roots) if dest is not None else None
         facts = RouteFacts(
             has_stream=event.path in self._streams,
-            candidate=is_candidate(event.path, self._settings.include),
-            dest_inside=dest is not None and containing_root(dest, self._roots) is not None,
-            dest_candidate=dest is not None and is_candidate(dest, self._settings.include),
+            candidate=self._folders.is_candidate(event.path, containing_root(event.path, roots)),
+            dest_inside=dest_root is not None,
+            dest_candidate=dest is not None and self._folders.is_candidate(dest, dest_root),
         )
         for action in route(event, facts):
             await self._carry_out(action, event)

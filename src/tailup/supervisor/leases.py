@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from typing import TypeVar
 
@@ -133,6 +134,8 @@ class LeaseRounds(SupervisorState):
                 "version": __version__,
                 "bwlimit": describe_rate(limit.bytes_per_second) if limit else "off",
                 "bwlimit_timetable": timetable,
+                # Each folder's effective settings (tailup.supervisor.folders), for `status`.
+                "folders": json.dumps(self._folders.described()),
                 "updated_at": iso(utc_now()),
             },
             2 * self._settings.lease_ttl,

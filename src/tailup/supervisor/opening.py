@@ -102,7 +102,7 @@ class Opening(SupervisorState):
         return Where(
             placement=Placement(root=root, watch_name=watch_name, scope=scope),
             shared=root in self._shares,
-            defaults=self._defaults,
+            defaults=self._folders.defaults(found_root),
             now=utc_now(),
             now_ns=time.time_ns(),
             now_mono=now_mono,
@@ -111,8 +111,8 @@ class Opening(SupervisorState):
             redis_lost=self.redis_lost,
             keep_records_s=settings.keep_records,
             lease_ttl_s=settings.lease_ttl,
-            unique_template=template_is_unique(settings.key_template),
-            check_keys=self._deps.check_keys,
+            unique_template=template_is_unique(self._folders.of(found_root).key_template),
+            check_keys=self._folders.deps(found_root).check_keys,
             running=frozenset(self._by_id),
             elsewhere_until=until if until > now_mono else 0.0,
             unchanged=self._unchanged.get(path),
@@ -259,7 +259,7 @@ class Opening(SupervisorState):
         """Finish an after-upload action left pending (its writer held the file at completion,
         or a shutdown cut it off), now that the file is unchanged since its verified upload."""
         result = await run_after_upload(
-            self._settings.after_upload_action,
+            self._folders.of(Path(record.watch_root)).after_upload_action,
             Path(record.path),
             Path(record.watch_root),
             close_seen=writer_closed,

@@ -66,7 +66,7 @@ class Registry(SupervisorState):
     def _deps_for(self, record: StreamRecord) -> StreamDeps:
         """A stream keeps the bucket it started in (a resumed stream after --bucket changed). In
         a shared folder the writer may be on another host, out of this /proc's sight."""
-        deps = self._deps
+        deps = self._folders.deps(Path(record.watch_root))  # its folder's own settings
         if record.bucket and record.bucket != self._settings.bucket:
             deps = dataclasses.replace(deps, store=self._store.for_bucket(record.bucket))
         shared = record.scope.startswith("share:")

@@ -21,6 +21,7 @@ from tailup.budget import ByteBudget
 from tailup.checkpoint import CheckpointStore
 from tailup.closes import CloseChecks
 from tailup.config import KeyConflict, Settings
+from tailup.config.folders import folder_settings, global_folder
 from tailup.errors import (
     RetryableError,
 )
@@ -52,6 +53,7 @@ from tailup.source import (
     FileStat,
 )
 from tailup.stream import Stream, StreamDeps
+from tailup.supervisor.folders import Folders
 from tailup.watcher import Watcher
 
 log = structlog.get_logger("tailup.supervisor")
@@ -168,6 +170,14 @@ class SupervisorState:
             checksum=settings.checksum,
             hostname=socket.gethostname(),
             node_id=settings.node_id,
+        )
+        # Each folder's own settings ([[watch]] tables): resolved once, here.
+        self._folders = Folders(
+            folder_settings(settings),
+            global_folder(settings),
+            self._defaults,
+            self._deps,
+            overwrite=overwrite,
         )
         self._group: asyncio.TaskGroup | None = None
         # --hls: playlists are published by this, not streamed (tailup.hlspublish); None when off.
