@@ -55,13 +55,13 @@ class HlsPublisher:
         self,
         store: MultipartStore,
         *,
-        prefix: str,
+        prefix_of: Callable[[Path], str],
         options: ObjectOptions | None,
         io: Io,
         root_of: Callable[[Path], Path | None],
     ) -> None:
         self._store = store
-        self._prefix = prefix
+        self._prefix_of = prefix_of  # a watched folder's key prefix (its [[watch]] table's)
         self._options = options
         self._io = io
         self._root_of = root_of
@@ -110,7 +110,7 @@ class HlsPublisher:
                 log.debug("playlist waits for its segments", path=str(path), missing=len(missing))
                 return
             self._pending.pop(path, None)
-            await self._put(path, rel, body, inside)
+            await self._put(path, root, body, inside)
 
     async def file_in_s3(self, path: Path) -> None:
         """``path``'s object is in S3 (a segment's verified completion): publish what waited
@@ -129,7 +129,7 @@ class HlsPublisher:
                 del self._pending[playlist]
                 root = self._root_of(playlist)
                 if root is not None:
-                    await self._put(playlist, _relpath(playlist, root), now.body, now.inside)
+                    await self._put(playlist, root, now.body, now.inside)
 
     def forget(self, path: Path) -> None:
         """The playlist was deleted or moved away: nothing of it waits any more (what S3 has
@@ -148,24 +148,22 @@ class HlsPublisher:
             return set()
         missing: set[Path] = set()
         for rel in decision.missing:
-            if await self._found_in_s3(root / rel, rel):
+            if await self._found_in_s3(root / rel, hls_key(rel, self._prefix_of(root))):
                 self._note_in_s3(root / rel)
             else:
                 missing.add(root / rel)
         return missing
 
-    async def _found_in_s3(self, path: Path, rel: PurePosixPath) -> bool:
+    async def _found_in_s3(self, path: Path, key: str) -> bool:
         try:
-            info = await self._store.head_object(hls_key(rel, self._prefix))
+            info = await self._store.head_object(key)
             size = await self._io(_size_or_none, path)
         except TailupError:
             return False  # not known there: its completion is waited for
         return info is not None and (size is None or info.size == size)
 
-    async def _put(
-        self, path: Path, rel: PurePosixPath, body: bytes, inside: frozenset[Path]
-    ) -> None:
-        key = hls_key(rel, self._prefix)
+    async def _put(self, path: Path, root: Path, body: bytes, inside: frozenset[Path]) -> None:
+        key = hls_key(_relpath(path, root), self._prefix_of(root))
         try:
             await self._store.put_object(
                 key,

@@ -43,7 +43,7 @@ async def test_what_a_playlist_names_is_remembered_with_it_and_forgotten_ones_ar
     store = CountingStore()
     publisher = HlsPublisher(
         store,  # type: ignore[arg-type]
-        prefix="p",
+        prefix_of=lambda _root: "p",
         options=None,
         io=_io,
         root_of=lambda _path: tmp_path,

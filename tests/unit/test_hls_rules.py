@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from tailup.cli import main
-from tailup.config import Settings, check_daemon_settings
+from tailup.config import Settings, check_daemon_settings, load_settings
 from tailup.errors import ConfigError
 from tailup.keys import DEFAULT_KEY_TEMPLATE
 from tailup.metadata import content_type_for
@@ -177,3 +177,19 @@ def test_tailup_run_refuses_hls_with_a_key_template(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "--key-template (TAILUP_KEY_TEMPLATE): '{name}' cannot be used with --hls" in err
+
+
+@pytest.mark.usefixtures("outside_settings_removed")
+def test_hls_refuses_a_folder_key_template(tmp_path: Path) -> None:
+    cam = tmp_path / "cam"
+    cam.mkdir()
+    config = tmp_path / "t.toml"
+    config.write_text(
+        f'bucket = "b"\nhls = true\n[[watch]]\npath = "{cam}"\nprefix = "site"\n'
+        f'[[watch]]\npath = "{tmp_path / "x"}"\nkey_template = "{{name}}"\n',
+        encoding="utf-8",
+    )
+    (tmp_path / "x").mkdir()
+    settings = load_settings({}, config)
+    with pytest.raises(ConfigError, match=r"key_template '\{name\}' cannot be used with --hls"):
+        check_daemon_settings(settings)

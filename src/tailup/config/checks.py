@@ -105,13 +105,23 @@ def _kms_key_problems(settings: Settings) -> list[str]:
 
 
 def _hls_problems(settings: Settings) -> list[str]:
-    if not settings.hls or settings.key_template == HLS_KEY_TEMPLATE:
+    if not settings.hls:
         return []
+    problems = [
+        f"[[watch]] table {table.get('path')!r}: key_template {table['key_template']!r} cannot "
+        f"be used with {settings.label('hls')}, which keys every file by its path below the "
+        f"watched folder ({HLS_KEY_TEMPLATE}). Accepted: no key_template (a prefix of its own)"
+        for table in settings._watch_tables
+        if table.get("key_template", HLS_KEY_TEMPLATE) != HLS_KEY_TEMPLATE
+    ]
+    if settings.key_template == HLS_KEY_TEMPLATE:
+        return problems
     return [
+        *problems,
         f"{settings.label('key_template')}: {settings.key_template!r} cannot be used with "
         f"{settings.label('hls')}, which keys every file by its path below the watched folder "
         f"({HLS_KEY_TEMPLATE}) so that a playlist's segments are beside it. Accepted: no key "
-        "template (use --prefix for a folder in the bucket)"
+        "template (use --prefix for a folder in the bucket)",
     ]
 
 

@@ -184,7 +184,7 @@ class SupervisorState:
         self._hls = (
             HlsPublisher(
                 store,
-                prefix=settings.prefix,
+                prefix_of=lambda root: self._folders.of(root).prefix,
                 options=settings.object_options.metadata_object,
                 io=self._io,
                 root_of=lambda path: containing_root(path, self._roots),
