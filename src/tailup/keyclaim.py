@@ -34,17 +34,25 @@ async def claim_key(
     *,
     check: bool,
     taken: Collection[str] = (),
+    exact: bool = False,
 ) -> str:
     """A free key for ``stream_id``, reserved for it: ``key`` itself, else the next number of
     the key's counter (``cam1-2.ts``, ``cam1-3.ts``, ...: one INCR, however many recordings
     had the name before), else ``cam1-<stream id>.ts``, no other recording's by construction.
     At most COUNTED_TRIES + 2 guesses. ``check`` False: the key is unique by construction or the
     user asked for overwrites. ``taken``: keys known to hold an object (a conditional write was
-    refused there)."""
+    refused there). ``exact`` (--hls): the key itself or a PermanentError, never a suffixed
+    one: a playlist names its segments by path, and a renamed one would be missing for it."""
     if not check:
         return key
     if key not in taken and await _free(checkpoints, store, key, stream_id):
         return key
+    if exact:
+        raise PermanentError(
+            f"S3 key {key!r} holds another recording or object: with --hls a file's key is "
+            "its path below the watched folder (a playlist names its segments by it), so it is "
+            "not uploaded under another; remove that object, or use another --prefix"
+        )
     for _ in range(COUNTED_TRIES):
         candidate = suffixed_key(key, await checkpoints.next_key_number(key) + 1)
         if candidate not in taken and await _free(checkpoints, store, candidate, stream_id):

@@ -25,6 +25,9 @@ _CONTENT_TYPES = {
     ".mkv": "video/x-matroska",
     ".ts": "video/mp2t",
     ".flv": "video/x-flv",
+    # HLS (--hls): what players and CDNs expect of a playlist and an fMP4 media segment.
+    ".m3u8": "application/vnd.apple.mpegurl",
+    ".m4s": "video/iso.segment",
 }
 
 

@@ -147,6 +147,15 @@ _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
             "help": "poll the folders instead of inotify (network filesystems).",
         },
     ),
+    (
+        "--hls",
+        {
+            "action": "store_const",
+            "const": True,
+            "help": "live HLS: playlists and segments keyed by their path below the folder, a "
+            "playlist published in place once every segment it names is in S3.",
+        },
+    ),
     ("--poll-interval", {"help": "seconds between polls with --poll (default 1)."}),
     ("--part-concurrency", {"type": int, "help": "parts of one stream in flight (default 4)."}),
     ("--max-inflight-bytes", {"help": "memory for parts in flight, all streams (default 160MiB)."}),

@@ -12,6 +12,7 @@ from tailup.config.settings import Settings
 from tailup.config.values import AfterUploadKind
 from tailup.errors import ConfigError
 from tailup.objectoptions import kms_key_problem
+from tailup.rules.hls import HLS_KEY_TEMPLATE
 from tailup.units import format_size
 
 
@@ -103,9 +104,31 @@ def _kms_key_problems(settings: Settings) -> list[str]:
     return [f"{settings.label('sse_kms_key_id')}: {problem}. Accepted: {accepted}"]
 
 
+def _hls_problems(settings: Settings) -> list[str]:
+    if not settings.hls:
+        return []
+    problems = [
+        f"[[watch]] table {table.get('path')!r}: key_template {table['key_template']!r} cannot "
+        f"be used with {settings.label('hls')}, which keys every file by its path below the "
+        f"watched folder ({HLS_KEY_TEMPLATE}). Accepted: no key_template (a prefix of its own)"
+        for table in settings._watch_tables
+        if table.get("key_template", HLS_KEY_TEMPLATE) != HLS_KEY_TEMPLATE
+    ]
+    if settings.key_template == HLS_KEY_TEMPLATE:
+        return problems
+    return [
+        *problems,
+        f"{settings.label('key_template')}: {settings.key_template!r} cannot be used with "
+        f"{settings.label('hls')}, which keys every file by its path below the watched folder "
+        f"({HLS_KEY_TEMPLATE}) so that a playlist's segments are beside it. Accepted: no key "
+        "template (use --prefix for a folder in the bucket)",
+    ]
+
+
 def check_daemon_settings(settings: Settings) -> None:
     """What `tailup run` needs beyond what every subcommand needs."""
     problems = _watch_problems(settings) + _after_upload_problems(settings)
+    problems.extend(_hls_problems(settings))
     problems.extend(_kms_key_problems(settings))
     problems.extend(_budget_problems(settings))
     problems.extend(_bucket_problems(settings))

@@ -47,6 +47,7 @@ ACCEPTED_FORMS: dict[str, str] = {
     "metrics_host": "an address to listen on, e.g. 127.0.0.1 or 0.0.0.0",
     "health_interval": f"{DURATION_FORM}, above 0",
     "poll": "true or false (as a flag: --poll, or no --poll)",
+    "hls": "true or false (as a flag: --hls, or no --hls)",
     "log_format": "json, console or auto",
     "log_level": "debug, info, warning or error",
     "watch": "an existing folder (repeat --watch for more), none inside another",

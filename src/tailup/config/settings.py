@@ -14,11 +14,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from tailup.bandwidth import parse_bwlimit
 from tailup.checksums import ChecksumAlgorithm
 from tailup.config.forms import setting_label
-from tailup.config.storage import StorageSettings
+from tailup.config.layout import LayoutSettings
 from tailup.config.values import (
-    DEFAULT_INCLUDE,
     AfterUploadKind,
-    KeyConflict,
     LogFormat,
     PayloadSigning,
     is_node_id,
@@ -27,7 +25,6 @@ from tailup.config.values import (
     split_list,
 )
 from tailup.hashplan import Sha256Setting
-from tailup.keys import DEFAULT_KEY_TEMPLATE, template_problems
 from tailup.plan import MAX_PART_SIZE_BYTES, MIN_PART_SIZE_BYTES, MiB, PartSizing
 from tailup.redisconn import RedisUrlError, parse_redis_url
 from tailup.rules.tails import parse_rpo
@@ -62,7 +59,7 @@ class Origin(BaseSettings):
         return setting_label(field, self._config_file if field in self._file_keys else None)
 
 
-class Settings(StorageSettings, Origin):
+class Settings(LayoutSettings, Origin):
     """Everything `tailup run` needs. Connection settings are shared by every subcommand; how
     objects are stored (--storage-class, --sse, --tag) is StorageSettings's."""
 
@@ -115,9 +112,6 @@ class Settings(StorageSettings, Origin):
         description="How long ended stream records stay in Redis (0 = forever); S3 answers "
         "for older ones.",
     )
-    include: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: list(DEFAULT_INCLUDE), description="File name globs to upload."
-    )
     part_size: int = Field(default=8 * MiB, description="Base S3 part size (5MiB..5GiB).")
     part_sizing: PartSizing = Field(
         default=PartSizing.GROWING,
@@ -133,12 +127,6 @@ class Settings(StorageSettings, Origin):
     close_grace: float = Field(
         default=0.0,
         description="Finalize this many seconds after the last writer closed the file.",
-    )
-    key_template: str = Field(default=DEFAULT_KEY_TEMPLATE, description="S3 key of each file.")
-    key_conflict: KeyConflict = Field(
-        default=KeyConflict.SUFFIX,
-        description="When a template names a key that holds another recording: suffix "
-        "(cam1-2.ts) or overwrite.",
     )
     io_timeout: float = Field(
         default=30.0,
@@ -232,11 +220,6 @@ class Settings(StorageSettings, Origin):
             raise ValueError(f"{value:g} is negative (0 keeps records forever)")
         return value
 
-    @field_validator("include", mode="before")
-    @classmethod
-    def _globs(cls, value: Any) -> Any:
-        return split_list(value, r"[,\s]+")
-
     @field_validator(*SIZE_FIELDS, mode="before")
     @classmethod
     def _size(cls, value: Any) -> int:
@@ -291,14 +274,6 @@ class Settings(StorageSettings, Origin):
             raise ValueError(f"{value} is outside 0..65535")
         return value
 
-    @field_validator("key_template")
-    @classmethod
-    def _template(cls, value: str) -> str:
-        problems = template_problems(value)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return value
-
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
@@ -338,13 +313,6 @@ class Settings(StorageSettings, Origin):
         if value.lower() not in {"debug", "info", "warning", "error"}:
             raise ValueError(f"{value!r} is not a log level")
         return value.lower()
-
-    @field_validator("include")
-    @classmethod
-    def _include(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("no pattern given")
-        return value
 
     @property
     def shares(self) -> list[tuple[str, Path]]:

@@ -16,7 +16,12 @@ _FORMAT_ARGS: dict[str, list[str]] = {
     "mkv": ["-f", "matroska"],
     "ts": ["-f", "mpegts"],
     "mov": ["-f", "mov"],
+    # Live HLS (tailup --hls): 1-s segments (with a keyframe a second: gop=rate), every one kept
+    # in the playlist; ffmpeg rewrites it as x.m3u8.tmp renamed over x.m3u8 after each segment.
+    "hls": ["-f", "hls", "-hls_time", "1", "-hls_list_size", "0"],
+    "hls-fmp4": ["-f", "hls", "-hls_time", "1", "-hls_list_size", "0", "-hls_segment_type", "fmp4"],
 }
+HLS_FORMATS: tuple[str, ...] = ("hls", "hls-fmp4")
 
 
 def ffmpeg_exe() -> str:
@@ -44,7 +49,8 @@ def record_cmd(
     """An ffmpeg command recording ``seconds`` of a synthetic source (H.264 + AAC) to ``out``.
 
     ``fmt`` is one of :data:`RECORD_FORMATS`: ``mp4``, ``faststart`` (MP4 with the index moved to
-    the front at the end), ``fmp4`` (fragmented MP4), ``mkv``, ``ts`` (MPEG-TS) or ``mov``.
+    the front at the end), ``fmp4`` (fragmented MP4), ``mkv``, ``ts`` (MPEG-TS) or ``mov``; or
+    of :data:`HLS_FORMATS` (``out`` is then the playlist, its segments beside it).
     ``live`` reads the source in real time (``-re``), so the file grows like a real recording;
     without it ffmpeg writes as fast as it can. ``bitrate`` (e.g. ``"4M"``) makes the video
     constant-bitrate (filler included), so the file grows at a known pace; by default x264
@@ -55,7 +61,7 @@ def record_cmd(
         format_args = _FORMAT_ARGS[fmt]
     except KeyError:
         raise ValueError(
-            f"unknown recording format {fmt!r}; accepted: {', '.join(RECORD_FORMATS)}"
+            f"unknown recording format {fmt!r}; accepted: {', '.join(RECORD_FORMATS + HLS_FORMATS)}"
         ) from None
     if seconds <= 0:
         raise ValueError(f"seconds must be > 0, got {seconds!r}")

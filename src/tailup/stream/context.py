@@ -88,6 +88,8 @@ class StreamDeps:
     # A template without {stream_id}: new keys are claimed (tailup.keyclaim) and a key taken at
     # completion gets the stream a free one.
     check_keys: bool = False
+    # --hls: a claimed key is the rendered one or an error, never suffixed (tailup.keyclaim).
+    exact_keys: bool = False
     # If-None-Match: * at the completion of a stream's first generation (not --key-conflict
     # overwrite).
     conditional_writes: bool = True

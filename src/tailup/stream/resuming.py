@@ -66,7 +66,12 @@ class Resumer(Collaborator):
         """A new recording's key, claimed by its stream (tailup.keyclaim): a PermanentError
         here fails the stream (visible, retried) rather than the event that made it."""
         key = await claim_key(
-            self.deps.checkpoints, self.deps.store, self.record.key, self.stream_id, check=True
+            self.deps.checkpoints,
+            self.deps.store,
+            self.record.key,
+            self.stream_id,
+            check=True,
+            exact=self.deps.exact_keys,
         )
         await self.deps.checkpoints.update(self.stream_id, key=key, key_pending=False)
         self.record = self.record.with_changes(key=key, key_pending=False)
@@ -82,6 +87,7 @@ class Resumer(Collaborator):
             self.stream_id,
             check=True,
             taken=(self.record.key,),
+            exact=self.deps.exact_keys,
         )
         self._log.warning(
             "key taken by another recording; uploading under a free key",

@@ -86,5 +86,7 @@ class Supervisor(LeaseRounds, Dispatch, Opening, Shares, Names, Registry):
             # Before the streams are stopped: an event still being routed may start one.
             await lanes.join(self._settings.shutdown_grace)
             await self._drain()
+            if self._hls is not None:
+                self._hls.close()
             if timetable is not None:
                 timetable.cancel()  # applied until the last part in flight is done

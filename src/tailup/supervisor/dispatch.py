@@ -29,6 +29,7 @@ from tailup.model import (
 )
 from tailup.routing import Action, route
 from tailup.routing import Facts as RouteFacts
+from tailup.rules.hls import is_playlist
 from tailup.rules.writers import Sight, seen_writer_open
 from tailup.source import (
     stat_file,
@@ -129,6 +130,8 @@ class Dispatch(SupervisorState):
         return seen_writer_open(found, self._sight(path))
 
     async def _route(self, event: FileEvent) -> None:
+        if self._hls is not None and await self._playlist_event(event):
+            return
         if event.kind is EventKind.DISCOVERED and event.writer_open is False:
             event = dataclasses.replace(event, writer_open=self._writer_open(event.path, False))
         dest, roots = event.dest_path, self._roots
@@ -141,6 +144,25 @@ class Dispatch(SupervisorState):
         )
         for action in route(event, facts):
             await self._carry_out(action, event)
+
+    async def _playlist_event(self, event: FileEvent) -> bool:
+        """--hls: a playlist's events go to its publisher (tailup.hlspublish), never to a
+        stream. True when the event was a playlist's."""
+        assert self._hls is not None
+        dest = event.dest_path
+        if dest is not None and is_playlist(dest.name):
+            # ffmpeg's x.m3u8.tmp renamed over x.m3u8: the new playlist, whole.
+            if is_playlist(event.path.name):
+                self._hls.forget(event.path)
+            await self._hls.playlist_changed(dest)
+            return True
+        if not is_playlist(event.path.name):
+            return False
+        if event.kind in (EventKind.DELETED, EventKind.MOVED):
+            self._hls.forget(event.path)
+        elif _playlist_whole(event, polling=self._settings.poll):
+            await self._hls.playlist_changed(event.path)
+        return True
 
     async def _carry_out(self, action: Action, event: FileEvent) -> None:
         path = event.path
@@ -228,6 +250,17 @@ class Dispatch(SupervisorState):
 
     async def _latest_record(self, path: Path) -> StreamRecord | None:
         return (await self._path_history(path))[0]
+
+
+def _playlist_whole(event: FileEvent, *, polling: bool) -> bool:
+    """A playlist written in place is whole once its writer closed it (an open may see a partial
+    write). Polling sees no close: a change seen is the playlist (recorders write a playlist
+    whole and rename it over the old one, as ffmpeg does)."""
+    if event.kind is EventKind.CLOSED:
+        return True
+    if event.kind is EventKind.DISCOVERED:
+        return event.writer_open is not True
+    return polling and event.kind in (EventKind.CREATED, EventKind.MODIFIED)
 
 
 # Which of two events for one path says more, when both wait for a retry.

@@ -159,7 +159,12 @@ class Opening(SupervisorState):
             case AskKey(key, stream_id, check):
                 try:
                     return await claim_key(
-                        self._checkpoints, self._store, key, stream_id, check=check
+                        self._checkpoints,
+                        self._store,
+                        key,
+                        stream_id,
+                        check=check,
+                        exact=self._settings.hls,
                     )
                 except PermanentError:
                     return None

@@ -26,6 +26,7 @@ from tailup.errors import (
     RetryableError,
 )
 from tailup.events import FileEvent
+from tailup.hlspublish import HlsPublisher
 from tailup.identity import (
     FileIdentity,
 )
@@ -124,6 +125,7 @@ class SupervisorState:
             after_upload=settings.after_upload_action,
             proc_sees_all=self._proc_sees_all and not settings.poll,
             check_keys=not overwrite and not template_is_unique(settings.key_template),
+            exact_keys=settings.hls,
             conditional_writes=not overwrite,
             failed_retry_s=settings.failed_retry,
             stat_timeout_s=settings.io_timeout,
@@ -178,6 +180,18 @@ class SupervisorState:
             overwrite=overwrite,
         )
         self._group: asyncio.TaskGroup | None = None
+        # --hls: playlists are published by this, not streamed (tailup.hlspublish); None when off.
+        self._hls = (
+            HlsPublisher(
+                store,
+                prefix_of=lambda root: self._folders.of(root).prefix,
+                options=settings.object_options.metadata_object,
+                io=self._io,
+                root_of=lambda path: containing_root(path, self._roots),
+            )
+            if settings.hls
+            else None
+        )
         self._lanes: Lanes | None = None
         self.events_routed = 0  # observable progress, for tests and /healthz
         self.ready = asyncio.Event()  # set once watching and live streams resumed

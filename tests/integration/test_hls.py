@@ -1,0 +1,202 @@
+"""--hls against the real servers (SeaweedFS, Redis, ffmpeg's HLS muxer): a player reading the
+playlist from the bucket while it is recorded never meets a missing segment; the final playlist
+and every segment in S3 equal the local files; each segment is sent once, as one stream; a
+playlist naming files outside the folder is published once the ones inside are there."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections import Counter
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from structlog.testing import capture_logs
+
+from harness import Daemon, object_bytes, running_daemon, wait_until
+from tailup.checkpoint import RedisCheckpointStore
+from tailup.dev import MemoryMultipartStore, RedisServer
+from tailup.errors import PermanentError
+from tailup.integrity import crc32_of
+from tailup.keyclaim import claim_key
+from tailup.keys import SIDECAR_SUFFIX
+from tailup.model import StreamState
+from tailup.rules.hls import named_files
+
+pytestmark = pytest.mark.asyncio
+PLAYER_REFRESH_S = 0.2  # how often the player reads the playlist again, as hls.js does
+
+
+def _get(s3_client: Any, bucket: str, key: str) -> bytes | None:
+    """The object's bytes; None for NoSuchKey."""
+    try:
+        return bytes(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+
+
+async def _in_s3(s3_client: Any, bucket: str, key: str, expected: bytes) -> bool:
+    # Off the loop: the daemon runs in this process.
+    return await asyncio.to_thread(_get, s3_client, bucket, key) == expected
+
+
+class Player:
+    """Reads the playlist from the bucket, as a player does, and every file it names."""
+
+    def __init__(self, s3_client: Any, bucket: str, playlist_key: str) -> None:
+        self.s3, self.bucket, self.key = s3_client, bucket, playlist_key
+        self.reads = 0  # playlist reads that found one
+        self.segment_reads = 0
+        self.missing: list[tuple[int, str]] = []  # (read number, segment key) never found
+        self.last: bytes | None = None
+
+    def read_once(self) -> None:
+        body = _get(self.s3, self.bucket, self.key)
+        if body is None:
+            return  # not published yet: a player retries
+        self.reads += 1
+        self.last = body
+        folder = str(PurePosixPath(self.key).parent)
+        for rel in named_files(body.decode(), PurePosixPath("x.m3u8")).inside:
+            key = f"{folder}/{rel}"
+            if _get(self.s3, self.bucket, key) is None:
+                self.missing.append((self.reads, key))
+            self.segment_reads += 1
+
+    async def play_until(self, done: asyncio.Event) -> None:
+        while not done.is_set():
+            await asyncio.to_thread(self.read_once)
+            await asyncio.sleep(PLAYER_REFRESH_S)
+
+
+@pytest.mark.parametrize("fmt", ["hls", "hls-fmp4"])
+async def test_live_hls_plays_from_s3_with_no_missing_segment(
+    daemon_args: dict[str, Any], s3_client: Any, record: Any, fmt: str
+) -> None:
+    watch: Path = daemon_args["watch"]
+    cam = watch / "cam1"
+    cam.mkdir()
+    playlist = cam / "live.m3u8"
+    prefix = f"site-{uuid.uuid4().hex[:6]}"
+    bucket = daemon_args["bucket"]
+    async with running_daemon(**daemon_args, hls=True, prefix=prefix) as daemon:
+        player = Player(s3_client, bucket, f"{prefix}/cam1/live.m3u8")
+        done = asyncio.Event()
+        playing = asyncio.create_task(player.play_until(done))
+        proc = record(playlist, fmt, 6, gop=25)
+        assert await asyncio.to_thread(proc.wait) == 0, proc.log_path.read_text()
+        local = playlist.read_bytes()
+        assert b"#EXT-X-ENDLIST" in local
+        await wait_until(
+            lambda: _in_s3(s3_client, bucket, player.key, local), "the final playlist in S3"
+        )
+        done.set()
+        await playing
+        # The player read the playlist while it grew and never met a missing segment.
+        assert player.reads >= 2 and player.segment_reads > 0
+        assert player.missing == []
+        names = named_files(local.decode(), PurePosixPath(playlist.name)).inside
+        await _each_segment_one_stream(daemon, cam, names)
+    for rel in names:
+        assert object_bytes(s3_client, bucket, f"{prefix}/cam1/{rel}") == (cam / rel).read_bytes()
+    head = s3_client.head_object(Bucket=bucket, Key=player.key)
+    assert head["ContentType"] == "application/vnd.apple.mpegurl"
+    # The playlist never became a recording, and was replaced in place (one key).
+    keys = {o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket)["Contents"]}
+    media = {k for k in keys if not k.endswith(SIDECAR_SUFFIX)}
+    assert media == {player.key} | {f"{prefix}/cam1/{rel}" for rel in names}
+    assert daemon.supervisor._hls is not None and daemon.supervisor._hls.puts >= 2
+
+
+async def _each_segment_one_stream(daemon: Daemon, folder: Path, names: Any) -> None:
+    """Every segment completed as one stream, sent once: one PUT or one completed upload of its
+    key, never a second; the playlist has no record at all."""
+    records = [await daemon.wait_for_state(folder / r, {StreamState.COMPLETED}) for r in names]
+    sent = Counter(k for k in daemon.store.puts if not k.endswith(SIDECAR_SUFFIX))
+    sent.update(k for k, _ in daemon.store.completes)
+    for record in records:
+        assert record.generation == 1
+        assert sent[record.key] == 1, (record.key, sent)
+    assert await daemon.record_for(folder / "live.m3u8") is None
+
+
+async def test_a_playlist_naming_files_outside_the_folder_is_published_with_a_warning(
+    daemon_args: dict[str, Any], s3_client: Any
+) -> None:
+    watch: Path = daemon_args["watch"]
+    bucket = daemon_args["bucket"]
+    outside = watch.parent / "x.ts"
+    outside.write_bytes(b"outside")
+    text = (
+        b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n"
+        b"#EXTINF:1,\n../x.ts\n#EXTINF:1,\nhttps://cdn.example/y.ts\n#EXTINF:1,\na.ts\n"
+        b"#EXT-X-ENDLIST\n"
+    )
+    with capture_logs() as logs:
+        async with running_daemon(**daemon_args, hls=True) as daemon:
+            # The playlist first: it waits for a.ts alone, which comes next.
+            tmp = watch / "live.m3u8.tmp"
+            tmp.write_bytes(text)
+            os.rename(tmp, watch / "live.m3u8")
+            hls = daemon.supervisor._hls
+            assert hls is not None
+            await wait_until(
+                lambda: watch / "live.m3u8" in hls.waiting(), "the playlist waiting for a.ts"
+            )
+            assert hls.waiting()[watch / "live.m3u8"] == {watch / "a.ts"}
+            (watch / "a.ts").write_bytes(b"\x47" * 188 * 10)
+            await wait_until(
+                lambda: _in_s3(s3_client, bucket, "live.m3u8", text), "the playlist in S3"
+            )
+            assert hls.waiting() == {}
+    assert _get(s3_client, bucket, "a.ts") == b"\x47" * 188 * 10
+    assert _get(s3_client, bucket, "x.ts") is None  # never uploaded
+    warnings = [e for e in logs if e["event"].startswith("playlist names files outside")]
+    assert len(warnings) == 1, warnings
+    assert warnings[0]["outside"] == ["../x.ts", "https://cdn.example/y.ts"]
+
+
+async def test_hls_never_suffixes_a_taken_key(redis_server: RedisServer) -> None:
+    """A segment's key is its path: taken by another recording (or an object tailup does not
+    know), it is an error naming the key and --hls, not a renamed segment the playlist misses."""
+    store: Any = MemoryMultipartStore()  # a MultipartStore (its memory twin)
+    key = f"hls/{uuid.uuid4().hex[:8]}/live0.ts"
+    async with RedisCheckpointStore.connect(redis_server.url, f"t-{uuid.uuid4().hex[:8]}") as cps:
+        assert await claim_key(cps, store, key, "s1", check=True, exact=True) == key
+        with pytest.raises(PermanentError, match=r"live0\.ts.*--hls"):
+            await claim_key(cps, store, key, "s2", check=True, exact=True)
+        other = key.replace("live0", "live1")
+        await store.put_object(other, b"x", crc32_of(b"x"), "video/mp2t")
+        with pytest.raises(PermanentError, match=r"live1\.ts.*--hls"):
+            await claim_key(cps, store, other, "s3", check=True, exact=True)
+
+
+async def test_after_a_restart_a_playlist_finds_its_segments_in_s3_and_none_is_sent_again(
+    daemon_args: dict[str, Any], s3_client: Any
+) -> None:
+    """Segments completed before this daemon started (no completion of theirs reaches its
+    publisher) are looked up in S3: the playlist goes up, and no segment is sent a second time."""
+    watch: Path = daemon_args["watch"]
+    bucket = daemon_args["bucket"]
+    segments = {name: bytes([n]) * 188 * 20 for n, name in enumerate(("a.ts", "b.ts"), 1)}
+    async with running_daemon(**daemon_args, hls=True) as first:
+        for name, data in segments.items():
+            (watch / name).write_bytes(data)
+        for name in segments:
+            await first.wait_for_state(watch / name, {StreamState.COMPLETED})
+    text = b"#EXTM3U\n#EXTINF:1,\na.ts\n#EXTINF:1,\nb.ts\n#EXT-X-ENDLIST\n"
+    async with running_daemon(**daemon_args, hls=True) as second:
+        tmp = watch / "live.m3u8.tmp"
+        tmp.write_bytes(text)
+        os.rename(tmp, watch / "live.m3u8")
+        await wait_until(lambda: _in_s3(s3_client, bucket, "live.m3u8", text), "the playlist in S3")
+        resent = [k for k in second.store.puts if k in segments]
+        resent += [k for k, _ in second.store.completes if k in segments]
+        assert resent == []
+    for name, data in segments.items():
+        assert _get(s3_client, bucket, name) == data
