@@ -14,6 +14,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 from tailup.bandwidth import parse_bwlimit
 from tailup.checksums import ChecksumAlgorithm
 from tailup.config.forms import setting_label
+from tailup.config.retention import RetentionSettings
 from tailup.config.storage import StorageSettings
 from tailup.config.values import (
     DEFAULT_INCLUDE,
@@ -45,10 +46,11 @@ DURATION_FIELDS = (
     "keep_records",
     "lease_ttl",
     "salvage_after",
+    "keep_local",
 )
 
 
-class Settings(StorageSettings):
+class Settings(RetentionSettings, StorageSettings):
     """Everything `tailup run` needs. Connection settings are shared by every subcommand; how
     objects are stored (--storage-class, --sse, --tag) is StorageSettings's."""
 
