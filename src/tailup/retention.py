@@ -104,8 +104,9 @@ class Retention:
         self._io_timeout_s = io_timeout_s
         self._clock = clock
         self._disk_of = disk_of
-        self.last: Sweep | None = None
-        self.swept = asyncio.Event()  # set after each sweep (tests await it)
+        self.last: Sweep | None = None  # the latest sweep's account
+        self._freed_total_bytes = 0
+        self._deleted_total = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """A sweep every minute, and at once when a file system falls below --min-free."""
@@ -253,6 +254,9 @@ class Retention:
         return found
 
     async def _ended_records(self) -> list[StreamRecord]:
+        """This scope's ended records whose file may still be at their path. Only their
+        path_ended field is read for all of them (one round trip a page): a file deleted, by a
+        sweep or anyone, has it set by the watcher, so old records cost little."""
         records: list[StreamRecord] = []
         offset = 0
         while True:
@@ -260,7 +264,9 @@ class Retention:
             if not ids:
                 return [r for r in records if not r.state.is_live and not r.path_ended]
             offset += len(ids)
-            records.extend(await self._checkpoints.load_records(ids))
+            ended = await self._checkpoints.get_fields(ids, "path_ended")
+            wanted = [sid for sid, flag in zip(ids, ended, strict=True) if flag != "1"]
+            records.extend(await self._checkpoints.load_records(wanted))
 
     async def _stat(self, path: Path) -> FileStat | None:
         try:
@@ -292,8 +298,22 @@ class Retention:
                     disks[one.candidate.device] = disk
         return disks
 
+    def status(self) -> dict[str, object]:
+        """/healthz's account: what was freed since start, what the last sweep left waiting."""
+        waiting: dict[str, int] = {}
+        for _, reason in self.last.waiting if self.last else []:
+            waiting[reason.name.lower()] = waiting.get(reason.name.lower(), 0) + 1
+        return {
+            "freed_bytes": self._freed_total_bytes,
+            "deleted": self._deleted_total,
+            "waiting": waiting,
+            "last_sweep": self.last.summary if self.last else "",
+        }
+
     def _report(self, result: Sweep) -> None:
         self.last = result
+        self._freed_total_bytes += result.freed_bytes
+        self._deleted_total += len(result.deleted)
         metrics.retention_swept(
             freed_bytes=result.freed_bytes,
             deleted=len(result.deleted),
@@ -304,8 +324,6 @@ class Retention:
         )
         if result.deleted or result.waiting:
             log.info(result.summary, freed=result.freed_bytes, waiting=len(result.waiting))
-        self.swept.set()
-        self.swept = asyncio.Event()
 
 
 def _refused(cand: Candidate, wait: Wait | None) -> Candidate:

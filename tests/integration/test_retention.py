@@ -5,7 +5,6 @@ completes byte for byte. Real Redis, SeaweedFS, files; the daemon in process."""
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,11 +88,14 @@ async def test_a_full_disk_loses_the_oldest_verified_closed_recordings_and_never
                 recorder.write(chunk)
                 recorder.flush()
                 written += chunk
+            retention = daemon.supervisor.retention
+            assert retention is not None
             await wait_until(
-                lambda: not paths["a"].exists() and not paths["b"].exists(),
-                "the two oldest deletable recordings gone",
+                lambda: retention.status()["deleted"] == 2,  # /healthz's "retention"
+                "a sweep that deleted the two oldest deletable recordings",
             )
-            assert live.exists()
+            assert not paths["a"].exists() and not paths["b"].exists() and live.exists()
+            assert retention.status()["freed_bytes"] == 16 * MiB
             chunk = content(MiB // 2, "after the sweep")
             recorder.write(chunk)
             written += chunk
@@ -113,7 +115,11 @@ async def test_a_full_disk_loses_the_oldest_verified_closed_recordings_and_never
 
 
 async def test_keep_local_deletes_only_what_is_older_and_verified(
-    daemon_args: dict[str, Any], watch: Path, s3_client: Any, bucket: str
+    daemon_args: dict[str, Any],
+    watch: Path,
+    s3_client: Any,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """--keep-local on an ordinary folder: a recording older than the limit goes; one whose
     object is gone from S3 and a file with no record stay."""
@@ -127,11 +133,9 @@ async def test_keep_local_deletes_only_what_is_older_and_verified(
             records[path] = await daemon.wait_for_state(path, {StreamState.COMPLETED})
         unknown.write_bytes(content(1000, "unknown"))
         s3_client.delete_object(Bucket=bucket, Key=records[gone].key)
-        # Two hours later, for the sweep alone.
-        monkeypatch = pytest.MonkeyPatch()
-        with contextlib.closing(monkeypatch):
-            monkeypatch.setattr(retention, "_clock", lambda: _later(records[old], 7200))
-            result = await retention.sweep()
+        # Two hours later, for this sweep (the daemon's own ran at start: nothing was due).
+        monkeypatch.setattr(retention, "_clock", lambda: _later(records[old], 7200))
+        result = await retention.sweep()
     assert [c.path for c in result.deleted] == [str(old)]
     assert [(c.path, why) for c, why in result.waiting] == [(str(gone), Wait.OBJECT_CHANGED)]
     assert not old.exists() and gone.exists() and unknown.exists()

@@ -148,7 +148,7 @@ def test_the_object_must_be_the_recorded_one(head: tuple[int | None, str], match
 
 def test_the_summary_says_what_was_freed_and_what_waits() -> None:
     line = summary([cand("a", 9, size=1000)], [(cand("b", 8), Wait.WRITER)])
-    waits = "1 due but waiting: 1 " + Wait.WRITER.value
+    waits = f"1 due but waiting ({Wait.WRITER.value}: 1)"
     assert line == "retention: 1 deleted (1000 bytes freed); " + waits
 
 

@@ -188,5 +188,5 @@ def summary(deleted: Sequence[Candidate], waiting: Sequence[tuple[Candidate, Wai
     counts: dict[Wait, int] = {}
     for _, reason in waiting:
         counts[reason] = counts.get(reason, 0) + 1
-    parts = ", ".join(f"{n} {reason.value}" for reason, n in counts.items())
-    return f"{line}; {len(waiting)} due but waiting: {parts}"
+    parts = ", ".join(f"{reason.value}: {n}" for reason, n in counts.items())
+    return f"{line}; {len(waiting)} due but waiting ({parts})"
