@@ -35,7 +35,7 @@ from tailup.model import StreamRecord, StreamState, parse_iso
 from tailup.offload import run_blocking
 from tailup.rules.retention import Candidate, Disk, Plan, Policy, Wait, object_matches, plan
 from tailup.rules.retention import summary as summary_line
-from tailup.rules.writers import Sight, Writer, writer_fact
+from tailup.rules.writers import Sight, Writer, may_act, writer_fact
 from tailup.s3 import MultipartStore
 from tailup.sameupload import UploadedFile, holds_upload
 from tailup.source import FileStat, stat_file
@@ -189,7 +189,7 @@ class Retention:
             return Wait.OBJECT_CHANGED
         if self._busy(path):
             return Wait.BEING_UPLOADED
-        if await self._writer(path) is not Writer.CLOSED:
+        if await self._writer(record) is not Writer.CLOSED:
             return Wait.WRITER
         try:
             await run_blocking(
@@ -212,11 +212,25 @@ class Retention:
             return Wait.NOT_THE_UPLOAD
         return None
 
-    async def _writer(self, path: Path) -> Writer:
+    async def _writer(self, record: StreamRecord) -> Writer:
+        path = Path(record.path)
         found = await run_blocking(
             writers_open, [path], timeout_s=self._io_timeout_s, what="/proc", on=path
         )
-        return writer_fact(found[path], self._sight(path)).state
+        return self._writer_state(record, found[path])
+
+    def _writer_state(self, record: StreamRecord, found: bool | None) -> Writer:
+        """/proc's answer for the record's file, read as the after-upload action reads it: a
+        close seen before completion lets "no writer visible" count where /proc is blind."""
+        sight = self._sight(Path(record.path))
+        if may_act(
+            close_seen=record.close_seen,
+            writer_open=found,
+            proc_sees_all=sight.sees_every_writer,
+        ):
+            return Writer.CLOSED
+        state = writer_fact(found, sight).state
+        return Writer.UNKNOWN if state is Writer.CLOSED else state
 
     async def _candidates(self) -> list[_Found]:
         records = await self._ended_records()
@@ -244,8 +258,8 @@ class Retention:
                 device=st.device,
                 completed_at_s=ended_at(record),
                 size_bytes=st.size,
-                verified=completed and bool(record.etag) and record.final_size > 0,
-                writer=writer_fact(open_now.get(path), self._sight(path)).state,
+                verified=_verified(record),
+                writer=self._writer_state(record, open_now.get(path)),
                 inside=root is not None,
                 holds_upload=holds_upload(expected, st) if completed else False,
                 being_uploaded=self._busy(path),
@@ -341,6 +355,17 @@ def _refused(cand: Candidate, wait: Wait | None) -> Candidate:
             return dataclasses.replace(cand, being_uploaded=True)
         case _:
             return dataclasses.replace(cand, holds_upload=False)
+
+
+def _verified(record: StreamRecord) -> bool:
+    """Completed and checked at completion; its SHA-256 not still to be taken from the file
+    (sha256_pending: deleting the file would leave metadata.json without it for good)."""
+    return (
+        record.state is StreamState.COMPLETED
+        and bool(record.etag)
+        and record.final_size > 0
+        and not record.sha256_pending
+    )
 
 
 def ended_at(record: StreamRecord) -> float:

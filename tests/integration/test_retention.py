@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import tailup.retention
+import tailup.supervisor.state
 from harness import content, object_bytes, running_daemon, wait_until
 from tailup.metrics import REGISTRY
 from tailup.model import StreamState
@@ -143,3 +144,35 @@ async def test_keep_local_deletes_only_what_is_older_and_verified(
 
 def _later(record: Any, seconds: float) -> float:
     return tailup.retention.ended_at(record) + seconds
+
+
+async def test_where_proc_is_blind_only_a_recording_whose_close_was_seen_goes(
+    daemon_args: dict[str, Any],
+    watch: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In a PID namespace of its own (a container), "no writer visible" proves nothing: a
+    recording that completed on --idle-timeout under its writer waits, even once that writer is
+    gone unseen; one whose close was seen goes (the after-upload action's rule)."""
+    closed, idle = watch / "closed.ts", watch / "idle.ts"
+    monkeypatch.setattr(tailup.supervisor.state, "proc_sees_every_writer", lambda: False)
+    options = {"idle_timeout": 1, "keep_local": "1h"}
+    held = idle.open("wb")
+    try:
+        held.write(content(300_000, "stalled feed"))
+        held.flush()
+        async with running_daemon(**daemon_args, **options) as daemon:
+            closed.write_bytes(content(300_000, "closed"))
+            done = await daemon.wait_for_state(closed, {StreamState.COMPLETED})
+            stalled = await daemon.wait_for_state(idle, {StreamState.COMPLETED})
+    finally:
+        held.close()  # while no daemon runs: no close event will say so
+    assert done.close_seen and not stalled.close_seen
+    async with running_daemon(**daemon_args, **options) as daemon:
+        retention = daemon.supervisor.retention
+        assert retention is not None
+        monkeypatch.setattr(retention, "_clock", lambda: _later(stalled, 7200))
+        result = await retention.sweep()
+    assert [c.path for c in result.deleted] == [str(closed)]
+    assert [(c.path, why) for c, why in result.waiting] == [(str(idle), Wait.WRITER)]
+    assert idle.exists() and not closed.exists()
