@@ -33,7 +33,16 @@ from tailup.config import AfterUploadKind
 from tailup.errors import RetryableError, SourceError, SourceStalled, TailupError
 from tailup.model import StreamRecord, StreamState, parse_iso
 from tailup.offload import run_blocking
-from tailup.rules.retention import Candidate, Disk, Plan, Policy, Wait, object_matches, plan
+from tailup.rules.retention import (
+    Candidate,
+    Disk,
+    Plan,
+    Policy,
+    Wait,
+    object_matches,
+    plan,
+    upload_verified,
+)
 from tailup.rules.retention import summary as summary_line
 from tailup.rules.writers import Sight, Writer, may_act, writer_fact
 from tailup.s3 import MultipartStore
@@ -258,7 +267,7 @@ class Retention:
                 device=st.device,
                 completed_at_s=ended_at(record),
                 size_bytes=st.size,
-                verified=_verified(record),
+                verified=upload_verified(record),
                 writer=self._writer_state(record, open_now.get(path)),
                 inside=root is not None,
                 holds_upload=holds_upload(expected, st) if completed else False,
@@ -355,17 +364,6 @@ def _refused(cand: Candidate, wait: Wait | None) -> Candidate:
             return dataclasses.replace(cand, being_uploaded=True)
         case _:
             return dataclasses.replace(cand, holds_upload=False)
-
-
-def _verified(record: StreamRecord) -> bool:
-    """Completed and checked at completion; its SHA-256 not still to be taken from the file
-    (sha256_pending: deleting the file would leave metadata.json without it for good)."""
-    return (
-        record.state is StreamState.COMPLETED
-        and bool(record.etag)
-        and record.final_size > 0
-        and not record.sha256_pending
-    )
 
 
 def ended_at(record: StreamRecord) -> float:

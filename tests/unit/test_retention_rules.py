@@ -12,6 +12,7 @@ from tailup.cli import build_parser
 from tailup.cli.parser import setting_overrides
 from tailup.config import load_settings
 from tailup.errors import ConfigError
+from tailup.model import StreamRecord, StreamState
 from tailup.rules.retention import (
     Candidate,
     Disk,
@@ -23,6 +24,7 @@ from tailup.rules.retention import (
     parse_min_free,
     plan,
     summary,
+    upload_verified,
 )
 from tailup.rules.writers import Writer
 
@@ -192,3 +194,32 @@ def test_flags_reach_the_policy() -> None:
     settings = load_settings(setting_overrides(args))
     assert settings.retention_policy == Policy(keep_local_s=7 * DAY_S, min_free=MinFree(percent=15))
     assert load_settings({}).retention_policy.off
+
+
+@pytest.mark.parametrize(
+    ("changes", "verified"),
+    [
+        ({}, True),
+        ({"state": StreamState.FAILED}, False),
+        ({"state": StreamState.SALVAGED}, False),  # a prefix of the recording
+        ({"state": StreamState.ABORTED}, False),
+        ({"etag": ""}, False),
+        ({"final_size": 0}, False),
+        ({"sha256_pending": True}, False),  # its SHA-256 is still to be read from the file
+    ],
+)
+def test_only_a_completed_checked_record_counts_as_verified(
+    changes: dict[str, Any], verified: bool
+) -> None:
+    record = StreamRecord(
+        stream_id="s1",
+        path="/rec/a.mp4",
+        watch_root="/rec",
+        bucket="b",
+        key="k",
+        base_part_size=8 << 20,
+        state=StreamState.COMPLETED,
+        etag='"abc-2"',
+        final_size=GiB,
+    )
+    assert upload_verified(dataclasses.replace(record, **changes)) is verified

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from tailup.integrity import normalize_etag
+from tailup.model import StreamRecord, StreamState
 from tailup.rules.writers import Writer
 from tailup.units import SIZE_FORM, parse_size
 
@@ -167,6 +168,18 @@ def _due(cand: Candidate, now_s: float, policy: Policy, deficit_bytes: int) -> W
     if deficit_bytes > 0:
         return Why.SPACE
     return None
+
+
+def upload_verified(record: StreamRecord) -> bool:
+    """Completed and checked at completion, with a size and ETag to ask S3 about again; its
+    SHA-256 not still to be taken from the file (sha256_pending: deleting the file would leave
+    metadata.json without it for good)."""
+    return (
+        record.state is StreamState.COMPLETED
+        and bool(record.etag)
+        and record.final_size > 0
+        and not record.sha256_pending
+    )
 
 
 def object_matches(
