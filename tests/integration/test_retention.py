@@ -5,6 +5,7 @@ completes byte for byte. Real Redis, SeaweedFS, files; the daemon in process."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 import tailup.retention
 import tailup.supervisor.state
+from conftest import Recorder
 from harness import content, object_bytes, running_daemon, wait_until
 from tailup.metrics import REGISTRY
 from tailup.model import StreamState
@@ -176,3 +178,40 @@ async def test_where_proc_is_blind_only_a_recording_whose_close_was_seen_goes(
     assert [c.path for c in result.deleted] == [str(closed)]
     assert [(c.path, why) for c, why in result.waiting] == [(str(idle), Wait.WRITER)]
     assert idle.exists() and not closed.exists()
+
+
+async def test_a_real_ffmpeg_recording_fills_the_disk_and_loses_nothing(
+    daemon_args: dict[str, Any],
+    small_disk: Path,
+    s3_client: Any,
+    bucket: str,
+    record: Recorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The recorder is ffmpeg writing MPEG-TS at ~1 MB/s in real time: the disk crosses
+    --min-free while it writes; the oldest closed recordings go, in order, and the live one
+    ends exact in S3."""
+    monkeypatch.setattr(tailup.retention, "LOOK_EVERY_S", 0.1)
+    names = ["a", "b", "c"]
+    paths = {name: small_disk / f"{name}.ts" for name in names}
+    async with running_daemon(
+        **{**daemon_args, "watch": small_disk}, idle_timeout=5, min_free="24MiB"
+    ) as daemon:
+        records = {}
+        for name in names:
+            paths[name].write_bytes(content(8 * MiB, name))
+            records[name] = await daemon.wait_for_state(paths[name], {StreamState.COMPLETED})
+        (small_disk / "notes.bin").write_bytes(content(8 * MiB, "not a recording"))
+        live = small_disk / "live.ts"
+        proc = record(live, "ts", 12, bitrate="8M", gop=25)  # ~12 MB: past 24 MiB free
+        async with asyncio.timeout(120):
+            assert await asyncio.to_thread(proc.wait) == 0, proc.args
+        done = await daemon.wait_for_state(live, {StreamState.COMPLETED})
+        retention = daemon.supervisor.retention
+        assert retention is not None
+        await wait_until(lambda: retention.status()["deleted"] >= 1, "a sweep that freed space")
+    gone = [name for name in names if not paths[name].exists()]
+    assert gone and gone == names[: len(gone)], f"deleted {gone}: not the oldest first"
+    assert "c" not in gone
+    assert live.exists() and (small_disk / "notes.bin").exists()
+    assert object_bytes(s3_client, bucket, done.key) == live.read_bytes()
