@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -321,7 +322,7 @@ class Retention:
                     disks[one.candidate.device] = disk
         return disks
 
-    def status(self) -> dict[str, object]:
+    def status(self) -> dict[str, Any]:
         """/healthz's account: what was freed since start, what the last sweep left waiting."""
         waiting: dict[str, int] = {}
         for _, reason in self.last.waiting if self.last else []:

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import structlog
 from aiohttp import web
@@ -53,7 +53,7 @@ class OpsContext:
 
 
 class RetentionView(Protocol):
-    def status(self) -> dict[str, object]: ...
+    def status(self) -> dict[str, Any]: ...
 
 
 class BadQuery(ValueError):

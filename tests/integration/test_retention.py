@@ -158,7 +158,7 @@ async def test_where_proc_is_blind_only_a_recording_whose_close_was_seen_goes(
     gone unseen; one whose close was seen goes (the after-upload action's rule)."""
     closed, idle = watch / "closed.ts", watch / "idle.ts"
     monkeypatch.setattr(tailup.supervisor.state, "proc_sees_every_writer", lambda: False)
-    options = {"idle_timeout": 1, "keep_local": "1h"}
+    options: dict[str, Any] = {"idle_timeout": 1, "keep_local": "1h"}
     held = idle.open("wb")
     try:
         held.write(content(300_000, "stalled feed"))
