@@ -136,7 +136,9 @@ async def test_keep_local_deletes_only_what_is_older_and_verified(
             records[path] = await daemon.wait_for_state(path, {StreamState.COMPLETED})
         unknown.write_bytes(content(1000, "unknown"))
         s3_client.delete_object(Bucket=bucket, Key=records[gone].key)
-        # Two hours later, for this sweep (the daemon's own ran at start: nothing was due).
+        # Two hours later, for this sweep alone: the daemon's own ran at start (nothing was
+        # due) and runs next in a minute.
+        await wait_until(lambda: retention.last is not None, "the sweep at start")
         monkeypatch.setattr(retention, "_clock", lambda: _later(records[old], 7200))
         result = await retention.sweep()
     assert [c.path for c in result.deleted] == [str(old)]
@@ -173,9 +175,12 @@ async def test_where_proc_is_blind_only_a_recording_whose_close_was_seen_goes(
     async with running_daemon(**daemon_args, **options) as daemon:
         retention = daemon.supervisor.retention
         assert retention is not None
+        await wait_until(lambda: retention.last is not None, "the sweep at start")
         monkeypatch.setattr(retention, "_clock", lambda: _later(stalled, 7200))
         result = await retention.sweep()
-    assert [c.path for c in result.deleted] == [str(closed)]
+    assert [c.path for c in result.deleted] == [str(closed)], [
+        (Path(c.path).name, c.writer, why) for c, why in result.waiting
+    ]
     assert [(c.path, why) for c, why in result.waiting] == [(str(idle), Wait.WRITER)]
     assert idle.exists() and not closed.exists()
 
