@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
@@ -76,6 +76,32 @@ STREAMS_ENDED = Counter(
 
 def stream_ended(outcome: str) -> None:
     STREAMS_ENDED.labels(outcome=outcome).inc()
+
+
+RETENTION_FREED_BYTES = Counter(
+    "tailup_retention_freed_bytes_total",
+    "Bytes of local recordings deleted by --keep-local / --min-free after a verified upload.",
+    registry=REGISTRY,
+)
+RETENTION_DELETED = Counter(
+    "tailup_retention_deleted_total",
+    "Local recordings deleted by --keep-local / --min-free after a verified upload.",
+    registry=REGISTRY,
+)
+RETENTION_WAITING = Gauge(
+    "tailup_retention_waiting",
+    "Local recordings due for deletion (age or free space) that the last sweep kept, by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
+
+
+def retention_swept(*, freed_bytes: int, deleted: int, waiting: Mapping[str, int]) -> None:
+    """One retention sweep: ``waiting`` counts every reason, 0 included (no stale series)."""
+    RETENTION_FREED_BYTES.inc(freed_bytes)
+    RETENTION_DELETED.inc(deleted)
+    for reason, count in waiting.items():
+        RETENTION_WAITING.labels(reason=reason).set(count)
 
 
 def declare_labels(*, outcomes: Iterable[str], error_kinds: Iterable[str]) -> None:

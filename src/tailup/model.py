@@ -235,6 +235,10 @@ class StreamRecord:
     # metadata.json yet: cut short (a shutdown, a read error, a failed write), it is finished
     # when the recording is next looked at (tailup.stream.sha256after.finish_sha256).
     sha256_pending: bool = False
+    # Its writer's close was seen before it completed: where /proc cannot see every writer (a
+    # container, --poll), local retention trusts "no writer visible" only then, as the
+    # after-upload action does (tailup.rules.writers.may_act).
+    close_seen: bool = False
     # The node that uploads it (tailup.keys.node_scope) and the index it is in: the node's own
     # (``node:ID``) or a shared folder's (``share:NAME``). Empty in records older than nodes.
     owner: str = ""

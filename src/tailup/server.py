@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final, Protocol
 
 import structlog
 from aiohttp import web
@@ -49,6 +49,11 @@ class OpsContext:
     # One /streams answer is computed at a time: scrapes in a burst queue, not multiply.
     streams_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     bandwidth: BandwidthLimit | None = None
+    retention: RetentionView | None = None  # --keep-local / --min-free (tailup.retention)
+
+
+class RetentionView(Protocol):
+    def status(self) -> dict[str, Any]: ...
 
 
 class BadQuery(ValueError):
@@ -86,6 +91,7 @@ def build_app(ctx: OpsContext) -> web.Application:
             "version": __version__,
             "streams": ctx.owner.stream_states(),
             "bwlimit": describe_limit(ctx.bandwidth),
+            **({"retention": ctx.retention.status()} if ctx.retention is not None else {}),
         }
         return web.json_response(body, status=200 if report.healthy else 503)
 
@@ -152,6 +158,7 @@ async def ops_server(
     health_interval_s: float,
     scopes: Sequence[str] = (),
     bandwidth: BandwidthLimit | None = None,
+    retention: RetentionView | None = None,
 ) -> AsyncIterator[OpsContext | None]:
     """Serve while the block runs; yields None (and serves nothing) when ``port`` is 0."""
     if port == 0:
@@ -159,7 +166,9 @@ async def ops_server(
         return
     declare_known_labels()
     health = health_monitor(store, checkpoints, interval_s=health_interval_s)
-    ctx = OpsContext(owner, health, checkpoints, tuple(scopes), bandwidth=bandwidth)
+    ctx = OpsContext(
+        owner, health, checkpoints, tuple(scopes), bandwidth=bandwidth, retention=retention
+    )
     collector = DaemonCollector(owner, health, bandwidth)
     REGISTRY.register(collector)
     # Until the first probe answers, /healthz says so with 503: "not answered yet" is the truth.

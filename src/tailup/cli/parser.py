@@ -11,10 +11,13 @@ from typing import Any, TypeAlias
 
 from tailup import __version__
 from tailup.cli.exits import EXIT_USAGE
+from tailup.cli.retentionargs import RETENTION_FLAGS
 from tailup.cli.salvageargs import add_salvage
 from tailup.cli.storageargs import STORAGE_FLAGS
 from tailup.cli.urlargs import add_url
 from tailup.selection import DEFAULT_LIMIT, DEFAULT_SCAN_LIMIT, STATE_VALUES
+
+_OBJECT_AND_DISK = STORAGE_FLAGS + RETENTION_FLAGS  # issue 20.2 and 20.1, modules of their own
 
 _CONNECTION_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--bucket", {"help": "S3 bucket (required)."}),
@@ -277,7 +280,7 @@ def _add_run(commands: _Commands) -> None:
         help="watch folders and upload (the daemon)",
         description="Watch folders and stream every recording to S3.",
     )
-    _add_flags(run, _CONNECTION_FLAGS + _RUN_FLAGS + _RPO_FLAGS + STORAGE_FLAGS)
+    _add_flags(run, _CONNECTION_FLAGS + _RUN_FLAGS + _RPO_FLAGS + _OBJECT_AND_DISK)
 
 
 def _add_status(commands: _Commands) -> None:
@@ -439,6 +442,6 @@ def _add_demo(commands: _Commands) -> None:
 def setting_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given as flags (for tailup.config.load_settings): the flags left unset are
     absent, so that they hide no other source."""
-    flags = _CONNECTION_FLAGS + _STATUS_SETTINGS + _RUN_FLAGS + _RPO_FLAGS + STORAGE_FLAGS
+    flags = _CONNECTION_FLAGS + _STATUS_SETTINGS + _RUN_FLAGS + _RPO_FLAGS + _OBJECT_AND_DISK
     names = sorted({flag.lstrip("-").replace("-", "_") for flag, _ in flags})
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}

@@ -77,6 +77,7 @@ async def _run_daemon(settings: Settings) -> int:
             health_interval_s=settings.health_interval,
             scopes=status_scopes(settings),
             bandwidth=supervisor.bandwidth,
+            retention=supervisor.retention,
         ):
             await supervisor.run(stop)
     log.info("tailup stopped")

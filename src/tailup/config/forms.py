@@ -9,6 +9,7 @@ from tailup.bandwidth import BWLIMIT_FORM
 from tailup.keys import PLACEHOLDERS
 from tailup.objectoptions import SSE_FORM, SSE_KMS_KEY_ID_FORM, STORAGE_CLASS_FORM, TAG_FORM
 from tailup.redisconn import REDIS_URL_FORMS
+from tailup.rules.retention import MIN_FREE_FORM
 from tailup.units import DURATION_FORM, SIZE_FORM
 
 AFTER_UPLOAD_FORM = "keep, delete or move:DIR, DIR an absolute folder outside every watched folder"
@@ -58,6 +59,8 @@ ACCEPTED_FORMS: dict[str, str] = {
     "salvage_after": f"{DURATION_FORM} like 10m, or 0 (never, the default)",
     "include": "one or more file name globs like *.mp4",
     "storage_class": STORAGE_CLASS_FORM,
+    "keep_local": f"{DURATION_FORM} like 7d, or 0 (off, the default)",
+    "min_free": f"{MIN_FREE_FORM}, or 0 (off, the default)",
     "sse": SSE_FORM,
     "sse_kms_key_id": SSE_KMS_KEY_ID_FORM,
     "tag": TAG_FORM,

@@ -15,6 +15,7 @@ from tailup.bandwidth import parse_bwlimit
 from tailup.checksums import ChecksumAlgorithm
 from tailup.config.forms import setting_label
 from tailup.config.layout import LayoutSettings
+from tailup.config.retention import RetentionSettings
 from tailup.config.values import (
     AfterUploadKind,
     LogFormat,
@@ -42,6 +43,7 @@ DURATION_FIELDS = (
     "keep_records",
     "lease_ttl",
     "salvage_after",
+    "keep_local",
 )
 
 
@@ -59,7 +61,7 @@ class Origin(BaseSettings):
         return setting_label(field, self._config_file if field in self._file_keys else None)
 
 
-class Settings(LayoutSettings, Origin):
+class Settings(RetentionSettings, LayoutSettings, Origin):
     """Everything `tailup run` needs. Connection settings are shared by every subcommand; how
     objects are stored (--storage-class, --sse, --tag) is StorageSettings's."""
 

@@ -74,6 +74,7 @@ class Publisher(Collaborator):
             sent.parts[0],
             whole,
             sha256_follows=sent.when is Sha256When.AFTER,
+            close_seen=close_seen,
         )
         await self._sender.sweep_orphans()
         metrics.FINALIZE_SECONDS.observe(self.deps.clock() - started)
@@ -163,6 +164,7 @@ class Publisher(Collaborator):
         whole: Checksum | None,
         *,
         sha256_follows: bool,
+        close_seen: bool,
     ) -> None:
         kind, _ = self.deps.after_upload
         await self._book.set_state(
@@ -178,6 +180,7 @@ class Publisher(Collaborator):
             # Until it is done: a shutdown or a crash before it leaves it to the next start.
             after_upload_pending=kind is not AfterUploadKind.KEEP,
             sha256_pending=sha256_follows,
+            close_seen=close_seen,
         )
         self._log.info(
             "stream completed",

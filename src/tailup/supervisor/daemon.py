@@ -67,6 +67,11 @@ class Supervisor(LeaseRounds, Dispatch, Opening, Shares, Names, Registry):
                 if self._auto_salvage is not None
                 else None
             )
+            retention = (
+                group.create_task(self.retention.run(stop), name="retention")
+                if self.retention is not None
+                else None
+            )
             if not self._proc_sees_all:
                 log.warning(
                     "tailup runs in a PID namespace of its own (a container): /proc does not "
@@ -83,6 +88,8 @@ class Supervisor(LeaseRounds, Dispatch, Opening, Shares, Names, Registry):
             leases.cancel()
             if salvaging is not None:
                 salvaging.cancel()
+            if retention is not None:
+                retention.cancel()
             # Before the streams are stopped: an event still being routed may start one.
             await lanes.join(self._settings.shutdown_grace)
             await self._drain()

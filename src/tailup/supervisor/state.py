@@ -44,6 +44,7 @@ from tailup.model import (
 from tailup.nodelease import this_process
 from tailup.offload import run_blocking
 from tailup.plan import part_size_cap
+from tailup.retention import Retention
 from tailup.rules.records import (
     RecordDefaults,
 )
@@ -114,6 +115,23 @@ class SupervisorState:
         # --salvage-after (tailup.autosalvage): None when off.
         self._auto_salvage = AutoSalvage.for_settings(settings, checkpoints, store)
         self._proc_sees_all = proc_sees_every_writer()
+        # --keep-local / --min-free (tailup.retention), over this node's own folders: None when
+        # off.
+        policy = settings.retention_policy
+        self.retention = (
+            None
+            if policy.off
+            else Retention(
+                policy,
+                checkpoints,
+                store,
+                roots=[Path(p).resolve() for p in settings.watch],
+                scope=self._scope,
+                sight=lambda path: self._sight(path),
+                busy=lambda path: path in self._streams,
+                io_timeout_s=settings.io_timeout,
+            )
+        )
         overwrite = settings.key_conflict is KeyConflict.OVERWRITE
         self._deps = StreamDeps(
             store=store,
