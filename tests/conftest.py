@@ -96,17 +96,6 @@ def running_in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under xdist, deal the tests out to the workers like cards. They are collected e2e first,
-    then integration, then unit; `--dist worksteal` gives each worker one contiguous share of
-    that list, so the first worker's share held every long e2e test and the suite ended waiting
-    on it. Dealt, each share starts with its part of the long tests and ends with unit tests,
-    which are what the idle workers steal. The same order on every worker (xdist checks it)."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
-    if workers > 1:
-        items[:] = [item for share in range(workers) for item in items[share::workers]]
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
