@@ -134,7 +134,7 @@ XDIST = -n $(TEST_WORKERS) --dist worksteal
 # Every test (unit, integration against real servers, e2e with real daemons and ffmpeg), with
 # the random trials sampled: one kill -9 trial, one chaos round, the property tests' default
 # examples; of a few e2e matrices only the first cases (the others, marked `full`, walk the same
-# paths with another muxer or URL form): the suite fits in its 8 minutes so.
+# paths with another muxer or URL form), to save time (docs/testing.md has the measured figures).
 test: lint test-tools
 	TAILUP_CRASH_TRIALS=$${TAILUP_CRASH_TRIALS:-1} $(PYTEST) $(XDIST) -m "not full" --durations=25 $(PYTEST_ARGS)
 
