@@ -47,7 +47,7 @@ class Request:
     node: str | None = None
     streams: tuple[str, ...] = ()
     from_s3: bool = False
-    prefix: str = ""
+    prefixes: tuple[str, ...] = ("",)  # --from-s3 lists the uploads under each
     older_than_s: float = 0.0
     dry_run: bool = False
 
@@ -137,7 +137,7 @@ async def _salvage(
         if why:
             raise NodeAlive(why)
     if request.from_s3:
-        found, rows = await from_s3(store, checkpoints, request.prefix)
+        found, rows = await from_s3(store, checkpoints, request.prefixes)
     else:
         assert checkpoints is not None
         found, rows = await from_redis(settings, checkpoints, request)
@@ -211,13 +211,15 @@ async def from_redis(
 
 
 async def from_s3(
-    store: MultipartStore, checkpoints: CheckpointStore | None, prefix: str
+    store: MultipartStore, checkpoints: CheckpointStore | None, prefixes: Sequence[str]
 ) -> tuple[list[Candidate], list[Row]]:
-    """Every open upload under ``prefix`` whose card names it (others' uploads are left alone,
-    not even listed). Redis's parts, where it still has the record, are hints."""
+    """Every open upload under ``prefixes`` (none inside another) whose card names it (others'
+    uploads are left alone, not even listed). Redis's parts, where it still has the record, are
+    hints."""
     found: list[Candidate] = []
     rows: list[Row] = []
-    for upload in sorted(await store.list_uploads(prefix), key=lambda u: (u.key, u.initiated)):
+    uploads = [u for prefix in prefixes for u in await store.list_uploads(prefix)]
+    for upload in sorted(uploads, key=lambda u: (u.key, u.initiated)):
         if upload.key.endswith(".upload.json"):
             continue
         try:

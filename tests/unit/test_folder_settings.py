@@ -294,3 +294,15 @@ def test_gc_looks_under_each_folders_prefix_once(
     )
 
     assert gc_prefixes(settings) == expected
+
+
+def test_salvage_from_s3_looks_under_each_folders_prefix() -> None:
+    import argparse
+
+    from tailup.cli.commands import _salvage_request
+
+    settings = _settings(prefix="nvr/")
+    settings._watch_tables = ({"path": "/srv/guest", "prefix": "guest/"},)
+    args = argparse.Namespace(node=None, streams=[], from_s3=True, older_than=None, dry_run=False)
+
+    assert _salvage_request(args, settings).prefixes == ("guest/", "nvr/")

@@ -191,3 +191,24 @@ async def test_rpo_tail_segments_past_a_short_last_part_are_not_the_recording() 
     assert (row.outcome, row.parts) == ("salvaged", "2/2")
     assert store.objects[KEY] == body(1) + body(2, 100)
     assert staged_keys(store) == []  # deleted all the same
+
+
+async def test_from_s3_finds_the_uploads_under_each_prefix_and_none_outside() -> None:
+    """`salvage --from-s3` lists under the global prefix and each [[watch]] table's (gc's
+    prefixes): a folder's own prefix outside the global one is not missed."""
+    from tailup.salvagefind import from_s3
+
+    store = MemoryMultipartStore()
+    for key in ("nvr/cam1.ts", "guest/cam2.ts", "other/cam3.ts"):
+        upload_id = await store.create_upload(key, "video/mp2t")
+        record = StreamRecord(
+            stream_id=key, path=f"/rec/{key}", watch_root="/rec", bucket="b", key=key,
+            base_part_size=PART, checksum=ChecksumAlgorithm.CRC32, upload_id=upload_id,
+        )  # fmt: skip
+        card = encode_card(record, upload_id, host="h")
+        await store.put_object(card_key(key), card, zlib.crc32(card), "application/json")
+
+    found, rows = await from_s3(cast(MultipartStore, store), None, ["guest/", "nvr/"])
+
+    assert sorted(c.record.key for c in found) == ["guest/cam2.ts", "nvr/cam1.ts"]
+    assert all(c.from_card for c in found) and rows == []

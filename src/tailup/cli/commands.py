@@ -155,10 +155,17 @@ def _salvage_request(args: argparse.Namespace, settings: Settings) -> Any:
         node=args.node,
         streams=tuple(args.streams),
         from_s3=args.from_s3,
-        prefix=settings.prefix,
+        # the global prefix and each [[watch]] table's, as gc lists them
+        prefixes=tuple(_listed_prefixes(settings)),
         older_than_s=older_than_s,
         dry_run=args.dry_run,
     )
+
+
+def _listed_prefixes(settings: Settings) -> list[str]:
+    from tailup.hygiene import gc_prefixes
+
+    return gc_prefixes(settings)
 
 
 def cmd_salvage(args: argparse.Namespace, settings: Settings) -> int:

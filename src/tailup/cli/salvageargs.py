@@ -32,8 +32,9 @@ def add_salvage(commands: Any, stream_forms: str) -> argparse.ArgumentParser:
     salvage.add_argument(
         "--from-s3",
         action="store_true",
-        help="when Redis died with the node: every open upload under --prefix that tailup "
-        "created (found by the <key>.upload.json card beside it), quiet for --older-than",
+        help="when Redis died with the node: every open upload under --prefix (and each "
+        "[[watch]] table's prefix) that tailup created (found by the <key>.upload.json card "
+        "beside it), quiet for --older-than",
     )
     salvage.add_argument(
         "--older-than",
