@@ -105,7 +105,9 @@ async def test_a_file_gone_while_its_put_is_in_flight_keeps_its_object(
     """Not an abort: the file went (deleted, or another recording at its name) while its one
     PutObject was in flight. That request carries every byte the file held, so the object is
     the recording's only copy now and it stays, exact: a local delete (a recorder's own
-    rotation, a person) never takes the off-site copy with it."""
+    rotation, a person) never takes the off-site copy with it. The recording is COMPLETED, with
+    its metadata.json (a record owns the object); another file at the name is a recording of
+    its own."""
     held: list[HeldPut] = []
 
     def wrap(real: S3MultipartStore) -> HeldPut:
@@ -128,5 +130,13 @@ async def test_a_file_gone_while_its_put_is_in_flight_keeps_its_object(
             lambda: record.stream_id not in daemon.supervisor._by_id, "the stream to end"
         )
         assert held[0].landed[:1] == [record.key], "the PutObject went through after the delete"
+        ended = await daemon.checkpoints.inner.load(record.stream_id)
+        assert ended is not None and ended[0].state is StreamState.COMPLETED, ended
+        if how == "replaced":
+            nxt = await daemon.wait_for_state(path, {StreamState.COMPLETED})
+            assert nxt.stream_id != record.stream_id
+            got = s3_client.get_object(Bucket=bucket, Key=nxt.key)["Body"].read()
+            assert got == content(32 * 1024, "the next recording")
     got = s3_client.get_object(Bucket=bucket, Key=record.key)["Body"].read()
     assert got == data, "the object that landed is not the recording's bytes"
+    assert exists(s3_client, bucket, metadata_key(record.key))

@@ -1,11 +1,14 @@
 """--hls against the real servers (SeaweedFS, Redis, ffmpeg's HLS muxer): a player reading the
 playlist from the bucket while it is recorded never meets a missing segment; the final playlist
 and every segment in S3 equal the local files; each segment is sent once, as one stream; a
-playlist naming files outside the folder is published once the ones inside are there."""
+playlist naming files outside the folder is published once the ones inside are there. With a
+sliding window (ffmpeg deletes each segment that left the playlist), each segment is in S3 byte
+for byte or, deleted before tailup had read it, nowhere and named by no playlist put."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections import Counter
@@ -23,7 +26,7 @@ from tailup.errors import PermanentError
 from tailup.integrity import crc32_of
 from tailup.keyclaim import claim_key
 from tailup.keys import SIDECAR_SUFFIX
-from tailup.model import StreamState
+from tailup.model import EndCause, StreamState
 from tailup.rules.hls import named_files
 
 pytestmark = pytest.mark.asyncio
@@ -200,3 +203,169 @@ async def test_after_a_restart_a_playlist_finds_its_segments_in_s3_and_none_is_s
         assert resent == []
     for name, data in segments.items():
         assert _get(s3_client, bucket, name) == data
+
+
+# -- a sliding window: ffmpeg -hls_list_size 3 -hls_flags delete_segments --------------------
+
+KEEPER_POLL_S = 0.05  # a segment lives about 3 s after it is named: many looks catch it
+# Longer than a segment lives after its close (about 3 s), so that ffmpeg deletes the segments
+# that leave the window while their streams wait out the grace.
+WINDOW_GRACE_S = 8.0
+WINDOW_SECONDS = 8  # live0.ts .. live7.ts; ffmpeg deletes live0..live3, keeps live4 (threshold)
+
+
+class WindowStore:
+    """The real store; notes every playlist it puts (each version a player could read), and
+    holds the PutObject of ``hold`` (a key and its file) until ffmpeg has deleted the file: a
+    segment deleted while its object is being made."""
+
+    def __init__(self, inner: Any, hold: tuple[str, Path] | None) -> None:
+        self.inner = inner
+        self.hold = hold
+        self.held = False  # the held PutObject went on after its file was deleted
+        self.playlists: list[bytes] = []
+
+    async def put_object(
+        self, key: str, body: Any, crc32: int, content_type: str, **kw: Any
+    ) -> str:
+        if self.hold is not None and key == self.hold[0]:
+            gone = self.hold[1]
+            await wait_until(lambda: not gone.exists(), f"ffmpeg deleting {gone.name}", 60)
+            self.held = True
+        etag = await self.inner.put_object(key, body, crc32, content_type, **kw)
+        if key.endswith(".m3u8"):
+            self.playlists.append(bytes(body))
+        return str(etag)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class Keeper:
+    """Copies each segment the local playlist names while it is there (ffmpeg writes a segment
+    whole before it names it, and deletes it seconds later): what each segment held, to compare
+    S3 with once the file is gone."""
+
+    def __init__(self, playlist: Path) -> None:
+        self.playlist = playlist
+        self.kept: dict[str, bytes] = {}
+
+    def look(self) -> None:
+        try:
+            text = self.playlist.read_text()
+        except FileNotFoundError:
+            return
+        for rel in named_files(text, PurePosixPath(self.playlist.name)).inside:
+            if str(rel) not in self.kept:
+                # Deleted already: the test finds it missing from what was kept.
+                with contextlib.suppress(FileNotFoundError):
+                    self.kept[str(rel)] = (self.playlist.parent / rel).read_bytes()
+
+    async def keep_until(self, done: asyncio.Event) -> None:
+        while not done.is_set():
+            await asyncio.to_thread(self.look)
+            await asyncio.sleep(KEEPER_POLL_S)
+
+
+@pytest.mark.parametrize("lifetime", ["deleted-while-its-put-is-in-flight", "deleted-in-grace"])
+async def test_a_sliding_window_plays_from_s3_and_each_segment_is_whole_there_or_absent(
+    daemon_args: dict[str, Any], s3_client: Any, record: Any, lifetime: str
+) -> None:
+    """ffmpeg's live configuration: the playlist names the last 3 segments and ffmpeg deletes
+    each one that left it, seconds after writing it. A player reading the playlist from S3
+    never meets a missing segment; the final playlist in S3 is the local one; each segment is in
+    S3 byte for byte, sent once, COMPLETED, or (deleted before tailup had read it all) ABORTED
+    with no object at all, and no playlist put names it.
+
+    ``deleted-while-its-put-is-in-flight``: live1.ts's one PutObject is held until ffmpeg has
+    deleted the file; it carried every byte, so the segment is COMPLETED (it used to end
+    ABORTED, its object left in S3 with no record and no metadata.json owning it).
+    ``deleted-in-grace``: 6-MB segments (parts sent while ffmpeg writes them) and a close grace
+    longer than a segment lives: the segments that leave the window are deleted mid-upload, and
+    their uploads are aborted."""
+    watch: Path = daemon_args["watch"]
+    cam = watch / "cam1"
+    cam.mkdir()
+    playlist = cam / "live.m3u8"
+    prefix = f"site-{uuid.uuid4().hex[:6]}"
+    bucket = daemon_args["bucket"]
+    folder_key = f"{prefix}/cam1"
+    in_flight = lifetime == "deleted-while-its-put-is-in-flight"
+    hold = (f"{folder_key}/live1.ts", cam / "live1.ts") if in_flight else None
+    stores: list[WindowStore] = []
+
+    def wrap(real: Any) -> WindowStore:
+        stores.append(WindowStore(real, hold))
+        return stores[0]
+
+    settings: dict[str, Any] = {} if in_flight else {"close_grace": WINDOW_GRACE_S}
+    encode: dict[str, Any] = {"gop": 25} if in_flight else {"gop": 25, "bitrate": "48M"}
+    async with running_daemon(
+        **daemon_args, hls=True, prefix=prefix, wrap_store=wrap, **settings
+    ) as daemon:
+        player = Player(s3_client, bucket, f"{folder_key}/live.m3u8")
+        keeper = Keeper(playlist)
+        done = asyncio.Event()
+        watching = [
+            asyncio.create_task(player.play_until(done)),
+            asyncio.create_task(keeper.keep_until(done)),
+        ]
+        proc = record(playlist, "hls-window", WINDOW_SECONDS, **encode)
+        assert await asyncio.to_thread(proc.wait) == 0, proc.log_path.read_text()
+        local = playlist.read_bytes()
+        assert b"#EXT-X-ENDLIST" in local
+        await wait_until(
+            lambda: _in_s3(s3_client, bucket, player.key, local), "the final playlist in S3", 60
+        )
+        done.set()
+        await asyncio.gather(*watching)
+        await asyncio.to_thread(player.read_once)  # the final one, at least
+        assert player.reads >= 1 and player.missing == []
+
+        on_disk = {p.name for p in cam.glob("*.ts")}
+        names = sorted(set(keeper.kept) | on_disk)
+        assert len(names) == WINDOW_SECONDS and on_disk < set(names), (names, on_disk)
+        for name in on_disk & set(keeper.kept):  # the keeper copied whole segments
+            assert keeper.kept[name] == (cam / name).read_bytes(), name
+        ended = {StreamState.COMPLETED, StreamState.ABORTED}  # never FAILED, STALLED, live
+        records = {n: await daemon.wait_for_state(cam / n, ended, 60) for n in names}
+        hls = daemon.supervisor._hls
+        assert hls is not None and hls.waiting() == {}
+        sent = Counter(k for k in daemon.store.puts if not k.endswith(SIDECAR_SUFFIX))
+        sent.update(k for k, _ in daemon.store.completes)
+        with_parts = {p.key for p in daemon.store.parts}
+        published = list(stores[0].playlists)
+    assert published[-1] == local
+
+    completed: set[str] = set()
+    for name, rec in records.items():
+        key = f"{folder_key}/{name}"
+        got = _get(s3_client, bucket, key)
+        if rec.state is StreamState.COMPLETED:
+            completed.add(name)
+            whole = (cam / name).read_bytes() if name in on_disk else keeper.kept[name]
+            assert got == whole, f"{name} in S3 is not the segment"
+            assert rec.generation == 1 and sent[key] == 1, (name, rec.generation, sent[key])
+        else:  # deleted before tailup had read it all: nothing of it in S3
+            assert name not in on_disk and rec.end_cause is EndCause.SOURCE_GONE, (name, rec)
+            assert got is None, f"{name}: ABORTED, yet its object is in S3"
+            assert sent[key] == 0, f"{name}: ABORTED, yet sent"
+    # Every version put named segments in S3 only (the player's reads saw some of them).
+    for body in published:
+        named = {str(p) for p in named_files(body.decode(), PurePosixPath("x.m3u8")).inside}
+        assert named <= completed, (named - completed, body)
+    # Nothing else: the playlist at one key, each completed segment and its metadata.json; no
+    # object of an aborted segment, no upload card, no playlist as a recording.
+    listed = s3_client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/")
+    keys = {o["Key"] for o in listed.get("Contents", [])}
+    segments = {f"{folder_key}/{n}" for n in completed}
+    assert keys == {player.key} | segments | {k + SIDECAR_SUFFIX for k in segments}
+    assert on_disk <= completed  # what ffmpeg kept, tailup completed
+    aborted = set(names) - completed
+    if in_flight:
+        assert stores[0].held, "live1.ts's PutObject never waited for its delete"
+        assert "live1.ts" in completed
+    else:
+        # The lifetime under test happened: a segment deleted after some of its parts were in
+        # S3, whose upload was aborted and whose object never appeared.
+        assert {f"{folder_key}/{n}" for n in aborted} & with_parts, (aborted, with_parts)

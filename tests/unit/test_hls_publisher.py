@@ -65,3 +65,37 @@ async def test_what_a_playlist_names_is_remembered_with_it_and_forgotten_ones_ar
     assert await store.get_object("p/live.m3u8") == playlist.read_bytes()
     assert store.heads == 2 and publisher.puts == 2  # c.ts looked up once, while missing
     publisher.close()
+
+
+async def test_a_window_naming_a_segment_deleted_before_its_upload_waits_for_the_next_one(
+    tmp_path: Path,
+) -> None:
+    """A sliding window (ffmpeg's delete_segments): live1.ts was deleted before tailup had read
+    it (its stream aborted, nothing in S3). The version naming it is never put; the recorder's
+    next version, which names only segments in S3, is, and nothing waits any more."""
+    store = CountingStore()
+    publisher = HlsPublisher(
+        store,  # type: ignore[arg-type]
+        prefix_of=lambda _root: "p",
+        options=None,
+        io=_io,
+        root_of=lambda _path: tmp_path,
+    )
+    for name in ("live0.ts", "live2.ts", "live3.ts", "live4.ts"):
+        (tmp_path / name).write_bytes(name.encode())
+        await store.put_object(f"p/{name}", name.encode(), crc32_of(name.encode()), "video/mp2t")
+    await publisher.file_in_s3(tmp_path / "live0.ts")
+    await publisher.file_in_s3(tmp_path / "live2.ts")
+    first = _playlist(tmp_path, "live0.ts", "live1.ts", "live2.ts")
+    await publisher.playlist_changed(first)
+    assert publisher.waiting() == {first: frozenset({tmp_path / "live1.ts"})}
+    assert await store.head_object("p/live.m3u8") is None  # looked up: not in S3, not put
+    await publisher.file_in_s3(tmp_path / "live3.ts")
+    await publisher.file_in_s3(tmp_path / "live4.ts")
+    assert publisher.waiting() == {first: frozenset({tmp_path / "live1.ts"})}
+    window = _playlist(tmp_path, "live2.ts", "live3.ts", "live4.ts")
+    await publisher.playlist_changed(window)
+    assert publisher.waiting() == {}
+    assert await store.get_object("p/live.m3u8") == window.read_bytes()
+    assert publisher.puts == 1
+    publisher.close()

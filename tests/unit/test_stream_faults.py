@@ -250,6 +250,50 @@ async def test_an_object_that_landed_after_an_abort(tmp_path: Path, case: str, l
         assert rig.store.objects[KEY] == other
 
 
+@pytest.mark.parametrize(
+    ("size", "request_name"), [(1000, "put"), (7 * MiB, "complete")], ids=["put", "complete"]
+)
+@pytest.mark.parametrize("how", ["deleted-and-told", "deleted-not-told-yet", "replaced"])
+async def test_a_file_gone_while_its_object_is_made_is_completed(
+    tmp_path: Path, size: int, request_name: str, how: str
+) -> None:
+    """The request that makes the object (one PutObject, or the CompleteMultipartUpload) lands,
+    and the file goes before the stream hears back (ffmpeg's HLS delete_segments, a recorder's
+    rotation; or another recording at its name). Every byte was read from this very file for
+    it, and the object is verified against them: the recording is COMPLETED, with its
+    metadata.json, never ABORTED with the object left behind no record owning it.
+    ``deleted-and-told``: the supervisor's delete event reached the stream first."""
+    path = tmp_path / "clip.ts"
+    data = payload(size, "gone mid-request")
+    path.write_bytes(data)
+    late: list[Rig] = []
+
+    def go_once_it_lands(op: str, key: str) -> TailupError | None:
+        if op == request_name and key == KEY and late:
+            if how == "replaced":  # renamed over it: another inode at the name
+                (tmp_path / "next.ts").write_bytes(b"the next recording")
+                os.replace(tmp_path / "next.ts", path)
+            else:
+                path.unlink()
+            if how == "deleted-and-told":
+                late[0].stream.on_gone(f"{path} was deleted before its upload completed")
+            late.clear()
+        return None
+
+    async with streaming(path, writer_closed=True) as rig:
+        late.append(rig)
+        # After the request, before its reply: the object is there, the file is not.
+        rig.store.lost_reply = go_once_it_lands
+        assert await rig.task is Outcome.COMPLETED
+    assert not late, "the request never went"
+    assert rig.state() is StreamState.COMPLETED
+    meta = rig.checkpoints.meta["s1"]
+    assert meta["error"] == "" and meta["sha256"] == hashlib.sha256(data).hexdigest()
+    assert rig.store.objects[KEY] == data
+    assert metadata_key(KEY) in rig.store.objects
+    assert ("delete", KEY) not in rig.store.calls
+
+
 async def test_abort_refused_once_the_stream_completed(tmp_path: Path) -> None:
     path = tmp_path / "clip.ts"
     path.write_bytes(payload(1000, "small"))

@@ -9,6 +9,7 @@ from tailup.dev.process import DevServerError
 
 RECORD_FORMATS: tuple[str, ...] = ("mp4", "faststart", "fmp4", "mkv", "ts", "mov")
 
+_HLS_1S = ["-f", "hls", "-hls_time", "1"]  # 1-s segments
 _FORMAT_ARGS: dict[str, list[str]] = {
     "mp4": ["-f", "mp4"],
     "faststart": ["-movflags", "+faststart", "-f", "mp4"],
@@ -20,8 +21,13 @@ _FORMAT_ARGS: dict[str, list[str]] = {
     # in the playlist; ffmpeg rewrites it as x.m3u8.tmp renamed over x.m3u8 after each segment.
     "hls": ["-f", "hls", "-hls_time", "1", "-hls_list_size", "0"],
     "hls-fmp4": ["-f", "hls", "-hls_time", "1", "-hls_list_size", "0", "-hls_segment_type", "fmp4"],
+    # The common live configuration, a sliding window: the playlist names the last 3 segments,
+    # and ffmpeg deletes a segment once it has left the window (one more kept, ffmpeg's
+    # -hls_delete_threshold 1): about 3 s after the segment was closed. Names are never reused
+    # (live0.ts, live1.ts, ... on and on).
+    "hls-window": [*_HLS_1S, "-hls_list_size", "3", "-hls_flags", "delete_segments"],
 }
-HLS_FORMATS: tuple[str, ...] = ("hls", "hls-fmp4")
+HLS_FORMATS: tuple[str, ...] = ("hls", "hls-fmp4", "hls-window")
 
 
 def ffmpeg_exe() -> str:

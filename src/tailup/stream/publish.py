@@ -29,7 +29,7 @@ from tailup.offload import run_blocking
 from tailup.sameupload import UploadedFile, holds_upload
 from tailup.source import FileStat, stat_file
 from tailup.stream.bookkeeping import Bookkeeper
-from tailup.stream.context import Collaborator, Outcome, StreamContext
+from tailup.stream.context import Collaborator, Outcome, StreamContext, _PathUnsettled
 from tailup.stream.sending import PartSender
 from tailup.stream.sha256after import Sha256Result, put_metadata, record_sha256, sha256_of_object
 
@@ -58,11 +58,21 @@ class Publisher(Collaborator):
     ) -> Outcome:
         """``st``: the file as finalized; ``close_seen``: its writer closed it (the after-upload
         action may run)."""
-        after = await self._stat()
-        changed = (after.size, after.mtime_ns) != (st.size, st.mtime_ns)
+        try:
+            after: FileStat | None = await self._stat()
+        except (SourceGone, _PathUnsettled):
+            # Deleted (a recorder's own rotation: ffmpeg's HLS delete_segments), moved away or
+            # replaced while the object was being made, after every byte of it was read from
+            # this very file: the object, verified against those bytes, is the recording whole
+            # (its only copy now). It is completed, never aborted with the object left behind
+            # no record owning it (an HLS playlist waits for that completion). Another file at
+            # the path is a recording of its own (its own stream, or the look that follows).
+            after = None
+        gone = after is None
+        changed = after is not None and (after.size, after.mtime_ns) != (st.size, st.mtime_ns)
         whole = whole_object_checksum(self.record, sent.kind, sent.parts)
         await self._write_metadata(
-            st, sent.sha256_hex, sent.etag, sent.parts, started, sent.verified_by, whole
+            st, sent.sha256_hex, sent.etag, sent.parts, started, sent.verified_by, whole, gone
         )
         # Before the record says COMPLETED: a crash after it would leave the card for good; one
         # before it publishes again at the next start, and deletes it then.
@@ -73,11 +83,16 @@ class Publisher(Collaborator):
             sent.etag,
             sent.parts[0],
             whole,
-            sha256_follows=sent.when is Sha256When.AFTER,
+            # Nothing is left to hash or to delete or move once the file is gone.
+            sha256_follows=sent.when is Sha256When.AFTER and not gone,
             close_seen=close_seen,
+            act_after=not gone,
         )
         await self._sender.sweep_orphans()
         metrics.FINALIZE_SECONDS.observe(self.deps.clock() - started)
+        if gone:
+            self._log.info("the file went while its object was made; the object is the recording")
+            return Outcome.COMPLETED
         if changed:
             self._log.info("file changed while finalizing; it will be uploaded again")
             return Outcome.CHANGED_AFTER_COMPLETE
@@ -106,18 +121,20 @@ class Publisher(Collaborator):
         started: float,
         verified_by: VerifiedBy,
         whole: Checksum | None,
+        gone: bool = False,
     ) -> None:
+        media = None  # a file gone has nothing to probe: no media section
         try:
-            media = await run_blocking(
-                probe_media,
-                self.path,
-                timeout_s=self.deps.stat_timeout_s,
-                what=f"probing {self.path} as media",
-            )
+            if not gone:
+                media = await run_blocking(
+                    probe_media,
+                    self.path,
+                    timeout_s=self.deps.stat_timeout_s,
+                    what=f"probing {self.path} as media",
+                )
         except SourceStalled as exc:
             # metadata.json goes without its media section rather than wait on a hung mount.
             self._log.warning("media probe gave up", reason=str(exc))
-            media = None
         document = build_metadata(
             stream_id=self.stream_id,
             source_path=self.path,
@@ -165,7 +182,10 @@ class Publisher(Collaborator):
         *,
         sha256_follows: bool,
         close_seen: bool,
+        act_after: bool = True,
     ) -> None:
+        """``act_after``: the after-upload action is still to be done (not when the file is
+        gone)."""
         kind, _ = self.deps.after_upload
         await self._book.set_state(
             StreamState.COMPLETED,
@@ -178,7 +198,7 @@ class Publisher(Collaborator):
             head_size=first.size,
             head_crc32=first.crc32,
             # Until it is done: a shutdown or a crash before it leaves it to the next start.
-            after_upload_pending=kind is not AfterUploadKind.KEEP,
+            after_upload_pending=act_after and kind is not AfterUploadKind.KEEP,
             sha256_pending=sha256_follows,
             close_seen=close_seen,
         )
