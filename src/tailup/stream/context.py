@@ -122,7 +122,7 @@ class _Replaced(SourceGone):
     pass
 
 
-class _PathUnsettled(RetryableError):
+class PathUnsettled(RetryableError):
     """The path shows another file than the stream's: a rename or a delete whose event has not
     reached the stream yet. It settles within PATH_SETTLE_S, or the file counts as replaced."""
 
@@ -216,17 +216,17 @@ class StreamContext:
             raise unsettled
         raise _Replaced(f"{path} was replaced by another file while being uploaded")
 
-    def unsettled(self, why: str) -> _PathUnsettled | None:
+    def unsettled(self, why: str) -> PathUnsettled | None:
         """The path does not show the stream's file (another one, or none: ENOENT). A rename or
         a delete whose event has not reached the stream yet looks the same (the poller reports
-        it up to its interval later): a _PathUnsettled to retry until PATH_SETTLE_S has passed
+        it up to its interval later): a PathUnsettled to retry until PATH_SETTLE_S has passed
         since the path first looked so, then None (the caller concludes). A rename is not a
         delete."""
         now = self.deps.clock()
         if self._unsettled_since is None:
             self._unsettled_since = now
         if now - self._unsettled_since < PATH_SETTLE_S:
-            return _PathUnsettled(f"{self.path} {why}; waiting for its rename or delete")
+            return PathUnsettled(f"{self.path} {why}; waiting for its rename or delete")
         return None
 
 

@@ -29,7 +29,7 @@ from tailup.offload import run_blocking
 from tailup.sameupload import UploadedFile, holds_upload
 from tailup.source import FileStat, stat_file
 from tailup.stream.bookkeeping import Bookkeeper
-from tailup.stream.context import Collaborator, Outcome, StreamContext, _PathUnsettled
+from tailup.stream.context import Collaborator, Outcome, PathUnsettled, StreamContext
 from tailup.stream.sending import PartSender
 from tailup.stream.sha256after import Sha256Result, put_metadata, record_sha256, sha256_of_object
 
@@ -60,7 +60,7 @@ class Publisher(Collaborator):
         action may run)."""
         try:
             after: FileStat | None = await self._stat()
-        except (SourceGone, _PathUnsettled):
+        except (SourceGone, PathUnsettled):
             # Deleted (a recorder's own rotation: ffmpeg's HLS delete_segments), moved away or
             # replaced while the object was being made, after every byte of it was read from
             # this very file: the object, verified against those bytes, is the recording whole
