@@ -1,4 +1,5 @@
-"""--hls: publishing playlists (the shell around tailup.rules.hls).
+"""--hls (or a [[watch]] table's hls): publishing the playlists of the HLS folders (the shell
+around tailup.rules.hls).
 
 A playlist is not streamed as a recording: each time its recorder rewrites it (ffmpeg writes
 ``x.m3u8.tmp`` and renames it over ``x.m3u8``), its bytes are read and put in place at its key,
@@ -56,13 +57,16 @@ class HlsPublisher:
         store: MultipartStore,
         *,
         prefix_of: Callable[[Path], str],
-        options: ObjectOptions | None,
+        options_of: Callable[[Path], ObjectOptions | None],
         io: Io,
         root_of: Callable[[Path], Path | None],
     ) -> None:
         self._store = store
-        self._prefix_of = prefix_of  # a watched folder's key prefix (its [[watch]] table's)
-        self._options = options
+        """``root_of``: the HLS folder holding a path (None: it is in none, and no playlist of
+        its is published); ``prefix_of`` and ``options_of``: such a folder's key prefix and how
+        its objects are stored (its [[watch]] table's, else the global settings)."""
+        self._prefix_of = prefix_of
+        self._options_of = options_of
         self._io = io
         self._root_of = root_of
         self._tasks: set[asyncio.Task[None]] = set()
@@ -170,7 +174,7 @@ class HlsPublisher:
                 body,
                 zlib.crc32(body),
                 PLAYLIST_CONTENT_TYPE,
-                options=self._options,
+                options=self._options_of(root),
             )
         except RetryableError as exc:
             log.warning("playlist not published; retrying", path=str(path), reason=str(exc))

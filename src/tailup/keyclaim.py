@@ -41,17 +41,18 @@ async def claim_key(
     had the name before), else ``cam1-<stream id>.ts``, no other recording's by construction.
     At most COUNTED_TRIES + 2 guesses. ``check`` False: the key is unique by construction or the
     user asked for overwrites. ``taken``: keys known to hold an object (a conditional write was
-    refused there). ``exact`` (--hls): the key itself or a PermanentError, never a suffixed
-    one: a playlist names its segments by path, and a renamed one would be missing for it."""
+    refused there). ``exact`` (an HLS folder's): the key itself or a PermanentError, never a
+    suffixed one: a playlist names its segments by path, and a renamed one would be missing."""
     if not check:
         return key
     if key not in taken and await _free(checkpoints, store, key, stream_id):
         return key
     if exact:
         raise PermanentError(
-            f"S3 key {key!r} holds another recording or object: with --hls a file's key is "
-            "its path below the watched folder (a playlist names its segments by it), so it is "
-            "not uploaded under another; remove that object, or use another --prefix"
+            f"S3 key {key!r} holds another recording or object: with --hls (or hls = true in "
+            "its folder's [[watch]] table) a file's key is its path below the watched folder (a "
+            "playlist names its segments by it), so it is not uploaded under another; remove "
+            "that object, or use another prefix"
         )
     for _ in range(COUNTED_TRIES):
         candidate = suffixed_key(key, await checkpoints.next_key_number(key) + 1)

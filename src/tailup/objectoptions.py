@@ -49,10 +49,15 @@ _TAG_TEXT = re.compile(r"[\w +\-=.:/@]*")  # letters, digits, spaces and + - = .
 STORAGE_CLASS_FORM = "one of " + ", ".join(STORAGE_CLASSES) + " (default: the bucket's, STANDARD)"
 SSE_FORM = "AES256, aws:kms or aws:kms:dsse (default: the bucket's encryption)"
 SSE_KMS_KEY_ID_FORM = "a KMS key id, ARN or alias, only with --sse aws:kms or aws:kms:dsse"
-TAG_FORM = (
-    f"KEY=VALUE (repeat --tag for more, at most {MAX_TAGS}): KEY 1 to {MAX_TAG_KEY_CHARS} and "
-    f"VALUE up to {MAX_TAG_VALUE_CHARS} letters, digits, spaces or + - = . _ : / @, KEY not "
-    "starting with aws:, each KEY once"
+_TAG_RULES = (
+    f"KEY 1 to {MAX_TAG_KEY_CHARS} and VALUE up to {MAX_TAG_VALUE_CHARS} letters, digits, spaces "
+    "or + - = . _ : / @, KEY not starting with aws:, each KEY once"
+)
+TAG_FORM = f"KEY=VALUE (repeat --tag for more, at most {MAX_TAGS}): {_TAG_RULES}"
+# A [[watch]] table's ``tags`` (tailup.config.folders): TOML can say a mapping as it is.
+TAGS_FORM = (
+    'an inline table of strings like { site = "north", cam = "3" }, or an array of "KEY=VALUE" '
+    f'strings like ["site=north", "cam=3"]; at most {MAX_TAGS} tags, {_TAG_RULES}'
 )
 
 
@@ -98,6 +103,28 @@ def check_tags(items: list[str]) -> list[str]:
     if twice:
         raise ValueError(f"the tag KEY {twice[0]!r} is given twice")
     return items
+
+
+def tag_items(value: object) -> list[str]:
+    """``tags`` as --tag's KEY=VALUE items, from a table of strings or an array of KEY=VALUE
+    strings (one string: one tag); ValueError says what is wrong. What S3 refuses of the tags
+    themselves is check_tags's."""
+    if isinstance(value, dict):
+        items = []
+        for key, text in value.items():
+            if not isinstance(text, str):
+                raise ValueError(f"the value of {key!r} is {text!r}, not a string in quotes")
+            if "=" in key:  # KEY=VALUE would split it at its first '='
+                raise ValueError(f"the KEY {key!r} has '=', which a tag KEY here cannot have")
+            items.append(f"{key}={text}")
+        return items
+    items_given = [value] if isinstance(value, str) else value
+    if not isinstance(items_given, list):
+        raise ValueError(f"{value!r} is neither a table nor an array")
+    for item in items_given:
+        if not isinstance(item, str):
+            raise ValueError(f'the array holds {item!r}, not a "KEY=VALUE" string')
+    return [str(item) for item in items_given]
 
 
 def kms_key_problem(sse: str, kms_key_id: str) -> str | None:

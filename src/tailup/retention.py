@@ -1,5 +1,6 @@
 """Local retention (--keep-local, --min-free; issue 20.1): the sweep that carries out
-tailup.rules.retention's plan.
+tailup.rules.retention's plan. Each recording is due by its folder's keep_local (a [[watch]]
+table's, else --keep-local; issue 20.3); --min-free is one for every folder's file system.
 
 Every minute, and every few seconds while a watched folder's file system is below --min-free,
 the sweep reads this node's ended records, finds which of their files are still on disk and
@@ -20,7 +21,7 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,10 +102,13 @@ class Retention:
         io_timeout_s: float = 30.0,
         clock: Callable[[], float] = time.time,
         disk_of: Callable[[Path], Disk] = statvfs_disk,
+        keep_local_s: Mapping[Path, float] | None = None,
     ) -> None:
         """``roots``: this node's own watched folders (resolved); ``scope``: their records';
-        ``busy``: whether a stream is uploading the path now."""
+        ``busy``: whether a stream is uploading the path now; ``keep_local_s``: a root's own
+        keep_local (its [[watch]] table's), where it is not the policy's."""
         self._policy = policy
+        self._keep_local_s = dict(keep_local_s or {})
         self._checkpoints = checkpoints
         self._store = store
         self._roots = list(roots)
@@ -273,6 +277,7 @@ class Retention:
                 inside=root is not None,
                 holds_upload=holds_upload(expected, st) if completed else False,
                 being_uploaded=self._busy(path),
+                keep_local_s=self._keep_local_s.get(root) if root is not None else None,
             )
             found.append(_Found(record, cand, root or path.parent))
         return found

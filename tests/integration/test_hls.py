@@ -19,7 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 from structlog.testing import capture_logs
 
-from harness import Daemon, object_bytes, running_daemon, wait_until
+from harness import Daemon, content, object_bytes, running_daemon, wait_until
 from tailup.checkpoint import RedisCheckpointStore
 from tailup.dev import MemoryMultipartStore, RedisServer
 from tailup.errors import PermanentError
@@ -126,6 +126,50 @@ async def _each_segment_one_stream(daemon: Daemon, folder: Path, names: Any) -> 
         assert record.generation == 1
         assert sent[record.key] == 1, (record.key, sent)
     assert await daemon.record_for(folder / "live.m3u8") is None
+
+
+async def test_hls_in_one_folders_table_leaves_the_other_folder_ordinary(
+    daemon_args: dict[str, Any], tmp_path: Path, s3_client: Any, record: Any
+) -> None:
+    """Issue 20.3: hls = true in one folder's [[watch]] table, no --hls. That folder's playlist
+    is published in place beside its segments (keyed by their paths); in the other folder a
+    playlist and a segment are ordinary recordings (its include names *.m3u8), each under its
+    own stream id, never handed to the publisher."""
+    live, cams = tmp_path / "live", tmp_path / "cams"
+    (live / "door").mkdir(parents=True)
+    cams.mkdir()
+    playlist = live / "door" / "live.m3u8"
+    prefix = f"site-{uuid.uuid4().hex[:6]}"
+    bucket = daemon_args["bucket"]
+    tables = [
+        {"path": str(live), "hls": True, "prefix": prefix},
+        {"path": str(cams), "include": ["*.ts", "*.m3u8"]},
+    ]
+    args = {**daemon_args, "watch": [live, cams]}
+    async with running_daemon(**args, watch_tables=tables) as daemon:
+        proc = record(playlist, "hls", 4, gop=25)
+        desk, notes = cams / "desk0.ts", cams / "notes.m3u8"
+        desk.write_bytes(content(188 * 500, "desk"))
+        text = b"#EXTM3U\n#EXTINF:1,\ndesk0.ts\n#EXT-X-ENDLIST\n"
+        (cams / "notes.m3u8.tmp").write_bytes(text)
+        os.rename(cams / "notes.m3u8.tmp", notes)  # as ffmpeg's HLS muxer puts a playlist
+        assert await asyncio.to_thread(proc.wait) == 0, proc.log_path.read_text()
+        local = playlist.read_bytes()
+        key = f"{prefix}/door/live.m3u8"
+        await wait_until(lambda: _in_s3(s3_client, bucket, key, local), "the final playlist in S3")
+        names = named_files(local.decode(), PurePosixPath(playlist.name)).inside
+        await _each_segment_one_stream(daemon, live / "door", names)
+        done = {p: await daemon.wait_for_state(p, {StreamState.COMPLETED}) for p in (desk, notes)}
+        hls = daemon.supervisor._hls
+        assert hls is not None and hls.puts >= 1 and hls.waiting() == {}
+    for rel in names:
+        object_key = f"{prefix}/door/{rel}"
+        assert object_bytes(s3_client, bucket, object_key) == (live / "door" / rel).read_bytes()
+    for path, rec in done.items():  # the default template: streams/{stream_id}/{name}
+        assert rec.key == f"streams/{rec.stream_id}/{path.name}"
+        assert object_bytes(s3_client, bucket, rec.key) == path.read_bytes()
+    assert _get(s3_client, bucket, f"{prefix}/notes.m3u8") is None
+    assert _get(s3_client, bucket, "notes.m3u8") is None
 
 
 async def test_a_playlist_naming_files_outside_the_folder_is_published_with_a_warning(

@@ -150,6 +150,40 @@ async def test_seaweedfs_keeps_class_aes256_and_tags(
         assert _stored_as(s3_client, bucket, metadata_key(key)) == expected
 
 
+async def test_a_folders_own_tags_are_its_recordings_and_the_others_keep_the_global_tags(
+    daemon_args: dict[str, Any], s3_client: Any, bucket: str, tmp_path: Path
+) -> None:
+    """Issue 20.3: ``tags = { ... }`` in one folder's [[watch]] table (an inline table, the
+    documented form) replaces --tag for that folder's recordings and their metadata.json,
+    multipart or one PutObject; the other folder's keep --tag's."""
+    north, plain = tmp_path / "north", tmp_path / "plain"
+    north.mkdir(), plain.mkdir()
+    files = {
+        north / "long.ts": 11 * MiB,
+        north / "short.ts": 100_000,
+        plain / "desk.ts": 100_000,
+    }
+    for path, size in files.items():
+        path.write_bytes(content(size, path.name))
+    tables = [{"path": str(north), "tags": {"site": "north", "cam": "3"}}]
+    async with running_daemon(
+        **{**daemon_args, "watch": [north, plain]}, idle_timeout=1, tag=TAGS, watch_tables=tables
+    ) as daemon:
+        done = [
+            await daemon.wait_for_state(p, {StreamState.COMPLETED, StreamState.FAILED}, 60)
+            for p in files
+        ]
+    assert [r.state for r in done] == [StreamState.COMPLETED] * 3, [r.error for r in done]
+    north_tags = {"site": "north", "cam": "3"}
+    for record, tags in zip(done, [north_tags, north_tags, TAG_SET], strict=True):
+        for key in (record.key, metadata_key(record.key)):
+            assert _stored_as(s3_client, bucket, key)["tags"] == tags, key
+        document = json.loads(
+            s3_client.get_object(Bucket=bucket, Key=metadata_key(record.key))["Body"].read()
+        )
+        assert document["storage"]["tags"] == tags
+
+
 @pytest.mark.parametrize("size_bytes", [11 * MiB, 100_000], ids=["multipart", "one-put"])
 async def test_seaweedfs_refuses_sse_kms_and_the_stream_fails_naming_the_flag(
     daemon_args: dict[str, Any], watch: Path, size_bytes: int

@@ -146,6 +146,46 @@ async def test_keep_local_deletes_only_what_is_older_and_verified(
     assert not old.exists() and gone.exists() and unknown.exists()
 
 
+@pytest.mark.parametrize("global_keep_local", ["1d", None], ids=["global-1d", "global-off"])
+async def test_a_folders_own_keep_local_deletes_its_recording_and_not_the_others(
+    daemon_args: dict[str, Any],
+    tmp_path: Path,
+    s3_client: Any,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    global_keep_local: str | None,
+) -> None:
+    """Issue 20.3: a guest folder's [[watch]] table keeps its recordings 1 h; the other folder
+    has --keep-local 1 d (or none). Two hours after both completed, the guest's verified
+    recording is deleted and the other's, of the same age, stays. The table alone turns the
+    sweep on when --keep-local is off."""
+    cams, guest = tmp_path / "cams", tmp_path / "guest"
+    cams.mkdir(), guest.mkdir()
+    kept, gone = cams / "cam1.ts", guest / "visitor.ts"
+    options: dict[str, Any] = {"idle_timeout": 1}
+    if global_keep_local is not None:
+        options["keep_local"] = global_keep_local
+    tables = [{"path": str(guest), "keep_local": "1h"}]
+    async with running_daemon(
+        **{**daemon_args, "watch": [cams, guest]}, watch_tables=tables, **options
+    ) as daemon:
+        retention = daemon.supervisor.retention
+        assert retention is not None
+        records = {}
+        for path in (kept, gone):
+            path.write_bytes(content(300_000, path.name))
+            records[path] = await daemon.wait_for_state(path, {StreamState.COMPLETED})
+        await wait_until(lambda: retention.last is not None, "the sweep at start")
+        latest = max(tailup.retention.ended_at(r) for r in records.values())
+        monkeypatch.setattr(retention, "_clock", lambda: latest + 7200)
+        result = await retention.sweep()
+    assert [c.path for c in result.deleted] == [str(gone)]
+    assert result.waiting == []  # the other is not due: not waiting either
+    assert not gone.exists() and kept.read_bytes() == content(300_000, kept.name)
+    for path, record in records.items():  # both copies whole in S3
+        assert object_bytes(s3_client, bucket, record.key) == content(300_000, path.name)
+
+
 def _later(record: Any, seconds: float) -> float:
     return tailup.retention.ended_at(record) + seconds
 

@@ -18,6 +18,7 @@ from tailup.config import (
     load_settings,
     read_config_file,
 )
+from tailup.config.folders import folder_settings
 from tailup.errors import ConfigError
 from tailup.plan import MiB
 
@@ -235,3 +236,21 @@ def test_the_example_file_is_valid_and_complete() -> None:
         if " = " in line and not line.startswith("##")
     }
     assert set(Settings.model_fields) <= documented
+
+
+def test_the_examples_watch_tables_load_once_uncommented(tmp_path: Path) -> None:
+    """The example's commented [[watch]] tables, uncommented (and its `watch` array dropped, as
+    it says): every field they show is accepted and reaches its folder."""
+    text = EXAMPLE.read_text()
+    head, _, tables = text.partition("# -- per-folder settings")
+    head = "\n".join(line for line in head.splitlines() if not line.startswith("watch = "))
+    body = "\n".join(
+        line.removeprefix("# ").removeprefix("#")
+        for line in tables.splitlines()
+        if line.startswith("#") and not line.startswith("##")
+    )
+    config = _write(tmp_path / "tailup.toml", f"{head}\n{body}\n")
+    by_folder = {str(f.folder): f for f in folder_settings(load_settings({}, config))}
+    assert by_folder["/srv/cams/site-a"].object_options.tags == (("site", "north"), ("cam", "3"))
+    assert by_folder["/srv/guest"].keep_local_s == 86400
+    assert by_folder["/srv/hls"].hls and by_folder["/srv/hls"].key_template == "{relpath}"

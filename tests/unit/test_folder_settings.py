@@ -123,7 +123,7 @@ def test_the_global_include_is_a_folders_unless_its_table_sets_one() -> None:
             [{"path": "/a", "prefx": "x"}],
             "[[watch]] #1 (path '/a') in /etc/t.toml: unknown field 'prefx'; did you mean "
             "'prefix'? Fields are: path, prefix, key_template, include, after_upload, "
-            "storage_class, tag",
+            "keep_local, storage_class, tags (or tag), hls",
             id="unknown-field",
         ),
         pytest.param(

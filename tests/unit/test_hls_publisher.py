@@ -44,7 +44,7 @@ async def test_what_a_playlist_names_is_remembered_with_it_and_forgotten_ones_ar
     publisher = HlsPublisher(
         store,  # type: ignore[arg-type]
         prefix_of=lambda _root: "p",
-        options=None,
+        options_of=lambda _root: None,
         io=_io,
         root_of=lambda _path: tmp_path,
     )

@@ -9,6 +9,7 @@ import pytest
 
 from tailup.cli import main
 from tailup.config import Settings, check_daemon_settings, load_settings
+from tailup.config.folders import folder_settings, global_folder
 from tailup.errors import ConfigError
 from tailup.keys import DEFAULT_KEY_TEMPLATE
 from tailup.metadata import content_type_for
@@ -154,12 +155,16 @@ def _settings(tmp_path: Path, **values: object) -> Settings:
 
 @pytest.mark.usefixtures("outside_settings_removed")
 def test_hls_keys_by_relpath_and_includes_playlists(tmp_path: Path) -> None:
-    plain = _settings(tmp_path)
+    """--hls makes every folder's template {relpath} and adds the HLS globs (the folder's
+    resolution: tailup.config.folders); the global settings stay the other folders' defaults."""
+    plain = global_folder(_settings(tmp_path))
     assert plain.key_template == DEFAULT_KEY_TEMPLATE and "*.m3u8" not in plain.include
-    hls = _settings(tmp_path, hls=True)
-    assert hls.key_template == "{relpath}"
+    settings = _settings(tmp_path, hls=True)
+    hls = global_folder(settings)
+    assert hls.hls and hls.key_template == "{relpath}"
     assert {"*.m3u8", "*.m4s", "*.ts", "*.mp4"} <= set(hls.include)
-    check_daemon_settings(hls)
+    assert [f.key_template for f in folder_settings(settings)] == ["{relpath}"]
+    check_daemon_settings(settings)
 
 
 @pytest.mark.usefixtures("outside_settings_removed")
@@ -190,6 +195,9 @@ def test_hls_refuses_a_folder_key_template(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     (tmp_path / "x").mkdir()
-    settings = load_settings({}, config)
-    with pytest.raises(ConfigError, match=r"key_template '\{name\}' cannot be used with --hls"):
-        check_daemon_settings(settings)
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, config)  # refused at load: the folder's table is wrong, for any command
+    assert (
+        f"[[watch]] #2 (path '{tmp_path / 'x'}') in {config}: key_template: got '{{name}}': it "
+        f"cannot be used with hls (--hls (TAILUP_HLS, hls in {config})), which keys every file"
+    ) in str(caught.value)

@@ -24,6 +24,7 @@ from tailup.rules.retention import (
     parse_min_free,
     plan,
     summary,
+    sweeps_needed,
     upload_verified,
 )
 from tailup.rules.writers import Writer
@@ -111,6 +112,62 @@ def test_a_due_recording_that_may_not_go_waits_and_the_next_oldest_goes(
     )
     assert names(decided.deletes) == ["next"]
     assert [(c.stream_id, why) for c, why in decided.waiting] == [("held", reason)]
+
+
+@pytest.mark.parametrize(
+    ("folder_keep_days", "global_keep_days", "age_days", "deleted"),
+    [
+        (None, 7, 8, True),  # its folder sets none: --keep-local
+        (None, 7, 6, False),
+        (1, 7, 2, True),  # a guest folder's shorter one
+        (1, 7, 0.5, False),
+        (30, 7, 8, False),  # a longer one wins over --keep-local too
+        (0, 7, 8, False),  # 0 in its table: off for that folder
+        (2, 0, 3, True),  # the folder's alone, --keep-local off
+        (2, 0, 1, False),
+    ],
+)
+def test_each_recording_is_due_by_its_own_folders_keep_local(
+    folder_keep_days: float | None, global_keep_days: float, age_days: float, deleted: bool
+) -> None:
+    keep_s = None if folder_keep_days is None else folder_keep_days * DAY_S
+    decided = plan(
+        [cand("a", age_days, keep_local_s=keep_s)],
+        now_s=NOW_S,
+        policy=Policy(keep_local_s=global_keep_days * DAY_S),
+        disks={1: Disk(free_bytes=100 * GiB, total_bytes=200 * GiB)},
+    )
+    assert names(decided.deletes) == (["a"] if deleted else [])
+    assert {why for _, why in decided.deletes} <= {Why.AGE}
+
+
+def test_two_folders_of_one_age_and_two_keep_locals() -> None:
+    guest = [cand(f"guest{n}", 3, keep_local_s=2 * DAY_S) for n in range(2)]
+    cams = [cand("cam", 3, keep_local_s=7 * DAY_S), cand("cam-old", 9, keep_local_s=7 * DAY_S)]
+    decided = plan(
+        [*cams, *guest],
+        now_s=NOW_S,
+        policy=Policy(keep_local_s=30 * DAY_S),
+        disks={1: Disk(free_bytes=100 * GiB, total_bytes=200 * GiB)},
+    )
+    assert names(decided.deletes) == ["cam-old", "guest0", "guest1"]
+
+
+@pytest.mark.parametrize(
+    ("policy", "folders_keep_local_s", "needed"),
+    [
+        (Policy(), [], False),
+        (Policy(), [0.0, 0.0], False),
+        (Policy(), [0.0, 3600.0], True),  # one folder's table alone turns the sweep on
+        (Policy(keep_local_s=3600.0), [3600.0], True),
+        (Policy(keep_local_s=3600.0), [0.0], False),  # every folder turned it off
+        (Policy(min_free=MinFree(percent=10)), [0.0], True),  # --min-free is every folder's
+    ],
+)
+def test_the_sweep_runs_when_any_folder_needs_it(
+    policy: Policy, folders_keep_local_s: list[float], needed: bool
+) -> None:
+    assert sweeps_needed(policy, folders_keep_local_s) is needed
 
 
 def test_nothing_is_due_when_young_and_space_is_free() -> None:

@@ -156,7 +156,8 @@ _RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
             "action": "store_const",
             "const": True,
             "help": "live HLS: playlists and segments keyed by their path below the folder, a "
-            "playlist published in place once every segment it names is in S3.",
+            "playlist published in place once every segment it names is in S3. Every watched "
+            "folder; for some only, hls = true in their [[watch]] tables in --config.",
         },
     ),
     ("--poll-interval", {"help": "seconds between polls with --poll (default 1)."}),

@@ -11,7 +11,8 @@ RETENTION_FLAGS: list[tuple[str, dict[str, Any]]] = [
             "metavar": "DURATION",
             "help": "delete a local recording once its upload is verified and it is this old "
             "(30d, 12h; default: off). Only recordings tailup completed, whose object S3 still "
-            "holds unchanged and whose writer is known gone.",
+            "holds unchanged and whose writer is known gone. A folder's [[watch]] table in "
+            "--config may set its own keep_local.",
         },
     ),
     (
@@ -19,7 +20,8 @@ RETENTION_FLAGS: list[tuple[str, dict[str, Any]]] = [
         {
             "metavar": "SIZE|PERCENT",
             "help": "delete the oldest verified local recordings while a watched folder's file "
-            "system has less free space than this (10GiB, 15%%; default: off).",
+            "system has less free space than this (10GiB, 15%%; default: off). One setting for "
+            "every folder (free space is a file system's), never a [[watch]] table's.",
         },
     ),
 ]

@@ -11,6 +11,7 @@ from tailup.config.forms import ACCEPTED_FORMS, AFTER_UPLOAD_FORM
 from tailup.config.settings import Settings
 from tailup.config.values import AfterUploadKind
 from tailup.errors import ConfigError
+from tailup.keys import DEFAULT_KEY_TEMPLATE
 from tailup.objectoptions import kms_key_problem
 from tailup.rules.hls import HLS_KEY_TEMPLATE
 from tailup.units import format_size
@@ -105,23 +106,16 @@ def _kms_key_problems(settings: Settings) -> list[str]:
 
 
 def _hls_problems(settings: Settings) -> list[str]:
-    if not settings.hls:
+    """--hls with a --key-template (a [[watch]] table's with hls is refused at load:
+    tailup.config.folders)."""
+    if not settings.hls or settings.key_template in (DEFAULT_KEY_TEMPLATE, HLS_KEY_TEMPLATE):
         return []
-    problems = [
-        f"[[watch]] table {table.get('path')!r}: key_template {table['key_template']!r} cannot "
-        f"be used with {settings.label('hls')}, which keys every file by its path below the "
-        f"watched folder ({HLS_KEY_TEMPLATE}). Accepted: no key_template (a prefix of its own)"
-        for table in settings._watch_tables
-        if table.get("key_template", HLS_KEY_TEMPLATE) != HLS_KEY_TEMPLATE
-    ]
-    if settings.key_template == HLS_KEY_TEMPLATE:
-        return problems
     return [
-        *problems,
         f"{settings.label('key_template')}: {settings.key_template!r} cannot be used with "
         f"{settings.label('hls')}, which keys every file by its path below the watched folder "
         f"({HLS_KEY_TEMPLATE}) so that a playlist's segments are beside it. Accepted: no key "
-        "template (use --prefix for a folder in the bucket)",
+        "template (use --prefix for a folder in the bucket; or hls = true in the [[watch]] "
+        "tables of the HLS folders alone)",
     ]
 
 

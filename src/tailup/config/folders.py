@@ -1,8 +1,8 @@
 """Per-folder settings (issue 20.3): a ``[[watch]]`` table of the config file gives one watched
-folder its own ``prefix``, ``key_template``, ``include``, ``after_upload``, ``storage_class`` and
-``tag``; every field it leaves out is the global setting's (flags, environment, .env, the file's
-top level, defaults). Resolved once, at load and at the daemon's start, by a pure function
-(``resolve_folders``): no file system, no clock.
+folder its own ``prefix``, ``key_template``, ``include``, ``after_upload``, ``keep_local``,
+``storage_class``, ``tags`` and ``hls``; every field it leaves out is the global setting's (flags,
+environment, .env, the file's top level, defaults). Resolved once, at load and at the daemon's
+start, by a pure function (``resolve_folders``): no file system, no clock.
 
 The folders watched are the --watch folders and every table's ``path``. A folder named both by
 --watch (or TAILUP_WATCH, or a plain string in the file's ``watch``) and by a table is watched once,
@@ -10,6 +10,12 @@ with the table's settings: the table says how a folder is treated, --watch only 
 in two tables is refused, and so is a table on a --shared-watch folder (the nodes sharing it would
 each need the same table; not supported). Each value is checked by the same validator as the
 global setting of that name (tailup.config.settings), so a refusal reads the same.
+
+``tags`` is an inline table (``tags = { site = "north" }``) or an array of "KEY=VALUE" strings, as
+--tag takes them; ``tag``, the global setting's name, is another name of it (never both in one
+table). ``hls`` makes a folder live HLS whatever --hls says (tailup.rules.hls): its files keyed by
+their path below it (``{relpath}``: a key_template of its own is refused), playlists and fMP4
+segments included. ``min_free`` is no folder's: free space is a file system's.
 
 A recording keeps the key it was given (its record holds it): a config change moves new
 recordings only.
@@ -30,11 +36,30 @@ from tailup.config.forms import ACCEPTED_FORMS
 from tailup.config.settings import Settings
 from tailup.config.values import AfterUploadKind, parse_after_upload
 from tailup.errors import ConfigError
-from tailup.objectoptions import ObjectOptions
+from tailup.objectoptions import ObjectOptions, tag_items
+from tailup.rules.hls import HLS_INCLUDE, HLS_KEY_TEMPLATE
 
 # The settings a [[watch]] table may give its folder (besides its ``path``).
-FOLDER_FIELDS: Final = ("prefix", "key_template", "include", "after_upload", "storage_class", "tag")
+FOLDER_FIELDS: Final = (
+    "prefix",
+    "key_template",
+    "include",
+    "after_upload",
+    "keep_local",
+    "storage_class",
+    "tags",
+    "hls",
+)
 TABLE_FIELDS: Final = ("path", *FOLDER_FIELDS)
+# Other names a table may give a field: the global setting's (a flag's, --tag, says one tag).
+ALIASES: Final = {"tag": "tags"}
+# The global setting whose validators check a field, where its name is another.
+_SETTING: Final = {"tags": "tag"}
+# Settings that are no folder's, and why: a table giving one is told so.
+_NOT_A_FOLDERS: Final = {
+    "min_free": "free space is a file system's, not a folder's: it is set once, as --min-free "
+    "(min_free at the file's top level), for every watched folder's file system",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +72,8 @@ class FolderSettings:
     include: tuple[str, ...]
     after_upload: str
     object_options: ObjectOptions
+    keep_local_s: float = 0.0  # 0: off (local retention by age; tailup.rules.retention)
+    hls: bool = False  # live HLS (tailup.hlspublish): keyed by {relpath}, playlists published
     own: frozenset[str] = frozenset()  # the fields its [[watch]] table sets
     share: str = ""  # the share name of a --shared-watch folder
 
@@ -61,14 +88,17 @@ class FolderSettings:
             return f"{text} *" if field in self.own else text
 
         storage = self.object_options
+        keep = f"{self.keep_local_s:g}s" if self.keep_local_s else "off"
         return {
             "folder": str(self.folder),
             "prefix": mark("prefix", repr(self.prefix)),
             "key_template": mark("key_template", self.key_template),
             "include": mark("include", " ".join(self.include)),
             "after_upload": mark("after_upload", self.after_upload),
+            "keep_local": mark("keep_local", keep),
             "storage_class": mark("storage_class", storage.storage_class or "(bucket's)"),
-            "tag": mark("tag", " ".join(f"{k}={v}" for k, v in storage.tags) or "(none)"),
+            "tags": mark("tags", " ".join(f"{k}={v}" for k, v in storage.tags) or "(none)"),
+            "hls": mark("hls", "on" if self.hls else "off"),
         }
 
 
@@ -81,9 +111,12 @@ def table_label(index: int, table: Mapping[str, Any], config_file: Path | None) 
 
 
 def unknown_field_problem(field: str) -> str:
-    guess = difflib.get_close_matches(field, TABLE_FIELDS, n=1)
-    hint = f"; did you mean {guess[0]!r}?" if guess else ""
-    return f"unknown field {field!r}{hint} Fields are: {', '.join(TABLE_FIELDS)}"
+    if field in _NOT_A_FOLDERS:
+        return f"{field}: {_NOT_A_FOLDERS[field]}. Accepted: no {field} in a [[watch]] table"
+    guess = difflib.get_close_matches(field, [*TABLE_FIELDS, *ALIASES], n=1)
+    hint = f"; did you mean {ALIASES.get(guess[0], guess[0])!r}?" if guess else ""
+    names = ", ".join(TABLE_FIELDS).replace("tags", "tags (or tag)")
+    return f"unknown field {field!r}{hint} Fields are: {names}"
 
 
 def _normal(path: str | Path) -> str:
@@ -92,51 +125,100 @@ def _normal(path: str | Path) -> str:
 
 def _checked(settings: Settings, field: str, value: Any) -> Any:
     """``value`` for ``field`` through the global setting's own validators (ValidationError)."""
+    name = _SETTING.get(field, field)
     probe = settings.model_copy()
-    type(settings).__pydantic_validator__.validate_assignment(probe, field, value)
-    return getattr(probe, field)
+    type(settings).__pydantic_validator__.validate_assignment(probe, name, value)
+    return getattr(probe, name)
 
 
 def _folder(
-    settings: Settings, folder: Path, table: Mapping[str, Any], share: str = ""
+    settings: Settings, folder: Path, checked: Mapping[str, Any], share: str = ""
 ) -> FolderSettings:
-    values = {field: table.get(field, getattr(settings, field)) for field in FOLDER_FIELDS}
+    """``folder``'s settings: its table's ``checked`` fields, the global settings elsewhere."""
+    values = {
+        field: checked[field] if field in checked else getattr(settings, _SETTING.get(field, field))
+        for field in FOLDER_FIELDS
+    }
     options = ObjectOptions.of(
-        values["storage_class"], settings.sse, settings.sse_kms_key_id, values["tag"]
+        values["storage_class"], settings.sse, settings.sse_kms_key_id, values["tags"]
     )
+    hls = bool(values["hls"])
+    include = tuple(values["include"])
+    if hls:  # a template other than {relpath} is refused (_hls_problem; tailup.config.checks)
+        include = tuple(dict.fromkeys([*include, *HLS_INCLUDE]))
     return FolderSettings(
         folder=folder,
         prefix=values["prefix"],
-        key_template=values["key_template"],
-        include=tuple(values["include"]),
+        key_template=HLS_KEY_TEMPLATE if hls else values["key_template"],
+        include=include,
         after_upload=values["after_upload"],
         object_options=options,
-        own=frozenset(field for field in FOLDER_FIELDS if field in table),
+        keep_local_s=float(values["keep_local"]),
+        hls=hls,
+        own=frozenset(checked),
         share=share,
     )
+
+
+def _given(table: Mapping[str, Any], label: str, problems: list[str]) -> dict[str, tuple[str, Any]]:
+    """The table's folder fields by their own names: (the name it gave, the value it gave)."""
+    given = {field: (field, table[field]) for field in FOLDER_FIELDS if field in table}
+    for alias, field in ALIASES.items():
+        if alias not in table:
+            continue
+        if field in table:
+            problems.append(
+                f"{label}: both {field} and {alias} are given ({alias} is another name of "
+                f"{field}). Accepted: one of them; {field} = {ACCEPTED_FORMS[field]}"
+            )
+        else:
+            given[field] = (alias, table[alias])
+    return given
 
 
 def _table_problems(
     settings: Settings, table: Mapping[str, Any], label: str
 ) -> tuple[dict[str, Any], list[str]]:
     """The table's fields checked (each by its global setting's validators), and the refusals."""
-    problems = [f"{label}: {unknown_field_problem(k)}" for k in table if k not in TABLE_FIELDS]
+    known = {*TABLE_FIELDS, *ALIASES}
+    problems = [f"{label}: {unknown_field_problem(k)}" for k in table if k not in known]
     path = table.get("path")
     if not isinstance(path, str) or not path.strip():
         problems.append(f"{label}: no path given. Accepted: {ACCEPTED_FORMS['watch']}")
     checked: dict[str, Any] = {}
-    for field in FOLDER_FIELDS:
-        if field not in table:
-            continue
+    for field, (name, value) in _given(table, label, problems).items():
         try:
-            checked[field] = _checked(settings, field, table[field])
-        except ValidationError as exc:
-            reason = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+            items = tag_items(value) if field == "tags" else value
+            checked[field] = _checked(settings, field, items)
+        except ValueError as exc:  # pydantic's ValidationError is one
             problems.append(
-                f"{label}: {field}: got {table[field]!r}: {reason}. "
-                f"Accepted: {ACCEPTED_FORMS[field]}"
+                f"{label}: {name}: got {value!r}: {_reason(exc)}. Accepted: {ACCEPTED_FORMS[field]}"
             )
+    problem = _hls_problem(settings, checked, label)
+    if problem:
+        problems.append(problem)
     return checked, problems
+
+
+def _reason(exc: ValueError) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+    return str(exc)
+
+
+def _hls_problem(settings: Settings, checked: Mapping[str, Any], label: str) -> str:
+    """An HLS folder (hls = true, or --hls) keys its files by their path below it: its table
+    may not give another template (a player would not find the segments a playlist names)."""
+    template = checked.get("key_template", HLS_KEY_TEMPLATE)
+    if not checked.get("hls", settings.hls) or template == HLS_KEY_TEMPLATE:
+        return ""
+    why = "hls = true in this table" if checked.get("hls") else settings.label("hls")
+    return (
+        f"{label}: key_template: got {template!r}: it cannot be used with hls ({why}), which "
+        f"keys every file of the folder by its path below it ({HLS_KEY_TEMPLATE}) so that a "
+        "playlist's segments are beside it. Accepted: no key_template in an HLS folder's table "
+        "(its prefix places the folder in the bucket), or hls = false"
+    )
 
 
 def resolve_folders(

@@ -7,7 +7,13 @@ from pathlib import Path
 
 from tailup.bandwidth import BWLIMIT_FORM
 from tailup.keys import PLACEHOLDERS
-from tailup.objectoptions import SSE_FORM, SSE_KMS_KEY_ID_FORM, STORAGE_CLASS_FORM, TAG_FORM
+from tailup.objectoptions import (
+    SSE_FORM,
+    SSE_KMS_KEY_ID_FORM,
+    STORAGE_CLASS_FORM,
+    TAG_FORM,
+    TAGS_FORM,
+)
 from tailup.redisconn import REDIS_URL_FORMS
 from tailup.rules.retention import MIN_FREE_FORM
 from tailup.units import DURATION_FORM, SIZE_FORM
@@ -64,6 +70,7 @@ ACCEPTED_FORMS: dict[str, str] = {
     "sse": SSE_FORM,
     "sse_kms_key_id": SSE_KMS_KEY_ID_FORM,
     "tag": TAG_FORM,
+    "tags": TAGS_FORM,  # a [[watch]] table's (tailup.config.folders); no flag of that name
 }
 
 

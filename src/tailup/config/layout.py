@@ -1,18 +1,19 @@
 """The settings of which files are uploaded and under which keys (--include, --key-template,
---key-conflict, --hls): a part of tailup.config.settings.Settings of their own, since --hls
-changes the others' defaults."""
+--key-conflict, --hls): a part of tailup.config.settings.Settings of their own. They are every
+folder's defaults; what --hls (or a [[watch]] table's ``hls``) makes of a folder's template and
+globs is its resolution's (tailup.config.folders): an HLS folder is keyed by {relpath} and
+includes playlists and fMP4 segments, whatever --include and --key-template say for the others."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from tailup.config.storage import StorageSettings
 from tailup.config.values import DEFAULT_INCLUDE, KeyConflict, split_list
 from tailup.keys import DEFAULT_KEY_TEMPLATE, template_problems
-from tailup.rules.hls import HLS_INCLUDE, HLS_KEY_TEMPLATE
 
 
 class LayoutSettings(StorageSettings):
@@ -29,8 +30,9 @@ class LayoutSettings(StorageSettings):
     )
     hls: bool = Field(
         default=False,
-        description="Live HLS: playlists and segments keyed by their path below the folder "
-        "({relpath}); a playlist is published in place once every segment it names is in S3.",
+        description="Live HLS in every watched folder (one folder: hls = true in its [[watch]] "
+        "table): playlists and segments keyed by their path below the folder ({relpath}); a "
+        "playlist is published in place once every segment it names is in S3.",
     )
 
     @field_validator("include", mode="before")
@@ -52,13 +54,3 @@ class LayoutSettings(StorageSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return value
-
-    @model_validator(mode="after")
-    def _hls_defaults(self) -> LayoutSettings:
-        """--hls keys files by {relpath} (a template given with it is refused by
-        tailup.config.checks) and includes playlists and fMP4 segments."""
-        if self.hls:
-            if self.key_template == DEFAULT_KEY_TEMPLATE:
-                self.key_template = HLS_KEY_TEMPLATE
-            self.include = list(dict.fromkeys([*self.include, *HLS_INCLUDE]))
-        return self

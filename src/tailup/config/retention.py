@@ -16,13 +16,14 @@ class RetentionSettings(BaseSettings):
 
     keep_local: float = Field(
         default=0.0,  # parsed as a DURATION by Settings (tailup.config.settings.DURATION_FIELDS)
-        description="Delete local recordings whose upload is verified once this old (0 = off).",
+        description="Delete local recordings whose upload is verified once this old (0 = off); "
+        "a folder's [[watch]] table may set its own keep_local.",
     )
     min_free: str = Field(
         default="0",
         description="Delete the oldest verified local recordings while a watched folder's file "
         "system has less free space than this: a size like 10GiB or a percentage like 15% "
-        "(0 = off).",
+        "(0 = off). One setting for every folder: free space is a file system's.",
     )
 
     @field_validator("keep_local")

@@ -135,7 +135,9 @@ def _watch_value_problems(value: Any, path: Path) -> list[str]:
                 f"{ACCEPTED_FORMS['watch']}; in the file, {FileKind.TEXT.value}"
             )
         for field, given in table.items():
-            kind = file_kind(field) if field in FOLDER_FIELDS else None
+            # tags (or tag) takes a table or an array: tailup.config.folders checks its forms.
+            typed = field in FOLDER_FIELDS and field in Settings.model_fields
+            kind = file_kind(field) if typed else None
             if kind is not None and not _file_value_ok(kind, given):
                 problems.append(
                     f"{label}: {field}: got {given!r}, a TOML {_toml_type(given)}. Accepted: "

@@ -5,8 +5,12 @@ Only a recording tailup completed and verified may go: its record COMPLETED, the
 still the one the record describes (size and ETag, asked again just before the delete), the path
 still holding the very file uploaded (tailup.sameupload), inside a watched folder, and its writer
 known gone (tailup.rules.writers: where /proc cannot see every writer, "none visible" is UNKNOWN
-and the file waits). Oldest completed first: what is older than --keep-local, then, on a file
-system with less free space than --min-free, as many as bring it back above.
+and the file waits). Oldest completed first: what is older than its keep-local duration, then,
+on a file system with less free space than --min-free, as many as bring it back above.
+
+The keep-local duration is each recording's own (``Candidate.keep_local_s``): its folder's
+``keep_local`` (a [[watch]] table's, else --keep-local), so one sweep serves folders of different
+retention. --min-free stays one setting: free space is a file system's, not a folder's.
 """
 
 from __future__ import annotations
@@ -73,7 +77,7 @@ class Wait(enum.Enum):
 
 
 class Why(enum.Enum):
-    AGE = "older than --keep-local"
+    AGE = "older than its folder's keep_local"
     SPACE = "free space below --min-free"
 
 
@@ -92,6 +96,11 @@ class Candidate:
     holds_upload: bool = True
     being_uploaded: bool = False
     object_changed: bool = False  # S3 answered, before a delete, with another object
+    # Its folder's keep_local (0: off for it); None: the policy's (--keep-local).
+    keep_local_s: float | None = None
+
+    def keep_local_of(self, policy: Policy) -> float:
+        return policy.keep_local_s if self.keep_local_s is None else self.keep_local_s
 
     @property
     def wait(self) -> Wait | None:
@@ -117,12 +126,19 @@ class Disk:
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    keep_local_s: float = 0.0  # 0: off
+    keep_local_s: float = 0.0  # --keep-local, of a recording without its own; 0: off
     min_free: MinFree = field(default_factory=MinFree)
 
     @property
     def off(self) -> bool:
         return self.keep_local_s <= 0 and self.min_free.off
+
+
+def sweeps_needed(policy: Policy, folders_keep_local_s: Iterable[float]) -> bool:
+    """Whether the sweep has anything to do: --min-free is on, or a watched folder has a
+    keep_local (each folder's, its table's or --keep-local: the global one alone is no folder's
+    when every table sets its own)."""
+    return not policy.min_free.off or any(keep_s > 0 for keep_s in folders_keep_local_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +179,8 @@ def plan(
 
 
 def _due(cand: Candidate, now_s: float, policy: Policy, deficit_bytes: int) -> Why | None:
-    if policy.keep_local_s > 0 and now_s - cand.completed_at_s >= policy.keep_local_s:
+    keep_local_s = cand.keep_local_of(policy)
+    if keep_local_s > 0 and now_s - cand.completed_at_s >= keep_local_s:
         return Why.AGE
     if deficit_bytes > 0:
         return Why.SPACE

@@ -146,17 +146,19 @@ class Dispatch(SupervisorState):
             await self._carry_out(action, event)
 
     async def _playlist_event(self, event: FileEvent) -> bool:
-        """--hls: a playlist's events go to its publisher (tailup.hlspublish), never to a
-        stream. True when the event was a playlist's."""
+        """An HLS folder's playlist (--hls, or its table's hls): its events go to the publisher
+        (tailup.hlspublish), never to a stream. True when the event was such a playlist's; in
+        another folder a playlist is a file like any other (its include decides)."""
         assert self._hls is not None
         dest = event.dest_path
-        if dest is not None and is_playlist(dest.name):
+        hls_source = is_playlist(event.path.name) and self._hls_root(event.path) is not None
+        if dest is not None and is_playlist(dest.name) and self._hls_root(dest) is not None:
             # ffmpeg's x.m3u8.tmp renamed over x.m3u8: the new playlist, whole.
-            if is_playlist(event.path.name):
+            if hls_source:
                 self._hls.forget(event.path)
             await self._hls.playlist_changed(dest)
             return True
-        if not is_playlist(event.path.name):
+        if not hls_source:
             return False
         if event.kind in (EventKind.DELETED, EventKind.MOVED):
             self._hls.forget(event.path)

@@ -1,7 +1,8 @@
 """Each watched folder's own settings (issue 20.3; resolved by tailup.config.folders) as the
 supervisor uses them: by the folder's resolved path, what a new record of a file in it takes (its
 key template and prefix), what its streams run with (after-upload action, storage options, key
-checks) and which of its files are uploaded (its include globs)."""
+checks: exact keys in an HLS folder), which of its files are uploaded (its include globs), whether
+its playlists are published (hls) and how long its verified recordings stay (keep_local)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ class Folders:
                 deps,
                 after_upload=folder.after_upload_action,
                 check_keys=not overwrite and not template_is_unique(folder.key_template),
+                exact_keys=folder.hls,  # a segment's key is its path, never suffixed
                 object_options=folder.object_options,
             )
         self.includes = all_includes([*folders, fallback])
@@ -53,6 +55,18 @@ class Folders:
 
     def deps(self, root: Path | None) -> StreamDeps:
         return self._deps.get(root if root in self._folders else None, self._deps[None])
+
+    def hls(self, root: Path | None) -> bool:
+        """Whether the watched folder ``root`` is live HLS (--hls, or its table's hls)."""
+        return root is not None and root in self._folders and self._folders[root].hls
+
+    @property
+    def any_hls(self) -> bool:
+        return any(folder.hls for folder in self._folders.values())
+
+    def keep_local_s(self) -> dict[Path, float]:
+        """Each folder's keep_local (its table's, else --keep-local), by its resolved path."""
+        return {root: folder.keep_local_s for root, folder in self._folders.items()}
 
     def is_candidate(self, path: Path, root: Path | None) -> bool:
         """Whether ``path`` (in the watched folder ``root``) matches that folder's globs."""

@@ -87,7 +87,7 @@ class Opening(SupervisorState):
             if isinstance(step, Act):
                 await self._carry_out_act(step, path, writer_closed=writer_closed)
                 return
-            facts = facts.answered(step, await self._answer(step))
+            facts = facts.answered(step, await self._answer(step, opened=path))
 
     def _where(self, path: Path) -> Where:
         """This daemon as the core sees it for one open: the clocks and a fresh id, fixed."""
@@ -118,9 +118,9 @@ class Opening(SupervisorState):
             unchanged=self._unchanged.get(path),
         )
 
-    async def _answer(self, ask: Ask[Any]) -> object:
-        """One question of the core, answered with I/O (SourceStalled and RetryableError pass:
-        the event is deferred)."""
+    async def _answer(self, ask: Ask[Any], *, opened: Path) -> object:
+        """One question of the core about opening the file ``opened``, answered with I/O
+        (SourceStalled and RetryableError pass: the event is deferred)."""
         match ask:
             case AskStat(path):
                 try:
@@ -164,7 +164,8 @@ class Opening(SupervisorState):
                         key,
                         stream_id,
                         check=check,
-                        exact=self._settings.hls,
+                        # An HLS folder's key is the file's path, never suffixed.
+                        exact=self._hls_root(opened) is not None,
                     )
                 except PermanentError:
                     return None

@@ -98,8 +98,9 @@ class Registry(SupervisorState):
                     await self._checkpoints.release_claim(stream.stream_id)
             if self._streams.get(stream.path) is stream:
                 del self._streams[stream.path]
-        if self._hls is not None and outcome in (Outcome.COMPLETED, Outcome.COMPLETED_WRITER_OPEN):
-            # A segment verified in S3: the playlists that waited for it may go up.
+        done = outcome in (Outcome.COMPLETED, Outcome.COMPLETED_WRITER_OPEN)
+        if self._hls is not None and done and self._hls_root(Path(stream.record.path)):
+            # An HLS folder's segment verified in S3: the playlists that waited for it may go up.
             self._hls.spawn(self._hls.file_in_s3(Path(stream.record.path)))
         follow = after_outcome(
             outcome,

@@ -48,6 +48,7 @@ from tailup.retention import Retention
 from tailup.rules.records import (
     RecordDefaults,
 )
+from tailup.rules.retention import sweeps_needed
 from tailup.rules.writers import Sight
 from tailup.s3 import MultipartStore
 from tailup.source import (
@@ -115,23 +116,6 @@ class SupervisorState:
         # --salvage-after (tailup.autosalvage): None when off.
         self._auto_salvage = AutoSalvage.for_settings(settings, checkpoints, store)
         self._proc_sees_all = proc_sees_every_writer()
-        # --keep-local / --min-free (tailup.retention), over this node's own folders: None when
-        # off.
-        policy = settings.retention_policy
-        self.retention = (
-            None
-            if policy.off
-            else Retention(
-                policy,
-                checkpoints,
-                store,
-                roots=[Path(p).resolve() for p in settings.watch],
-                scope=self._scope,
-                sight=lambda path: self._sight(path),
-                busy=lambda path: path in self._streams,
-                io_timeout_s=settings.io_timeout,
-            )
-        )
         overwrite = settings.key_conflict is KeyConflict.OVERWRITE
         self._deps = StreamDeps(
             store=store,
@@ -143,7 +127,7 @@ class SupervisorState:
             after_upload=settings.after_upload_action,
             proc_sees_all=self._proc_sees_all and not settings.poll,
             check_keys=not overwrite and not template_is_unique(settings.key_template),
-            exact_keys=settings.hls,
+            exact_keys=settings.hls,  # the fallback; each folder's own: tailup.supervisor.folders
             conditional_writes=not overwrite,
             failed_retry_s=settings.failed_retry,
             stat_timeout_s=settings.io_timeout,
@@ -198,21 +182,47 @@ class SupervisorState:
             overwrite=overwrite,
         )
         self._group: asyncio.TaskGroup | None = None
-        # --hls: playlists are published by this, not streamed (tailup.hlspublish); None when off.
+        # --keep-local (or a folder's keep_local) / --min-free (tailup.retention), over this
+        # node's own folders: None when off.
+        own_roots = [Path(p).resolve() for p in settings.watch]
+        folders_keep_s = self._folders.keep_local_s()
+        keep_local_s = {root: folders_keep_s.get(root, settings.keep_local) for root in own_roots}
+        self.retention = (
+            Retention(
+                settings.retention_policy,
+                checkpoints,
+                store,
+                roots=own_roots,
+                scope=self._scope,
+                sight=lambda path: self._sight(path),
+                busy=lambda path: path in self._streams,
+                io_timeout_s=settings.io_timeout,
+                keep_local_s=keep_local_s,
+            )
+            if sweeps_needed(settings.retention_policy, keep_local_s.values())
+            else None
+        )
+        # --hls (or a folder's hls): playlists are published by this, not streamed
+        # (tailup.hlspublish); None when no folder is HLS.
         self._hls = (
             HlsPublisher(
                 store,
                 prefix_of=lambda root: self._folders.of(root).prefix,
-                options=settings.object_options.metadata_object,
+                options_of=lambda root: self._folders.of(root).object_options.metadata_object,
                 io=self._io,
-                root_of=lambda path: containing_root(path, self._roots),
+                root_of=self._hls_root,
             )
-            if settings.hls
+            if self._folders.any_hls
             else None
         )
         self._lanes: Lanes | None = None
         self.events_routed = 0  # observable progress, for tests and /healthz
         self.ready = asyncio.Event()  # set once watching and live streams resumed
+
+    def _hls_root(self, path: Path) -> Path | None:
+        """The watched folder holding ``path`` when it is an HLS folder; else None."""
+        root = containing_root(path, self._roots)
+        return root if self._folders.hls(root) else None
 
     @property
     def streams(self) -> dict[Path, Stream]:
