@@ -77,7 +77,7 @@ async def test_a_window_naming_a_segment_deleted_before_its_upload_waits_for_the
     publisher = HlsPublisher(
         store,  # type: ignore[arg-type]
         prefix_of=lambda _root: "p",
-        options=None,
+        options_of=lambda _root: None,
         io=_io,
         root_of=lambda _path: tmp_path,
     )
