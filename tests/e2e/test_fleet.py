@@ -172,7 +172,10 @@ def test_a_live_node_id_is_refused_and_taken_back_at_once_after_kill9(
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir()
     two.mkdir()
-    first = fleet.start("nvr-1", "--watch", str(one))
+    # A lease far longer than a start takes on a loaded machine: the third daemon below can only
+    # have it at once by proving the holder gone, never by its expiry (6 s had run out once).
+    long_ttl_s = 120
+    first = fleet.start("nvr-1", "--watch", str(one), lease_ttl_s=long_ttl_s)
     second = fleet.start("nvr-1", "--watch", str(two), wait=False)
     assert second.proc.wait(timeout=30) == 1
     said = second.text()
@@ -181,7 +184,8 @@ def test_a_live_node_id_is_refused_and_taken_back_at_once_after_kill9(
     assert first.proc.poll() is None, "the live holder is not disturbed"
 
     first.kill9()
-    third = fleet.start("nvr-1", "--watch", str(one))  # systemd's restart: no wait for the TTL
+    # systemd's restart: no wait for the TTL
+    third = fleet.start("nvr-1", "--watch", str(one), lease_ttl_s=long_ttl_s)
     taken = third.wait_for_event("node taken back from a daemon that is gone")
     assert str(first.proc.pid) in taken["previous"]
     assert third.stop() == 0

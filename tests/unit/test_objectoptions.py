@@ -48,7 +48,9 @@ def test_the_classes_are_botocores_writable_ones() -> None:
     model = botocore.session.get_session().get_service_model("s3")
     enum = model.shape_for("StorageClass").enum
     assert set(STORAGE_CLASSES) == set(enum) - NOT_WRITABLE_CLASSES
-    assert set(enum) >= NOT_WRITABLE_CLASSES
+    # The locked botocore names every class refused as not writable (no typo among them); the
+    # lowest one pyproject.toml accepts (make test-lowest) predates all four.
+    assert set(enum) >= NOT_WRITABLE_CLASSES or not set(enum) & NOT_WRITABLE_CLASSES
 
 
 @pytest.mark.parametrize("name", STORAGE_CLASSES)
