@@ -1571,6 +1571,32 @@ async def test_release_key_lets_go_of_the_stream_s_own_reservation_only(
     assert await keeping.reserve_key(key, "s2") is None
 
 
+async def test_a_key_given_back_at_the_end_stays_free_of_its_record(
+    keeping: CheckpointStore,
+) -> None:
+    """tailup.rules.keyclaims: a stream that ended with nothing in S3 (OBS's write probe,
+    aborted) gives its key back once its end is written (Bookkeeper.give_key_back). No later
+    write of its record claims the key again (its path ended, a move, a field naming the same
+    key); the next recording of the name reserves it; a record written whole (a take-over's
+    Write) never takes it from that holder; and no key is left without a TTL."""
+    store, key = keeping, _unique_key("2026-12-07 18-44-03.mkv")
+    probe = _record(path="/rec/2026-12-07 18-44-03.mkv", key=key)
+    sid = probe.stream_id
+    await store.create(probe)
+    assert await store.reserve_key(key, "next") == sid, "a live record holds its key"
+    assert await store.set_state(sid, StreamState.ABORTED, allowed_from=LIVE_STATES) is None
+    assert await store.reserve_key(key, "next") == sid, "its end alone keeps the claim"
+    await store.release_key(key, sid)
+    await store.update(sid, path_ended=True)
+    await store.update(sid, path="/rec/moved.mkv", path_ended=False)
+    await store.update(sid, key=key, note="the same key named again")
+    assert await store.reserve_key(key, "next") is None, "free: the next recording's"
+    await store.create(probe.with_changes(note="written whole over the ended one"))
+    assert await store.reserve_key(key, "third") == "next"
+    await store.update(sid, state=StreamState.COMPLETED)
+    assert await _kept_forever(store) == []
+
+
 async def test_parts_committed_after_the_end_expire_with_the_record(
     keeping: CheckpointStore,
 ) -> None:

@@ -1200,6 +1200,141 @@ def test_take_over(
     assert got == act
 
 
+# -- a key given back at an end with nothing in S3 is claimed again (tailup.rules.keyclaims) -----
+# An aborted or skipped first generation with nothing in S3 gives its key's claim back (OBS's
+# write probe must not push the recording to NAME-2). The two ways its record is used again (the
+# next generation of the same file, a new recording taking over its id) claim the key again
+# first, where keys are claimed (a template without {stream_id}): still free, it is kept; held by
+# another recording now, the first free key; none free, pending (the stream claims one itself).
+
+CLAIMING = dataclasses.replace(WHERE, unique_template=False, check_keys=True)
+CAME_BACK = "the file came back after its upload was given up"
+SUFFIXED = "cam1-2.ts"
+CLOSED_EMPTY = rec(state=StreamState.SKIPPED, final_size=0, final_mtime_ns=40)
+
+
+def next_started_as(previous: StreamRecord, st: FileStat, why: str, **changes: Any) -> Act:
+    """next_started, its record with ``changes`` (another key)."""
+    record = next_generation(previous, st, SEEN, NOW).with_changes(**changes)
+    return Act((Write(record), Start(record, {}, resumed=False, why=why)), why)
+
+
+GAVE_UP_AT_P: dict[Ask[Any], object] = {
+    AskStat(P): ST,
+    AskHistory(P): (GAVE_UP, PARTS),
+    AskHead(P, 100, 7, 1, INODE): True,
+    AskGeneration(P, INODE): GEN,
+}
+TAKEN_FROM_OLD: dict[Ask[Any], object] = {
+    **FILE_AT_P,
+    AskRecord(SID0): (ABORTED_ON_REWRITE.with_changes(path=str(OLD)), {}),
+    HELD: Finding(Found.NOTHING, ""),
+}
+AFTER_RESTART = ["AskStat", "AskHistory", "AskHead", "AskGeneration"]
+AFTER_TAKE_OVER = ["AskStat", "AskHistory", "AskGeneration", "AskRecord", "AskS3"]
+CLAIMED_AGAIN_ROWS: list[TakeOverRow] = [
+    (
+        "restarted: its key claimed again, still free",
+        CLAIMING,
+        {**GAVE_UP_AT_P, AskReserve(KEY0, SID0): None},
+        [*AFTER_RESTART, "AskReserve"],
+        next_started(GAVE_UP, ST, CAME_BACK),
+    ),
+    (
+        "restarted: its key held by another recording now, the first free one",
+        CLAIMING,
+        {
+            **GAVE_UP_AT_P,
+            AskReserve(KEY0, SID0): "another",
+            AskKey(KEY0, SID0, True): SUFFIXED,
+        },
+        [*AFTER_RESTART, "AskReserve", "AskKey"],
+        next_started_as(GAVE_UP, ST, CAME_BACK, key=SUFFIXED),
+    ),
+    (
+        "restarted: its key held by another, none free: pending, claimed by the stream",
+        CLAIMING,
+        {**GAVE_UP_AT_P, AskReserve(KEY0, SID0): "another", AskKey(KEY0, SID0, True): None},
+        [*AFTER_RESTART, "AskReserve", "AskKey"],
+        next_started_as(GAVE_UP, ST, CAME_BACK, key_pending=True),
+    ),
+    (
+        "restarted where keys are not claimed (--key-conflict overwrite): nothing asked",
+        dataclasses.replace(CLAIMING, check_keys=False),
+        GAVE_UP_AT_P,
+        AFTER_RESTART,
+        next_started(GAVE_UP, ST, CAME_BACK),
+    ),
+    (
+        "closed empty, then written: the next generation claims its key again",
+        CLAIMING,
+        {
+            AskStat(P): ST,
+            AskHistory(P): (CLOSED_EMPTY, {}),
+            AskGeneration(P, INODE): GEN,
+            AskReserve(KEY0, SID0): "another",
+            AskKey(KEY0, SID0, True): SUFFIXED,
+        },
+        ["AskStat", "AskHistory", "AskGeneration", "AskReserve", "AskKey"],
+        next_started_as(CLOSED_EMPTY, ST, "written to after it was closed empty", key=SUFFIXED),
+    ),
+    (
+        "completed, then grown: its claim was kept (its object is there), nothing asked",
+        CLAIMING,
+        {AskStat(P): GROWN, AskHistory(P): (NO_HEAD, {}), AskGeneration(P, INODE): GEN},
+        ["AskStat", "AskHistory", "AskGeneration"],
+        next_started(NO_HEAD, GROWN, GREW),
+    ),
+    (
+        "taken over: the id's key claimed again, still free",
+        CLAIMING,
+        {**TAKEN_FROM_OLD, AskReserve(KEY0, SID0): None},
+        [*AFTER_TAKE_OVER, "AskReserve"],
+        taken_over(REWRITTEN, was_path=OLD),
+    ),
+    (
+        "taken over: the id's key held by another recording now, the first free one",
+        CLAIMING,
+        {
+            **TAKEN_FROM_OLD,
+            AskReserve(KEY0, SID0): "another",
+            AskKey(KEY0, SID0, True): SUFFIXED,
+        },
+        [*AFTER_TAKE_OVER, "AskReserve", "AskKey"],
+        taken_over(REWRITTEN, was_path=OLD, key=SUFFIXED),
+    ),
+    (
+        "taken over: the id's key held by another, none free: pending",
+        CLAIMING,
+        {**TAKEN_FROM_OLD, AskReserve(KEY0, SID0): "another", AskKey(KEY0, SID0, True): None},
+        [*AFTER_TAKE_OVER, "AskReserve", "AskKey"],
+        taken_over(REWRITTEN, was_path=OLD, key_pending=True),
+    ),
+    (
+        "taken over, the ended recording's key pending (never claimed): the stream claims it",
+        CLAIMING,
+        {
+            **TAKEN_FROM_OLD,
+            AskRecord(SID0): (ABORTED_ON_REWRITE.with_changes(path=str(OLD), key_pending=True), {}),
+        },
+        AFTER_TAKE_OVER,
+        taken_over(REWRITTEN, was_path=OLD, key_pending=True),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("where", "answers", "questions", "act"),
+    [pytest.param(w, a, q, act, id=name) for name, w, a, q, act in CLAIMED_AGAIN_ROWS],
+)
+def test_a_key_given_back_is_claimed_again(
+    where: Where, answers: dict[Ask[Any], object], questions: list[str], act: Act
+) -> None:
+    asked, got = drive(where, answers)
+    assert kinds(asked) == questions
+    assert got == act
+
+
 # -- S3 found the recording under the name it was uploaded as (renamed since) -------------------
 
 OLD_KEY = f"{SID0}/old.ts"  # under S3_KEY's prefix

@@ -82,9 +82,11 @@ class CheckpointStore(Protocol):
         id of the stream that holds it: two recordings never share a key."""
 
     async def release_key(self, object_key: str, stream_id: str) -> None:
-        """Give up a key reserved for the stream that it will not use (S3 holds an object
-        there), if the stream still holds it. A key the record names is let go by the update
-        that names another."""
+        """Give up a key reserved for the stream, if the stream still holds it: one it will
+        not use (S3 holds an object there), or the key of a record that ended with nothing in
+        S3 there (tailup.rules.keyclaims); no later write of that record claims it again, only
+        a record written whole (create) claims a free key it names. A key the record names is
+        let go by the update that names another."""
 
     async def next_key_number(self, object_key: str) -> int:
         """1, 2, 3, ...: a counter per taken S3 key, so that a new recording's suffixed key is

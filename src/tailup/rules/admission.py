@@ -17,7 +17,8 @@ The rules, top to bottom:
 5. Judged the same recording: UNCHANGED finishes a pending after-upload action (only a
    COMPLETED record whose file is unchanged: tailup.rules.records) or is remembered; RESUME
    starts the live stream (a shared folder's after its claim); GREW/RESTART writes the next
-   generation and starts it.
+   generation and starts it (after an end with nothing in S3, its key claimed again first:
+   tailup.rules.keyclaims).
 6. Else the recording is looked for by identity, life after life (tailup.identity.stream_id_for):
    a record under that id is this very recording (renamed while tailup was down): it follows to
    this path, then as in 5; unless its stream runs here: the path is a second name (a hard
@@ -47,6 +48,7 @@ from tailup.identity import (
 )
 from tailup.model import PartRecord, StreamRecord, StreamState
 from tailup.recovery import Finding, Found, s3_may_know
+from tailup.rules.keyclaims import claims_key_again
 from tailup.rules.records import (
     completed_from_sidecar,
     key_prefix,
@@ -257,7 +259,7 @@ def _known(
         seen = FileIdentity(
             st.device, st.inode, st.birth_ns, _need(f, AskGeneration(f.path, st.inode))
         )
-    record = next_generation(previous, st, seen, w.now)
+    record = _key_claimed_again(f, w, previous, next_generation(previous, st, seen, w.now))
     return Act(
         (*before, Write(record), Start(record, {}, resumed=False, why=judgement.reason)),
         judgement.reason,
@@ -306,9 +308,10 @@ def _take_over(
 ) -> Act | None:
     """This recording takes over the id of an ended one S3 holds nothing of (its upload aborted
     when its file was rewritten, moved away, or aborted by an operator; an empty file): a new
-    record written over that one; its key is the one reserved for the id, or under a template
-    unique by construction the one its name and time give now. None: the id is spent, the walk
-    goes on.
+    record written over that one; its key is the id's, claimed again where keys are claimed
+    (the ended recording gave its claim back: another may hold the key now, and then it gets
+    the first free one), or under a template unique by construction the one its name and time
+    give now. None: the id is spent, the walk goes on.
 
     An id is spent only once S3 holds something at its key: after Redis lost its data, a
     recording is found by asking S3 about its identity's ids life after life, and that walk
@@ -327,18 +330,40 @@ def _take_over(
     if held.found is not Found.NOTHING:
         return None
     fresh = new_record(w.defaults, w.placement, f.path, st, seen, known.stream_id, w.now)
-    key, key_pending = known.key, known.key_pending  # reserved for the id, and empty in S3
     if w.unique_template and fresh.key != known.key:
         # Its key is the id's own either way: the one its name and start time give now.
         got = _need(f, AskKey(fresh.key, fresh.stream_id, w.check_keys))
         key, key_pending = (fresh.key, True) if got is None else (got, False)
+        fresh = fresh.with_changes(key=key, key_pending=key_pending)
+    else:
+        # The id's key, empty in S3; where keys are claimed, claimed again first: the ended
+        # recording gave its claim back (tailup.rules.keyclaims).
+        fresh = _key_claimed_again(
+            f, w, known, fresh.with_changes(key=known.key, key_pending=known.key_pending)
+        )
     # A first generation: its completion lands only on a free key (If-None-Match), as any new
     # recording's (a later one's would replace what it takes for its own earlier object).
-    record = fresh.with_changes(key=key, key_pending=key_pending, note=_taken_from(known))
+    record = fresh.with_changes(note=_taken_from(known))
     why = f"{judged.reason}; it takes over the id of an ended recording S3 holds nothing of"
     fields = (*_named(record, why), ("was", known.state.value), ("was_path", known.path))
     note = Note("stream id taken over from a recording S3 holds nothing of", fields)
     return Act((note, Write(record), Start(record, {}, resumed=False, why=why)), why)
+
+
+def _key_claimed_again(
+    f: Facts, w: Where, previous: StreamRecord, record: StreamRecord
+) -> StreamRecord:
+    """``record``, made from the ended ``previous`` under its key, with that key claimed again
+    where its claim may be gone (tailup.rules.keyclaims): kept when free or still its own, else
+    the first free key, else pending (the stream claims one as its first step and fails
+    visibly). Never two records on one key."""
+    if not claims_key_again(previous, check_keys=w.check_keys):
+        return record
+    holder = _need(f, AskReserve(record.key, record.stream_id))
+    if holder is None:
+        return record
+    got = _need(f, AskKey(record.key, record.stream_id, True))
+    return record.with_changes(key_pending=True) if got is None else record.with_changes(key=got)
 
 
 def _taken_from(known: StreamRecord) -> str:

@@ -17,6 +17,7 @@ from tailup.errors import (
 from tailup.integrity import normalize_etag
 from tailup.keys import metadata_key
 from tailup.model import EndCause, StreamState, check_transition
+from tailup.rules.keyclaims import KeyAtEnd, gives_key_back
 from tailup.stream.context import Collaborator, Landed, Outcome, StreamContext
 from tailup.stream.sending import PartSender
 
@@ -61,12 +62,10 @@ class Bookkeeper(Collaborator):
         stream proves first that it still holds the recording: a node cut off from Redis past
         its lease must not abort (nor sweep) the upload of the node that took it over."""
         await self.confirm_claim()
-        if self.record.upload_id:
-            await self._sender.abort_quietly(self.record.upload_id)
-        await self._sender.sweep_orphans()
+        uploads_ended = await self._sender.end_uploads()
         self._log.warning("stream aborted", reason=reason)
         first = self.parts.get(1)
-        await self._record_end(
+        recorded = await self._record_end(
             StreamState.ABORTED,
             reason,
             end_cause=cause,
@@ -75,6 +74,25 @@ class Bookkeeper(Collaborator):
             head_size=first.size if first else 0,
             head_crc32=first.crc32 if first else 0,
         )
+        if recorded:
+            await self.give_key_back(StreamState.ABORTED, uploads_ended=uploads_ended)
+
+    async def give_key_back(self, ended_as: StreamState, *, uploads_ended: bool) -> None:
+        """Release the key's claim of a stream that ended with nothing in S3 at its key
+        (tailup.rules.keyclaims), once the end is in Redis: the next recording of the name gets
+        the key, not NAME-2. Not atomic with the end (the claim lives in another hash slot): a
+        crash or a Redis fault in between leaves the claim to expire with the record, and
+        meanwhile costs the next recording of the name a suffixed key, as any held claim does;
+        never an overwrite."""
+        at_end = KeyAtEnd(uploads_ended=uploads_ended, object_sent=self._ctx.object_sent)
+        if not gives_key_back(self.record, ended_as, at_end):
+            return
+        try:
+            await self.deps.checkpoints.release_key(self.record.key, self.stream_id)
+        except CheckpointUnavailable as exc:
+            self._log.warning("key claim kept: Redis failed", key=self.record.key, reason=str(exc))
+            return
+        self._log.debug("key claim given back: nothing in S3 at it", key=self.record.key)
 
     async def confirm_claim(self) -> None:
         """One guarded write: ClaimLost if another node holds the stream's claim now (and with
@@ -89,21 +107,24 @@ class Bookkeeper(Collaborator):
         self._log.error("stream failed; it will be retried", reason=reason)
         await self._record_end(StreamState.FAILED, reason)
 
-    async def _record_end(self, state: StreamState, reason: str, **fields: object) -> None:
+    async def _record_end(self, state: StreamState, reason: str, **fields: object) -> bool:
+        """Write the end; True when Redis holds an end now (this one, or an abort from
+        outside)."""
         try:
             await self.set_state(state, error=reason, **fields)
         except AbortedElsewhere:
             self._log.warning("stream was aborted from outside meanwhile", state=state.value)
         except (CheckpointUnavailable, ValueError) as exc:
             self._log.error("could not record the stream's end", state=state.value, reason=str(exc))
+            return False
+        return True
 
     async def aborted_elsewhere(self, reason: str) -> Outcome:
         # The record says ABORTED already; only the upload this daemon may have made is left.
         self._log.warning("stream aborted from outside", reason=reason)
-        if self.record.upload_id:
-            await self._sender.abort_quietly(self.record.upload_id)
-        await self._sender.sweep_orphans()
+        uploads_ended = await self._sender.end_uploads()
         await self._withdraw_landed()
+        await self.give_key_back(StreamState.ABORTED, uploads_ended=uploads_ended)
         return Outcome.ABORTED
 
     async def _withdraw_landed(self) -> None:
@@ -135,6 +156,7 @@ class Bookkeeper(Collaborator):
             )
             return
         self._ctx.landed = None
+        self._ctx.object_sent = False  # the key held this very object: nothing of ours now
         self._log.info("the object that landed after the abort was deleted", object=where)
 
     async def _delete_own_metadata(self, landed: Landed) -> None:

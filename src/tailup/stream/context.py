@@ -175,6 +175,7 @@ class StreamContext:
         self.plan = plan
         self.wake = asyncio.Event()
         self.stop = asyncio.Event()
+        self.gone = asyncio.Event()  # told its file is gone (deleted, moved out, replaced)
         self.last_seen: FileStat | None = None  # the file at the last look that saw a change
         # SHA-256 of the parts read so far, in order (this process's reads only: after a restart
         # the finalize pass hashes what it does not cover).
@@ -190,6 +191,10 @@ class StreamContext:
         # The object this stream's PutObject or completion put at its key, with the ETag S3 gave
         # it, once S3 answered: what an abort that raced it takes back (Bookkeeper).
         self.landed: Landed | None = None
+        # A PutObject or completion was sent for its key (answered or not) and its object not
+        # taken back: one of this recording may be there, so its end keeps the key's claim
+        # (tailup.rules.keyclaims).
+        self.object_sent = False
 
     @property
     def path(self) -> Path:

@@ -145,6 +145,7 @@ class Stream(Collaborator):
 
     def on_gone(self, reason: str) -> None:
         self._gone_reason = reason
+        self._ctx.gone.set()
         self._ctx.wake.set()
 
     def on_moved(self, new_path: Path) -> None:

@@ -107,8 +107,7 @@ class Finalizer(Collaborator):
         )
 
     async def _skip_empty(self, st: FileStat) -> Outcome:
-        if self.record.upload_id:
-            await self._sender.abort_quietly(self.record.upload_id)
+        uploads_ended = await self._sender.end_uploads()
         reason = "the file was closed empty (0 bytes): nothing to upload"
         await self._book.set_state(
             StreamState.SKIPPED,
@@ -118,6 +117,7 @@ class Finalizer(Collaborator):
             final_mtime_ns=st.mtime_ns,
         )
         self._log.info("stream skipped", reason=reason)
+        await self._book.give_key_back(StreamState.SKIPPED, uploads_ended=uploads_ended)
         return Outcome.SKIPPED
 
     async def _put_single(self, rng: PartRange) -> tuple[str, list[PartRecord], str]:
@@ -136,6 +136,7 @@ class Finalizer(Collaborator):
             await self._check.key_is_ours(body_etag)
             await self._check.claim()
             started = time.monotonic()
+            self._ctx.object_sent = True
             try:
                 etag = await self.deps.store.put_object(
                     self.record.key,
@@ -179,6 +180,7 @@ class Finalizer(Collaborator):
         await self._check.claim()
         algorithm = self.record.checksum
         kind = effective_type(algorithm, self.record.checksum_type)
+        self._ctx.object_sent = True
         try:
             self._check.returned_etag = await self.deps.store.complete_upload(
                 self.record.key,

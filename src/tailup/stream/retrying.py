@@ -49,7 +49,9 @@ class Retrier(Collaborator):
             self._probe_checkpoints = True
         delay = backoff.next_delay_s()
         await self._book.stall(exc, delay)
-        await self.sleep_unless_stopped(delay)
+        # Told its file is gone, it ends now, not after the back-off: a new file at its name
+        # waits for that end (tailup.supervisor.opening), which may give the key back.
+        await self.sleep_unless_stopped(delay, or_gone=True)
         self._ctx.wake.set()
 
     async def or_retry(self, work: Awaitable[T], backoff: Backoff) -> T | None:
@@ -95,9 +97,14 @@ class Retrier(Collaborator):
                     break
         return not self._ctx.stop.is_set()
 
-    async def sleep_unless_stopped(self, delay_s: float) -> None:
+    async def sleep_unless_stopped(self, delay_s: float, *, or_gone: bool = False) -> None:
+        """Sleep ``delay_s``, less if the stream is stopped (or, ``or_gone``, told meanwhile
+        that its file is gone: told before, an end that failed waits its back-off out)."""
+        gone = or_gone and not self._ctx.gone.is_set()
+        events = [self._ctx.stop, self._ctx.gone] if gone else [self._ctx.stop]
+        waits = [asyncio.ensure_future(event.wait()) for event in events]
         try:
-            async with asyncio.timeout(delay_s):
-                await self._ctx.stop.wait()
-        except TimeoutError:
-            pass
+            await asyncio.wait(waits, timeout=delay_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()

@@ -277,19 +277,20 @@ class PartSender(Collaborator):
         was made before this run (a part it sent may never have been checkpointed)."""
         return number in self.parts or self.record.upload_id != self._created_upload
 
-    async def sweep_orphans(self) -> None:
+    async def sweep_orphans(self) -> bool:
         """Abort the other uploads of the stream's own key when it ends: a CreateMultipartUpload
         whose reply was lost (the retry made another) or that a crash cut off from its checkpoint
-        leaves one. Best effort, a few tries: `tailup gc` catches what this misses."""
+        leaves one. Best effort, a few tries: `tailup gc` catches what this misses. True when
+        none can be left (none could have been made, or all were aborted)."""
         if not self._may_have_orphans:
-            return
+            return True
         for attempt in range(1, 4):
             try:
                 uploads = await self.deps.store.list_uploads(self.record.key)
                 for upload_id in orphan_uploads(self.record, uploads):
                     await self.deps.store.abort_upload(self.record.key, upload_id)
                     self._log.info("orphan upload aborted", upload_id=upload_id)
-                return
+                return True
             except RetryableError as exc:
                 if attempt == 3:
                     self._log.warning("orphan sweep failed; `tailup gc` will", reason=str(exc))
@@ -297,17 +298,31 @@ class PartSender(Collaborator):
                     await asyncio.sleep(0.5 * attempt)
             except TailupError as exc:
                 self._log.warning("orphan sweep failed; `tailup gc` will", reason=str(exc))
-                return
+                return False
+        return False
 
-    async def abort_quietly(self, upload_id: str) -> None:
+    async def end_uploads(self) -> bool:
+        """Abort the stream's upload, if it has one, and sweep its orphans, for an end without
+        an object: True when no upload of it is left open at its key."""
+        aborted = True
+        if self.record.upload_id:
+            aborted = await self.abort_quietly(self.record.upload_id)
+        return await self.sweep_orphans() and aborted
+
+    async def abort_quietly(self, upload_id: str) -> bool:
+        """Abort an upload of the stream's key, best effort: True when it is aborted (or was
+        gone already), False when S3 refused or could not be reached (`tailup gc` aborts it)."""
         if upload_id == self.record.upload_id:
             # The card names the stream's own upload only. Deleted first: a crash between the
             # two leaves an open upload that `tailup gc` aborts, never a card for good.
             await self.drop_card(quiet=True)
         key = self.record.key
+        aborted = True
         try:
             await self.deps.store.abort_upload(key, upload_id)
         except TailupError as exc:
             self._log.warning("abort failed; `tailup gc` will clean it up", reason=str(exc))
+            aborted = False
         if self.on_upload_ended is not None:
             await self.on_upload_ended(key, upload_id)
+        return aborted

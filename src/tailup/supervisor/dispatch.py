@@ -220,6 +220,7 @@ class Dispatch(SupervisorState):
             stream.on_gone(f"{event.path} was deleted before its upload completed")
         else:
             stream.on_gone(f"{event.path} was moved out of the watched folders")
+        self._ending[event.path] = (stream, asyncio.Event())
         await self._checkpoints.update(stream.stream_id, path_ended=True)
 
     async def _end_path(self, path: Path) -> None:

@@ -3,6 +3,7 @@ its questions with I/O, and carries out its commands."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any, TypeVar
@@ -67,6 +68,7 @@ from tailup.source import (
 )
 from tailup.stream.sha256after import Sha256Result, finish_sha256
 from tailup.supervisor.state import (
+    ENDING_WAIT_S,
     UNCHANGED_REMEMBERED,
     SupervisorState,
     new_stream_id,
@@ -80,6 +82,7 @@ class Opening(SupervisorState):
     async def _open_stream(self, path: Path, *, writer_closed: bool) -> None:
         """Ask the core (tailup.rules.admission) what to do with the file, answer its questions
         with I/O, carry out its commands."""
+        await self._after_ending(path)
         facts = Facts(path, writer_closed)
         where = self._where(path)
         while True:
@@ -88,6 +91,26 @@ class Opening(SupervisorState):
                 await self._carry_out_act(step, path, writer_closed=writer_closed)
                 return
             facts = facts.answered(step, await self._answer(step, opened=path))
+
+    async def _after_ending(self, path: Path) -> None:
+        """A file at the name of a stream told its file is gone (OBS's write probe, deleted
+        and made again at once) is looked at once that stream has ended, at most ENDING_WAIT_S
+        later: an end with nothing in S3 gives the key back (tailup.rules.keyclaims), and the
+        new file then gets it rather than NAME-2. Only this path's events wait."""
+        ending = self._ending.get(path)
+        if ending is None:
+            return
+        try:
+            async with asyncio.timeout(ENDING_WAIT_S):
+                await ending[1].wait()
+        except TimeoutError:
+            log.info(
+                "a new file at the name of a stream still ending: looked at without waiting more",
+                path=str(path),
+                stream_id=ending[0].stream_id,
+            )
+        if self._ending.get(path) is ending:
+            del self._ending[path]  # waited for once: the path's next events do not
 
     def _where(self, path: Path) -> Where:
         """This daemon as the core sees it for one open: the clocks and a fresh id, fixed."""

@@ -98,6 +98,10 @@ class Registry(SupervisorState):
                     await self._checkpoints.release_claim(stream.stream_id)
             if self._streams.get(stream.path) is stream:
                 del self._streams[stream.path]
+            for name, (ending, ended) in list(self._ending.items()):
+                if ending is stream:
+                    ended.set()  # its end is written, its key maybe given back
+                    del self._ending[name]
         done = outcome in (Outcome.COMPLETED, Outcome.COMPLETED_WRITER_OPEN)
         if self._hls is not None and done and self._hls_root(Path(stream.record.path)):
             # An HLS folder's segment verified in S3: the playlists that waited for it may go up.

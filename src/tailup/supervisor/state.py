@@ -62,6 +62,11 @@ log = structlog.get_logger("tailup.supervisor")
 T = TypeVar("T")
 
 ROUTE_RETRY_S = 2.0
+# How long a new file at the name of a stream told its file is gone waits for that stream's end
+# before it is opened: the end may give the key back (tailup.rules.keyclaims), which the new file
+# then gets rather than NAME-2 (OBS deletes its write probe and records under that name at once).
+# An end takes a few requests; one stalled on S3 or Redis is not waited for past this.
+ENDING_WAIT_S = 5.0
 # Events routed at once (tailup.lanes): enough to overlap the round trips of opening many files
 # moved in together, few enough to stay within the S3 client's spare connections.
 ROUTE_CONCURRENCY = 16
@@ -148,6 +153,9 @@ class SupervisorState:
         self._aliases: dict[str, set[Path]] = {}
         # A name a stream went on from under an alias, its writer's close still to come there.
         self._former: dict[Path, Stream] = {}
+        # A path whose stream was told its file is gone and has not ended yet, with what is set
+        # when it has: a new file there is opened after that (tailup.supervisor.opening).
+        self._ending: dict[Path, tuple[Stream, asyncio.Event]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[FileEvent] = asyncio.Queue()
         self._deferred: dict[Path, FileEvent] = {}
