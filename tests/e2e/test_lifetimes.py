@@ -444,5 +444,9 @@ def test_s3_refusing_403_fails_the_stream_and_retry_completes_it_without_resendi
         result = run_cli(["retry", failed.stream_id, *deployment.connection], deployment.env)
         assert result.returncode == 0, result.stderr
         deployment.wait_for_objects(data)
+        # Stopped while its S3 endpoint (the proxy) is still there: the stream's last requests
+        # (its metadata.json, the sweep of orphan uploads after "stream completed") would
+        # otherwise meet a closed port, and the stop wait out botocore's retries of them.
+        assert daemon.stop() == 0, daemon.tail()
     sent = [e for e in daemon.events() if e.get("event") == "part sent" and e.get("part") == 1]
     assert len(sent) == 1, "part 1 was checkpointed before the 403s: never sent again"
