@@ -16,7 +16,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,12 +133,22 @@ def site(tmp_path: Path, s3_server: SeaweedS3, bucket: str) -> Iterator[Site]:
                 daemon.proc.wait(timeout=10)
 
 
-def destroy_mid_recording(site: Site, record: Any, name: str) -> tuple[Path, bytes, StreamRecord]:
-    """A live TS recording, the daemon and ffmpeg SIGKILLed together once S3 holds two parts:
-    the file's path, its bytes at the kill, and its record then."""
-    daemon = site.start()
+def destroy_mid_recording(
+    site: Site,
+    record: Any,
+    name: str,
+    *,
+    daemon: DaemonProcess | None = None,
+    meanwhile: Callable[[], None] = lambda: None,
+) -> tuple[Path, bytes, StreamRecord]:
+    """A live TS recording, the daemon (``daemon``, or one started here) and ffmpeg SIGKILLed
+    together once S3 holds two parts: the file's path, its bytes at the kill, and its record
+    then. ``meanwhile`` runs while the recording grows towards its two parts."""
+    daemon = daemon or site.start()
     path = site.watch / name
-    recorder = record(path, "ts", 120, bitrate="16M", size="640x360")
+    # 32 Mbit/s: the two parts (10 MiB) in ~2.6 s of recording, 65 frames to decode.
+    recorder = record(path, "ts", 120, bitrate="32M", size="640x360")
+    meanwhile()
 
     def two_parts_sent() -> StreamRecord | None:
         rec = site.record_of(path)
@@ -188,16 +198,18 @@ def assert_salvaged_prefix(site: Site, key: str, recording: bytes) -> dict[str, 
 
 
 def test_salvage_by_node_then_again_then_the_node_comes_back_whole(site: Site, record: Any) -> None:
-    # Refused while the node's daemon lives (its lease is held).
     daemon = site.start()
-    alive = site.cli("salvage", "--node", NODE, "--dry-run")
-    assert alive.returncode == 1, alive
-    assert f"node {NODE}'s lease is held" in alive.stderr
-    assert "its daemon is alive" in alive.stderr
-    daemon.stop()
-    site.runs.clear()
 
-    path, recording, at_kill = destroy_mid_recording(site, record, "cam1.ts")
+    def refused_while_alive() -> None:
+        """Refused while the node's daemon lives (its lease is held): the daemon then killed."""
+        alive = site.cli("salvage", "--node", NODE, "--dry-run")
+        assert alive.returncode == 1, alive
+        assert f"node {NODE}'s lease is held" in alive.stderr
+        assert "its daemon is alive" in alive.stderr
+
+    path, recording, at_kill = destroy_mid_recording(
+        site, record, "cam1.ts", daemon=daemon, meanwhile=refused_while_alive
+    )
     # The node's file is gone from it: moved off (the same inode comes back below).
     kept = site.tmp / "kept.ts"
     path.rename(kept)
