@@ -335,16 +335,18 @@ def test_with_rpo_the_salvaged_prefix_reaches_to_within_the_rpo_of_the_kill(
     daemon reaches to within 2.5 s of the kill (the RPO plus the write cadence)."""
     daemon = site.start(extra=("--rpo", "2"))
     path = site.watch / "cam4.ts"
-    recorder = record(path, "ts", 120, bitrate="4M", size="640x360")
+    # 1 MB/s: killed at 8 MiB, 2.5 s before the kill the file was ~5.6 MiB, past part 1 (so the
+    # staged tail must hold the rest), and part 2 (at 10 MiB) is still 2 s away.
+    recorder = record(path, "ts", 120, bitrate="8M", size="640x360")
     sizes: list[tuple[float, int]] = []  # (monotonic s, file size): the recording's progress
 
     def part_sent_and_then_some() -> StreamRecord | None:
         sizes.append((time.monotonic(), path.stat().st_size if path.exists() else 0))
         rec = site.record_of(path)
         ahead = rec is not None and rec.next_part_to_upload >= 2
-        return rec if ahead and sizes[-1][1] >= PART_BYTES + 2 * MiB else None
+        return rec if ahead and sizes[-1][1] >= PART_BYTES + 3 * MiB else None
 
-    poll(part_sent_and_then_some, "a part and 2 MiB more", timeout_s=90, alive=daemon)
+    poll(part_sent_and_then_some, "a part and 3 MiB more", timeout_s=90, alive=daemon)
     os.kill(recorder.pid, signal.SIGKILL)
     os.kill(daemon.proc.pid, signal.SIGKILL)
     killed_at = time.monotonic()
