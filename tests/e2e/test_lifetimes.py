@@ -361,7 +361,13 @@ def test_a_live_recording_renamed_while_tailup_was_down_resumes_under_its_new_na
 
 @pytest.mark.parametrize(
     ("second_name", "mode"),
-    [("b.ts", ()), ("keep.bak", ()), ("b.ts", ("--poll", "--idle-timeout", "15"))],
+    # --poll: a look every 0.2 s (not 1 s), so each step of the test is seen at once and the
+    # writer's pauses stay far inside the idle timeout, which alone ends a polled recording.
+    [
+        ("b.ts", ()),
+        ("keep.bak", ()),
+        ("b.ts", ("--poll", "--poll-interval", "0.2", "--idle-timeout", "5")),
+    ],
     ids=["alias", "walk", "alias-poll"],
 )
 def test_a_hard_link_then_the_first_name_removed_completes_once_under_the_second(
