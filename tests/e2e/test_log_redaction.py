@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -60,35 +61,39 @@ def test_debug_logs_of_an_upload_and_of_refusals_hold_no_secret(
     assert daemon.stop() == 0
     outputs["upload"] = daemon.text()
 
-    status = run_cli(["status", *good], s3_server.env())
-    assert status.returncode == 0 and "completed" in status.stdout, status.stderr
-    outputs["status"] = status.stdout + status.stderr
-
     # 2. S3 refuses the secret key: SignatureDoesNotMatch, the daemon says so and exits 1.
-    refused = start_daemon(
+    # 3. Redis refuses the password: a clear error, exit 1 (after redis-py's retries, seconds of
+    # waiting). These runs and the status commands are independent: started together, so the
+    # test waits for the slowest, not for the sum.
+    wrong_redis = _connection(s3_server, bucket, _redis_url(private_redis, WRONG_PASSWORD))
+    wrong_secret = start_daemon(
         ["--watch", str(watch), *good, *debug],
         {**s3_server.env(), "AWS_SECRET_ACCESS_KEY": WRONG_SECRET},
         tmp_path / "wrong-secret.log",
         tmp_path,
     )
-    assert refused.proc.wait(timeout=60) == 1
-    outputs["wrong secret"] = refused.text()
-    assert "SignatureDoesNotMatch" in outputs["wrong secret"]
-
-    # 3. Redis refuses the password: a clear error, exit 1.
-    wrong_redis = _connection(s3_server, bucket, _redis_url(private_redis, WRONG_PASSWORD))
-    refused = start_daemon(
+    wrong_password = start_daemon(
         ["--watch", str(watch), *wrong_redis, *debug],
         s3_server.env(),
         tmp_path / "wrong-password.log",
         tmp_path,
     )
-    assert refused.proc.wait(timeout=60) == 1
-    outputs["wrong password"] = refused.text()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        status_run = pool.submit(run_cli, ["status", *good], s3_server.env())
+        refused_status_run = pool.submit(run_cli, ["status", *wrong_redis], s3_server.env())
+        status, refused_status = status_run.result(), refused_status_run.result()
+    assert status.returncode == 0 and "completed" in status.stdout, status.stderr
+    outputs["status"] = status.stdout + status.stderr
+
+    assert wrong_secret.proc.wait(timeout=60) == 1
+    outputs["wrong secret"] = wrong_secret.text()
+    assert "SignatureDoesNotMatch" in outputs["wrong secret"]
+
+    assert wrong_password.proc.wait(timeout=60) == 1
+    outputs["wrong password"] = wrong_password.text()
     assert "Redis refused the credentials in --redis-url" in outputs["wrong password"]
-    status = run_cli(["status", *wrong_redis], s3_server.env())
-    assert status.returncode == 1
-    outputs["status, wrong password"] = status.stdout + status.stderr
+    assert refused_status.returncode == 1
+    outputs["status, wrong password"] = refused_status.stdout + refused_status.stderr
 
     for name, text in outputs.items():
         for secret in SECRETS:
