@@ -207,10 +207,11 @@ def test_a_refused_redis_secret_is_named_not_printed(
         tmp_path / "refused.log",
         tmp_path,
     )
+    # Both wait out redis-py's retries of the refusal (seconds): the status runs meanwhile.
+    status = run_cli(["status", *connection], s3_server.env())
     assert daemon.proc.wait(timeout=60) == 1, daemon.tail()
     assert "Redis refused the credentials in --redis-url" in daemon.text()
     _assert_no_secret(daemon.text(), "tailup run refused by Redis")
-    status = run_cli(["status", *connection], s3_server.env())
     assert status.returncode == 1 and "Redis refused" in status.stderr, status.stderr
     _assert_no_secret(status.stdout + status.stderr, "tailup status refused by Redis")
 
