@@ -239,11 +239,15 @@ def test_a_shared_folder_uploads_each_recording_once_and_a_dead_owners_is_finish
     nas.mkdir()
     scope = share_scope("nas")
     share = ["--shared-watch", f"nas={nas}"]
-    # A node that takes a recording over after its writer closed saw no close: it ends on idle.
+    # A node that takes a recording over after its writer closed saw no close: it ends on idle,
+    # 5 s after the takeover. The owner's idle clock runs too, from the live file's first write
+    # to the owner's kill: a second or less (part 1 up).
     nodes = {
-        "n1": fleet.start("n1", *share, idle_timeout_s=8),
-        "n2": fleet.start("n2", *share, idle_timeout_s=8),
+        "n1": fleet.start("n1", *share, idle_timeout_s=5, wait=False),
+        "n2": fleet.start("n2", *share, idle_timeout_s=5, wait=False),
     }
+    for node in nodes.values():  # started together: neither waits for the other's start-up
+        node.wait_for_event("watching")
     finished = {}
     for i in range(5):
         path = nas / f"seg-{i}.ts"
