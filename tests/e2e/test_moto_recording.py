@@ -21,8 +21,10 @@ from tailup.checkpoint import RedisCheckpointStore
 from tailup.dev import MotoS3, RedisServer, ffmpeg_exe
 from tailup.model import StreamRecord, StreamState
 
-RECORD_SECONDS = 10
-BITRATE = "10M"  # ~12.5 MB in 10 s: parts 1 and 2 (5 MiB each) go up while recording
+RECORD_SECONDS = 6
+# ~12 MB in 6 s: parts 1 and 2 (5 MiB each) go up while recording, part 1 ~3.4 s before the
+# close, then a short part 3.
+BITRATE = "16M"
 
 
 async def _record_of(redis_url: str, prefix: str, path: Path) -> StreamRecord | None:
