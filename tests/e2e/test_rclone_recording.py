@@ -25,9 +25,9 @@ from tailup.checkpoint import RedisCheckpointStore
 from tailup.dev import RcloneS3, RedisServer, ffmpeg_exe
 from tailup.model import StreamRecord, StreamState
 
-# Matroska writes nothing for its first ~5.5 s: a shorter recording is written whole at close,
-# with no part sent before its head is rewritten.
-RECORD_SECONDS = {"ts": 3, "mp4": 3, "faststart": 3, "fmp4": 3, "mkv": 8, "mov": 3}
+# Matroska writes a cluster a second (this ffmpeg, at 16 Mbit/s): part 1 is full ~2.8 s in, so
+# 4 s let it go up before the close rewrites the head.
+RECORD_SECONDS = {"ts": 3, "mp4": 3, "faststart": 3, "fmp4": 3, "mkv": 4, "mov": 3}
 BITRATE = "16M"  # ~6 MB in 3 s: a full 5 MiB part goes up while recording
 NAMES = {
     "ts": "transport.ts",
@@ -180,7 +180,8 @@ def test_a_daemon_killed_mid_recording_resumes_on_rclone_and_completes_exact(
     first = start_daemon(args, rclone_server.env(), tmp_path / "first.log", tmp_path)
     try:
         first.wait_for_event("watching")
-        proc = record(path, "mp4", 8, bitrate="10M", gop=25)
+        # ~12 MB: part 1 is up ~3 s before the close patches it.
+        proc = record(path, "mp4", 6, bitrate="16M", gop=25)
         first.wait_for_event("part uploaded", timeout_s=60, part=1)
     finally:
         first.kill9()
