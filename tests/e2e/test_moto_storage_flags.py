@@ -46,7 +46,7 @@ def test_a_recording_is_stored_as_the_flags_say_on_moto(
     try:
         daemon.wait_for_event("watching")
         path = watch / "camera.ts"
-        proc = record(path, "ts", 6, bitrate="8M")
+        proc = record(path, "ts", 3, bitrate="16M")  # ~6 MB: a multipart upload
         assert proc.wait(timeout=120) == 0, Path(proc.log_path).read_text()
         rec = poll(
             lambda: asyncio.run(_completed(redis_server.url, key_prefix, path)),
