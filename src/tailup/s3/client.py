@@ -170,9 +170,10 @@ class S3MultipartStore:
         payload_signing: PayloadSigning = PayloadSigning.AUTO,
         connect_timeout_s: float = 10,
         read_timeout_s: float = 60,
+        max_attempts: int = 4,  # botocore's tries of one call (tests: fewer, where all fail)
     ) -> AsyncIterator[S3MultipartStore]:
         config = AioConfig(
-            retries={"mode": "standard", "max_attempts": 4},
+            retries={"mode": "standard", "max_attempts": max_attempts},
             connect_timeout=connect_timeout_s,
             read_timeout=read_timeout_s,
             max_pool_connections=max_connections,
