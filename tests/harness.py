@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ import pytest
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 import tailup.stream.resuming
+from tailup import cli
 from tailup.bandwidth import BandwidthLimit
 from tailup.checkpoint import RedisCheckpointStore
 from tailup.config import Settings
@@ -51,6 +53,22 @@ def isolate_cli(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
         if name.upper().startswith("TAILUP_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(folder)
+
+
+async def cli_here(
+    capsys: pytest.CaptureFixture[str], args: Sequence[str]
+) -> subprocess.CompletedProcess[str]:
+    """`tailup ARGS` run by ``tailup.cli.main`` as `python -m tailup` runs it, in this process
+    (isolate_cli first), for a test whose subject is the command rather than the process: what
+    daemonproc.run_cli returns, without an interpreter's start-up (~1 s of CPU). In a thread,
+    since the command runs an event loop of its own; nothing else may print meanwhile."""
+    capsys.readouterr()  # what was printed before is not this command's
+    try:
+        code = await asyncio.to_thread(cli.main, list(args))
+    except SystemExit as exc:  # argparse's own refusals
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["tailup", *args], code, out, err)
 
 
 @dataclass

@@ -123,7 +123,10 @@ async def test_s3_killed_and_restarted_mid_stream(
             redis_prefix=args["key_prefix"],
             endpoint_url=s3.endpoint_url,
         )
-        async with running_daemon(**args, store_options={"connect_timeout_s": 2}) as daemon:
+        # One try per call: botocore's back-off between refused connections only delays the
+        # stall this test waits for.
+        options = {"connect_timeout_s": 2, "max_attempts": 1}
+        async with running_daemon(**args, store_options=options) as daemon:
 
             async def outage(written: int) -> None:
                 if written >= 6 * MiB and "down" not in seen:

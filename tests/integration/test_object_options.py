@@ -190,8 +190,10 @@ async def test_seaweedfs_refuses_sse_kms_and_the_stream_fails_naming_the_flag(
 ) -> None:
     path = watch / "cam.ts"
     path.write_bytes(content(size_bytes, "kms"))
+    # botocore would try each refused request 4 times (InternalError is a 5xx), backing off.
+    once = {"max_attempts": 1}
     async with running_daemon(
-        **daemon_args, idle_timeout=1, sse="aws:kms", failed_retry=3600
+        **daemon_args, idle_timeout=1, sse="aws:kms", failed_retry=3600, store_options=once
     ) as daemon:
         rec = await daemon.wait_for_state(path, {StreamState.FAILED, StreamState.COMPLETED}, 60)
     assert rec.state is StreamState.FAILED

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from daemonproc import run_cli
-from harness import IsolatedSettings, running_daemon
+from harness import IsolatedSettings, cli_here, isolate_cli, running_daemon
 from tailup.dev import RedisServer, SeaweedS3
 from tailup.model import StreamRecord, StreamState
 from tailup.observe import configure_logging
@@ -46,9 +46,13 @@ async def test_url_downloads_the_recording_byte_for_byte_and_refuses_what_it_can
     key_prefix: str,
     s3_client: Any,
     monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for name, value in s3_server.env().items():  # the in-process daemon's credentials
+    """Two runs are real `tailup` processes (a refusal, and the URLs on stdout); the others run
+    the same command in this process (harness.cli_here): the command is their subject."""
+    for name, value in s3_server.env().items():  # the credentials of the daemon and the CLI
         monkeypatch.setenv(name, value)
+    isolate_cli(monkeypatch, tmp_path)
     watch = tmp_path / "recordings"
     watch.mkdir()
     cam, gone, live = watch / "cam.mp4", watch / "gone.mp4", watch / "live.mp4"
@@ -78,11 +82,11 @@ async def test_url_downloads_the_recording_byte_for_byte_and_refuses_what_it_can
             assert refused.stdout == ""
 
     # `status --json` and `-o wide` give the stream id and the key `url` takes.
-    listed = await _cli(["status", "--json", *connection], env)
+    listed = await cli_here(capsys, ["status", "--json", *connection])
     rows = {row["path"]: row for row in json.loads(listed.stdout)}
     row = rows[str(cam)]
     assert row["state"] == "completed" and row["key"] == records[cam].key
-    wide = await _cli(["status", "-o", "wide", *connection], env)
+    wide = await cli_here(capsys, ["status", "-o", "wide", *connection])
     line = next(x for x in wide.stdout.splitlines() if x.startswith(records[cam].stream_id))
     assert records[cam].key in line.split("\t")
 
@@ -100,7 +104,7 @@ async def test_url_downloads_the_recording_byte_for_byte_and_refuses_what_it_can
     assert signature not in given.stderr
 
     # By its key: one line, the default hour.
-    by_key = await _cli(["url", records[cam].key, *connection], env)
+    by_key = await cli_here(capsys, ["url", records[cam].key, *connection])
     assert by_key.returncode == 0, by_key.stderr
     (only,) = by_key.stdout.splitlines()
     assert _get(only) == DATA
@@ -108,20 +112,20 @@ async def test_url_downloads_the_recording_byte_for_byte_and_refuses_what_it_can
 
     # Another upload replaced the object since: the URL (of what is there), and a note saying so.
     s3_client.put_object(Bucket=bucket, Key=records[gone].key, Body=b"something else")
-    replaced = await _cli(["url", records[gone].stream_id, *connection], env)
+    replaced = await cli_here(capsys, ["url", records[gone].stream_id, *connection])
     assert replaced.returncode == 0, replaced.stderr
     assert _get(replaced.stdout.strip()) == b"something else"
     assert "another upload replaced it since" in replaced.stderr
 
     # The object is gone though the stream completed: said, after the HEAD, with no URL.
     s3_client.delete_object(Bucket=bucket, Key=records[gone].key)
-    missing = await _cli(["url", records[gone].stream_id, *connection], env)
+    missing = await cli_here(capsys, ["url", records[gone].stream_id, *connection])
     assert missing.returncode == 1 and missing.stdout == ""
     assert f"no object at s3://{bucket}/{records[gone].key}" in missing.stderr
     assert "is completed" in missing.stderr
 
     # Neither a stream nor a key.
-    unknown = await _cli(["url", "no/such/recording.mp4", *connection], env)
+    unknown = await cli_here(capsys, ["url", "no/such/recording.mp4", *connection])
     assert unknown.returncode == 1 and unknown.stdout == ""
     assert "no object at" in unknown.stderr and "no stream matches" in unknown.stderr
 
@@ -133,11 +137,11 @@ async def test_url_downloads_the_recording_byte_for_byte_and_refuses_what_it_can
         ("soon", "Accepted: a number of seconds"),
         ("0", "under 1 s"),
     ]:
-        bad = await _cli(["url", short, "--expires", expires, *connection], env)
+        bad = await cli_here(capsys, ["url", short, "--expires", expires, *connection])
         assert bad.returncode == 2 and bad.stdout == "", (expires, bad.stderr)
         assert f"--expires: {expires!r}" in bad.stderr or f"got {expires!r}" in bad.stderr
         assert said in bad.stderr, bad.stderr
-    longest = await _cli(["url", short, "--expires", "7d", *connection], env)
+    longest = await cli_here(capsys, ["url", short, "--expires", "7d", *connection])
     assert longest.returncode == 0, longest.stderr
     assert parse_qs(urlsplit(longest.stdout.strip()).query)["X-Amz-Expires"] == ["604800"]
 

@@ -392,12 +392,27 @@ async def test_an_acl_user_checkpoints_within_its_keys(acl_redis: RedisServer, f
             await store.create(_record("s2"))
 
 
+def _refused_logins(server: RedisServer, user: str) -> int:
+    """How many times ``user`` was refused its password (the server's ACL LOG counts them)."""
+    client = redis.Redis(port=server.port)
+    try:
+        entries = client.acl_log()
+        return sum(e["count"] for e in entries if e["reason"] == "auth" and e["username"] == user)
+    finally:
+        client.close()
+
+
 async def test_a_wrong_password_is_refused(acl_redis: RedisServer) -> None:
+    """... and said after one more try, not after redis-py's own retries (10 over ~4 s in 8.x)
+    of each command (tailup.redisconn.ONE_RETRY)."""
     url = f"redis://tailup:not-the-secret@127.0.0.1:{acl_redis.port}/0"
+    before = _refused_logins(acl_redis, "tailup")
     async with RedisCheckpointStore.connect(url, "tailup:x") as store:
         with pytest.raises(CheckpointRefused) as info:
             await store.ping()
     assert "not-the-secret" not in str(info.value)
+    # Two commands (INFO cluster: is it a Cluster node?, then PING), each tried twice.
+    assert _refused_logins(acl_redis, "tailup") - before == 4
 
 
 async def test_a_unix_socket_in_its_database(tmp_path: Path) -> None:

@@ -233,7 +233,7 @@ async def test_a_real_ffmpeg_recording_fills_the_disk_and_loses_nothing(
     record: Recorder,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The recorder is ffmpeg writing MPEG-TS at ~1 MB/s in real time: the disk crosses
+    """The recorder is ffmpeg writing MPEG-TS at ~3 MB/s in real time: the disk crosses
     --min-free while it writes; the oldest closed recordings go, in order, and the live one
     ends exact in S3."""
     monkeypatch.setattr(tailup.retention, "LOOK_EVERY_S", 0.1)
@@ -248,7 +248,7 @@ async def test_a_real_ffmpeg_recording_fills_the_disk_and_loses_nothing(
             records[name] = await daemon.wait_for_state(paths[name], {StreamState.COMPLETED})
         (small_disk / "notes.bin").write_bytes(content(8 * MiB, "not a recording"))
         live = small_disk / "live.ts"
-        proc = record(live, "ts", 12, bitrate="8M", gop=25)  # ~12 MB: past 24 MiB free
+        proc = record(live, "ts", 4, bitrate="24M", gop=25)  # ~12 MB: past 24 MiB free
         async with asyncio.timeout(120):
             assert await asyncio.to_thread(proc.wait) == 0, proc.args
         done = await daemon.wait_for_state(live, {StreamState.COMPLETED})

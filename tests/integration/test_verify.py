@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from daemonproc import run_cli
-from harness import running_daemon
+from harness import cli_here, isolate_cli, running_daemon
 from tailup.dev import RedisServer, SeaweedS3
 from tailup.model import StreamRecord, StreamState
 from tailup.plan import MiB
@@ -21,7 +21,16 @@ DATA_B = hashlib.shake_256(b"verify-b").digest(11 * MiB + 7)
 
 
 async def _verify(target: str, connection: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """`tailup verify` as a real process."""
     result = await asyncio.to_thread(run_cli, ["verify", target, *connection], env)
+    return result.returncode, result.stdout + result.stderr
+
+
+async def _verify_here(
+    capsys: pytest.CaptureFixture[str], target: str, connection: list[str]
+) -> tuple[int, str]:
+    """The same command in this process (harness.cli_here): no interpreter to start."""
+    result = await cli_here(capsys, ["verify", target, *connection])
     return result.returncode, result.stdout + result.stderr
 
 
@@ -39,9 +48,13 @@ async def test_verify_matches_untouched_objects_and_names_each_difference(
     key_prefix: str,
     s3_client: Any,
     monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for name, value in s3_server.env().items():  # the in-process daemon's credentials
+    """The first two runs are real `tailup verify` processes (a refusal, a match); the others
+    run the command in this process: the checks are their subject."""
+    for name, value in s3_server.env().items():  # the credentials of the daemon and the CLI
         monkeypatch.setenv(name, value)
+    isolate_cli(monkeypatch, tmp_path)
     watch = tmp_path / "recordings"
     watch.mkdir()
     a, b, live = watch / "a.mp4", watch / "b.mp4", watch / "live.mp4"
@@ -74,14 +87,14 @@ async def test_verify_matches_untouched_objects_and_names_each_difference(
     assert "parts (metadata.json): 2 parts match" in out
     assert "bytes (local file): every byte matches" in out
     assert "ok" in _line(out, "crc32 of the whole object (metadata.json)")
-    code, out = await _verify(records[a].key, connection, env)
+    code, out = await _verify_here(capsys, records[a].key, connection)
     assert code == 0, out
 
     # One byte changed inside part 2, same size: the part, the offset and the hashes differ.
     tampered = bytearray(DATA_B)
     tampered[6 * MiB + 3] ^= 0xFF
     s3_client.put_object(Bucket=bucket, Key=records[b].key, Body=bytes(tampered))
-    code, out = await _verify(records[b].stream_id, connection, env)
+    code, out = await _verify_here(capsys, records[b].stream_id, connection)
     assert code == 1, out
     assert out.rstrip().splitlines()[-1].startswith("DIFFERS")
     parts = _line(out, "parts (metadata.json)")
@@ -95,15 +108,15 @@ async def test_verify_matches_untouched_objects_and_names_each_difference(
 
     # The local file is gone: metadata.json alone decides, and still catches a short object.
     a.unlink()
-    code, out = await _verify(records[a].key, connection, env)
+    code, out = await _verify_here(capsys, records[a].key, connection)
     assert code == 0 and "local file" not in out, out
     s3_client.put_object(Bucket=bucket, Key=records[a].key, Body=DATA_A[:1000])
-    code, out = await _verify(records[a].key, connection, env)
+    code, out = await _verify_here(capsys, records[a].key, connection)
     assert code == 1, out
     assert f"object 1000, expected {len(DATA_A)}" in _line(out, "size in bytes (metadata.json)")
 
     # No object at all.
-    code, out = await _verify("streams/none/missing.mp4", connection, env)
+    code, out = await _verify_here(capsys, "streams/none/missing.mp4", connection)
     assert code == 1 and "no object at s3://" in out
 
 
@@ -115,15 +128,16 @@ async def test_verify_without_a_sha256_checks_the_whole_object_crc(
     key_prefix: str,
     s3_client: Any,
     monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     for name, value in s3_server.env().items():
         monkeypatch.setenv(name, value)
+    isolate_cli(monkeypatch, tmp_path)
     watch = tmp_path / "recordings"
     watch.mkdir()
     path = watch / "nosha.ts"
     connection = ["--endpoint-url", s3_server.endpoint_url, "--bucket", bucket]
     connection += ["--redis-url", redis_server.url, "--redis-prefix", key_prefix]
-    env = s3_server.env()
     async with running_daemon(
         watch=watch,
         bucket=bucket,
@@ -136,13 +150,13 @@ async def test_verify_without_a_sha256_checks_the_whole_object_crc(
         record = await daemon.wait_for_state(path, {StreamState.COMPLETED})
     assert record.sha256 == ""
     path.unlink()  # metadata.json alone decides
-    code, out = await _verify(record.key, connection, env)
+    code, out = await _verify_here(capsys, record.key, connection)
     assert code == 0, out
     assert "ok" in _line(out, "crc32 of the whole object (metadata.json)")
     assert "sha256 (metadata.json)" not in out
     tampered = bytearray(DATA_B)
     tampered[3] ^= 0x01
     s3_client.put_object(Bucket=bucket, Key=record.key, Body=bytes(tampered))
-    code, out = await _verify(record.key, connection, env)
+    code, out = await _verify_here(capsys, record.key, connection)
     assert code == 1, out
     assert "DIFFERS" in _line(out, "crc32 of the whole object (metadata.json)")

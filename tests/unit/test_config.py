@@ -704,32 +704,56 @@ CLI_CONFIG_FILES = {
 }
 
 
+# The cases run as real `python -m tailup run` processes too (the rest in this process, where the
+# settings are the subject, not the process): a flag, a variable, a config file named by a
+# variable, and the warning about an unknown variable beside the other TAILUP_ ones.
+SUBPROCESS_CASES = ("part-size-4MiB", "env-part-size", "file-array-name", "unknown-env-variable")
+
+
+def _cli_case(case_id: str, work: Path) -> tuple[list[str], dict[str, str]]:
+    """The `tailup` arguments and TAILUP_ variables of ``case_id`` (CLI_CASES), run in ``work``
+    (its folders and config file made there): good values for all but the setting under test."""
+    flags, env = next((c[1], c[2]) for c in CLI_CASES if c[0] == case_id)
+    watched = work / "watched"
+    (watched / "sub").mkdir(parents=True)
+    (work / "a-file.mp4").write_bytes(b"")
+    if case_id in CLI_CONFIG_FILES:
+        config = CLI_CONFIG_FILES[case_id].replace("{work}", str(work))
+        (work / "tailup.toml").write_text(config, encoding="utf-8")
+    args = ["run", "--redis-url", "redis://127.0.0.1:1"]
+    if "--watch" not in flags:
+        args += ["--watch", str(watched)]
+    if "--bucket" not in flags and "bucket" not in CLI_CONFIG_FILES.get(case_id, ""):
+        args += ["--bucket", "b"]
+    flags = [flag.replace("{work}", str(work)) for flag in flags]
+    env = {name: value.replace("{work}", str(work)) for name, value in env.items()}
+    return [*args, *flags], env
+
+
+def _check_refused(case_id: str, returncode: int, stdout: str, stderr: str) -> None:
+    names = next(c[3] for c in CLI_CASES if c[0] == case_id)
+    assert returncode == 2, stderr
+    for name in names:
+        assert name in stderr
+    assert "Traceback" not in stderr
+    assert "Traceback" not in stdout
+    if case_id != "unknown-env-variable":
+        assert "warning" not in stderr
+
+
 @pytest.fixture(scope="module")
 def cli_results(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, tuple[int, str, str]]:
-    """Run every case of ``CLI_CASES`` as a real `python -m tailup run`, all at once (fast)."""
+    """Run each of ``SUBPROCESS_CASES`` as a real `python -m tailup run`, all at once (fast)."""
     base_env = {k: v for k, v in os.environ.items() if not k.upper().startswith("TAILUP_")}
     base_env["PYTHONPATH"] = str(SRC)
     procs = {}
-    for case_id, flags, env, _ in CLI_CASES:
+    for case_id in SUBPROCESS_CASES:
         work = tmp_path_factory.mktemp(f"cli-{case_id}")
-        watched = work / "watched"
-        (watched / "sub").mkdir(parents=True)
-        (work / "a-file.mp4").write_bytes(b"")
-        if case_id in CLI_CONFIG_FILES:
-            config = CLI_CONFIG_FILES[case_id].replace("{work}", str(work))
-            (work / "tailup.toml").write_text(config, encoding="utf-8")
-        # Good values for everything else, so only the setting under test is wrong.
-        args = ["run", "--redis-url", "redis://127.0.0.1:1"]
-        if "--watch" not in flags:
-            args += ["--watch", str(watched)]
-        if "--bucket" not in flags and "bucket" not in CLI_CONFIG_FILES.get(case_id, ""):
-            args += ["--bucket", "b"]
-        flags = [flag.replace("{work}", str(work)) for flag in flags]
-        env = {name: value.replace("{work}", str(work)) for name, value in env.items()}
+        argv, env = _cli_case(case_id, work)
         procs[case_id] = subprocess.Popen(
-            [sys.executable, "-m", "tailup", *args, *flags],
+            [sys.executable, "-m", "tailup", *argv],
             cwd=work,
             env={**base_env, **env},
             stdin=subprocess.DEVNULL,
@@ -748,20 +772,31 @@ def cli_results(
     return results
 
 
-@pytest.mark.parametrize(
-    ("case_id", "names"), [(case[0], case[3]) for case in CLI_CASES], ids=[c[0] for c in CLI_CASES]
-)
+@pytest.mark.parametrize("case_id", [case[0] for case in CLI_CASES])
 def test_cli_run_refuses_bad_settings_with_exit_code_2(
-    cli_results: dict[str, tuple[int, str, str]], case_id: str, names: list[str]
+    clean_environment: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    case_id: str,
 ) -> None:
-    returncode, stdout, stderr = cli_results[case_id]
-    assert returncode == 2, stderr
-    for name in names:
-        assert name in stderr
-    assert "Traceback" not in stderr
-    assert "Traceback" not in stdout
-    if case_id != "unknown-env-variable":
-        assert "warning" not in stderr
+    """``tailup.cli.main``, as `python -m tailup` calls it, in this process: no TAILUP_ variable
+    but the case's, in a folder with no .env (clean_environment)."""
+    argv, env = _cli_case(case_id, clean_environment)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own refusals
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    _check_refused(case_id, code, out, err)
+
+
+@pytest.mark.parametrize("case_id", SUBPROCESS_CASES)
+def test_a_real_process_refuses_bad_settings_alike(
+    cli_results: dict[str, tuple[int, str, str]], case_id: str
+) -> None:
+    _check_refused(case_id, *cli_results[case_id])
 
 
 def test_cli_warns_only_about_the_unknown_variable(

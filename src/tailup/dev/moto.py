@@ -13,6 +13,7 @@ from typing import Any, Self
 from tailup.dev.ports import LOOPBACK, free_port
 from tailup.dev.process import DevServerError, _ManagedProcess
 from tailup.dev.s3_common import S3Identity, _botocore, _S3Clients
+from tailup.s3.session import with_shared_loader
 
 
 def _moto_argv() -> list[str]:
@@ -119,7 +120,7 @@ class MotoS3(_S3Clients, _ManagedProcess):
         # moto checks signatures and policies only once its count of free requests is reset to
         # 0: the users are made before, with unauthenticated IAM calls.
         session_mod, _, _ = _botocore()
-        iam = session_mod.Session().create_client(
+        iam = with_shared_loader(session_mod.Session()).create_client(
             "iam",
             endpoint_url=self.endpoint_url,
             region_name=self.region,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tailup.dev.process import DevServerError
+from tailup.s3.session import with_shared_loader
 
 
 def _botocore() -> tuple[Any, Any, Any]:
@@ -65,7 +66,8 @@ class _S3Clients:
             "read_timeout": 60,
         }
         options.update(config)
-        return session_mod.Session().create_client(
+        # Its own session (these credentials), the process's parsed models: tailup.s3.session.
+        return with_shared_loader(session_mod.Session()).create_client(
             "s3",
             endpoint_url=self.endpoint_url,
             region_name=self.region,

@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 
 import botocore.exceptions
 from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
 
 from tailup import permissions
 from tailup.body import PartBody  # (importing it registers the zero-copy payload)
@@ -53,6 +52,7 @@ from tailup.s3.errors import (
     translate_error,
 )
 from tailup.s3.protocol import Body, ListedObject, ObjectInfo, UploadedPart, UploadInfo
+from tailup.s3.session import new_session
 
 
 def signs_payload(policy: PayloadSigning, endpoint_url: str | None) -> bool:
@@ -170,9 +170,10 @@ class S3MultipartStore:
         payload_signing: PayloadSigning = PayloadSigning.AUTO,
         connect_timeout_s: float = 10,
         read_timeout_s: float = 60,
+        max_attempts: int = 4,  # botocore's tries of one call (tests: fewer, where all fail)
     ) -> AsyncIterator[S3MultipartStore]:
         config = AioConfig(
-            retries={"mode": "standard", "max_attempts": 4},
+            retries={"mode": "standard", "max_attempts": max_attempts},
             connect_timeout=connect_timeout_s,
             read_timeout=read_timeout_s,
             max_pool_connections=max_connections,
@@ -182,8 +183,9 @@ class S3MultipartStore:
             response_checksum_validation="when_required",
             s3={"payload_signing_enabled": signs_payload(payload_signing, endpoint_url)},
         )
-        session = get_session()
-        async with session.create_client(
+        # A session of its own (credentials found now), with the process's parsed service models
+        # (tailup.s3.session): the daemon, the CLI and the tests make many clients.
+        async with new_session().create_client(
             "s3", endpoint_url=endpoint_url, region_name=region, config=config
         ) as client:
             yield cls(client, bucket)

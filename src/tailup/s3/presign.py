@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
+
+from tailup.s3.session import new_session
 
 
 async def presigned_get_urls(
@@ -19,7 +20,7 @@ async def presigned_get_urls(
     """A GET URL of each of ``keys``, valid ``expires_s``. They hold their signature: never log
     them."""
     config = AioConfig(signature_version="s3v4")
-    async with get_session().create_client(
+    async with new_session().create_client(
         "s3", endpoint_url=endpoint_url, region_name=region, config=config
     ) as client:
         return [
