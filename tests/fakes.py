@@ -80,6 +80,10 @@ class FaultyMemoryStore(MemoryMultipartStore):
         base = super().list_parts
         return await self._around("list_parts", key, lambda: base(key, upload_id))
 
+    async def get_object(self, key: str) -> bytes:
+        base = super().get_object
+        return await self._around("get", key, lambda: base(key))
+
 
 def _raise_from(hook: FaultHook | None, operation: str, key: str) -> None:
     error = hook(operation, key) if hook is not None else None

@@ -3,9 +3,13 @@ tailup.rules.salvage; finding the uploads is tailup.salvagefind).
 
 The order makes a second run change nothing, and a run cut short finish the first one's work:
 the upload is completed (If-None-Match where the key was free), then metadata.json written
-(saying ``salvaged``, with the upload id), then the record set SALVAGED, then the upload card
-deleted. A run that finds the upload gone and a salvaged metadata.json naming it at the key
-finishes the record; one that finds the record SALVAGED, or no open upload, changes nothing.
+(saying ``salvaged``, with the upload id), then, where it names no whole-object checksum that
+`tailup verify` can check the bytes against (a part's CRC unknown: Redis never checkpointed it,
+SeaweedFS lists none), the object read back (one GET of it) and its SHA-256 written into
+metadata.json, then the record set SALVAGED (with that SHA-256), then the upload card deleted.
+A run that finds the upload gone and a salvaged metadata.json naming it at the key finishes
+the SHA-256 if it is missing, then the record; one that finds the record SALVAGED, or no open
+upload, changes nothing.
 """
 
 from __future__ import annotations
@@ -45,8 +49,8 @@ from tailup.rules.salvage import (
     upload_age_s,
 )
 from tailup.s3 import MultipartStore, UploadedPart
-from tailup.salvagedoc import salvaged_document
-from tailup.stream.sha256after import put_metadata
+from tailup.salvagedoc import reads_back, salvaged_document, sha256_wanted
+from tailup.stream.sha256after import put_metadata, sha256_of_stored
 from tailup.uploadcard import card_key
 
 # What is read of a salvaged MP4/MOV to tell whether it is fragmented (its first boxes).
@@ -161,6 +165,8 @@ class Salvager:
         if self._dry_run:
             row.outcome = "would salvage"
             row.why = plan.why or judge_playability(record.key, None).why
+            if reads_back(candidate, plan.choice):
+                row.why += f"; would read it back for its SHA-256 ({_read_cost(row.size_bytes)})"
             return row
         try:
             candidate, plan = await self._stitch(store, candidate, plan)
@@ -170,8 +176,18 @@ class Salvager:
             return row
         playable = judge_playability(record.key, await _head(store, record.key))
         document = salvaged_document(candidate, plan.choice, etag, playable, plan.why, self._now)
+        # Written before the object is read back: a run cut short meanwhile leaves a salvaged
+        # metadata.json naming the upload, from which the next run finishes (_upload_gone).
         await put_metadata(store, record, document)
-        row.why = await self._record(candidate, plan.choice, etag, plan.why, playable)
+        try:
+            read_back = await _read_back(store, record, document)
+        except TailupError as exc:
+            row.outcome = "failed"
+            row.why = f"completed, but its SHA-256 was not read back ({exc}): the next run does it"
+            return row
+        sha256_hex = str(document["checksums"]["sha256"])
+        row.why = await self._record(candidate, plan.choice, etag, plan.why, playable, sha256_hex)
+        row.why += read_back
         row.outcome = "salvaged"
         await _drop_card(store, record.key)
         row.why += await _drop_tails(store, record, plan.tails)
@@ -291,12 +307,14 @@ class Salvager:
         etag: str,
         why: str,
         playable: Playability,
+        sha256_hex: str,
     ) -> str:
         """The record set SALVAGED (written anew when Redis had none but answers)."""
         salvaged, first = candidate.record, candidate.parts.get(1)
         fields: dict[str, Any] = {
             "final_size": choice.size_bytes,
             "etag": etag,
+            "sha256": sha256_hex,
             "completed_at": iso(self._now),
             "head_size": choice.parts[0].size,
             "head_crc32": first.crc32 if first is not None else 0,
@@ -329,20 +347,49 @@ class Salvager:
         salvage = document.get("salvage") if isinstance(document, dict) else None
         if not isinstance(salvage, dict) or salvage.get("upload_id") != record.upload_id:
             return "its upload is no longer open (completed or aborted)"
-        if self._dry_run or self._checkpoints is None:
-            return "salvaged already (its record is not marked yet)"
         assert isinstance(document, dict)
+        if self._dry_run:
+            unread = sha256_wanted(document)
+            return "salvaged already (its record is not marked yet" + (
+                ", its SHA-256 not read back yet)" if unread else ")"
+            )
+        # Cut short before its SHA-256 was read back: read now, the record to carry it too.
+        read_back = await _read_back(store, record, document)
+        if self._checkpoints is None:
+            return "salvaged already (its record is not marked yet)" + read_back
         await self._checkpoints.set_state(
             record.stream_id,
             StreamState.SALVAGED,
             allowed_from=SALVAGEABLE_STATES,
             final_size=int(salvage.get("bytes") or 0),
             etag='"' + str(document["checksums"]["multipart_etag"]) + '"',
+            sha256=str(document["checksums"].get("sha256") or ""),
             completed_at=str(salvage.get("salvaged_at") or iso(self._now)),
             note="salvaged (its record marked by a later run)",
         )
         await _drop_card(store, record.key)
-        return "salvaged already: its record is marked now" + await _drop_tails(store, record, [])
+        dropped = await _drop_tails(store, record, [])
+        return "salvaged already: its record is marked now" + read_back + dropped
+
+
+async def _read_back(store: MultipartStore, record: StreamRecord, document: dict[str, Any]) -> str:
+    """metadata.json's SHA-256, of the object read back from S3, where it names nothing else
+    that checks every byte (salvagedoc.sha256_wanted): one GET of the object, streamed. "" when
+    nothing was read, else what the report says of it."""
+    if not sha256_wanted(document):
+        return ""
+    expected_bytes = int(document.get("size_bytes") or 0)
+    sha256_hex, got_bytes = await sha256_of_stored(store, record.key)
+    if got_bytes != expected_bytes:
+        # Not the object salvage made (replaced since): its hash would vouch for other bytes.
+        return f"; no SHA-256: the object read back is {got_bytes} bytes, not {expected_bytes}"
+    document["checksums"]["sha256"] = sha256_hex
+    await put_metadata(store, record, document)
+    return f"; its SHA-256 read back from S3 ({_read_cost(expected_bytes)})"
+
+
+def _read_cost(size_bytes: int) -> str:
+    return f"one GET of {size_bytes} bytes: no whole-object checksum to verify it by"
 
 
 def _listed_checksums(

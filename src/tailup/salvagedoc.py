@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from tailup.checksums import effective_type
 from tailup.metadata import build_metadata
-from tailup.model import PartRecord, StreamRecord, iso
+from tailup.model import PartRecord, iso
 from tailup.rules.salvage import PartChoice, Playability
 from tailup.stream.publish import whole_object_checksum
+from tailup.verify import checkable_whole_checksum
 
 if TYPE_CHECKING:
     from tailup.salvage import Candidate
@@ -29,11 +30,7 @@ def salvaged_document(
     """metadata.json of a salvaged object: tailup.metadata's document of its parts, saying
     ``salvaged``, how many bytes, why, and whether the container plays cut short."""
     record = candidate.record
-    known = {
-        n: p
-        for n, p in candidate.parts.items()
-        if any(c.number == n and _same(c.etag, p.etag) for c in choice.parts)
-    }
+    known = _known(candidate, choice)
     parts = [known.get(p.number) or PartRecord(p.number, p.size, 0, p.etag) for p in choice.parts]
     document = build_metadata(
         stream_id=record.stream_id,
@@ -55,7 +52,7 @@ def salvaged_document(
         node_id=record.owner,
         checksum=record.checksum,
         verified_by="salvage",
-        object_checksum=_whole(record, parts) if len(known) == len(parts) else None,
+        object_checksum=whole_checksum(candidate, choice),
     )
     for listed, part in zip(document["parts"], parts, strict=True):
         if part.number not in known:
@@ -78,14 +75,46 @@ def salvaged_document(
     return document
 
 
-def _whole(record: StreamRecord, parts: list[PartRecord]) -> dict[str, str] | None:
+def reads_back(candidate: Candidate, choice: PartChoice) -> bool:
+    """Whether salvage reads the completed object back for its SHA-256: metadata.json would
+    name no whole-object checksum `tailup verify` checks every byte against (a part's CRC is
+    unknown: Redis never checkpointed it, and SeaweedFS lists none; or the upload is from
+    before FULL_OBJECT ones)."""
+    return checkable_whole_checksum(whole_checksum(candidate, choice)) is None
+
+
+def sha256_wanted(document: dict[str, Any]) -> bool:
+    """A salvaged metadata.json naming nothing that checks every byte: no SHA-256 yet, no
+    checkable whole-object checksum (a run cut short before it read the object back)."""
+    checksums = document.get("checksums")
+    if not isinstance(checksums, dict):
+        return False
+    return not checksums.get("sha256") and checkable_whole_checksum(checksums.get("object")) is None
+
+
+def whole_checksum(candidate: Candidate, choice: PartChoice) -> dict[str, str] | None:
     """The whole object's checksum, combined from the checkpointed parts' (as publish does):
-    what `tailup verify` checks the salvaged object against, having no SHA-256 of it."""
+    what `tailup verify` checks the salvaged object against; None unless Redis checkpointed
+    every part chosen."""
+    known = _known(candidate, choice)
+    if len(known) != len(choice.parts):
+        return None
+    record = candidate.record
+    parts = [known[p.number] for p in choice.parts]
     kind = effective_type(record.checksum, record.checksum_type)
     whole = whole_object_checksum(record, kind, parts)
     if whole is None or kind is None:
         return None
     return {"algorithm": whole.algorithm.value, "type": kind.value, "value": whole.value}
+
+
+def _known(candidate: Candidate, choice: PartChoice) -> dict[int, PartRecord]:
+    """The parts chosen that Redis checkpointed (the same ETag): their CRCs are known."""
+    return {
+        n: p
+        for n, p in candidate.parts.items()
+        if any(c.number == n and _same(c.etag, p.etag) for c in choice.parts)
+    }
 
 
 def _same(a: str, b: str) -> bool:

@@ -76,9 +76,10 @@ class Expected:
     whole: Checksum | None = None
 
 
-def _whole_checksum(described: Any) -> Checksum | None:
+def checkable_whole_checksum(described: Any) -> Checksum | None:
     """A metadata.json "object" checksum that the bytes can be compared with: a FULL_OBJECT one
-    (a COMPOSITE one is of the parts' checksums, which the part ETags cover)."""
+    (a COMPOSITE one is of the parts' checksums, which the part ETags cover). Without one, only
+    a SHA-256 checks every byte (tailup.salvage reads an object back for one)."""
     if not isinstance(described, dict) or described.get("type") != ChecksumType.FULL_OBJECT.value:
         return None
     try:
@@ -101,7 +102,7 @@ def expected_from_metadata(document: dict[str, Any]) -> Expected:
         part_sizes=tuple(int(p["size_bytes"]) for p in parts),
         part_etags=tuple(normalize_etag(str(p["etag"])) for p in parts),
         local_path=(document.get("source") or {}).get("path"),
-        whole=_whole_checksum(checksums.get("object")),
+        whole=checkable_whole_checksum(checksums.get("object")),
     )
 
 

@@ -3,15 +3,19 @@ the parts, another recording's object at the key, a run cut short after its Comp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zlib
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import cast
 
 import pytest
 
-from tailup.checksums import ChecksumAlgorithm
+from fakes import FaultyMemoryStore
+from tailup.checksums import ChecksumAlgorithm, ChecksumType
 from tailup.dev import MemoryCheckpointStore, MemoryMultipartStore
+from tailup.errors import StorageUnavailable
 from tailup.keys import is_staging_key, metadata_key, segment_key
 from tailup.model import PartRecord, StreamRecord, StreamState
 from tailup.plan import MiB
@@ -39,17 +43,26 @@ def body(number: int, size: int = PART) -> bytes:
 
 async def rig(
     sizes: dict[int, int],
+    *,
+    unrecorded: Collection[int] = (),
+    store: MemoryMultipartStore | None = None,
+    kind: ChecksumType | None = None,
 ) -> tuple[MemoryMultipartStore, MemoryCheckpointStore, Candidate]:
     """An upload holding parts of ``sizes`` (number -> bytes), its record live in Redis with
-    those parts checkpointed, and its card beside it."""
-    store, checkpoints = MemoryMultipartStore(), MemoryCheckpointStore(scope="node:n1")
-    upload_id = await store.create_upload(KEY, "video/mp2t")
+    those parts checkpointed but the ``unrecorded`` ones (S3 acknowledged them, the daemon died
+    before it wrote their checkpoint), and its card beside it. ``kind``: of the object's
+    checksum, as the daemon creates uploads now (FULL_OBJECT); None: a record from before the
+    field (COMPOSITE)."""
+    store = store if store is not None else MemoryMultipartStore()
+    checkpoints = MemoryCheckpointStore(scope="node:n1")
+    upload_id = await store.create_upload(KEY, "video/mp2t", checksum_type=kind)
     parts: dict[int, PartRecord] = {}
     for number, size in sizes.items():
         data = body(number, size)
         crc = zlib.crc32(data)
         etag = await store.upload_part(KEY, upload_id, number, data, crc)
-        parts[number] = PartRecord(number, size, crc, etag)
+        if number not in unrecorded:
+            parts[number] = PartRecord(number, size, crc, etag)
     record = StreamRecord(
         stream_id="s1",
         path="/rec/cam1.ts",
@@ -58,6 +71,7 @@ async def rig(
         key=KEY,
         base_part_size=PART,
         checksum=ChecksumAlgorithm.CRC32,
+        checksum_type=kind.value if kind is not None else "",
         upload_id=upload_id,
         owner="n1",
         scope="node:n1",
@@ -146,6 +160,96 @@ async def test_from_s3_alone_it_completes_without_checksums_and_writes_the_recor
     assert sidecar["checksums"]["object"] is None
     loaded = await checkpoints.load("s1")
     assert loaded is not None and loaded[0].state is StreamState.SALVAGED
+
+
+async def test_a_part_missing_from_the_checkpoint_has_the_object_read_back_for_its_sha256() -> None:
+    """S3 acknowledged part 2, the daemon died before its checkpoint: no CRC of it is known, so
+    no whole-object checksum (and SeaweedFS lists none): metadata.json gets the SHA-256 of the
+    object as completed, one GET of it, and the record too."""
+    store, checkpoints, candidate = await rig(
+        {1: PART, 2: PART, 3: 10}, unrecorded={2}, kind=ChecksumType.FULL_OBJECT
+    )
+    assert sorted(candidate.parts) == [1, 3]
+    row = await salvager(store, checkpoints).salvage(candidate)
+    assert (row.outcome, row.parts) == ("salvaged", "3/3")
+    whole = body(1) + body(2) + body(3, 10)
+    assert store.objects[KEY] == whole
+    sidecar = json.loads(store.objects[metadata_key(KEY)])
+    assert sidecar["checksums"]["object"] is None
+    assert sidecar["checksums"]["sha256"] == hashlib.sha256(whole).hexdigest()
+    assert f"one GET of {len(whole)} bytes" in row.why
+    loaded = await checkpoints.load("s1")
+    assert loaded is not None and loaded[0].state is StreamState.SALVAGED
+    assert loaded[0].sha256 == hashlib.sha256(whole).hexdigest()
+
+
+async def test_every_part_checkpointed_gives_a_whole_object_crc_and_reads_nothing_back() -> None:
+    store = FaultyMemoryStore()
+    kind = ChecksumType.FULL_OBJECT
+    store, checkpoints, candidate = await rig({1: PART, 2: 10}, store=store, kind=kind)
+    row = await salvager(store, checkpoints).salvage(candidate)
+    assert row.outcome == "salvaged" and "GET" not in row.why
+    sidecar = json.loads(store.objects[metadata_key(KEY)])
+    assert sidecar["checksums"]["object"]["type"] == "full_object"
+    assert sidecar["checksums"]["sha256"] == ""
+    assert ("get", KEY) not in store.calls
+
+
+async def test_a_composite_whole_object_checksum_has_the_object_read_back() -> None:
+    """A record from before uploads were FULL_OBJECT: its composite checksum is of the parts'
+    checksums, which `tailup verify` cannot check the bytes against."""
+    store, checkpoints, candidate = await rig({1: PART, 2: 10})
+    row = await salvager(store, checkpoints).salvage(candidate)
+    sidecar = json.loads(store.objects[metadata_key(KEY)])
+    assert sidecar["checksums"]["object"]["type"] == "composite"
+    assert sidecar["checksums"]["sha256"] == hashlib.sha256(body(1) + body(2, 10)).hexdigest()
+    assert "one GET" in row.why
+
+
+async def test_a_dry_run_reads_nothing_back_but_says_it_would() -> None:
+    store = FaultyMemoryStore()
+    store, checkpoints, candidate = await rig({1: PART, 2: 10}, unrecorded={1}, store=store)
+    row = await salvager(store, checkpoints, dry_run=True).salvage(candidate)
+    assert row.outcome == "would salvage"
+    assert f"one GET of {PART + 10} bytes" in row.why
+    assert ("get", KEY) not in store.calls
+
+
+async def test_a_run_cut_short_before_its_sha256_is_finished_by_the_next() -> None:
+    store = FaultyMemoryStore()
+    store, checkpoints, candidate = await rig({1: PART, 2: 10}, unrecorded={2}, store=store)
+    store.fault = lambda op, key: StorageUnavailable("reset") if (op, key) == ("get", KEY) else None
+    row = await salvager(store, checkpoints).salvage(candidate)
+    assert row.outcome == "failed" and "the next run" in row.why, row
+    sidecar = json.loads(store.objects[metadata_key(KEY)])
+    assert sidecar["salvaged"] is True and sidecar["checksums"]["sha256"] == ""
+    loaded = await checkpoints.load("s1")
+    assert loaded is not None and loaded[0].state is StreamState.UPLOADING  # not marked yet
+
+    store.fault = None
+    row = await salvager(store, checkpoints).salvage(candidate)
+    assert row.outcome == "skipped" and "its record is marked now" in row.why, row
+    digest = hashlib.sha256(body(1) + body(2, 10)).hexdigest()
+    sidecar = json.loads(store.objects[metadata_key(KEY)])
+    assert sidecar["checksums"]["sha256"] == digest
+    loaded = await checkpoints.load("s1")
+    assert loaded is not None and loaded[0].state is StreamState.SALVAGED
+    assert loaded[0].sha256 == digest
+
+
+async def test_an_object_replaced_before_it_is_read_back_gets_no_sha256() -> None:
+    """Its hash would vouch for bytes salvage did not make."""
+    store = FaultyMemoryStore()
+    store, checkpoints, candidate = await rig({1: PART, 2: 10}, unrecorded={2}, store=store)
+    store.fault = lambda op, key: StorageUnavailable("reset") if (op, key) == ("get", KEY) else None
+    assert (await salvager(store, checkpoints).salvage(candidate)).outcome == "failed"
+    store.fault = None
+    theirs = b"written over meanwhile"
+    await store.put_object(KEY, theirs, zlib.crc32(theirs), "video/mp2t")
+    row = await salvager(store, checkpoints).salvage(candidate)
+    assert f"the object read back is {len(theirs)} bytes, not {PART + 10}" in row.why, row
+    sidecar = json.loads(store.objects[metadata_key(KEY)])
+    assert sidecar["checksums"]["sha256"] == ""
 
 
 async def stage(store: MemoryMultipartStore, upload_id: str, start: int, data: bytes) -> None:

@@ -1,5 +1,6 @@
 """The whole-file SHA-256 that follows a published object (tailup.hashplan: AFTER), and the
-same finished later when it was cut short.
+same finished later when it was cut short; and the SHA-256 of an object as S3 holds it, read
+back (tailup.salvage: its file is gone).
 
 The object is complete and verified by its CRCs before this runs; only metadata.json's SHA-256
 is missing. The file is hashed again part by part, each part's CRC32 checked against the one
@@ -11,10 +12,11 @@ end (a shutdown, a read error, a stalled mount, a failed write) leaves the recor
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,26 @@ async def put_metadata(
         checksum=part_checksum(record.checksum, crc, stored_checksum(record.checksum, body)),
         options=ObjectOptions.from_summary(document.get("storage")).metadata_object,
     )
+
+
+async def sha256_of_stored(store: MultipartStore, key: str) -> tuple[str, int]:
+    """(SHA-256, size in bytes) of the object at ``key`` as the store holds it: one GET, read in
+    chunks where the store streams (S3MultipartStore.iter_object), so that a huge object is never
+    held whole; the in-memory store hands its bytes at once. For an object whose file is gone
+    (tailup.salvage). Raises the store's TailupErrors."""
+    sha, size_bytes = hashlib.sha256(), 0
+    reader = getattr(store, "iter_object", None)
+    chunks: AsyncIterator[bytes] = reader(key) if reader is not None else _at_once(store, key)
+    async for chunk in chunks:
+        # Off the event loop (hashlib lets go of the GIL): a daemon's --salvage-after hashes
+        # while its own streams upload.
+        await asyncio.to_thread(sha.update, chunk)
+        size_bytes += len(chunk)
+    return sha.hexdigest(), size_bytes
+
+
+async def _at_once(store: MultipartStore, key: str) -> AsyncIterator[bytes]:
+    yield await store.get_object(key)
 
 
 async def record_sha256(
