@@ -25,6 +25,7 @@ from tailup.errors import StorageUnavailable
 from tailup.model import PartRecord, StreamRecord, StreamState
 from tailup.plan import PartPlan
 from tailup.resume import ResumeDecision
+from tailup.retry import Backoff
 from tailup.s3 import Body, S3MultipartStore
 from tailup.supervisor import Supervisor
 
@@ -236,13 +237,16 @@ async def running_daemon(
     wrap_store: Callable[[S3MultipartStore], Any] | None = None,
     bandwidth: BandwidthLimit | None = None,
     watch_tables: Sequence[dict[str, Any]] = (),
+    backoff: Callable[[], Backoff] = Backoff,
     **overrides: Any,
 ) -> AsyncIterator[Daemon]:
     """The daemon in this process. ``store_options`` go to S3MultipartStore.connect (timeouts);
     ``faults`` make the spy fail calls before the real ones run; ``wrap_store`` wraps the real
     store before the spy does (to play a server that answers otherwise);
     ``bandwidth`` replaces the limit --bwlimit would make (an instrumented one, on a fake clock);
-    ``watch_tables``: a config file's [[watch]] tables (per-folder settings) of the folders."""
+    ``watch_tables``: a config file's [[watch]] tables (per-folder settings) of the folders;
+    ``backoff`` makes each stream's back-off after a retryable error (shorter ones for tests whose
+    outage would otherwise leave the stream asleep long after the server is back)."""
     settings = IsolatedSettings(
         watch=watch if isinstance(watch, list) else [watch],
         bucket=bucket,
@@ -269,6 +273,7 @@ async def running_daemon(
             store,  # type: ignore[arg-type]
             checkpoints,  # type: ignore[arg-type]
             bandwidth=bandwidth,
+            backoff=backoff,
         )
         daemon = Daemon(settings, store, checkpoints, supervisor)
         real_plan_resume = tailup.stream.resuming.plan_resume

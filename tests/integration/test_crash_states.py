@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+import tailup.stream.context
 from harness import content, object_bytes, running_daemon, wait_until
 from tailup.checkpoint import RedisCheckpointStore
 from tailup.integrity import crc32_of
@@ -283,8 +284,15 @@ async def test_file_replaced_while_down_is_a_new_stream(
 
 
 async def test_file_gone_while_down_is_aborted_with_the_reason(
-    daemon_args: dict[str, Any], watch: Path, s3_client: Any, bucket: str
+    daemon_args: dict[str, Any],
+    watch: Path,
+    s3_client: Any,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Found gone by a stat, the path is given PATH_SETTLE_S (5 s) for a rename event to come;
+    # none can come here (the file went while no daemon ran), so a shorter wait says as much.
+    monkeypatch.setattr(tailup.stream.context, "PATH_SETTLE_S", 0.5)
     path = watch / "gone.ts"
     data = content(6 * MiB, "gone")
     path.write_bytes(data)

@@ -5,6 +5,7 @@ object equal to its file."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 from collections import Counter
@@ -27,6 +28,7 @@ from tailup import metrics
 from tailup.dev import RcloneS3, RedisServer, SeaweedS3
 from tailup.model import StreamState
 from tailup.plan import MiB, PartPlan
+from tailup.retry import Backoff
 from tailup.selection import Selection
 from tailup.status import collect_status
 
@@ -124,9 +126,11 @@ async def test_s3_killed_and_restarted_mid_stream(
             endpoint_url=s3.endpoint_url,
         )
         # One try per call: botocore's back-off between refused connections only delays the
-        # stall this test waits for.
+        # stall this test waits for. The stream's back-off, doubling while S3 restarts, would
+        # leave it asleep for seconds after S3 is back: capped at 1 s here.
         options = {"connect_timeout_s": 2, "max_attempts": 1}
-        async with running_daemon(**args, store_options=options) as daemon:
+        short = functools.partial(Backoff, base_s=0.05, cap_s=1.0)
+        async with running_daemon(**args, store_options=options, backoff=short) as daemon:
 
             async def outage(written: int) -> None:
                 if written >= 6 * MiB and "down" not in seen:

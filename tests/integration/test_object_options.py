@@ -258,8 +258,9 @@ async def test_what_seaweedfs_refuses(
     options: ObjectOptions,
     code: str,
 ) -> None:
+    # One try: InternalError is a 5xx, which botocore would try 4 times, backing off.
     async with S3MultipartStore.connect(
-        bucket, endpoint_url=s3_server.endpoint_url, region="us-east-1"
+        bucket, endpoint_url=s3_server.endpoint_url, region="us-east-1", max_attempts=1
     ) as store:
         with pytest.raises(StorageOptionRefused) as refused:
             await store.put_object("k", b"hi", crc32_of(b"hi"), "text/plain", options=options)

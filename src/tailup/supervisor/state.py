@@ -45,6 +45,7 @@ from tailup.nodelease import this_process
 from tailup.offload import run_blocking
 from tailup.plan import part_size_cap
 from tailup.retention import Retention
+from tailup.retry import Backoff
 from tailup.rules.records import (
     RecordDefaults,
 )
@@ -92,9 +93,10 @@ class SupervisorState:
         checkpoints: CheckpointStore,
         *,
         bandwidth: BandwidthLimit | None = None,
+        backoff: Callable[[], Backoff] = Backoff,
     ) -> None:
         """``bandwidth``: the limit to send under; by default, the one --bwlimit says (None when
-        it is off)."""
+        it is off). ``backoff`` makes each stream's back-off (tests shorten it)."""
         self._settings = settings
         self.bandwidth = (
             bandwidth if bandwidth is not None else BandwidthLimit.for_setting(settings.bwlimit)
@@ -128,6 +130,7 @@ class SupervisorState:
             budget=ByteBudget(settings.max_inflight_bytes),
             close_grace_s=settings.close_grace,
             idle_timeout_s=settings.idle_timeout,
+            backoff=backoff,
             part_concurrency=settings.part_concurrency,
             after_upload=settings.after_upload_action,
             proc_sees_all=self._proc_sees_all and not settings.poll,
