@@ -70,7 +70,14 @@ def test_make_demo_installs_the_runtime_and_the_demo_servers_only(tmp_path: Path
         assert tool not in commands, f"make demo would install {tool}:\n{commands}"
     assert _installs(commands) == [
         BOOTSTRAP,
-        ["uv", "--require-hashes", "--no-deps", "-r", "requirements/demo.lock"],
+        [
+            "uv",
+            "--compile-bytecode",
+            "--require-hashes",
+            "--no-deps",
+            "-r",
+            "requirements/demo.lock",
+        ],
         ["uv", "--no-deps", "-e", "."],
     ]
     demo = _pins("demo.lock")
@@ -85,7 +92,14 @@ def test_the_tests_install_from_the_lock_with_hashes(target: str, tmp_path: Path
     commands = _dry_run(target, tmp_path)
     assert _installs(commands) == [
         BOOTSTRAP,
-        ["uv", "--require-hashes", "--no-deps", "-r", "requirements/dev.lock"],
+        [
+            "uv",
+            "--compile-bytecode",
+            "--require-hashes",
+            "--no-deps",
+            "-r",
+            "requirements/dev.lock",
+        ],
         ["uv", "--no-deps", "-e", "."],
     ]
 
