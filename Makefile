@@ -167,7 +167,8 @@ test-lowest: test-tools
 	@[ -x "$(LOWEST_VENV)/bin/python" ] || "$(PYTHON)" -m venv "$(LOWEST_VENV)"
 	"$(LOWEST_VENV)/bin/python" -m pip install --require-hashes --no-deps -r requirements/lowest.lock
 	"$(LOWEST_VENV)/bin/python" -m pip install --no-deps -e .
-	TAILUP_CRASH_TRIALS=$${TAILUP_CRASH_TRIALS:-1} PATH="$(abspath $(VENV))/bin:$$PATH" \
+	TAILUP_CRASH_TRIALS=$${TAILUP_CRASH_TRIALS:-1} PYTHONDONTWRITEBYTECODE= \
+		PATH="$(abspath $(VENV))/bin:$$PATH" \
 		"$(LOWEST_VENV)/bin/python" -m pytest -q -rs $(XDIST) $(PYTEST_ARGS)
 
 # The kill -9 trials with more trials than CI runs (3); TAILUP_CRASH_SEED=N repeats a run.
