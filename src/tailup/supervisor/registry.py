@@ -204,10 +204,15 @@ class Registry(SupervisorState):
     def _tell_closed(self, path: Path, stream: Stream) -> None:
         """The close of ``path`` was its last writer's. ``stream`` is told while it runs, also
         if it moved meanwhile (a rename right after the close: the same recording, and its
-        close must not be lost); one that ended has nothing to learn, and one whose file was
-        deleted or replaced meanwhile ends on that anyway."""
+        close must not be lost); one whose file was deleted or replaced meanwhile ends on that
+        anyway. A stream that ended before this pass told it may have completed on idle with
+        its writer taken to be open (where /proc is blind: a PID namespace), its after-upload
+        action pending on a close: the close is routed again as an event of the path, whose
+        look runs that action (or finds nothing to do), unless another stream has the path."""
         if stream in self._running:
             stream.on_closed()
+        elif path not in self._streams:
+            self._queue.put_nowait(FileEvent(EventKind.CLOSED, path))
 
     def _retry_closes(self, paths: list[Path], error: RetryableError) -> None:
         # As for any event that failed on something that passes: routed again shortly.
