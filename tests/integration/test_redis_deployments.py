@@ -113,7 +113,9 @@ async def test_the_checkpoint_store_works_on_a_cluster(
     own keys (one hash tag, one slot) and the index keys live on different masters."""
     async with RedisCheckpointStore.connect(redis_cluster.url, key_prefix) as store:
         await store.ping()
-        ids = [f"s{i}-{uuid.uuid4().hex[:6]}" for i in range(6)]
+        # Fixed ids (the key prefix keeps tests apart): their hash slots (1347, 13303, 10283,
+        # 7839, 4018, 14598) fall on every master; random ones all fell on one node at times.
+        ids = [f"s{i}-a1" for i in range(6)]
         for sid in ids:
             await store.create(_record(sid))
         sid = ids[0]
@@ -411,8 +413,9 @@ async def test_a_wrong_password_is_refused(acl_redis: RedisServer) -> None:
         with pytest.raises(CheckpointRefused) as info:
             await store.ping()
     assert "not-the-secret" not in str(info.value)
-    # Two commands (INFO cluster: is it a Cluster node?, then PING), each tried twice.
-    assert _refused_logins(acl_redis, "tailup") - before == 4
+    # Two commands (INFO cluster: is it a Cluster node?, then PING), each tried at most twice:
+    # 4 on redis-py 8.x, 2 on 5.x (which retries no refused login); 22 with 8.x's own retries.
+    assert 2 <= _refused_logins(acl_redis, "tailup") - before <= 4
 
 
 async def test_a_unix_socket_in_its_database(tmp_path: Path) -> None:
