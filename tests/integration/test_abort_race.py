@@ -133,8 +133,16 @@ async def test_a_file_gone_while_its_put_is_in_flight_keeps_its_object(
         ended = await daemon.checkpoints.inner.load(record.stream_id)
         assert ended is not None and ended[0].state is StreamState.COMPLETED, ended
         if how == "replaced":
-            nxt = await daemon.wait_for_state(path, {StreamState.COMPLETED})
-            assert nxt.stream_id != record.stream_id
+            # The path's record is the ended one until the next recording's stream takes the
+            # name: wait for a completed record of another stream there.
+            async def next_recording() -> bool:
+                found = await daemon.record_for(path)
+                done = found is not None and found.state is StreamState.COMPLETED
+                return done and found is not None and found.stream_id != record.stream_id
+
+            await wait_until(next_recording, "the next recording at the name completed")
+            nxt = await daemon.record_for(path)
+            assert nxt is not None and nxt.stream_id != record.stream_id
             got = s3_client.get_object(Bucket=bucket, Key=nxt.key)["Body"].read()
             assert got == content(32 * 1024, "the next recording")
     got = s3_client.get_object(Bucket=bucket, Key=record.key)["Body"].read()
